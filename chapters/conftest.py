@@ -1,0 +1,88 @@
+"""The harness behind `pytest chapters/NN_topic`: the learner's checklist.
+
+- LAB_IMPL picks the code under test (lab_impl.py): your lab/, or the reference.
+- Every test gets a fresh LAB_ROOT of its own session, never your /var/lib/lab.
+- Without root on Linux, the run stops at once with one line saying how to get the VM.
+- A test that reaches code you have not written yet fails with one line: the chapter, the
+  file and function to write, and where the lesson explains it; no wall of traceback.
+"""
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lab_impl
+
+lab_impl.activate()
+
+ROOT = lab_impl.ROOT
+NEEDS = ("these tests start real containers, so they need Linux and root: run them as root "
+         "(sudo -E .venv/bin/pytest ...) or in the course VM (README, 'The course VM')")
+UNFINISHED = re.compile(r"chapter \d\d: write \S+\(\) in .*")
+
+
+class Unfinished(Exception):
+    """The `lab` command hit code the learner has not written yet."""
+
+
+def lab_command() -> str:
+    beside = Path(sys.executable).with_name("lab")
+    return str(beside) if beside.exists() else (shutil.which("lab") or "lab")
+
+
+LAB = lab_command()
+
+
+def check_unfinished(stderr: str) -> None:
+    """Raise Unfinished when lab's stderr says it reached code not written yet."""
+    if m := UNFINISHED.search(stderr or ""):
+        raise Unfinished(m.group(0))
+
+
+def run_lab(*args, input=None, timeout=60) -> subprocess.CompletedProcess:
+    """Run `lab ARGS...` and return its exit status and output (text)."""
+    result = subprocess.run([LAB, *args], input=input, capture_output=True, text=True, timeout=timeout)
+    check_unfinished(result.stderr)
+    return result
+
+
+@pytest.fixture
+def lab():
+    """The `lab` command: lab("run", "--rm", "busybox", "true").returncode == 0"""
+    return run_lab
+
+
+def pytest_sessionstart(session):
+    if platform.system() != "Linux" or os.geteuid() != 0:
+        pytest.exit(NEEDS, returncode=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_root(tmp_path_factory):
+    """A LAB_ROOT for this test session; the `lab` commands the tests start inherit it."""
+    root = tmp_path_factory.mktemp("lab-root")
+    os.environ["LAB_ROOT"] = str(root)
+    return root
+
+
+NOT_WRITTEN: dict[str, None] = {}     # the messages, in order, each once
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance((NotImplementedError, Unfinished)):
+        report.longrepr = f"not written yet: {call.excinfo.value}"
+        NOT_WRITTEN[str(call.excinfo.value)] = None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if NOT_WRITTEN:
+        terminalreporter.section("what to write next")
+        for message in NOT_WRITTEN:
+            terminalreporter.line(message)

@@ -1,0 +1,153 @@
+"""The `lab` command, with docker's conventions.
+
+Exit status: the command's own for `lab run`, 125 when lab itself fails, 126 when the
+command cannot be executed, 127 when it does not exist. Errors are one line on stderr;
+LAB_DEBUG=1 shows the traceback too.
+"""
+import argparse
+import os
+import sys
+import time
+
+from lab import LabError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise LabError(f"{self.prog.removeprefix('lab ') or 'lab'}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="lab", description="A container runtime you write yourself.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="run a command in a new container")
+    run.add_argument("--name", help="name the container")
+    run.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    run.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run.add_argument("image", metavar="IMAGE")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+    run.set_defaults(func=cmd_run)
+
+    ps = commands.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    ps.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    ps.set_defaults(func=cmd_ps)
+
+    rm = commands.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("containers", nargs="+", metavar="CONTAINER")
+    rm.set_defaults(func=cmd_rm)
+
+    commands.add_parser("images", help="list images").set_defaults(func=cmd_images)
+    commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
+    commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from lab import container
+    return container.run(args.image, args.cmd, remove=args.rm, name=args.name, env=args.env,
+                         workdir=args.workdir, interactive=args.interactive)
+
+
+def ago(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds"
+
+
+def cmd_ps(args) -> int:
+    from lab import store
+    now = time.time()
+    rows = []
+    for c in store.list_containers():
+        running = c.is_running()
+        if not (running or args.all):
+            continue
+        if running:
+            status = f"Up {ago(now - c.state['StartedAt'])}"
+        elif c.state.get("Status") == "exited":
+            status = f"Exited ({c.state['ExitCode']}) {ago(now - c.state['FinishedAt'])} ago"
+        elif c.state.get("Status") == "running":
+            status = "Exited (unknown): its process is gone"
+        else:
+            status = "Created"
+        rows.append((c.id[:12], c.config["Image"], " ".join(c.config["Cmd"])[:20],
+                     ago(now - c.config["Created"]) + " ago", status, c.name))
+    if args.quiet:
+        print("\n".join(r[0] for r in rows))
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for r in table:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths)) + "   " + r[5])
+    return 0
+
+
+def cmd_rm(args) -> int:
+    import signal
+    from lab import store
+    status = 0
+    for ref in args.containers:
+        try:
+            c = store.find_container(ref)
+            if c.is_running():
+                if not args.force:
+                    raise LabError(f"container {ref} is running: stop it first, or use `lab rm -f`")
+                os.kill(c.state["Pid"], signal.SIGKILL)
+            store.remove_container(c)
+            print(ref)
+        except LabError as e:
+            print(f"lab: error: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_images(args) -> int:
+    from lab import images
+    print(f"{'REPOSITORY':<20} {'TAG':<10} {'IMAGE ID':<14} LAYERS")
+    for image in images.list_images():
+        for ref in image["RepoTags"]:
+            name, tag = ref.rsplit(":", 1)
+            print(f"{name:<20} {tag:<10} {image['Id'][7:19]:<14} {len(image['Layers'])}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from lab import doctor
+    return doctor.main()
+
+
+def cmd_progress(args) -> int:
+    from lab import progress
+    return progress.main()
+
+
+def main(argv=None) -> int:
+    from lab.process import StartError
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:
+            raise LabError(f"{args.command}: unknown flag {unknown[0]} (see `lab {args.command} --help`)")
+        return args.func(args)
+    except StartError as e:             # the command could not be run: 126, 127, or 125
+        return fail(e, e.status)
+    except (LabError, NotImplementedError) as e:
+        return fail(e, 125)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
+
+
+def fail(message, status: int) -> int:
+    if os.environ.get("LAB_DEBUG") == "1":
+        import traceback
+        traceback.print_exc()
+    print(f"lab: error: {message}", file=sys.stderr)
+    return status

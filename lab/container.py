@@ -1,0 +1,86 @@
+"""Putting the layers together: create a container, start it, wait for it, clean up.
+
+`start` is the whole story in the order the kernel needs it. Chapter 00 has two steps: fork
+a child and exec the command in it. Each later chapter adds its step to `prepare_child`
+(what the child does between fork and exec) or around the fork (what the runtime does).
+"""
+import os
+import time
+
+from lab import LabError, images, process, store
+
+
+def environment(image: dict, overrides: list[str], hostname: str) -> dict[str, str]:
+    """The container's environment: the image's, then HOSTNAME and HOME, then -e K=V."""
+    env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
+    env.setdefault("PATH", images.DEFAULT_PATH)
+    env.update(HOSTNAME=hostname, HOME="/root")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise LabError(f"invalid environment variable {item!r}: use -e NAME=VALUE")
+        if sep:
+            env[key] = value
+        elif key in os.environ:          # -e NAME passes the host's value on, as docker does
+            env[key] = os.environ[key]
+    return env
+
+
+def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None,
+           interactive=False) -> store.Container:
+    """Check everything, then write the container's record. Bad input creates nothing."""
+    image = images.resolve(image_ref)
+    argv = command or image["Config"].get("Cmd") or []
+    if not argv:
+        raise LabError(f"no command given and the image {image_ref} has none: add one after the image name")
+    cwd = workdir or image["Config"].get("WorkingDir") or "/"
+    if not cwd.startswith("/"):
+        raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
+    if name is not None and not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise LabError(f"invalid container name {name!r}: use letters, digits, '_', '.' and '-'")
+    environ = environment(image, list(env), hostname="")   # checked now, filled in below
+    config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Cmd": argv,
+              "WorkingDir": cwd, "Interactive": interactive}
+    container = store.create_container(config)
+    environ["HOSTNAME"] = container.id[:12]
+    container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
+    store.write_json(container.path / "config.json", container.config)
+    return container
+
+
+def start(container: store.Container) -> int:
+    """Start the container's process and record it as running; return its pid."""
+    config = container.config
+    env = dict(item.split("=", 1) for item in config["Env"])
+    stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
+
+    def prepare_child():
+        # Runs in the child, after fork and before exec. Chapters 01-05 add their steps here.
+        if stdin is not None:
+            os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
+
+    try:
+        pid = process.spawn(config["Cmd"], env, config["WorkingDir"], setup=prepare_child)
+    finally:
+        if stdin is not None:
+            os.close(stdin)
+    container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
+                         StartedAt=time.time())
+    return pid
+
+
+def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
+    """`lab run`: create, start, wait; return the exit status the way docker does."""
+    container = create(image_ref, command, **options)
+    try:
+        pid = start(container)
+    except BaseException:
+        store.remove_container(container)    # it never ran: leave nothing behind
+        raise
+    try:
+        status = process.wait_for(pid)
+        container.save_state(Status="exited", ExitCode=status, FinishedAt=time.time(), Pid=0)
+    finally:
+        if remove:
+            store.remove_container(container)
+    return status

@@ -1,0 +1,107 @@
+"""Chapter 00: a container is a process.
+
+The runtime fork()s; the child exec()s the user's command; the runtime wait()s for it and
+reports how it ended, the way docker does: the command's exit code, 128+N when signal N
+killed it, 126 when the file cannot be executed, 127 when it does not exist. Every later
+chapter only adds steps to what the child does between fork and exec (its `setup`).
+See man 2 fork, man 2 execve, man 2 waitpid, man 7 signal.
+"""
+import errno
+import os
+import signal
+import sys
+
+# Signals that `lab run` passes on to the container, as `docker run` does (--sig-proxy).
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+             signal.SIGUSR1, signal.SIGUSR2)
+
+
+class StartError(Exception):
+    """The child could not get as far as the command: `status` is what `lab run` exits with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None) -> int:
+    """Fork a child that runs setup() and then execs argv; return its pid once exec worked."""
+    # HINT: os.fork() returns twice: 0 in the child, the child's pid in the parent.
+    # HINT: the child runs child_main(...) (it never returns); the parent closes its copy of
+    # HINT: the pipe's write end, then check_started(read end, pid) says whether exec worked.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()   # close-on-exec: exec closes it, so EOF means "exec worked"
+    raise NotImplementedError("chapter 00: write spawn() in lab/process.py: Fork a child that runs setup() and then execs argv; return its pid once exec worked (see chapters/00_*/README.md, 'Your turn')")
+
+
+def exec_command(argv: list[str], env: dict[str, str], cwd: str) -> None:
+    """Replace this process with argv, run in cwd with exactly the environment env."""
+    # HINT: os.chdir, then os.execvpe: it searches env's PATH when argv[0] has no slash.
+    raise NotImplementedError("chapter 00: write exec_command() in lab/process.py: Replace this process with argv, run in cwd with exactly the environment env (see chapters/00_*/README.md, 'Your turn')")
+
+
+def exit_status(wait_status: int) -> int:
+    """Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal."""
+    # HINT: os.WIFEXITED / os.WEXITSTATUS, os.WIFSIGNALED / os.WTERMSIG.
+    raise NotImplementedError("chapter 00: write exit_status() in lab/process.py: Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal (see chapters/00_*/README.md, 'Your turn')")
+
+
+def child_main(argv, env, cwd, setup, report_fd: int):
+    """In the child, between fork and exec. Never returns: it execs or exits."""
+    status, message = 125, "lab: child failed"
+    try:
+        # The parent's handlers mean nothing here, and Python ignores SIGPIPE and SIGXFSZ:
+        # an ignored signal stays ignored across exec, so give the command the defaults.
+        for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if setup is not None:
+            setup()
+        try:
+            exec_command(argv, env, cwd)
+        except OSError as e:
+            status, message = exec_failure(argv[0], e)
+    except BaseException as e:              # a failed setup step: lab's own failure
+        message = str(e) or type(e).__name__
+    try:
+        os.write(report_fd, f"{status}:{message}".encode())
+    finally:
+        os._exit(status)
+
+
+def exec_failure(command: str, error: OSError) -> tuple[int, str]:
+    """Docker's status and message for a command that could not be executed."""
+    if error.errno == errno.ENOENT and "/" not in command:
+        return 127, f'exec "{command}": executable file not found in $PATH'
+    if error.errno == errno.ENOENT:
+        return 127, f'exec "{command}": no such file or directory'
+    if error.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
+        return 126, f'exec "{command}": permission denied'
+    return 126, f'exec "{command}": {error.strerror}'
+
+
+def check_started(read_end: int, pid: int) -> None:
+    """Wait until the child has exec'd (EOF on the pipe), or raise what it reported."""
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read()
+    if report:
+        os.waitpid(pid, 0)
+        status, message = report.decode(errors="replace").split(":", 1)
+        raise StartError(int(status), message)
+
+
+def wait_for(pid: int) -> int:
+    """Wait for the child, passing on the signals lab receives; return docker's status."""
+    def forward(sig, frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        _, wait_status = os.waitpid(pid, 0)   # retried by Python when a signal interrupts it
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_status(wait_status)

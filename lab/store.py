@@ -1,0 +1,109 @@
+"""What the runtime keeps on disk, under LAB_ROOT (default /var/lib/lab).
+
+    images/      one JSON file per image, and tags.json (name:tag -> image id)
+    layers/      image layers, one folder each, named by the sha256 of their tar
+    containers/  <id>/config.json (what to run) and <id>/state.json (how it is going)
+
+State on disk is the truth: `lab ps` reads it and checks it against the live processes.
+Files are written whole or not at all (write a temporary file, then rename it).
+"""
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from lab import LabError
+
+
+def lab_root() -> Path:
+    return Path(os.environ.get("LAB_ROOT") or "/var/lib/lab")
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+class Container:
+    def __init__(self, path: Path):
+        self.path = path
+        self.id = path.name
+        self.config = read_json(path / "config.json")
+        state = path / "state.json"
+        self.state = read_json(state) if state.exists() else {"Status": "created"}
+
+    @property
+    def name(self) -> str:
+        return self.config.get("Name") or self.id[:12]
+
+    def save_state(self, **changes) -> None:
+        self.state.update(changes)
+        write_json(self.path / "state.json", self.state)
+
+    def is_running(self) -> bool:
+        """Running on disk and its process still alive (the same process: same start time)."""
+        pid = self.state.get("Pid")
+        if self.state.get("Status") != "running" or not pid:
+            return False
+        return process_start_time(pid) == self.state.get("PidStartTime")
+
+
+def process_start_time(pid: int) -> int | None:
+    """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def containers_dir() -> Path:
+    return lab_root() / "containers"
+
+
+def create_container(config: dict) -> Container:
+    name = config.get("Name")
+    if name and any(c.config.get("Name") == name for c in list_containers()):
+        raise LabError(f'the container name "{name}" is already in use: '
+                       f"remove it first (lab rm {name}) or choose another --name")
+    cid = secrets.token_hex(32)
+    path = containers_dir() / cid
+    path.mkdir(parents=True)
+    write_json(path / "config.json", {**config, "Id": cid, "Created": time.time()})
+    return Container(path)
+
+
+def list_containers() -> list[Container]:
+    root = containers_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        if (path / "config.json").exists():
+            found.append(Container(path))
+    return sorted(found, key=lambda c: c.config["Created"], reverse=True)
+
+
+def find_container(ref: str) -> Container:
+    """A container by name, full id or unambiguous id prefix."""
+    everything = list_containers()
+    for c in everything:
+        if ref in (c.id, c.config.get("Name")):
+            return c
+    matches = [c for c in everything if c.id.startswith(ref)] if len(ref) >= 3 else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise LabError(f"{ref!r} matches {len(matches)} containers: give more of the id")
+    raise LabError(f"no such container: {ref} (see `lab ps -a`)")
+
+
+def remove_container(container: Container) -> None:
+    shutil.rmtree(container.path, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""The kernel calls the runtime needs, as thin ctypes wrappers.
+
+Python's os module has fork, exec and waitpid, but (before 3.12) not unshare or setns, and
+never mount, umount2, pivot_root or sethostname. Each wrapper calls libc and, when the
+kernel says no, raises an OSError that names the call and its arguments, e.g.
+"mount('overlay', '/x', 'overlay', 0, 'lowerdir=...'): No such file or directory".
+See man 2 unshare, man 2 setns, man 2 mount, man 2 umount2, man 2 pivot_root.
+"""
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# Namespace flags (linux/sched.h).
+CLONE_NEWNS = 0x00020000      # mount
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000     # hostname
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Mount flags (linux/mount.h).
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+
+
+def _check(result: int, call: str, *args) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        shown = ", ".join(repr(a) for a in args)
+        raise OSError(err, f"{call}({shown}): {os.strerror(err)}")
+    return result
+
+
+def _bytes(value):
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
+
+
+def mount(source, target, fstype=None, flags: int = 0, data=None) -> None:
+    result = _libc.mount(_bytes(source), _bytes(target), _bytes(fstype),
+                         ctypes.c_ulong(flags), _bytes(data))
+    _check(result, "mount", source, str(target), fstype, flags, data)
+
+
+def umount2(target, flags: int = 0) -> None:
+    _check(_libc.umount2(_bytes(target), ctypes.c_int(flags)), "umount2", str(target), flags)
+
+
+def pivot_root(new_root, put_old) -> None:
+    # glibc has no wrapper for pivot_root: call it by its syscall number.
+    if SYS_pivot_root is None:
+        raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
+    result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
+    _check(result, "pivot_root", str(new_root), str(put_old))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)

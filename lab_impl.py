@@ -1,0 +1,45 @@
+"""Which `lab` runs: the learner's `lab/` or the reference `solutions/lab/`.
+
+LAB_IMPL=solutions selects the reference; unset (or LAB_IMPL=lab) selects the learner's code;
+any other value names a folder that holds a `lab` package (the course's self-check points it
+at a freshly generated skeleton). This is the one place that decides: the `lab` command, the
+tests and the notebooks call activate(), which puts that folder first on sys.path and on
+PYTHONPATH, so every subprocess they start sees the same code.
+"""
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def folder() -> Path:
+    """The folder whose `lab` package is in use."""
+    impl = os.environ.get("LAB_IMPL") or "lab"
+    if impl == "lab":
+        return ROOT
+    if impl == "solutions":
+        return ROOT / "solutions"
+    return Path(impl).resolve()
+
+
+def activate() -> Path:
+    where = folder()
+    if not (where / "lab" / "__init__.py").is_file():
+        sys.exit(f"lab: error: LAB_IMPL={os.environ.get('LAB_IMPL')!r}: no lab package in {where}"
+                 " (use LAB_IMPL=solutions for the reference, or unset it for your lab/)")
+    loaded = sys.modules.get("lab")
+    if loaded is not None and Path(loaded.__file__).resolve().parent.parent != where:
+        raise RuntimeError(f"lab was imported from {loaded.__file__} before LAB_IMPL was applied")
+    if sys.path[:1] != [str(where)]:
+        sys.path.insert(0, str(where))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(where)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(where), *paths])
+    return where
+
+
+def main():
+    """The `lab` console script."""
+    activate()
+    from lab.cli import main as cli_main
+    sys.exit(cli_main())

@@ -1,0 +1,17 @@
+"""lab: a container runtime you write yourself, one kernel layer per chapter.
+
+    process.py     00  a container is a process: fork, exec, wait
+    namespaces.py  01  what it can see            (coming)
+    cgroups.py     02  what it may use            (coming)
+    rootfs.py      03  which files are its /      (coming)
+    overlay.py     04  images as layers           (coming)
+    volumes.py     05  data that outlives it      (coming)
+    exec.py        06  entering a running one     (coming)
+
+container.py puts the layers together; images.py and store.py keep what lives under
+LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; cli.py is the `lab` command.
+"""
+
+
+class LabError(Exception):
+    """Something lab itself could not do: shown as one `lab: error:` line, exit status 125."""

@@ -1,0 +1,83 @@
+"""End to end through the `lab` command: docker's exit statuses, one-line errors, nothing left behind."""
+import os
+from pathlib import Path
+
+import pytest
+
+
+def leftovers(lab_root: Path) -> list[str]:
+    """Containers and half-written files under LAB_ROOT (images and layers are a cache)."""
+    found = [str(p) for p in (lab_root / "containers").glob("*")] if (lab_root / "containers").exists() else []
+    return found + [str(p) for p in lab_root.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("args, status, error", [
+    (["run", "no-such-image"], 125, "no such image: no-such-image:latest"),
+    (["run", "Bad_Name!"], 125, "invalid image name 'Bad_Name!'"),
+    (["run", "--rm", "busybox", "no-such-command"], 127, 'exec "no-such-command": executable file not found'),
+    (["run", "busybox", "/etc/passwd"], 126, 'exec "/etc/passwd": permission denied'),
+    (["run", "--no-such-flag", "busybox", "true"], 125, "run: unknown flag --no-such-flag"),
+    (["run", "-e", "=x", "busybox", "true"], 125, "invalid environment variable '=x'"),
+    (["run", "-w", "relative", "busybox", "true"], 125, "working directory 'relative' is not absolute"),
+    (["run", "--name", "a/b", "busybox", "true"], 125, "invalid container name 'a/b'"),
+    (["run"], 125, "the following arguments are required: IMAGE"),
+    (["frobnicate"], 125, "invalid choice: 'frobnicate'"),
+    (["rm", "no-such-container"], 1, "no such container: no-such-container"),
+])
+def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
+    result = lab(*args)
+    assert result.returncode == status
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("lab: error: ")
+    assert error in result.stderr
+    assert leftovers(lab_root) == []
+
+
+def test_a_missing_static_busybox_names_the_package_to_install(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path / "empty-root"))
+    monkeypatch.setenv("LAB_BUSYBOX", str(tmp_path / "no-busybox"))
+    result = lab("run", "busybox", "true")
+    assert result.returncode == 125
+    assert "apt-get install busybox-static" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert leftovers(tmp_path / "empty-root") == []
+
+
+def test_a_traceback_only_with_lab_debug(lab, monkeypatch):
+    monkeypatch.setenv("LAB_DEBUG", "1")
+    assert "Traceback" in lab("run", "no-such-image").stderr
+
+
+def test_a_kept_container_is_listed_until_it_is_removed(lab):
+    assert lab("run", "--name", "keeper", "busybox", "sh", "-c", "exit 4").returncode == 4
+    listing = lab("ps", "-a").stdout
+    assert "keeper" in listing and "Exited (4)" in listing
+    assert "keeper" not in lab("ps").stdout                    # not running
+    assert lab("run", "--name", "keeper", "busybox", "true").returncode == 125   # names are unique
+    assert lab("rm", "keeper").returncode == 0
+    assert "keeper" not in lab("ps", "-a").stdout
+
+
+def test_run_dash_dash_rm_leaves_no_container(lab, lab_root):
+    assert lab("run", "--rm", "busybox", "true").returncode == 0
+    assert leftovers(lab_root) == []
+
+
+def test_busybox_is_built_locally_and_listed(lab):
+    lab("run", "--rm", "busybox", "true")
+    assert lab("images").stdout.splitlines()[1].split()[:2] == ["busybox", "latest"]
+
+
+def test_doctor_passes_on_a_machine_that_runs_the_course(lab):
+    result = lab("doctor")
+    assert result.returncode == 0, result.stdout
+    assert "cgroups" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_progress_shows_every_chapter_done_on_the_reference(lab):
+    if os.environ.get("LAB_IMPL") != "solutions":
+        pytest.fail("run the course's own tests against the reference: LAB_IMPL=solutions (make test does)")
+    result = lab("progress", timeout=300)
+    assert result.returncode == 0
+    chapters = [line.split() for line in result.stdout.splitlines() if line[2:4].isdigit()]
+    assert chapters and all(c[-1] == "done" for c in chapters), result.stdout
+    assert all(int(c[-2].split("/")[0]) > 0 for c in chapters)   # n/n with n > 0
+    assert "Every chapter passes" in result.stdout

@@ -1,0 +1,66 @@
+"""The course checks itself: a chapter test that passes without the learner's code checks nothing.
+
+For every chapter NN, a freshly generated skeleton (in a temporary folder, never your lab/)
+must fail every one of chapter NN's tests, both with everything blank and with only chapter
+NN blank (chapters before it solved: what a learner at chapter NN has). That the reference
+passes them all is what `make test` runs: the chapters under LAB_IMPL=solutions.
+"""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import make_skeleton  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
+
+
+def passing_tests(impl: Path, tests: Path, tmp_path: Path) -> list[str]:
+    """Run the tests at `tests` with LAB_IMPL=impl; return the ids of those that passed."""
+    report = tmp_path / f"report-{tests.name}.xml"
+    env = {**os.environ, "LAB_IMPL": str(impl)}
+    env.pop("PYTHONPATH", None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"--junitxml={report}", str(tests)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert report.exists(), run.stdout + run.stderr
+    cases = ET.parse(report).getroot().iter("testcase")
+    results = [(c.get("name"), [child.tag for child in c]) for c in cases]
+    assert results, f"no test ran in {tests}:\n{run.stdout}"
+    return [name for name, outcome in results if not {"failure", "error", "skipped"} & set(outcome)]
+
+
+def test_lab_is_exactly_what_the_skeleton_generator_writes(tmp_path):
+    make_skeleton.make_skeleton(tmp_path / "lab")
+    for generated in (tmp_path / "lab").rglob("*.py"):
+        mine = ROOT / "lab" / generated.relative_to(tmp_path / "lab")
+        assert mine.exists() and mine.read_text() == generated.read_text(), \
+            f"{mine} differs from the generated skeleton: run `make skeleton`"
+    assert sorted(p.name for p in (ROOT / "lab").rglob("*.py")) == sorted(p.name for p in (tmp_path / "lab").rglob("*.py"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("blank", ["all chapters blank", "only this chapter blank"])
+def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
+    only = {chapter.name[:2]} if blank.startswith("only") else None
+    make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=only)
+    assert passing_tests(tmp_path / "impl", chapter, tmp_path) == []
+
+
+def test_the_check_catches_a_test_that_cannot_fail(tmp_path):
+    vacuous = tmp_path / "chapters" / "99_vacuous"
+    vacuous.mkdir(parents=True)
+    (vacuous / "test_vacuous.py").write_text("def test_nothing():\n    assert True\n")
+    make_skeleton.make_skeleton(tmp_path / "impl" / "lab")
+    assert passing_tests(tmp_path / "impl", vacuous, tmp_path) == ["test_nothing"]
+
+
+def test_the_generator_refuses_a_block_that_is_never_closed():
+    with pytest.raises(SystemExit, match="no END SOLUTION"):
+        make_skeleton.blank("def f():\n    # BEGIN SOLUTION 00\n    return 1\n", "m.py", None)

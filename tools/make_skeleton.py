@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Write the learner's lab/ from the reference solutions/lab/.
+
+In the reference, the part of an exercise the learner writes sits between
+`# BEGIN SOLUTION NN` and `# END SOLUTION` (NN is the chapter). Each such block becomes
+
+    raise NotImplementedError("chapter NN: write f() in lab/m.py: <first docstring line> ...")
+
+and the `# HINT:` lines above it stay. Files without blocks are copied as they are.
+
+    python3 tools/make_skeleton.py                # rewrite lab/ (what `make skeleton` does)
+    python3 tools/make_skeleton.py --out DIR      # write the package to DIR instead
+    python3 tools/make_skeleton.py --out DIR --chapters 01
+                                                  # blank only chapter 01 (the others solved)
+"""
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (\d\d)\s*$")
+END = re.compile(r"^\s*# END SOLUTION\s*$")
+DEF = re.compile(r"^\s*(?:async\s+)?def (\w+)\(")
+
+
+def lesson(chapter: str) -> str:
+    found = sorted(ROOT.glob(f"chapters/{chapter}_*/README.md"))
+    return found[0].relative_to(ROOT).as_posix() if found else f"chapters/{chapter}_*/README.md"
+
+
+def docstring_line(lines: list[str], def_index: int) -> str:
+    """The first line of the docstring of the function defined at lines[def_index]."""
+    for line in lines[def_index + 1:def_index + 8]:
+        text = line.strip()
+        if text.startswith(('"""', "'''")):
+            return text.strip("\"' ").rstrip(".")
+    return ""
+
+
+def blank(source: str, name: str, chapters: set[str] | None) -> str:
+    """Return `source` with its solution blocks (of `chapters`, or all) replaced."""
+    lines = source.splitlines(keepends=True)
+    out, i, function, def_index = [], 0, None, None
+    while i < len(lines):
+        line = lines[i]
+        if m := DEF.match(line):
+            function, def_index = m.group(1), i
+        if END.match(line):
+            raise SystemExit(f"{name}:{i + 1}: END SOLUTION without BEGIN SOLUTION")
+        m = BEGIN.match(line)
+        if not m:
+            out.append(line)
+            i += 1
+            continue
+        indent, chapter = m.groups()
+        end = next((j for j in range(i + 1, len(lines)) if END.match(lines[j])), None)
+        if end is None or any(BEGIN.match(x) for x in lines[i + 1:end]):
+            raise SystemExit(f"{name}:{i + 1}: BEGIN SOLUTION {chapter} has no END SOLUTION")
+        if function is None:
+            raise SystemExit(f"{name}:{i + 1}: a solution block must sit inside a function")
+        if chapters is None or chapter in chapters:
+            what = docstring_line(lines, def_index)
+            message = (f"chapter {chapter}: write {function}() in lab/{name}"
+                       f"{': ' + what if what else ''} (see {lesson(chapter)}, 'Your turn')")
+            out.append(f"{indent}raise NotImplementedError({message!r})\n")
+        else:
+            out.extend(lines[i + 1:end])
+        i = end + 1
+    return "".join(out)
+
+
+def make_skeleton(out: Path, chapters: set[str] | None = None, src: Path = ROOT / "solutions" / "lab"):
+    """Write the skeleton package to `out` (replacing what is there)."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for path in sorted(src.rglob("*")):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        target = tmp / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".py":
+            target.write_text(blank(path.read_text(), path.relative_to(src).as_posix(), chapters))
+        else:
+            shutil.copyfile(path, target)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "lab", help="where to write the package (default: lab/)")
+    parser.add_argument("--chapters", nargs="+", metavar="NN", help="blank only these chapters' blocks")
+    args = parser.parse_args(argv)
+    make_skeleton(args.out.resolve(), set(args.chapters) if args.chapters else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
