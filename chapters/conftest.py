@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,23 @@ def lab():
 def pytest_sessionstart(session):
     if platform.system() != "Linux" or os.geteuid() != 0:
         pytest.exit(NEEDS, returncode=1)
+    # A LAB_ROOT for this session: every `lab` command, test and notebook kernel inherits it.
+    # (chapters/, tests/ and notebooks/ share this hook: make the root once per process.)
+    if os.environ.get("LAB_ROOT_OWNER") != str(os.getpid()):
+        os.environ["LAB_ROOT"] = tempfile.mkdtemp(prefix="lab-root-")
+        os.environ["LAB_ROOT_OWNER"] = str(os.getpid())
 
 
-@pytest.fixture(scope="session", autouse=True)
-def lab_root(tmp_path_factory):
-    """A LAB_ROOT for this test session; the `lab` commands the tests start inherit it."""
-    root = tmp_path_factory.mktemp("lab-root")
-    os.environ["LAB_ROOT"] = str(root)
-    return root
+def pytest_sessionfinish(session):
+    root = os.environ.get("LAB_ROOT", "")
+    if Path(root).name.startswith("lab-root-"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def lab_root() -> Path:
+    """This session's LAB_ROOT."""
+    return Path(os.environ["LAB_ROOT"])
 
 
 NOT_WRITTEN: dict[str, None] = {}     # the messages, in order, each once

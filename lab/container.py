@@ -5,6 +5,7 @@ a child and exec the command in it. Each later chapter adds its step to `prepare
 (what the child does between fork and exec) or around the fork (what the runtime does).
 """
 import os
+import signal
 import time
 
 from lab import LabError, images, process, store
@@ -72,9 +73,11 @@ def start(container: store.Container) -> int:
 def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     """`lab run`: create, start, wait; return the exit status the way docker does."""
     container = create(image_ref, command, **options)
+    process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
         pid = start(container)
     except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         store.remove_container(container)    # it never ran: leave nothing behind
         raise
     try:

@@ -106,6 +106,11 @@ def check_started(read_end: int, pid: int) -> None:
         raise StartError(int(status), message)
 
 
+def hold_signals() -> None:
+    """Hold the signals lab forwards until wait_for() knows where to send them: none is lost."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+
+
 def wait_for(pid: int) -> int:
     """Wait for the child, passing on the signals lab receives; return docker's status."""
     def forward(sig, frame):
@@ -114,6 +119,7 @@ def wait_for(pid: int) -> int:
         except ProcessLookupError:
             pass
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)   # held signals are forwarded now
     try:
         _, wait_status = os.waitpid(pid, 0)   # retried by Python when a signal interrupts it
     finally:

@@ -1,0 +1,29 @@
+# The course's commands. Run them as root on Linux (or in the course VM).
+VENV   := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test check progress skeleton clean
+
+setup:              ## system packages, the venv, and the busybox image
+	bash tools/provision.sh
+	LAB_IMPL=solutions $(VENV)/bin/lab run --rm busybox true
+
+demo: setup         ## the reference runtime running a container, and what it is
+	bash tools/demo.sh
+
+test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
+	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
+	LAB_IMPL=solutions $(VENV)/bin/pytest chapters tests notebooks --nbval -p no:cacheprovider; \
+	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
+
+check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it
+	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course.py -q
+
+progress:           ## your progress through the chapters (runs your lab/ against the chapter tests)
+	$(VENV)/bin/lab progress
+
+skeleton:           ## regenerate lab/ from solutions/lab/ (overwrites your work in lab/!)
+	python3 tools/make_skeleton.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# System packages and the Python environment for the course. One script for every place the
+# course runs: `make setup` on a learner's Linux, the course VM (Vagrantfile) and CI (.ci/run).
+# Run it as root from anywhere; it works on Debian 12 and Ubuntu 24.04 (apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(busybox-static python3 python3-venv make iproute2 procps util-linux)
+if command -v apt-get >/dev/null; then
+    missing=()
+    for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "provision: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+else
+    echo "provision: no apt-get here; install these yourself: ${packages[*]}" >&2
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "provision: creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[course]'
+echo "provision: done ($(.venv/bin/python --version), lab at .venv/bin/lab)"
