@@ -2,7 +2,7 @@
 VENV   := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test check progress skeleton clean
+.PHONY: setup demo test check progress skeleton notebooks clean
 
 setup:              ## system packages, the venv, and the busybox image
 	bash tools/provision.sh
@@ -24,6 +24,9 @@ progress:           ## your progress through the chapters (runs your lab/ agains
 
 skeleton:           ## regenerate lab/ from solutions/lab/ (overwrites your work in lab/!)
 	python3 tools/make_skeleton.py
+
+notebooks:          ## re-run the notebooks with the reference and store their outputs (what nbval checks)
+	$(VENV)/bin/python tools/run_notebooks.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
