@@ -6,9 +6,11 @@
 - A test that reaches code you have not written yet fails with one line: the chapter, the
   file and function to write, and where the lesson explains it; no wall of traceback.
 """
+import ctypes
 import os
 import platform
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -61,6 +63,9 @@ def lab():
 def pytest_sessionstart(session):
     if platform.system() != "Linux" or os.geteuid() != 0:
         pytest.exit(NEEDS, returncode=1)
+    # Orphans (a container whose `lab` died) become our children, not init's: see leftovers().
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # A LAB_ROOT for this session: every `lab` command, test and notebook kernel inherits it.
     # (chapters/, tests/ and notebooks/ share this hook: make the root once per process.)
     if os.environ.get("LAB_ROOT_OWNER") != str(os.getpid()):
@@ -72,6 +77,33 @@ def pytest_sessionfinish(session):
     root = os.environ.get("LAB_ROOT", "")
     if Path(root).name.startswith("lab-root-"):
         shutil.rmtree(root, ignore_errors=True)
+
+
+def children() -> dict[int, tuple[str, str]]:
+    """Our child processes: pid -> (state, command line)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == os.getpid():
+            found[int(stat.parent.name)] = (state, cmdline)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """After each test, no process it started may still run: it is killed and the test fails."""
+    yield
+    left = {}
+    for pid, (state, cmdline) in children().items():
+        if state != "Z":
+            left[pid] = cmdline
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert not left, f"processes left running (now killed): {left}"
 
 
 @pytest.fixture
@@ -87,8 +119,10 @@ NOT_WRITTEN: dict[str, None] = {}     # the messages, in order, each once
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
     if call.excinfo is not None and call.excinfo.errisinstance((NotImplementedError, Unfinished)):
-        report.longrepr = f"not written yet: {call.excinfo.value}"
-        NOT_WRITTEN[str(call.excinfo.value)] = None
+        message = str(call.excinfo.value)
+        NOT_WRITTEN[message] = None
+        short = re.match(r"chapter \d\d: write \S+ in [\w/.]+?(?=:| \(|$)", message)
+        report.longrepr = f"not written yet: {short.group(0) if short else message} (more below)"
 
 
 def pytest_terminal_summary(terminalreporter):

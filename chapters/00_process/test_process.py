@@ -4,7 +4,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import LAB, check_unfinished
+from conftest import LAB, check_unfinished, run_lab
 from lab import process
 
 
@@ -66,7 +66,7 @@ def test_exit_status_reads_a_waitpid_status():
 
 def test_lab_passes_a_signal_it_receives_on_to_the_container():
     script = 'trap "echo got TERM; exit 0" TERM; echo ready; while :; do sleep 0.1; done'
-    lab = subprocess.Popen([LAB, "run", "--rm", "busybox", "sh", "-c", script],
+    lab = subprocess.Popen([LAB, "run", "--rm", "--name", "trapper", "busybox", "sh", "-c", script],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if lab.stdout.readline() != "ready\n":
@@ -78,6 +78,7 @@ def test_lab_passes_a_signal_it_receives_on_to_the_container():
     finally:
         lab.kill()
         lab.wait()
+        run_lab("rm", "-f", "trapper")      # if lab died first, its container is still there
 
 
 def test_without_dash_i_the_command_reads_an_empty_stdin(lab):
