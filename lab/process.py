@@ -32,19 +32,19 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()   # close-on-exec: exec closes it, so EOF means "exec worked"
-    raise NotImplementedError("chapter 00: write spawn() in lab/process.py: Fork a child that runs setup() and then execs argv; return its pid once exec worked (see chapters/00_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 00: write spawn() in lab/process.py: Fork a child that runs setup() and then execs argv; return its pid once exec worked (see chapters/00_process/README.md, 'Your turn')")
 
 
 def exec_command(argv: list[str], env: dict[str, str], cwd: str) -> None:
     """Replace this process with argv, run in cwd with exactly the environment env."""
     # HINT: os.chdir, then os.execvpe: it searches env's PATH when argv[0] has no slash.
-    raise NotImplementedError("chapter 00: write exec_command() in lab/process.py: Replace this process with argv, run in cwd with exactly the environment env (see chapters/00_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 00: write exec_command() in lab/process.py: Replace this process with argv, run in cwd with exactly the environment env (see chapters/00_process/README.md, 'Your turn')")
 
 
 def exit_status(wait_status: int) -> int:
     """Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal."""
     # HINT: os.WIFEXITED / os.WEXITSTATUS, os.WIFSIGNALED / os.WTERMSIG.
-    raise NotImplementedError("chapter 00: write exit_status() in lab/process.py: Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal (see chapters/00_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 00: write exit_status() in lab/process.py: Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal (see chapters/00_process/README.md, 'Your turn')")
 
 
 def child_main(argv, env, cwd, setup, report_fd: int):
