@@ -81,3 +81,19 @@ def test_progress_shows_every_chapter_done_on_the_reference(lab):
     assert chapters and all(c[-1] == "done" for c in chapters), result.stdout
     assert all(int(c[-2].split("/")[0]) > 0 for c in chapters)   # n/n with n > 0
     assert "Every chapter passes" in result.stdout
+
+
+def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatch):
+    monkeypatch.setenv("LAB_BUSYBOX", "/nonexistent/busybox")
+    result = lab("doctor")
+    assert result.returncode == 1
+    assert "FAIL  static busybox at /nonexistent/busybox\n        -> apt-get install busybox-static" in result.stdout
+
+
+def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
+    import conftest
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.exit.Exception) as stopped:
+        conftest.pytest_sessionstart(None)
+    assert "need Linux and root" in str(stopped.value) and "course VM" in str(stopped.value)
+    assert "\n" not in str(stopped.value)
