@@ -2,6 +2,8 @@
 
 - LAB_IMPL picks the code under test (lab_impl.py): your lab/, or the reference.
 - Every test gets a fresh LAB_ROOT of its own session, never your /var/lib/lab.
+- A test of chapter NN sets LAB_CHAPTER=NN: your runtime may skip chapters after NN that
+  you have not written yet, but not chapter NN or earlier ones.
 - Without root on Linux, the run stops at once with one line saying how to get the VM.
 - A test that reaches code you have not written yet fails with one line: the chapter, the
   file and function to write, and where the lesson explains it; no wall of traceback.
@@ -104,6 +106,13 @@ def no_process_left_behind():
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert not left, f"processes left running (now killed): {left}"
+
+
+@pytest.fixture(autouse=True)
+def chapter_required(request, monkeypatch):
+    """A test of chapter NN runs with LAB_CHAPTER=NN: lab may skip later chapters, not these."""
+    if m := re.search(r"(?:chapters/|notebooks/)(\d\d)_", request.path.as_posix()):
+        monkeypatch.setenv("LAB_CHAPTER", m.group(1))
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The course checks itself: a chapter test that passes without the learner's code checks nothing.
 
-For every chapter NN, a freshly generated skeleton (in a temporary folder, never your lab/)
-must fail every one of chapter NN's tests, both with everything blank and with only chapter
-NN blank (chapters before it solved: what a learner at chapter NN has). That the reference
-passes them all is what `make test` runs: the chapters under LAB_IMPL=solutions.
+For every chapter NN, with a freshly generated skeleton (in a temporary folder, never your lab/):
+- every one of chapter NN's tests fails with everything blank, and with only chapter NN blank;
+- they all pass with chapters 00..NN solved and the later ones blank: what a learner who has
+  just finished chapter NN has. (That the complete reference passes them all is what
+  `make test` runs: the chapters under LAB_IMPL=solutions.)
 """
 import os
 import subprocess
@@ -51,6 +52,16 @@ def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
     only = {chapter.name[:2]} if blank.startswith("only") else None
     make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=only)
     assert passing_tests(tmp_path / "impl", chapter, tmp_path) == []
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_a_learner_who_finished_a_chapter_passes_its_tests(chapter, tmp_path):
+    later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
+    make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=later)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(chapter)],
+                         cwd=tmp_path, env={**os.environ, "LAB_IMPL": str(tmp_path / "impl")},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
 
 
 def test_the_check_catches_a_test_that_cannot_fail(tmp_path):

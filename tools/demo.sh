@@ -5,20 +5,23 @@ set -u
 export LAB_IMPL=solutions
 export PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"
 
+previous=
 while IFS= read -r line; do
     case $line in
-        "#"*) printf '\n%s\n' "${line#\# }" ;;
-        *) printf '\033[1m$ %s\033[0m\n' "$line"; bash -c "$line" 2>&1 ;;
+        "#"*) [ "$previous" = narration ] || echo; echo "${line#\# }"; previous=narration ;;
+        *) printf '\033[1m$ %s\033[0m\n' "$line"; bash -c "$line" 2>&1; previous=command ;;
     esac
 done <<'DEMO'
 # A container is a process on the host: lab forks, the child execs the command, lab waits.
 lab run --rm busybox echo hello from a container
-lab run --rm busybox sh -c 'echo "I am PID $$ and my parent, PID $PPID, is $(cat /proc/$PPID/comm)"'
-# lab exits the way docker does: the command's status, or 128+N when signal N killed it.
+lab run --rm busybox sleep 1 & sleep 0.3; ps -o pid,ppid,args --forest -p $!,$(pgrep -P $!); wait
+# Namespaces change what it sees: it is PID 1, with its own hostname and a network of its own.
+lab run --rm --hostname demo busybox sh -c 'echo "I am PID $$ on $(hostname)"; ps -o pid,comm'
+hostname; lab run --rm busybox ip -o link | cut -d " " -f 1-3
+# lab exits the way docker does: the command's status, 128+N when signal N killed it,
+# 126 when it cannot be executed, 127 when it does not exist.
 lab run --rm busybox sh -c 'exit 3'; echo "exit status $?"
-lab run --rm busybox sh -c 'kill -KILL $$'; echo "exit status $?"
 lab run --rm busybox no-such-command; echo "exit status $?"
-# Still shared with the host (chapters 01 to 03 change that): its hostname and its files.
-hostname; lab run --rm busybox hostname
+# Still shared with the host (chapter 03 changes that): its files.
 lab run --rm busybox head -n 1 /etc/os-release
 DEMO

@@ -71,6 +71,13 @@ def blank(source: str, name: str, chapters: set[str] | None) -> str:
     return "".join(out)
 
 
+def chapters_in(src: Path = ROOT / "solutions" / "lab") -> list[str]:
+    """The chapters that have solution blocks in src, in order."""
+    found = {m.group(2) for path in src.rglob("*.py") for line in path.read_text().splitlines()
+             if (m := BEGIN.match(line))}
+    return sorted(found)
+
+
 def make_skeleton(out: Path, chapters: set[str] | None = None, src: Path = ROOT / "solutions" / "lab"):
     """Write the skeleton package to `out` (replacing what is there)."""
     tmp = out.with_name(out.name + ".tmp")

@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import LAB, check_unfinished, run_lab
@@ -18,9 +19,37 @@ def test_lab_run_exits_with_the_commands_exit_code(lab):
     assert lab("run", "--rm", "busybox", "true").returncode == 0
 
 
-def test_a_command_killed_by_signal_n_exits_128_plus_n(lab):
-    assert lab("run", "--rm", "busybox", "sh", "-c", "kill -KILL $$").returncode == 128 + 9
-    assert lab("run", "--rm", "busybox", "sh", "-c", "kill -TERM $$").returncode == 128 + 15
+def container_process(lab: subprocess.Popen, timeout: float = 10) -> int:
+    """The host PID of the container's process: the child of the `lab run` process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == lab.pid:
+                    return int(stat.parent.name)
+            except (OSError, ValueError):
+                continue
+        if lab.poll() is not None:
+            check_unfinished(lab.stderr.read())
+            raise AssertionError(f"lab run exited with {lab.returncode} before its container started")
+        time.sleep(0.02)
+    raise AssertionError(f"no container process under lab (pid {lab.pid}) after {timeout} s")
+
+
+def test_a_container_killed_by_signal_n_exits_128_plus_n():
+    lab = subprocess.Popen([LAB, "run", "--rm", "busybox", "sleep", "30"], stderr=subprocess.PIPE, text=True)
+    try:
+        os.kill(container_process(lab), signal.SIGKILL)     # from the host, as `docker kill` does
+        assert lab.wait(timeout=10) == 128 + 9
+    finally:
+        lab.kill()
+        lab.wait()
+
+
+def test_wait_for_reports_the_signal_that_killed_the_child():
+    pid = process.spawn(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, "/")
+    os.kill(pid, signal.SIGTERM)
+    assert process.wait_for(pid) == 128 + 15
 
 
 def test_a_command_that_does_not_exist_exits_127_with_one_error_line(lab):

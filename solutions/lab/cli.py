@@ -28,6 +28,7 @@ def build_parser() -> Parser:
     run.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
     run.add_argument("image", metavar="IMAGE")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
@@ -51,7 +52,7 @@ def build_parser() -> Parser:
 def cmd_run(args) -> int:
     from lab import container
     return container.run(args.image, args.cmd, remove=args.rm, name=args.name, env=args.env,
-                         workdir=args.workdir, interactive=args.interactive)
+                         workdir=args.workdir, interactive=args.interactive, hostname=args.hostname)
 
 
 def ago(seconds: float) -> str:

@@ -1,14 +1,42 @@
 """Putting the layers together: create a container, start it, wait for it, clean up.
 
-`start` is the whole story in the order the kernel needs it. Chapter 00 has two steps: fork
-a child and exec the command in it. Each later chapter adds its step to `prepare_child`
-(what the child does between fork and exec) or around the fork (what the runtime does).
+`start` is the whole story in the order the kernel needs it: what the runtime does around
+the fork, and what the child does between fork and exec (`prepare_child`). Each chapter
+adds its steps there.
+
+A chapter you have not written yet is skipped (on a terminal, lab says so), so that your
+runtime runs with the chapters you have. The tests of chapter NN set LAB_CHAPTER=NN: then
+chapters up to NN are required, and a missing one is an error that names what to write.
 """
 import os
+import re
 import signal
+import sys
 import time
 
-from lab import LabError, images, process, store
+from lab import LabError, images, namespaces, process, store
+
+
+def step(chapter: str, function, *args) -> bool:
+    """Run one chapter's step; False if that chapter is not written yet and may be skipped."""
+    try:
+        function(*args)
+        return True
+    except NotImplementedError:
+        if chapter <= os.environ.get("LAB_CHAPTER", "00"):
+            raise
+        if sys.stderr.isatty():
+            print(f"lab: note: chapter {chapter} is not written yet: running without "
+                  f"{function.__module__.split('.')[-1]}.{function.__name__}()", file=sys.stderr)
+        return False
+
+
+def check_new_namespaces(host: dict[str, str]) -> None:
+    """Refuse to go on in the host's own namespaces: set_hostname would rename the host."""
+    for kind, inode in host.items():
+        if os.readlink(f"/proc/self/ns/{kind}") == inode:
+            raise LabError(f"enter_namespaces() did not give the container a new {kind} namespace "
+                           "(see chapters/01_namespaces/README.md); stopped before changing the host")
 
 
 def environment(image: dict, overrides: list[str], hostname: str) -> dict[str, str]:
@@ -28,7 +56,7 @@ def environment(image: dict, overrides: list[str], hostname: str) -> dict[str, s
 
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None,
-           interactive=False) -> store.Container:
+           interactive=False, hostname=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing."""
     image = images.resolve(image_ref)
     argv = command or image["Config"].get("Cmd") or []
@@ -39,11 +67,13 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
     if name is not None and not name.replace("-", "_").replace(".", "_").isidentifier():
         raise LabError(f"invalid container name {name!r}: use letters, digits, '_', '.' and '-'")
+    if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
+        raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     environ = environment(image, list(env), hostname="")   # checked now, filled in below
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Cmd": argv,
-              "WorkingDir": cwd, "Interactive": interactive}
+              "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname}
     container = store.create_container(config)
-    environ["HOSTNAME"] = container.id[:12]
+    container.config["Hostname"] = environ["HOSTNAME"] = hostname or container.id[:12]
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
     store.write_json(container.path / "config.json", container.config)
     return container
@@ -54,12 +84,19 @@ def start(container: store.Container) -> int:
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
+    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt")}
 
     def prepare_child():
-        # Runs in the child, after fork and before exec. Chapters 01-05 add their steps here.
+        # In the child, after fork and before exec, in the order the kernel needs.
+        if step("01", namespaces.enter_namespaces):      # its own hostname, network, mounts, IPC
+            check_new_namespaces(host_namespaces)
+            step("01", namespaces.set_hostname, config["Hostname"])
+            namespaces.bring_up_loopback()
+            step("01", namespaces.mount_proc)            # a /proc that shows its PID namespace
         if stdin is not None:
             os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
 
+    step("01", namespaces.unshare_pid_namespace)         # the child we fork next is PID 1
     try:
         pid = process.spawn(config["Cmd"], env, config["WorkingDir"], setup=prepare_child)
     finally:

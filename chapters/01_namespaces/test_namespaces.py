@@ -1,0 +1,54 @@
+"""Chapter 01: namespaces, what the process can see.   Check your work: pytest chapters/01_namespaces"""
+import ctypes
+import os
+import re
+import socket
+
+KINDS = ("uts", "pid", "mnt", "net", "ipc", "cgroup")
+
+
+def test_the_command_is_pid_1_and_sees_no_host_process(lab):
+    result = lab("run", "--rm", "busybox", "ps", "-o", "pid,comm")
+    assert [line.split() for line in result.stdout.splitlines()] == [["PID", "COMMAND"], ["1", "ps"]]
+
+
+def test_pid_1_ignores_a_signal_it_has_no_handler_for(lab):
+    result = lab("run", "--rm", "busybox", "sh", "-c", "kill -TERM $$; echo still here")
+    assert (result.returncode, result.stdout) == (0, "still here\n")
+
+
+def test_the_container_has_its_own_hostname_and_the_hosts_is_unchanged(lab):
+    host = socket.gethostname()
+    assert lab("run", "--rm", "--hostname", "box", "busybox", "hostname").stdout == "box\n"
+    default = lab("run", "--rm", "busybox", "sh", "-c", 'echo "$(hostname) $HOSTNAME"').stdout.split()
+    assert re.fullmatch(r"[0-9a-f]{12}", default[0]) and default[0] == default[1]   # its short id
+    assert socket.gethostname() == host
+
+
+def test_the_network_has_only_loopback_and_it_is_up(lab):
+    result = lab("run", "--rm", "busybox", "ip", "-o", "link")
+    links = [line.split(": ")[1] for line in result.stdout.splitlines()]
+    assert links == ["lo"]
+    assert ",UP," in result.stdout
+
+
+def test_every_namespace_differs_from_the_hosts(lab):
+    script = "; ".join(f"readlink /proc/self/ns/{kind}" for kind in KINDS)
+    inside = lab("run", "--rm", "busybox", "sh", "-c", script).stdout.split()
+    host = [os.readlink(f"/proc/self/ns/{kind}") for kind in KINDS]
+    assert len(inside) == len(KINDS)
+    for kind, theirs, ours in zip(KINDS, inside, host):
+        assert theirs != ours, f"the container shares the host's {kind} namespace ({ours})"
+
+
+def test_an_ipc_queue_made_on_the_host_is_not_visible_inside(lab):
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = 0x1AB0C0DE
+    queue = libc.msgget(key, 0o1000 | 0o600)            # IPC_CREAT
+    assert queue >= 0, os.strerror(ctypes.get_errno())
+    try:
+        assert str(key) in open("/proc/sysvipc/msg").read()
+        inside = lab("run", "--rm", "busybox", "cat", "/proc/sysvipc/msg").stdout
+        assert inside.startswith("       key") and str(key) not in inside
+    finally:
+        libc.msgctl(queue, 0, None)                      # IPC_RMID

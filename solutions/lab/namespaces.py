@@ -1,0 +1,67 @@
+"""Chapter 01: namespaces, what the process can see.
+
+A namespace gives the processes inside it their own copy of one global thing: UTS (the
+hostname), PID (process numbers), mount (the mount table), network (interfaces, ports), IPC
+(System V queues, shared memory), cgroup (which cgroup looks like the root), user (user ids).
+unshare() moves the calling process into new ones, except the PID namespace: that one holds
+the children the caller forks next. So the runtime unshares it and forks, and the child is
+PID 1 of its own world. See man 7 namespaces, man 2 unshare, man 7 pid_namespaces, man 1 unshare.
+"""
+import fcntl
+import socket
+import struct
+
+from lab import syscalls
+
+# What the child unshares for itself, right after fork.
+CHILD_NAMESPACES = (syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWNET
+                    | syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP)
+
+
+def unshare_pid_namespace() -> None:
+    """In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace."""
+    # HINT: syscalls.unshare(flags) with syscalls.CLONE_NEWPID
+    # BEGIN SOLUTION 01
+    syscalls.unshare(syscalls.CLONE_NEWPID)
+    # END SOLUTION
+
+
+def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
+    """In the child: new UTS, IPC, network, mount and cgroup namespaces, mounts kept private."""
+    # HINT: one syscalls.unshare call with all the flags. A new mount namespace starts as a
+    # HINT: copy of the host's, and on a host whose / is "shared" a mount made in the copy
+    # HINT: would appear on the host too: remount / with MS_REC | MS_PRIVATE to cut that link.
+    # BEGIN SOLUTION 01
+    syscalls.unshare(flags)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    # END SOLUTION
+
+
+def set_hostname(name: str) -> None:
+    """In the child, inside its UTS namespace: the container's own hostname."""
+    # BEGIN SOLUTION 01
+    syscalls.sethostname(name)
+    # END SOLUTION
+
+
+def mount_proc() -> None:
+    """In the child: a fresh /proc, which shows the processes of the new PID namespace only."""
+    # HINT: /proc is a filesystem of type "proc"; mount it over the old /proc. Give it the
+    # HINT: flags every distribution uses: MS_NOSUID | MS_NODEV | MS_NOEXEC.
+    # BEGIN SOLUTION 01
+    syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    # END SOLUTION
+
+
+def bring_up_loopback() -> None:
+    """A new network namespace has one interface, lo, and it is down: bring it up.
+
+    This is what `ip link set lo up` does: read the interface's flags and set IFF_UP, with
+    two ioctls on any socket (man 7 netdevice). The argument is a struct ifreq: the name in
+    16 bytes, then the flags as a short, padded to 40 bytes.
+    """
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
