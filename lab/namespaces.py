@@ -21,7 +21,7 @@ CHILD_NAMESPACES = (syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLO
 def unshare_pid_namespace() -> None:
     """In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace."""
     # HINT: syscalls.unshare(flags) with syscalls.CLONE_NEWPID
-    raise NotImplementedError("chapter 01: write unshare_pid_namespace() in lab/namespaces.py: In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace (see chapters/01_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 01: write unshare_pid_namespace() in lab/namespaces.py: In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
@@ -29,19 +29,19 @@ def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
     # HINT: one syscalls.unshare call with all the flags. A new mount namespace starts as a
     # HINT: copy of the host's, and on a host whose / is "shared" a mount made in the copy
     # HINT: would appear on the host too: remount / with MS_REC | MS_PRIVATE to cut that link.
-    raise NotImplementedError("chapter 01: write enter_namespaces() in lab/namespaces.py: In the child: new UTS, IPC, network, mount and cgroup namespaces, mounts kept private (see chapters/01_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 01: write enter_namespaces() in lab/namespaces.py: In the child: new UTS, IPC, network, mount and cgroup namespaces, mounts kept private (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def set_hostname(name: str) -> None:
     """In the child, inside its UTS namespace: the container's own hostname."""
-    raise NotImplementedError("chapter 01: write set_hostname() in lab/namespaces.py: In the child, inside its UTS namespace: the container's own hostname (see chapters/01_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 01: write set_hostname() in lab/namespaces.py: In the child, inside its UTS namespace: the container's own hostname (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def mount_proc() -> None:
     """In the child: a fresh /proc, which shows the processes of the new PID namespace only."""
     # HINT: /proc is a filesystem of type "proc"; mount it over the old /proc. Give it the
     # HINT: flags every distribution uses: MS_NOSUID | MS_NODEV | MS_NOEXEC.
-    raise NotImplementedError("chapter 01: write mount_proc() in lab/namespaces.py: In the child: a fresh /proc, which shows the processes of the new PID namespace only (see chapters/01_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 01: write mount_proc() in lab/namespaces.py: In the child: a fresh /proc, which shows the processes of the new PID namespace only (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def bring_up_loopback() -> None:
