@@ -17,6 +17,9 @@ import time
 from lab import LabError, images, namespaces, process, store
 
 
+SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
+
+
 def step(chapter: str, function, *args) -> bool:
     """Run one chapter's step; False if that chapter is not written yet and may be skipped."""
     try:
@@ -25,9 +28,10 @@ def step(chapter: str, function, *args) -> bool:
     except NotImplementedError:
         if chapter <= os.environ.get("LAB_CHAPTER", "00"):
             raise
-        if sys.stderr.isatty():
-            print(f"lab: note: chapter {chapter} is not written yet: running without "
-                  f"{function.__module__.split('.')[-1]}.{function.__name__}()", file=sys.stderr)
+        if sys.stderr.isatty() and chapter not in SKIPPED:
+            print(f"lab: note: chapter {chapter} ({function.__module__.split('.')[-1]}) "
+                  "is not written yet: running without it", file=sys.stderr)
+        SKIPPED.add(chapter)
         return False
 
 
