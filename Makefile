@@ -13,10 +13,11 @@ demo: setup         ## the reference runtime running a container, and what it is
 
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
-	LAB_IMPL=solutions $(VENV)/bin/pytest chapters tests notebooks --nbval -p no:cacheprovider; \
+	LAB_IMPL=solutions $(VENV)/bin/pytest chapters tests notebooks --nbval; \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it
+	python3 tools/make_skeleton.py --check
 	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course.py -q
 
 progress:           ## your progress through the chapters (runs your lab/ against the chapter tests)

@@ -31,6 +31,8 @@ def activate() -> Path:
     loaded = sys.modules.get("lab")
     if loaded is not None and Path(loaded.__file__).resolve().parent.parent != where:
         raise RuntimeError(f"lab was imported from {loaded.__file__} before LAB_IMPL was applied")
+    if os.environ.get("LAB_IMPL") not in (None, "", "lab", "solutions"):
+        os.environ["LAB_IMPL"] = str(where)      # subprocesses may start in another folder
     if sys.path[:1] != [str(where)]:
         sys.path.insert(0, str(where))
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(where)]

@@ -22,8 +22,9 @@ class Collector:
         if report.nodeid not in self.tests:
             self.tests.append(report.nodeid)
         if report.failed and report.nodeid not in self.failures:
+            unfinished = dict(report.user_properties).get("not written yet")
             text = str(report.longrepr).strip().splitlines()
-            self.failures[report.nodeid] = text[-1] if text else "failed"
+            self.failures[report.nodeid] = unfinished or (text[-1] if text else "failed")
 
 
 def bar(done: int, total: int, width: int = BAR) -> str:

@@ -45,7 +45,10 @@ class Container:
 
     def save_state(self, **changes) -> None:
         self.state.update(changes)
-        write_json(self.path / "state.json", self.state)
+        try:
+            write_json(self.path / "state.json", self.state)
+        except FileNotFoundError:
+            pass                # removed meanwhile (lab rm -f): nothing left to record
 
     def is_running(self) -> bool:
         """Running on disk and its process still alive (the same process: same start time)."""

@@ -12,11 +12,14 @@ and the `# HINT:` lines above it stay. Files without blocks are copied as they a
     python3 tools/make_skeleton.py --out DIR      # write the package to DIR instead
     python3 tools/make_skeleton.py --out DIR --chapters 01
                                                   # blank only chapter 01 (the others solved)
+    python3 tools/make_skeleton.py --check        # does lab/ match? (CI runs this)
 """
 import argparse
+import filecmp
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,11 +98,30 @@ def make_skeleton(out: Path, chapters: set[str] | None = None, src: Path = ROOT 
     tmp.rename(out)
 
 
+def drift(package: Path) -> list[str]:
+    """The files in which `package` differs from a freshly generated skeleton."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "lab"
+        make_skeleton(fresh)
+        names = {p.relative_to(root).as_posix() for root in (fresh, package) for p in root.rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts}
+        return sorted(n for n in names if not ((fresh / n).is_file() and (package / n).is_file()
+                                               and filecmp.cmp(fresh / n, package / n, shallow=False)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "lab", help="where to write the package (default: lab/)")
     parser.add_argument("--chapters", nargs="+", metavar="NN", help="blank only these chapters' blocks")
+    parser.add_argument("--check", action="store_true", help="only check that --out is the generated skeleton")
     args = parser.parse_args(argv)
+    if args.check:
+        if differ := drift(args.out.resolve()):
+            print(f"{args.out} is not what tools/make_skeleton.py generates: {', '.join(differ)}\n"
+                  "Maintainers: run `make skeleton` and commit lab/ (it overwrites lab/).", file=sys.stderr)
+            return 1
+        print(f"{args.out} matches the generated skeleton")
+        return 0
     make_skeleton(args.out.resolve(), set(args.chapters) if args.chapters else None)
 
 

@@ -23,5 +23,11 @@ if [ ! -x .venv/bin/python ]; then
     echo "provision: creating .venv with $($python --version)"
     "$python" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[course]'
+# Install the course into the venv, again only when pyproject.toml changed since last time:
+# `make demo` then works without the network once set up.
+stamp=.venv/.provisioned
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[course]'
+    touch "$stamp"
+fi
 echo "provision: done ($(.venv/bin/python --version), lab at .venv/bin/lab)"

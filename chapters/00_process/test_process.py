@@ -64,9 +64,11 @@ def test_a_file_that_cannot_be_executed_exits_126(lab):
     assert result.stderr.splitlines() == ['lab: error: exec "/etc/passwd": permission denied']
 
 
-def test_the_command_gets_its_environment_and_working_directory(lab):
-    result = lab("run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "busybox", "sh", "-c", 'echo "$GREETING from $(pwd)"')
-    assert result.stdout == "hi from /tmp\n"
+def test_the_command_gets_its_environment_and_working_directory(lab, monkeypatch):
+    monkeypatch.setenv("ONLY_ON_THE_HOST", "leaked")
+    script = 'echo "$GREETING from $(pwd)${ONLY_ON_THE_HOST}"'
+    result = lab("run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "busybox", "sh", "-c", script)
+    assert result.stdout == "hi from /tmp\n"      # the container gets -e, not lab's environment
 
 
 def test_the_container_is_a_child_process_of_the_runtime():

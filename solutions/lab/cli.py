@@ -29,7 +29,7 @@ def build_parser() -> Parser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
-    run.add_argument("image", metavar="IMAGE")
+    run.add_argument("image", metavar="IMAGE", nargs="?")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
 
@@ -51,6 +51,8 @@ def build_parser() -> Parser:
 
 def cmd_run(args) -> int:
     from lab import container
+    if not args.image:
+        raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
     return container.run(args.image, args.cmd, remove=args.rm, name=args.name, env=args.env,
                          workdir=args.workdir, interactive=args.interactive, hostname=args.hostname)
 
@@ -142,6 +144,9 @@ def main(argv=None) -> int:
         return fail(e, 125)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:             # lab ps | head: the reader left; that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
 

@@ -66,11 +66,14 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     argv = command or image["Config"].get("Cmd") or []
     if not argv:
         raise LabError(f"no command given and the image {image_ref} has none: add one after the image name")
+    if not argv[0]:
+        raise process.StartError(127, 'exec "": executable file not found in $PATH')
     cwd = workdir or image["Config"].get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
-    if name is not None and not name.replace("-", "_").replace(".", "_").isidentifier():
-        raise LabError(f"invalid container name {name!r}: use letters, digits, '_', '.' and '-'")
+    if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+        raise LabError(f"invalid container name {name!r}: two or more letters, digits, '_', '.' "
+                       "or '-', starting with a letter or digit")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     environ = environment(image, list(env), hostname="")   # checked now, filled in below

@@ -76,7 +76,7 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         try:
             exec_command(argv, env, cwd)
         except OSError as e:
-            status, message = exec_failure(argv[0], e)
+            status, message = exec_failure(argv[0], cwd, e)
     except BaseException as e:              # a failed setup step: lab's own failure
         message = str(e) or type(e).__name__
     try:
@@ -85,15 +85,16 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         os._exit(status)
 
 
-def exec_failure(command: str, error: OSError) -> tuple[int, str]:
+def exec_failure(command: str, cwd: str, error: OSError) -> tuple[int, str]:
     """Docker's status and message for a command that could not be executed."""
+    reason = (error.strerror or str(error)).lower()
+    if error.filename == cwd and os.getcwd() != cwd:
+        return 126, f'working directory "{cwd}": {reason}'
     if error.errno == errno.ENOENT and "/" not in command:
         return 127, f'exec "{command}": executable file not found in $PATH'
     if error.errno == errno.ENOENT:
         return 127, f'exec "{command}": no such file or directory'
-    if error.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
-        return 126, f'exec "{command}": permission denied'
-    return 126, f'exec "{command}": {error.strerror}'
+    return 126, f'exec "{command}": {reason}'
 
 
 def check_started(read_end: int, pid: int) -> None:
@@ -118,7 +119,8 @@ def wait_for(pid: int) -> int:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    # A signal lab was told to ignore (nohup lab run ...) stays ignored.
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)   # held signals are forwarded now
     try:
         _, wait_status = os.waitpid(pid, 0)   # retried by Python when a signal interrupts it
