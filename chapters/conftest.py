@@ -121,6 +121,29 @@ def time_limit(request):
         signal.signal(signal.SIGALRM, previous)
 
 
+def lab_cgroups() -> set[str]:
+    """The container cgroups that exist now (named lab-<id>), in every hierarchy."""
+    from lab import cgroups
+    if cgroups.version() == "v2":
+        return {str(p) for p in (cgroups.ROOT / "lab").glob("lab-*")}
+    own = cgroups.own_cgroups()
+    return {str(p) for mount, fstype, options in cgroups.mountinfo() if fstype == "cgroup"
+            for c in options.split(",") if c in own for p in Path(mount, own[c].lstrip("/")).glob("lab-*")}
+
+
+def mounts() -> set[str]:
+    return {" ".join(line.split()[3:5]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+
+
+@pytest.fixture(autouse=True)
+def no_cgroup_or_mount_left_behind():
+    """After each test, no cgroup or mount it made may be left on the host."""
+    cgroups_before, mounts_before = lab_cgroups(), mounts()
+    yield
+    assert not lab_cgroups() - cgroups_before, "container cgroups left behind"
+    assert not mounts() - mounts_before, "mounts left behind on the host"
+
+
 @pytest.fixture(autouse=True)
 def no_process_left_behind():
     """After each test, no process it started may still run: it is killed and the test fails."""

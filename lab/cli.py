@@ -29,6 +29,9 @@ def build_parser() -> Parser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
+    run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
+    run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
+    run.add_argument("--pids-limit", metavar="N", help="at most N processes")
     run.add_argument("image", metavar="IMAGE", nargs="?")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
@@ -43,6 +46,10 @@ def build_parser() -> Parser:
     rm.add_argument("containers", nargs="+", metavar="CONTAINER")
     rm.set_defaults(func=cmd_rm)
 
+    inspect = commands.add_parser("inspect", help="show a container's configuration and state as JSON")
+    inspect.add_argument("containers", nargs="+", metavar="CONTAINER")
+    inspect.set_defaults(func=cmd_inspect)
+
     commands.add_parser("images", help="list images").set_defaults(func=cmd_images)
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
     commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
@@ -54,7 +61,8 @@ def cmd_run(args) -> int:
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
     return container.run(args.image, args.cmd, remove=args.rm, name=args.name, env=args.env,
-                         workdir=args.workdir, interactive=args.interactive, hostname=args.hostname)
+                         workdir=args.workdir, interactive=args.interactive, hostname=args.hostname,
+                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit)
 
 
 def ago(seconds: float) -> str:
@@ -103,12 +111,22 @@ def cmd_rm(args) -> int:
                 if not args.force:
                     raise LabError(f"container {ref} is running: stop it first, or use `lab rm -f`")
                 os.kill(c.state["Pid"], signal.SIGKILL)
+            if paths := c.state.get("Cgroup", {}).get("Paths"):
+                from lab import cgroups            # its lab died before cleaning up: we do
+                cgroups.remove(paths)
             store.remove_container(c)
             print(ref)
         except LabError as e:
             print(f"lab: error: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def cmd_inspect(args) -> int:
+    import json
+    from lab import store
+    print(json.dumps([store.find_container(ref).inspect() for ref in args.containers], indent=4))
+    return 0
 
 
 def cmd_images(args) -> int:

@@ -58,6 +58,34 @@ class Container:
         return process_start_time(pid) == self.state.get("PidStartTime")
 
 
+    def inspect(self) -> dict:
+        """What `lab inspect` shows, in docker's shape where docker has one."""
+        def iso(t):
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
+        config, state, limits = self.config, self.state, self.config.get("Limits", {})
+        running = self.is_running()
+        cgroup = state.get("Cgroup", {})
+        stats = cgroup.get("Stats") or {}
+        return {
+            "Id": self.id, "Name": self.name, "Created": iso(config["Created"]),
+            "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
+            "State": {"Status": "running" if running else ("exited" if state.get("Status") != "created" else "created"),
+                      "Running": running, "Pid": state.get("Pid", 0) if running else 0,
+                      "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
+                      "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt"))},
+            "Config": {"Hostname": config["Hostname"], "Env": config["Env"], "Cmd": config["Cmd"],
+                       "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
+            "HostConfig": {"Memory": limits.get("memory") or 0,
+                           "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
+                           "PidsLimit": limits.get("pids")},
+            "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
+                       "MemoryPeak": stats.get("MemoryPeak"),
+                       "CpuTimeSeconds": stats["CpuUsageNs"] / 1e9 if stats else None,
+                       "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
+                       "PidsRefused": stats.get("PidsRefused")},
+        }
+
+
 def process_start_time(pid: int) -> int | None:
     """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
     try:

@@ -27,6 +27,11 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--rm", "--hostname", "bad_name!", "busybox", "true"], 125, "invalid hostname 'bad_name!'"),
     (["frobnicate"], 125, "invalid choice: 'frobnicate'"),
     (["rm", "no-such-container"], 1, "no such container: no-such-container"),
+    (["run", "-m", "10x", "busybox", "true"], 125, "invalid memory limit '10x'"),
+    (["run", "-m", "1k", "busybox", "true"], 125, "memory limit 1k is too small: the minimum is 6m"),
+    (["run", "--cpus", "-1", "busybox", "true"], 125, "--cpus -1 is out of range"),
+    (["run", "--cpus", "lots", "busybox", "true"], 125, "invalid --cpus 'lots'"),
+    (["run", "--pids-limit", "0", "busybox", "true"], 125, "invalid --pids-limit '0'"),
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)
@@ -101,3 +106,23 @@ def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
         conftest.pytest_sessionstart(None)
     assert "need Linux and root" in str(stopped.value) and "course VM" in str(stopped.value)
     assert "\n" not in str(stopped.value)
+
+
+def test_rm_f_cleans_up_after_a_lab_run_that_was_killed(lab):
+    import json
+    import signal
+    import subprocess
+    import time
+    from conftest import LAB
+    run = subprocess.Popen([LAB, "run", "--name", "orphan", "-m", "64m", "busybox", "sleep", "60"])
+    deadline = time.monotonic() + 10
+    while not json.loads(lab("inspect", "orphan").stdout or "[{}]")[0].get("State", {}).get("Running"):
+        assert time.monotonic() < deadline, "the container never started"
+        time.sleep(0.05)
+    paths = json.loads(lab("inspect", "orphan").stdout)[0]["Cgroup"]["Paths"]
+    run.send_signal(signal.SIGKILL)             # lab dies; its container lives on
+    run.wait()
+    assert "Up " in lab("ps").stdout
+    assert lab("rm", "-f", "orphan").returncode == 0
+    assert "orphan" not in lab("ps", "-a").stdout
+    assert paths and not any(Path(p).exists() for p in paths.values())

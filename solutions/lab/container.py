@@ -14,17 +14,16 @@ import signal
 import sys
 import time
 
-from lab import LabError, images, namespaces, process, store
-
+from lab import LabError, cgroups, images, namespaces, process, store
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
+NOT_WRITTEN = object()       # what step() returns for a skipped step
 
 
-def step(chapter: str, function, *args) -> bool:
-    """Run one chapter's step; False if that chapter is not written yet and may be skipped."""
+def step(chapter: str, function, *args):
+    """Run one chapter's step and return its result; NOT_WRITTEN if that chapter is skipped."""
     try:
-        function(*args)
-        return True
+        return function(*args)
     except NotImplementedError:
         if chapter <= os.environ.get("LAB_CHAPTER", "00"):
             raise
@@ -32,7 +31,7 @@ def step(chapter: str, function, *args) -> bool:
             print(f"lab: note: chapter {chapter} ({function.__module__.split('.')[-1]}) "
                   "is not written yet: running without it", file=sys.stderr)
         SKIPPED.add(chapter)
-        return False
+        return NOT_WRITTEN
 
 
 def check_new_namespaces(host: dict[str, str]) -> None:
@@ -60,8 +59,9 @@ def environment(image: dict, overrides: list[str], hostname: str) -> dict[str, s
 
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None,
-           interactive=False, hostname=None) -> store.Container:
+           interactive=False, hostname=None, memory=None, cpus=None, pids_limit=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing."""
+    limits = cgroups.Limits.parse(memory, cpus, pids_limit)
     image = images.resolve(image_ref)
     argv = command or image["Config"].get("Cmd") or []
     if not argv:
@@ -78,7 +78,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     environ = environment(image, list(env), hostname="")   # checked now, filled in below
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Cmd": argv,
-              "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname}
+              "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname,
+              "Limits": vars(limits)}
     container = store.create_container(config)
     container.config["Hostname"] = environ["HOSTNAME"] = hostname or container.id[:12]
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
@@ -86,16 +87,24 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     return container
 
 
-def start(container: store.Container) -> int:
-    """Start the container's process and record it as running; return its pid."""
+def start(container: store.Container):
+    """Start the container's process and record it as running; return its pid and cgroup."""
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt")}
 
+    cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
+    if cgroup is NOT_WRITTEN:
+        cgroup = None
+    else:                                               # so that `lab rm -f` can clean it up
+        container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
+
     def prepare_child():
         # In the child, after fork and before exec, in the order the kernel needs.
-        if step("01", namespaces.enter_namespaces):      # its own hostname, network, mounts, IPC
+        if cgroup is not None:
+            step("02", cgroup.join)                      # first: all it does from now on counts
+        if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
             check_new_namespaces(host_namespaces)
             step("01", namespaces.set_hostname, config["Hostname"])
             namespaces.bring_up_loopback()
@@ -103,15 +112,34 @@ def start(container: store.Container) -> int:
         if stdin is not None:
             os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
 
-    step("01", namespaces.unshare_pid_namespace)         # the child we fork next is PID 1
     try:
+        step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
         pid = process.spawn(config["Cmd"], env, config["WorkingDir"], setup=prepare_child)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.destroy()
+        raise
     finally:
         if stdin is not None:
             os.close(stdin)
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
-    return pid
+    return pid, cgroup
+
+
+def finish(container: store.Container, status: int, cgroup) -> None:
+    """Record how the container ended (and what it used), and remove its cgroup."""
+    stats = step("02", cgroup.stats) if cgroup is not None else NOT_WRITTEN
+    stats = None if stats is NOT_WRITTEN else stats
+    if cgroup is not None:
+        cgroup.destroy()
+    oom = status == 137 and bool(stats and stats["OOMKills"])
+    if oom:
+        limit = container.config["Limits"]["memory"]
+        print(f"lab: the container ran out of memory (limit {limit >> 20}m) and was killed: exit status 137",
+              file=sys.stderr)
+    container.save_state(Status="exited", ExitCode=status, OOMKilled=oom, FinishedAt=time.time(), Pid=0,
+                         Cgroup={**container.state.get("Cgroup", {}), "Stats": stats})
 
 
 def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
@@ -119,14 +147,14 @@ def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     container = create(image_ref, command, **options)
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
-        pid = start(container)
+        pid, cgroup = start(container)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         store.remove_container(container)    # it never ran: leave nothing behind
         raise
     try:
         status = process.wait_for(pid)
-        container.save_state(Status="exited", ExitCode=status, FinishedAt=time.time(), Pid=0)
+        finish(container, status, cgroup)
     finally:
         if remove:
             store.remove_container(container)

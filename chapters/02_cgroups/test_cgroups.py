@@ -1,0 +1,71 @@
+"""Chapter 02: cgroups, what the process may use.   Check your work: pytest chapters/02_cgroups"""
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import LAB, check_unfinished
+
+# Every loop here is bounded, so that a runtime whose limits do not work fails the test
+# without hurting the machine: at most ~1 GB of memory, 40 processes, 2 s of CPU.
+MEMORY_HOG = 'x=a; i=0; while [ $i -lt 28 ]; do x=$x$x; i=$((i+1)); done'
+FORK_BOMB = 'i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done; wait'
+BUSY_LOOP = ["timeout", "2", "sh", "-c", "while :; do :; done"]
+
+
+def inspect(lab, name) -> dict:
+    return json.loads(lab("inspect", name).stdout)[0]
+
+
+def test_a_memory_hog_is_oom_killed_exits_137_and_inspect_says_so(lab):
+    result = lab("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", MEMORY_HOG)
+    assert result.returncode == 137
+    assert "ran out of memory (limit 32m)" in result.stderr
+    info = inspect(lab, "hog")
+    assert info["State"]["OOMKilled"] is True and info["HostConfig"]["Memory"] == 32 << 20
+    assert 0 < info["Cgroup"]["MemoryPeak"] <= 32 << 20
+    lab("rm", "hog")
+
+
+def test_a_fork_bomb_is_stopped_at_the_pids_limit(lab):
+    assert lab("run", "--name", "bomb", "--pids-limit", "20", "busybox", "sh", "-c", FORK_BOMB).returncode != 0
+    assert inspect(lab, "bomb")["Cgroup"]["PidsRefused"] > 0       # the kernel said no to forks
+    assert lab("run", "--name", "roomy", "--pids-limit", "50", "busybox", "sh", "-c", FORK_BOMB).returncode == 0
+    assert inspect(lab, "roomy")["Cgroup"]["PidsRefused"] == 0
+    lab("rm", "bomb", "roomy")
+
+
+def test_cpus_holds_a_busy_loop_to_its_share_by_the_cgroups_own_counters(lab):
+    assert lab("run", "--name", "spin", "--cpus", "0.2", "busybox", *BUSY_LOOP).returncode == 124
+    cgroup = inspect(lab, "spin")["Cgroup"]
+    lab("rm", "spin")
+    # CPU time used per scheduler period (100 ms) in which it wanted to run: at most 0.2.
+    share = cgroup["CpuTimeSeconds"] / (cgroup["CpuPeriods"] * 0.1)
+    assert cgroup["CpuThrottled"] > 0 and 0.1 <= share <= 0.22, cgroup
+
+
+def test_the_container_runs_in_a_cgroup_of_its_own_that_is_gone_after(lab):
+    run = subprocess.Popen([LAB, "run", "--name", "own", "-m", "64m", "busybox", "sleep", "3"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        paths = {}
+        for _ in range(200):                      # wait (at most 10 s) until it is running
+            info = json.loads(subprocess.run([LAB, "inspect", "own"], capture_output=True, text=True).stdout or "[{}]")[0]
+            if info.get("State", {}).get("Running"):
+                paths = info["Cgroup"]["Paths"]
+                break
+            if run.poll() is not None:
+                check_unfinished(run.stderr.read())
+                break
+            time.sleep(0.05)
+        assert paths, "the container never showed up as running with a cgroup"
+        name = f"lab-{info['Id'][:12]}"
+        for path in paths.values():
+            assert path.endswith("/" + name)
+            assert int(Path(path, "cgroup.procs").read_text().split()[0]) == info["State"]["Pid"]
+        seen_by_the_host = Path(f"/proc/{info['State']['Pid']}/cgroup").read_text().splitlines()
+        assert any(line.endswith("/" + name) for line in seen_by_the_host)
+    finally:
+        run.wait(timeout=15)
+        lab("rm", "-f", "own")
+    assert not any(Path(p).exists() for p in paths.values())

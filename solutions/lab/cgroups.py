@@ -1,0 +1,295 @@
+"""Chapter 02: cgroups, what the process may use.
+
+A control group is a folder in a special filesystem. Its files are its limits and its
+counters: write a number to memory.max and the processes listed in cgroup.procs may not use
+more memory than that. The kernel has two versions. v2 (the course VM) is one tree with
+every controller in it. v1 (older hosts, and hybrid ones like these CI machines) has one tree
+per controller: memory, cpu, pids... The runtime has one manager per version behind one
+interface: create with limits, join, read the counters, destroy.
+See man 7 cgroups, and the kernel's Documentation/admin-guide/cgroup-v2.rst.
+"""
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import LabError
+
+ROOT = Path("/sys/fs/cgroup")
+CFS_PERIOD_US = 100_000            # the scheduler's period for --cpus: 100 ms
+UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass
+class Limits:
+    memory: int | None = None      # bytes
+    cpus: float | None = None      # CPUs' worth of time, e.g. 0.5
+    pids: int | None = None        # processes (and threads) at most
+
+    @classmethod
+    def parse(cls, memory=None, cpus=None, pids=None) -> "Limits":
+        """Check the -m, --cpus and --pids-limit flags; bad values are a LabError."""
+        limits = cls()
+        if memory is not None:
+            m = re.fullmatch(r"(\d+)([bkmg]?)", memory.strip().lower())
+            if not m:
+                raise LabError(f"invalid memory limit {memory!r}: use a number with b, k, m or g, e.g. -m 64m")
+            limits.memory = int(m.group(1)) * UNITS[m.group(2)]
+            if limits.memory < 6 << 20:
+                raise LabError(f"memory limit {memory} is too small: the minimum is 6m")
+        if cpus is not None:
+            try:
+                limits.cpus = float(cpus)
+            except ValueError:
+                raise LabError(f"invalid --cpus {cpus!r}: use a number of CPUs, e.g. --cpus 0.5") from None
+            if not 0.01 <= limits.cpus <= os.cpu_count():
+                raise LabError(f"--cpus {cpus} is out of range: use 0.01 to {os.cpu_count()} (this machine's CPUs)")
+        if pids is not None:
+            if not str(pids).isdigit() or int(pids) < 1:
+                raise LabError(f"invalid --pids-limit {pids!r}: use a whole number of processes, 1 or more")
+            limits.pids = int(pids)
+        return limits
+
+
+def mountinfo() -> list[tuple[str, str, str]]:
+    """(mount point, filesystem type, super options) for each mount."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ")
+        fstype, _, options = right.split()
+        found.append((left.split()[4], fstype, options))
+    return found
+
+
+def version() -> str:
+    """'v2' when /sys/fs/cgroup is the unified hierarchy, else 'v1' (v1 and hybrid hosts)."""
+    return "v2" if any(m == str(ROOT) and t == "cgroup2" for m, t, _ in mountinfo()) else "v1"
+
+
+def own_cgroups() -> dict[str, str]:
+    """This process's cgroup in each hierarchy: {"memory": "/a/b", ..., "": "/"} (v2 is "")."""
+    found = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            found[controller] = path
+    return found
+
+
+def read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def write(path: Path, value) -> None:
+    path.write_text(f"{value}\n")
+
+
+class CgroupV2:
+    """cgroup v2: one folder for all controllers.
+
+    The kernel's "no internal processes" rule: a cgroup (other than the root) that holds
+    processes cannot give its children controllers. The runtime's own cgroup holds the
+    runtime, so containers go under /sys/fs/cgroup/lab, a cgroup lab creates and owns, as
+    docker's cgroupfs driver uses /sys/fs/cgroup/docker.
+    """
+    version = "v2"
+
+    def __init__(self, name: str):
+        self.parent = ROOT / "lab"
+        self.path = self.parent / name
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {"": str(self.path)}
+
+    def create(self, limits: Limits) -> None:
+        if not self.parent.is_dir():
+            self.parent.mkdir()
+        wanted = {"memory", "cpu", "pids"}
+        missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
+        if missing:
+            raise LabError(f"cgroup v2: the root cgroup does not hand out {', '.join(sorted(missing))}: "
+                           f"echo +{' +'.join(sorted(missing))} > {ROOT}/cgroup.subtree_control")
+        write(self.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
+        self.path.mkdir()
+        try:
+            self.set_limits(limits)
+        except BaseException:
+            self.path.rmdir()
+            raise
+
+    def set_limits(self, limits: Limits) -> None:
+        """Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max)."""
+        # HINT: memory.max in bytes; memory.swap.max 0 (or the limit would not bite);
+        # HINT: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
+        # BEGIN SOLUTION 02
+        if limits.memory is not None:
+            write(self.path / "memory.max", limits.memory)
+            if (self.path / "memory.swap.max").exists():
+                write(self.path / "memory.swap.max", 0)
+        if limits.cpus is not None:
+            write(self.path / "cpu.max", f"{round(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if limits.pids is not None:
+            write(self.path / "pids.max", limits.pids)
+        # END SOLUTION
+
+    def join(self) -> None:
+        """Move the calling process into this cgroup."""
+        # HINT: write the pid to cgroup.procs; "0" means "the process that writes".
+        # BEGIN SOLUTION 02
+        write(self.path / "cgroup.procs", 0)
+        # END SOLUTION
+
+    def stats(self) -> dict:
+        """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
+        # HINT: memory.peak; memory.events ("oom_kill N"); cpu.stat ("usage_usec N",
+        # HINT: "nr_periods N", "nr_throttled N"); pids.events ("max N": forks refused).
+        # BEGIN SOLUTION 02
+        def fields(name):
+            path = self.path / name
+            return dict(line.split() for line in read(path).splitlines()) if path.exists() else {}
+        cpu, memory, pids = fields("cpu.stat"), fields("memory.events"), fields("pids.events")
+        peak = self.path / "memory.peak"
+        return {"MemoryPeak": int(read(peak)) if peak.exists() else None,
+                "CpuUsageNs": int(cpu.get("usage_usec", 0)) * 1000,
+                "CpuPeriods": int(cpu.get("nr_periods", 0)),
+                "CpuThrottled": int(cpu.get("nr_throttled", 0)),
+                "OOMKills": int(memory.get("oom_kill", 0)),
+                "PidsRefused": int(pids.get("max", 0))}
+        # END SOLUTION
+
+    def processes(self) -> list[int]:
+        path = self.path / "cgroup.procs"
+        return [int(p) for p in read(path).split()] if path.exists() else []
+
+    def destroy(self) -> None:
+        destroy([self.path], self.processes)
+
+
+class CgroupV1:
+    """cgroup v1: one tree per controller. The container gets a folder in each tree it
+    needs (memory, cpu, cpuacct, pids), right below this process's own cgroup there."""
+    version = "v1"
+    CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+
+    def __init__(self, name: str):
+        mounts = {c: Path(m) for m, t, options in mountinfo() if t == "cgroup"
+                  for c in options.split(",") if c in self.CONTROLLERS}
+        missing = [c for c in self.CONTROLLERS if c not in mounts]
+        if missing:
+            raise LabError(f"cgroup v1: no hierarchy for {', '.join(missing)} is mounted (see `lab doctor`)")
+        own = own_cgroups()
+        self.dirs = {c: mounts[c] / own[c].lstrip("/") / name for c in self.CONTROLLERS}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {c: str(p) for c, p in self.dirs.items()}
+
+    def unique_dirs(self) -> list[Path]:
+        # cpu and cpuacct are often mounted together: one folder serves both.
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def create(self, limits: Limits) -> None:
+        made = []
+        try:
+            for path in self.unique_dirs():
+                path.mkdir()
+                made.append(path)
+            self.set_limits(limits)
+        except BaseException:
+            for path in made:
+                path.rmdir()
+            raise
+
+    def set_limits(self, limits: Limits) -> None:
+        """Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max."""
+        # HINT: the memory tree has memory.limit_in_bytes, and memory.memsw.limit_in_bytes
+        # HINT: (memory + swap, only where swap is accounted) must then be set to the same;
+        # HINT: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
+        # BEGIN SOLUTION 02
+        memory, cpu, pids = self.dirs["memory"], self.dirs["cpu"], self.dirs["pids"]
+        if limits.memory is not None:
+            write(memory / "memory.limit_in_bytes", limits.memory)
+            if (memory / "memory.memsw.limit_in_bytes").exists():
+                write(memory / "memory.memsw.limit_in_bytes", limits.memory)
+        if limits.cpus is not None:
+            write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
+            write(cpu / "cpu.cfs_quota_us", round(limits.cpus * CFS_PERIOD_US))
+        if limits.pids is not None:
+            write(pids / "pids.max", limits.pids)
+        # END SOLUTION
+
+    def join(self) -> None:
+        """Move the calling process into this cgroup, in every tree."""
+        # BEGIN SOLUTION 02
+        for path in self.unique_dirs():
+            write(path / "cgroup.procs", 0)
+        # END SOLUTION
+
+    def stats(self) -> dict:
+        """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
+        # HINT: memory.max_usage_in_bytes; memory.oom_control ("oom_kill N"); cpuacct.usage
+        # HINT: (ns); cpu.stat ("nr_periods N", "nr_throttled N"); pids.events ("max N").
+        # BEGIN SOLUTION 02
+        def fields(controller, name):
+            path = self.dirs[controller] / name
+            return dict(line.split() for line in read(path).splitlines()) if path.exists() else {}
+        cpu, oom, pids = fields("cpu", "cpu.stat"), fields("memory", "memory.oom_control"), fields("pids", "pids.events")
+        return {"MemoryPeak": int(read(self.dirs["memory"] / "memory.max_usage_in_bytes")),
+                "CpuUsageNs": int(read(self.dirs["cpuacct"] / "cpuacct.usage")),
+                "CpuPeriods": int(cpu.get("nr_periods", 0)),
+                "CpuThrottled": int(cpu.get("nr_throttled", 0)),
+                "OOMKills": int(oom.get("oom_kill", 0)),
+                "PidsRefused": int(pids.get("max", 0))}
+        # END SOLUTION
+
+    def processes(self) -> list[int]:
+        path = self.dirs["pids"] / "cgroup.procs"
+        return [int(p) for p in read(path).split()] if path.exists() else []
+
+    def destroy(self) -> None:
+        destroy(self.unique_dirs(), self.processes)
+
+
+def manager(name: str):
+    """The cgroup manager for this machine: CgroupV2 or CgroupV1."""
+    return CgroupV2(name) if version() == "v2" else CgroupV1(name)
+
+
+def create(name: str, limits: Limits):
+    """A new cgroup called name, below this process's own, with the given limits."""
+    cgroup = manager(name)
+    cgroup.create(limits)
+    return cgroup
+
+
+def remove(paths: dict[str, str]) -> None:
+    """Destroy a container's cgroup from the paths recorded in its state (lab rm -f)."""
+    folders = [Path(p) for p in dict.fromkeys(paths.values())]
+
+    def processes():
+        return [int(pid) for folder in folders if (folder / "cgroup.procs").exists()
+                for pid in read(folder / "cgroup.procs").split()]
+    destroy(folders, processes)
+
+
+def destroy(folders: list[Path], processes, timeout: float = 5.0) -> None:
+    """Kill what is left in the cgroup, wait until it is empty, and remove its folders.
+
+    A cgroup folder can only be removed once no process is in it (rmdir fails with EBUSY).
+    """
+    deadline = time.monotonic() + timeout
+    while (left := processes()) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
