@@ -124,18 +124,18 @@ class CgroupV2:
         """Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max)."""
         # HINT: memory.max in bytes; memory.swap.max 0 (or the limit would not bite);
         # HINT: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
-        raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max) (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max) (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def join(self) -> None:
         """Move the calling process into this cgroup."""
         # HINT: write the pid to cgroup.procs; "0" means "the process that writes".
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
         # HINT: memory.peak; memory.events ("oom_kill N"); cpu.stat ("usage_usec N",
         # HINT: "nr_periods N", "nr_throttled N"); pids.events ("max N": forks refused).
-        raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def processes(self) -> list[int]:
         path = self.path / "cgroup.procs"
@@ -185,17 +185,17 @@ class CgroupV1:
         # HINT: the memory tree has memory.limit_in_bytes, and memory.memsw.limit_in_bytes
         # HINT: (memory + swap, only where swap is accounted) must then be set to the same;
         # HINT: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
-        raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def join(self) -> None:
         """Move the calling process into this cgroup, in every tree."""
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup, in every tree (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup, in every tree (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
         # HINT: memory.max_usage_in_bytes; memory.oom_control ("oom_kill N"); cpuacct.usage
         # HINT: (ns); cpu.stat ("nr_periods N", "nr_throttled N"); pids.events ("max N").
-        raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_*/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def processes(self) -> list[int]:
         path = self.dirs["pids"] / "cgroup.procs"
