@@ -1,11 +1,11 @@
 # The course's commands. Run them as root on Linux (or in the course VM).
-VENV   := .venv
+VENV   ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test check progress skeleton notebooks clean
+.PHONY: setup demo test check progress skeleton notebooks vm-test clean
 
 setup:              ## system packages, the venv, and the busybox image
-	bash tools/provision.sh
+	VENV=$(VENV) bash tools/provision.sh
 	LAB_IMPL=solutions $(VENV)/bin/lab run --rm busybox true
 
 demo: setup         ## the reference runtime running a container, and what it is
@@ -25,6 +25,9 @@ progress:           ## your progress through the chapters (runs your lab/ agains
 
 skeleton:           ## regenerate lab/ from solutions/lab/ (overwrites your work in lab/!)
 	python3 tools/make_skeleton.py
+
+vm-test:            ## boot the course VM from a locally built box and run `make test` inside it (slow)
+	bash tools/vm-test
 
 notebooks:          ## re-run the notebooks with the reference and store their outputs (what nbval checks)
 	$(VENV)/bin/python tools/run_notebooks.py

@@ -66,6 +66,16 @@ def lab():
     return run_lab
 
 
+def pytest_report_header(config):
+    if getattr(config, "lab_header_shown", False):     # chapters/, tests/ and notebooks/ share it
+        return None
+    config.lab_header_shown = True
+    from lab import cgroups
+    package = lab_impl.folder() / "lab"
+    shown = package.relative_to(ROOT) if package.is_relative_to(ROOT) else package
+    return f"lab: {shown}/, cgroup {cgroups.version()}, kernel {platform.release()}"
+
+
 def pytest_sessionstart(session):
     if platform.system() != "Linux" or os.geteuid() != 0:
         pytest.exit(NEEDS, returncode=1)

@@ -2,8 +2,10 @@
 # System packages and the Python environment for the course. One script for every place the
 # course runs: `make setup` on a learner's Linux, the course VM (Vagrantfile) and CI (.ci/run).
 # Run it as root from anywhere; it works on Debian 12 and Ubuntu 24.04 (apt).
+#   VENV=DIR   where the venv goes (default .venv; the course VM uses /opt/lab-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+venv=${VENV:-.venv}
 
 packages=(busybox-static python3 python3-venv make iproute2 procps util-linux)
 if command -v apt-get >/dev/null; then
@@ -19,15 +21,19 @@ else
 fi
 
 python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    echo "provision: creating .venv with $($python --version)"
-    "$python" -m venv .venv
+if [ ! -x "$venv/bin/python" ]; then
+    echo "provision: creating $venv with $($python --version)"
+    "$python" -m venv "$venv"
 fi
-# Install the course into the venv, again only when pyproject.toml changed since last time:
-# `make demo` then works without the network once set up.
-stamp=.venv/.provisioned
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[course]'
+# Install the course into the venv, again only when pyproject.toml changed since last time.
+# Without build isolation, pip needs the network only for what is missing: once set up (or
+# in the course VM, whose venv comes with everything), `make setup` works offline.
+stamp=$venv/.provisioned-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+    pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+    "$venv/bin/python" -c "import setuptools, wheel" 2>/dev/null || "${pip[@]}" "setuptools>=64" wheel
+    "${pip[@]}" --no-build-isolation -e '.[course]'
+    rm -f "$venv"/.provisioned-*
     touch "$stamp"
 fi
-echo "provision: done ($(.venv/bin/python --version), lab at .venv/bin/lab)"
+echo "provision: done ($("$venv/bin/python" --version), lab at $venv/bin/lab)"
