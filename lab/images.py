@@ -1,7 +1,7 @@
 """Images: an ordered list of read-only layers plus the config to run them (Cmd, Env).
 
-An image is, in essence, a rootfs. Chapter 04 stacks layers with overlayfs; until then a
-container sees the host's files (chapter 03 gives it its own /). The default image,
+An image is, in essence, a rootfs. Chapter 03 makes an image's folder the container's /;
+chapter 04 stacks an image's layers with overlayfs. The default image,
 busybox, is built here from the distribution's static busybox: one binary that is `sh`,
 `ls`, `ps` and 300 other commands, so the image needs no libraries and no network.
 """
@@ -21,6 +21,7 @@ from lab import LabError
 from lab.store import lab_root, read_json, write_json
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX_RECIPE = 2      # bump when build_busybox_layer changes: older builds are replaced
 REFERENCE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
                        r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
 
@@ -50,7 +51,7 @@ def resolve(ref: str) -> dict:
     """The image called ref, building busybox on first use."""
     name, tag = parse_reference(ref)
     image_id = tags().get(f"{name}:{tag}")
-    if image_id is None and name == "busybox" and tag == "latest":
+    if name == "busybox" and tag == "latest" and (image_id is None or load(image_id).get("Recipe") != BUSYBOX_RECIPE):
         image_id = build_busybox()
     if image_id is None:
         raise LabError(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
@@ -59,6 +60,10 @@ def resolve(ref: str) -> dict:
 
 def list_images() -> list[dict]:
     return [read_json(images_dir() / f"{i.split(':')[1]}.json") for i in sorted(set(tags().values()))]
+
+
+def load(image_id: str) -> dict:
+    return read_json(images_dir() / f"{image_id.split(':')[1]}.json")
 
 
 def layer_path(digest: str) -> Path:
@@ -108,11 +113,12 @@ def build_busybox() -> str:
     images_dir().mkdir(parents=True, exist_ok=True)
     with open(images_dir() / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)      # two first `lab run`s at once build it once
-        if "busybox:latest" in tags():
-            return tags()["busybox:latest"]
+        current = tags().get("busybox:latest")
+        if current and load(current).get("Recipe") == BUSYBOX_RECIPE:
+            return current
         digest = build_busybox_layer(binary)
         config = {"Cmd": ["sh"], "Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
-        image = {"Layers": [digest], "Config": config}
+        image = {"Layers": [digest], "Config": config, "Recipe": BUSYBOX_RECIPE}
         image_id = "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
         write_json(images_dir() / f"{image_id.split(':')[1]}.json",
                    {"Id": image_id, "RepoTags": ["busybox:latest"], "Created": time.time(), **image})
@@ -137,6 +143,8 @@ def build_busybox_layer(binary: Path) -> str:
     (work / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
                                          "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     (work / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    for name in ("hostname", "hosts", "resolv.conf"):   # mount points: each container binds its own
+        (work / "etc" / name).touch()
     digest = tar_digest(work)
     final = layer_path(digest)
     if final.exists():

@@ -22,6 +22,9 @@ hostname; lab run --rm busybox ip -o link | cut -d " " -f 1-3
 # 126 when it cannot be executed, 127 when it does not exist.
 lab run --rm busybox sh -c 'exit 3'; echo "exit status $?"
 lab run --rm busybox no-such-command; echo "exit status $?"
-# Still shared with the host (chapter 03 changes that): its files.
-lab run --rm busybox head -n 1 /etc/os-release
+# Its own files: the image's folder is its / (pivot_root), with a /dev of its own.
+lab run --rm busybox ls /
+lab run --rm busybox ls /dev
+# Limits: a memory hog under -m 32m meets the OOM killer.
+lab run --rm -m 32m busybox sh -c 'x=a; while :; do x=$x$x; done'; echo "exit status $?"
 DEMO

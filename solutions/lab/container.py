@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lab import LabError, cgroups, images, namespaces, process, store
+from lab import LabError, cgroups, images, namespaces, process, rootfs, store
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -81,10 +81,33 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
               "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname,
               "Limits": vars(limits)}
     container = store.create_container(config)
-    container.config["Hostname"] = environ["HOSTNAME"] = hostname or container.id[:12]
+    name = container.config["Hostname"] = environ["HOSTNAME"] = hostname or container.id[:12]
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
     store.write_json(container.path / "config.json", container.config)
+    # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
+    (container.path / "hostname").write_text(f"{name}\n")
+    (container.path / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                          f"127.0.1.1\t{name}\n")
     return container
+
+
+def root_folder(container: store.Container) -> str:
+    """The folder that becomes the container's /: the image's layer (chapter 04 adds overlay)."""
+    layers = images.load(container.config["ImageId"])["Layers"]
+    if len(layers) != 1:
+        raise LabError(f"image {container.config['Image']} has {len(layers)} layers: "
+                       "stacking them needs chapter 04 (overlay)")
+    return str(images.layer_path(layers[0]))
+
+
+def enter_rootfs(container: store.Container, root: str) -> None:
+    """In the child: the image's folder becomes /, with its own /proc, /sys, /dev, hostname, hosts."""
+    for name in ("hostname", "hosts"):
+        if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
+            rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
+    rootfs.pivot_root(root)
+    rootfs.mount_kernel_filesystems()
+    rootfs.make_readonly("/")         # the image must not change (chapter 04: a writable layer on top)
 
 
 def start(container: store.Container):
@@ -93,6 +116,7 @@ def start(container: store.Container):
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt")}
+    root = root_folder(container)
 
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
     if cgroup is NOT_WRITTEN:
@@ -108,7 +132,8 @@ def start(container: store.Container):
             check_new_namespaces(host_namespaces)
             step("01", namespaces.set_hostname, config["Hostname"])
             namespaces.bring_up_loopback()
-            step("01", namespaces.mount_proc)            # a /proc that shows its PID namespace
+            if step("03", enter_rootfs, container, root) is NOT_WRITTEN:   # the image's files as /
+                step("01", namespaces.mount_proc)        # or at least a /proc of its own
         if stdin is not None:
             os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
 

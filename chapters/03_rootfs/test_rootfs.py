@@ -1,0 +1,91 @@
+"""Chapter 03: rootfs, which files are the container's /.   Check your work: pytest chapters/03_rootfs"""
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from lab import images, rootfs, syscalls
+
+DEV = {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr"}
+CONTAINER_MOUNTS = {"/", "/etc/hostname", "/etc/hosts", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"}
+
+
+def test_the_container_sees_the_images_files_not_the_hosts(lab, tmp_path):
+    marker = tmp_path / f"marker-{uuid.uuid4().hex[:8]}"
+    marker.write_text("on the host\n")
+    result = lab("run", "--rm", "busybox", "sh", "-c", f"cat /etc/passwd; ls {marker} 2>/dev/null || echo no marker")
+    layer = images.layer_path(images.resolve("busybox")["Layers"][0])
+    assert result.stdout == (layer / "etc" / "passwd").read_text() + "no marker\n"
+
+
+def test_its_mount_table_has_only_its_own_mounts(lab):
+    mountinfo = lab("run", "--rm", "busybox", "cat", "/proc/self/mountinfo").stdout
+    assert {line.split()[4] for line in mountinfo.splitlines()} == CONTAINER_MOUNTS
+
+
+def test_the_hostname_files_are_the_containers(lab):
+    result = lab("run", "--rm", "--hostname", "box", "busybox", "cat", "/etc/hostname", "/etc/hosts")
+    assert result.stdout.startswith("box\n127.0.0.1\tlocalhost\n") and "\tbox\n" in result.stdout
+
+
+def test_sys_and_the_image_are_read_only(lab):
+    result = lab("run", "--rm", "busybox", "sh", "-c", "touch /sys/x; touch /x")
+    assert result.stderr.splitlines() == ["touch: /sys/x: Read-only file system", "touch: /x: Read-only file system"]
+
+
+def test_dev_has_the_usual_nodes_and_nothing_of_the_hosts(lab):
+    result = lab("run", "--rm", "busybox", "sh", "-c", "ls /dev; echo gone > /dev/null; head -c 3 /dev/zero | wc -c")
+    *listing, count = result.stdout.split()
+    assert set(listing) == DEV and count == "3"
+
+
+def in_child(work) -> int:
+    """Run work() in a forked child; return its exit status (a NotImplementedError is re-raised here)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        status = 0
+        try:
+            status = work()
+        except BaseException as e:
+            os.write(write_end, f"{type(e).__name__}:{e}".encode())
+            status = 99
+        os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        error = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if error.startswith("NotImplementedError:"):
+        raise NotImplementedError(error.split(":", 1)[1])
+    assert not error, error
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(images.layer_path(images.resolve("busybox")["Layers"][0]), root, symlinks=True)
+    marker = tmp_path / "host-only"
+    marker.write_text("the host\n")
+
+    def escaped() -> int:
+        # The classic breakout: chroot into a subfolder while the working directory stays
+        # outside it, climb with "..", and chroot to where we end up: the real /.
+        os.chroot("tmp")
+        for _ in range(64):
+            os.chdir("..")
+        os.chroot(".")
+        return 0 if marker.exists() else 1
+
+    def in_chroot():
+        os.chroot(root)
+        os.chdir("/")
+        return escaped()
+
+    def after_pivot_root():
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        rootfs.pivot_root(str(root))
+        return escaped()
+
+    assert in_child(in_chroot) == 0              # chroot: the host's files are back
+    assert in_child(after_pivot_root) == 1       # pivot_root: there is nothing to climb back to

@@ -1,0 +1,77 @@
+"""Chapter 03: rootfs, which files are the container's /.
+
+An image is, in essence, a rootfs: a folder with /bin, /etc, /lib... The runtime makes that
+folder the container's /. chroot() only changes where path lookups start, and a root
+process can walk out of it. pivot_root() swaps the whole mount namespace's root: the old
+root is detached and nothing of the host's files is reachable. Then the container gets the
+kernel's filesystems of its own: /proc, a read-only /sys, and a small /dev.
+See man 2 pivot_root, man 2 chroot, man 7 mount_namespaces.
+"""
+import os
+
+from lab import syscalls
+from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
+
+# The device nodes every container gets: (name, char major, minor). See the kernel's
+# Documentation/admin-guide/devices.txt.
+DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+
+
+def pivot_root(new_root: str) -> None:
+    """Make new_root this mount namespace's / and detach the old root."""
+    # HINT: 1. remount / recursively private (pivot_root refuses a shared mount: EINVAL);
+    # HINT: 2. bind-mount new_root onto itself: pivot_root needs a mount point;
+    # HINT: 3. chdir into it, pivot_root(".", "."): the old root is stacked on top of the new;
+    # HINT: 4. umount2(".", MNT_DETACH) takes it away; chdir("/").
+    # BEGIN SOLUTION 03
+    syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    syscalls.mount(new_root, new_root, None, MS_BIND | MS_REC)
+    os.chdir(new_root)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", syscalls.MNT_DETACH)
+    os.chdir("/")
+    # END SOLUTION
+
+
+def mount_kernel_filesystems() -> None:
+    """After pivot_root: a fresh /proc, a read-only /sys, and /dev (see make_dev)."""
+    # HINT: proc on /proc and sysfs on /sys, both MS_NOSUID | MS_NODEV | MS_NOEXEC, /sys also MS_RDONLY.
+    # BEGIN SOLUTION 03
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    syscalls.mount("proc", "/proc", "proc", flags)
+    syscalls.mount("sysfs", "/sys", "sysfs", flags | MS_RDONLY)
+    make_dev()
+    # END SOLUTION
+
+
+def make_dev() -> None:
+    """A tmpfs /dev with the usual device nodes, /dev/pts and /dev/shm: none of the host's devices."""
+    # HINT: mount a tmpfs on /dev (mode=755); os.mknod each of DEVICES as a character device
+    # HINT: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
+    # HINT: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
+    # HINT: stderr links into /proc/self/fd.
+    # BEGIN SOLUTION 03
+    import stat
+    syscalls.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")
+    for name, major, minor in DEVICES:
+        os.mknod(f"/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(f"/dev/{name}", 0o666)          # mknod applies the umask
+    os.mkdir("/dev/pts")
+    syscalls.mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    os.symlink("pts/ptmx", "/dev/ptmx")
+    os.mkdir("/dev/shm")
+    syscalls.mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    for name, target in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]:
+        os.symlink(target, f"/dev/{name}")
+    # END SOLUTION
+
+
+def bind_file(source: str, target: str) -> None:
+    """Bind-mount one host file over a file in the new root (how /etc/hostname and /etc/hosts arrive)."""
+    syscalls.mount(source, target, None, MS_BIND)
+
+
+def make_readonly(path: str = "/") -> None:
+    """Remount a bind mount read-only. A bind mount takes its flags from a second, remount call."""
+    syscalls.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
