@@ -1,6 +1,6 @@
 # The course's commands. Run them as root on Linux (or in the course VM).
 VENV   ?= .venv
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup demo test check progress skeleton notebooks vm-test clean
 

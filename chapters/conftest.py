@@ -142,16 +142,21 @@ def lab_cgroups() -> set[str]:
 
 
 def mounts() -> set[str]:
-    return {" ".join(line.split()[3:5]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    """The host's mounts, by mount ID and where they are (a mount stacked on another counts)."""
+    return {" ".join(line.split()[:5:4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
 @pytest.fixture(autouse=True)
 def no_cgroup_or_mount_left_behind():
-    """After each test, no cgroup or mount it made may be left on the host."""
+    """After each test, no cgroup or mount it made may be left on the host (cgroups are removed)."""
     cgroups_before, mounts_before = lab_cgroups(), mounts()
     yield
-    assert not lab_cgroups() - cgroups_before, "container cgroups left behind"
-    assert not mounts() - mounts_before, "mounts left behind on the host"
+    left = lab_cgroups() - cgroups_before
+    if left:
+        from lab import cgroups
+        cgroups.remove({str(i): path for i, path in enumerate(sorted(left))})
+    assert not left, f"container cgroups left behind (now removed): {sorted(left)}"
+    assert not mounts() - mounts_before, f"mounts left behind on the host: {sorted(mounts() - mounts_before)}"
 
 
 @pytest.fixture(autouse=True)

@@ -105,8 +105,7 @@ class CgroupV2:
         return {"": str(self.path)}
 
     def create(self, limits: Limits) -> None:
-        if not self.parent.is_dir():
-            self.parent.mkdir()
+        self.parent.mkdir(exist_ok=True)           # two first runs at once may both try
         wanted = {"memory", "cpu", "pids"}
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
         if missing:

@@ -110,7 +110,10 @@ def cmd_rm(args) -> int:
             if c.is_running():
                 if not args.force:
                     raise LabError(f"container {ref} is running: stop it first, or use `lab rm -f`")
-                os.kill(c.state["Pid"], signal.SIGKILL)
+                try:
+                    os.kill(c.state["Pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass                          # it ended meanwhile
             if paths := c.state.get("Cgroup", {}).get("Paths"):
                 from lab import cgroups            # its lab died before cleaning up: we do
                 cgroups.remove(paths)

@@ -25,11 +25,19 @@ def unshare_pid_namespace() -> None:
 
 
 def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
-    """In the child: new UTS, IPC, network, mount and cgroup namespaces, mounts kept private."""
-    # HINT: one syscalls.unshare call with all the flags. A new mount namespace starts as a
-    # HINT: copy of the host's, and on a host whose / is "shared" a mount made in the copy
-    # HINT: would appear on the host too: remount / with MS_REC | MS_PRIVATE to cut that link.
-    raise NotImplementedError("chapter 01: write enter_namespaces() in lab/namespaces.py: In the child: new UTS, IPC, network, mount and cgroup namespaces, mounts kept private (see chapters/01_namespaces/README.md, 'Your turn')")
+    """In the child: new UTS, IPC, network, mount and cgroup namespaces, all at once."""
+    # HINT: one syscalls.unshare call with all the flags.
+    raise NotImplementedError("chapter 01: write enter_namespaces() in lab/namespaces.py: In the child: new UTS, IPC, network, mount and cgroup namespaces, all at once (see chapters/01_namespaces/README.md, 'Your turn')")
+
+
+def make_mounts_private() -> None:
+    """Cut the new mount namespace's link to the host's: nothing mounted here propagates back.
+
+    A new mount namespace starts as a copy of the host's mount table. On a host whose / is
+    "shared" (systemd makes it so), a mount made in the copy would appear on the host too.
+    The runtime calls this only once it has checked that the mount namespace is new.
+    """
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
 
 
 def set_hostname(name: str) -> None:

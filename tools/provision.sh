@@ -10,7 +10,9 @@ venv=${VENV:-.venv}
 packages=(busybox-static python3 python3-venv make iproute2 procps util-linux)
 if command -v apt-get >/dev/null; then
     missing=()
-    for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    for p in "${packages[@]}"; do
+        [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
+    done
     if [ ${#missing[@]} -gt 0 ]; then
         echo "provision: installing ${missing[*]}"
         apt-get update -qq

@@ -9,7 +9,7 @@ from conftest import LAB, check_unfinished
 # Every loop here is bounded, so that a runtime whose limits do not work fails the test
 # without hurting the machine: at most ~1 GB of memory, 40 processes, 2 s of CPU.
 MEMORY_HOG = 'x=a; i=0; while [ $i -lt 28 ]; do x=$x$x; i=$((i+1)); done'
-FORK_BOMB = 'i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done; wait'
+FORK_BOMB = 'i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; wait'
 # (timeout runs under a shell: as PID 1 the loop would ignore timeout's SIGTERM, see chapter 01)
 BUSY_LOOP = ["sh", "-c", 'timeout 2 sh -c "while :; do :; done"; true']
 
@@ -46,7 +46,7 @@ def test_cpus_holds_a_busy_loop_to_its_share_by_the_cgroups_own_counters(lab):
 
 
 def test_the_container_runs_in_a_cgroup_of_its_own_that_is_gone_after(lab):
-    run = subprocess.Popen([LAB, "run", "--name", "own", "-m", "64m", "busybox", "sleep", "3"],
+    run = subprocess.Popen([LAB, "run", "--name", "own", "-m", "64m", "busybox", "sleep", "30"],
                            stderr=subprocess.PIPE, text=True)
     try:
         paths = {}
@@ -67,6 +67,6 @@ def test_the_container_runs_in_a_cgroup_of_its_own_that_is_gone_after(lab):
         seen_by_the_host = Path(f"/proc/{info['State']['Pid']}/cgroup").read_text().splitlines()
         assert any(line.endswith("/" + name) for line in seen_by_the_host)
     finally:
-        run.wait(timeout=15)
         lab("rm", "-f", "own")
+        run.wait(timeout=15)
     assert not any(Path(p).exists() for p in paths.values())

@@ -32,7 +32,8 @@ def main(how: str, root: str) -> int:
                 os.chroot(root)
                 os.chdir("/")
             else:
-                syscalls.unshare(syscalls.CLONE_NEWNS)       # a mount namespace to pivot in
+                syscalls.unshare(syscalls.CLONE_NEWNS)      # a mount namespace to pivot in,
+                syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)   # cut off from the host
                 rootfs.pivot_root(root)
             print(f"{how}: inside, {what_is_here()}")
             os.chroot("tmp")

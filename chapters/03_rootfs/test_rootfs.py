@@ -84,6 +84,7 @@ def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):
 
     def after_pivot_root():
         syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)   # nothing reaches the host
         rootfs.pivot_root(str(root))
         return escaped()
 

@@ -105,8 +105,7 @@ class CgroupV2:
         return {"": str(self.path)}
 
     def create(self, limits: Limits) -> None:
-        if not self.parent.is_dir():
-            self.parent.mkdir()
+        self.parent.mkdir(exist_ok=True)           # two first runs at once may both try
         wanted = {"memory", "cpu", "pids"}
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
         if missing:
@@ -214,6 +213,8 @@ class CgroupV1:
             write(memory / "memory.limit_in_bytes", limits.memory)
             if (memory / "memory.memsw.limit_in_bytes").exists():
                 write(memory / "memory.memsw.limit_in_bytes", limits.memory)
+            else:                                   # swap not accounted: ask not to use it
+                write(memory / "memory.swappiness", 0)
         if limits.cpus is not None:
             write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
             write(cpu / "cpu.cfs_quota_us", round(limits.cpus * CFS_PERIOD_US))

@@ -35,7 +35,8 @@ def step(chapter: str, function, *args):
 
 
 def check_new_namespaces(host: dict[str, str]) -> None:
-    """Refuse to go on in the host's own namespaces: set_hostname would rename the host."""
+    """Refuse to go on in the host's own namespaces: set_hostname would rename the host,
+    a mount would land on the host, bringing lo up would touch the host's network."""
     for kind, inode in host.items():
         if os.readlink(f"/proc/self/ns/{kind}") == inode:
             raise LabError(f"enter_namespaces() did not give the container a new {kind} namespace "
@@ -102,6 +103,7 @@ def root_folder(container: store.Container) -> str:
 
 def enter_rootfs(container: store.Container, root: str) -> None:
     """In the child: the image's folder becomes /, with its own /proc, /sys, /dev, hostname, hosts."""
+    rootfs.bind_readonly(root)        # first: whatever happens next, the shared image cannot change
     for name in ("hostname", "hosts"):
         if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
             rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
@@ -115,7 +117,7 @@ def start(container: store.Container):
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
-    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt")}
+    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
     root = root_folder(container)
 
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
@@ -130,6 +132,7 @@ def start(container: store.Container):
             step("02", cgroup.join)                      # first: all it does from now on counts
         if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
             check_new_namespaces(host_namespaces)
+            namespaces.make_mounts_private()
             step("01", namespaces.set_hostname, config["Hostname"])
             namespaces.bring_up_loopback()
             if step("03", enter_rootfs, container, root) is NOT_WRITTEN:   # the image's files as /
@@ -154,13 +157,18 @@ def start(container: store.Container):
 
 def finish(container: store.Container, status: int, cgroup) -> None:
     """Record how the container ended (and what it used), and remove its cgroup."""
-    stats = step("02", cgroup.stats) if cgroup is not None else NOT_WRITTEN
-    stats = None if stats is NOT_WRITTEN else stats
+    stats = None
     if cgroup is not None:
-        cgroup.destroy()
-    oom = status == 137 and bool(stats and stats["OOMKills"])
+        try:
+            stats = step("02", cgroup.stats)
+        except OSError:
+            pass                       # gone already (lab rm -f): no counters to keep
+        finally:
+            cgroup.destroy()
+    stats = None if stats is NOT_WRITTEN else stats
+    limit = container.config["Limits"]["memory"]
+    oom = status == 137 and limit is not None and bool(stats and stats["OOMKills"])
     if oom:
-        limit = container.config["Limits"]["memory"]
         print(f"lab: the container ran out of memory (limit {limit >> 20}m) and was killed: exit status 137",
               file=sys.stderr)
     container.save_state(Status="exited", ExitCode=status, OOMKilled=oom, FinishedAt=time.time(), Pid=0,
@@ -174,8 +182,8 @@ def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     try:
         pid, cgroup = start(container)
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         store.remove_container(container)    # it never ran: leave nothing behind
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     try:
         status = process.wait_for(pid)

@@ -67,6 +67,12 @@ def make_dev() -> None:
     # END SOLUTION
 
 
+def bind_readonly(folder: str) -> None:
+    """Bind-mount folder onto itself, read-only: a bind of it (pivot_root's) stays read-only."""
+    syscalls.mount(folder, folder, None, MS_BIND | MS_REC)
+    syscalls.mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
 def bind_file(source: str, target: str) -> None:
     """Bind-mount one host file over a file in the new root (how /etc/hostname and /etc/hosts arrive)."""
     syscalls.mount(source, target, None, MS_BIND)
