@@ -9,6 +9,7 @@
   file and function to write, and where the lesson explains it; no wall of traceback.
 """
 import ctypes
+import json
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -95,8 +97,9 @@ def pytest_sessionfinish(session):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def children() -> dict[int, tuple[str, str]]:
-    """Our child processes: pid -> (state, command line)."""
+def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
+    """The child processes of parent (default: us): pid -> (state, command line)."""
+    parent = os.getpid() if parent is None else parent
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -104,9 +107,24 @@ def children() -> dict[int, tuple[str, str]]:
             cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except (OSError, ValueError):
             continue
-        if int(ppid) == os.getpid():
+        if int(ppid) == parent:
             found[int(stat.parent.name)] = (state, cmdline)
     return found
+
+
+def wait_running(name: str, run: subprocess.Popen, timeout: float = 10) -> dict:
+    """Wait until `lab inspect NAME` says running (the `lab run` is `run`); return that inspect."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = run_lab("inspect", name)
+        info = json.loads(shown.stdout)[0] if shown.returncode == 0 else {}
+        if info.get("State", {}).get("Running"):
+            return info
+        if run.poll() is not None:
+            check_unfinished(run.stderr.read() if run.stderr else "")
+            raise AssertionError(f"lab run exited with {run.returncode} before {name} was running")
+        time.sleep(0.05)
+    raise AssertionError(f"{name} was not running after {timeout} s")
 
 
 TEST_TIME_LIMIT = 60    # seconds; a chapter test takes a few

@@ -43,11 +43,11 @@ def check_new_namespaces(host: dict[str, str]) -> None:
                            "(see chapters/01_namespaces/README.md); stopped before changing the host")
 
 
-def environment(image: dict, overrides: list[str], hostname: str) -> dict[str, str]:
-    """The container's environment: the image's, then HOSTNAME and HOME, then -e K=V."""
+def environment(image: dict, overrides: list[str]) -> dict[str, str]:
+    """The container's environment: the image's, then HOME, then -e K=V (HOSTNAME comes at create)."""
     env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
     env.setdefault("PATH", images.DEFAULT_PATH)
-    env.update(HOSTNAME=hostname, HOME="/root")
+    env["HOME"] = "/root"
     for item in overrides:
         key, sep, value = item.partition("=")
         if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
@@ -77,12 +77,13 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
                        "or '-', starting with a letter or digit")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
-    environ = environment(image, list(env), hostname="")   # checked now, filled in below
+    environ = environment(image, list(env))
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Cmd": argv,
               "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname,
               "Limits": vars(limits)}
     container = store.create_container(config)
-    name = container.config["Hostname"] = environ["HOSTNAME"] = hostname or container.id[:12]
+    name = container.config["Hostname"] = hostname or container.id[:12]
+    environ = {"HOSTNAME": name, **environ}
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
     store.write_json(container.path / "config.json", container.config)
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
@@ -103,13 +104,14 @@ def root_folder(container: store.Container) -> str:
 
 def enter_rootfs(container: store.Container, root: str) -> None:
     """In the child: the image's folder becomes /, with its own /proc, /sys, /dev, hostname, hosts."""
-    rootfs.bind_readonly(root)        # first: whatever happens next, the shared image cannot change
+    # First, and for good: the shared image must not change (chapter 04 puts a writable layer on
+    # top). pivot_root's own bind of this folder keeps the read-only flag.
+    rootfs.bind_readonly(root)
     for name in ("hostname", "hosts"):
         if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
             rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
     rootfs.pivot_root(root)
     rootfs.mount_kernel_filesystems()
-    rootfs.make_readonly("/")         # the image must not change (chapter 04: a writable layer on top)
 
 
 def start(container: store.Container):

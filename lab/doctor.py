@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab import images, syscalls
+from lab import cgroups, images, syscalls
 
 NAMESPACES = {"uts": syscalls.CLONE_NEWUTS, "pid": syscalls.CLONE_NEWPID, "mnt": syscalls.CLONE_NEWNS,
               "ipc": syscalls.CLONE_NEWIPC, "net": syscalls.CLONE_NEWNET,
@@ -25,22 +25,16 @@ def in_child(work) -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
-def mounts() -> list[list[str]]:
-    return [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-
-
 def cgroup_mode() -> tuple[str, str]:
-    """('v2'|'hybrid'|'v1', the usable controllers), from the mount table."""
-    types = {fields[4]: fields[fields.index("-") + 1] for fields in mounts()}
-    if types.get("/sys/fs/cgroup") == "cgroup2":
-        own = Path("/proc/self/cgroup").read_text().split("::", 1)[1].strip()
-        controllers = Path("/sys/fs/cgroup", own.lstrip("/"), "cgroup.controllers")
+    """('v2'|'hybrid'|'v1', the usable controllers)."""
+    if cgroups.version() == "v2":
+        controllers = cgroups.ROOT / cgroups.own_cgroups()[""].lstrip("/") / "cgroup.controllers"
         return "v2", controllers.read_text().strip() if controllers.exists() else ""
     # /proc/cgroups: name, hierarchy id (0 = not bound to a v1 hierarchy), cgroups, enabled
     rows = [line.split() for line in Path("/proc/cgroups").read_text().splitlines()[1:]]
     v1 = [name for name, hierarchy, _, enabled in rows if hierarchy != "0" and enabled == "1"]
-    mode = "hybrid" if types.get("/sys/fs/cgroup/unified") == "cgroup2" else "v1"
-    return mode, " ".join(v1)
+    hybrid = any(m == f"{cgroups.ROOT}/unified" and t == "cgroup2" for m, t, _ in cgroups.mountinfo())
+    return "hybrid" if hybrid else "v1", " ".join(v1)
 
 
 def try_overlay():
@@ -74,7 +68,8 @@ def checks():
     needed = [c for c in ("memory", "cpu", "pids") if c not in controllers.split()]
     yield not needed, f"cgroups {mode}, controllers: {controllers or 'none'}", \
         f"{', '.join(needed)} missing: enable them in the kernel command line, or " + VM_HINT
-    root = next((f for f in mounts() if f[4] == "/"), [])
+    mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    root = next((f for f in mounts if f[4] == "/"), [])
     propagation = "shared" if any(o.startswith("shared:") for o in root[6:root.index("-")]) else "private"
     yield None, f"mount propagation of /: {propagation} (each container makes its own copy private: chapter 03)", ""
     binary = images.busybox_binary()

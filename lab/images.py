@@ -5,16 +5,8 @@ chapter 04 stacks an image's layers with overlayfs. The default image,
 busybox, is built here from the distribution's static busybox: one binary that is `sh`,
 `ls`, `ps` and 300 other commands, so the image needs no libraries and no network.
 """
-import fcntl
-import hashlib
-import json
 import os
 import re
-import shutil
-import struct
-import subprocess
-import tarfile
-import time
 from pathlib import Path
 
 from lab import LabError
@@ -51,15 +43,16 @@ def resolve(ref: str) -> dict:
     """The image called ref, building busybox on first use."""
     name, tag = parse_reference(ref)
     image_id = tags().get(f"{name}:{tag}")
-    if name == "busybox" and tag == "latest" and (image_id is None or load(image_id).get("Recipe") != BUSYBOX_RECIPE):
-        image_id = build_busybox()
-    if image_id is None:
+    image = load(image_id) if image_id else None
+    if name == "busybox" and tag == "latest" and (image is None or image.get("Recipe") != BUSYBOX_RECIPE):
+        image = load(build_busybox())
+    if image is None:
         raise LabError(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
-    return read_json(images_dir() / f"{image_id.split(':')[1]}.json")
+    return image
 
 
 def list_images() -> list[dict]:
-    return [read_json(images_dir() / f"{i.split(':')[1]}.json") for i in sorted(set(tags().values()))]
+    return [load(i) for i in sorted(set(tags().values()))]
 
 
 def load(image_id: str) -> dict:
@@ -72,6 +65,7 @@ def layer_path(digest: str) -> Path:
 
 def is_static(path: Path) -> bool:
     """True when the ELF file at path has no PT_INTERP header (needs no dynamic loader)."""
+    import struct
     with open(path, "rb") as f:
         head = f.read(64)
         if head[:4] != b"\x7fELF" or head[4] != 2:      # 64-bit ELF only
@@ -85,6 +79,8 @@ def is_static(path: Path) -> bool:
 
 def tar_digest(folder: Path) -> str:
     """sha256 of a reproducible tar of folder: the layer's content address."""
+    import hashlib
+    import tarfile
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.mtime, info.uname, info.gname = 0, "", ""
         return info
@@ -106,6 +102,10 @@ def tar_digest(folder: Path) -> str:
 
 def build_busybox() -> str:
     """Build busybox:latest from the static busybox binary; return the image id."""
+    import fcntl
+    import hashlib
+    import json
+    import time
     binary = busybox_binary()
     if not binary.is_file() or not is_static(binary):
         raise LabError(f"the busybox image needs a static busybox at {binary}: "
@@ -127,6 +127,8 @@ def build_busybox() -> str:
 
 
 def build_busybox_layer(binary: Path) -> str:
+    import shutil
+    import subprocess
     layers = lab_root() / "layers"
     work = layers / f".busybox.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)

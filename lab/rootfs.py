@@ -42,7 +42,10 @@ def make_dev() -> None:
 
 
 def bind_readonly(folder: str) -> None:
-    """Bind-mount folder onto itself, read-only: a bind of it (pivot_root's) stays read-only."""
+    """Bind-mount folder onto itself, read-only: a bind of it (pivot_root's) stays read-only.
+
+    A bind mount takes its flags from a second, remount call: MS_RDONLY on the first is ignored.
+    """
     syscalls.mount(folder, folder, None, MS_BIND | MS_REC)
     syscalls.mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
@@ -51,7 +54,3 @@ def bind_file(source: str, target: str) -> None:
     """Bind-mount one host file over a file in the new root (how /etc/hostname and /etc/hosts arrive)."""
     syscalls.mount(source, target, None, MS_BIND)
 
-
-def make_readonly(path: str = "/") -> None:
-    """Remount a bind mount read-only. A bind mount takes its flags from a second, remount call."""
-    syscalls.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)

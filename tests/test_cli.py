@@ -109,17 +109,11 @@ def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
 
 
 def test_rm_f_cleans_up_after_a_lab_run_that_was_killed(lab):
-    import json
     import signal
     import subprocess
-    import time
-    from conftest import LAB
+    from conftest import LAB, wait_running
     run = subprocess.Popen([LAB, "run", "--name", "orphan", "-m", "64m", "busybox", "sleep", "60"])
-    deadline = time.monotonic() + 10
-    while not json.loads(lab("inspect", "orphan").stdout or "[{}]")[0].get("State", {}).get("Running"):
-        assert time.monotonic() < deadline, "the container never started"
-        time.sleep(0.05)
-    paths = json.loads(lab("inspect", "orphan").stdout)[0]["Cgroup"]["Paths"]
+    paths = wait_running("orphan", run)["Cgroup"]["Paths"]
     run.send_signal(signal.SIGKILL)             # lab dies; its container lives on
     run.wait()
     assert "Up " in lab("ps").stdout

@@ -5,7 +5,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import LAB, check_unfinished, run_lab
+from conftest import LAB, check_unfinished, children, run_lab
 from lab import process
 
 
@@ -23,12 +23,8 @@ def container_process(lab: subprocess.Popen, timeout: float = 10) -> int:
     """The host PID of the container's process: the child of the `lab run` process."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == lab.pid:
-                    return int(stat.parent.name)
-            except (OSError, ValueError):
-                continue
+        if found := children(lab.pid):
+            return next(iter(found))
         if lab.poll() is not None:
             check_unfinished(lab.stderr.read())
             raise AssertionError(f"lab run exited with {lab.returncode} before its container started")

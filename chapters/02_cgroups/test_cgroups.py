@@ -2,10 +2,9 @@
 import json
 import platform
 import subprocess
-import time
 from pathlib import Path
 
-from conftest import LAB, check_unfinished
+from conftest import LAB, wait_running
 from lab import cgroups
 
 # Every loop here is bounded, so that a runtime whose limits do not work fails the test
@@ -55,18 +54,11 @@ def test_cpus_holds_a_busy_loop_to_its_share_by_the_cgroups_own_counters(lab):
 def test_the_container_runs_in_a_cgroup_of_its_own_that_is_gone_after(lab):
     run = subprocess.Popen([LAB, "run", "--name", "own", "-m", "64m", "busybox", "sleep", "30"],
                            stderr=subprocess.PIPE, text=True)
+    paths = {}
     try:
-        paths = {}
-        for _ in range(200):                      # wait (at most 10 s) until it is running
-            info = json.loads(subprocess.run([LAB, "inspect", "own"], capture_output=True, text=True).stdout or "[{}]")[0]
-            if info.get("State", {}).get("Running"):
-                paths = info["Cgroup"]["Paths"]
-                break
-            if run.poll() is not None:
-                check_unfinished(run.stderr.read())
-                break
-            time.sleep(0.05)
-        assert paths, "the container never showed up as running with a cgroup"
+        info = wait_running("own", run)
+        paths = info["Cgroup"]["Paths"]
+        assert paths, "the running container has no cgroup"
         name = f"lab-{info['Id'][:12]}"
         for path in paths.values():
             assert path.endswith("/" + name)

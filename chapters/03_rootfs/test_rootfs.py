@@ -2,7 +2,6 @@
 import os
 import shutil
 import uuid
-from pathlib import Path
 
 from lab import images, rootfs, syscalls
 

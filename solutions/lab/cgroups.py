@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab import LabError
@@ -22,11 +21,11 @@ CFS_PERIOD_US = 100_000            # the scheduler's period for --cpus: 100 ms
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-@dataclass
 class Limits:
-    memory: int | None = None      # bytes
-    cpus: float | None = None      # CPUs' worth of time, e.g. 0.5
-    pids: int | None = None        # processes (and threads) at most
+    def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None):
+        self.memory = memory       # bytes
+        self.cpus = cpus           # CPUs' worth of time, e.g. 0.5
+        self.pids = pids           # processes (and threads) at most
 
     @classmethod
     def parse(cls, memory=None, cpus=None, pids=None) -> "Limits":

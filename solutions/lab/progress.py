@@ -4,7 +4,6 @@ It runs every chapter's tests quietly (in this process, with pytest) and shows e
 as done, in progress (passed/total) or not started, then the next thing to write.
 """
 import os
-from pathlib import Path
 
 import lab_impl
 

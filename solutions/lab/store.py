@@ -9,8 +9,6 @@ Files are written whole or not at all (write a temporary file, then rename it).
 """
 import json
 import os
-import secrets
-import shutil
 import time
 from pathlib import Path
 
@@ -104,7 +102,7 @@ def create_container(config: dict) -> Container:
     if name and any(c.config.get("Name") == name for c in list_containers()):
         raise LabError(f'the container name "{name}" is already in use: '
                        f"remove it first (lab rm {name}) or choose another --name")
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     path = containers_dir() / cid
     path.mkdir(parents=True)
     write_json(path / "config.json", {**config, "Id": cid, "Created": time.time()})
@@ -137,4 +135,5 @@ def find_container(ref: str) -> Container:
 
 
 def remove_container(container: Container) -> None:
+    import shutil
     shutil.rmtree(container.path, ignore_errors=True)
