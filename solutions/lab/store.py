@@ -115,7 +115,7 @@ def list_containers() -> list[Container]:
         return []
     found = []
     for path in root.iterdir():
-        if (path / "config.json").exists():
+        if not path.name.startswith(".") and (path / "config.json").exists():
             found.append(Container(path))
     return sorted(found, key=lambda c: c.config["Created"], reverse=True)
 
@@ -135,5 +135,12 @@ def find_container(ref: str) -> Container:
 
 
 def remove_container(container: Container) -> None:
+    """Rename the folder first (atomic), then delete it: a `lab run` that is still writing its
+    final state (lab rm -f while it runs) finds no folder to write into, instead of racing rmtree."""
     import shutil
-    shutil.rmtree(container.path, ignore_errors=True)
+    doomed = container.path.with_name(f".removing-{container.id}")
+    try:
+        container.path.rename(doomed)
+    except FileNotFoundError:
+        return                          # removed already
+    shutil.rmtree(doomed, ignore_errors=True)
