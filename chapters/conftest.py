@@ -112,7 +112,7 @@ def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
     return found
 
 
-def wait_running(name: str, run: subprocess.Popen, timeout: float = 10) -> dict:
+def wait_running(name: str, run: subprocess.Popen, timeout: float = 30) -> dict:
     """Wait until `lab inspect NAME` says running (the `lab run` is `run`); return that inspect."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
