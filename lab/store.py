@@ -2,7 +2,9 @@
 
     images/      one JSON file per image, and tags.json (name:tag -> image id)
     layers/      image layers, one folder each, named by the sha256 of their tar
-    containers/  <id>/config.json (what to run) and <id>/state.json (how it is going)
+    containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
+                 container's own layer: <id>/upper (its changes), <id>/work (overlay's
+                 scratch space), <id>/merged (where the union is mounted, in its namespace)
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
 Files are written whole or not at all (write a temporary file, then rename it).
@@ -76,6 +78,11 @@ class Container:
             "HostConfig": {"Memory": limits.get("memory") or 0,
                            "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
                            "PidsLimit": limits.get("pids")},
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": ":".join(str(lab_root() / "layers" / d.split(":")[1])
+                                     for d in reversed(config.get("Layers", []))),
+                "UpperDir": str(self.path / "upper"), "WorkDir": str(self.path / "work"),
+                "MergedDir": str(self.path / "merged")}},
             "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
                        "MemoryPeak": stats.get("MemoryPeak"),
                        "CpuTimeSeconds": stats["CpuUsageNs"] / 1e9 if stats else None,
@@ -143,4 +150,7 @@ def remove_container(container: Container) -> None:
         container.path.rename(doomed)
     except FileNotFoundError:
         return                          # removed already
-    shutil.rmtree(doomed, ignore_errors=True)
+    try:
+        shutil.rmtree(doomed)
+    except OSError as e:
+        raise LabError(f"could not delete the container's folder {doomed}: {e}") from None

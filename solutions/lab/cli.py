@@ -46,11 +46,34 @@ def build_parser() -> Parser:
     rm.add_argument("containers", nargs="+", metavar="CONTAINER")
     rm.set_defaults(func=cmd_rm)
 
-    inspect = commands.add_parser("inspect", help="show a container's configuration and state as JSON")
-    inspect.add_argument("containers", nargs="+", metavar="CONTAINER")
+    inspect = commands.add_parser("inspect", help="show containers or images as JSON")
+    inspect.add_argument("containers", nargs="+", metavar="CONTAINER|IMAGE")
     inspect.set_defaults(func=cmd_inspect)
 
+    commit = commands.add_parser("commit", help="make a new image from a container's changes")
+    commit.add_argument("container", metavar="CONTAINER")
+    commit.add_argument("ref", metavar="NAME[:TAG]")
+    commit.set_defaults(func=cmd_commit)
+
     commands.add_parser("images", help="list images").set_defaults(func=cmd_images)
+    rmi = commands.add_parser("rmi", help="remove images (and the layers no other image uses)")
+    rmi.add_argument("images", nargs="+", metavar="IMAGE")
+    rmi.set_defaults(func=cmd_rmi)
+    image = commands.add_parser("image", help="manage images: import, ls, inspect, rm")
+    image_commands = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=Parser)
+    image_commands.required = True
+    load = image_commands.add_parser("import", help="import a rootfs tarball, a `docker save` archive "
+                                     "or an OCI image layout (folder or tar)")
+    load.add_argument("source", metavar="FILE|DIR")
+    load.add_argument("ref", metavar="NAME[:TAG]")
+    load.set_defaults(func=cmd_image_import)
+    image_commands.add_parser("ls", help="list images").set_defaults(func=cmd_images)
+    image_inspect = image_commands.add_parser("inspect", help="show images as JSON")
+    image_inspect.add_argument("images", nargs="+", metavar="IMAGE")
+    image_inspect.set_defaults(func=cmd_image_inspect)
+    image_rm = image_commands.add_parser("rm", help="remove images")
+    image_rm.add_argument("images", nargs="+", metavar="IMAGE")
+    image_rm.set_defaults(func=cmd_rmi)
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
     commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
     return parser
@@ -127,19 +150,80 @@ def cmd_rm(args) -> int:
 
 def cmd_inspect(args) -> int:
     import json
-    from lab import store
-    print(json.dumps([store.find_container(ref).inspect() for ref in args.containers], indent=4))
+    from lab import images, store
+    found = []
+    for ref in args.containers:
+        try:
+            found.append(store.find_container(ref).inspect())
+        except LabError as not_a_container:
+            try:
+                found.append(image_json(images.find(ref)))
+            except LabError:
+                raise not_a_container from None
+    print(json.dumps(found, indent=4))
     return 0
+
+
+def image_json(image: dict) -> dict:
+    """What `lab inspect IMAGE` shows, in docker's shape."""
+    return {"Id": image["Id"], "RepoTags": image["RepoTags"], "Parent": image.get("Parent", ""),
+            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(image["Created"])),
+            "Size": image["Size"], "Config": image["Config"],
+            "RootFS": {"Type": "layers", "Layers": image["Layers"]}}
+
+
+def cmd_image_inspect(args) -> int:
+    import json
+    from lab import images
+    print(json.dumps([image_json(images.find(ref)) for ref in args.images], indent=4))
+    return 0
+
+
+def size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return ""
 
 
 def cmd_images(args) -> int:
     from lab import images
-    print(f"{'REPOSITORY':<20} {'TAG':<10} {'IMAGE ID':<14} LAYERS")
+    now = time.time()
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
     for image in images.list_images():
-        for ref in image["RepoTags"]:
+        for ref in image["RepoTags"] or ["<none>:<none>"]:
             name, tag = ref.rsplit(":", 1)
-            print(f"{name:<20} {tag:<10} {image['Id'][7:19]:<14} {len(image['Layers'])}")
+            rows.append((name, tag, image["Id"][7:19], ago(now - image["Created"]) + " ago",
+                         str(len(image["Layers"])), size(image["Size"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths)) + "   " + r[5])
     return 0
+
+
+def cmd_image_import(args) -> int:
+    from lab import images
+    print(images.import_image(args.source, args.ref))
+    return 0
+
+
+def cmd_commit(args) -> int:
+    from lab import images, store
+    print(images.commit(store.find_container(args.container), args.ref))
+    return 0
+
+
+def cmd_rmi(args) -> int:
+    from lab import images
+    status = 0
+    for ref in args.images:
+        try:
+            print("\n".join(images.remove_image(ref)))
+        except LabError as e:
+            print(f"lab: error: {e}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_doctor(args) -> int:

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lab import LabError, cgroups, images, namespaces, process, rootfs, store
+from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -64,7 +64,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     """Check everything, then write the container's record. Bad input creates nothing."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit)
     image = images.resolve(image_ref)
-    argv = command or image["Config"].get("Cmd") or []
+    entrypoint = image["Config"].get("Entrypoint") or []
+    argv = entrypoint + (command or image["Config"].get("Cmd") or [])
     if not argv:
         raise LabError(f"no command given and the image {image_ref} has none: add one after the image name")
     if not argv[0]:
@@ -78,7 +79,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     environ = environment(image, list(env))
-    config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Cmd": argv,
+    config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
+              "Cmd": argv, "Entrypoint": entrypoint,
               "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname,
               "Limits": vars(limits)}
     container = store.create_container(config)
@@ -86,6 +88,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     environ = {"HOSTNAME": name, **environ}
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
     store.write_json(container.path / "config.json", container.config)
+    for folder in ("upper", "work", "merged"):           # the container's own layer (chapter 04)
+        (container.path / folder).mkdir()
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
     (container.path / "hostname").write_text(f"{name}\n")
     (container.path / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -93,20 +97,18 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     return container
 
 
-def root_folder(container: store.Container) -> str:
-    """The folder that becomes the container's /: the image's layer (chapter 04 adds overlay)."""
-    layers = images.load(container.config["ImageId"])["Layers"]
-    if len(layers) != 1:
-        raise LabError(f"image {container.config['Image']} has {len(layers)} layers: "
-                       "stacking them needs chapter 04 (overlay)")
-    return str(images.layer_path(layers[0]))
-
-
-def enter_rootfs(container: store.Container, root: str) -> None:
-    """In the child: the image's folder becomes /, with its own /proc, /sys, /dev, hostname, hosts."""
-    # First, and for good: the shared image must not change (chapter 04 puts a writable layer on
-    # top). pivot_root's own bind of this folder keeps the read-only flag.
-    rootfs.bind_readonly(root)
+def enter_rootfs(container: store.Container, layers: list[str]) -> None:
+    """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
+    root = str(container.path / "merged")
+    upper, work = str(container.path / "upper"), str(container.path / "work")
+    # The layers stacked under a writable upper folder of its own: the image never changes.
+    # The mount is made in the container's mount namespace, so it goes away with it.
+    if step("04", overlay.mount_overlay, layers, upper, work, root) is NOT_WRITTEN:
+        if len(layers) != 1:
+            raise LabError(f"the image {container.config['Image']} has {len(layers)} layers: "
+                           "stacking them needs chapter 04 (overlay)")
+        root = layers[0]                  # until then: the image's only layer, read-only,
+        rootfs.bind_readonly(root)        # so that it never changes (pivot_root's bind keeps the flag)
     for name in ("hostname", "hosts"):
         if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
             rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
@@ -120,7 +122,7 @@ def start(container: store.Container):
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
-    root = root_folder(container)
+    layers = [str(images.layer_path(d)) for d in config["Layers"]]
 
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
     if cgroup is NOT_WRITTEN:
@@ -137,7 +139,7 @@ def start(container: store.Container):
             namespaces.make_mounts_private()
             step("01", namespaces.set_hostname, config["Hostname"])
             namespaces.bring_up_loopback()
-            if step("03", enter_rootfs, container, root) is NOT_WRITTEN:   # the image's files as /
+            if step("03", enter_rootfs, container, layers) is NOT_WRITTEN:   # the image's files as /
                 step("01", namespaces.mount_proc)        # or at least a /proc of its own
         if stdin is not None:
             os.dup2(stdin, 0)                # without -i, the command reads an empty stdin

@@ -1,0 +1,88 @@
+"""Image archives made on the spot, so that the import tests need no network.
+
+A layer is a tar; `docker save` wraps layers in a tar with manifest.json and a config named
+by its sha256; an OCI image layout is a folder (or a tar of it) of blobs named by their
+sha256, found from index.json. These writers follow docker/docker's image/spec and the OCI
+image-spec (image-layout.md, manifest.md, config.md), as far as `lab image import` reads them.
+"""
+import gzip
+import hashlib
+import io
+import json
+import platform
+import tarfile
+from pathlib import Path
+
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tar(entries) -> bytes:
+    """A tar of entries: (name, content) where content is bytes (a file), None (a folder),
+    ("symlink", target) or ("hardlink", target)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            info.mode = 0o644
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif isinstance(content, tuple):
+                info.type = tarfile.SYMTYPE if content[0] == "symlink" else tarfile.LNKTYPE
+                info.linkname = content[1]
+            else:
+                info.size = len(content)
+            archive.addfile(info, io.BytesIO(content) if isinstance(content, bytes) else None)
+    return out.getvalue()
+
+
+def folder_tar(folder: Path) -> bytes:
+    """A tar of a folder's content (e.g. the busybox layer): what a rootfs tarball is."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for entry in sorted(folder.iterdir()):
+            archive.add(entry, arcname=entry.name)
+    return out.getvalue()
+
+
+def image_config(layers: list[bytes], cmd: list[str]) -> bytes:
+    return json.dumps({"architecture": ARCH, "os": "linux",
+                       "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": cmd},
+                       "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]}}).encode()
+
+
+def docker_save(layers: list[bytes], cmd: list[str], config: bytes | None = None) -> bytes:
+    """A `docker save` archive (the classic layout: <id>/layer.tar, <config sha>.json, manifest.json)."""
+    config = config or image_config(layers, cmd)
+    names = [f"{hashlib.sha256(layer).hexdigest()}/layer.tar" for layer in layers]
+    manifest = [{"Config": f"{sha256(config)[7:]}.json", "RepoTags": ["example:latest"], "Layers": names}]
+    return tar([(f"{sha256(config)[7:]}.json", config), *zip(names, layers),
+                ("manifest.json", json.dumps(manifest).encode())])
+
+
+def oci_layout(folder: Path, layers: list[bytes], cmd: list[str]) -> Path:
+    """An OCI image layout in folder, with gzip-compressed layers (what `skopeo copy ... oci:` writes)."""
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def blob(data: bytes, media_type: str) -> dict:
+        (blobs / sha256(data)[7:]).write_bytes(data)
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
+
+    compressed = [gzip.compress(layer, mtime=0) for layer in layers]
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": blob(image_config(layers, cmd), "application/vnd.oci.image.config.v1+json"),
+                "layers": [blob(c, "application/vnd.oci.image.layer.v1.tar+gzip") for c in compressed]}
+    index = {"schemaVersion": 2, "manifests": [
+        {**blob(json.dumps(manifest).encode(), manifest["mediaType"]),
+         "platform": {"architecture": ARCH, "os": "linux"}}]}
+    (folder / "index.json").write_text(json.dumps(index))
+    (folder / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    return folder
+
+
+def oci_tar(folder: Path) -> bytes:
+    return folder_tar(folder)

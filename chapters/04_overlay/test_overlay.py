@@ -1,0 +1,203 @@
+"""Chapter 04: overlay, image layers and commit.   Check your work: pytest chapters/04_overlay"""
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import images
+
+sys.path.insert(0, str(Path(__file__).parent))
+import archives  # noqa: E402
+
+
+def busybox_layer() -> Path:
+    return images.layer_path(images.resolve("busybox")["Layers"][0])
+
+
+def container_folders(lab, name: str) -> dict:
+    return json.loads(lab("inspect", name).stdout)[0]["GraphDriver"]["Data"]
+
+
+def stored_layers() -> set[str]:
+    return {p.name for p in images.layers_dir().iterdir()}
+
+
+def stored_images() -> tuple:
+    return {p.name for p in images.images_dir().iterdir()}, images.tags()
+
+
+def test_a_write_copies_the_file_up_and_leaves_the_image_unchanged(lab):
+    before = (busybox_layer() / "etc" / "passwd").read_text()
+    result = lab("run", "--name", "writer", "busybox", "sh", "-c", "echo changed >> /etc/passwd; tail -1 /etc/passwd")
+    try:
+        upper = Path(container_folders(lab, "writer")["UpperDir"])
+        assert result.stdout == "changed\n"
+        assert (upper / "etc" / "passwd").read_text() == before + "changed\n"     # the copy, changed
+        assert (busybox_layer() / "etc" / "passwd").read_text() == before         # the image's file
+    finally:
+        lab("rm", "writer")
+
+
+def test_the_upper_folder_holds_the_copy_and_a_whiteout_for_a_delete(lab):
+    result = lab("run", "--name", "deleter", "busybox", "sh", "-c",
+                 "echo changed >> /etc/passwd; rm /etc/group; cat /etc/group")
+    try:
+        upper = Path(container_folders(lab, "deleter")["UpperDir"])
+        assert result.stderr == "cat: can't open '/etc/group': No such file or directory\n"
+        assert (upper / "etc" / "passwd").read_text().endswith("changed\n")
+        whiteout = os.lstat(upper / "etc" / "group")
+        assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == os.makedev(0, 0)
+        assert (busybox_layer() / "etc" / "group").is_file()           # the image still has it
+        assert lab("run", "--rm", "busybox", "cat", "/etc/group").stdout.startswith("root:x:0:")
+    finally:
+        lab("rm", "deleter")
+
+
+def test_a_containers_changes_are_gone_with_it(lab):
+    lab("run", "--name", "scratch", "busybox", "sh", "-c", "echo notes > /root/notes")
+    folders = container_folders(lab, "scratch")
+    assert Path(folders["UpperDir"], "root", "notes").read_text() == "notes\n"
+    assert lab("rm", "scratch").returncode == 0
+    assert not Path(folders["UpperDir"]).exists()
+    result = lab("run", "--rm", "busybox", "cat", "/root/notes")
+    assert result.returncode == 1 and "No such file" in result.stderr
+
+
+def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab):
+    changes = ("echo added > /root/added; rm /etc/group; "
+               "rm -r /usr/sbin; mkdir /usr/sbin; echo mine > /usr/sbin/only")   # an opaque folder
+    lab("run", "--name", "builder", "busybox", "sh", "-c", changes)
+    committed = lab("commit", "builder", "mine:v1")
+    lab("rm", "builder")
+    assert committed.returncode == 0, committed.stderr
+    image = json.loads(lab("inspect", "mine:v1").stdout)[0]
+    base = images.resolve("busybox")
+    assert image["Id"] == committed.stdout.strip()
+    assert image["RootFS"]["Layers"][:-1] == base["Layers"] and len(image["RootFS"]["Layers"]) == 2
+    seen = lab("run", "--rm", "mine:v1", "sh", "-c", "cat /root/added; ls /usr/sbin; ls /etc/group")
+    assert seen.stdout == "added\nonly\n" and "No such file" in seen.stderr
+    assert lab("run", "--rm", "busybox", "ls", "/etc/group", "/usr/sbin/chroot").returncode == 0
+
+
+def test_layers_are_stored_once_and_shared_and_rmi_keeps_what_others_use(lab):
+    before = stored_layers() | {busybox_layer().name}
+    for name in ("one", "two"):
+        lab("run", "--name", name, "busybox", "touch", f"/{name}")
+        assert lab("commit", name, f"{name}:latest").returncode == 0
+    assert len(stored_layers() - before) == 2               # one for each commit; busybox's is shared
+    lab("run", "--name", "user", "one", "true")
+    refused = lab("rmi", "one")
+    assert refused.returncode == 1 and "used by the container user" in refused.stderr
+    lab("rm", "one", "two", "user")
+    top = json.loads(lab("inspect", "one").stdout)[0]["RootFS"]["Layers"][1]
+    removed = lab("rmi", "one", "two")
+    assert removed.returncode == 0, removed.stderr
+    assert f"Deleted: {top}" in removed.stdout.splitlines()
+    assert stored_layers() == before                        # busybox still uses its layer
+
+
+LAYER = archives.tar([("hello.txt", b"hello from a layer\n"), ("etc", None), ("etc/.wh.group", b""),
+                      ("usr", None), ("usr/sbin", None), ("usr/sbin/.wh..wh..opq", b""),
+                      ("usr/sbin/mine", b"")])     # adds a file, deletes /etc/group, replaces /usr/sbin
+
+
+def archive(kind: str, folder: Path) -> Path:
+    """An image of `kind` made in folder: busybox's files, then (but for a rootfs) LAYER on top."""
+    import gzip
+    import shutil
+    folder.mkdir()
+    if kind == "rootfs tarball":
+        rootfs = folder / "rootfs"
+        shutil.copytree(busybox_layer(), rootfs, symlinks=True)
+        (rootfs / "hello.txt").write_text("hello from a layer\n")
+        path = folder / "rootfs.tar.gz"
+        path.write_bytes(gzip.compress(archives.folder_tar(rootfs)))
+        return path
+    base = archives.folder_tar(busybox_layer())
+    if kind == "docker save":
+        path = folder / "saved.tar"
+        path.write_bytes(archives.docker_save([base, LAYER], ["sh"]))
+        return path
+    layout = archives.oci_layout(folder / "oci", [base, LAYER], ["sh"])
+    if kind == "OCI layout":
+        return layout
+    path = folder / "oci.tar"
+    path.write_bytes(archives.oci_tar(layout))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["rootfs tarball", "docker save", "OCI layout", "OCI layout tar"])
+def test_an_image_imports_from_each_format(kind, lab, tmp_path):
+    source = archive(kind, tmp_path / "first")
+    imported = lab("image", "import", str(source), "imported:v1")
+    assert imported.returncode == 0, imported.stderr
+    image = json.loads(lab("inspect", "imported:v1").stdout)[0]
+    shown = lab("run", "--rm", "imported:v1", "sh", "-c", "cat /hello.txt; ls /usr/sbin | grep -c .; ls /etc/group")
+    if kind == "rootfs tarball":
+        assert len(image["RootFS"]["Layers"]) == 1
+        assert shown.stdout == f"hello from a layer\n{len(os.listdir(busybox_layer() / 'usr' / 'sbin'))}\n/etc/group\n"
+    else:
+        assert image["RootFS"]["Layers"][1] == archives.sha256(LAYER)
+        assert shown.stdout == "hello from a layer\n1\n" and "No such file" in shown.stderr
+    stored = stored_layers()
+    assert lab("image", "import", str(source), "again:v1").returncode == 0
+    assert stored_layers() == stored                       # the same layers: stored once
+
+
+def bad_archive(case: str, tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"                          # where an escape would write
+    base = archives.folder_tar(busybox_layer())
+    layers = {
+        "a ../ path": [("../../../../../../../../.." + str(outside), b"escaped")],
+        "an absolute path": [(str(outside), b"escaped")],
+        "a write through a symlink": [("lib", ("symlink", str(tmp_path))), ("lib/outside", b"escaped")],
+        "a symlink out of the layer": [("up", ("symlink", "../../../../../../../..")), ]
+    }
+    if case in layers:
+        path = tmp_path / "bad.tar"
+        path.write_bytes(archives.docker_save([base, archives.tar(layers[case])], ["sh"]))
+    elif case == "a hard link out of the layer":
+        path = tmp_path / "bad.tar"
+        path.write_bytes(archives.docker_save([base, archives.tar([("passwd", ("hardlink", "../../../etc/passwd"))])], ["sh"]))
+    elif case == "a digest mismatch":
+        config = archives.image_config([base, LAYER], ["sh"])
+        path = tmp_path / "bad.tar"
+        path.write_bytes(archives.docker_save([base, LAYER[:-1024] + archives.tar([("x", b"")])], ["sh"], config))
+    elif case == "a truncated archive":
+        path = tmp_path / "bad.tar"
+        whole = archives.docker_save([base, LAYER], ["sh"])
+        path.write_bytes(whole[:len(whole) // 2])
+    elif case == "an unknown format":
+        path = tmp_path / "bad.zip"
+        path.write_bytes(b"PK\x03\x04 not a tar at all")
+    return path
+
+
+BAD = {"a ../ path": "points outside the layer", "an absolute path": "points outside the layer",
+       "a write through a symlink": "would be written through the symlink",
+       "a symlink out of the layer": "is a symlink out of the layer",
+       "a hard link out of the layer": "points outside the layer",
+       "a digest mismatch": "does not match its digest", "a truncated archive": "truncated or corrupt",
+       "an unknown format": "is not a tar archive"}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_archive_is_refused_and_leaves_nothing_behind(case, lab, tmp_path):
+    busybox_layer()
+    stored, known = stored_layers(), stored_images()
+    refused = lab("image", "import", str(bad_archive(case, tmp_path)), "bad:v1")
+    assert refused.returncode == 125
+    assert refused.stderr.count("\n") == 1 and BAD[case] in refused.stderr, refused.stderr
+    assert not (tmp_path / "outside").exists()
+    assert stored_layers() == stored and stored_images() == known      # nothing half-imported
+    good = lab("image", "import", str(archive("docker save", tmp_path / "good")), "good:v1")
+    assert good.returncode == 0, good.stderr                               # and the store still works
+
+
+def test_an_invalid_image_name_is_refused(lab, tmp_path):
+    refused = lab("image", "import", str(archive("docker save", tmp_path / "good")), "Not A:Name")
+    assert refused.returncode == 125 and "invalid image name 'Not A:Name'" in refused.stderr
+    assert lab("image", "import", str(archive("docker save", tmp_path / "good2")), "good:v1").returncode == 0

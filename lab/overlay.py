@@ -1,0 +1,150 @@
+"""Chapter 04: overlay, a union filesystem: read-only image layers under one writable layer.
+
+An image is an ordered list of layers; each layer holds what one build step added, changed
+or deleted. overlayfs shows them as one tree: `lowerdir=TOP:...:BOTTOM` are read-only,
+`upperdir` receives every write, `workdir` is the kernel's scratch space next to it. A
+read finds the file in the topmost layer that has it. A write to a lower file first copies
+it up; the image is never changed. A delete leaves a *whiteout* in the upper folder (a
+character device 0/0) that hides the lower file; a folder deleted and made again is
+*opaque* (xattr trusted.overlay.opaque=y): nothing below it shows through.
+
+Layers travel as tar files (docker save, OCI images) where a whiteout is an empty file
+`.wh.NAME` and an opaque folder holds `.wh..wh..opq`. unpack_layer turns a layer tar into a
+folder overlay can stack, pack_layer turns an upper folder back into a layer tar.
+See the kernel's Documentation/filesystems/overlayfs.rst and the OCI image spec (layer.md).
+"""
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from lab import LabError, syscalls
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+WHITEOUT = ".wh."                     # OCI: .wh.NAME in a layer tar deletes NAME below
+OPAQUE_MARKER = ".wh..wh..opq"        # OCI: this folder hides everything below it
+
+
+def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
+    """Mount the union of the layers `lower` (bottom first, as images list them) and upper at target."""
+    # HINT: overlayfs wants the top layer first: "lowerdir=TOP:...:BOTTOM,upperdir=UPPER,workdir=WORK"
+    # HINT: then syscalls.mount("overlay", target, "overlay", 0, options).
+    raise NotImplementedError("chapter 04: write mount_overlay() in lab/overlay.py: Mount the union of the layers `lower` (bottom first, as images list them) and upper at target (see chapters/04_*/README.md, 'Your turn')")
+
+
+def member_path(layer: Path, name: str) -> Path:
+    """Where the tar member `name` goes inside the folder layer; LabError if it would leave it.
+
+    This is the classic tar-slip check: "../../etc/cron.d/x", "/etc/passwd", or "lib/x" where
+    an earlier member made "lib" a symlink to "/", would write outside the layer.
+    """
+    # HINT: split name on "/"; refuse a name starting with "/" and any ".." part (LabError
+    # HINT: naming the member); refuse when a folder on the way is a symlink (Path.is_symlink);
+    # HINT: return the layer joined with the parts ("." and empty parts mean nothing).
+    raise NotImplementedError("chapter 04: write member_path() in lab/overlay.py: Where the tar member `name` goes inside the folder layer; LabError if it would leave it (see chapters/04_*/README.md, 'Your turn')")
+
+
+def to_overlay_whiteout(path: Path) -> None:
+    """path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead."""
+    # HINT: .wh..wh..opq: set the xattr OPAQUE_XATTR to b"y" on its folder (os.setxattr);
+    # HINT: .wh.NAME: a character device 0/0 called NAME (os.mknod, stat.S_IFCHR, os.makedev(0, 0)).
+    raise NotImplementedError("chapter 04: write to_overlay_whiteout() in lab/overlay.py: path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead (see chapters/04_*/README.md, 'Your turn')")
+
+
+def to_oci_whiteout(path: str, st: os.stat_result) -> str | None:
+    """The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout."""
+    # HINT: a character device 0/0 is a whiteout: ".wh." + its name, in the same folder;
+    # HINT: a folder whose OPAQUE_XATTR is b"y" (see xattr() below) gets ".wh..wh..opq" inside it.
+    raise NotImplementedError("chapter 04: write to_oci_whiteout() in lab/overlay.py: The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout (see chapters/04_*/README.md, 'Your turn')")
+
+
+def xattr(path: str, name: str) -> bytes | None:
+    """The extended attribute name of path (not following a symlink), or None."""
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def unpack_layer(stream, layer: Path) -> int:
+    """Unpack the layer tar read from stream into the new folder layer, whiteouts as overlay's.
+
+    Nothing is written outside layer: every member goes through member_path, a symlink may
+    not climb out of the layer, and nothing is ever written through a symlink. Device nodes
+    are left out (a container gets its own /dev); return how many.
+    """
+    import shutil
+    import tarfile
+    layer.mkdir()
+    skipped, folders = 0, []
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            path = member_path(layer, member.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.name.startswith(WHITEOUT):
+                to_overlay_whiteout(path)
+                continue
+            if path.is_symlink() or (path.exists() and not (member.isdir() and path.is_dir())):
+                (shutil.rmtree if path.is_dir() and not path.is_symlink() else os.unlink)(path)  # a later entry wins
+            if member.isdir():
+                path.mkdir(exist_ok=True)
+                folders.append((path, member))
+            elif member.isreg():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(member), out)
+            elif member.issym():
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+                if not member.linkname.startswith("/") and (target == ".." or target.startswith("../")):
+                    raise LabError(f"the layer member {member.name!r} is a symlink out of the layer "
+                                   f"({member.linkname!r})")
+                os.symlink(member.linkname, path)
+            elif member.islnk():
+                target = member_path(layer, member.linkname)
+                if not (target.is_symlink() or target.is_file()):
+                    raise LabError(f"the layer member {member.name!r} is a hard link to "
+                                   f"{member.linkname!r}, which is not a file of this layer")
+                os.link(target, path, follow_symlinks=False)
+            elif member.isfifo():
+                os.mkfifo(path)
+            elif member.ischr() or member.isblk():
+                skipped += 1
+                continue
+            else:
+                raise LabError(f"the layer member {member.name!r} has a type lab does not know ({member.type!r})")
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            if not member.issym():
+                os.chmod(path, member.mode)
+            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+    for path, member in reversed(folders):      # last: adding files changed the folders' times
+        os.utime(path, (member.mtime, member.mtime))
+    return skipped
+
+
+def pack_layer(upper: Path, out) -> None:
+    """Write the folder upper as a layer tar to the binary file out, whiteouts as OCI's."""
+    import tarfile
+
+    def numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for folder, dirs, files in os.walk(upper):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                path = os.path.join(folder, name)
+                st = os.lstat(path)
+                arcname = os.path.relpath(path, upper)
+                if xattr(path, "trusted.overlay.metacopy") is not None:
+                    raise LabError(f"{arcname} is a metadata-only copy (overlay metacopy=on): "
+                                   "lab commit needs the kernel's default metacopy=off")
+                whiteout = to_oci_whiteout(path, st)
+                if whiteout is not None:
+                    whiteout = tarfile.TarInfo(os.path.relpath(whiteout, upper))   # an empty file
+                    if not stat.S_ISDIR(st.st_mode):
+                        tar.addfile(whiteout)       # .wh.NAME instead of the 0/0 device
+                        continue
+                tar.add(path, arcname, recursive=False, filter=numeric)
+                if whiteout is not None:
+                    tar.addfile(whiteout)           # .wh..wh..opq inside the opaque folder
