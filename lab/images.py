@@ -225,7 +225,7 @@ def unused_layers() -> set[str]:
     # HINT: the layers in the store are the folders in layers_dir() whose name does not start
     # HINT: with "." (those are unpacks in progress): digest "sha256:" + folder name; the used
     # HINT: ones are in the "Layers" list of every image (list_images()).
-    raise NotImplementedError("chapter 04: write unused_layers() in lab/images.py: The digests of the stored layers that no image lists any more: what rmi may delete (see chapters/04_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 04: write unused_layers() in lab/images.py: The digests of the stored layers that no image lists any more: what rmi may delete (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def remove_image(ref: str) -> list[str]:

@@ -29,7 +29,7 @@ def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
     """Mount the union of the layers `lower` (bottom first, as images list them) and upper at target."""
     # HINT: overlayfs wants the top layer first: "lowerdir=TOP:...:BOTTOM,upperdir=UPPER,workdir=WORK"
     # HINT: then syscalls.mount("overlay", target, "overlay", 0, options).
-    raise NotImplementedError("chapter 04: write mount_overlay() in lab/overlay.py: Mount the union of the layers `lower` (bottom first, as images list them) and upper at target (see chapters/04_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 04: write mount_overlay() in lab/overlay.py: Mount the union of the layers `lower` (bottom first, as images list them) and upper at target (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def member_path(layer: Path, name: str) -> Path:
@@ -41,21 +41,21 @@ def member_path(layer: Path, name: str) -> Path:
     # HINT: split name on "/"; refuse a name starting with "/" and any ".." part (LabError
     # HINT: naming the member); refuse when a folder on the way is a symlink (Path.is_symlink);
     # HINT: return the layer joined with the parts ("." and empty parts mean nothing).
-    raise NotImplementedError("chapter 04: write member_path() in lab/overlay.py: Where the tar member `name` goes inside the folder layer; LabError if it would leave it (see chapters/04_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 04: write member_path() in lab/overlay.py: Where the tar member `name` goes inside the folder layer; LabError if it would leave it (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def to_overlay_whiteout(path: Path) -> None:
     """path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead."""
     # HINT: .wh..wh..opq: set the xattr OPAQUE_XATTR to b"y" on its folder (os.setxattr);
     # HINT: .wh.NAME: a character device 0/0 called NAME (os.mknod, stat.S_IFCHR, os.makedev(0, 0)).
-    raise NotImplementedError("chapter 04: write to_overlay_whiteout() in lab/overlay.py: path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead (see chapters/04_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 04: write to_overlay_whiteout() in lab/overlay.py: path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def to_oci_whiteout(path: str, st: os.stat_result) -> str | None:
     """The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout."""
     # HINT: a character device 0/0 is a whiteout: ".wh." + its name, in the same folder;
     # HINT: a folder whose OPAQUE_XATTR is b"y" (see xattr() below) gets ".wh..wh..opq" inside it.
-    raise NotImplementedError("chapter 04: write to_oci_whiteout() in lab/overlay.py: The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout (see chapters/04_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 04: write to_oci_whiteout() in lab/overlay.py: The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def xattr(path: str, name: str) -> bytes | None:

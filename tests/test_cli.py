@@ -32,6 +32,12 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--cpus", "-1", "busybox", "true"], 125, "--cpus -1 is out of range"),
     (["run", "--cpus", "lots", "busybox", "true"], 125, "invalid --cpus 'lots'"),
     (["run", "--pids-limit", "0", "busybox", "true"], 125, "invalid --pids-limit '0'"),
+    (["commit", "no-such-container", "x:v1"], 125, "no such container: no-such-container"),
+    (["rmi", "no-such-image"], 1, "no such image: no-such-image:latest"),
+    (["image", "import", "/no/such/file", "x:v1"], 125, "no such file or folder: /no/such/file"),
+    (["image", "import", "/etc", "x:v1"], 125, "/etc is a folder but not an OCI image layout"),
+    (["inspect", "-f", "{{json .}}", "busybox"], 125, "lab understands only a format like '{{.State.Pid}}'"),
+    (["inspect", "-f", "{{.NoSuchField}}", "busybox"], 125, "there is no field 'NoSuchField'"),
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)
@@ -39,6 +45,15 @@ def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, s
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("lab: error: ")
     assert error in result.stderr
     assert leftovers(lab_root) == []
+
+
+def test_commit_to_an_invalid_name_creates_no_image(lab, lab_root):
+    lab("run", "--name", "source", "busybox", "touch", "/new")
+    images = sorted((lab_root / "images").iterdir())
+    result = lab("commit", "source", "Not:A:Name")
+    lab("rm", "source")
+    assert result.returncode == 125 and "invalid image name 'Not:A:Name'" in result.stderr
+    assert sorted((lab_root / "images").iterdir()) == images
 
 
 def test_a_missing_static_busybox_names_the_package_to_install(lab, tmp_path, monkeypatch):

@@ -86,3 +86,17 @@ def oci_layout(folder: Path, layers: list[bytes], cmd: list[str]) -> Path:
 
 def oci_tar(folder: Path) -> bytes:
     return folder_tar(folder)
+
+
+if __name__ == "__main__":
+    # python3 chapters/04_overlay/archives.py docker-save|oci ROOTFS_FOLDER OUT: an image of
+    # two layers, the folder's files and a hello.txt, as `docker save` or `skopeo copy` would.
+    import sys
+    if len(sys.argv) != 4 or sys.argv[1] not in ("docker-save", "oci"):
+        sys.exit("usage: archives.py docker-save|oci ROOTFS_FOLDER OUT")
+    kind, rootfs, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    image = [folder_tar(rootfs), tar([("hello.txt", b"hello from the second layer\n")])]
+    if kind == "docker-save":
+        out.write_bytes(docker_save(image, ["sh"]))
+    else:
+        oci_layout(out, image, ["sh"])

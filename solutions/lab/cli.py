@@ -47,6 +47,7 @@ def build_parser() -> Parser:
     rm.set_defaults(func=cmd_rm)
 
     inspect = commands.add_parser("inspect", help="show containers or images as JSON")
+    inspect.add_argument("-f", "--format", metavar="'{{.Field.Sub}}'", help="print one field, e.g. {{.State.Pid}}")
     inspect.add_argument("containers", nargs="+", metavar="CONTAINER|IMAGE")
     inspect.set_defaults(func=cmd_inspect)
 
@@ -160,8 +161,25 @@ def cmd_inspect(args) -> int:
                 found.append(image_json(images.find(ref)))
             except LabError:
                 raise not_a_container from None
-    print(json.dumps(found, indent=4))
+    if args.format is None:
+        print(json.dumps(found, indent=4))
+    for item in found if args.format is not None else ():
+        print(field(item, args.format))
     return 0
+
+
+def field(item: dict, template: str) -> str:
+    """docker inspect -f's simplest form: '{{.State.Pid}}' picks one field."""
+    import json
+    import re
+    match = re.fullmatch(r"\{\{\s*((?:\.\w+)+)\s*\}\}", template)
+    if not match:
+        raise LabError(f"inspect: lab understands only a format like '{{{{.State.Pid}}}}', not {template!r}")
+    for key in match.group(1).split(".")[1:]:
+        if not isinstance(item, dict) or key not in item:
+            raise LabError(f"inspect: there is no field {key!r} in {match.group(1)}")
+        item = item[key]
+    return item if isinstance(item, str) else json.dumps(item)
 
 
 def image_json(image: dict) -> dict:

@@ -103,6 +103,9 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
     upper, work = str(container.path / "upper"), str(container.path / "work")
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.
+    if len(":".join(layers)) + len(upper) + len(work) > 4000:      # mount(2) takes one page of options
+        raise LabError(f"the image {container.config['Image']} has too many layers ({len(layers)}) "
+                       "for one overlay mount's options (4096 bytes): squash some of them")
     if step("04", overlay.mount_overlay, layers, upper, work, root) is NOT_WRITTEN:
         if len(layers) != 1:
             raise LabError(f"the image {container.config['Image']} has {len(layers)} layers: "
