@@ -164,11 +164,25 @@ def mounts() -> set[str]:
     return {" ".join(line.split()[:5:4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
+def containers() -> dict[str, str]:
+    """The containers under this session's LAB_ROOT: folder -> what it runs."""
+    folder = Path(os.environ["LAB_ROOT"], "containers")
+    found = {}
+    for path in folder.glob("*") if folder.is_dir() else ():
+        try:
+            found[path.name] = " ".join(json.loads((path / "config.json").read_text())["Cmd"])
+        except (OSError, ValueError, KeyError):
+            found[path.name] = "?"
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_cgroup_or_mount_left_behind():
-    """After each test, no cgroup or mount it made may be left on the host (cgroups are removed)."""
-    cgroups_before, mounts_before = lab_cgroups(), mounts()
+    """After each test, no container, cgroup or mount it made may be left (cgroups are removed)."""
+    cgroups_before, mounts_before, containers_before = lab_cgroups(), mounts(), containers()
     yield
+    left_containers = {k: v for k, v in containers().items() if k not in containers_before}
+    assert not left_containers, f"containers left behind: {left_containers}"
     left = lab_cgroups() - cgroups_before
     if left:
         from lab import cgroups

@@ -25,21 +25,49 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="run a command in a new container")
     run.add_argument("--name", help="name the container")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    run.add_argument("-d", "--detach", action="store_true", help="run in the background, output to `lab logs`")
     run.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
     run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
     run.add_argument("--pids-limit", metavar="N", help="at most N processes")
+    run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+                     help="mount a host path or a named volume")
     run.add_argument("image", metavar="IMAGE", nargs="?")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
+
+    exec_ = commands.add_parser("exec", help="run a command in a running container")
+    exec_.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    exec_.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
+    exec_.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    exec_.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    exec_.add_argument("container", metavar="CONTAINER", nargs="?")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+    exec_.set_defaults(func=cmd_exec)
 
     ps = commands.add_parser("ps", help="list containers")
     ps.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     ps.add_argument("-q", "--quiet", action="store_true", help="only ids")
     ps.set_defaults(func=cmd_ps)
+
+    logs = commands.add_parser("logs", help="show the output of a container started with -d")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    logs.add_argument("container", metavar="CONTAINER")
+    logs.set_defaults(func=cmd_logs)
+
+    stop = commands.add_parser("stop", help="stop containers: SIGTERM, then SIGKILL after a timeout")
+    stop.add_argument("-t", "--time", type=float, default=10, metavar="S", help="seconds before SIGKILL (10)")
+    stop.add_argument("containers", nargs="+", metavar="CONTAINER")
+    stop.set_defaults(func=cmd_stop)
+
+    kill = commands.add_parser("kill", help="send a signal to containers (default SIGKILL)")
+    kill.add_argument("-s", "--signal", default="KILL", metavar="SIG", help="e.g. TERM, HUP, 15")
+    kill.add_argument("containers", nargs="+", metavar="CONTAINER")
+    kill.set_defaults(func=cmd_kill)
 
     rm = commands.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
@@ -75,6 +103,15 @@ def build_parser() -> Parser:
     image_rm = image_commands.add_parser("rm", help="remove images")
     image_rm.add_argument("images", nargs="+", metavar="IMAGE")
     image_rm.set_defaults(func=cmd_rmi)
+    volume = commands.add_parser("volume", help="manage volumes: create, ls, inspect, rm")
+    volume_commands = volume.add_subparsers(dest="volume_command", metavar="COMMAND", parser_class=Parser)
+    volume_commands.required = True
+    for verb, text in (("create", "create a volume"), ("inspect", "show volumes as JSON"), ("rm", "remove volumes")):
+        sub = volume_commands.add_parser(verb, help=text)
+        sub.add_argument("names", nargs="+", metavar="NAME")
+        sub.set_defaults(func=cmd_volume, verb=verb)
+    volume_commands.add_parser("ls", help="list volumes").set_defaults(func=cmd_volume, verb="ls", names=[])
+
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
     commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
     return parser
@@ -84,9 +121,17 @@ def cmd_run(args) -> int:
     from lab import container
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
-    return container.run(args.image, args.cmd, remove=args.rm, name=args.name, env=args.env,
-                         workdir=args.workdir, interactive=args.interactive, hostname=args.hostname,
-                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit)
+    return container.run(args.image, args.cmd, remove=args.rm, detach=args.detach, name=args.name, env=args.env,
+                         workdir=args.workdir, interactive=args.interactive, tty=args.tty, hostname=args.hostname,
+                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit, mounts=args.volume)
+
+
+def cmd_exec(args) -> int:
+    from lab import container, store
+    if not args.container:
+        raise LabError("exec: requires at least 2 arguments: CONTAINER CMD [ARG...] (see `lab exec --help`)")
+    return container.exec_in(store.find_container(args.container), args.cmd, env=args.env,
+                             workdir=args.workdir, interactive=args.interactive, tty=args.tty)
 
 
 def ago(seconds: float) -> str:
@@ -115,7 +160,8 @@ def cmd_ps(args) -> int:
         rows.append((c.id[:12], c.config["Image"], " ".join(c.config["Cmd"])[:20],
                      ago(now - c.config["Created"]) + " ago", status, c.name))
     if args.quiet:
-        print("\n".join(r[0] for r in rows))
+        for r in rows:
+            print(r[0])
         return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), *rows]
     widths = [max(len(r[i]) for r in table) for i in range(5)]
@@ -124,29 +170,82 @@ def cmd_ps(args) -> int:
     return 0
 
 
-def cmd_rm(args) -> int:
-    import signal
+def cmd_logs(args) -> int:
+    from lab import store
+    c = store.find_container(args.container)
+    path = c.path / "container.log"
+    if not path.exists():
+        raise LabError(f"container {args.container} has no log: only `lab run -d` keeps one")
+    with open(path, "rb") as log:
+        while True:
+            data = log.read(65536)
+            if data:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            elif not args.follow:
+                return 0
+            else:
+                c.reload()
+                if c.state.get("Status") != "running" or not c.is_running():
+                    sys.stdout.buffer.write(log.read())
+                    return 0
+                time.sleep(0.1)
+
+
+def each_container(refs: list[str], action) -> int:
+    """Do action(container) for each reference, print it, as docker does; 1 if any failed."""
     from lab import store
     status = 0
-    for ref in args.containers:
+    for ref in refs:
         try:
-            c = store.find_container(ref)
-            if c.is_running():
-                if not args.force:
-                    raise LabError(f"container {ref} is running: stop it first, or use `lab rm -f`")
-                try:
-                    os.kill(c.state["Pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass                          # it ended meanwhile
-            if paths := c.state.get("Cgroup", {}).get("Paths"):
-                from lab import cgroups            # its lab died before cleaning up: we do
-                cgroups.remove(paths)
-            store.remove_container(c)
+            action(store.find_container(ref))
             print(ref)
         except LabError as e:
             print(f"lab: error: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def cmd_stop(args) -> int:
+    from lab import container
+    if args.time < 0:
+        raise LabError(f"stop: -t {args.time:g} is negative: give the seconds to wait before SIGKILL")
+    return each_container(args.containers, lambda c: container.stop(c, args.time))
+
+
+def parse_signal(name: str) -> int:
+    import signal
+    try:
+        number = int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")]
+        return signal.Signals(number)
+    except (KeyError, ValueError):
+        raise LabError(f"kill: invalid signal {name!r}: use a name such as TERM, KILL, HUP, or a number") from None
+
+
+def cmd_kill(args) -> int:
+    from lab import container
+    sig = parse_signal(args.signal)
+    return each_container(args.containers, lambda c: container.kill(c, sig))
+
+
+def cmd_rm(args) -> int:
+    import signal
+    from lab import store
+
+    def remove(c):
+        if c.is_running():
+            if not args.force:
+                raise LabError(f"container {c.name} is running: stop it first, or use `lab rm -f`")
+            try:
+                os.kill(c.state["Pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass                          # it ended meanwhile
+            c.wait_for_supervisor(10)         # a -d container's supervisor records the end: let it
+        if paths := c.state.get("Cgroup", {}).get("Paths"):
+            from lab import cgroups            # its lab died before cleaning up: we do
+            cgroups.remove(paths)
+        store.remove_container(c)
+    return each_container(args.containers, remove)
 
 
 def cmd_inspect(args) -> int:
@@ -238,6 +337,28 @@ def cmd_rmi(args) -> int:
     for ref in args.images:
         try:
             print("\n".join(images.remove_image(ref)))
+        except LabError as e:
+            print(f"lab: error: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_volume(args) -> int:
+    import json
+    from lab import volumes
+    if args.verb == "ls":
+        print("DRIVER    VOLUME NAME")
+        for name in volumes.list_volumes():
+            print(f"local     {name}")
+        return 0
+    if args.verb == "inspect":
+        print(json.dumps([volumes.inspect(name) for name in args.names], indent=4))
+        return 0
+    status = 0
+    for name in args.names:
+        try:
+            volumes.create(name) if args.verb == "create" else volumes.remove(name)
+            print(name)
         except LabError as e:
             print(f"lab: error: {e}", file=sys.stderr)
             status = 1

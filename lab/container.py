@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store
+from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store, volumes
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -43,24 +43,29 @@ def check_new_namespaces(host: dict[str, str]) -> None:
                            "(see chapters/01_namespaces/README.md); stopped before changing the host")
 
 
-def environment(image: dict, overrides: list[str]) -> dict[str, str]:
-    """The container's environment: the image's, then HOME, then -e K=V (HOSTNAME comes at create)."""
-    env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
-    env.setdefault("PATH", images.DEFAULT_PATH)
-    env["HOME"] = "/root"
+def environment(base: dict[str, str], overrides: list[str]) -> dict[str, str]:
+    """base with -e K=V (and -e NAME, which passes on the host's value, as docker does) applied."""
+    env = dict(base)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
             raise LabError(f"invalid environment variable {item!r}: use -e NAME=VALUE")
         if sep:
             env[key] = value
-        elif key in os.environ:          # -e NAME passes the host's value on, as docker does
+        elif key in os.environ:
             env[key] = os.environ[key]
     return env
 
 
-def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None,
-           interactive=False, hostname=None, memory=None, cpus=None, pids_limit=None) -> store.Container:
+def check_terminal(interactive: bool, tty: bool, detach: bool = False) -> None:
+    if tty and detach:
+        raise LabError("-t with -d is not supported: run it attached (lab run -it), or without -t")
+    if tty and interactive and not os.isatty(0):
+        raise LabError("the input device is not a TTY: drop -t, or run lab from a terminal")
+
+
+def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None, interactive=False,
+           tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit)
     image = images.resolve(image_ref)
@@ -73,17 +78,28 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     cwd = workdir or image["Config"].get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
+    check_terminal(interactive, tty, detach)
     if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
         raise LabError(f"invalid container name {name!r}: two or more letters, digits, '_', '.' "
                        "or '-', starting with a letter or digit")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
-    environ = environment(image, list(env))
+    image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
+    environ = environment({"PATH": images.DEFAULT_PATH, **image_env, "HOME": "/root"}, list(env))
+    mounts = [volumes.parse(spec) for spec in mounts]                 # -v: chapter 05
+    for i, mount in enumerate(mounts):
+        if mount["Destination"] in [m["Destination"] for m in mounts[:i]]:
+            raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
+        if mount["Type"] == "bind":
+            volumes.check_against_image(mount, [str(images.layer_path(d)) for d in image["Layers"]])
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint,
-              "WorkingDir": cwd, "Interactive": interactive, "Hostname": hostname,
-              "Limits": vars(limits)}
+              "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
+              "Limits": vars(limits), "Mounts": mounts}
     container = store.create_container(config)
+    for mount in mounts:
+        if mount["Type"] == "volume":
+            volumes.create(mount["Name"])                 # made on first use
     name = container.config["Hostname"] = hostname or container.id[:12]
     environ = {"HOSTNAME": name, **environ}
     container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
@@ -115,6 +131,8 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
     for name in ("hostname", "hosts"):
         if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
             rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
+    for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
+        volumes.mount_volume(root, mount)
     rootfs.pivot_root(root)
     rootfs.mount_kernel_filesystems()
 
@@ -133,6 +151,12 @@ def start(container: store.Container):
     else:                                               # so that `lab rm -f` can clean it up
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
 
+    if config.get("Tty"):
+        import socket
+        from lab import terminal
+        lab_end, child_end = socket.socketpair()
+        size = terminal.window_size()
+
     def prepare_child():
         # In the child, after fork and before exec, in the order the kernel needs.
         if cgroup is not None:
@@ -146,6 +170,8 @@ def start(container: store.Container):
                 step("01", namespaces.mount_proc)        # or at least a /proc of its own
         if stdin is not None:
             os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
+        if config.get("Tty"):
+            terminal.attach_child(child_end, size)   # from the container's own /dev/ptmx
 
     try:
         step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
@@ -157,9 +183,12 @@ def start(container: store.Container):
     finally:
         if stdin is not None:
             os.close(stdin)
+        if config.get("Tty"):
+            child_end.close()
+    master = terminal.receive_master(lab_end) if config.get("Tty") else None
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
-    return pid, cgroup
+    return pid, cgroup, master
 
 
 def finish(container: store.Container, status: int, cgroup) -> None:
@@ -175,27 +204,174 @@ def finish(container: store.Container, status: int, cgroup) -> None:
     stats = None if stats is NOT_WRITTEN else stats
     limit = container.config["Limits"]["memory"]
     oom = status == 137 and limit is not None and bool(stats and stats["OOMKills"])
-    if oom:
+    if oom and not container.config.get("Detach"):
         print(f"lab: the container ran out of memory (limit {limit >> 20}m) and was killed: exit status 137",
               file=sys.stderr)
     container.save_state(Status="exited", ExitCode=status, OOMKilled=oom, FinishedAt=time.time(), Pid=0,
                          Cgroup={**container.state.get("Cgroup", {}), "Stats": stats})
 
 
-def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
+def run(image_ref: str, command: list[str], *, remove=False, detach=False, **options) -> int:
     """`lab run`: create, start, wait; return the exit status the way docker does."""
-    container = create(image_ref, command, **options)
+    container = create(image_ref, command, detach=detach, **options)
+    if detach:
+        run_detached(container, remove)
+        print(container.id)
+        return 0
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
-        pid, cgroup = start(container)
+        pid, cgroup, master = start(container)
     except BaseException:
         store.remove_container(container)    # it never ran: leave nothing behind
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     try:
-        status = process.wait_for(pid)
+        status = process.wait_for(pid, relay(master, container.config["Interactive"]))
         finish(container, status, cgroup)
     finally:
         if remove:
             store.remove_container(container)
     return status
+
+
+def relay(master: int | None, interactive: bool):
+    """What lab does while the container runs: with -t, copy its terminal (see terminal.py)."""
+    if master is None:
+        return None
+    from lab import terminal
+    return lambda: terminal.relay(master, interactive)
+
+
+def run_detached(container: store.Container, remove: bool) -> None:
+    """`lab run -d`: a supervisor, in a session of its own, starts the container with its output
+    going to a log file, waits for it and records how it ended. lab returns once it runs."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    middle = os.fork()
+    if middle == 0:                       # fork twice: the supervisor is nobody's child but init's
+        try:
+            os.close(read_end)
+            os.setsid()                   # no terminal: closing yours does not stop the container
+            if os.fork() == 0:
+                supervise(container, remove, write_end)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    if report != "started":
+        status, _, message = report.partition(":")
+        raise process.StartError(int(status) if status.isdigit() else 125, message or "the supervisor failed")
+
+
+def supervise(container: store.Container, remove: bool, report_fd: int):
+    """The supervisor of a detached container (never returns): report, wait, record."""
+    try:
+        log = os.open(container.path / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd, target in ((0, null), (1, log), (2, log)):
+            os.dup2(target, fd)
+        process.hold_signals()            # `lab stop` signals the container; a TERM sent here is passed on
+        container.save_state(Supervisor=os.getpid(), SupervisorStartTime=store.process_start_time(os.getpid()))
+        try:
+            pid, cgroup, _ = start(container)
+        except BaseException as e:
+            store.remove_container(container)
+            os.write(report_fd, f"{getattr(e, 'status', 125)}:{e}".encode())
+            return
+        os.write(report_fd, b"started")
+        os.close(report_fd)
+        status = process.wait_for(pid)
+        finish(container, status, cgroup)
+        if remove:
+            store.remove_container(container)
+    finally:
+        os._exit(0)
+
+
+def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, interactive=False,
+            tty=False) -> int:
+    """`lab exec`: run command inside the running container (its namespaces, cgroup and root)."""
+    from lab import exec as enter
+    if not command:
+        raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
+    cwd = workdir or container.config["WorkingDir"]
+    if not cwd.startswith("/"):
+        raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
+    environ = environment(dict(item.split("=", 1) for item in container.config["Env"]), list(env))
+    check_terminal(interactive, tty)
+    try:
+        if not container.is_running():
+            raise FileNotFoundError
+        namespaces = enter.open_namespaces(container.state["Pid"])
+    except FileNotFoundError:
+        raise LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)") from None
+    cgroup_paths = container.state.get("Cgroup", {}).get("Paths", {})
+    stdin = None if interactive else os.open(os.devnull, os.O_RDONLY)
+    if tty:
+        import socket
+        from lab import terminal
+        lab_end, child_end = socket.socketpair()
+        size = terminal.window_size()
+
+    def prepare_child():
+        enter.join_cgroup(cgroup_paths)                # while the host's /sys/fs/cgroup is in sight
+        enter.join(namespaces, enter.NAMESPACES)       # mnt last: it moves / and the working directory too
+        if stdin is not None:
+            os.dup2(stdin, 0)
+        if tty:
+            terminal.attach_child(child_end, size)     # the container's /dev/ptmx: we are in its mounts
+
+    process.hold_signals()
+    try:
+        enter.join(namespaces, ["pid"])                # lab's next child is born in the container's
+        pid = process.spawn(command, environ, cwd, setup=prepare_child)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
+        raise
+    finally:
+        for fd in namespaces.values():
+            os.close(fd)
+        if stdin is not None:
+            os.close(stdin)
+        if tty:
+            child_end.close()
+    return process.wait_for(pid, relay(terminal.receive_master(lab_end) if tty else None, interactive))
+
+
+def kill(container: store.Container, sig: int) -> None:
+    """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace)."""
+    if not container.is_running():
+        raise LabError(f"container {container.name} is not running")
+    os.kill(container.state["Pid"], sig)
+
+
+def stop(container: store.Container, timeout: float) -> None:
+    """`lab stop`: SIGTERM, and SIGKILL if it has not ended after timeout seconds, as docker does.
+
+    PID 1 of a PID namespace gets only the signals it has a handler for: a shell or a sleep
+    as PID 1 ignores SIGTERM, and is killed when the timeout runs out.
+    """
+    if not container.is_running():
+        return
+    os.kill(container.state["Pid"], signal.SIGTERM)
+    if not wait_ended(container, timeout):
+        os.kill(container.state["Pid"], signal.SIGKILL)
+        wait_ended(container, 10)
+
+
+def wait_ended(container: store.Container, timeout: float) -> bool:
+    """Wait until the container has ended and its end is recorded (or its supervisor is gone)."""
+    deadline = time.monotonic() + timeout
+    gone_since = None
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.state.get("Status") != "running":
+            return True
+        if not container.is_running():
+            gone_since = gone_since or time.monotonic()
+            if time.monotonic() - gone_since > 2:      # nobody records it: its lab is gone
+                return True
+        time.sleep(0.02)
+    return False

@@ -112,8 +112,12 @@ def hold_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
 
 
-def wait_for(pid: int) -> int:
-    """Wait for the child, passing on the signals lab receives; return docker's status."""
+def wait_for(pid: int, while_waiting=None) -> int:
+    """Wait for the child, passing on the signals lab receives; return docker's status.
+
+    while_waiting() runs first, with the signals already passed on (lab -t copies the
+    container's terminal there until it closes).
+    """
     def forward(sig, frame):
         try:
             os.kill(pid, sig)
@@ -123,6 +127,8 @@ def wait_for(pid: int) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)   # held signals are forwarded now
     try:
+        if while_waiting is not None:
+            while_waiting()
         _, wait_status = os.waitpid(pid, 0)   # retried by Python when a signal interrupts it
     finally:
         for sig, handler in previous.items():

@@ -36,8 +36,14 @@ class Container:
         self.path = path
         self.id = path.name
         self.config = read_json(path / "config.json")
-        state = path / "state.json"
-        self.state = read_json(state) if state.exists() else {"Status": "created"}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read state.json again (another process may have changed it)."""
+        try:
+            self.state = read_json(self.path / "state.json")
+        except FileNotFoundError:
+            self.state = getattr(self, "state", None) or {"Status": "created"}
 
     @property
     def name(self) -> str:
@@ -57,6 +63,13 @@ class Container:
             return False
         return process_start_time(pid) == self.state.get("PidStartTime")
 
+    def wait_for_supervisor(self, timeout: float) -> None:
+        """Wait (up to timeout seconds) until the supervisor of a `lab run -d` container has exited."""
+        pid = self.state.get("Supervisor")
+        deadline = time.monotonic() + timeout
+        while pid and process_start_time(pid) == self.state.get("SupervisorStartTime") \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def inspect(self) -> dict:
         """What `lab inspect` shows, in docker's shape where docker has one."""
@@ -78,6 +91,9 @@ class Container:
             "HostConfig": {"Memory": limits.get("memory") or 0,
                            "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
                            "PidsLimit": limits.get("pids")},
+            "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
+                        "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
+                        "Propagation": "rprivate"} for m in config.get("Mounts", [])],
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": ":".join(str(lab_root() / "layers" / d.split(":")[1])
                                      for d in reversed(config.get("Layers", []))),
@@ -92,12 +108,13 @@ class Container:
 
 
 def process_start_time(pid: int) -> int | None:
-    """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat); None when
+    there is no such process, or it is a zombie (it has ended; only its status is left)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def containers_dir() -> Path:

@@ -1,0 +1,94 @@
+"""Chapter 05: volumes, data that lives apart from the container.   Check your work: pytest chapters/05_volumes"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import LAB, wait_running
+
+
+def test_a_named_volume_outlives_its_container(lab):
+    assert lab("run", "--name", "writer", "-v", "notes:/notes", "busybox", "sh", "-c", "echo kept > /notes/a").returncode == 0
+    assert lab("rm", "writer").returncode == 0
+    result = lab("run", "--rm", "-v", "notes:/notes", "busybox", "cat", "/notes/a")
+    assert result.stdout == "kept\n", result.stderr
+    assert "notes" in lab("volume", "ls").stdout.split()          # nobody uses it: still there
+    assert lab("volume", "rm", "notes").returncode == 0
+
+
+def test_two_running_containers_share_a_volume_at_once(lab):
+    runs = [subprocess.Popen([LAB, "run", "--name", name, "-v", "shared:/shared", "busybox", "sh", "-c",
+                              f"echo {name} > /shared/{name}; "
+                              f"while [ ! -e /shared/{other} ]; do sleep 0.05; done; cat /shared/{other}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, other in (("left", "right"), ("right", "left"))]
+    try:
+        outputs = [run.communicate(timeout=30)[0] for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+        lab("rm", "-f", "left", "right")
+    assert outputs == ["right\n", "left\n"]          # each saw the other's write while both ran
+
+
+def test_a_read_only_volume_cannot_be_written(lab):
+    lab("run", "--rm", "-v", "ro-data:/data", "busybox", "sh", "-c", "echo original > /data/f")
+    result = lab("run", "--rm", "-v", "ro-data:/data:ro", "busybox", "sh", "-c", "cat /data/f; echo new > /data/f")
+    assert result.stdout == "original\n"
+    assert result.returncode == 1 and "Read-only file system" in result.stderr
+    mounts = json.loads(lab("volume", "inspect", "ro-data").stdout)
+    assert open(os.path.join(mounts[0]["Mountpoint"], "f")).read() == "original\n"
+
+
+def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
+    (tmp_path / "in").write_text("from the host\n")
+    result = lab("run", "--rm", "-v", f"{tmp_path}:/work", "busybox", "sh", "-c", "cat /work/in; echo from the container > /work/out")
+    assert result.stdout == "from the host\n"
+    assert (tmp_path / "out").read_text() == "from the container\n"
+
+
+def test_a_committed_image_holds_nothing_of_the_volume(lab):
+    lab("run", "--name", "filler", "-v", "big:/data", "busybox", "sh", "-c",
+        "head -c 100000 /dev/zero > /data/blob; echo in the layer > /layer-file")
+    assert lab("commit", "filler", "filled:v1").returncode == 0
+    lab("rm", "filler")
+    result = lab("run", "--rm", "filled:v1", "sh", "-c", "cat /layer-file; ls -A /data")
+    assert result.stdout == "in the layer\n"       # /data is there (its mount point), empty
+    lab("rmi", "filled:v1")
+
+
+def test_inspect_shows_the_mounts(lab, tmp_path):
+    lab("run", "--name", "mounted", "-v", f"{tmp_path}:/host:ro", "-v", "named:/named", "busybox", "true")
+    mounts = json.loads(lab("inspect", "mounted").stdout)[0]["Mounts"]
+    lab("rm", "mounted")
+    assert [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
+        ("bind", str(tmp_path), "/host", False),
+        ("volume", json.loads(lab("volume", "inspect", "named").stdout)[0]["Mountpoint"], "/named", True)]
+
+
+def test_a_volume_in_use_cannot_be_removed(lab):
+    lab("run", "--name", "user", "-v", "busy:/busy", "busybox", "true")
+    refused = lab("volume", "rm", "busy")
+    assert refused.returncode == 1 and "in use by the container user" in refused.stderr
+    lab("rm", "user")
+    assert lab("volume", "rm", "busy").returncode == 0
+    assert "busy" not in lab("volume", "ls").stdout.split()
+
+
+@pytest.mark.parametrize("spec, error", [
+    ("relative/path:/data", "is neither an absolute host path nor a volume name"),
+    ("/no/such/folder:/data", "the host path /no/such/folder does not exist"),
+    ("data:relative", "the path in the container, 'relative', must be absolute"),
+    ("a/b:/data", "is neither an absolute host path nor a volume name"),
+    ("/etc/passwd:/etc", "cannot mount the file /etc/passwd on /etc: that is a folder in the image"),
+    ("/etc:/etc/passwd", "cannot mount the folder /etc on /etc/passwd: that is a file in the image"),
+    ("data:/data:rx", "invalid volume 'data:/data:rx'"),
+])
+def test_a_bad_volume_is_refused_and_creates_nothing(lab, spec, error):
+    before = lab("volume", "ls").stdout
+    result = lab("run", "--rm", "-v", spec, "busybox", "true")
+    assert result.returncode == 125 and result.stderr.count("\n") == 1 and error in result.stderr, result.stderr
+    assert lab("volume", "ls").stdout == before and lab("ps", "-aq").stdout == ""
+    good = lab("run", "--rm", "-v", "good:/data", "busybox", "true")     # and -v works
+    assert good.returncode == 0, good.stderr

@@ -1,0 +1,115 @@
+"""Chapter 05: volumes, data that lives apart from the container.
+
+A container's changes live in its upper folder and go with it (chapter 04). A volume is a
+host folder bind-mounted into the container: what the container writes there is written
+straight into the host folder, at once, and stays when the container is removed.
+
+    -v /host/path:/ctr/path[:ro]   a bind mount of a host folder (or file)
+    -v NAME:/ctr/path[:ro]         a named volume: a folder lab keeps, LAB_ROOT/volumes/NAME/_data,
+                                   made on first use or by `lab volume create NAME`
+
+The child mounts them after the overlay and before pivot_root: after, the host's paths are
+gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount of the bind.
+See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
+"""
+import os
+import re
+import time
+from pathlib import Path
+
+from lab import LabError, syscalls
+from lab.store import lab_root
+from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
+
+NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def parse(spec: str) -> dict:
+    """`-v SOURCE:DESTINATION[:ro|:rw]` as a mount in docker's shape:
+    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}."""
+    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute.
+    # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
+    # HINT: volume NAME (it must match NAME), whose Source is volume_path(NAME).
+    # HINT: every refusal is a LabError that says what was wrong and how to write it.
+    raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: `-v SOURCE:DESTINATION[:ro|:rw]` as a mount in docker's shape: (see chapters/05_*/README.md, 'Your turn')")
+
+
+def mount_volume(root: str, mount: dict) -> None:
+    """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]."""
+    # HINT: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
+    # HINT: file for a file) inside the container's root and returns its path;
+    # HINT: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
+    # HINT: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
+    raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_*/README.md, \'Your turn\')')
+
+
+def mount_point(root: str, mount: dict) -> str:
+    """root + Destination, made if missing (it lands in the container's upper folder)."""
+    parts = [p for p in mount["Destination"].split("/") if p]
+    path = root
+    for part in parts:
+        path = os.path.join(path, part)
+        if os.path.islink(path):          # it would resolve against the host's /, not the container's
+            raise LabError(f"the volume's path {mount['Destination']} goes through a symlink in the image")
+    if os.path.isdir(mount["Source"]):
+        os.makedirs(path, exist_ok=True)
+    elif not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "a").close()
+    return path
+
+
+def check_against_image(mount: dict, layers: list[str]) -> None:
+    """Refuse a folder over a file of the image, or a file over a folder (before anything runs)."""
+    relative = mount["Destination"].lstrip("/")
+    for layer in reversed(layers):                 # the topmost layer that has it decides
+        path = os.path.join(layer, relative)
+        if os.path.lexists(path):
+            if os.path.isdir(path) != os.path.isdir(mount["Source"]):
+                kinds = ("folder", "file") if os.path.isdir(mount["Source"]) else ("file", "folder")
+                raise LabError(f"cannot mount the {kinds[0]} {mount['Source']} on {mount['Destination']}: "
+                               f"that is a {kinds[1]} in the image")
+            return
+
+
+# Named volumes: LAB_ROOT/volumes/NAME/_data. A volume lives until `lab volume rm`.
+
+def volume_path(name: str) -> Path:
+    return lab_root() / "volumes" / name / "_data"
+
+
+def create(name: str) -> Path:
+    if not NAME.fullmatch(name):
+        raise LabError(f"invalid volume name {name!r}: two or more letters, digits, '_', '.' or '-'")
+    path = volume_path(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def list_volumes() -> list[str]:
+    folder = lab_root() / "volumes"
+    return sorted(p.name for p in folder.iterdir() if (p / "_data").is_dir()) if folder.is_dir() else []
+
+
+def users(name: str) -> list[str]:
+    """The containers (running or not) that mount the volume."""
+    from lab import store
+    return [c.name for c in store.list_containers()
+            if any(m.get("Name") == name for m in c.config.get("Mounts", []))]
+
+
+def inspect(name: str) -> dict:
+    path = volume_path(name)
+    if not path.is_dir():
+        raise LabError(f"no such volume: {name} (`lab volume ls` lists them)")
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.parent.stat().st_mtime))
+    return {"CreatedAt": created, "Driver": "local", "Labels": {}, "Mountpoint": str(path),
+            "Name": name, "Options": {}, "Scope": "local", "UsedBy": users(name)}
+
+
+def remove(name: str) -> None:
+    import shutil
+    inspect(name)                                   # it exists
+    if used := users(name):
+        raise LabError(f"volume {name} is in use by the container {used[0]}: remove the container first")
+    shutil.rmtree(volume_path(name).parent)

@@ -1,0 +1,147 @@
+"""The container lifecycle end to end: -d, logs, ps, stop, kill, rm, -it; many at once."""
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+
+from conftest import LAB
+
+
+def wait_until(condition, timeout=30, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} was not true after {timeout} s"
+        time.sleep(0.02)
+
+
+def state(lab, name) -> dict:
+    return json.loads(lab("inspect", name).stdout)[0]["State"]
+
+
+def test_detached_container_logs_stop_and_status(lab):
+    started = lab("run", "-d", "--name", "web", "busybox", "sh", "-c",
+                  "echo ready; echo oops >&2; trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done")
+    assert started.returncode == 0 and len(started.stdout.strip()) == 64       # its id
+    wait_until(lambda: lab("logs", "web").stdout == "ready\noops\n", what="the log")
+    assert "Up " in lab("ps").stdout
+    assert lab("stop", "web").stdout == "web\n"
+    assert state(lab, "web")["ExitCode"] == 3 and lab("logs", "web").stdout == "ready\noops\nbye\n"
+    assert "Exited (3)" in lab("ps", "-a").stdout and "web" not in lab("ps").stdout
+    assert lab("rm", "web").returncode == 0
+
+
+def test_stop_kills_what_ignores_sigterm_after_the_timeout(lab):
+    lab("run", "-d", "--name", "stubborn", "busybox", "sleep", "600")   # PID 1 without a handler: TERM does nothing
+    started = time.monotonic()
+    lab("stop", "-t", "1", "stubborn")
+    assert 1 <= time.monotonic() - started < 10
+    assert state(lab, "stubborn")["ExitCode"] == 137
+    lab("rm", "stubborn")
+
+
+def test_kill_sends_the_signal_asked_for(lab):
+    lab("run", "-d", "--name", "hup", "busybox", "sh", "-c", "trap 'exit 42' HUP; while true; do sleep 0.05; done")
+    wait_until(lambda: state(lab, "hup")["Running"], what="running")
+    time.sleep(0.2)                    # the trap is set by the shell's first line; a HUP before it kills it (129)
+    assert lab("kill", "-s", "HUP", "hup").returncode == 0
+    wait_until(lambda: not state(lab, "hup")["Running"] and state(lab, "hup")["ExitCode"] is not None)
+    assert state(lab, "hup")["ExitCode"] in (42, 129)
+    assert lab("kill", "hup").returncode == 1                            # not running any more
+    lab("rm", "hup")
+
+
+def test_logs_follow_until_the_container_ends(lab):
+    lab("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done")
+    assert lab("logs", "-f", "ticker").stdout == "1\n2\n3\n"
+    lab("rm", "ticker")
+
+
+def test_detached_rm_removes_the_container_when_it_ends(lab):
+    lab("run", "-d", "--rm", "--name", "brief", "busybox", "true")
+    wait_until(lambda: "brief" not in lab("ps", "-a").stdout, what="removed")
+
+
+def test_twenty_containers_at_once(lab):
+    runs = [subprocess.Popen([LAB, "run", "-d", "--name", f"many{i}", "busybox", "sleep", "600"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(20)]
+    try:
+        assert [run.wait(timeout=60) for run in runs] == [0] * 20, [run.stderr.read() for run in runs]
+        assert len(lab("ps", "-q").stdout.split()) == 20
+        assert all(state(lab, f"many{i}")["Running"] for i in range(20))
+    finally:
+        removed = lab("rm", "-f", *[f"many{i}" for i in range(20)], timeout=120)
+    assert removed.returncode == 0 and lab("ps", "-aq").stdout == ""
+
+
+def test_a_killed_supervisor_leaves_the_container_reachable(lab):
+    lab("run", "-d", "--name", "orphan", "busybox", "sleep", "600")
+    supervisor = json.loads((lab_root_path() / "containers" / container_id(lab, "orphan") / "state.json").read_text())["Supervisor"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{supervisor}") or open(f"/proc/{supervisor}/stat").read().split(") ")[1][0] == "Z")
+    assert "Up " in lab("ps").stdout                          # state on disk, checked against the process
+    assert lab("exec", "orphan", "true").returncode == 0
+    lab("stop", "-t", "0", "orphan")
+    assert "Exited (unknown)" in lab("ps", "-a").stdout       # nobody was left to record how it ended
+    assert lab("rm", "orphan").returncode == 0
+
+
+def lab_root_path():
+    from pathlib import Path
+    return Path(os.environ["LAB_ROOT"])
+
+
+def container_id(lab, name) -> str:
+    return json.loads(lab("inspect", name).stdout)[0]["Id"]
+
+
+def talk(command: list[str], keys: list[bytes], rows=30, cols=100) -> tuple[bytes, int]:
+    """Run command on a new terminal of rows x cols, type keys (waiting for output between them)."""
+    import fcntl
+    import struct
+    import termios
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.execv(command[0], command)
+    output = b""
+
+    def read(seconds):
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                output += chunk
+    read(3)
+    for key in keys:
+        os.write(fd, key)
+        read(1.5)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return output, os.waitstatus_to_exitcode(status)
+
+
+def test_dash_it_gives_a_real_terminal(lab):
+    output, status = talk([LAB, "run", "-it", "--rm", "busybox", "sh"],
+                          [b"tty; stty size\r", b"sleep 60\r", b"\x03", b"echo after $?\r", b"exit 7\r"])
+    text = output.decode(errors="replace").replace("\r", "")
+    assert "/dev/pts/0\n30 100\n" in text                     # its own terminal, your window's size
+    assert "^C" in text and "after 130\n" in text              # Ctrl-C stopped sleep, not the shell
+    assert status == 7
+
+
+def test_exec_dash_it_gives_a_terminal_too(lab):
+    lab("run", "-d", "--name", "host-of-exec", "busybox", "sleep", "600")
+    try:
+        output, status = talk([LAB, "exec", "-it", "host-of-exec", "sh"], [b"tty; echo $$\r", b"exit\r"])
+    finally:
+        lab("rm", "-f", "host-of-exec")
+    assert "/dev/pts/0\n" in output.decode(errors="replace").replace("\r", "") and status == 0
