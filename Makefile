@@ -8,8 +8,8 @@ setup:              ## system packages, the venv, and the busybox image
 	VENV=$(VENV) bash tools/provision.sh
 	LAB_IMPL=solutions $(VENV)/bin/lab run --rm busybox true
 
-demo: setup         ## the reference runtime running a container, and what it is
-	bash tools/demo.sh
+demo: setup         ## the reference runtime running containers, and what they are
+	VENV=$(VENV) bash tools/demo.sh
 
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }

@@ -101,7 +101,7 @@ class CgroupV2:
 
     @property
     def paths(self) -> dict[str, str]:
-        return {"": str(self.path)}
+        return {"unified": str(self.path)}
 
     def create(self, limits: Limits) -> None:
         self.parent.mkdir(exist_ok=True)           # two first runs at once may both try

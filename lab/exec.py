@@ -26,13 +26,13 @@ NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
 def open_namespaces(pid: int) -> dict[str, int]:
     """Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor."""
     # HINT: os.open(path, os.O_RDONLY) for each kind; close-on-exec is Python's default.
-    raise NotImplementedError('chapter 06: write open_namespaces() in lab/exec.py: Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor (see chapters/06_*/README.md, \'Your turn\')')
+    raise NotImplementedError('chapter 06: write open_namespaces() in lab/exec.py: Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor (see chapters/06_exec/README.md, \'Your turn\')')
 
 
 def join(namespaces: dict[str, int], kinds: list[str]) -> None:
     """setns() into each of kinds, in that order, using the open files of open_namespaces()."""
     # HINT: syscalls.setns(fd, 0): 0 lets the kernel check the kind from the file itself.
-    raise NotImplementedError("chapter 06: write join() in lab/exec.py: setns() into each of kinds, in that order, using the open files of open_namespaces() (see chapters/06_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 06: write join() in lab/exec.py: setns() into each of kinds, in that order, using the open files of open_namespaces() (see chapters/06_exec/README.md, 'Your turn')")
 
 
 def join_cgroup(paths: dict[str, str]) -> None:

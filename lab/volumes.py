@@ -25,13 +25,15 @@ NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 def parse(spec: str) -> dict:
-    """`-v SOURCE:DESTINATION[:ro|:rw]` as a mount in docker's shape:
-    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}."""
+    """Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape.
+
+    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
+    """
     # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute.
     # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
     # HINT: volume NAME (it must match NAME), whose Source is volume_path(NAME).
     # HINT: every refusal is a LabError that says what was wrong and how to write it.
-    raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: `-v SOURCE:DESTINATION[:ro|:rw]` as a mount in docker's shape: (see chapters/05_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape (see chapters/05_volumes/README.md, 'Your turn')")
 
 
 def mount_volume(root: str, mount: dict) -> None:
@@ -40,7 +42,7 @@ def mount_volume(root: str, mount: dict) -> None:
     # HINT: file for a file) inside the container's root and returns its path;
     # HINT: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
     # HINT: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
-    raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_*/README.md, \'Your turn\')')
+    raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
 
 
 def mount_point(root: str, mount: dict) -> str:

@@ -3,7 +3,8 @@
 # Each line below is shown as typed, then run; lines starting with # are narration.
 set -u
 export LAB_IMPL=solutions
-export PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"
+cd "$(dirname "$0")/.."
+export PATH="$(realpath "${VENV:-.venv}")/bin:$PATH"
 
 previous=
 while IFS= read -r line; do
@@ -27,4 +28,19 @@ lab run --rm busybox ls /
 lab run --rm busybox ls /dev
 # Limits: a memory hog under -m 32m meets the OOM killer.
 lab run --rm -m 32m busybox sh -c 'x=a; while :; do x=$x$x; done'; echo "exit status $?"
+# Layers: its / is an overlay, the image's layer under a writable layer of its own; commit
+# makes that layer part of a new image.
+lab run --name builder busybox sh -c 'echo "made in a container" > /etc/motd; rm /etc/group'
+lab commit builder demo:v1 >/dev/null; lab rm builder >/dev/null; lab images
+lab run --rm demo:v1 sh -c 'cat /etc/motd; ls /etc'
+# Volumes outlive containers: the next one finds what the last one wrote.
+lab run --rm -v demo-data:/data busybox sh -c 'echo "kept in a volume" > /data/note'
+lab run --rm -v demo-data:/data:ro busybox cat /data/note
+# In the background (-d), with logs; exec enters it; stop ends it.
+lab run -d --name web busybox sh -c 'echo serving; trap "echo stopping; exit 0" TERM; while :; do sleep 0.1; done' >/dev/null; sleep 0.5; lab ps
+lab exec web sh -c 'echo "inside: $(hostname), PID 1 is $(cat /proc/1/comm)"'
+lab stop web >/dev/null; lab logs web; lab ps -a
+lab rm web >/dev/null; lab rmi demo:v1 >/dev/null; lab volume rm demo-data >/dev/null
+# And a terminal of its own: lab run -it busybox sh (typed here by tools/transcript.py).
+python3 tools/transcript.py --type 'tty; ps' --type 'sleep 100 &' --type 'jobs' --type 'kill %1; wait' --type 'exit' -- lab run -it --rm busybox sh
 DEMO

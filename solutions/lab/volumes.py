@@ -25,8 +25,10 @@ NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 def parse(spec: str) -> dict:
-    """`-v SOURCE:DESTINATION[:ro|:rw]` as a mount in docker's shape:
-    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}."""
+    """Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape.
+
+    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
+    """
     # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute.
     # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
     # HINT: volume NAME (it must match NAME), whose Source is volume_path(NAME).
