@@ -15,7 +15,7 @@ while IFS= read -r line; do
 done <<'DEMO'
 # A container is a process on the host: lab forks, the child execs the command, lab waits.
 lab run --rm busybox echo hello from a container
-lab run --rm busybox sleep 1 & sleep 0.3; ps -o pid,ppid,args --forest -p $!,$(pgrep -P $!); wait
+lab run --rm busybox sleep 2 & until pgrep -x sleep -P $! >/dev/null; do sleep 0.05; done; ps -o pid,ppid,args --forest -p $!,$(pgrep -P $!); wait
 # Namespaces change what it sees: it is PID 1, with its own hostname and a network of its own.
 lab run --rm --hostname demo busybox sh -c 'echo "I am PID $$ on $(hostname)"; ps -o pid,comm'
 hostname; lab run --rm busybox ip -o link | cut -d " " -f 1-3
@@ -37,7 +37,7 @@ lab run --rm demo:v1 sh -c 'cat /etc/motd; ls /etc'
 lab run --rm -v demo-data:/data busybox sh -c 'echo "kept in a volume" > /data/note'
 lab run --rm -v demo-data:/data:ro busybox cat /data/note
 # In the background (-d), with logs; exec enters it; stop ends it.
-lab run -d --name web busybox sh -c 'echo serving; trap "echo stopping; exit 0" TERM; while :; do sleep 0.1; done' >/dev/null; sleep 0.5; lab ps
+lab run -d --name web busybox sh -c 'trap "echo stopping; exit 0" TERM; echo serving; while :; do sleep 0.1; done' >/dev/null; until lab logs web | grep -q serving; do sleep 0.05; done; lab ps
 lab exec web sh -c 'echo "inside: $(hostname), PID 1 is $(cat /proc/1/comm)"'
 lab stop web >/dev/null; lab logs web; lab ps -a
 lab rm web >/dev/null; lab rmi demo:v1 >/dev/null; lab volume rm demo-data >/dev/null
