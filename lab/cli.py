@@ -118,7 +118,8 @@ def build_parser() -> Parser:
 
 
 def cmd_run(args) -> int:
-    from lab import container
+    from lab import container, trace
+    trace.mark("interpreter start and imports")
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
     return container.run(args.image, args.cmd, remove=args.rm, detach=args.detach, name=args.name, env=args.env,

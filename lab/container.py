@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store, volumes
+from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store, trace, volumes
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -122,7 +122,9 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
     if len(":".join(layers)) + len(upper) + len(work) > 4000:      # mount(2) takes one page of options
         raise LabError(f"the image {container.config['Image']} has too many layers ({len(layers)}) "
                        "for one overlay mount's options (4096 bytes): squash some of them")
-    if step("04", overlay.mount_overlay, layers, upper, work, root) is NOT_WRITTEN:
+    written = step("04", overlay.mount_overlay, layers, upper, work, root)
+    trace.mark("overlay mount")
+    if written is NOT_WRITTEN:
         if len(layers) != 1:
             raise LabError(f"the image {container.config['Image']} has {len(layers)} layers: "
                            "stacking them needs chapter 04 (overlay)")
@@ -135,6 +137,7 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
         volumes.mount_volume(root, mount)
     rootfs.pivot_root(root)
     rootfs.mount_kernel_filesystems()
+    trace.mark("pivot_root and mounts")
 
 
 def start(container: store.Container):
@@ -150,6 +153,7 @@ def start(container: store.Container):
         cgroup = None
     else:                                               # so that `lab rm -f` can clean it up
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
+    trace.mark("cgroup")
 
     if config.get("Tty"):
         import socket
@@ -166,6 +170,7 @@ def start(container: store.Container):
             namespaces.make_mounts_private()
             step("01", namespaces.set_hostname, config["Hostname"])
             namespaces.bring_up_loopback()
+            trace.mark("namespaces")
             if step("03", enter_rootfs, container, layers) is NOT_WRITTEN:   # the image's files as /
                 step("01", namespaces.mount_proc)        # or at least a /proc of its own
         if stdin is not None:
@@ -173,6 +178,7 @@ def start(container: store.Container):
         if config.get("Tty"):
             terminal.attach_child(child_end, size)   # from the container's own /dev/ptmx
 
+    trace.before_fork()
     try:
         step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
         pid = process.spawn(config["Cmd"], env, config["WorkingDir"], setup=prepare_child)
@@ -181,10 +187,12 @@ def start(container: store.Container):
             cgroup.destroy()
         raise
     finally:
+        trace.after_exec()
         if stdin is not None:
             os.close(stdin)
         if config.get("Tty"):
             child_end.close()
+    trace.mark("exec")
     master = terminal.receive_master(lab_end) if config.get("Tty") else None
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
@@ -214,6 +222,7 @@ def finish(container: store.Container, status: int, cgroup) -> None:
 def run(image_ref: str, command: list[str], *, remove=False, detach=False, **options) -> int:
     """`lab run`: create, start, wait; return the exit status the way docker does."""
     container = create(image_ref, command, detach=detach, **options)
+    trace.mark("image and container record")
     if detach:
         run_detached(container, remove)
         print(container.id)
@@ -227,10 +236,13 @@ def run(image_ref: str, command: list[str], *, remove=False, detach=False, **opt
         raise
     try:
         status = process.wait_for(pid, relay(master, container.config["Interactive"]))
+        trace.mark("the command runs (wait)")
         finish(container, status, cgroup)
     finally:
         if remove:
             store.remove_container(container)
+    trace.mark("cleanup")
+    trace.report()
     return status
 
 

@@ -1,0 +1,64 @@
+"""LAB_TRACE=1: where the time of a `lab run` goes, phase by phase.
+
+mark(name) notes the moment the phase `name` ended. Marks made in the child, between fork
+and exec, travel to lab through a pipe; at the end lab prints each phase's share on stderr.
+Off (the default), mark() does nothing. tools/bench.py draws these phases.
+"""
+import os
+import sys
+import time
+
+ENABLED = os.environ.get("LAB_TRACE") == "1"
+marks: list[tuple[str, float]] = []
+_pipe: tuple[int, int] | None = None
+
+
+def started() -> float:
+    """When this process started, on the monotonic clock (to 10 ms: /proc's clock ticks)."""
+    ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+    since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    return time.monotonic() - since_boot
+
+
+def mark(name: str) -> None:
+    if not ENABLED:
+        return
+    if _pipe is not None and os.getpid() != _owner:       # in the child: send it to lab
+        os.write(_pipe[1], f"{name}\t{time.monotonic()}\n".encode())
+    else:
+        marks.append((name, time.monotonic()))
+
+
+def before_fork() -> None:
+    """A pipe for the child's marks (close-on-exec: exec closes the child's copy)."""
+    global _pipe, _owner
+    if ENABLED:
+        _pipe, _owner = os.pipe(), os.getpid()
+
+
+def after_exec() -> None:
+    """In lab, once the child has exec'd: collect its marks."""
+    global _pipe
+    if _pipe is None:
+        return
+    os.close(_pipe[1])
+    with os.fdopen(_pipe[0]) as pipe:
+        for line in pipe:
+            name, moment = line.rstrip("\n").split("\t")
+            marks.append((name, float(moment)))
+    _pipe = None
+
+
+def report() -> None:
+    if not ENABLED or not marks:
+        return
+    previous = started()
+    total = marks[-1][1] - previous
+    print(f"lab-trace: {'phase':<32} {'ms':>8}", file=sys.stderr)
+    for name, moment in marks:
+        print(f"lab-trace: {name:<32} {(moment - previous) * 1000:8.1f}", file=sys.stderr)
+        previous = moment
+    print(f"lab-trace: {'total':<32} {total * 1000:8.1f}", file=sys.stderr)
+
+
+_owner = os.getpid()
