@@ -2,7 +2,7 @@
 VENV   ?= .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test check progress skeleton notebooks vm-test clean
+.PHONY: setup demo test check progress skeleton notebooks vm-test bench clean
 
 setup:              ## system packages, the venv, and the busybox image
 	VENV=$(VENV) bash tools/provision.sh
@@ -28,6 +28,11 @@ skeleton:           ## regenerate lab/ from solutions/lab/ (overwrites your work
 
 vm-test:            ## boot the course VM from a locally built box and run `make test` inside it (slow)
 	bash tools/vm-test
+
+bench: setup        ## how fast a container starts: lab against runc, crun and the kernel (results/bench/)
+	@for p in runc crun; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends runc crun >/dev/null; break; }; done
+	$(VENV)/bin/python tools/bench.py $(BENCH)
 
 notebooks:          ## re-run the notebooks with the reference and store their outputs (what nbval checks)
 	$(VENV)/bin/python tools/run_notebooks.py

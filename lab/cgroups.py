@@ -137,7 +137,7 @@ class CgroupV2:
 
     def processes(self) -> list[int]:
         path = self.path / "cgroup.procs"
-        return [int(p) for p in read(path).split()] if path.exists() else []
+        return pids_in(path)
 
     def destroy(self) -> None:
         destroy([self.path], self.processes)
@@ -197,10 +197,18 @@ class CgroupV1:
 
     def processes(self) -> list[int]:
         path = self.dirs["pids"] / "cgroup.procs"
-        return [int(p) for p in read(path).split()] if path.exists() else []
+        return pids_in(path)
 
     def destroy(self) -> None:
         destroy(self.unique_dirs(), self.processes)
+
+
+def pids_in(procs: Path) -> list[int]:
+    """The processes listed in a cgroup.procs file; none when the cgroup is gone (lab rm -f)."""
+    try:
+        return [int(p) for p in read(procs).split()]
+    except OSError:
+        return []
 
 
 def manager(name: str):
@@ -219,10 +227,7 @@ def remove(paths: dict[str, str]) -> None:
     """Destroy a container's cgroup from the paths recorded in its state (lab rm -f)."""
     folders = [Path(p) for p in dict.fromkeys(paths.values())]
 
-    def processes():
-        return [int(pid) for folder in folders if (folder / "cgroup.procs").exists()
-                for pid in read(folder / "cgroup.procs").split()]
-    destroy(folders, processes)
+    destroy(folders, lambda: [pid for folder in folders for pid in pids_in(folder / "cgroup.procs")])
 
 
 def destroy(folders: list[Path], processes, timeout: float = 5.0) -> None:

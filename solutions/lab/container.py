@@ -119,7 +119,10 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
     upper, work = str(container.path / "upper"), str(container.path / "work")
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.
-    if len(":".join(layers)) + len(upper) + len(work) > 4000:      # mount(2) takes one page of options
+    if len(":".join(layers)) + len(upper) + len(work) > 3800:      # mount(2) takes one page of options:
+        os.chdir(os.path.dirname(layers[0]))                       # name the layers from their folder
+        layers = [os.path.basename(layer) for layer in layers]
+    if len(":".join(layers)) + len(upper) + len(work) > 4000:
         raise LabError(f"the image {container.config['Image']} has too many layers ({len(layers)}) "
                        "for one overlay mount's options (4096 bytes): squash some of them")
     written = step("04", overlay.mount_overlay, layers, upper, work, root)
@@ -165,6 +168,7 @@ def start(container: store.Container):
         # In the child, after fork and before exec, in the order the kernel needs.
         if cgroup is not None:
             step("02", cgroup.join)                      # first: all it does from now on counts
+        trace.mark("fork, and joining the cgroup")
         if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
             check_new_namespaces(host_namespaces)
             namespaces.make_mounts_private()

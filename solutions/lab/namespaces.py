@@ -8,7 +8,7 @@ the children the caller forks next. So the runtime unshares it and forks, and th
 PID 1 of its own world. See man 7 namespaces, man 2 unshare, man 7 pid_namespaces, man 1 unshare.
 """
 import fcntl
-import socket
+import os
 import struct
 
 from lab import syscalls
@@ -68,7 +68,11 @@ def bring_up_loopback() -> None:
     16 bytes, then the flags as a short, padded to 40 bytes.
     """
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    AF_INET, SOCK_DGRAM = 2, 2
+    sock = syscalls.socket(AF_INET, SOCK_DGRAM)
+    try:
         request = struct.pack("16sh22x", b"lo", 0)
         flags = struct.unpack("16sh22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+    finally:
+        os.close(sock)

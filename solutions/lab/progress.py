@@ -32,6 +32,10 @@ def bar(done: int, total: int, width: int = BAR) -> str:
 
 
 def main() -> int:
+    import sys
+    if sys.flags.no_site:             # the `lab` command starts without site: pytest lives there
+        import site
+        site.main()
     import pytest
     if os.geteuid() != 0:
         print("lab progress runs the chapter tests, which need root: sudo -E $(which lab) progress")

@@ -73,6 +73,11 @@ def pivot_root(new_root, put_old) -> None:
     _check(result, "pivot_root", str(new_root), str(put_old))
 
 
+def socket(family: int, kind: int) -> int:
+    """A new socket's file descriptor (the socket module takes 2 ms to import; lab needs one fd)."""
+    return _check(_libc.socket(ctypes.c_int(family), ctypes.c_int(kind), 0), "socket", family, kind)
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)

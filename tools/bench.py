@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""`make bench`: how fast a container starts; lab against runc, crun and the bare kernel.
+
+Each round starts /bin/true once per runtime, in turn (interleaved, so that a busy moment of
+the machine hits them all alike), on the same busybox rootfs:
+
+    lab run        the reference runtime: namespaces, a cgroup with limits, overlay, pivot_root
+    runc, crun     `runc run` / `crun run` on an OCI bundle of busybox's layer
+    unshare+chroot the same namespaces and a chroot, from util-linux: the kernel's floor
+    fork/exec      /bin/true, no container
+
+It prints the median and spread of each and its ratio to lab's, lab's time by phase
+(LAB_TRACE=1), what `lab run` imports (python -X importtime), its peak memory, and how the
+cost grows with running containers and image layers. Results (a markdown table and charts)
+go to results/bench/. No timing is asserted anywhere: these are measurements.
+
+runc and crun make cgroups. So that they make them below this process's own cgroup, as
+everything here must, they run from a helper process in a mount namespace of its own, where
+each cgroup v1 hierarchy's mount shows this process's cgroup as its root, and (for crun,
+which would take the nearly empty v2 mount of a hybrid host for the real one) without
+/sys/fs/cgroup/unified. On cgroup v2 they go below /sys/fs/cgroup/lab, lab's own.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import lab_impl  # noqa: E402
+
+os.environ["LAB_IMPL"] = "solutions"
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)      # lab starts from cached bytecode, as it does for you
+lab_impl.activate()
+from lab import cgroups, images, syscalls  # noqa: E402
+
+LAB = str(Path(sys.executable).with_name("lab"))
+LIMITS = ["-m", "256m", "--pids-limit", "1000"]
+
+
+def timed(argv: list[str], env=None) -> tuple[float, int, int]:
+    """Start argv, wait for it: seconds, peak memory (kB, of it or its largest child), status."""
+    null = os.open(os.devnull, os.O_RDWR)
+    actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)]
+    start = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, env or os.environ, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    os.close(null)
+    return elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+
+
+def oci_bundle(folder: Path, rootfs: Path, cgroups_path: str) -> Path:
+    """An OCI runtime bundle: busybox's files and a config.json like `runc spec`'s, running /bin/true."""
+    shutil.copytree(rootfs, folder / "rootfs", symlinks=True)
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
+                    "env": [f"PATH={images.DEFAULT_PATH}"], "cwd": "/"},
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "bench",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                   {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                    "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                   {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                    "options": ["nosuid", "noexec", "nodev", "ro"]}],
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network", "cgroup")],
+                  "cgroupsPath": cgroups_path,
+                  "resources": {"memory": {"limit": 256 << 20}, "pids": {"limit": 1000}}},
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+class Helper:
+    """A child process, in a mount namespace of its own, that times runc and crun runs."""
+
+    def __init__(self):
+        read_requests, self.write_requests = os.pipe()
+        self.read_results, write_results = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.write_requests)
+            os.close(self.read_results)
+            try:
+                self.serve(os.fdopen(read_requests), os.fdopen(write_results, "w"))
+            finally:
+                os._exit(0)
+        os.close(read_requests)
+        os.close(write_results)
+        self.results = os.fdopen(self.read_results)
+        self.send = os.fdopen(self.write_requests, "w")
+
+    @staticmethod
+    def serve(requests, results):
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        if cgroups.version() == "v1":
+            own = cgroups.own_cgroups()
+            for mount, fstype, options in cgroups.mountinfo():
+                if fstype == "cgroup":
+                    here = next((own[c] for c in options.split(",") if c in own), "/")
+                    if here != "/":      # show our own cgroup as the hierarchy's root
+                        syscalls.mount(mount + here, mount, None, syscalls.MS_BIND)
+            if Path("/sys/fs/cgroup/unified").is_mount():
+                syscalls.umount2("/sys/fs/cgroup/unified", syscalls.MNT_DETACH)
+        for line in requests:
+            result = timed(json.loads(line))
+            results.write(json.dumps(result) + "\n")
+            results.flush()
+
+    def run(self, argv: list[str]) -> tuple[float, int, int]:
+        self.send.write(json.dumps(argv) + "\n")
+        self.send.flush()
+        return tuple(json.loads(self.results.readline()))
+
+    def close(self):
+        self.send.close()
+        os.waitpid(self.pid, 0)
+
+
+def runtimes(work: Path, layer: Path, helper: Helper) -> dict:
+    """name -> a function that starts /bin/true once and returns timed()'s answer (or why it cannot)."""
+    counter = iter(range(10 ** 6))
+    found = {}
+    found["lab run"] = lambda: timed([LAB, "run", "--rm", *LIMITS, "busybox", "true"])
+    for name in ("runc", "crun"):
+        binary = shutil.which(name)
+        if binary is None:
+            found[name] = f"not installed (apt-get install {name})"
+            continue
+        parent = "/lab" if cgroups.version() == "v2" else ""
+        bundle = oci_bundle(work / name, layer, f"{parent}/lab-bench-{name}-{os.getpid()}")
+        state = work / f"{name}-state"
+
+        def one(binary=binary, bundle=bundle, state=state, name=name):
+            return helper.run([binary, "--root", str(state), "run", "--bundle", str(bundle),
+                               f"bench-{name}-{next(counter)}"])
+        seconds, _, status = one()
+        found[name] = one if status == 0 else f"could not run here (exit status {status})"
+    floor = ["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup",
+             "chroot", str(layer), "/bin/true"]
+    found["unshare+chroot"] = lambda: timed(floor)
+    found["fork/exec"] = lambda: timed(["/bin/true"])
+    return found
+
+
+def trace_phases(runs: int) -> dict[str, float]:
+    """lab run's phases (LAB_TRACE=1), the median of each in ms."""
+    phases: dict[str, list[float]] = {}
+    for _ in range(runs):
+        env = {**os.environ, "LAB_TRACE": "1", "LAB_TRACE_T0": str(time.monotonic())}
+        result = subprocess.run([LAB, "run", "--rm", *LIMITS, "busybox", "true"], capture_output=True,
+                                text=True, env=env)
+        for line in result.stderr.splitlines():
+            name, ms = line.removeprefix("lab-trace: ").rsplit(None, 1)
+            if name.strip() not in ("phase", "total"):
+                phases.setdefault(name.strip(), []).append(float(ms))
+    return {name: statistics.median(values) for name, values in phases.items()}
+
+
+def imports() -> tuple[float, list[str]]:
+    """What `lab run` imports beyond the interpreter's own start: total ms, and the modules."""
+    result = subprocess.run([sys.executable, "-S", "-X", "importtime", LAB, "run", "--rm", "busybox", "true"],
+                            capture_output=True, text=True)          # -S: as the `lab` command starts
+    bare = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", "pass"], capture_output=True, text=True)
+
+    def modules(text):       # "import time: self | cumulative | name", nesting shown by indentation
+        return {line.split("|")[2][1:].rstrip(): int(line.split("|")[1]) for line in text.splitlines()
+                if line.startswith("import time:") and line.split("|")[1].strip().isdigit()}
+    base = {name.strip() for name in modules(bare.stderr)}
+    extra = {name: us for name, us in modules(result.stderr).items() if name.strip() not in base}
+    top = {name: us for name, us in extra.items() if not name.startswith(" ")}   # cumulative includes nested
+    return sum(top.values()) / 1000, sorted(name.strip() for name in extra)
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    low, high = ordered[len(ordered) // 10], ordered[-1 - len(ordered) // 10]
+    return statistics.median(ordered), low, high
+
+
+def scaling(quick: bool) -> list[tuple[str, float]]:
+    """Per-container start cost with N containers started one after another, 10 at once, and
+    with images of 1, 10 and 40 layers."""
+    rows = []
+    counts = (1, 10) if quick else (1, 10, 50)
+    for count in counts:
+        names = [f"bench-seq-{count}-{i}" for i in range(count)]
+        start = time.perf_counter()
+        for name in names:
+            subprocess.run([LAB, "run", "-d", "--name", name, "busybox", "sleep", "600"], check=True,
+                           capture_output=True)
+        rows.append((f"{count} started one after another (run -d), per container",
+                     (time.perf_counter() - start) / count * 1000))
+        subprocess.run([LAB, "rm", "-f", *names], check=True, capture_output=True)
+    names = [f"bench-par-{i}" for i in range(10)]
+    start = time.perf_counter()
+    runs = [subprocess.Popen([LAB, "run", "-d", "--name", n, "busybox", "sleep", "600"],
+                             stdout=subprocess.DEVNULL) for n in names]
+    assert all(run.wait() == 0 for run in runs)
+    rows.append(("10 started at once, wall time per container", (time.perf_counter() - start) / 10 * 1000))
+    subprocess.run([LAB, "rm", "-f", *names], check=True, capture_output=True)
+    image, built = "busybox", 1
+    for layers in ((1, 10) if quick else (1, 10, 40)):
+        while built < layers:            # one more layer: a container adds a file, and is committed
+            subprocess.run([LAB, "run", "--name", "bench-layer", image, "touch", f"/layer-{built}"],
+                           check=True, capture_output=True)
+            image = f"bench-layers:{built + 1}"
+            subprocess.run([LAB, "commit", "bench-layer", image], check=True, capture_output=True)
+            subprocess.run([LAB, "rm", "bench-layer"], check=True, capture_output=True)
+            built += 1
+        times = [timed([LAB, "run", "--rm", image, "true"])[0] for _ in range(5 if quick else 15)]
+        rows.append((f"lab run of an image of {layers} layers", statistics.median(times) * 1000))
+    return rows
+
+
+def chart(out: Path, stats: dict, phases: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [3, 2]})
+    names = list(stats)
+    medians = [stats[n][0] * 1000 for n in names]
+    errors = [[(stats[n][0] - stats[n][1]) * 1000 for n in names], [(stats[n][2] - stats[n][0]) * 1000 for n in names]]
+    left.barh(names, medians, xerr=errors, color="tab:blue", capsize=3)
+    left.invert_yaxis()
+    left.set_xlabel("ms to start /bin/true and see it end (median, 10th-90th percentile)")
+    left.set_title("container start, side by side")
+    bottom = 0.0
+    for name, ms in phases.items():
+        right.bar(["lab run"], [ms], bottom=[bottom], label=f"{name} ({ms:.1f} ms)")
+        bottom += ms
+    right.set_ylabel("ms")
+    right.set_title("lab run by phase (LAB_TRACE=1)")
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    plt.tight_layout()
+    fig.savefig(out / "startup.png", dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="how fast a container starts: lab, runc, crun, the kernel")
+    parser.add_argument("--runs", type=int, default=30, help="rounds (each starts every runtime once)")
+    parser.add_argument("--quick", action="store_true", help="smaller scaling runs (the smoke test)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: containers need root: sudo make bench")
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    os.environ["LAB_ROOT"] = str(work / "lab-root")       # never your /var/lib/lab
+    helper = Helper()
+    try:
+        layer = images.layer_path(images.resolve("busybox")["Layers"][0])
+        found = runtimes(work, layer, helper)
+        runnable = {name: f for name, f in found.items() if callable(f)}
+        samples: dict[str, list[float]] = {name: [] for name in runnable}
+        memory: dict[str, int] = {}
+        for name, start in runnable.items():          # one warm-up each: caches, first-use work
+            start()
+        order = list(runnable.items())
+        for _ in range(args.runs):
+            random.shuffle(order)        # a fixed order would favour whoever follows a similar run
+            for name, start in order:
+                seconds, peak_kb, status = start()
+                if status != 0:
+                    raise SystemExit(f"bench: {name} failed with exit status {status}")
+                samples[name].append(seconds)
+                memory[name] = max(memory.get(name, 0), peak_kb)
+        stats = {name: summary(values) for name, values in samples.items()}
+        phases = trace_phases(max(3, min(args.runs, 15)))
+        import_ms, modules = imports()
+        grows = scaling(args.quick)
+    finally:
+        helper.close()
+        subprocess.run([LAB, "rm", "-f", *[f"bench-{k}" for k in ("layer",)]], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    lab_median = stats["lab run"][0]
+    lines = [f"Machine: {os.uname().release}, {os.cpu_count()} CPUs, cgroup {cgroups.version()}, "
+             f"{args.runs} rounds, {time.strftime('%Y-%m-%d')}", "",
+             "| runtime | median ms | 10th-90th percentile ms | ratio to lab run | peak memory MB |",
+             "|---|---|---|---|---|"]
+    for name, what in found.items():
+        if name in stats:
+            median, low, high = stats[name]
+            lines.append(f"| {name} | {median * 1000:.1f} | {low * 1000:.1f}-{high * 1000:.1f} | "
+                         f"{median / lab_median:.2f} | {memory[name] / 1024:.1f} |")
+        else:
+            lines.append(f"| {name} | {what} | | | |")
+    lines += ["", "lab run by phase (LAB_TRACE=1, medians):", ""]
+    lines += [f"- {name}: {ms:.1f} ms" for name, ms in phases.items()]
+    lines += ["", f"What `lab run` imports beyond a bare interpreter ({import_ms:.1f} ms, python -X importtime): "
+              + ", ".join(modules), "", "Scaling:", ""]
+    lines += [f"- {what}: {ms:.1f} ms" for what, ms in grows]
+    verdicts = []
+    if "runc" in stats:
+        verdicts.append(f"lab run median / runc run median = {lab_median / stats['runc'][0]:.2f} "
+                        f"({'at or below' if lab_median <= stats['runc'][0] else 'above'} runc's)")
+    verdicts.append(f"lab run peak memory {memory['lab run'] / 1024:.1f} MB "
+                    f"({'under' if memory['lab run'] < 30 * 1024 else 'over'} the 30 MB target)")
+    lines += ["", "Targets:", ""] + [f"- {v}" for v in verdicts]
+    text = "\n".join(lines) + "\n"
+    (args.out / "results.md").write_text(text)
+    chart(args.out, stats, phases)
+    print(text)
+    print(f"bench: wrote {args.out / 'results.md'} and {args.out / 'startup.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
