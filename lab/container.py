@@ -144,7 +144,7 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
 
 
 def start(container: store.Container):
-    """Start the container's process and record it as running; return its pid and cgroup."""
+    """Start the container's process and record it as running: its pid, its cgroup, and (-t) its terminal."""
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
     stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
