@@ -15,10 +15,12 @@ import nbformat
 
 os.environ["LAB_IMPL"] = "solutions"
 os.environ["LAB_ROOT"] = tempfile.mkdtemp(prefix="lab-root-notebooks-")     # never /var/lib/lab
-for path in map(Path, sys.argv[1:] or sorted(Path(__file__).resolve().parent.parent.glob("notebooks/*.ipynb"))):
-    notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    nbformat.write(notebook, path)
-    print(f"ran {path}")
-shutil.rmtree(os.environ["LAB_ROOT"])
+try:
+    for path in map(Path, sys.argv[1:] or sorted(Path(__file__).resolve().parent.parent.glob("notebooks/*.ipynb"))):
+        notebook = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(notebook, path)
+        print(f"ran {path}")
+finally:
+    shutil.rmtree(os.environ["LAB_ROOT"])      # also when a notebook fails
