@@ -43,7 +43,7 @@ def test_a_read_only_volume_cannot_be_written(lab):
 
 def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
     (tmp_path / "in").write_text("from the host\n")
-    result = lab("run", "--rm", "-v", f"{tmp_path}:/work", "busybox", "sh", "-c", "cat /work/in; echo from the container > /work/out")
+    result = lab("run", "--rm", "-v", f"{tmp_path}:/project", "busybox", "sh", "-c", "cat /project/in; echo from the container > /project/out")
     assert result.stdout == "from the host\n"
     assert (tmp_path / "out").read_text() == "from the container\n"
 
