@@ -280,9 +280,11 @@ def main() -> int:
         phases = trace_phases(max(3, min(args.runs, 15)))
         import_ms, modules = imports()
         grows = scaling(args.quick)
-    finally:
+    finally:                             # also after a failure: no container, cgroup or process left
         helper.close()
-        subprocess.run([LAB, "rm", "-f", *[f"bench-{k}" for k in ("layer",)]], capture_output=True)
+        left = subprocess.run([LAB, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+        if left:
+            subprocess.run([LAB, "rm", "-f", *left], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
     lab_median = stats["lab run"][0]
