@@ -143,11 +143,43 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
     trace.mark("pivot_root and mounts")
 
 
+class Stdio:
+    """The child's stdin: empty without -i. With -t, a terminal the child makes for itself (from
+    its own /dev/ptmx, see terminal.py) and whose master side it sends back to lab."""
+
+    def __init__(self, interactive: bool, tty: bool):
+        self.stdin = None if interactive else os.open(os.devnull, os.O_RDONLY)
+        self.tty = tty
+        if tty:
+            import socket
+            from lab import terminal
+            self.lab_end, self.child_end = socket.socketpair()
+            self.size = terminal.window_size()
+
+    def in_child(self) -> None:
+        if self.stdin is not None:
+            os.dup2(self.stdin, 0)
+        if self.tty:
+            from lab import terminal
+            terminal.attach_child(self.child_end, self.size)
+
+    def close(self) -> None:
+        """In lab, once the child has exec'd (or failed): lab's copies of the child's ends."""
+        if self.stdin is not None:
+            os.close(self.stdin)
+        if self.tty:
+            self.child_end.close()
+
+    def master(self) -> int | None:
+        """The terminal's master side, which the child sent (with -t)."""
+        from lab import terminal
+        return terminal.receive_master(self.lab_end) if self.tty else None
+
+
 def start(container: store.Container):
     """Start the container's process and record it as running: its pid, its cgroup, and (-t) its terminal."""
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
-    stdin = None if config["Interactive"] else os.open(os.devnull, os.O_RDONLY)
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
     layers = [str(images.layer_path(d)) for d in config["Layers"]]
 
@@ -158,11 +190,7 @@ def start(container: store.Container):
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
     trace.mark("cgroup")
 
-    if config.get("Tty"):
-        import socket
-        from lab import terminal
-        lab_end, child_end = socket.socketpair()
-        size = terminal.window_size()
+    stdio = Stdio(config["Interactive"], config.get("Tty", False))
 
     def prepare_child():
         # In the child, after fork and before exec, in the order the kernel needs.
@@ -177,10 +205,7 @@ def start(container: store.Container):
             trace.mark("namespaces")
             if step("03", enter_rootfs, container, layers) is NOT_WRITTEN:   # the image's files as /
                 step("01", namespaces.mount_proc)        # or at least a /proc of its own
-        if stdin is not None:
-            os.dup2(stdin, 0)                # without -i, the command reads an empty stdin
-        if config.get("Tty"):
-            terminal.attach_child(child_end, size)   # from the container's own /dev/ptmx
+        stdio.in_child()                     # last: its terminal comes from its own /dev/ptmx
 
     trace.before_fork()
     try:
@@ -192,12 +217,9 @@ def start(container: store.Container):
         raise
     finally:
         trace.after_exec()
-        if stdin is not None:
-            os.close(stdin)
-        if config.get("Tty"):
-            child_end.close()
+        stdio.close()
     trace.mark("exec")
-    master = terminal.receive_master(lab_end) if config.get("Tty") else None
+    master = stdio.master()
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
     return pid, cgroup, master
@@ -317,27 +339,20 @@ def exec_in(container: store.Container, command: list[str], *, env=(), workdir=N
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
     environ = environment(dict(item.split("=", 1) for item in container.config["Env"]), list(env))
     check_terminal(interactive, tty)
+    not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
+    if not container.is_running():
+        raise not_running
     try:
-        if not container.is_running():
-            raise FileNotFoundError
         namespaces = enter.open_namespaces(container.state["Pid"])
-    except FileNotFoundError:
-        raise LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)") from None
+    except FileNotFoundError:                          # it ended just now
+        raise not_running from None
     cgroup_paths = container.state.get("Cgroup", {}).get("Paths", {})
-    stdin = None if interactive else os.open(os.devnull, os.O_RDONLY)
-    if tty:
-        import socket
-        from lab import terminal
-        lab_end, child_end = socket.socketpair()
-        size = terminal.window_size()
+    stdio = Stdio(interactive, tty)
 
     def prepare_child():
         enter.join_cgroup(cgroup_paths)                # while the host's /sys/fs/cgroup is in sight
         enter.join(namespaces, enter.NAMESPACES)       # mnt last: it moves / and the working directory too
-        if stdin is not None:
-            os.dup2(stdin, 0)
-        if tty:
-            terminal.attach_child(child_end, size)     # the container's /dev/ptmx: we are in its mounts
+        stdio.in_child()                               # in its mounts: its own /dev/ptmx
 
     process.hold_signals()
     try:
@@ -349,11 +364,8 @@ def exec_in(container: store.Container, command: list[str], *, env=(), workdir=N
     finally:
         for fd in namespaces.values():
             os.close(fd)
-        if stdin is not None:
-            os.close(stdin)
-        if tty:
-            child_end.close()
-    return process.wait_for(pid, relay(terminal.receive_master(lab_end) if tty else None, interactive))
+        stdio.close()
+    return process.wait_for(pid, relay(stdio.master(), interactive))
 
 
 def kill(container: store.Container, sig: int) -> None:

@@ -236,14 +236,15 @@ def remove_image(ref: str) -> list[str]:
         image = find(ref)
         named = ":".join(parse_reference(ref)) if REFERENCE.match(ref) else None
         untag = [named] if named in image["RepoTags"] else image["RepoTags"]
-        if len(untag) == len(image["RepoTags"]):            # the last tag goes: the image goes
+        last = len(untag) == len(image["RepoTags"])          # the last tag goes: the image goes
+        if last:
             users = [c.name for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
             if users:
                 raise LabError(f"the image {ref} is used by the container {users[0]}: "
                                f"remove the container first (lab rm {users[0]})")
         write_json(images_dir() / "tags.json", {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
-        if len(untag) == len(image["RepoTags"]):
+        if last:
             (images_dir() / f"{image['Id'].split(':')[1]}.json").unlink()
             done.append(f"Deleted: {image['Id']}")
             for digest in sorted(unused_layers()):

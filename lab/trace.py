@@ -10,7 +10,8 @@ import time
 
 ENABLED = os.environ.get("LAB_TRACE") == "1"
 marks: list[tuple[str, float]] = []
-_pipe: tuple[int, int] | None = None
+_pipe: tuple[int, int] | None = None        # the child's marks travel back through it
+_owner = os.getpid()                         # the process that forks (lab)
 
 
 def started() -> float:
@@ -63,5 +64,3 @@ def report() -> None:
         previous = moment
     print(f"lab-trace: {'total':<32} {total * 1000:8.1f}", file=sys.stderr)
 
-
-_owner = os.getpid()

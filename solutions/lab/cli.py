@@ -164,11 +164,15 @@ def cmd_ps(args) -> int:
         for r in rows:
             print(r[0])
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
-    for r in table:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths)) + "   " + r[5])
+    print_table([("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), *rows])
     return 0
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, three spaces apart, as docker prints them."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths)) + "   " + r[-1])
 
 
 def cmd_logs(args) -> int:
@@ -193,18 +197,24 @@ def cmd_logs(args) -> int:
                 time.sleep(0.1)
 
 
-def each_container(refs: list[str], action) -> int:
-    """Do action(container) for each reference, print it, as docker does; 1 if any failed."""
-    from lab import store
+def each(refs: list[str], action) -> int:
+    """Do action(ref) for each argument and print the text it returns (else the ref itself), as
+    docker does: a failure is one line, and the others still go ahead. 1 if any failed."""
     status = 0
     for ref in refs:
         try:
-            action(store.find_container(ref))
-            print(ref)
+            done = action(ref)
+            print(done if isinstance(done, str) else ref)
         except LabError as e:
             print(f"lab: error: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def each_container(refs: list[str], action) -> int:
+    """each() with action(container), the container found by name or id."""
+    from lab import store
+    return each(refs, lambda ref: action(store.find_container(ref)))
 
 
 def cmd_stop(args) -> int:
@@ -314,9 +324,7 @@ def cmd_images(args) -> int:
             name, tag = ref.rsplit(":", 1)
             rows.append((name, tag, image["Id"][7:19], ago(now - image["Created"]) + " ago",
                          str(len(image["Layers"])), size(image["Size"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths)) + "   " + r[5])
+    print_table(rows)
     return 0
 
 
@@ -334,14 +342,7 @@ def cmd_commit(args) -> int:
 
 def cmd_rmi(args) -> int:
     from lab import images
-    status = 0
-    for ref in args.images:
-        try:
-            print("\n".join(images.remove_image(ref)))
-        except LabError as e:
-            print(f"lab: error: {e}", file=sys.stderr)
-            status = 1
-    return status
+    return each(args.images, lambda ref: "\n".join(images.remove_image(ref)))
 
 
 def cmd_volume(args) -> int:
@@ -355,15 +356,7 @@ def cmd_volume(args) -> int:
     if args.verb == "inspect":
         print(json.dumps([volumes.inspect(name) for name in args.names], indent=4))
         return 0
-    status = 0
-    for name in args.names:
-        try:
-            volumes.create(name) if args.verb == "create" else volumes.remove(name)
-            print(name)
-        except LabError as e:
-            print(f"lab: error: {e}", file=sys.stderr)
-            status = 1
-    return status
+    return each(args.names, volumes.create if args.verb == "create" else volumes.remove)
 
 
 def cmd_doctor(args) -> int:

@@ -73,6 +73,7 @@ class Container:
 
     def inspect(self) -> dict:
         """What `lab inspect` shows, in docker's shape where docker has one."""
+        from lab.images import layer_path
         def iso(t):
             return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
         config, state, limits = self.config, self.state, self.config.get("Limits", {})
@@ -95,8 +96,7 @@ class Container:
                         "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
                         "Propagation": "rprivate"} for m in config.get("Mounts", [])],
             "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": ":".join(str(lab_root() / "layers" / d.split(":")[1])
-                                     for d in reversed(config.get("Layers", []))),
+                "LowerDir": ":".join(str(layer_path(d)) for d in reversed(config.get("Layers", []))),
                 "UpperDir": str(self.path / "upper"), "WorkDir": str(self.path / "work"),
                 "MergedDir": str(self.path / "merged")}},
             "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
