@@ -239,3 +239,94 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("what to write next")
         for message in NOT_WRITTEN:
             terminalreporter.line(message)
+
+
+DOCKER = str(Path(sys.executable).with_name("docker"))    # Debian's docker.io client, put there by make setup
+
+
+class Daemon:
+    """A `lab daemon` of the test's own, on a socket of its own, and its clients."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="lab-daemon-")     # short: a socket path has 108 bytes
+        self.socket = f"{self.folder}/lab.sock"
+        self.log = Path(self.folder, "daemon.log")
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": self.folder}
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([LAB, "daemon", "--socket", self.socket],
+                                            stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.request("GET", "/_ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                check_unfinished(self.log.read_text())
+                raise AssertionError(f"lab daemon exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+            assert time.monotonic() < deadline, "lab daemon did not answer on its socket within 30 s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+    def request(self, method: str, path: str, body: bytes = b"", raw: bytes | None = None):
+        """One HTTP request on the socket (raw: bytes sent as they are); (status, decoded body)."""
+        import http.client
+        import socket as sockets
+        conn = http.client.HTTPConnection("localhost", timeout=30)
+        conn.sock = sockets.socket(sockets.AF_UNIX)
+        conn.sock.settimeout(30)
+        conn.sock.connect(self.socket)
+        try:
+            if raw is not None:
+                conn.sock.sendall(raw)
+            else:
+                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            response = http.client.HTTPResponse(conn.sock, method=method) if raw is not None else conn.getresponse()
+            if raw is not None:
+                response.begin()
+            data = response.read()
+            try:
+                body = json.loads(data) if data else None
+            except ValueError:
+                body = data.decode()
+            if response.status == 500:
+                check_unfinished(body.get("message", "") if isinstance(body, dict) else str(body))
+            return response.status, body
+        finally:
+            conn.close()
+
+    def docker(self, *args, input=None, timeout=60) -> subprocess.CompletedProcess:
+        """The docker command, talking to this daemon."""
+        if not os.path.exists(DOCKER):
+            raise AssertionError(f"the docker client is missing ({DOCKER}): run `make setup`")
+        result = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=True,
+                                timeout=timeout, env=self.env)
+        check_unfinished(result.stderr)
+        return result
+
+    def client(self):
+        """The Docker SDK for Python, talking to this daemon (API version negotiated)."""
+        import docker
+        return docker.DockerClient(base_url=f"unix://{self.socket}", version="auto", timeout=60)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon():
+    """A running `lab daemon` (stopped afterwards); daemon.docker(...) runs the docker CLI on it."""
+    started = Daemon()
+    try:
+        yield started
+    finally:
+        started.close()

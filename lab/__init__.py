@@ -15,3 +15,11 @@ LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; cli.py is the `lab` c
 
 class LabError(Exception):
     """Something lab itself could not do: shown as one `lab: error:` line, exit status 125."""
+
+
+class NotFound(LabError):
+    """No such container, image or volume (the engine answers 404)."""
+
+
+class Conflict(LabError):
+    """Not now: the name is taken, it is running, it is in use (the engine answers 409)."""

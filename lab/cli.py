@@ -112,6 +112,11 @@ def build_parser() -> Parser:
         sub.set_defaults(func=cmd_volume, verb=verb)
     volume_commands.add_parser("ls", help="list volumes").set_defaults(func=cmd_volume, verb="ls", names=[])
 
+    daemon = commands.add_parser("daemon", help="serve the Docker Engine API on a Unix socket (chapter 07)")
+    daemon.add_argument("--socket", default="/run/lab/lab.sock", metavar="PATH",
+                        help="where to listen (default /run/lab/lab.sock); clients: DOCKER_HOST=unix://PATH")
+    daemon.set_defaults(func=cmd_daemon)
+
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
     commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
     return parser
@@ -135,31 +140,15 @@ def cmd_exec(args) -> int:
                              workdir=args.workdir, interactive=args.interactive, tty=args.tty)
 
 
-def ago(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} seconds"
-
-
 def cmd_ps(args) -> int:
     from lab import store
     now = time.time()
     rows = []
     for c in store.list_containers():
-        running = c.is_running()
-        if not (running or args.all):
+        if not (args.all or c.is_running()):
             continue
-        if running:
-            status = f"Up {ago(now - c.state['StartedAt'])}"
-        elif c.state.get("Status") == "exited":
-            status = f"Exited ({c.state['ExitCode']}) {ago(now - c.state['FinishedAt'])} ago"
-        elif c.state.get("Status") == "running":
-            status = "Exited (unknown): its process is gone"
-        else:
-            status = "Created"
         rows.append((c.id[:12], c.config["Image"], " ".join(c.config["Cmd"])[:20],
-                     ago(now - c.config["Created"]) + " ago", status, c.name))
+                     store.ago(now - c.config["Created"]) + " ago", c.status_text(), c.name))
     if args.quiet:
         for r in rows:
             print(r[0])
@@ -176,25 +165,16 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_logs(args) -> int:
-    from lab import store
+    from lab import store, supervisor
     c = store.find_container(args.container)
     path = c.path / "container.log"
     if not path.exists():
         raise LabError(f"container {args.container} has no log: only `lab run -d` keeps one")
-    with open(path, "rb") as log:
-        while True:
-            data = log.read(65536)
-            if data:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
-            elif not args.follow:
-                return 0
-            else:
-                c.reload()
-                if c.state.get("Status") != "running" or not c.is_running():
-                    sys.stdout.buffer.write(log.read())
-                    return 0
-                time.sleep(0.1)
+    streams = {supervisor.STDOUT: sys.stdout.buffer, supervisor.STDERR: sys.stderr.buffer}
+    for stream, data in supervisor.follow_log(c, args.follow):     # stdout to stdout, stderr to stderr
+        streams[stream].write(data)
+        streams[stream].flush()
+    return 0
 
 
 def each(refs: list[str], action) -> int:
@@ -240,23 +220,8 @@ def cmd_kill(args) -> int:
 
 
 def cmd_rm(args) -> int:
-    import signal
-    from lab import store
-
-    def remove(c):
-        if c.is_running():
-            if not args.force:
-                raise LabError(f"container {c.name} is running: stop it first, or use `lab rm -f`")
-            try:
-                os.kill(c.state["Pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass                          # it ended meanwhile
-            c.wait_for_supervisor(10)         # a -d container's supervisor records the end: let it
-        if paths := c.state.get("Cgroup", {}).get("Paths"):
-            from lab import cgroups            # its lab died before cleaning up: we do
-            cgroups.remove(paths)
-        store.remove_container(c)
-    return each_container(args.containers, remove)
+    from lab import container
+    return each_container(args.containers, lambda c: container.remove(c, args.force))
 
 
 def cmd_inspect(args) -> int:
@@ -316,13 +281,13 @@ def size(n: int) -> str:
 
 
 def cmd_images(args) -> int:
-    from lab import images
+    from lab import images, store
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
     for image in images.list_images():
         for ref in image["RepoTags"] or ["<none>:<none>"]:
             name, tag = ref.rsplit(":", 1)
-            rows.append((name, tag, image["Id"][7:19], ago(now - image["Created"]) + " ago",
+            rows.append((name, tag, image["Id"][7:19], store.ago(now - image["Created"]) + " ago",
                          str(len(image["Layers"])), size(image["Size"])))
     print_table(rows)
     return 0
@@ -357,6 +322,14 @@ def cmd_volume(args) -> int:
         print(json.dumps([volumes.inspect(name) for name in args.names], indent=4))
         return 0
     return each(args.names, volumes.create if args.verb == "create" else volumes.remove)
+
+
+def cmd_daemon(args) -> int:
+    from lab import daemon
+    if os.geteuid() != 0:
+        raise LabError("daemon: run it as root (it creates namespaces, cgroups and mounts)")
+    daemon.serve(args.socket)
+    return 0
 
 
 def cmd_doctor(args) -> int:

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lab import LabError, cgroups, images, namespaces, overlay, process, rootfs, store, trace, volumes
+from lab import Conflict, LabError, cgroups, images, namespaces, overlay, process, rootfs, store, trace, volumes
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -57,10 +57,9 @@ def environment(base: dict[str, str], overrides: list[str]) -> dict[str, str]:
     return env
 
 
-def check_terminal(interactive: bool, tty: bool, detach: bool = False) -> None:
-    if tty and detach:
-        raise LabError("-t with -d is not supported: run it attached (lab run -it), or without -t")
-    if tty and interactive and not os.isatty(0):
+def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> None:
+    """-it in the foreground needs a terminal to read from (supervised, the supervisor holds one)."""
+    if tty and interactive and not supervised and not os.isatty(0):
         raise LabError("the input device is not a TTY: drop -t, or run lab from a terminal")
 
 
@@ -78,7 +77,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     cwd = workdir or image["Config"].get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
-    check_terminal(interactive, tty, detach)
+    check_terminal(interactive, tty, supervised=detach)
     if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
         raise LabError(f"invalid container name {name!r}: two or more letters, digits, '_', '.' "
                        "or '-', starting with a letter or digit")
@@ -144,40 +143,56 @@ def enter_rootfs(container: store.Container, layers: list[str]) -> None:
 
 
 class Stdio:
-    """The child's stdin: empty without -i. With -t, a terminal the child makes for itself (from
-    its own /dev/ptmx, see terminal.py) and whose master side it sends back to lab."""
+    """The child's stdin, stdout and stderr.
 
-    def __init__(self, interactive: bool, tty: bool):
-        self.stdin = None if interactive else os.open(os.devnull, os.O_RDONLY)
-        self.tty = tty
+    In the foreground (lab run), the child shares lab's stdout and stderr, and its stdin is
+    empty unless -i. Supervised (run -d, the engine), each is a pipe whose other end the
+    supervisor keeps (stdin only with -i). With -t, a terminal that the child makes for itself
+    (from its own /dev/ptmx, see terminal.py) and whose master side it sends back: `master`,
+    one end for input and output.
+    """
+
+    def __init__(self, interactive: bool, tty: bool, piped: bool = False):
+        self.tty, self.master = tty, None
+        self.given: dict[int, int] = {}      # the child's fd -> what it gets there
+        self.ours: dict[str, int] = {}       # "stdin", "stdout", "stderr" -> the end we keep
         if tty:
             import socket
             from lab import terminal
             self.lab_end, self.child_end = socket.socketpair()
             self.size = terminal.window_size()
+            return
+        if not interactive:
+            self.given[0] = os.open(os.devnull, os.O_RDONLY)
+        elif piped:
+            self.given[0], self.ours["stdin"] = os.pipe()
+        if piped:
+            self.ours["stdout"], self.given[1] = os.pipe()
+            self.ours["stderr"], self.given[2] = os.pipe()
 
     def in_child(self) -> None:
-        if self.stdin is not None:
-            os.dup2(self.stdin, 0)
+        for fd, source in self.given.items():
+            os.dup2(source, fd)
         if self.tty:
             from lab import terminal
             terminal.attach_child(self.child_end, self.size)
 
     def close(self) -> None:
         """In lab, once the child has exec'd (or failed): lab's copies of the child's ends."""
-        if self.stdin is not None:
-            os.close(self.stdin)
+        for source in self.given.values():
+            os.close(source)
         if self.tty:
             self.child_end.close()
 
-    def master(self) -> int | None:
-        """The terminal's master side, which the child sent (with -t)."""
-        from lab import terminal
-        return terminal.receive_master(self.lab_end) if self.tty else None
+    def receive_master(self) -> None:
+        """With -t: the terminal's master side, which the child sends once it has made it."""
+        if self.tty:
+            from lab import terminal
+            self.master = terminal.receive_master(self.lab_end)
 
 
-def start(container: store.Container):
-    """Start the container's process and record it as running: its pid, its cgroup, and (-t) its terminal."""
+def start(container: store.Container, piped: bool = False):
+    """Start the container's process and record it as running: its pid, its cgroup, its stdio."""
     config = container.config
     env = dict(item.split("=", 1) for item in config["Env"])
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
@@ -190,7 +205,7 @@ def start(container: store.Container):
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
     trace.mark("cgroup")
 
-    stdio = Stdio(config["Interactive"], config.get("Tty", False))
+    stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
 
     def prepare_child():
         # In the child, after fork and before exec, in the order the kernel needs.
@@ -219,10 +234,10 @@ def start(container: store.Container):
         trace.after_exec()
         stdio.close()
     trace.mark("exec")
-    master = stdio.master()
+    stdio.receive_master()
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
-    return pid, cgroup, master
+    return pid, cgroup, stdio
 
 
 def finish(container: store.Container, status: int, cgroup) -> None:
@@ -255,13 +270,13 @@ def run(image_ref: str, command: list[str], *, remove=False, detach=False, **opt
         return 0
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
-        pid, cgroup, master = start(container)
+        pid, cgroup, stdio = start(container)
     except BaseException:
         store.remove_container(container)    # it never ran: leave nothing behind
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     try:
-        status = process.wait_for(pid, relay(master, container.config["Interactive"]))
+        status = process.wait_for(pid, relay(stdio.master, container.config["Interactive"]))
         trace.mark("the command runs (wait)")
         finish(container, status, cgroup)
     finally:
@@ -281,56 +296,43 @@ def relay(master: int | None, interactive: bool):
 
 
 def run_detached(container: store.Container, remove: bool) -> None:
-    """`lab run -d`: a supervisor, in a session of its own, starts the container with its output
-    going to a log file, waits for it and records how it ended. lab returns once it runs."""
-    read_end, write_end = os.pipe()
-    sys.stdout.flush()
-    middle = os.fork()
-    if middle == 0:                       # fork twice: the supervisor is nobody's child but init's
-        try:
-            os.close(read_end)
-            os.setsid()                   # no terminal: closing yours does not stop the container
-            if os.fork() == 0:
-                supervise(container, remove, write_end)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(middle, 0)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode(errors="replace")
-    if report != "started":
-        status, _, message = report.partition(":")
-        raise process.StartError(int(status) if status.isdigit() else 125, message or "the supervisor failed")
-
-
-def supervise(container: store.Container, remove: bool, report_fd: int):
-    """The supervisor of a detached container (never returns): report, wait, record."""
+    """`lab run -d`: the container's supervisor (supervisor.py) starts it and stays with it;
+    lab returns once it runs. If it cannot start, nothing is left behind."""
+    from lab import supervisor
     try:
-        log = os.open(container.path / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd, target in ((0, null), (1, log), (2, log)):
-            os.dup2(target, fd)
-        process.hold_signals()            # `lab stop` signals the container; a TERM sent here is passed on
-        container.save_state(Supervisor=os.getpid(), SupervisorStartTime=store.process_start_time(os.getpid()))
-        try:
-            pid, cgroup, _ = start(container)
-        except BaseException as e:
-            store.remove_container(container)
-            os.write(report_fd, f"{getattr(e, 'status', 125)}:{e}".encode())
-            return
-        os.write(report_fd, b"started")
-        os.close(report_fd)
-        status = process.wait_for(pid)
-        finish(container, status, cgroup)
-        if remove:
-            store.remove_container(container)
-    finally:
-        os._exit(0)
+        supervisor.spawn(container, remove)
+        supervisor.start(container)
+    except BaseException:
+        container.wait_for_supervisor(10)
+        store.remove_container(container)
+        raise
 
 
 def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, interactive=False,
             tty=False) -> int:
     """`lab exec`: run command inside the running container (its namespaces, cgroup and root)."""
+    check_terminal(interactive, tty)
+    stdio = Stdio(interactive, tty)
+    process.hold_signals()
+    try:
+        pid = exec_start(container, command, stdio, env=env, workdir=workdir)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
+        raise
+    return process.wait_for(pid, relay(stdio.master, interactive))
+
+
+def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, env=(), workdir=None) -> int:
+    """Start command in the container's namespaces, cgroup and root, with stdio; return its pid."""
+    try:
+        pid = spawn_inside(container, command, stdio, env, workdir)
+    finally:
+        stdio.close()                                  # the child's ends: it has them now
+    stdio.receive_master()
+    return pid
+
+
+def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir) -> int:
     from lab import exec as enter
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
@@ -338,7 +340,6 @@ def exec_in(container: store.Container, command: list[str], *, env=(), workdir=N
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
     environ = environment(dict(item.split("=", 1) for item in container.config["Env"]), list(env))
-    check_terminal(interactive, tty)
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
@@ -347,25 +348,18 @@ def exec_in(container: store.Container, command: list[str], *, env=(), workdir=N
     except FileNotFoundError:                          # it ended just now
         raise not_running from None
     cgroup_paths = container.state.get("Cgroup", {}).get("Paths", {})
-    stdio = Stdio(interactive, tty)
 
     def prepare_child():
         enter.join_cgroup(cgroup_paths)                # while the host's /sys/fs/cgroup is in sight
         enter.join(namespaces, enter.NAMESPACES)       # mnt last: it moves / and the working directory too
         stdio.in_child()                               # in its mounts: its own /dev/ptmx
 
-    process.hold_signals()
     try:
-        enter.join(namespaces, ["pid"])                # lab's next child is born in the container's
-        pid = process.spawn(command, environ, cwd, setup=prepare_child)
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
-        raise
+        enter.join(namespaces, ["pid"])                # our next child is born in the container's
+        return process.spawn(command, environ, cwd, setup=prepare_child)
     finally:
         for fd in namespaces.values():
             os.close(fd)
-        stdio.close()
-    return process.wait_for(pid, relay(stdio.master(), interactive))
 
 
 def kill(container: store.Container, sig: int) -> None:
@@ -387,6 +381,24 @@ def stop(container: store.Container, timeout: float) -> None:
     if not wait_ended(container, timeout):
         os.kill(container.state["Pid"], signal.SIGKILL)
         wait_ended(container, 10)
+
+
+def remove(container: store.Container, force: bool = False) -> None:
+    """`lab rm`: a running container only with force (killed first); then nothing of it is left."""
+    if container.is_running():
+        if not force:
+            raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
+        try:
+            os.kill(container.state["Pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass                                       # it ended meanwhile
+        container.wait_for_supervisor(10)              # the supervisor records the end: let it
+    elif container.has_supervisor():                   # created, never started: its supervisor
+        os.kill(container.state["Supervisor"], signal.SIGTERM)       # waits for a start; end it
+        container.wait_for_supervisor(10)
+    if paths := container.state.get("Cgroup", {}).get("Paths"):
+        cgroups.remove(paths)                          # its lab died before cleaning up: we do
+    store.remove_container(container)
 
 
 def wait_ended(container: store.Container, timeout: float) -> bool:

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from lab import LabError
+from lab import LabError, NotFound
 from lab.store import lab_root, read_json, write_json
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -57,7 +57,7 @@ def resolve(ref: str) -> dict:
     if name == "busybox" and tag == "latest" and (image is None or image.get("Recipe") != BUSYBOX_RECIPE):
         image = load(build_busybox())
     if image is None:
-        raise LabError(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
+        raise NotFound(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
     return image
 
 

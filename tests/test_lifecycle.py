@@ -25,10 +25,11 @@ def test_detached_container_logs_stop_and_status(lab):
     started = lab("run", "-d", "--name", "web", "busybox", "sh", "-c",
                   "echo ready; echo oops >&2; trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done")
     assert started.returncode == 0 and len(started.stdout.strip()) == 64       # its id
-    wait_until(lambda: lab("logs", "web").stdout == "ready\noops\n", what="the log")
+    wait_until(lambda: lab("logs", "web").stdout == "ready\n", what="the log")
+    assert lab("logs", "web").stderr == "oops\n"                 # stderr stays stderr, as with docker logs
     assert "Up " in lab("ps").stdout
     assert lab("stop", "web").stdout == "web\n"
-    assert state(lab, "web")["ExitCode"] == 3 and lab("logs", "web").stdout == "ready\noops\nbye\n"
+    assert state(lab, "web")["ExitCode"] == 3 and lab("logs", "web").stdout == "ready\nbye\n"
     assert "Exited (3)" in lab("ps", "-a").stdout and "web" not in lab("ps").stdout
     assert lab("rm", "web").returncode == 0
 

@@ -38,6 +38,8 @@ if [ ! -f "$stamp" ]; then
     rm -f "$venv"/.provisioned-*
     touch "$stamp"
 fi
+# Chapter 07's clients: the Docker SDK (in [course]) and the docker command, from Debian's docker.io.
+[ -x "$venv/bin/docker" ] || bash tools/docker-client "$venv/bin/docker"
 # The `lab` command starts Python without its site machinery (-S): lab needs only the standard
 # library and this folder, and site (with pip's editable-install hook) costs ~13 ms of every
 # `lab run`. `lab progress`, which runs pytest, turns site on itself (lab/progress.py).

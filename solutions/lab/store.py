@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from lab import LabError
+from lab import Conflict, LabError, NotFound
 
 
 def lab_root() -> Path:
@@ -63,12 +63,25 @@ class Container:
             return False
         return process_start_time(pid) == self.state.get("PidStartTime")
 
-    def wait_for_supervisor(self, timeout: float) -> None:
-        """Wait (up to timeout seconds) until the supervisor of a `lab run -d` container has exited."""
+    def status_text(self) -> str:
+        """What `lab ps` says in its STATUS column."""
+        if self.is_running():
+            return f"Up {ago(time.time() - self.state['StartedAt'])}"
+        if self.state.get("Status") == "exited":
+            return f"Exited ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
+        if self.state.get("Status") == "running":
+            return "Exited (unknown): its process is gone"
+        return "Created"
+
+    def has_supervisor(self) -> bool:
+        """Its supervisor (supervisor.py: run -d, the engine) is still there."""
         pid = self.state.get("Supervisor")
+        return bool(pid) and process_start_time(pid) == self.state.get("SupervisorStartTime")
+
+    def wait_for_supervisor(self, timeout: float) -> None:
+        """Wait (up to timeout seconds) until its supervisor has exited."""
         deadline = time.monotonic() + timeout
-        while pid and process_start_time(pid) == self.state.get("SupervisorStartTime") \
-                and time.monotonic() < deadline:
+        while self.has_supervisor() and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def inspect(self) -> dict:
@@ -107,6 +120,20 @@ class Container:
         }
 
 
+def ago(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds"
+
+
+def exit_of(container: Container) -> dict:
+    """How the container ended, as the Engine API's wait answers it."""
+    container.reload()
+    error = container.state.get("Error")
+    return {"StatusCode": container.state.get("ExitCode", 0), "Error": {"Message": error} if error else None}
+
+
 def process_start_time(pid: int) -> int | None:
     """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat); None when
     there is no such process, or it is a zombie (it has ended; only its status is left)."""
@@ -124,7 +151,7 @@ def containers_dir() -> Path:
 def create_container(config: dict) -> Container:
     name = config.get("Name")
     if name and any(c.config.get("Name") == name for c in list_containers()):
-        raise LabError(f'the container name "{name}" is already in use: '
+        raise Conflict(f'the container name "{name}" is already in use: '
                        f"remove it first (lab rm {name}) or choose another --name")
     cid = os.urandom(32).hex()
     path = containers_dir() / cid
@@ -155,7 +182,7 @@ def find_container(ref: str) -> Container:
         return matches[0]
     if matches:
         raise LabError(f"{ref!r} matches {len(matches)} containers: give more of the id")
-    raise LabError(f"no such container: {ref} (see `lab ps -a`)")
+    raise NotFound(f"no such container: {ref} (see `lab ps -a`)")
 
 
 def remove_container(container: Container) -> None:

@@ -17,7 +17,7 @@ import re
 import time
 from pathlib import Path
 
-from lab import LabError, syscalls
+from lab import Conflict, LabError, NotFound, syscalls
 from lab.store import lab_root
 from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
 
@@ -127,7 +127,7 @@ def users(name: str) -> list[str]:
 def inspect(name: str) -> dict:
     path = volume_path(name)
     if not path.is_dir():
-        raise LabError(f"no such volume: {name} (`lab volume ls` lists them)")
+        raise NotFound(f"no such volume: {name} (`lab volume ls` lists them)")
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.parent.stat().st_mtime))
     return {"CreatedAt": created, "Driver": "local", "Labels": {}, "Mountpoint": str(path),
             "Name": name, "Options": {}, "Scope": "local", "UsedBy": users(name)}
@@ -137,5 +137,5 @@ def remove(name: str) -> None:
     import shutil
     inspect(name)                                   # it exists
     if used := users(name):
-        raise LabError(f"volume {name} is in use by the container {used[0]}: remove the container first")
+        raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
     shutil.rmtree(volume_path(name).parent)

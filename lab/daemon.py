@@ -1,0 +1,245 @@
+"""`lab daemon`: the engine's HTTP server on a Unix socket (plumbing for chapter 07).
+
+HTTP/1.1 as the Engine API uses it: JSON bodies, /vX.Y/ in front of paths (version
+negotiation: a client reads API-Version from /_ping and speaks min(its, ours)), errors as
+{"message": "..."} which clients print as one line. Attach and exec start "hijack" the
+connection: after the answer (101 UPGRADED), the same socket carries the container's raw
+input and output, and the daemon hands it to the container's supervisor (SCM_RIGHTS).
+
+Each connection is served by a forked process (socketserver.ForkingMixIn): a handler that
+waits (docker wait, logs -f) or forks (a supervisor) never blocks or confuses the others,
+and the daemon itself stays small. Only root may talk to it: the socket is 0660 root:root,
+and the peer's credentials (SO_PEERCRED, man 7 unix) are checked on every connection.
+"""
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import time
+import traceback
+from urllib.parse import parse_qsl, urlsplit
+
+from lab import LabError, engine, process
+
+DEFAULT_SOCKET = "/run/lab/lab.sock"
+
+
+class Request:
+    """What a handler gets: path parameters, query, body, and the connection (for streams)."""
+
+    def __init__(self, handler, params, query, body: bytes):
+        self.handler, self.params, self.query, self.body = handler, params, query, body
+
+    def flag(self, key: str) -> bool:
+        return self.query.get(key, "").lower() in ("1", "true", "yes")
+
+    def json(self):
+        if not self.body.strip():
+            return {}
+        try:
+            body = json.loads(self.body)
+        except ValueError as e:
+            raise engine.ApiError(400, f"the request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise engine.ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def stream(self, content_type: str):
+        """Answer 200 and return the connection's file: the body runs until we close it."""
+        h = self.handler
+        h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        return h.wfile
+
+    def hijack(self) -> socket.socket:
+        """Answer 101 UPGRADED (200 if the client did not ask to upgrade); from then on the
+        connection carries the container's raw stream, both ways."""
+        h = self.handler
+        upgrade = "upgrade" in h.headers.get("Connection", "").lower()
+        h.send_response(101 if upgrade else 200, "UPGRADED" if upgrade else None)
+        h.send_header("Content-Type", "application/vnd.docker.raw-stream")
+        if upgrade:
+            h.send_header("Connection", "Upgrade")
+            h.send_header("Upgrade", "tcp")
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        h.server.hijacked = True              # the supervisor has it now: do not shut it down
+        return h.connection
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"lab/{engine.LAB_VERSION}"
+    rbufsize = 0           # unbuffered: after a hijack, what the client sent next is still in the socket
+
+    def setup(self):
+        super().setup()
+        creds = self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.peer_pid, self.peer_uid, _ = struct.unpack("3i", creds)
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_DELETE = do_PUT = do_HEAD = do_GET
+
+    def send_response(self, code, message=None):
+        self.status = code
+        super().send_response(code, message)
+
+    def dispatch(self):
+        started = time.monotonic()
+        self.status = None
+        try:
+            status, body = self.answer()
+            if status is not None:
+                self.reply(status, body)
+        except engine.ApiError as e:
+            self.reply(e.status, {"message": str(e)} if e.status != 304 else None)
+        except (LabError, process.StartError) as e:
+            self.reply(engine.error_status(e), {"message": str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True       # the client went away
+        except Exception as e:
+            traceback.print_exc()
+            self.reply(500, {"message": f"lab daemon: {e} ({type(e).__name__}; the daemon's log has the traceback)"})
+        print(f"{self.command} {self.path} -> {self.status} ({(time.monotonic() - started) * 1000:.1f} ms)",
+              file=sys.stderr, flush=True)
+
+    def answer(self):
+        """(status, body) for this request; (None, None) when the handler answered itself."""
+        if self.peer_uid != 0:
+            raise engine.ApiError(403, "permission denied: only root may use lab's daemon "
+                                  "(run the client with sudo)")
+        url = urlsplit(self.path)
+        path = url.path
+        if m := re.fullmatch(r"/v(\d+)\.(\d+)(/.*)", path):
+            asked, path = (int(m[1]), int(m[2])), m[3]
+            if asked > version_tuple(engine.API_VERSION):
+                raise engine.ApiError(400, f"client version {m[1]}.{m[2]} is too new. Maximum supported "
+                                      f"API version is {engine.API_VERSION}")
+            if asked < version_tuple(engine.MIN_API_VERSION):
+                raise engine.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
+                                      f"API version is {engine.MIN_API_VERSION}, please upgrade your client")
+        query = dict(parse_qsl(url.query))
+        body = self.read_body()
+        for method, pattern, handler in engine.ROUTES:
+            if method == self.command and (match := re.fullmatch(pattern, path)):
+                result = handler(Request(self, match.groups(), query, body))
+                return result if result is not None else (None, None)
+        known = any(re.fullmatch(pattern, path) for _, pattern, _ in engine.ROUTES)
+        raise engine.ApiError(405 if known else 404, f"lab daemon does not implement {self.command} {path}: "
+                              "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
+
+    def read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += read_exactly(self.rfile, size)
+                self.rfile.readline()
+            while self.rfile.readline().strip():    # trailers
+                pass
+            return body
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise engine.ApiError(400, "invalid Content-Length") from None
+        return read_exactly(self.rfile, length)
+
+    def reply(self, status: int, body) -> None:
+        data = b"" if body is None else (body if isinstance(body, bytes) else
+                                        (body.encode() if isinstance(body, str) else json.dumps(body).encode()))
+        self.send_response(status)
+        self.send_header("Api-Version", engine.API_VERSION)
+        self.send_header("Docker-Experimental", "false")
+        self.send_header("Ostype", "linux")
+        if status not in (204, 304):
+            self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(body, str) else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(data)
+
+    def send_error(self, code, message=None, explain=None):
+        """Malformed HTTP (http.server's own checks): still a JSON error body, as docker's."""
+        self.close_connection = True
+        self.request_version = self.protocol_version    # answer in HTTP/1.1, whatever was sent
+        self.reply(code, {"message": f"bad request: {message or code}"})
+
+    def log_message(self, format, *args):
+        pass                                       # dispatch() logs one line per request
+
+
+def read_exactly(f, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := f.read(size - len(data))):
+        data += chunk
+    if len(data) < size:
+        raise engine.ApiError(400, "the request body ended early")
+    return data
+
+
+def version_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
+    max_children = 10_000          # each attached `docker run` holds two connections open
+    block_on_close = False         # stopping: do not wait for `docker wait`s; they are ended
+    hijacked = False
+
+    def shutdown_request(self, request):
+        if self.hijacked:          # in the handler's process: the supervisor owns the connection now
+            request.close()
+        else:
+            super().shutdown_request(request)
+
+
+def serve(path: str) -> None:
+    """Listen on path (0660, root only) until SIGTERM or Ctrl-C."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(path)
+            raise LabError(f"a daemon is already listening on {path}: stop it first, or use --socket")
+        except ConnectionRefusedError:
+            os.unlink(path)                  # left behind by a daemon that was killed
+        finally:
+            probe.close()
+    old_umask = os.umask(0o117)              # the socket file is born 0660
+    try:
+        server = Server(path, Handler)
+    finally:
+        os.umask(old_umask)
+    os.chown(path, 0, 0)
+    signal_handlers(server)
+    print(f"lab daemon: API {engine.API_VERSION} listening on unix://{path} (pid {os.getpid()})",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for pid in server.active_children or ():      # handlers still answering (wait, logs -f)
+            os.kill(pid, signal.SIGTERM)
+        server.server_close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        print("lab daemon: stopped; the containers keep running with their supervisors", file=sys.stderr)
+
+
+def signal_handlers(server) -> None:
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)

@@ -1,0 +1,440 @@
+"""A container's supervisor: one small process per container, from create to the end.
+
+Whoever creates a container does not stay while it runs: `lab run -d` returns, the engine
+(chapter 07) may be restarted. The supervisor stays, as docker's containerd-shim does. It forked
+twice and has a session of its own, so it is nobody's child but init's, and no terminal's. It
+
+  - starts the container when asked (create and start are two steps, as in docker),
+  - copies the container's stdout and stderr to its log and to whoever is attached, framed as
+    the Engine API frames them: 8 bytes (stream: 1 stdout, 2 stderr; 0 0 0; length), then data,
+  - passes what an attached client sends on to the container's stdin,
+  - runs `exec` processes inside it, and relays theirs,
+  - waits for the container, records how it ended, and tells whoever waits.
+
+It listens on containers/<id>/supervisor.sock. Each connection sends one JSON line, and with
+it, for attach and exec, the client's connection itself (SCM_RIGHTS, man 7 unix):
+{"start": true}, {"attach": [1, 2], "stdin": true}, {"wait": true}, {"resize": [rows, cols]},
+{"exec": ID}. See man 2 pidfd_open for how it waits for a child inside a select loop.
+"""
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+import traceback
+
+from lab import LabError, process, store
+
+SOCKET = "supervisor.sock"
+STDOUT, STDERR = 1, 2
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """The Engine API's multiplexed stream: a header of 8 bytes, then the data."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def read_frames(f):
+    """(stream, data) for each frame in the file f, up to where it ends now."""
+    while len(header := f.read(8)) == 8:
+        stream, size = struct.unpack(">BxxxL", header)
+        data = f.read(size)
+        if len(data) < size:              # written half: the rest comes later
+            f.seek(-8 - len(data), os.SEEK_CUR)
+            return
+        yield stream, data
+    if header:
+        f.seek(-len(header), os.SEEK_CUR)
+
+
+def follow_log(container: store.Container, follow: bool):
+    """(stream, data) for each frame of the container's log; with follow, until it has ended."""
+    with open(container.path / "container.log", "rb") as log:
+        while True:
+            yield from read_frames(log)
+            if not follow or container.state.get("Status") == "exited":
+                return
+            container.reload()
+            if container.state.get("Status") == "running" and not container.is_running():
+                container.state["Status"] = "exited"          # its supervisor is gone: read what is left
+            time.sleep(0.1)
+
+
+def socket_address(folder: int) -> str:
+    # A Unix socket's path must fit in 108 bytes and LAB_ROOT may be deeper than that: the path
+    # goes through a descriptor of the container's folder instead (/proc/self/fd/N is that folder).
+    return f"/proc/self/fd/{folder}/{SOCKET}"
+
+
+def connect(container: store.Container) -> socket.socket:
+    folder = os.open(container.path, os.O_PATH)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(socket_address(folder))
+        except OSError:
+            sock.close()
+            raise LabError(f"container {container.name} has no supervisor any more "
+                           "(it has ended, or its supervisor was killed)") from None
+        return sock
+    finally:
+        os.close(folder)
+
+
+def request(container: store.Container, message: dict, client: socket.socket | None = None) -> dict:
+    """Send one request (and maybe a client's connection); return the supervisor's answer."""
+    with connect(container) as sock:
+        socket.send_fds(sock, [json.dumps(message).encode() + b"\n"], [client.fileno()] if client else [])
+        return json.loads(read_line(sock) or b'{"error": "the supervisor ended"}')
+
+
+def read_line(sock: socket.socket) -> bytes:
+    """One line of answer; empty if the supervisor ended before answering."""
+    line = b""
+    try:
+        while not line.endswith(b"\n") and (data := sock.recv(4096)):
+            line += data
+    except ConnectionResetError:          # it ended with our request unread
+        return b""
+    return line
+
+
+def start(container: store.Container) -> None:
+    """Ask the supervisor to start its container; raise the reason if it could not."""
+    answer = request(container, {"start": True})
+    if "error" in answer:
+        raise process.StartError(answer.get("status", 125), answer["error"])
+
+
+def wait(container: store.Container, removed: bool = False) -> dict:
+    """Wait until the container ends (and, if removed, until it is removed too); return
+    {"StatusCode": N} and, if it failed to start, "Error"."""
+    with connect(container) as sock:
+        sock.sendall(b'{"wait": true}\n')
+        answer = json.loads(read_line(sock) or b"null")
+        while removed and read_line(sock):   # it closes the connection once it is gone
+            pass
+    return answer or store.exit_of(container)
+
+
+def spawn(container: store.Container, remove: bool) -> None:
+    """Start the container's supervisor; return once it listens (or raise why it could not)."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:                       # fork twice: the supervisor is nobody's child but init's
+        try:
+            os.close(read_end)
+            os.setsid()                   # no terminal: closing yours does not stop the container
+            if os.fork() == 0:
+                Supervisor(container, remove).serve(write_end)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    if report != "ready":
+        raise LabError(f"the container's supervisor did not start: {report or 'it ended'}")
+
+
+class Process:
+    """A process the supervisor relays: the container's own, or one started by exec."""
+
+    def __init__(self, pid: int, stdio, stdin_once: bool):
+        self.pid, self.tty, self.stdin_once = pid, stdio.tty, stdin_once
+        self.stdin = stdio.master if stdio.tty else stdio.ours.get("stdin")
+        self.outputs = ({stdio.master: STDOUT} if stdio.tty else
+                        {stdio.ours["stdout"]: STDOUT, stdio.ours["stderr"]: STDERR})
+        self.clients: list[tuple[socket.socket, set[int]]] = []
+        self.status = None
+
+    def done(self) -> bool:
+        return self.status is not None and not self.outputs
+
+
+class Supervisor:
+    def __init__(self, container: store.Container, remove: bool):
+        self.container, self.remove = container, remove
+        self.main: Process | None = None          # the container's process, once started
+        self.failed: int | None = None            # its exit status, if it could not start
+        self.cgroup = None
+        self.execs: dict[str, Process] = {}
+        self.early: list = []                     # attached before the start: (client, streams, stdin)
+        self.waiting: list[socket.socket] = []
+
+    def serve(self, report_fd: int):
+        """The supervisor's life (it never returns)."""
+        try:
+            keep_only(report_fd)
+            self.selector = selectors.DefaultSelector()
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            errors = os.open(self.container.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            os.dup2(errors, 2)
+            for sig in process.FORWARDED:
+                signal.signal(sig, self.forward)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
+            self.log = open(self.container.path / "container.log", "ab", buffering=0)
+            folder = os.open(self.container.path, os.O_PATH)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(socket_address(folder))
+            listener.listen(64)
+            self.selector.register(listener, selectors.EVENT_READ, self.accept)
+            self.container.save_state(Supervisor=os.getpid(),
+                                      SupervisorStartTime=store.process_start_time(os.getpid()))
+            os.write(report_fd, b"ready")
+            os.close(report_fd)
+            self.loop()
+            self.finish()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(0)
+
+    def loop(self) -> None:
+        """Until the container has ended and its output has all been read (or, after its end,
+        2 more seconds have passed: a process it left behind may hold its output open)."""
+        ended = None
+        while self.failed is None and not (self.main and self.main.done()):
+            if ended is None and self.main and self.main.status is not None:
+                ended = time.monotonic()
+            timeout = None if ended is None else ended + 2 - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+            for key, _ in self.selector.select(timeout):
+                key.data(key.fileobj)
+
+    def forward(self, sig, frame):
+        """A signal sent to the supervisor goes to the container (before it starts: we end)."""
+        if self.main is None:
+            raise SystemExit
+        if self.main.status is None:
+            os.kill(self.main.pid, sig)
+
+    def accept(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        client = socket.socket(fileno=fds[0]) if fds else None
+        try:
+            req = json.loads(message)
+            if "start" in req:
+                answer = self.start()
+            elif "attach" in req:
+                answer = self.attach(self.main, client, set(req["attach"]), req.get("stdin", False))
+            elif "exec" in req:
+                answer = self.exec(req["exec"], client)
+            elif "resize" in req:
+                answer = self.resize(self.execs.get(req.get("exec_id")) or self.main, *req["resize"])
+            elif "wait" in req:
+                self.waiting.append(conn)
+                return
+            else:
+                answer = {"error": f"unknown request {message!r}"}
+        except (LabError, OSError, ValueError, KeyError, TypeError) as e:
+            answer = {"error": str(e), "status": getattr(e, "status", 125)}
+        try:
+            conn.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError:
+            pass
+        conn.close()
+
+    def start(self) -> dict:
+        from lab import container as runtime
+        if self.main is not None or self.failed is not None:
+            return {"error": f"container {self.container.name} has already been started"}
+        try:
+            pid, self.cgroup, stdio = runtime.start(self.container, piped=True)
+        except (LabError, process.StartError, OSError) as e:
+            self.failed = getattr(e, "status", 125)
+            self.container.save_state(Status="exited", ExitCode=self.failed, Error=str(e),
+                                      FinishedAt=time.time(), Pid=0)
+            return {"error": str(e), "status": self.failed}
+        self.main = self.watch(pid, stdio, self.container.config.get("StdinOnce", False), self.log)
+        for client, streams, stdin in self.early:
+            self.attach(self.main, client, streams, stdin)
+        self.early.clear()
+        return {"Pid": pid}
+
+    def attach(self, proc, client, streams: set[int], stdin: bool) -> dict:
+        if client is None:
+            return {"error": "attach needs the client's connection"}
+        if proc is None:                     # docker run attaches first, then starts
+            self.early.append((client, streams, stdin))
+            return {}
+        proc.clients.append((client, streams))
+        if stdin and proc.stdin is not None:
+            self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
+        return {}
+
+    def watch(self, pid: int, stdio, stdin_once: bool, log=None) -> Process:
+        proc = Process(pid, stdio, stdin_once)
+        proc.log = log
+        for fd in proc.outputs:
+            self.selector.register(fd, selectors.EVENT_READ, lambda fd, proc=proc: self.output(proc, fd))
+        pidfd = os.pidfd_open(pid)
+        self.selector.register(pidfd, selectors.EVENT_READ, lambda fd, proc=proc: self.exited(proc, fd))
+        return proc
+
+    def output(self, proc: Process, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:                   # EIO: every copy of the terminal's other side is closed
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            del proc.outputs[fd]
+            if fd != proc.stdin:
+                os.close(fd)
+            self.check(proc)
+            return
+        stream = proc.outputs[fd]
+        if proc.log:
+            proc.log.write(frame(stream, data))
+        for client, streams in list(proc.clients):
+            if stream in streams:
+                try:
+                    client.sendall(data if proc.tty else frame(stream, data))
+                except OSError:           # the client went away
+                    self.drop(proc, client)
+
+    def client_input(self, proc: Process, client: socket.socket) -> None:
+        try:
+            data = client.recv(65536)
+        except OSError:
+            data = b""
+        if data and proc.stdin is not None:
+            try:
+                write_all(proc.stdin, data)
+            except OSError:               # the container closed its stdin
+                pass
+            return
+        self.selector.unregister(client)
+        if not data and proc.stdin_once and not proc.tty and proc.stdin is not None:
+            os.close(proc.stdin)          # the attached input ended: so does the container's
+            proc.stdin = None
+
+    def drop(self, proc: Process, client: socket.socket) -> None:
+        proc.clients = [(c, s) for c, s in proc.clients if c is not client]
+        if client in [key.fileobj for key in self.selector.get_map().values()]:
+            self.selector.unregister(client)
+        client.close()
+
+    def exited(self, proc: Process, pidfd: int) -> None:
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        _, wait_status = os.waitpid(proc.pid, 0)
+        proc.status = process.exit_status(wait_status)
+        self.check(proc)
+
+    def check(self, proc: Process) -> None:
+        """An exec'd process that has ended and whose output is all read: record it, hang up."""
+        if proc is self.main or not proc.done():
+            return
+        for exec_id, other in list(self.execs.items()):
+            if other is proc:
+                del self.execs[exec_id]
+                update_exec(self.container, exec_id, Running=False, ExitCode=proc.status, Pid=0)
+        self.hang_up(proc)
+
+    def hang_up(self, proc: Process) -> None:
+        if proc.stdin is not None and proc.stdin not in proc.outputs:
+            os.close(proc.stdin)
+        for fd in list(proc.outputs):
+            self.selector.unregister(fd)
+            os.close(fd)
+        proc.outputs.clear()
+        for client, _ in list(proc.clients):
+            try:
+                client.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.drop(proc, client)
+
+    def exec(self, exec_id: str, client: socket.socket | None) -> dict:
+        from lab import container as runtime
+        config = read_exec(self.container, exec_id)
+        stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
+        try:
+            pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
+                                     workdir=config["WorkingDir"] or None)
+        except (LabError, process.StartError, OSError) as e:
+            status = getattr(e, "status", 126)
+            update_exec(self.container, exec_id, Running=False, ExitCode=status)
+            if client is not None:           # the client reads the stream: tell it there
+                message = f"lab: error: {e}\n".encode()
+                client.sendall(message if config["Tty"] else frame(STDERR, message))
+                client.close()
+            return {"error": str(e), "status": status}
+        proc = self.execs[exec_id] = self.watch(pid, stdio, stdin_once=True)
+        update_exec(self.container, exec_id, Running=True, Pid=pid)
+        if client is not None:
+            self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"])
+        else:                                # exec -d: nobody reads its output
+            proc.clients = []
+        return {"Pid": pid}
+
+    def resize(self, proc, rows: int, columns: int) -> dict:
+        if proc is not None and proc.tty:
+            fcntl.ioctl(proc.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        return {}
+
+    def finish(self) -> None:
+        """The container has ended: record it, tell whoever waits, hang up, remove it if asked."""
+        from lab import container as runtime
+        if self.main is not None:
+            runtime.finish(self.container, self.main.status, self.cgroup)
+            self.hang_up(self.main)
+        for proc in list(self.execs.values()):
+            self.hang_up(proc)
+        for client, _, _ in self.early:       # attached, and it never started
+            client.close()
+        answer = json.dumps(store.exit_of(self.container)).encode() + b"\n"
+        for conn in self.waiting:
+            try:
+                conn.sendall(answer)
+            except OSError:
+                pass
+        if self.remove:
+            store.remove_container(self.container)
+        for conn in self.waiting:             # condition=removed: this says it is gone
+            conn.close()
+
+
+def exec_path(container: store.Container, exec_id: str):
+    return container.path / "execs" / f"{exec_id}.json"
+
+
+def read_exec(container: store.Container, exec_id: str) -> dict:
+    return store.read_json(exec_path(container, exec_id))
+
+
+def update_exec(container: store.Container, exec_id: str, **changes) -> None:
+    try:
+        store.write_json(exec_path(container, exec_id), {**read_exec(container, exec_id), **changes})
+    except FileNotFoundError:
+        pass                              # the container was removed meanwhile
+
+
+def keep_only(*fds: int) -> None:
+    """Close every descriptor but 0, 1, 2 and fds: whatever our creator had open (the daemon's
+    socket, a client's connection) must not stay open for as long as the container runs."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass                      # the listing's own descriptor, closed already
+
+
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]

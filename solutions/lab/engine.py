@@ -1,0 +1,390 @@
+"""Chapter 07: the engine. A daemon that manages containers, and the API to talk to it.
+
+Docker Engine is three parts: a daemon (dockerd) that manages containers, images and volumes;
+a REST API, plain HTTP on a Unix socket; and clients of that API: the docker CLI, the Docker
+SDKs, curl. `lab daemon` is such a daemon for your runtime. Each handler here turns one API
+call into the functions of chapters 00-06, so the stock `docker` command drives your containers.
+
+`docker run` is four calls: create, attach, start, wait. A container outlives the daemon: its
+supervisor (supervisor.py) holds its process, its output and its exit status, and the state
+on disk is the truth, so a restarted daemon finds everything again. The HTTP plumbing (socket,
+routes, versions, error bodies, hijacked connections) is in daemon.py.
+"""
+import json
+import os
+import platform
+
+from lab import Conflict, LabError, NotFound, container, images, store, supervisor, volumes
+
+API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
+MIN_API_VERSION = "1.24"
+LAB_VERSION = "0.7"
+ZERO_TIME = "0001-01-01T00:00:00Z"      # Go's zero time: what docker says for "never"
+
+
+class ApiError(Exception):
+    """An answer other than success: the HTTP status, and the message clients print."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# docker create options lab does not have: refused with one line, never silently ignored.
+UNSUPPORTED = {"Entrypoint": "--entrypoint", "User": "-u/--user", "HostConfig.PortBindings": "-p",
+               "HostConfig.Privileged": "--privileged", "HostConfig.CapAdd": "--cap-add",
+               "HostConfig.Devices": "--device", "HostConfig.Mounts": "--mount (use -v)",
+               "HostConfig.VolumesFrom": "--volumes-from", "HostConfig.Links": "--link"}
+
+
+def check_supported(body: dict) -> None:
+    for key, flag in UNSUPPORTED.items():
+        where = body
+        for part in key.split("."):
+            where = (where or {}).get(part)
+        if where:
+            raise ApiError(400, f"lab does not support {flag}: run the container without it")
+    policy = ((body.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+    if policy not in (None, "", "no"):
+        raise ApiError(400, f"lab does not support --restart {policy}: containers are never restarted")
+
+
+def create_container(body: dict, name: str | None) -> dict:
+    """POST /containers/create: docker's container config becomes a lab container.
+
+    Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
+    check_supported(body)
+    host = body.get("HostConfig") or {}
+    images.resolve(body.get("Image") or "")          # no such image: 404, and docker pulls it
+    # BEGIN SOLUTION 07
+    # HINT: the fields are docker's: Cmd, Env, WorkingDir, OpenStdin, Tty, Hostname, and in
+    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro").
+    c = container.create(
+        body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
+        workdir=body.get("WorkingDir") or None, interactive=bool(body.get("OpenStdin")),
+        tty=bool(body.get("Tty")), detach=True, hostname=body.get("Hostname") or None,
+        memory=f"{host['Memory']}b" if host.get("Memory") else None,
+        cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
+        pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
+        mounts=host.get("Binds") or [])
+    c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
+                    Labels=body.get("Labels") or {})
+    store.write_json(c.path / "config.json", c.config)
+    try:
+        supervisor.spawn(c, remove=c.config["AutoRemove"])
+    except BaseException:
+        store.remove_container(c)
+        raise
+    return {"Id": c.id, "Warnings": []}
+    # END SOLUTION
+
+
+def start_container(ref: str) -> None:
+    """POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05)."""
+    c = store.find_container(ref)
+    # BEGIN SOLUTION 07
+    if c.is_running():
+        raise ApiError(304, "")                       # started already: "not modified"
+    if not c.has_supervisor():
+        raise ApiError(409, f"container {c.name} has ended; lab does not start a container twice: "
+                       "docker run a new one")
+    supervisor.start(c)
+    # END SOLUTION
+
+
+def wait_container(c: store.Container, condition: str) -> dict:
+    """POST /containers/{id}/wait: how the container ended, once it has.
+
+    condition "next-exit": wait for the end; "removed": for the end and for it to be gone too
+    (--rm); "not-running": at once if it is not running. docker run asks before it starts the
+    container, so that it cannot miss the end."""
+    # BEGIN SOLUTION 07
+    if condition == "not-running" and c.state.get("Status") == "exited" and not c.has_supervisor():
+        return store.exit_of(c)
+    try:
+        return supervisor.wait(c, removed=condition == "removed")
+    except LabError:                                  # no supervisor: it has ended already
+        return store.exit_of(c)
+    # END SOLUTION
+
+
+# The rest of the API: each handler gets the request (see daemon.Request) and returns
+# (HTTP status, JSON body), or answers itself (streams, hijacked connections).
+
+def container_json(c: store.Container) -> dict:
+    """GET /containers/{id}/json: lab's inspect, completed to docker's shape."""
+    info, config = c.inspect(), c.config
+    state = info["State"]
+    return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux", "RestartCount": 0,
+            "LogPath": str(c.path / "container.log"), "HostnamePath": str(c.path / "hostname"),
+            "HostsPath": str(c.path / "hosts"), "ResolvConfPath": "", "ExecIDs": None,
+            "State": {**state, "Paused": False, "Restarting": False, "Dead": False,
+                      "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
+                      "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
+            "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
+                       "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
+                       "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
+                       "Entrypoint": config.get("Entrypoint") or None, "User": ""},
+            "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
+                           "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
+                                     for m in config.get("Mounts", [])] or None,
+                           "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "none",
+                           "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
+            "NetworkSettings": {"Networks": {}, "Ports": {}}}
+
+
+def container_summary(c: store.Container) -> dict:
+    """One row of GET /containers/json (docker ps)."""
+    info = container_json(c)
+    return {"Id": c.id, "Names": ["/" + c.name], "Image": c.config["Image"], "ImageID": c.config["ImageId"],
+            "Command": " ".join(c.config["Cmd"]), "Created": int(c.config["Created"]), "Ports": [],
+            "Labels": c.config.get("Labels", {}), "State": info["State"]["Status"], "Status": c.status_text(),
+            "HostConfig": {"NetworkMode": "none"}, "NetworkSettings": {"Networks": {}}, "Mounts": info["Mounts"]}
+
+
+def list_containers(req):
+    everything = req.flag("all")
+    return 200, [container_summary(c) for c in store.list_containers() if everything or c.is_running()]
+
+
+def post_create(req):
+    body = req.json()
+    if not isinstance(body.get("Image"), str) or not body["Image"]:
+        raise ApiError(400, "the container config has no Image: give the image to run")
+    name = req.query.get("name", "").removeprefix("/") or None
+    return 201, create_container(body, name)
+
+
+def post_start(req):
+    start_container(req.params[0])
+    return 204, None
+
+
+def post_wait(req):
+    c = store.find_container(req.params[0])
+    condition = req.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(400, f"invalid condition {condition!r}: not-running, next-exit or removed")
+    out = req.stream("application/json")         # the headers now: the client goes on (to start it)
+    out.write(json.dumps(wait_container(c, condition)).encode() + b"\n")
+
+
+def get_container(req):
+    return 200, container_json(store.find_container(req.params[0]))
+
+
+def post_attach(req):
+    c = store.find_container(req.params[0])
+    if not c.has_supervisor():
+        raise ApiError(409, f"container {c.name} has ended: you cannot attach to a stopped container")
+    streams = [n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)]
+    client = req.hijack()
+    supervisor.request(c, {"attach": streams, "stdin": req.flag("stdin")}, client)   # it talks to the client now
+
+
+def post_resize(req):
+    c = store.find_container(req.params[0])
+    supervisor.request(c, {"resize": [int(req.query.get("h", 0)), int(req.query.get("w", 0))]})
+    return 200, None
+
+
+def get_logs(req):
+    c = store.find_container(req.params[0])
+    wanted = {n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)}
+    tty = c.config.get("Tty", False)
+    out = req.stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+    for stream, data in supervisor.follow_log(c, req.flag("follow")):
+        if stream in wanted:
+            out.write(data if tty else supervisor.frame(stream, data))
+            out.flush()
+
+
+def post_stop(req):
+    c = store.find_container(req.params[0])
+    if not c.is_running():
+        raise ApiError(304, "")
+    container.stop(c, float(req.query.get("t") or 10))
+    return 204, None
+
+
+def post_kill(req):
+    from lab.cli import parse_signal
+    c = store.find_container(req.params[0])
+    if not c.is_running():
+        raise ApiError(409, f"container {c.name} is not running")
+    container.kill(c, parse_signal(req.query.get("signal") or "KILL"))
+    return 204, None
+
+
+def delete_container(req):
+    container.remove(store.find_container(req.params[0]), force=req.flag("force"))
+    return 204, None
+
+
+def post_exec_create(req):
+    c = store.find_container(req.params[0])
+    body = req.json()
+    if not c.is_running():
+        raise ApiError(409, f"container {c.name} is not running")
+    if not body.get("Cmd"):
+        raise ApiError(400, "exec needs a command (Cmd)")
+    if body.get("User") or body.get("Privileged"):
+        raise ApiError(400, "lab does not support exec --user or --privileged")
+    exec_id = os.urandom(32).hex()
+    config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
+              "WorkingDir": body.get("WorkingDir") or "", "Tty": bool(body.get("Tty")),
+              "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0}
+    (c.path / "execs").mkdir(exist_ok=True)
+    store.write_json(supervisor.exec_path(c, exec_id), config)
+    return 201, {"Id": exec_id}
+
+
+def find_exec(exec_id: str) -> tuple[store.Container, dict]:
+    for c in store.list_containers():
+        if supervisor.exec_path(c, exec_id).exists():
+            return c, supervisor.read_exec(c, exec_id)
+    raise NotFound(f"no such exec instance: {exec_id}")
+
+
+def post_exec_start(req):
+    c, config = find_exec(req.params[0])
+    if config["Running"] or config["ExitCode"] is not None:
+        raise ApiError(409, f"exec {config['ID'][:12]} has been started already")
+    if (req.json() or {}).get("Detach"):
+        answer = supervisor.request(c, {"exec": config["ID"]})
+        if "error" in answer:
+            raise ApiError(500, answer["error"])
+        return 200, None
+    supervisor.request(c, {"exec": config["ID"]}, req.hijack())
+
+
+def get_exec(req):
+    c, config = find_exec(req.params[0])
+    return 200, {"ID": config["ID"], "ContainerID": c.id, "Running": config["Running"],
+                 "ExitCode": config["ExitCode"], "Pid": config["Pid"], "OpenStdin": config["AttachStdin"],
+                 "OpenStdout": True, "OpenStderr": True, "CanRemove": False, "DetachKeys": "",
+                 "ProcessConfig": {"entrypoint": config["Cmd"][0], "arguments": config["Cmd"][1:],
+                                   "tty": config["Tty"], "privileged": False, "user": ""}}
+
+
+def post_exec_resize(req):
+    c, config = find_exec(req.params[0])
+    supervisor.request(c, {"resize": [int(req.query.get("h", 0)), int(req.query.get("w", 0))],
+                           "exec_id": config["ID"]})
+    return 200, None
+
+
+def image_json(image: dict) -> dict:
+    from lab.cli import image_json as lab_image_json
+    return {**lab_image_json(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
+            "Author": "", "Comment": "", "DockerVersion": "", "VirtualSize": image["Size"],
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": ":".join(str(images.layer_path(d)) for d in reversed(image["Layers"]))}},
+            "Metadata": {"LastTagTime": ZERO_TIME}}
+
+
+def list_images(req):
+    return 200, [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
+                  "Created": int(i["Created"]), "Size": i["Size"], "VirtualSize": i["Size"],
+                  "SharedSize": -1, "Labels": {}, "Containers": -1} for i in images.list_images()]
+
+
+def get_image(req):
+    return 200, image_json(images.find(req.params[0]))
+
+
+def post_pull(req):
+    """POST /images/create (docker pull): lab has no registry; an image it has is "pulled"."""
+    if "fromImage" not in req.query:
+        raise ApiError(400, "lab does not import images through the API: use lab image import FILE NAME")
+    name = req.query["fromImage"].removeprefix("docker.io/").removeprefix("library/")
+    ref = f"{name}:{req.query.get('tag') or 'latest'}"
+    try:
+        images.resolve(ref)
+    except NotFound:
+        raise ApiError(404, f"lab has no registry and no image {ref}: import it first "
+                       f"(lab image import FILE {ref})") from None
+    out = req.stream("application/json")
+    out.write(f'{{"status":"{ref}: lab has it in its store (lab has no registry)"}}\n'.encode())
+    out.write(f'{{"status":"Status: Image is up to date for {ref}"}}\n'.encode())
+
+
+def list_volumes(req):
+    return 200, {"Volumes": [volumes.inspect(name) for name in volumes.list_volumes()], "Warnings": []}
+
+
+def post_volume(req):
+    name = (req.json() or {}).get("Name") or os.urandom(32).hex()
+    volumes.create(name)
+    return 201, volumes.inspect(name)
+
+
+def get_volume(req):
+    return 200, volumes.inspect(req.params[0])
+
+
+def delete_volume(req):
+    volumes.remove(req.params[0])
+    return 204, None
+
+
+def version(req=None):
+    kernel = platform.release()
+    engine = {"Version": LAB_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+              "GitCommit": "lab", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
+              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": ""}
+    return 200, {**engine, "Experimental": False, "Platform": {"Name": "lab (a container runtime you write yourself)"},
+                 "Components": [{"Name": "Engine", "Version": LAB_VERSION, "Details": engine}]}
+
+
+def info(req):
+    from lab import cgroups
+    everything = store.list_containers()
+    running = sum(c.is_running() for c in everything)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 200, {
+        "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
+        "Containers": len(everything), "ContainersRunning": running, "ContainersPaused": 0,
+        "ContainersStopped": len(everything) - running, "Images": len(images.list_images()),
+        "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "lab layers"]],
+        "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgroups.version() == "v2" else "1",
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "PidsLimit": True, "OomKillDisable": False, "KernelVersion": platform.release(),
+        "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux"),
+        "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count(), "MemTotal": memory,
+        "Runtimes": {"lab": {"path": "lab"}}, "DefaultRuntime": "lab", "SecurityOptions": [],
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False},
+        "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file"]},
+        "Warnings": ["lab: containers have no network but their own loopback (no -p, no bridge)"]}
+
+
+def ping(req):
+    return 200, "OK"
+
+
+ID = r"([^/]+)"
+ROUTES = [
+    ("GET", r"/_ping", ping), ("HEAD", r"/_ping", ping), ("GET", r"/version", version), ("GET", r"/info", info),
+    ("GET", r"/containers/json", list_containers), ("POST", r"/containers/create", post_create),
+    ("GET", rf"/containers/{ID}/json", get_container), ("POST", rf"/containers/{ID}/start", post_start),
+    ("POST", rf"/containers/{ID}/wait", post_wait), ("POST", rf"/containers/{ID}/attach", post_attach),
+    ("POST", rf"/containers/{ID}/resize", post_resize), ("GET", rf"/containers/{ID}/logs", get_logs),
+    ("POST", rf"/containers/{ID}/stop", post_stop), ("POST", rf"/containers/{ID}/kill", post_kill),
+    ("DELETE", rf"/containers/{ID}", delete_container), ("POST", rf"/containers/{ID}/exec", post_exec_create),
+    ("POST", rf"/exec/{ID}/start", post_exec_start), ("GET", rf"/exec/{ID}/json", get_exec),
+    ("POST", rf"/exec/{ID}/resize", post_exec_resize),
+    ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
+    ("POST", r"/images/create", post_pull),
+    ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
+    ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),
+]
+
+
+def error_status(error: Exception) -> int:
+    """The HTTP status of a lab error, as docker's for the same case."""
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    return 400

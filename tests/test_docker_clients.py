@@ -1,0 +1,231 @@
+"""The engine end to end: `lab daemon` driven by the stock docker CLI and by the Docker SDK for
+Python, each scenario asserting what a user of that client sees."""
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+
+from conftest import DOCKER, LAB
+
+
+def wait_until(condition, timeout=30, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} was not true after {timeout} s"
+        time.sleep(0.02)
+
+
+# --- the docker CLI
+
+def test_docker_run_rm_prints_hello_and_leaves_nothing(daemon):
+    result = daemon.docker("run", "--rm", "busybox", "echo", "hello")
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result.stderr
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+
+
+def test_docker_run_passes_on_exit_status_and_both_streams(daemon):
+    result = daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    missing = daemon.docker("run", "--rm", "busybox", "nosuchcommand")
+    assert missing.returncode == 127 and 'exec "nosuchcommand": executable file not found' in missing.stderr
+
+
+def test_docker_run_options_reach_the_container(daemon, tmp_path):
+    result = daemon.docker("run", "--rm", "--name", "opts", "--hostname", "boxy", "-e", "GREETING=hi",
+                           "-w", "/tmp", "--cpus", "0.5", "--pids-limit", "50", "busybox", "sh", "-c",
+                           "echo $GREETING $(hostname) $(pwd)")
+    assert result.stdout == "hi boxy /tmp\n", result.stderr
+
+
+def test_docker_run_i_passes_stdin_and_its_end(daemon):
+    result = daemon.docker("run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done", input="one\ntwo\n")
+    assert result.stdout == "one\ntwo\ndone\n", result.stderr
+
+
+def test_detached_container_logs_exec_stop_rm(daemon):
+    started = daemon.docker("run", "-d", "--name", "web", "busybox", "sh", "-c",
+                            "echo ready; echo oops >&2; trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done")
+    assert started.returncode == 0 and len(started.stdout.strip()) == 64, started.stderr
+    wait_until(lambda: daemon.docker("logs", "web").stdout == "ready\n", what="the log")
+    assert daemon.docker("logs", "web").stderr == "oops\n"
+    assert "Up " in daemon.docker("ps").stdout
+    ran = daemon.docker("exec", "web", "sh", "-c", "echo in $(hostname); exit 4")
+    assert (ran.returncode, ran.stdout) == (4, f"in {started.stdout[:12]}\n")
+    assert daemon.docker("exec", "-i", "web", "cat", input="piped\n").stdout == "piped\n"
+    assert daemon.docker("stop", "web").stdout == "web\n"
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", "web").stdout == "3\n"
+    assert daemon.docker("logs", "web").stdout == "ready\nbye\n"
+    assert "Exited (3)" in daemon.docker("ps", "-a").stdout
+    assert daemon.docker("rm", "web").stdout == "web\n"
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+
+
+def test_docker_wait_and_logs_follow(daemon):
+    daemon.docker("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done; exit 7")
+    assert daemon.docker("logs", "-f", "ticker").stdout == "1\n2\n3\n"
+    assert daemon.docker("wait", "ticker").stdout == "7\n"
+    daemon.docker("rm", "ticker")
+
+
+def test_a_memory_hog_is_killed_with_137_and_inspect_says_oomkilled(daemon):
+    result = daemon.docker("run", "--name", "hog", "-m", "16m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done")
+    assert result.returncode == 137, result.stderr
+    assert daemon.docker("inspect", "-f", "{{.State.OOMKilled}} {{.HostConfig.Memory}}", "hog").stdout == "true 16777216\n"
+    daemon.docker("rm", "hog")
+
+
+def test_a_volume_outlives_its_containers(daemon):
+    volumes = lambda: daemon.docker("volume", "ls", "-q").stdout.split()
+    assert daemon.docker("volume", "create", "kept").stdout == "kept\n"
+    assert daemon.docker("run", "--rm", "-v", "kept:/data", "busybox", "sh", "-c", "echo kept > /data/f").returncode == 0
+    assert daemon.docker("run", "--rm", "-v", "kept:/data:ro", "busybox", "cat", "/data/f").stdout == "kept\n"
+    refused = daemon.docker("run", "--rm", "-v", "kept:/data:ro", "busybox", "touch", "/data/g")
+    assert refused.returncode == 1 and "Read-only file system" in refused.stderr
+    assert "kept" in volumes()
+    assert daemon.docker("volume", "rm", "kept").stdout == "kept\n"
+    assert "kept" not in volumes()
+
+
+def test_rm_refuses_a_running_container_and_rm_f_kills_it(daemon):
+    daemon.docker("run", "-d", "--name", "busy", "busybox", "sleep", "600")
+    refused = daemon.docker("rm", "busy")
+    assert refused.returncode == 1 and "container busy is running" in refused.stderr
+    assert daemon.docker("rm", "-f", "busy").stdout == "busy\n"
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+
+
+def test_version_info_images_and_pull(daemon):
+    version = daemon.docker("version", "-f", "{{.Server.APIVersion}} {{.Client.APIVersion}}")
+    assert version.stdout == "1.43 1.41\n", version.stderr           # the client negotiated down to its own
+    assert "Storage Driver: overlay" in daemon.docker("info").stdout
+    assert daemon.docker("pull", "busybox").returncode == 0
+    assert "busybox:latest" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]["Os"] == "linux"
+    missing = daemon.docker("pull", "nosuch")
+    assert missing.returncode == 1 and "lab has no registry and no image nosuch:latest" in missing.stderr
+
+
+def test_what_lab_lacks_is_one_readable_line(daemon):
+    network = daemon.docker("network", "ls")
+    assert network.returncode == 1
+    assert network.stderr.strip() == ("Error response from daemon: lab daemon does not implement GET /networks: "
+                                      "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
+    ports = daemon.docker("run", "--rm", "-p", "8080:80", "busybox", "true")
+    assert ports.returncode == 125 and "lab does not support -p" in ports.stderr
+    assert daemon.docker("ps", "-a", "-q").stdout == ""                # and nothing was created
+
+
+def test_malformed_requests_get_400_with_a_message(daemon):
+    status, body = daemon.request("POST", "/v1.41/containers/create", b"{not json")
+    assert status == 400 and body["message"].startswith("the request body is not valid JSON")
+    status, body = daemon.request("POST", "/v1.41/containers/create", b'{"Cmd": ["true"]}')
+    assert status == 400 and "no Image" in body["message"]
+    status, body = daemon.request("GET", "/v9.99/version")
+    assert status == 400 and "client version 9.99 is too new" in body["message"]
+    status, body = daemon.request("", "", raw=b"NONSENSE\r\n\r\n")
+    assert status == 400 and body["message"].startswith("bad request")
+    status, body = daemon.request("GET", "/v1.41/containers/nosuch/json")
+    assert status == 404 and body["message"].startswith("no such container: nosuch")
+
+
+def test_only_root_may_talk_to_the_daemon(daemon):
+    os.chmod(daemon.folder, 0o711)
+    as_nobody = f"""
+import os, socket
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({daemon.socket!r})
+except PermissionError:
+    print("refused by the socket's mode"); raise SystemExit
+s.sendall(b"GET /_ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+print(s.recv(4096).decode().split("\\r\\n")[0])
+"""
+    run = lambda: subprocess.run([sys.executable, "-c", as_nobody], capture_output=True, text=True, timeout=30)
+    assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
+    assert run().stdout.strip() == "refused by the socket's mode"
+    os.chmod(daemon.socket, 0o666)                  # even then, the daemon checks who is calling
+    assert run().stdout.strip() == "HTTP/1.1 403 Forbidden"
+
+
+def test_containers_outlive_a_daemon_restart(daemon):
+    daemon.docker("run", "-d", "--name", "survivor", "busybox", "sh", "-c", "echo before; exec sleep 600")
+    daemon.stop()
+    shown = subprocess.run([LAB, "inspect", "-f", "{{.State.Running}}", "survivor"], capture_output=True, text=True)
+    assert shown.stdout == "true\n"                 # running all along, with its supervisor
+    daemon.start()
+    assert "survivor" in daemon.docker("ps").stdout
+    assert daemon.docker("logs", "survivor").stdout == "before\n"
+    assert daemon.docker("exec", "survivor", "echo", "after").stdout == "after\n"
+    assert daemon.docker("rm", "-f", "survivor").returncode == 0
+
+
+def test_docker_run_it_gives_a_terminal(daemon):
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.environ.update(daemon.env)
+        os.execv(DOCKER, [DOCKER, "run", "-it", "--rm", "busybox", "sh"])
+    output = b""
+
+    def read_until(text: bytes):
+        nonlocal output
+        deadline = time.monotonic() + 30
+        while text not in output:
+            assert time.monotonic() < deadline, f"no {text!r} in {output!r}"
+            if select.select([terminal], [], [], 1)[0]:
+                output += os.read(terminal, 4096)
+    read_until(b"# ")
+    os.write(terminal, b"tty; exit 3\r")
+    read_until(b"/dev/pts/0")
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+# --- the Docker SDK for Python
+
+def test_sdk_run_returns_output_and_raises_the_exit_status(daemon):
+    client = daemon.client()
+    assert client.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        client.containers.run("busybox", ["sh", "-c", "echo bad >&2; exit 5"], remove=True)
+    assert (failed.value.exit_status, failed.value.stderr) == (5, b"bad\n")
+    assert client.containers.list(all=True) == []
+
+
+def test_sdk_detached_exec_stop_remove(daemon):
+    client = daemon.client()
+    box = client.containers.run("busybox", ["sh", "-c", "echo hi; exec sleep 600"], detach=True, name="sdk",
+                                mem_limit="32m", environment={"COLOR": "blue"})
+    wait_until(lambda: box.logs() == b"hi\n", what="the log")
+    assert box.exec_run(["sh", "-c", "echo $COLOR; exit 3"]) == (3, b"blue\n")
+    assert box.exec_run(["tty"], tty=True) == (0, b"/dev/pts/0\r\n")     # a pts of the container's own
+    box.reload()
+    assert (box.status, box.attrs["HostConfig"]["Memory"]) == ("running", 32 << 20)
+    box.stop(timeout=1)
+    box.reload()
+    assert (box.status, box.attrs["State"]["ExitCode"]) == ("exited", 137)
+    box.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("sdk")
+
+
+def test_sdk_memory_limit_oom_and_volumes(daemon):
+    client = daemon.client()
+    volume = client.volumes.create("sdkdata")
+    hog = client.containers.run("busybox", ["sh", "-c", "echo $$ > /data/pid; x=a; while true; do x=$x$x; done"],
+                                detach=True, mem_limit="16m", volumes={"sdkdata": {"bind": "/data", "mode": "rw"}})
+    assert hog.wait(timeout=60)["StatusCode"] == 137
+    hog.reload()
+    assert hog.attrs["State"]["OOMKilled"] is True
+    hog.remove()
+    assert client.containers.run("busybox", ["cat", "/data/pid"], remove=True,
+                                 volumes=["sdkdata:/data:ro"]) == b"1\n"
+    volume.remove()
+    assert "sdkdata" not in [v.name for v in client.volumes.list()]
