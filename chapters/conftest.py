@@ -48,7 +48,7 @@ LAB = lab_command()
 def check_unfinished(stderr: str) -> None:
     """Raise Unfinished when lab's stderr says it reached code not written yet."""
     if m := UNFINISHED.search(stderr or ""):
-        raise Unfinished(m.group(0))
+        raise Unfinished(m.group(0).rstrip("."))      # docker's CLI ends its errors with a '.' 
 
 
 def run_lab(*args, input=None, timeout=30) -> subprocess.CompletedProcess:
@@ -182,7 +182,9 @@ def no_cgroup_or_mount_left_behind():
     cgroups_before, mounts_before, containers_before = lab_cgroups(), mounts(), containers()
     yield
     left_containers = {k: v for k, v in containers().items() if k not in containers_before}
-    assert not left_containers, f"containers left behind: {left_containers}"
+    for cid in left_containers:             # their processes, cgroups and folders go too
+        run_lab("rm", "-f", cid)
+    assert not left_containers, f"containers left behind (now removed): {left_containers}"
     left = lab_cgroups() - cgroups_before
     if left:
         from lab import cgroups

@@ -56,13 +56,13 @@ def create_container(body: dict, name: str | None) -> dict:
     check_supported(body)
     host = body.get("HostConfig") or {}
     images.resolve(body.get("Image") or "")          # no such image: 404, and docker pulls it
-    raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
 
 
 def start_container(ref: str) -> None:
     """POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05)."""
     c = store.find_container(ref)
-    raise NotImplementedError("chapter 07: write start_container() in lab/engine.py: POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05) (see chapters/07_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 07: write start_container() in lab/engine.py: POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05) (see chapters/07_engine/README.md, 'Your turn')")
 
 
 def wait_container(c: store.Container, condition: str) -> dict:
@@ -71,7 +71,7 @@ def wait_container(c: store.Container, condition: str) -> dict:
     condition "next-exit": wait for the end; "removed": for the end and for it to be gone too
     (--rm); "not-running": at once if it is not running. docker run asks before it starts the
     container, so that it cannot miss the end."""
-    raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_*/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_engine/README.md, 'Your turn')")
 
 
 # The rest of the API: each handler gets the request (see daemon.Request) and returns
@@ -132,6 +132,7 @@ def post_wait(req):
     if condition not in ("not-running", "next-exit", "removed"):
         raise ApiError(400, f"invalid condition {condition!r}: not-running, next-exit or removed")
     out = req.stream("application/json")         # the headers now: the client goes on (to start it)
+    req.end_if_client_leaves()
     out.write(json.dumps(wait_container(c, condition)).encode() + b"\n")
 
 
@@ -298,7 +299,7 @@ def version(req=None):
     kernel = platform.release()
     engine = {"Version": LAB_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
               "GitCommit": "lab", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
-              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": ""}
+              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": "", "Experimental": "false"}
     return 200, {**engine, "Experimental": False, "Platform": {"Name": "lab (a container runtime you write yourself)"},
                  "Components": [{"Name": "Engine", "Version": LAB_VERSION, "Details": engine}]}
 

@@ -166,6 +166,7 @@ def post_wait(req):
     if condition not in ("not-running", "next-exit", "removed"):
         raise ApiError(400, f"invalid condition {condition!r}: not-running, next-exit or removed")
     out = req.stream("application/json")         # the headers now: the client goes on (to start it)
+    req.end_if_client_leaves()
     out.write(json.dumps(wait_container(c, condition)).encode() + b"\n")
 
 
@@ -332,7 +333,7 @@ def version(req=None):
     kernel = platform.release()
     engine = {"Version": LAB_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
               "GitCommit": "lab", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
-              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": ""}
+              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": "", "Experimental": "false"}
     return 200, {**engine, "Experimental": False, "Platform": {"Name": "lab (a container runtime you write yourself)"},
                  "Components": [{"Name": "Engine", "Version": LAB_VERSION, "Details": engine}]}
 

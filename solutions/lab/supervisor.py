@@ -27,6 +27,7 @@ import sys
 import termios
 import time
 import traceback
+from pathlib import Path
 
 from lab import LabError, process, store
 
@@ -173,6 +174,7 @@ class Supervisor:
         """The supervisor's life (it never returns)."""
         try:
             keep_only(report_fd)
+            Path("/proc/self/comm").write_text("lab-supervisor")     # its name in ps and pstree
             self.selector = selectors.DefaultSelector()
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)

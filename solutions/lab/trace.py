@@ -63,4 +63,6 @@ def report() -> None:
         print(f"lab-trace: {name:<32} {(moment - previous) * 1000:8.1f}", file=sys.stderr)
         previous = moment
     print(f"lab-trace: {'total':<32} {total * 1000:8.1f}", file=sys.stderr)
+    peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(f"lab-trace: {'peak memory of lab (MB)':<32} {int(peak) / 1024:8.1f}", file=sys.stderr)
 
