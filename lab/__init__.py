@@ -7,9 +7,11 @@
     overlay.py     04  images as layers           (coming)
     volumes.py     05  data that outlives it      (coming)
     exec.py        06  entering a running one     (coming)
+    engine.py      07  the daemon docker talks to (coming)
 
-container.py puts the layers together; images.py and store.py keep what lives under
-LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; cli.py is the `lab` command.
+container.py puts the layers together; supervisor.py stays with each container that runs in
+the background; daemon.py serves engine.py's API over HTTP; images.py and store.py keep what
+lives under LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; cli.py is the `lab` command.
 """
 
 

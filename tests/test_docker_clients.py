@@ -109,6 +109,8 @@ def test_version_info_images_and_pull(daemon):
     assert json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]["Os"] == "linux"
     missing = daemon.docker("pull", "nosuch")
     assert missing.returncode == 1 and "lab has no registry and no image nosuch:latest" in missing.stderr
+    run = daemon.docker("run", "--rm", "nosuch", "true")          # docker run pulls what is missing
+    assert run.returncode == 125 and "lab has no registry and no image nosuch:latest" in run.stderr
 
 
 def test_what_lab_lacks_is_one_readable_line(daemon):
@@ -166,11 +168,13 @@ def test_containers_outlive_a_daemon_restart(daemon):
     assert daemon.docker("rm", "-f", "survivor").returncode == 0
 
 
-def test_docker_run_it_gives_a_terminal(daemon):
+def in_terminal(daemon, args: list[str], typed: bytes, shown: bytes) -> tuple[int, bytes]:
+    """Run docker ARGS on a terminal of its own (a pty), type `typed` at its first prompt, and
+    wait for `shown`; return its exit status and what the terminal showed."""
     pid, terminal = pty.fork()
     if pid == 0:
         os.environ.update(daemon.env)
-        os.execv(DOCKER, [DOCKER, "run", "-it", "--rm", "busybox", "sh"])
+        os.execv(DOCKER, [DOCKER, *args])
     output = b""
 
     def read_until(text: bytes):
@@ -180,12 +184,37 @@ def test_docker_run_it_gives_a_terminal(daemon):
             assert time.monotonic() < deadline, f"no {text!r} in {output!r}"
             if select.select([terminal], [], [], 1)[0]:
                 output += os.read(terminal, 4096)
-    read_until(b"# ")
-    os.write(terminal, b"tty; exit 3\r")
-    read_until(b"/dev/pts/0")
-    _, status = os.waitpid(pid, 0)
-    os.close(terminal)
-    assert os.waitstatus_to_exitcode(status) == 3
+    try:
+        read_until(b"# ")
+        os.write(terminal, typed)
+        read_until(shown)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_docker_run_it_gives_a_terminal(daemon):
+    status, shown = in_terminal(daemon, ["run", "-it", "--rm", "busybox", "sh"], b"tty; exit 3\r", b"/dev/pts/0")
+    assert status == 3
+
+
+def test_docker_exec_it_gives_a_terminal_of_its_own(daemon):
+    daemon.docker("run", "-d", "--name", "host", "busybox", "sleep", "600")
+    status, shown = in_terminal(daemon, ["exec", "-it", "host", "sh"], b"tty; exit 5\r", b"/dev/pts/0")
+    assert status == 5
+    assert daemon.docker("rm", "-f", "host").returncode == 0
+
+
+def test_docker_kill_sends_the_signal_asked_for(daemon):
+    daemon.docker("run", "-d", "--name", "hup", "busybox", "sh", "-c",
+                  "trap 'exit 42' HUP; echo ready; while true; do sleep 0.05; done")
+    wait_until(lambda: daemon.docker("logs", "hup").stdout == "ready\n", what="the trap")
+    assert daemon.docker("kill", "-s", "HUP", "hup").stdout == "hup\n"
+    assert daemon.docker("wait", "hup").stdout == "42\n"
+    refused = daemon.docker("kill", "hup")
+    assert refused.returncode == 1 and "container hup is not running" in refused.stderr
+    daemon.docker("rm", "hup")
 
 
 # --- the Docker SDK for Python
