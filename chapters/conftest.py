@@ -277,14 +277,20 @@ class Daemon:
         self.process.terminate()
         self.process.wait(30)
 
-    def request(self, method: str, path: str, body: bytes = b"", raw: bytes | None = None):
-        """One HTTP request on the socket (raw: bytes sent as they are); (status, decoded body)."""
+    def connection(self):
+        """An HTTP connection (http.client) to the daemon's socket."""
         import http.client
         import socket as sockets
         conn = http.client.HTTPConnection("localhost", timeout=30)
         conn.sock = sockets.socket(sockets.AF_UNIX)
         conn.sock.settimeout(30)
         conn.sock.connect(self.socket)
+        return conn
+
+    def request(self, method: str, path: str, body: bytes = b"", raw: bytes | None = None):
+        """One HTTP request on the socket (raw: bytes sent as they are); (status, decoded body)."""
+        import http.client
+        conn = self.connection()
         try:
             if raw is not None:
                 conn.sock.sendall(raw)

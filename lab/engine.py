@@ -65,12 +65,14 @@ def start_container(ref: str) -> None:
     raise NotImplementedError("chapter 07: write start_container() in lab/engine.py: POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05) (see chapters/07_engine/README.md, 'Your turn')")
 
 
-def wait_container(c: store.Container, condition: str) -> dict:
+def wait_container(c: store.Container, condition: str, ready=lambda: None) -> dict:
     """POST /containers/{id}/wait: how the container ended, once it has.
 
     condition "next-exit": wait for the end; "removed": for the end and for it to be gone too
-    (--rm); "not-running": at once if it is not running. docker run asks before it starts the
-    container, so that it cannot miss the end."""
+    (--rm); "not-running": at once if it is not running. Call ready() once the wait is
+    registered: the client gets the answer's headers then, and only then starts the container
+    (docker run asks before the start, so that it cannot miss the end).
+    """
     raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_engine/README.md, 'Your turn')")
 
 
@@ -131,9 +133,15 @@ def post_wait(req):
     condition = req.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise ApiError(400, f"invalid condition {condition!r}: not-running, next-exit or removed")
-    out = req.stream("application/json")         # the headers now: the client goes on (to start it)
-    req.end_if_client_leaves()
-    out.write(json.dumps(wait_container(c, condition)).encode() + b"\n")
+    answer = []
+
+    def ready():                                  # the headers now: the client goes on (to start it)
+        answer.append(req.stream("application/json"))
+        req.end_if_client_leaves()
+    ended = wait_container(c, condition, ready)
+    if not answer:
+        raise ApiError(500, "wait_container() never called ready()")
+    answer[0].write(json.dumps(ended).encode() + b"\n")
 
 
 def get_container(req):
@@ -149,9 +157,19 @@ def post_attach(req):
     supervisor.request(c, {"attach": streams, "stdin": req.flag("stdin")}, client)   # it talks to the client now
 
 
+def window_size(req) -> list[int]:
+    try:
+        rows, columns = int(req.query.get("h", 0)), int(req.query.get("w", 0))
+    except ValueError:
+        rows = columns = -1
+    if not (0 <= rows < 65536 and 0 <= columns < 65536):
+        raise ApiError(400, "invalid terminal size: h and w are 0 to 65535")
+    return [rows, columns]
+
+
 def post_resize(req):
     c = store.find_container(req.params[0])
-    supervisor.request(c, {"resize": [int(req.query.get("h", 0)), int(req.query.get("w", 0))]})
+    supervisor.request(c, {"resize": window_size(req)})
     return 200, None
 
 
@@ -236,8 +254,7 @@ def get_exec(req):
 
 def post_exec_resize(req):
     c, config = find_exec(req.params[0])
-    supervisor.request(c, {"resize": [int(req.query.get("h", 0)), int(req.query.get("w", 0))],
-                           "exec_id": config["ID"]})
+    supervisor.request(c, {"resize": window_size(req), "exec_id": config["ID"]})
     return 200, None
 
 

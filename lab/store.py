@@ -167,7 +167,10 @@ def list_containers() -> list[Container]:
     found = []
     for path in root.iterdir():
         if not path.name.startswith(".") and (path / "config.json").exists():
-            found.append(Container(path))
+            try:
+                found.append(Container(path))
+            except FileNotFoundError:
+                pass                    # removed meanwhile
     return sorted(found, key=lambda c: c.config["Created"], reverse=True)
 
 

@@ -53,6 +53,7 @@ def receive_master(sock: socket.socket) -> int:
     sock.close()
     if not fds:
         raise OSError("the container did not send its terminal")
+    os.set_inheritable(fds[0], False)             # received descriptors are: not into later children
     return fds[0]
 
 

@@ -85,6 +85,15 @@ def test_run_dash_dash_rm_leaves_no_container(lab, lab_root):
     assert leftovers(lab_root) == []
 
 
+def test_the_container_gets_stdin_stdout_stderr_and_nothing_else_lab_had_open(tmp_path):
+    import subprocess
+    from conftest import LAB
+    with open(tmp_path / "secret", "w") as secret:          # an open file lab inherits
+        shown = subprocess.run([LAB, "run", "--rm", "busybox", "sh", "-c", "ls /proc/1/fd; true"],
+                               pass_fds=[secret.fileno()], capture_output=True, text=True, timeout=30)
+    assert shown.stdout.split() == ["0", "1", "2"], shown.stderr
+
+
 def test_busybox_is_built_locally_and_listed(lab):
     lab("run", "--rm", "busybox", "true")
     header, *rows = lab("images").stdout.splitlines()

@@ -36,6 +36,13 @@ def test_docker_run_passes_on_exit_status_and_both_streams(daemon):
     assert missing.returncode == 127 and 'exec "nosuchcommand": executable file not found' in missing.stderr
 
 
+def test_the_container_gets_only_its_stdin_stdout_and_stderr(daemon):
+    # docker run -i attaches before the start: the client's connection must not reach PID 1
+    for flags in ([], ["-i"]):
+        shown = daemon.docker("run", "--rm", *flags, "busybox", "sh", "-c", "ls /proc/1/fd; true", input="")
+        assert shown.stdout.split() == ["0", "1", "2"], shown.stderr
+
+
 def test_docker_run_options_reach_the_container(daemon, tmp_path):
     result = daemon.docker("run", "--rm", "--name", "opts", "--hostname", "boxy", "-e", "GREETING=hi",
                            "-w", "/tmp", "--cpus", "0.5", "--pids-limit", "50", "busybox", "sh", "-c",

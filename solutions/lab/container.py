@@ -184,6 +184,13 @@ class Stdio:
         if self.tty:
             self.child_end.close()
 
+    def close_ours(self) -> None:
+        """Our ends, when the child could not be started."""
+        for fd in self.ours.values():
+            os.close(fd)
+        if self.tty:
+            self.lab_end.close()
+
     def receive_master(self) -> None:
         """With -t: the terminal's master side, which the child sends once it has made it."""
         if self.tty:

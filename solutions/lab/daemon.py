@@ -97,6 +97,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        self.server.socket.close()        # in this handler's process: only the daemon listens
         creds = self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         self.peer_pid, self.peer_uid, _ = struct.unpack("3i", creds)
 
@@ -116,19 +117,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, body = self.answer()
             if status is not None:
                 self.reply(status, body)
-        except engine.ApiError as e:
-            self.reply(e.status, {"message": str(e)} if e.status != 304 else None)
-        except (LabError, process.StartError) as e:
-            self.reply(engine.error_status(e), {"message": str(e)})
-        except NotImplementedError as e:       # a chapter not written yet: say which
-            self.reply(500, {"message": str(e)})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True       # the client went away
         except Exception as e:
-            traceback.print_exc()
-            self.reply(500, {"message": f"lab daemon: {e} ({type(e).__name__}; the daemon's log has the traceback)"})
+            self.fail(e)
         print(f"{self.command} {self.path} -> {self.status} ({(time.monotonic() - started) * 1000:.1f} ms)",
               file=sys.stderr, flush=True)
+
+    def fail(self, e: Exception) -> None:
+        """An error answer, as docker's: a status and {"message": ...}."""
+        if self.status is not None:            # an answer (or a hijack) has begun: no second one
+            self.close_connection = True
+            print(f"lab daemon: {self.command} {self.path}: {e}", file=sys.stderr)
+            return
+        if isinstance(e, engine.ApiError):
+            self.reply(e.status, {"message": str(e)} if e.status != 304 else None)
+        elif isinstance(e, (LabError, process.StartError)):
+            self.reply(engine.error_status(e), {"message": str(e)})
+        elif isinstance(e, NotImplementedError):   # a chapter not written yet: say which
+            self.reply(500, {"message": str(e)})
+        else:
+            traceback.print_exc()
+            self.reply(500, {"message": f"lab daemon: {e} ({type(e).__name__}; the daemon's log has the traceback)"})
 
     def answer(self):
         """(status, body) for this request; (None, None) when the handler answered itself."""

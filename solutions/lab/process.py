@@ -73,6 +73,10 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         if setup is not None:
             setup()
+        # The command gets stdin, stdout and stderr, and nothing else that lab (or whoever
+        # started lab) had open; report_fd closes itself when exec succeeds (O_CLOEXEC).
+        os.closerange(3, report_fd)
+        os.closerange(report_fd + 1, os.sysconf("SC_OPEN_MAX"))
         try:
             exec_command(argv, env, cwd)
         except OSError as e:

@@ -54,15 +54,17 @@ def read_frames(f):
 
 
 def follow_log(container: store.Container, follow: bool):
-    """(stream, data) for each frame of the container's log; with follow, until it has ended."""
+    """(stream, data) for each frame of the container's log; with follow, until it has ended
+    (its supervisor records the end once it has read all of the output)."""
     with open(container.path / "container.log", "rb") as log:
         while True:
             yield from read_frames(log)
-            if not follow or container.state.get("Status") == "exited":
+            if not follow:
                 return
             container.reload()
-            if container.state.get("Status") == "running" and not container.is_running():
-                container.state["Status"] = "exited"          # its supervisor is gone: read what is left
+            if container.state.get("Status") != "running" or not container.has_supervisor():
+                yield from read_frames(log)
+                return
             time.sleep(0.1)
 
 
@@ -112,11 +114,13 @@ def start(container: store.Container) -> None:
         raise process.StartError(answer.get("status", 125), answer["error"])
 
 
-def wait(container: store.Container, removed: bool = False) -> dict:
+def wait(container: store.Container, removed: bool = False, registered=lambda: None) -> dict:
     """Wait until the container ends (and, if removed, until it is removed too); return
-    {"StatusCode": N} and, if it failed to start, "Error"."""
+    {"StatusCode": N} and, if it failed to start, "Error". registered() is called once the
+    supervisor has the request: a start asked for after that cannot be missed."""
     with connect(container) as sock:
         sock.sendall(b'{"wait": true}\n')
+        registered()
         answer = json.loads(read_line(sock) or b"null")
         while removed and read_line(sock):   # it closes the connection once it is gone
             pass
@@ -151,6 +155,9 @@ class Process:
     def __init__(self, pid: int, stdio, stdin_once: bool):
         self.pid, self.tty, self.stdin_once = pid, stdio.tty, stdin_once
         self.stdin = stdio.master if stdio.tty else stdio.ours.get("stdin")
+        if self.stdin is not None and not self.tty:
+            os.set_blocking(self.stdin, False)
+        self.pending, self.close_stdin = b"", False     # input the container has not taken yet
         self.outputs = ({stdio.master: STDOUT} if stdio.tty else
                         {stdio.ours["stdout"]: STDOUT, stdio.ours["stderr"]: STDERR})
         self.clients: list[tuple[socket.socket, set[int]]] = []
@@ -212,7 +219,10 @@ class Supervisor:
             if timeout is not None and timeout <= 0:
                 return
             for key, _ in self.selector.select(timeout):
-                key.data(key.fileobj)
+                try:
+                    key.data(key.fileobj)
+                except Exception:             # one request or client failed: the container goes on
+                    traceback.print_exc()
 
     def forward(self, sig, frame):
         """A signal sent to the supervisor goes to the container (before it starts: we end)."""
@@ -224,6 +234,8 @@ class Supervisor:
     def accept(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
         message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        for fd in fds:                    # received descriptors are inheritable: not into the container
+            os.set_inheritable(fd, False)
         client = socket.socket(fileno=fds[0]) if fds else None
         try:
             req = json.loads(message)
@@ -234,13 +246,14 @@ class Supervisor:
             elif "exec" in req:
                 answer = self.exec(req["exec"], client)
             elif "resize" in req:
-                answer = self.resize(self.execs.get(req.get("exec_id")) or self.main, *req["resize"])
+                proc = self.execs.get(req["exec_id"]) if "exec_id" in req else self.main
+                answer = self.resize(proc, *req["resize"])
             elif "wait" in req:
                 self.waiting.append(conn)
                 return
             else:
                 answer = {"error": f"unknown request {message!r}"}
-        except (LabError, OSError, ValueError, KeyError, TypeError) as e:
+        except (LabError, process.StartError, OSError, ValueError, KeyError, TypeError, struct.error) as e:
             answer = {"error": str(e), "status": getattr(e, "status", 125)}
         try:
             conn.sendall(json.dumps(answer).encode() + b"\n")
@@ -252,14 +265,17 @@ class Supervisor:
         from lab import container as runtime
         if self.main is not None or self.failed is not None:
             return {"error": f"container {self.container.name} has already been started"}
+        signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # until self.main is set
         try:
             pid, self.cgroup, stdio = runtime.start(self.container, piped=True)
         except (LabError, process.StartError, OSError) as e:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
             self.failed = getattr(e, "status", 125)
             self.container.save_state(Status="exited", ExitCode=self.failed, Error=str(e),
                                       FinishedAt=time.time(), Pid=0)
             return {"error": str(e), "status": self.failed}
         self.main = self.watch(pid, stdio, self.container.config.get("StdinOnce", False), self.log)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         for client, streams, stdin in self.early:
             self.attach(self.main, client, streams, stdin)
         self.early.clear()
@@ -271,6 +287,7 @@ class Supervisor:
         if proc is None:                     # docker run attaches first, then starts
             self.early.append((client, streams, stdin))
             return {}
+        client.settimeout(5)              # a client that reads nothing for 5 s is dropped (see output)
         proc.clients.append((client, streams))
         if stdin and proc.stdin is not None:
             self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
@@ -313,15 +330,41 @@ class Supervisor:
         except OSError:
             data = b""
         if data and proc.stdin is not None:
-            try:
-                write_all(proc.stdin, data)
-            except OSError:               # the container closed its stdin
-                pass
+            self.feed(proc, client, data)
             return
         self.selector.unregister(client)
         if not data and proc.stdin_once and not proc.tty and proc.stdin is not None:
-            os.close(proc.stdin)          # the attached input ended: so does the container's
+            proc.close_stdin = True       # the attached input ended: so does the container's
+            self.feed(proc, client, b"")
+
+    def feed(self, proc: Process, client: socket.socket, data: bytes) -> None:
+        """Pass data on to the container's stdin. A container that reads slower than the client
+        writes must not block the supervisor (its output would stop, and it would wait for
+        us): what does not fit waits in proc.pending, and the client is not read meanwhile."""
+        if proc.tty:
+            write_all(proc.stdin, data)   # keys typed on a terminal: a few bytes at a time
+            return
+        proc.pending += data
+        try:
+            proc.pending = proc.pending[os.write(proc.stdin, proc.pending):] if proc.pending else b""
+        except BlockingIOError:
+            pass
+        except OSError:                   # it closed its stdin: what it did not read is lost
+            proc.pending = b""
+        reading = client in [key.fileobj for key in self.selector.get_map().values()]
+        if proc.pending:
+            if reading:
+                self.selector.unregister(client)
+            if proc.stdin not in self.selector.get_map():
+                self.selector.register(proc.stdin, selectors.EVENT_WRITE, lambda fd: self.feed(proc, client, b""))
+            return
+        if proc.stdin in self.selector.get_map():
+            self.selector.unregister(proc.stdin)
+        if proc.close_stdin:
+            os.close(proc.stdin)
             proc.stdin = None
+        elif not reading and client.fileno() != -1:
+            self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
 
     def drop(self, proc: Process, client: socket.socket) -> None:
         proc.clients = [(c, s) for c, s in proc.clients if c is not client]
@@ -347,8 +390,11 @@ class Supervisor:
         self.hang_up(proc)
 
     def hang_up(self, proc: Process) -> None:
-        if proc.stdin is not None and proc.stdin not in proc.outputs:
+        if proc.stdin is not None and proc.stdin not in proc.outputs:   # a pipe (or an ended terminal)
+            if proc.stdin in self.selector.get_map():                    # waiting to write to it
+                self.selector.unregister(proc.stdin)
             os.close(proc.stdin)
+        proc.stdin = None
         for fd in list(proc.outputs):
             self.selector.unregister(fd)
             os.close(fd)
@@ -368,6 +414,7 @@ class Supervisor:
             pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
                                      workdir=config["WorkingDir"] or None)
         except (LabError, process.StartError, OSError) as e:
+            stdio.close_ours()
             status = getattr(e, "status", 126)
             update_exec(self.container, exec_id, Running=False, ExitCode=status)
             if client is not None:           # the client reads the stream: tell it there
@@ -394,7 +441,14 @@ class Supervisor:
         if self.main is not None:
             runtime.finish(self.container, self.main.status, self.cgroup)
             self.hang_up(self.main)
-        for proc in list(self.execs.values()):
+        for exec_id, proc in list(self.execs.items()):   # what exec started dies with the container
+            if proc.status is None:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.status = process.exit_status(os.waitpid(proc.pid, 0)[1])
+            update_exec(self.container, exec_id, Running=False, ExitCode=proc.status, Pid=0)
             self.hang_up(proc)
         for client, _, _ in self.early:       # attached, and it never started
             client.close()
