@@ -82,17 +82,24 @@ def connect(container: store.Container) -> socket.socket:
             sock.connect(socket_address(folder))
         except OSError:
             sock.close()
-            raise LabError(f"container {container.name} has no supervisor any more "
-                           "(it has ended, or its supervisor was killed)") from None
+            raise gone(container) from None
         return sock
     finally:
         os.close(folder)
 
 
+def gone(container: store.Container) -> LabError:
+    return LabError(f"container {container.name} has no supervisor any more "
+                    "(it has ended, or its supervisor was killed)")
+
+
 def request(container: store.Container, message: dict, client: socket.socket | None = None) -> dict:
     """Send one request (and maybe a client's connection); return the supervisor's answer."""
     with connect(container) as sock:
-        socket.send_fds(sock, [json.dumps(message).encode() + b"\n"], [client.fileno()] if client else [])
+        try:
+            socket.send_fds(sock, [json.dumps(message).encode() + b"\n"], [client.fileno()] if client else [])
+        except OSError:                   # it ended with our connection not yet accepted
+            raise gone(container) from None
         return json.loads(read_line(sock) or b'{"error": "the supervisor ended"}')
 
 
@@ -117,12 +124,16 @@ def start(container: store.Container) -> None:
 def wait(container: store.Container, removed: bool = False, registered=lambda: None) -> dict:
     """Wait until the container ends (and, if removed, until it is removed too); return
     {"StatusCode": N} and, if it failed to start, "Error". registered() is called once the
-    supervisor has the request: a start asked for after that cannot be missed."""
+    supervisor has the request: a start asked for after that cannot be missed. If the
+    supervisor ends before it answers, the answer is the one on disk."""
     with connect(container) as sock:
-        sock.sendall(b'{"wait": true}\n')
+        try:
+            sock.sendall(b'{"wait": true}\n')
+        except OSError:                   # it ended with our connection not yet accepted
+            sock.close()
         registered()
-        answer = json.loads(read_line(sock) or b"null")
-        while removed and read_line(sock):   # it closes the connection once it is gone
+        answer = json.loads(read_line(sock) or b"null") if sock.fileno() != -1 else None
+        while removed and sock.fileno() != -1 and read_line(sock):   # it hangs up once it is gone
             pass
     return answer or store.exit_of(container)
 

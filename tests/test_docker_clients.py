@@ -147,7 +147,7 @@ def test_only_root_may_talk_to_the_daemon(daemon):
     os.chmod(daemon.folder, 0o711)
     as_nobody = f"""
 import os, socket
-os.setgid(65534); os.setuid(65534)
+os.setgroups([]); os.setgid(65534); os.setuid(65534)     # nobody, in no group of root's
 s = socket.socket(socket.AF_UNIX)
 try:
     s.connect({daemon.socket!r})
