@@ -5,7 +5,7 @@ a REST API, plain HTTP on a Unix socket; and clients of that API: the docker CLI
 SDKs, curl. `lab daemon` is such a daemon for your runtime. Each handler here turns one API
 call into the functions of chapters 00-06, so the stock `docker` command drives your containers.
 
-`docker run` is four calls: create, attach, start, wait. A container outlives the daemon: its
+`docker run` is four calls: create, attach, wait, start. A container outlives the daemon: its
 supervisor (supervisor.py) holds its process, its output and its exit status, and the state
 on disk is the truth, so a restarted daemon finds everything again. The HTTP plumbing (socket,
 routes, versions, error bodies, hijacked connections) is in daemon.py.
@@ -82,6 +82,7 @@ def create_container(body: dict, name: str | None) -> dict:
 def start_container(ref: str) -> None:
     """POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05)."""
     c = store.find_container(ref)
+    # HINT: supervisor.start(c) does it; c.is_running() and c.has_supervisor() say where it is.
     # BEGIN SOLUTION 07
     if c.is_running():
         raise ApiError(304, "")                       # started already: "not modified"
@@ -100,6 +101,8 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
     registered: the client gets the answer's headers then, and only then starts the container
     (docker run asks before the start, so that it cannot miss the end).
     """
+    # HINT: supervisor.wait(c, removed=..., registered=ready) waits for the end; it raises a
+    # HINT: LabError when the supervisor is gone, and then store.exit_of(c) is the answer.
     # BEGIN SOLUTION 07
     if condition == "not-running" and not c.is_running():
         ready()
