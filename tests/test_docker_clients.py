@@ -123,11 +123,27 @@ def test_version_info_images_and_pull(daemon):
     assert run.returncode == 125 and "lab has no registry and no image nosuch:latest" in run.stderr
 
 
+def test_docker_rmi_untags_and_deletes_what_nothing_uses(daemon):
+    daemon.docker("run", "--name", "base", "busybox", "touch", "/made")
+    subprocess.run([LAB, "commit", "base", "made:v1"], check=True, capture_output=True)
+    daemon.docker("rm", "base")
+    daemon.docker("run", "-d", "--name", "user", "made:v1", "sleep", "600")
+    refused = daemon.docker("rmi", "made:v1")
+    assert refused.returncode == 1 and "is used by the container user" in refused.stderr
+    daemon.docker("rm", "-f", "user")
+    removed = daemon.docker("rmi", "made:v1").stdout.splitlines()
+    assert removed[0] == "Untagged: made:v1" and removed[1].startswith("Deleted: sha256:")
+    assert "made" not in daemon.docker("images").stdout
+
+
 def test_what_lab_lacks_is_one_readable_line(daemon):
     network = daemon.docker("network", "ls")
     assert network.returncode == 1
     assert network.stderr.strip() == ("Error response from daemon: lab daemon does not implement GET /networks: "
                                       "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
+    create = daemon.docker("network", "create", "mine")
+    assert create.returncode == 1 and "does not implement POST /networks/create" in create.stderr
+    assert daemon.docker("inspect", "nosuchthing").stderr.strip() == "Error: No such object: nosuchthing"
     ports = daemon.docker("run", "--rm", "-p", "8080:80", "busybox", "true")
     assert ports.returncode == 125 and "lab does not support -p" in ports.stderr
     assert daemon.docker("ps", "-a", "-q").stdout == ""                # and nothing was created

@@ -161,8 +161,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == self.command and (match := re.fullmatch(pattern, path)):
                 result = handler(Request(self, match.groups(), query, body))
                 return result if result is not None else (None, None)
-        known = any(re.fullmatch(pattern, path) for _, pattern, _ in engine.ROUTES)
-        raise engine.ApiError(405 if known else 404, f"lab daemon does not implement {self.command} {path}: "
+        # As an engine without that feature: a lookup is a 404 (`docker inspect NAME` then tries
+        # the next kind of object), an action a 501. Clients print the message either way.
+        raise engine.ApiError(404 if self.command in ("GET", "HEAD") else 501,
+                              f"lab daemon does not implement {self.command} {path}: "
                               "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
 
     def read_body(self) -> bytes:

@@ -316,6 +316,12 @@ def get_image(req):
     return 200, image_json(images.find(req.params[0]))
 
 
+def delete_image(req):
+    """DELETE /images/{name} (docker rmi): untag, and delete what no tag and no other image needs."""
+    done = images.remove_image(req.params[0])
+    return 200, [dict([line.split(": ", 1)]) for line in done]      # [{"Untagged": ...}, {"Deleted": ...}]
+
+
 def post_pull(req):
     """POST /images/create (docker pull): lab has no registry; an image it has is "pulled"."""
     if "fromImage" not in req.query:
@@ -398,7 +404,7 @@ ROUTES = [
     ("POST", rf"/exec/{ID}/start", post_exec_start), ("GET", rf"/exec/{ID}/json", get_exec),
     ("POST", rf"/exec/{ID}/resize", post_exec_resize),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
-    ("POST", r"/images/create", post_pull),
+    ("POST", r"/images/create", post_pull), ("DELETE", r"/images/(.+)", delete_image),
     ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
     ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),
 ]

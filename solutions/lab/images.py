@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from lab import LabError, NotFound
+from lab import Conflict, LabError, NotFound
 from lab.store import lab_root, read_json, write_json
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -244,7 +244,7 @@ def remove_image(ref: str) -> list[str]:
         if last:
             users = [c.name for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
             if users:
-                raise LabError(f"the image {ref} is used by the container {users[0]}: "
+                raise Conflict(f"the image {ref} is used by the container {users[0]}: "
                                f"remove the container first (lab rm {users[0]})")
         write_json(images_dir() / "tags.json", {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
