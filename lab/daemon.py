@@ -34,6 +34,7 @@ class Request:
 
     def __init__(self, handler, params, query, body: bytes):
         self.handler, self.params, self.query, self.body = handler, params, query, body
+        self.out = None                   # the answer's body, once stream() has sent its headers
 
     def flag(self, key: str) -> bool:
         return self.query.get(key, "").lower() in ("1", "true", "yes")
@@ -57,6 +58,7 @@ class Request:
         h.send_header("Connection", "close")
         h.end_headers()
         h.close_connection = True
+        self.out = h.wfile
         return h.wfile
 
     def end_if_client_leaves(self) -> None:

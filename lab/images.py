@@ -84,6 +84,15 @@ def find(ref: str) -> dict:
     return resolve(ref)
 
 
+def inspect(image: dict) -> dict:
+    """What `lab inspect IMAGE` shows, in docker's shape."""
+    import time
+    return {"Id": image["Id"], "RepoTags": image["RepoTags"], "Parent": image.get("Parent", ""),
+            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(image["Created"])),
+            "Size": image["Size"], "Config": image["Config"],
+            "RootFS": {"Type": "layers", "Layers": image["Layers"]}}
+
+
 def layer_path(digest: str) -> Path:
     return layers_dir() / digest.split(":")[1]
 

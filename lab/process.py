@@ -60,8 +60,7 @@ def child_main(argv, env, cwd, setup, report_fd: int):
             setup()
         # The command gets stdin, stdout and stderr, and nothing else that lab (or whoever
         # started lab) had open; report_fd closes itself when exec succeeds (O_CLOEXEC).
-        os.closerange(3, report_fd)
-        os.closerange(report_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        close_all_but(report_fd)
         try:
             exec_command(argv, env, cwd)
         except OSError as e:
@@ -72,6 +71,22 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         os.write(report_fd, f"{status}:{message}".encode())
     finally:
         os._exit(status)
+
+
+def close_all_but(keep: int) -> None:
+    """Close every descriptor above 2 except keep (close_range(2) underneath: cheap)."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def parse_signal(name: str) -> int:
+    """A signal by name (TERM, SIGTERM) or number, as `kill -s` and docker's API take it."""
+    try:
+        number = int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")]
+        return signal.Signals(number)
+    except (KeyError, ValueError):
+        from lab import LabError
+        raise LabError(f"kill: invalid signal {name!r}: use a name such as TERM, KILL, HUP, or a number") from None
 
 
 def exec_failure(command: str, cwd: str, error: OSError) -> tuple[int, str]:

@@ -204,17 +204,9 @@ def cmd_stop(args) -> int:
     return each_container(args.containers, lambda c: container.stop(c, args.time))
 
 
-def parse_signal(name: str) -> int:
-    import signal
-    try:
-        number = int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")]
-        return signal.Signals(number)
-    except (KeyError, ValueError):
-        raise LabError(f"kill: invalid signal {name!r}: use a name such as TERM, KILL, HUP, or a number") from None
-
-
 def cmd_kill(args) -> int:
     from lab import container
+    from lab.process import parse_signal
     sig = parse_signal(args.signal)
     return each_container(args.containers, lambda c: container.kill(c, sig))
 
@@ -233,7 +225,7 @@ def cmd_inspect(args) -> int:
             found.append(store.find_container(ref).inspect())
         except LabError as not_a_container:
             try:
-                found.append(image_json(images.find(ref)))
+                found.append(images.inspect(images.find(ref)))
             except LabError:
                 raise not_a_container from None
     if args.format is None:
@@ -257,18 +249,10 @@ def field(item: dict, template: str) -> str:
     return item if isinstance(item, str) else json.dumps(item)
 
 
-def image_json(image: dict) -> dict:
-    """What `lab inspect IMAGE` shows, in docker's shape."""
-    return {"Id": image["Id"], "RepoTags": image["RepoTags"], "Parent": image.get("Parent", ""),
-            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(image["Created"])),
-            "Size": image["Size"], "Config": image["Config"],
-            "RootFS": {"Type": "layers", "Layers": image["Layers"]}}
-
-
 def cmd_image_inspect(args) -> int:
     import json
     from lab import images
-    print(json.dumps([image_json(images.find(ref)) for ref in args.images], indent=4))
+    print(json.dumps([images.inspect(images.find(ref)) for ref in args.images], indent=4))
     return 0
 
 

@@ -30,6 +30,7 @@ import traceback
 from pathlib import Path
 
 from lab import LabError, process, store
+from lab.terminal import write_all
 
 SOCKET = "supervisor.sock"
 STDOUT, STDERR = 1, 2
@@ -163,8 +164,9 @@ def spawn(container: store.Container, remove: bool) -> None:
 class Process:
     """A process the supervisor relays: the container's own, or one started by exec."""
 
-    def __init__(self, pid: int, stdio, stdin_once: bool):
+    def __init__(self, pid: int, stdio, stdin_once: bool, log=None, exec_id: str | None = None):
         self.pid, self.tty, self.stdin_once = pid, stdio.tty, stdin_once
+        self.log, self.exec_id = log, exec_id       # the container's log (its own process only); exec's id
         self.stdin = stdio.master if stdio.tty else stdio.ours.get("stdin")
         if self.stdin is not None and not self.tty:
             os.set_blocking(self.stdin, False)
@@ -191,7 +193,7 @@ class Supervisor:
     def serve(self, report_fd: int):
         """The supervisor's life (it never returns)."""
         try:
-            keep_only(report_fd)
+            process.close_all_but(report_fd)     # the daemon's socket, a client's connection...
             Path("/proc/self/comm").write_text("lab-supervisor")     # its name in ps and pstree
             self.selector = selectors.DefaultSelector()
             null = os.open(os.devnull, os.O_RDWR)
@@ -285,7 +287,7 @@ class Supervisor:
             self.container.save_state(Status="exited", ExitCode=self.failed, Error=str(e),
                                       FinishedAt=time.time(), Pid=0)
             return {"error": str(e), "status": self.failed}
-        self.main = self.watch(pid, stdio, self.container.config.get("StdinOnce", False), self.log)
+        self.main = self.watch(Process(pid, stdio, self.container.config.get("StdinOnce", False), self.log))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         for client, streams, stdin in self.early:
             self.attach(self.main, client, streams, stdin)
@@ -304,12 +306,10 @@ class Supervisor:
             self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
         return {}
 
-    def watch(self, pid: int, stdio, stdin_once: bool, log=None) -> Process:
-        proc = Process(pid, stdio, stdin_once)
-        proc.log = log
+    def watch(self, proc: Process) -> Process:
         for fd in proc.outputs:
             self.selector.register(fd, selectors.EVENT_READ, lambda fd, proc=proc: self.output(proc, fd))
-        pidfd = os.pidfd_open(pid)
+        pidfd = os.pidfd_open(proc.pid)
         self.selector.register(pidfd, selectors.EVENT_READ, lambda fd, proc=proc: self.exited(proc, fd))
         return proc
 
@@ -362,7 +362,7 @@ class Supervisor:
             pass
         except OSError:                   # it closed its stdin: what it did not read is lost
             proc.pending = b""
-        reading = client in [key.fileobj for key in self.selector.get_map().values()]
+        reading = self.watched(client)
         if proc.pending:
             if reading:
                 self.selector.unregister(client)
@@ -377,9 +377,12 @@ class Supervisor:
         elif not reading and client.fileno() != -1:
             self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
 
+    def watched(self, sock: socket.socket) -> bool:
+        return any(key.fileobj is sock for key in self.selector.get_map().values())
+
     def drop(self, proc: Process, client: socket.socket) -> None:
         proc.clients = [(c, s) for c, s in proc.clients if c is not client]
-        if client in [key.fileobj for key in self.selector.get_map().values()]:
+        if self.watched(client):
             self.selector.unregister(client)
         client.close()
 
@@ -394,10 +397,8 @@ class Supervisor:
         """An exec'd process that has ended and whose output is all read: record it, hang up."""
         if proc is self.main or not proc.done():
             return
-        for exec_id, other in list(self.execs.items()):
-            if other is proc:
-                del self.execs[exec_id]
-                update_exec(self.container, exec_id, Running=False, ExitCode=proc.status, Pid=0)
+        del self.execs[proc.exec_id]
+        update_exec(self.container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
         self.hang_up(proc)
 
     def hang_up(self, proc: Process) -> None:
@@ -433,12 +434,10 @@ class Supervisor:
                 client.sendall(message if config["Tty"] else frame(STDERR, message))
                 client.close()
             return {"error": str(e), "status": status}
-        proc = self.execs[exec_id] = self.watch(pid, stdio, stdin_once=True)
+        proc = self.execs[exec_id] = self.watch(Process(pid, stdio, stdin_once=True, exec_id=exec_id))
         update_exec(self.container, exec_id, Running=True, Pid=pid)
-        if client is not None:
+        if client is not None:               # (exec -d: nobody reads its output)
             self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"])
-        else:                                # exec -d: nobody reads its output
-            proc.clients = []
         return {"Pid": pid}
 
     def resize(self, proc, rows: int, columns: int) -> dict:
@@ -488,20 +487,3 @@ def update_exec(container: store.Container, exec_id: str, **changes) -> None:
         store.write_json(exec_path(container, exec_id), {**read_exec(container, exec_id), **changes})
     except FileNotFoundError:
         pass                              # the container was removed meanwhile
-
-
-def keep_only(*fds: int) -> None:
-    """Close every descriptor but 0, 1, 2 and fds: whatever our creator had open (the daemon's
-    socket, a client's connection) must not stay open for as long as the container runs."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass                      # the listing's own descriptor, closed already
-
-
-def write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
