@@ -22,10 +22,11 @@ def sha256(data: bytes) -> str:
 
 def tar(entries) -> bytes:
     """A tar of entries: (name, content) where content is bytes (a file), None (a folder),
-    ("symlink", target) or ("hardlink", target)."""
+    ("symlink", target) or ("hardlink", target); a third item, a dict such as {"mode": 0o777},
+    sets the member's mode, uid, gid or mtime."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, content in entries:
+        for name, content, *meta in entries:
             info = tarfile.TarInfo(name)
             info.mode = 0o644
             if content is None:
@@ -35,8 +36,31 @@ def tar(entries) -> bytes:
                 info.linkname = content[1]
             else:
                 info.size = len(content)
+            for key, value in (meta[0] if meta else {}).items():
+                setattr(info, key, value)
             archive.addfile(info, io.BytesIO(content) if isinstance(content, bytes) else None)
     return out.getvalue()
+
+
+# What a hostile member carries, to be set on whatever its name leads to: the test's host files
+# must keep their own mode, owner and time.
+FOREIGN = {"mode": 0o777, "uid": 4242, "gid": 4242, "mtime": 86400}
+
+
+def through_symlink_layers(host_file: Path, host_folder: Path) -> dict[str, bytes]:
+    """Layers that try to change host_file or host_folder through a symlink of their own."""
+    return {
+        "a hard link to a symlink to a host file":       # chmod of the link would follow the symlink
+            tar([("passwd", ("symlink", str(host_file))), ("shadow", ("hardlink", "passwd"), FOREIGN)]),
+        "a symlink to a host file, then a file of that name":
+            tar([("passwd", ("symlink", str(host_file))), ("passwd", b"replaced", FOREIGN)]),
+        "a symlink to a host folder, then a folder of that name":
+            tar([("etc", ("symlink", str(host_folder))), ("etc", None, FOREIGN)]),
+        "a folder, then a symlink of that name to a host folder":   # the folder's time is set last
+            tar([("etc", None, FOREIGN), ("etc", ("symlink", str(host_folder)))]),
+        "the layer's own folder as a symlink to a host folder":      # "." then "passwd" lands there
+            tar([(".", ("symlink", str(host_folder))), ("passwd", b"planted", FOREIGN)]),
+    }
 
 
 def folder_tar(folder: Path) -> bytes:

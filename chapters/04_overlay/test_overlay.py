@@ -197,6 +197,44 @@ def test_a_bad_archive_is_refused_and_leaves_nothing_behind(case, lab, tmp_path)
     assert good.returncode == 0, good.stderr                               # and the store still works
 
 
+def host_state(folder: Path) -> dict:
+    """folder and every path in it, with its type and mode, owner, time and content."""
+    return {path: (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, path.read_bytes() if path.is_file() else None)
+            for path in [folder, *folder.rglob("*")] for st in [path.lstat()]}
+
+
+THROUGH_A_SYMLINK = {   # the case (archives.through_symlink_layers) -> None: it imports; or why it is refused
+    "a hard link to a symlink to a host file": None,           # as docker: the link is a symlink too
+    "a symlink to a host file, then a file of that name": None,
+    "a symlink to a host folder, then a folder of that name": None,
+    "a folder, then a symlink of that name to a host folder": None,
+    "the layer's own folder as a symlink to a host folder": "would replace the layer's own folder",
+}
+
+
+@pytest.mark.parametrize("case", list(THROUGH_A_SYMLINK))
+def test_a_layer_never_changes_a_host_file_through_a_symlink(case, lab, tmp_path):
+    host = tmp_path / "host"                                    # what the layer's symlinks point at
+    (host / "folder").mkdir(parents=True)
+    (host / "file").write_text("the host's own\n")
+    os.chmod(host / "file", 0o644)
+    os.chown(host / "file", 1000, 1000)
+    for path in (host / "file", host / "folder", host):
+        os.utime(path, (1_000_000, 1_000_000))
+    layer = archives.through_symlink_layers(host / "file", host / "folder")[case]
+    image = tmp_path / "image.tar"
+    image.write_bytes(archives.docker_save([archives.folder_tar(busybox_layer()), layer], ["sh"]))
+    before, stored, known = host_state(host), stored_layers(), stored_images()
+    imported = lab("image", "import", str(image), "through:v1")
+    assert host_state(host) == before                          # not a mode, owner, time or byte changed
+    if THROUGH_A_SYMLINK[case] is None:
+        assert imported.returncode == 0, imported.stderr
+    else:
+        assert imported.returncode == 125 and imported.stderr.startswith("lab: error: ")
+        assert imported.stderr.count("\n") == 1 and THROUGH_A_SYMLINK[case] in imported.stderr, imported.stderr
+        assert stored_layers() == stored and stored_images() == known      # nothing half-imported
+
+
 def test_an_invalid_image_name_is_refused(lab, tmp_path):
     refused = lab("image", "import", str(archive("docker save", tmp_path / "good")), "Not A:Name")
     assert refused.returncode == 125 and "invalid image name 'Not A:Name'" in refused.stderr

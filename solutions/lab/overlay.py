@@ -63,7 +63,7 @@ def to_overlay_whiteout(path: Path) -> None:
     # HINT: .wh.NAME: a character device 0/0 called NAME (os.mknod, stat.S_IFCHR, os.makedev(0, 0)).
     # BEGIN SOLUTION 04
     if path.name == OPAQUE_MARKER:
-        os.setxattr(path.parent, OPAQUE_XATTR, b"y")
+        os.setxattr(path.parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
     else:
         os.mknod(path.with_name(path.name[len(WHITEOUT):]), stat.S_IFCHR | 0o600, os.makedev(0, 0))
     # END SOLUTION
@@ -94,8 +94,9 @@ def unpack_layer(stream, layer: Path) -> int:
     """Unpack the layer tar read from stream into the new folder layer, whiteouts as overlay's.
 
     Nothing is written outside layer: every member goes through member_path, a symlink may
-    not climb out of the layer, and nothing is ever written through a symlink. Device nodes
-    are left out (a container gets its own /dev); return how many.
+    not climb out of the layer, and nothing is ever written through a symlink, nor is a mode,
+    owner or time set through one. Device nodes are left out (a container gets its own /dev);
+    return how many.
     """
     import shutil
     import tarfile
@@ -104,6 +105,8 @@ def unpack_layer(stream, layer: Path) -> int:
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             path = member_path(layer, member.name)
+            if path == layer and not member.isdir():    # "." as a symlink: what follows would go there
+                raise LabError(f"the layer member {member.name!r} would replace the layer's own folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.name.startswith(WHITEOUT):
                 to_overlay_whiteout(path)
@@ -137,11 +140,12 @@ def unpack_layer(stream, layer: Path) -> int:
             else:
                 raise LabError(f"the layer member {member.name!r} has a type lab does not know ({member.type!r})")
             os.chown(path, member.uid, member.gid, follow_symlinks=False)
-            if not member.issym():
+            if not path.is_symlink():    # a symlink or a hard link to one: chmod would change its target
                 os.chmod(path, member.mode)
             os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
     for path, member in reversed(folders):      # last: adding files changed the folders' times
-        os.utime(path, (member.mtime, member.mtime))
+        # not following: a later member may have replaced the folder with a symlink out of the layer
+        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
     return skipped
 
 
