@@ -8,10 +8,12 @@
     volumes.py     05  data that outlives it      (coming)
     exec.py        06  entering a running one     (coming)
     engine.py      07  the daemon docker talks to (coming)
+    security.py    08  what root in it may still do (coming)
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
 the background; daemon.py serves engine.py's API over HTTP; images.py and store.py keep what
-lives under LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; cli.py is the `lab` command.
+lives under LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; seccomp.py and
+devices.py are chapter 08's filter of system calls and list of devices; cli.py is the `lab` command.
 """
 
 

@@ -36,6 +36,12 @@ def build_parser() -> Parser:
     run.add_argument("--pids-limit", metavar="N", help="at most N processes")
     run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                      help="mount a host path or a named volume")
+    run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    run.add_argument("--privileged", action="store_true",
+                     help="no confinement: every capability and device, no seccomp, no masked paths")
+    run.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                     help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
     run.add_argument("image", metavar="IMAGE", nargs="?")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
@@ -129,7 +135,9 @@ def cmd_run(args) -> int:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
     return container.run(args.image, args.cmd, remove=args.rm, detach=args.detach, name=args.name, env=args.env,
                          workdir=args.workdir, interactive=args.interactive, tty=args.tty, hostname=args.hostname,
-                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit, mounts=args.volume)
+                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit, mounts=args.volume,
+                         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+                         security_opt=args.security_opt)
 
 
 def cmd_exec(args) -> int:

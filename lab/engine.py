@@ -32,7 +32,6 @@ class ApiError(Exception):
 
 # docker create options lab does not have: refused with one line, never silently ignored.
 UNSUPPORTED = {"Entrypoint": "--entrypoint", "User": "-u/--user", "HostConfig.PortBindings": "-p",
-               "HostConfig.Privileged": "--privileged", "HostConfig.CapAdd": "--cap-add",
                "HostConfig.Devices": "--device", "HostConfig.Mounts": "--mount (use -v)",
                "HostConfig.VolumesFrom": "--volumes-from", "HostConfig.Links": "--link"}
 

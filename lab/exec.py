@@ -11,15 +11,19 @@ The order matters:
 - join the cgroup while the host's /sys/fs/cgroup is still in sight;
 - the PID namespace applies to the children of the caller, not to the caller: join it, then
   fork; the child is born in it, with a PID of the container's;
-- the mount namespace last: setns(CLONE_NEWNS) also moves the root and the working directory
-  to the namespace's root, the container's / since its pivot_root.
-See man 2 setns, man 1 nsenter, man 7 pid_namespaces.
+- the mount namespace before that fork: setns(CLONE_NEWNS) also moves the root and the
+  working directory to the container's /. A child that showed up in the container's PID
+  namespace while still in the host's mounts could be caught there by the container's root:
+  /proc/N/root would be the host's /. So a helper process joins everything first, makes
+  itself undumpable (its /proc/N files are root's only), and only then forks the command,
+  which comes to lab as an orphan (lab is a "subreaper"). runc's nsexec does the same.
+See man 2 setns, man 1 nsenter, man 7 pid_namespaces, man 2 prctl (PR_SET_CHILD_SUBREAPER).
 """
 import os
 
-from lab import syscalls
+from lab import cgroups, process, syscalls
 
-# The namespaces the child joins, in this order (mnt last); "pid" is joined before the fork.
+# The namespaces the helper joins, in this order (mnt last); "pid" then, for the fork.
 NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
 
 
@@ -35,8 +39,46 @@ def join(namespaces: dict[str, int], kinds: list[str]) -> None:
     raise NotImplementedError("chapter 06: write join() in lab/exec.py: setns() into each of kinds, in that order, using the open files of open_namespaces() (see chapters/06_exec/README.md, 'Your turn')")
 
 
-def join_cgroup(paths: dict[str, str]) -> None:
-    """Move the calling process into the container's cgroup (each v1 hierarchy, or the v2 one)."""
-    for path in set(paths.values()):
-        with open(os.path.join(path, "cgroup.procs"), "w") as procs:
-            procs.write("0")
+def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) -> None:
+    """In the helper: everything the command must be in before it exists, in the order above."""
+    cgroups.join_paths(cgroup_paths)               # while the host's /sys/fs/cgroup is in sight
+    join(namespaces, NAMESPACES)                   # mnt last: it moves / and the working directory
+    join(namespaces, ["pid"])                      # the helper's next child is born in it
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)    # until exec, nobody in there may ptrace it
+
+
+def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv: list[str],
+                 env: dict[str, str], cwd: str, setup) -> int:
+    """Start argv inside the container through a helper process; return its pid (our child)."""
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)     # the helper's orphan comes to us
+    # The helper must be born outside the container: a supervisor (run -d, the engine) has
+    # unshared the PID namespace for the container's PID 1, and its next child would be born
+    # in there too. Joining our own PID namespace again sets that back.
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    try:
+        syscalls.setns(own, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    read_end, write_end = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.close(read_end)
+        report = "125:the exec helper failed"
+        try:
+            enter_container(namespaces, cgroup_paths)
+            report = str(process.spawn(argv, env, cwd, setup))
+        except process.StartError as e:
+            report = f"{e.status}:{e}"
+        except BaseException as e:
+            report = f"125:{e}"
+        finally:
+            os.write(write_end, report.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    os.waitpid(helper, 0)                          # gone: its child is ours now
+    if not report.isdigit():
+        status, _, message = report.partition(":")
+        raise process.StartError(int(status) if status.isdigit() else 125, message or report)
+    return int(report)

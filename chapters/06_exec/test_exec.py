@@ -38,13 +38,18 @@ def test_the_exec_process_counts_in_the_containers_cgroup(lab, box):
     procs = Path(next(iter(box["Cgroup"]["Paths"].values()))) / "cgroup.procs"
     before = set(procs.read_text().split())
     run = subprocess.Popen([LAB, "exec", "box", "sleep", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    joined = set()
+    joined = None
     deadline = time.monotonic() + 30
-    while not joined and run.poll() is None and time.monotonic() < deadline:
-        joined = set(procs.read_text().split()) - before
+    while joined is None and run.poll() is None and time.monotonic() < deadline:
+        for pid in set(procs.read_text().split()) - before:
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x003\x00":
+                    joined = pid
+            except OSError:
+                pass                                               # gone already (lab's helper)
         time.sleep(0.02)
     assert run.wait(timeout=30) == 0, run.stderr.read().decode()
-    assert len(joined) == 1, "the exec'd process never showed up in the container's cgroup"
+    assert joined, "the exec'd process never showed up in the container's cgroup"
 
 
 def test_nsenter_from_the_host_agrees(lab, box):
@@ -75,3 +80,42 @@ def test_exec_into_a_stopped_or_unknown_container_fails_clearly(lab):
         "lab: error: container ending is not running (`lab ps -a` shows how it ended)\n"
     unknown = lab("exec", "nobody-here", "true")
     assert unknown.returncode == 125 and "no such container: nobody-here" in unknown.stderr
+
+
+# Watches the container's /proc for new processes and notes which mount namespace each is in
+# when first seen, until /tmp/stop appears; prints what it saw as JSON.
+WATCHER = """
+import json, os
+own, seen = os.readlink('/proc/self/ns/mnt'), {}
+while not os.path.exists('/tmp/stop'):
+    for pid in os.listdir('/proc'):
+        if pid.isdigit() and pid not in seen:
+            try:
+                seen[pid] = os.readlink(f'/proc/{pid}/ns/mnt') == own
+            except OSError:
+                pass
+print(json.dumps(seen))
+"""
+
+
+def test_an_exec_shows_up_in_the_container_only_once_it_is_wholly_inside(lab):
+    # A process that appeared in the container's PID namespace while still in the host's mount
+    # namespace could be caught there by the container's root (with CAP_SYS_PTRACE): its
+    # /proc/N/root is the host's /. Every exec'd process must be seen in the container's mounts.
+    python = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
+    started = lab("run", "-d", "--name", "watch", "--cap-add", "SYS_PTRACE", *python, "busybox",
+                  "/usr/bin/python3", "-I", "-c", WATCHER)
+    assert started.returncode == 0, started.stderr
+    try:
+        for _ in range(5):
+            assert lab("exec", "watch", "sleep", "0.2").returncode == 0
+        lab("exec", "watch", "touch", "/tmp/stop")
+        deadline = time.monotonic() + 30
+        while lab("inspect", "-f", "{{.State.Running}}", "watch").stdout.strip() == "true":
+            assert time.monotonic() < deadline, "the watcher did not end"
+            time.sleep(0.05)
+        seen = json.loads(lab("logs", "watch").stdout)
+    finally:
+        lab("rm", "-f", "watch")
+    assert len(seen) >= 6, f"the watcher saw too few processes to tell: {seen}"
+    assert all(seen.values()), f"processes seen in another mount namespace: {[p for p, ok in seen.items() if not ok]}"

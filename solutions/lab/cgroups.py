@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from lab import LabError
+from lab import LabError, devices
 
 ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000            # the scheduler's period for --cpus: 100 ms
@@ -158,6 +158,14 @@ class CgroupV2:
                 "PidsRefused": int(pids.get("max", 0))}
         # END SOLUTION
 
+    def allow_devices(self, privileged: bool) -> None:
+        """Which device nodes its processes may open (chapter 08): a BPF program on v2."""
+        devices.allow_v2(self.path, devices.DEFAULT_RULES, privileged)
+
+    def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
+        """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): one cgroup2."""
+        return [("", "cgroup2", "")]
+
     def processes(self) -> list[int]:
         path = self.path / "cgroup.procs"
         return pids_in(path)
@@ -170,16 +178,16 @@ class CgroupV1:
     """cgroup v1: one tree per controller. The container gets a folder in each tree it
     needs (memory, cpu, cpuacct, pids), right below this process's own cgroup there."""
     version = "v1"
-    CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+    CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
 
     def __init__(self, name: str):
-        mounts = {c: Path(m) for m, t, options in mountinfo() if t == "cgroup"
-                  for c in options.split(",") if c in self.CONTROLLERS}
-        missing = [c for c in self.CONTROLLERS if c not in mounts]
+        self.mounts = {c: (Path(m), options) for m, t, options in mountinfo() if t == "cgroup"
+                       for c in options.split(",") if c in self.CONTROLLERS}
+        missing = [c for c in self.CONTROLLERS if c not in self.mounts]
         if missing:
             raise LabError(f"cgroup v1: no hierarchy for {', '.join(missing)} is mounted (see `lab doctor`)")
         own = own_cgroups()
-        self.dirs = {c: mounts[c] / own[c].lstrip("/") / name for c in self.CONTROLLERS}
+        self.dirs = {c: self.mounts[c][0] / own[c].lstrip("/") / name for c in self.CONTROLLERS}
 
     @property
     def paths(self) -> dict[str, str]:
@@ -245,6 +253,18 @@ class CgroupV1:
                 "PidsRefused": int(pids.get("max", 0))}
         # END SOLUTION
 
+    def allow_devices(self, privileged: bool) -> None:
+        """Which device nodes its processes may open (chapter 08): the devices controller."""
+        devices.allow_v1(self.dirs["devices"], devices.DEFAULT_RULES, privileged)
+
+    def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
+        """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): each of its
+        hierarchies, named as the host names them (cpu,cpuacct), with the host's options."""
+        found = {}
+        for mount, options in self.mounts.values():
+            found[mount.name] = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
+        return [(folder, "cgroup", options) for folder, options in found.items()]
+
     def processes(self) -> list[int]:
         path = self.dirs["pids"] / "cgroup.procs"
         return pids_in(path)
@@ -271,6 +291,13 @@ def create(name: str, limits: Limits):
     cgroup = manager(name)
     cgroup.create(limits)
     return cgroup
+
+
+def join_paths(paths: dict[str, str]) -> None:
+    """Move the calling process into a container's cgroup, from the paths recorded in its
+    state (`lab exec`): each v1 hierarchy's folder, or the one v2 folder."""
+    for path in dict.fromkeys(paths.values()):
+        write(Path(path) / "cgroup.procs", 0)
 
 
 def remove(paths: dict[str, str]) -> None:

@@ -14,7 +14,9 @@ import signal
 import sys
 import time
 
-from lab import Conflict, LabError, cgroups, images, namespaces, overlay, process, rootfs, store, trace, volumes
+from lab import (Conflict, LabError, cgroups, images, namespaces, overlay, process, rootfs, seccomp, security,
+                 store, trace, volumes)
+from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -64,9 +66,11 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
 
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None, interactive=False,
-           tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=()) -> store.Container:
+           tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
+           cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit)
+    confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
     image = images.resolve(image_ref)
     entrypoint = image["Config"].get("Entrypoint") or []
     argv = entrypoint + (command or image["Config"].get("Cmd") or [])
@@ -94,7 +98,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
-              "Limits": vars(limits), "Mounts": mounts}
+              "Limits": vars(limits), "Mounts": mounts, "Security": confinement}
     container = store.create_container(config)
     for mount in mounts:
         if mount["Type"] == "volume":
@@ -112,8 +116,9 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     return container
 
 
-def enter_rootfs(container: store.Container, layers: list[str]) -> None:
+def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
+    layers = [str(images.layer_path(d)) for d in container.config["Layers"]]
     root = str(container.path / "merged")
     upper, work = str(container.path / "upper"), str(container.path / "work")
     # The layers stacked under a writable upper folder of its own: the image never changes.
@@ -199,40 +204,26 @@ class Stdio:
 
 
 def start(container: store.Container, piped: bool = False):
-    """Start the container's process and record it as running: its pid, its cgroup, its stdio."""
-    config = container.config
-    env = dict(item.split("=", 1) for item in config["Env"])
-    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
-    layers = [str(images.layer_path(d)) for d in config["Layers"]]
+    """Start the container's process and record it as running: its pid, its cgroup, its stdio.
 
+    The parent's side, in order: the cgroup (with its device rules), what the child will
+    apply (security), a new PID namespace for the next child, the fork; then wait for the
+    child's exec (init_container is the child's side).
+    """
+    config = container.config
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
     if cgroup is NOT_WRITTEN:
         cgroup = None
     else:                                               # so that `lab rm -f` can clean it up
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
     trace.mark("cgroup")
-
     stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
-
-    def prepare_child():
-        # In the child, after fork and before exec, in the order the kernel needs.
-        if cgroup is not None:
-            step("02", cgroup.join)                      # first: all it does from now on counts
-        trace.mark("fork, and joining the cgroup")
-        if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
-            check_new_namespaces(host_namespaces)
-            namespaces.make_mounts_private()
-            step("01", namespaces.set_hostname, config["Hostname"])
-            namespaces.bring_up_loopback()
-            trace.mark("namespaces")
-            if step("03", enter_rootfs, container, layers) is NOT_WRITTEN:   # the image's files as /
-                step("01", namespaces.mount_proc)        # or at least a /proc of its own
-        stdio.in_child()                     # last: its terminal comes from its own /dev/ptmx
-
     trace.before_fork()
     try:
+        policy = security_policy(config, cgroup)
         step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
-        pid = process.spawn(config["Cmd"], env, config["WorkingDir"], setup=prepare_child)
+        pid = process.spawn(config["Cmd"], env_of(config), config["WorkingDir"],
+                            setup=lambda: init_container(container, cgroup, policy, stdio))
     except BaseException:
         if cgroup is not None:
             cgroup.destroy()
@@ -245,6 +236,42 @@ def start(container: store.Container, piped: bool = False):
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time())
     return pid, cgroup, stdio
+
+
+def security_policy(config: dict, cgroup):
+    """Chapter 08's part of the parent: the device rules on the cgroup, and what the child
+    will apply (its seccomp filter compiled here, where libseccomp and the cache are in sight)."""
+    options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
+    if cgroup is not None and step("08", cgroup.allow_devices, options.get("Privileged", False)) is NOT_WRITTEN:
+        return None
+    program = None if options.get("Privileged") else seccomp.filter_for(
+        options.get("Seccomp"), set(options["Capabilities"]), store.lab_root() / "seccomp")
+    trace.mark("security policy")
+    return security.Policy(options, program, cgroup.cgroupfs_mounts() if cgroup else [])
+
+
+def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -> None:
+    """The child's side, between fork and exec, in the order the kernel needs."""
+    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
+    if cgroup is not None:
+        step("02", cgroup.join)                      # first: all it does from now on counts
+    trace.mark("fork, and joining the cgroup")
+    if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
+        check_new_namespaces(host_namespaces)
+        namespaces.make_mounts_private()
+        step("01", namespaces.set_hostname, container.config["Hostname"])
+        namespaces.bring_up_loopback()
+        trace.mark("namespaces")
+        if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
+            step("01", namespaces.mount_proc)        # or at least a /proc of its own
+    stdio.in_child()                                 # its terminal comes from its own /dev/ptmx
+    if policy is not None:
+        step("08", security.apply, policy)           # last: what root in it may no longer do
+        trace.mark("security")
+
+
+def env_of(config: dict) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in config["Env"])
 
 
 def finish(container: store.Container, status: int, cgroup) -> None:
@@ -340,33 +367,35 @@ def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, 
 
 
 def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir) -> int:
-    from lab import exec as enter
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
     cwd = workdir or container.config["WorkingDir"]
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
-    environ = environment(dict(item.split("=", 1) for item in container.config["Env"]), list(env))
+    environ = environment(env_of(container.config), list(env))
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
+    options = container.config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
+    program = None if options.get("Privileged") else seccomp.filter_for(
+        options.get("Seccomp"), set(options["Capabilities"]), store.lab_root() / "seccomp")
+    policy = security.Policy(options, program, [])
     try:
         namespaces = enter.open_namespaces(container.state["Pid"])
     except FileNotFoundError:                          # it ended just now
         raise not_running from None
-    cgroup_paths = container.state.get("Cgroup", {}).get("Paths", {})
-
-    def prepare_child():
-        enter.join_cgroup(cgroup_paths)                # while the host's /sys/fs/cgroup is in sight
-        enter.join(namespaces, enter.NAMESPACES)       # mnt last: it moves / and the working directory too
-        stdio.in_child()                               # in its mounts: its own /dev/ptmx
-
     try:
-        enter.join(namespaces, ["pid"])                # our next child is born in the container's
-        return process.spawn(command, environ, cwd, setup=prepare_child)
+        return enter.spawn_inside(namespaces, container.state.get("Cgroup", {}).get("Paths", {}),
+                                  command, environ, cwd, setup=lambda: init_exec(stdio, policy))
     finally:
         for fd in namespaces.values():
             os.close(fd)
+
+
+def init_exec(stdio: Stdio, policy) -> None:
+    """The exec'd command's side, inside the container's namespaces, before its exec."""
+    stdio.in_child()                                   # in its mounts: its own /dev/ptmx
+    step("08", security.apply, policy, True)           # the container's capabilities and seccomp
 
 
 def kill(container: store.Container, sig: int) -> None:

@@ -32,7 +32,6 @@ class ApiError(Exception):
 
 # docker create options lab does not have: refused with one line, never silently ignored.
 UNSUPPORTED = {"Entrypoint": "--entrypoint", "User": "-u/--user", "HostConfig.PortBindings": "-p",
-               "HostConfig.Privileged": "--privileged", "HostConfig.CapAdd": "--cap-add",
                "HostConfig.Devices": "--device", "HostConfig.Mounts": "--mount (use -v)",
                "HostConfig.VolumesFrom": "--volumes-from", "HostConfig.Links": "--link"}
 
@@ -65,7 +64,8 @@ def create_container(body: dict, name: str | None) -> dict:
         memory=f"{host['Memory']}b" if host.get("Memory") else None,
         cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
         pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
-        mounts=host.get("Binds") or [])
+        mounts=host.get("Binds") or [], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
+        privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [])
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {})
     store.write_json(c.path / "config.json", c.config)

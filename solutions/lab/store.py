@@ -104,7 +104,7 @@ class Container:
                        "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
             "HostConfig": {"Memory": limits.get("memory") or 0,
                            "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
-                           "PidsLimit": limits.get("pids")},
+                           "PidsLimit": limits.get("pids"), **security_fields(config.get("Security"))},
             "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
                         "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
                         "Propagation": "rprivate"} for m in config.get("Mounts", [])],
@@ -118,6 +118,18 @@ class Container:
                        "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
                        "PidsRefused": stats.get("PidsRefused")},
         }
+
+
+def security_fields(options: dict | None) -> dict:
+    """HostConfig's fields for chapter 08, as docker shows them."""
+    if not options:
+        return {}
+    seccomp = options.get("Seccomp")
+    opts = (["no-new-privileges"] if options.get("NoNewPrivileges") else []) + \
+        (["seccomp=unconfined"] if seccomp == "unconfined" else ["seccomp=<profile>"] if seccomp else [])
+    return {"Privileged": options.get("Privileged", False), "CapAdd": options.get("CapAdd") or None,
+            "CapDrop": options.get("CapDrop") or None, "SecurityOpt": opts or None,
+            "Capabilities": options.get("Capabilities")}
 
 
 def ago(seconds: float) -> str:

@@ -81,3 +81,29 @@ def socket(family: int, kind: int) -> int:
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
+
+
+# prctl(2) options (linux/prctl.h) the runtime uses.
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                         ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+    return _check(result, "prctl", option, arg2)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks, bit N = capability N); man 2 capset.
+
+    The kernel's v3 interface takes a header and two 32-bit halves of each set.
+    """
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)      # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)(effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
+                                 effective >> 32, permitted >> 32, inheritable >> 32)
+    _check(_libc.capset(header, data), "capset", hex(effective), hex(permitted), hex(inheritable))

@@ -1,0 +1,191 @@
+"""Chapter 08: security, what root inside a container may still do.   Check your work: pytest chapters/08_security
+
+Each test is a way out of a container that a runtime without chapter 08 leaves open, tried
+from inside `lab run` as a curious root would. The probes are safe for the machine running
+them: files are opened but never written, mounts are read-only or tmpfs, nothing is changed.
+Some probes need more than busybox: they run the host's own python3, bind-mounted read-only
+into the container (-v /usr:/usr:ro), with ctypes for the calls no shell command makes.
+"""
+import json
+import os
+import subprocess
+
+from lab import security
+
+DEFAULT = security.mask(security.DEFAULT_CAPABILITIES)             # 0xa80425fb
+PYTHON = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
+
+
+def status_of(lab, *flags) -> dict[str, str]:
+    """/proc/self/status of a container's PID 1, started with flags: {"CapEff": "...", ...}."""
+    result = lab("run", "--rm", *flags, "busybox", "cat", "/proc/self/status")
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(":\t", 1) for line in result.stdout.splitlines() if ":\t" in line)
+
+
+def probe(lab, code: str, *flags) -> dict:
+    """Run python code in a container; it prints a JSON object of what it saw, which we return."""
+    prelude = ("import ctypes, errno, json, os\n"
+               "libc = ctypes.CDLL(None, use_errno=True)\n"
+               "def err(result):\n"
+               "    return 'ok' if result >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+               "def try_open(path, flags=os.O_RDONLY):\n"
+               "    try:\n"
+               "        os.close(os.open(path, flags))\n"
+               "        return 'ok'\n"
+               "    except OSError as e:\n"
+               "        return errno.errorcode[e.errno]\n")
+    result = lab("run", "--rm", *PYTHON, *flags, "busybox", "/usr/bin/python3", "-I", "-c", prelude + code)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def host_disk(scratch) -> tuple[int, int]:
+    """major:minor of a block device the host may open: the one that holds / if it may (some
+    sandboxes forbid even that), else the first other one (a loop device will do)."""
+    candidates = [line.split()[2] for line in open("/proc/self/mountinfo") if line.split()[4] == "/"]
+    candidates += [open(f"/sys/block/{d}/dev").read().strip() for d in sorted(os.listdir("/sys/block"))]
+    for device in candidates:
+        major, minor = (int(n) for n in device.split(":"))
+        node = scratch / f"disk-{major}-{minor}"
+        os.mknod(node, 0o60600, os.makedev(major, minor))
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            return major, minor
+        except OSError:
+            continue
+        finally:
+            node.unlink()
+    raise AssertionError("no block device on this machine that the host itself may open")
+
+
+def test_a_container_keeps_only_dockers_fourteen_capabilities(lab):
+    status = status_of(lab)
+    for capability_set in ("CapBnd", "CapPrm", "CapEff", "CapInh"):
+        assert int(status[capability_set], 16) == DEFAULT, f"{capability_set} is {status[capability_set]}"
+    assert int(status["CapAmb"], 16) == 0
+
+
+def test_the_hosts_disk_can_be_made_but_neither_opened_nor_mounted(lab, tmp_path):
+    major, minor = host_disk(tmp_path)
+    script = (f"mknod /tmp/disk b {major} {minor} && echo made; mkdir /tmp/m; "
+              "dd if=/tmp/disk of=/dev/null bs=512 count=1 2>/dev/null && echo opened; "
+              "mount -o ro /tmp/disk /tmp/m 2>/dev/null && echo mounted; true")
+    result = lab("run", "--rm", "busybox", "sh", "-c", script)
+    assert result.stdout == "made\n", f"the host's disk {major}:{minor} was reachable: {result.stdout.split()}"
+
+
+def test_devices_off_the_allow_list_cannot_be_opened_but_the_usual_ones_can(lab):
+    seen = probe(lab, "os.mknod('/tmp/mem', 0o20600, os.makedev(1, 1))\n"
+                      "os.mknod('/tmp/kmsg', 0o20600, os.makedev(1, 11))\n"
+                      "print(json.dumps({p: try_open(p) for p in ['/tmp/mem', '/tmp/kmsg', '/dev/null', '/dev/zero']}))")
+    assert seen == {"/tmp/mem": "EPERM", "/tmp/kmsg": "EPERM", "/dev/null": "ok", "/dev/zero": "ok"}
+
+
+def test_open_by_handle_at_the_shocker_exploit_is_refused(lab):
+    # Shocker guessed the host's inode handles and opened them by handle, which needs
+    # CAP_DAC_READ_SEARCH. Any handle will do to see whether the call is allowed at all: a
+    # made-up one gets ESTALE or EINVAL where it is, EPERM where it is refused.
+    seen = probe(lab, "handle = (ctypes.c_uint32 * 4)(8, 1, 2, 0)\n"          # 8 bytes of handle, type 1
+                      "fd = libc.open_by_handle_at(os.open('/', os.O_RDONLY), handle, os.O_RDONLY)\n"
+                      "print(json.dumps({'open_by_handle_at': err(fd)}))")
+    assert seen == {"open_by_handle_at": "EPERM"}
+
+
+def test_proc_sys_sysrq_and_the_cgroup_files_are_read_only(lab):
+    # Opened for writing, never written: the open is where a read-only mount says no.
+    seen = probe(lab, "limit = '/sys/fs/cgroup/memory.max' if os.path.exists('/sys/fs/cgroup/memory.max') "
+                      "else '/sys/fs/cgroup/memory/memory.limit_in_bytes'\n"
+                      "files = [limit, '/proc/sys/kernel/core_pattern', '/proc/sysrq-trigger']\n"
+                      "seen = {f: try_open(f, os.O_WRONLY) for f in files if os.path.exists(f)}\n"
+                      "print(json.dumps({'limit': open(limit).read().strip(), **seen}))", "-m", "64m")
+    assert seen.pop("limit") == str(64 << 20)
+    assert len(seen) >= 2 and set(seen.values()) == {"EROFS"}, seen
+
+
+def test_no_new_filesystem_can_be_mounted(lab):
+    script = ("mkdir /tmp/m; for fs in tmpfs proc sysfs cgroup2 binfmt_misc; do "
+              "mount -t $fs none /tmp/m 2>/dev/null && echo $fs && umount /tmp/m; done; true")
+    assert lab("run", "--rm", "busybox", "sh", "-c", script).stdout == ""
+
+
+def test_the_kernels_private_files_are_masked(lab):
+    script = "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do head -c 1 $f 2>/dev/null; done; ls /sys/firmware"
+    assert lab("run", "--rm", "busybox", "sh", "-c", script).stdout == ""
+
+
+def test_clock_kernel_log_perf_and_bpf_are_refused(lab):
+    # Each call asks for nothing to change: settimeofday(NULL, NULL) only checks the right to
+    # set the clock; perf and bpf make an object that is closed at once. (x86_64 numbers.)
+    seen = probe(lab, "libc.syscall.restype = ctypes.c_long; n = ctypes.c_long\n"
+                      "attr = (ctypes.c_uint32 * 32)(1, 128)\n"                              # a software counter
+                      "perf = libc.syscall(n(298), attr, n(-1), n(0), n(-1), n(0))\n"        # every process, CPU 0
+                      "bpf = libc.syscall(n(321), n(0), (ctypes.c_uint32 * 32)(2, 4, 4, 1), n(128))\n"   # an array map
+                      "clock = libc.syscall(n(164), None, None)\n"
+                      "buf = ctypes.create_string_buffer(64)\n"
+                      "print(json.dumps({'settimeofday': err(clock), 'perf': err(perf),"
+                      " 'bpf': err(bpf), 'dmesg': err(libc.klogctl(3, buf, 64))}))")
+    assert seen == {"settimeofday": "EPERM", "perf": "EPERM", "bpf": "EPERM", "dmesg": "EPERM"}
+
+
+def test_a_blocked_call_fails_with_eperm_from_the_seccomp_filter(lab):
+    status = status_of(lab)
+    assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "0")              # 2: a filter is installed
+    assert "Operation not permitted" in lab("run", "--rm", "busybox", "unshare", "-m", "true").stderr
+    unconfined = status_of(lab, "--security-opt", "seccomp=unconfined")
+    assert (unconfined["Seccomp"], int(unconfined["CapEff"], 16)) == ("0", DEFAULT)
+
+
+def test_a_profile_of_your_own_and_no_new_privileges(lab, tmp_path):
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
+    made = lab("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "mkdir", "/tmp/x")
+    assert made.returncode == 1 and "Function not implemented" in made.stderr
+    assert status_of(lab, "--security-opt", "no-new-privileges")["NoNewPrivs"] == "1"
+
+
+def test_cap_add_cap_drop_and_privileged(lab, tmp_path):
+    assert int(status_of(lab, "--cap-drop", "ALL", "--cap-add", "net_admin")["CapEff"], 16) == 1 << 12
+    assert int(status_of(lab, "--cap-drop", "CAP_CHOWN")["CapEff"], 16) == DEFAULT & ~1
+    privileged = status_of(lab, "--privileged")
+    ours = [line for line in open("/proc/self/status") if line.startswith("CapPrm")][0].split()[1]
+    assert (privileged["CapEff"], privileged["Seccomp"]) == (ours, "0")          # all of the runtime's
+    script = "mknod /tmp/disk b %d %d; dd if=/tmp/disk of=/dev/null bs=1 count=0 2>/dev/null && echo opened" % host_disk(tmp_path)
+    assert lab("run", "--rm", "--privileged", "busybox", "sh", "-c", script).stdout == "opened\n"
+
+
+def test_bad_security_flags_are_one_line_and_create_nothing(lab):
+    for flags in (["--cap-add", "FLY"], ["--security-opt", "apparmor=x"], ["--security-opt", "seccomp=/nowhere.json"]):
+        result = lab("run", *flags, "busybox", "true")
+        assert result.returncode == 125 and result.stderr.count("\n") == 1 and "lab: error:" in result.stderr
+    assert lab("ps", "-a", "-q").stdout == ""
+    good = lab("run", "--rm", "--cap-add", "cap_sys_time", "--security-opt", "no-new-privileges:true", "busybox", "true")
+    assert good.returncode == 0, good.stderr
+
+
+def test_an_exec_gets_the_containers_confinement(lab):
+    assert lab("run", "-d", "--name", "confined", "--cap-drop", "NET_RAW", "busybox", "sleep", "600").returncode == 0
+    try:
+        result = lab("exec", "confined", "cat", "/proc/self/status")
+    finally:
+        lab("rm", "-f", "confined")
+    status = dict(line.split(":\t", 1) for line in result.stdout.splitlines() if ":\t" in line)
+    assert (int(status["CapEff"], 16), status["Seccomp"]) == (DEFAULT & ~(1 << 13), "2")
+
+
+def test_inspect_shows_the_confinement_as_docker_does(lab):
+    lab("run", "--name", "shown", "--cap-add", "SYS_TIME", "--security-opt", "no-new-privileges", "busybox", "true")
+    try:
+        host = json.loads(lab("inspect", "shown").stdout)[0]["HostConfig"]
+    finally:
+        lab("rm", "shown")
+    assert (host["CapAdd"], host["CapDrop"], host["Privileged"], host["SecurityOpt"]) == \
+        (["SYS_TIME"], None, False, ["no-new-privileges"])
+
+
+def test_lab_itself_keeps_its_powers_outside(lab):
+    # The confinement is the container's: the runtime, and the host, are untouched.
+    before = open("/proc/self/status").read()
+    assert lab("run", "--rm", "busybox", "true").returncode == 0
+    assert subprocess.run(["grep", "CapEff", "/proc/self/status"], capture_output=True, text=True).stdout in before

@@ -1,0 +1,214 @@
+"""Chapter 08: security, what root inside a container may still do.
+
+Namespaces hide the host, cgroups ration it, pivot_root takes its files away, and yet the
+process in the container is root: the kernel checks root's powers, not its view. Left as
+they are, it can make a device node for the host's disk and mount it, reach the kernel's
+settings through /proc/sys, load BPF programs, set the clock. Docker's defaults take those
+powers away in layers; the child applies them last, just before exec, in this order (runc's
+standard_init_linux.go does the same):
+
+1. masked and read-only paths: the /proc and /sys files that show or steer the whole machine;
+2. the capability bounding set: of root's 41 capabilities (man 7 capabilities), 14 stay;
+3. no_new_privs, on request: no exec can gain privileges again (setuid files, file caps);
+4. seccomp: a filter on the system calls themselves (seccomp.py). Without no_new_privs,
+   installing one needs CAP_SYS_ADMIN: so it comes before the capabilities go;
+5. capset: the effective, permitted and inheritable sets cut down to the 14; ambient cleared.
+Which device nodes may be opened is the devices cgroup's job (devices.py), set by the parent.
+`--privileged` skips all of it: the explicit way out, as docker's.
+See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
+"""
+import os
+
+from lab import LabError, syscalls
+from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+
+# Capability numbers (linux/capability.h): a capability's number is its bit in a set.
+CAPABILITIES = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
+
+# What a docker container keeps: enough to be root in its own files, nothing over the host.
+DEFAULT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"]
+
+# Hidden (a directory gets an empty read-only tmpfs, a file /dev/null): they show the host's
+# memory (kcore), keys, timers and hardware, or they reach firmware.
+MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"]
+# Readable but read-only: writing to them changes the whole machine (/proc/sys/kernel/core_pattern
+# runs a program as the host's root; sysrq-trigger reboots it).
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def capability_names(add=(), drop=(), privileged=False) -> list[str]:
+    """The container's capabilities from --cap-add, --cap-drop and --privileged, as docker
+    reads them: names with or without CAP_, any case; ALL; drops first, then adds."""
+    def names(values, flag):
+        found = []
+        for value in values:
+            name = value.upper().removeprefix("CAP_")
+            if name != "ALL" and name not in CAPABILITIES:
+                raise LabError(f"{flag}: unknown capability {value!r}: use a name from `man 7 capabilities`, "
+                               "e.g. NET_ADMIN, or ALL")
+            found.append(name)
+        return found
+    add, drop = names(add, "--cap-add"), names(drop, "--cap-drop")
+    if privileged or "ALL" in add:
+        return list(CAPABILITIES)
+    kept = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c not in drop]
+    return kept + [c for c in add if c not in kept]
+
+
+def options(cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> dict:
+    """The container's "Security" record from the flags docker has for it; bad input is one line.
+
+    --security-opt no-new-privileges[:true|false], seccomp=unconfined, seccomp=PROFILE.json
+    (read now: a later change to the file does not change the container) or, from the engine,
+    seccomp=<the profile's JSON itself> (the docker command sends the file's content).
+    """
+    import json
+    record = {"Privileged": bool(privileged), "CapAdd": list(cap_add), "CapDrop": list(cap_drop),
+              "Capabilities": capability_names(cap_add, cap_drop, privileged),
+              "NoNewPrivileges": False, "Seccomp": None}
+    for opt in security_opt:
+        key, sep, value = opt.replace(":", "=", 1).partition("=") if opt.startswith("no-new") else opt.partition("=")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            record["NoNewPrivileges"] = value != "false"
+        elif key == "seccomp" and value == "unconfined":
+            record["Seccomp"] = "unconfined"
+        elif key == "seccomp" and value:
+            try:
+                text = value if value.lstrip().startswith("{") else open(value).read()
+                record["Seccomp"] = json.loads(text)
+            except (OSError, ValueError) as e:
+                raise LabError(f"--security-opt seccomp={value[:60]}: cannot read the profile ({e}): "
+                               "give a JSON file in docker's seccomp profile format") from None
+        else:
+            raise LabError(f"--security-opt {opt!r}: lab knows no-new-privileges, seccomp=unconfined "
+                           "and seccomp=PROFILE.json")
+    return record
+
+
+def mask(names: list[str]) -> int:
+    """A capability set as the kernel takes it: bit N for capability number N."""
+    return sum(1 << CAPABILITIES.index(name) for name in names)
+
+
+def held_capabilities() -> int:
+    """The capabilities this process holds (its permitted set)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("CapPrm:")).split()[1], 16)
+
+
+def last_capability() -> int:
+    """The highest capability number this kernel knows (older kernels know fewer)."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+class Policy:
+    """What the child applies, prepared by the parent: the capability mask, no_new_privs, the
+    compiled seccomp program (None: unconfined), and whether this is --privileged."""
+
+    def __init__(self, config: dict, seccomp_program: bytes | None, cgroupfs: list):
+        self.privileged = config.get("Privileged", False)
+        self.last_cap = last_capability()         # read while the host's /proc is in sight
+        # No more than lab holds itself (capset refuses to add any): --privileged is "all of lab's".
+        self.capabilities = mask(config["Capabilities"]) & held_capabilities()
+        self.no_new_privs = config.get("NoNewPrivileges", False)
+        self.seccomp_program = seccomp_program
+        self.cgroupfs = cgroupfs                  # see mount_cgroupfs
+
+
+def apply(policy: Policy, joining: bool = False) -> None:
+    """In the child, after its rootfs and terminal are ready, right before exec: the order of
+    the module's docstring. joining (lab exec): the container's mounts are masked already."""
+    from lab import seccomp
+    if not joining:                               # (lab exec: the container's mounts are made)
+        mount_cgroupfs(policy.cgroupfs, read_only=not policy.privileged)
+        if not policy.privileged:
+            mask_paths()
+    drop_bounding_set(policy.capabilities, policy.last_cap)
+    if policy.no_new_privs:
+        set_no_new_privs()
+    if policy.seccomp_program is not None:
+        seccomp.install(policy.seccomp_program)
+    set_capabilities(policy.capabilities)
+
+
+def mask_paths() -> None:
+    """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys."""
+    # HINT: a file is hidden by bind-mounting /dev/null over it; a directory by mounting an
+    # HINT: empty tmpfs on it, read-only. A path this kernel does not have is left alone.
+    # HINT: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY
+    # HINT: (the flags of a bind come from the remount; see rootfs.bind_readonly).
+    # BEGIN SOLUTION 08
+    for path in MASKED_PATHS:
+        if os.path.isdir(path):
+            syscalls.mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        elif os.path.exists(path):
+            syscalls.mount("/dev/null", path, None, MS_BIND)
+    for path in READONLY_PATHS:
+        if os.path.exists(path):
+            syscalls.mount(path, path, None, MS_BIND | MS_REC)
+            syscalls.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # END SOLUTION
+
+
+def drop_bounding_set(keep: int, last_cap: int) -> None:
+    """Take every capability not in keep out of the bounding set: no exec can get it back."""
+    # HINT: the bounding set caps what any later exec may hold; root's exec otherwise gets it all.
+    # HINT: prctl(PR_CAPBSET_DROP, N) takes capability N out; numbers go from 0 to last_cap.
+    # BEGIN SOLUTION 08
+    for number in range(last_cap + 1):
+        if not keep & (1 << number):
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+    # END SOLUTION
+
+
+def set_no_new_privs() -> None:
+    """--security-opt no-new-privileges: from now on exec never raises privileges."""
+    # BEGIN SOLUTION 08
+    syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    # END SOLUTION
+
+
+def set_capabilities(keep: int) -> None:
+    """Cut the effective, permitted and inheritable sets down to keep; clear the ambient set."""
+    # HINT: one capset call sets all three sets; the ambient set is cleared with
+    # HINT: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). This comes last: dropping
+    # HINT: CAP_SYS_ADMIN earlier would forbid the mounts and the seccomp filter.
+    # BEGIN SOLUTION 08
+    syscalls.capset(keep, keep, keep)
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    # END SOLUTION
+
+
+def mount_cgroupfs(mounts: list[tuple[str, str, str]], read_only: bool = True) -> None:
+    """The container's own cgroup at /sys/fs/cgroup, read-only (--privileged: writable), as
+    docker mounts it.
+
+    The child is in a cgroup namespace whose root is its own cgroup: a cgroup filesystem
+    mounted here shows that cgroup as its /, and nothing of the host's. mounts is
+    [(folder, type, options)]: one cgroup2 mount on v2; on v1 one per hierarchy, in folders
+    of a tmpfs that is then made read-only too.
+    """
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if read_only else 0)
+    target = "/sys/fs/cgroup"
+    if not mounts or not os.path.isdir(target):
+        return
+    if mounts[0][1] == "cgroup2":
+        syscalls.mount("cgroup2", target, "cgroup2", flags)
+        return
+    syscalls.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k")
+    for folder, fstype, options in mounts:
+        os.mkdir(f"{target}/{folder}")
+        syscalls.mount("cgroup", f"{target}/{folder}", fstype, flags, options)
+        for controller in folder.split(",") if "," in folder else ():    # cpu -> cpu,cpuacct
+            os.symlink(folder, f"{target}/{controller}")
+    syscalls.mount(None, target, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=755,size=64k")
