@@ -168,7 +168,7 @@ def containers() -> dict[str, str]:
     """The containers under this session's LAB_ROOT: folder -> what it runs."""
     folder = Path(os.environ["LAB_ROOT"], "containers")
     found = {}
-    for path in folder.glob("*") if folder.is_dir() else ():
+    for path in folder.glob("[!.]*") if folder.is_dir() else ():       # (not .lock, .removing-*)
         try:
             found[path.name] = " ".join(json.loads((path / "config.json").read_text())["Cmd"])
         except (OSError, ValueError, KeyError):

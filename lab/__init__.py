@@ -12,7 +12,7 @@
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
 the background; daemon.py serves engine.py's API over HTTP; images.py and store.py keep what
-lives under LAB_ROOT; syscalls.py wraps the kernel calls Python lacks; seccomp.py and
+lives under LAB_ROOT, and names.py checks every name before it becomes a path there; syscalls.py wraps the kernel calls Python lacks; seccomp.py and
 devices.py are chapter 08's filter of system calls and list of devices; cli.py is the `lab` command.
 """
 

@@ -19,6 +19,8 @@ from lab import LabError, devices
 ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000            # the scheduler's period for --cpus: 100 ms
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MAX_MEMORY = (1 << 63) - 1         # bytes: the kernel's largest (a signed 64-bit count); more wraps around
+MAX_PIDS = 1 << 22                 # the kernel's PID_MAX_LIMIT: pids.max refuses more
 
 
 class Limits:
@@ -32,12 +34,15 @@ class Limits:
         """Check the -m, --cpus and --pids-limit flags; bad values are a LabError."""
         limits = cls()
         if memory is not None:
-            m = re.fullmatch(r"(\d+)([bkmg]?)", memory.strip().lower())
+            m = re.fullmatch(r"([0-9]+)([bkmg]?)", memory.strip().lower())
             if not m:
                 raise LabError(f"invalid memory limit {memory!r}: use a number with b, k, m or g, e.g. -m 64m")
             limits.memory = int(m.group(1)) * UNITS[m.group(2)]
             if limits.memory < 6 << 20:
                 raise LabError(f"memory limit {memory} is too small: the minimum is 6m")
+            if limits.memory > MAX_MEMORY:
+                raise LabError(f"memory limit {memory} is too large: the kernel takes at most "
+                               f"{MAX_MEMORY >> 30}g (2**63-1 bytes); leave -m out for no limit")
         if cpus is not None:
             try:
                 limits.cpus = float(cpus)
@@ -46,8 +51,11 @@ class Limits:
             if not 0.01 <= limits.cpus <= os.cpu_count():
                 raise LabError(f"--cpus {cpus} is out of range: use 0.01 to {os.cpu_count()} (this machine's CPUs)")
         if pids is not None:
-            if not str(pids).isdigit() or int(pids) < 1:
+            if not re.fullmatch(r"[0-9]+", str(pids)) or int(pids) < 1:
                 raise LabError(f"invalid --pids-limit {pids!r}: use a whole number of processes, 1 or more")
+            if int(pids) > MAX_PIDS:
+                raise LabError(f"--pids-limit {pids} is too large: the kernel takes at most {MAX_PIDS}; "
+                               "leave it out for no limit")
             limits.pids = int(pids)
         return limits
 

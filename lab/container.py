@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from lab import (Conflict, LabError, cgroups, images, namespaces, overlay, process, rootfs, seccomp, security,
-                 store, trace, volumes)
+from lab import (Conflict, LabError, cgroups, images, names, namespaces, overlay, process, rootfs, seccomp,
+                 security, store, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -82,9 +82,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
     check_terminal(interactive, tty, supervised=detach)
-    if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
-        raise LabError(f"invalid container name {name!r}: two or more letters, digits, '_', '.' "
-                       "or '-', starting with a letter or digit")
+    if name is not None:
+        names.check_name(name, "container")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
@@ -233,8 +232,9 @@ def start(container: store.Container, piped: bool = False):
         stdio.close()
     trace.mark("exec")
     stdio.receive_master()
+    me = os.getpid()              # lab run, or the supervisor: who will record its end
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
-                         StartedAt=time.time())
+                         StartedAt=time.time(), Watcher=me, WatcherStartTime=store.process_start_time(me))
     return pid, cgroup, stdio
 
 
@@ -398,11 +398,22 @@ def init_exec(stdio: Stdio, policy) -> None:
     step("08", security.apply, policy, True)           # the container's capabilities and seccomp
 
 
+def signal_container(container: store.Container, sig: int) -> bool:
+    """Send sig to the container's PID 1; False if it had ended already."""
+    try:
+        os.kill(container.state["Pid"], sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def kill(container: store.Container, sig: int) -> None:
     """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace)."""
-    if not container.is_running():
+    if not container.is_running() or not signal_container(container, sig):
         raise LabError(f"container {container.name} is not running")
-    os.kill(container.state["Pid"], sig)
+    if sig == signal.SIGKILL and not container.watched():
+        wait_ended(container, 10)
+        record_unwatched_end(container, 128 + signal.SIGKILL)
 
 
 def stop(container: store.Container, timeout: float) -> None:
@@ -413,41 +424,49 @@ def stop(container: store.Container, timeout: float) -> None:
     """
     if not container.is_running():
         return
-    os.kill(container.state["Pid"], signal.SIGTERM)
-    if not wait_ended(container, timeout):
-        os.kill(container.state["Pid"], signal.SIGKILL)
+    killed = False
+    if signal_container(container, signal.SIGTERM) and not wait_ended(container, timeout):
+        killed = signal_container(container, signal.SIGKILL)
         wait_ended(container, 10)
+    record_unwatched_end(container, 128 + signal.SIGKILL if killed else None)
+
+
+def record_unwatched_end(container: store.Container, status: int | None) -> None:
+    """A container whose lab was killed: nobody else will record its end. Its exit status went
+    to whoever inherited its PID 1 (the host's init); we know it only when we killed it."""
+    container.reload()
+    if container.state.get("Status") == "running" and not container.is_running() and not container.watched():
+        container.save_state(Status="exited", ExitCode=status, FinishedAt=time.time(), Pid=0)
 
 
 def remove(container: store.Container, force: bool = False) -> None:
     """`lab rm`: a running container only with force (killed first); then nothing of it is left."""
+    if container.damage and not force:
+        raise Conflict(f"container {container.name} is damaged ({container.damage}): remove it with `lab rm -f`")
     if container.is_running():
         if not force:
             raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
-        try:
-            os.kill(container.state["Pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass                                       # it ended meanwhile
+        signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
     elif container.has_supervisor():                   # created, never started: its supervisor
         os.kill(container.state["Supervisor"], signal.SIGTERM)       # waits for a start; end it
         container.wait_for_supervisor(10)
-    if paths := container.state.get("Cgroup", {}).get("Paths"):
+    paths = container.state.get("Cgroup", {}).get("Paths")
+    if container.damage:                               # what it may have: the cgroup lab names after it
+        paths = cgroups.manager(f"lab-{container.id[:12]}").paths
+    if paths:
         cgroups.remove(paths)                          # its lab died before cleaning up: we do
     store.remove_container(container)
 
 
 def wait_ended(container: store.Container, timeout: float) -> bool:
-    """Wait until the container has ended and its end is recorded (or its supervisor is gone)."""
+    """Wait until the container has ended and its end is recorded (or nobody is left to record it)."""
     deadline = time.monotonic() + timeout
-    gone_since = None
     while time.monotonic() < deadline:
         container.reload()
         if container.state.get("Status") != "running":
             return True
-        if not container.is_running():
-            gone_since = gone_since or time.monotonic()
-            if time.monotonic() - gone_since > 2:      # nobody records it: its lab is gone
-                return True
+        if not container.is_running() and not container.watched():
+            return True                                # its lab is gone: nobody will record it
         time.sleep(0.02)
     return False

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from lab import LabError, engine, process
 
 DEFAULT_SOCKET = "/run/lab/lab.sock"
+MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
 
 
 class Request:
@@ -102,6 +103,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.socket.close()        # in this handler's process: only the daemon listens
         creds = self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         self.peer_pid, self.peer_uid, _ = struct.unpack("3i", creds)
+        signal.signal(signal.SIGALRM, too_slow)
+
+    def handle_one_request(self):
+        # A client has read_timeout seconds to send a whole request (its line, headers and body):
+        # one that stops half-way, or sends a body without end, would hold this process forever.
+        # read_body() stops the clock: what follows may last (wait, logs -f, attach, exec).
+        signal.setitimer(signal.ITIMER_REAL, self.server.read_timeout)
+        super().handle_one_request()
 
     def do_GET(self):
         self.dispatch()
@@ -170,19 +179,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
 
     def read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = b""
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                body += read_exactly(self.rfile, size)
-                self.rfile.readline()
-            while self.rfile.readline().strip():    # trailers
-                pass
-            return body
+        """Content-Length bytes, or chunks. Once it is read, handle_one_request's clock stops."""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise engine.ApiError(400, "invalid Content-Length") from None
-        return read_exactly(self.rfile, length)
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                return self.read_chunks()
+            length = self.headers.get("Content-Length") or "0"
+            if not re.fullmatch(r"[0-9]{1,20}", length):
+                raise engine.ApiError(400, f"invalid Content-Length {length[:20]!r}")
+            return read_exactly(self.rfile, check_size(int(length)))
+        except (TimeoutError, engine.ApiError) as e:
+            self.close_connection = True          # what is left of a bad body is no next request
+            if isinstance(e, TimeoutError):
+                raise engine.ApiError(408, f"the request body did not arrive within "
+                                      f"{self.server.read_timeout:g} s") from None
+            raise
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def read_chunks(self) -> bytes:
+        """A chunked body (RFC 9112, 7.1): chunks of SIZE (hex) CRLF, SIZE bytes, CRLF; a 0 ends it."""
+        body = b""
+        while True:
+            line = self.rfile.readline(100)
+            size = line.split(b";")[0].strip()               # a size may have ;extensions after it
+            if not re.fullmatch(rb"[0-9a-fA-F]{1,15}", size):
+                raise engine.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
+                                      "(hex digits)")
+            if int(size, 16) == 0:
+                break
+            body += read_exactly(self.rfile, check_size(len(body) + int(size, 16)) - len(body))
+            if self.rfile.readline(3) != b"\r\n":
+                raise engine.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
+                                      "size says")
+        while self.rfile.readline(1000).strip():    # trailers, up to an empty line
+            pass
+        return body
 
     def reply(self, status: int, body) -> None:
         data = b"" if body is None else (body.encode() if isinstance(body, str) else json.dumps(body).encode() + b"\n")
@@ -190,6 +221,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Api-Version", engine.API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         if status not in (204, 304):
             self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(body, str) else "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -205,6 +238,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         pass                                       # dispatch() logs one line per request
+
+    def log_error(self, format, *args):            # http.server's own: a request that timed out
+        print(f"lab daemon: {format % args}", file=sys.stderr, flush=True)
+
+
+def too_slow(signum, frame):
+    raise TimeoutError("the client did not send a whole request in time")
+
+
+def check_size(size: int) -> int:
+    if size > MAX_BODY:
+        raise engine.ApiError(413, f"the request body is too large: lab takes at most {MAX_BODY >> 20} MiB")
+    return size
 
 
 def read_exactly(f, size: int) -> bytes:
@@ -225,6 +271,7 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     max_children = 10_000          # each attached `docker run` holds two connections open
     block_on_close = False         # stopping: do not wait for `docker wait`s; they are ended
     hijacked = False
+    read_timeout = 30.0            # seconds to send a request; LAB_DAEMON_READ_TIMEOUT changes it
 
     def shutdown_request(self, request):
         if self.hijacked:          # in the handler's process: the supervisor owns the connection now
@@ -235,6 +282,7 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
 def serve(path: str) -> None:
     """Listen on path (0660, root only) until SIGTERM or Ctrl-C."""
+    timeout = read_timeout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX)
@@ -250,6 +298,7 @@ def serve(path: str) -> None:
         server = Server(path, Handler)
     finally:
         os.umask(old_umask)
+    server.read_timeout = timeout
     os.chown(path, 0, 0)
     signal_handlers(server)
     print(f"lab daemon: API {engine.API_VERSION} listening on unix://{path} (pid {os.getpid()})",
@@ -265,6 +314,19 @@ def serve(path: str) -> None:
         except FileNotFoundError:
             pass
         print("lab daemon: stopped; the containers keep running with their supervisors", file=sys.stderr)
+
+
+def read_timeout() -> float:
+    """LAB_DAEMON_READ_TIMEOUT, or 30: the seconds a client has to send a whole request."""
+    text = os.environ.get("LAB_DAEMON_READ_TIMEOUT") or str(Server.read_timeout)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 3600:
+        raise LabError(f"LAB_DAEMON_READ_TIMEOUT={text!r}: give the seconds a client has to send a request "
+                       "(more than 0, at most 3600)")
+    return seconds
 
 
 def signal_handlers(server) -> None:

@@ -20,24 +20,15 @@ import sys
 from pathlib import Path
 
 from lab import Conflict, LabError, NotFound
+from lab.names import digest_hex, parse_reference
 from lab.store import lab_root, read_json, write_json
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 2      # bump when build_busybox_layer changes: older builds are replaced
-REFERENCE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-                       r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
 
 
 def busybox_binary() -> Path:
     return Path(os.environ.get("LAB_BUSYBOX") or "/bin/busybox")
-
-
-def parse_reference(ref: str) -> tuple[str, str]:
-    """'busybox' -> ('busybox', 'latest'); 'me/app:v1' -> ('me/app', 'v1')."""
-    m = REFERENCE.match(ref)
-    if not m:
-        raise LabError(f"invalid image name {ref!r}: use lowercase NAME[:TAG], e.g. busybox or busybox:latest")
-    return m.group("name"), m.group("tag") or "latest"
 
 
 def images_dir() -> Path:
@@ -46,7 +37,14 @@ def images_dir() -> Path:
 
 def tags() -> dict[str, str]:
     path = images_dir() / "tags.json"
-    return read_json(path) if path.exists() else {}
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return {}
+    except ValueError:                  # damaged: the images are still there, by id; their names are lost
+        print(f"lab: warning: {path} is damaged: image names are lost (`lab images` lists the images "
+              "by id; tag them again with lab commit or lab image import)", file=sys.stderr)
+        return {}
 
 
 def resolve(ref: str) -> dict:
@@ -63,7 +61,7 @@ def resolve(ref: str) -> dict:
 
 def load(image_id: str) -> dict:
     """The image with this id, its RepoTags read from tags.json."""
-    image = read_json(images_dir() / f"{image_id.split(':')[1]}.json")
+    image = read_json(images_dir() / f"{digest_hex(image_id)}.json")
     image["RepoTags"] = sorted(ref for ref, i in tags().items() if i == image_id)
     return image
 
@@ -193,8 +191,19 @@ def locked():
         layers_dir().mkdir(parents=True, exist_ok=True)
         with open(images_dir() / ".lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
+            remove_unfinished_work()
             yield
     return lock()
+
+
+def remove_unfinished_work() -> None:
+    """What a killed import or commit left (.incoming-PID-* folders, .commit-PID.tar): the next
+    one to hold the lock removes them, once their PID is gone."""
+    import shutil
+    for path in layers_dir().glob(".*"):
+        pid = path.name.split("-")[1].split(".")[0] if path.name.startswith((".incoming-", ".commit-")) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def store_layer(folder: Path, digest: str) -> bool:
@@ -224,7 +233,7 @@ def save_image(image: dict, name: str, tag: str, image_id: str | None = None) ->
     image = {"Created": time.time(), **image}
     image["Size"] = sum(layer_size(digest) for digest in image["Layers"])
     image_id = image_id or "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
-    write_json(images_dir() / f"{image_id.split(':')[1]}.json", {"Id": image_id, **image})
+    write_json(images_dir() / f"{digest_hex(image_id)}.json", {"Id": image_id, **image})
     write_json(images_dir() / "tags.json", {**tags(), f"{name}:{tag}": image_id})
     return image_id
 
@@ -243,7 +252,7 @@ def remove_image(ref: str) -> list[str]:
     from lab import store
     with locked():
         image = find(ref)
-        named = ":".join(parse_reference(ref)) if REFERENCE.match(ref) else None
+        named = ":".join(parse_reference(ref))        # an id parses too: it is no tag, so all go
         untag = [named] if named in image["RepoTags"] else image["RepoTags"]
         last = len(untag) == len(image["RepoTags"])          # the last tag goes: the image goes
         if last:
@@ -254,10 +263,13 @@ def remove_image(ref: str) -> list[str]:
         write_json(images_dir() / "tags.json", {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
         if last:
-            (images_dir() / f"{image['Id'].split(':')[1]}.json").unlink()
+            (images_dir() / f"{digest_hex(image['Id'])}.json").unlink()
             done.append(f"Deleted: {image['Id']}")
             for digest in sorted(unused_layers()):
-                shutil.rmtree(layer_path(digest))
+                if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
+                    layer_path(digest).unlink()
+                else:
+                    shutil.rmtree(layer_path(digest))
                 done.append(f"Deleted: {digest}")
     return done
 
@@ -426,9 +438,7 @@ def read_json_member(open_member, member: str, digest: str | None = None):
 
 
 def blob_name(digest: str) -> str:
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(digest)):
-        raise LabError(f"unsupported or malformed digest {digest!r}: lab knows sha256 only")
-    return f"blobs/sha256/{digest[7:]}"
+    return f"blobs/sha256/{digest_hex(digest)}"
 
 
 def read_oci(open_member, added: list[str]) -> tuple[list[str], str, dict]:

@@ -7,14 +7,18 @@
                  scratch space), <id>/merged (where the union is mounted, in its namespace)
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
-Files are written whole or not at all (write a temporary file, then rename it).
+Files are written whole or not at all: a temporary file in the same folder, flushed to the
+disk (fsync), then renamed over the old one; a crash leaves the old file or the new one,
+never half of one. A record that is damaged anyway (a disk that filled up under an older lab,
+a hand edit) makes only its own container show as damaged: `lab rm -f` removes it.
 """
+import errno
 import json
 import os
 import time
 from pathlib import Path
 
-from lab import Conflict, LabError, NotFound
+from lab import Conflict, LabError, NotFound, names
 
 
 def lab_root() -> Path:
@@ -23,19 +27,57 @@ def lab_root() -> Path:
 
 def write_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise LabError(no_space(path, len(json.dumps(data, indent=2)))) from None
+        raise
+
+
+def no_space(path: Path, needed: int) -> str:
+    """The one line for a full disk: which filesystem, how much is free, what to do."""
+    root = lab_root()
+    free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
+    return (f"no space left on the filesystem of LAB_ROOT ({root}) to write {path.name} "
+            f"({needed} bytes; {free} bytes free): free some space (lab rm, lab rmi) and try again")
 
 
 def read_json(path: Path):
     return json.loads(path.read_text())
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files (.NAME.PID.tmp) whose writer is gone: a write it never finished."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            tmp.unlink(missing_ok=True)
+
+
+# What a container whose config.json cannot be read shows instead: enough for ps and rm -f.
+UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [],
+                  "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
+
+
 class Container:
     def __init__(self, path: Path):
         self.path = path
         self.id = path.name
-        self.config = read_json(path / "config.json")
+        self.damage = None           # what is wrong with its record, if anything
+        try:
+            self.config = read_json(path / "config.json")
+        except (FileNotFoundError, ValueError) as e:
+            if not path.is_dir():
+                raise FileNotFoundError(path) from None            # removed meanwhile
+            self.damage = ("its creation was interrupted (no config.json)" if isinstance(e, FileNotFoundError)
+                           else "its config.json is damaged")
+            self.config = {**UNKNOWN_CONFIG, "Id": self.id, "Created": path.stat().st_mtime}
         self.reload()
 
     def reload(self) -> None:
@@ -44,6 +86,9 @@ class Container:
             self.state = read_json(self.path / "state.json")
         except FileNotFoundError:
             self.state = getattr(self, "state", None) or {"Status": "created"}
+        except ValueError:
+            self.state = {"Status": "damaged"}
+            self.damage = self.damage or "its state.json is damaged"
 
     @property
     def name(self) -> str:
@@ -57,20 +102,55 @@ class Container:
             pass                # removed meanwhile (lab rm -f): nothing left to record
 
     def is_running(self) -> bool:
-        """Running on disk and its process still alive (the same process: same start time)."""
+        """Running on disk and its process still alive (the same process: same start time).
+
+        A container whose lab was killed between the fork and writing "running" has no pid
+        on disk, but its processes are in its cgroup: it is found there, and recorded."""
         pid = self.state.get("Pid")
-        if self.state.get("Status") != "running" or not pid:
-            return False
-        return process_start_time(pid) == self.state.get("PidStartTime")
+        if self.state.get("Status") == "running" and pid:
+            return process_start_time(pid) == self.state.get("PidStartTime")
+        if self.state.get("Status") == "created" and self.state.get("Cgroup"):
+            return self.adopt()
+        return False
+
+    def adopt(self) -> bool:
+        """Find the PID 1 of a container started by a lab that died before recording it."""
+        for path in dict.fromkeys(self.state["Cgroup"].get("Paths", {}).values()):
+            try:
+                pids = (Path(path) / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in map(int, pids):
+                try:
+                    nspid = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                             if line.startswith("NSpid:")][0].split()
+                except (OSError, IndexError):
+                    continue
+                if nspid[-1] == "1":             # PID 1 in its own PID namespace: the container's
+                    self.save_state(Status="running", Pid=pid, PidStartTime=process_start_time(pid),
+                                    StartedAt=self.path.stat().st_mtime)
+                    return True
+        return False
+
+    def watched(self) -> bool:
+        """Someone will record its end: its lab run (foreground) or its supervisor is alive."""
+        for key in ("Watcher", "Supervisor"):
+            pid = self.state.get(key)
+            if pid and process_start_time(pid) == self.state.get(f"{key}StartTime"):
+                return True
+        return False
 
     def status_text(self) -> str:
         """What `lab ps` says in its STATUS column."""
+        if self.damage:
+            return f"Damaged: {self.damage} (lab rm -f removes it)"
         if self.is_running():
-            return f"Up {ago(time.time() - self.state['StartedAt'])}"
+            up = f"Up {ago(time.time() - self.state['StartedAt'])}"
+            return up if self.watched() else f"{up} (unwatched: its lab was killed)"
         if self.state.get("Status") == "exited":
             return f"Exited ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
         if self.state.get("Status") == "running":
-            return "Exited (unknown): its process is gone"
+            return "Exited (unknown): its lab was killed before it ended"
         return "Created"
 
     def has_supervisor(self) -> bool:
@@ -161,14 +241,24 @@ def containers_dir() -> Path:
 
 
 def create_container(config: dict) -> Container:
-    name = config.get("Name")
-    if name and any(c.config.get("Name") == name for c in list_containers()):
-        raise Conflict(f'the container name "{name}" is already in use: '
-                       f"remove it first (lab rm {name}) or choose another --name")
-    cid = os.urandom(32).hex()
-    path = containers_dir() / cid
-    path.mkdir(parents=True)
-    write_json(path / "config.json", {**config, "Id": cid, "Created": time.time()})
+    """A new container's folder and config.json. Names are unique, also when several lab
+    commands create containers at once: checking and creating happen under one lock."""
+    import fcntl
+    containers_dir().mkdir(parents=True, exist_ok=True)
+    with open(containers_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        name = config.get("Name")
+        if name and any(c.config.get("Name") == name for c in list_containers()):
+            raise Conflict(f'the container name "{name}" is already in use: '
+                           f"remove it first (lab rm {name}) or choose another --name")
+        cid = os.urandom(32).hex()
+        path = containers_dir() / cid
+        path.mkdir()
+        try:
+            write_json(path / "config.json", {**config, "Id": cid, "Created": time.time()})
+        except BaseException:
+            path.rmdir()                # nothing half-created
+            raise
     return Container(path)
 
 
@@ -178,7 +268,7 @@ def list_containers() -> list[Container]:
         return []
     found = []
     for path in root.iterdir():
-        if not path.name.startswith(".") and (path / "config.json").exists():
+        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*)
             try:
                 found.append(Container(path))
             except FileNotFoundError:
@@ -188,6 +278,8 @@ def list_containers() -> list[Container]:
 
 def find_container(ref: str) -> Container:
     """A container by name, full id or unambiguous id prefix."""
+    if not names.is_name(ref):      # a NotFound: docker inspect goes on to images after a 404
+        raise NotFound(f"no such container: {names.shown(ref)} is not a container's name or id")
     everything = list_containers()
     for c in everything:
         if ref in (c.id, c.config.get("Name")):

@@ -199,6 +199,7 @@ class Supervisor:
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)
             os.dup2(null, 1)
+            os.dup2(null, 2)                      # until its log is open: nothing on lab's terminal
             errors = os.open(self.container.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(errors, 2)
             for sig in process.FORWARDED:
@@ -214,10 +215,14 @@ class Supervisor:
                                       SupervisorStartTime=store.process_start_time(os.getpid()))
             os.write(report_fd, b"ready")
             os.close(report_fd)
+            report_fd = None
             self.loop()
             self.finish()
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as e:
+            if not isinstance(e, SystemExit):
+                traceback.print_exc()
+            if report_fd is not None:             # not listening yet: lab says why, in one line
+                os.write(report_fd, (str(e) or type(e).__name__).encode())
         finally:
             os._exit(0)
 
@@ -228,9 +233,11 @@ class Supervisor:
         while self.failed is None and not (self.main and self.main.done()):
             if ended is None and self.main and self.main.status is not None:
                 ended = time.monotonic()
-            timeout = None if ended is None else ended + 2 - time.monotonic()
-            if timeout is not None and timeout <= 0:
+            timeout = 1 if ended is None else ended + 2 - time.monotonic()
+            if timeout <= 0:
                 return
+            if self.main is None and not self.container.path.exists():
+                raise SystemExit              # removed (rm -f) before it was started: nothing to do
             for key, _ in self.selector.select(timeout):
                 try:
                     key.data(key.fileobj)
@@ -327,7 +334,12 @@ class Supervisor:
             return
         stream = proc.outputs[fd]
         if proc.log:
-            proc.log.write(frame(stream, data))
+            try:
+                proc.log.write(frame(stream, data))
+            except OSError as e:          # the disk is full: the container goes on, its log stops
+                proc.log = None
+                print(f"lab-supervisor: the log stopped at {time.ctime()}: {e}", file=sys.stderr, flush=True)
+                self.container.save_state(LogStopped=f"{time.ctime()}: {e.strerror}")
         for client, streams in list(proc.clients):
             if stream in streams:
                 try:

@@ -13,15 +13,12 @@ gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount o
 See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 """
 import os
-import re
 import time
 from pathlib import Path
 
-from lab import Conflict, LabError, NotFound, syscalls
+from lab import Conflict, LabError, NotFound, names, syscalls
 from lab.store import lab_root
 from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
-
-NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 def parse(spec: str) -> dict:
@@ -29,9 +26,10 @@ def parse(spec: str) -> dict:
 
     {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
     """
-    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute.
+    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
+    # HINT: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
     # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
-    # HINT: volume NAME (it must match NAME), whose Source is volume_path(NAME).
+    # HINT: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
     # HINT: every refusal is a LabError that says what was wrong and how to write it.
     raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape (see chapters/05_volumes/README.md, 'Your turn')")
 
@@ -77,12 +75,19 @@ def check_against_image(mount: dict, layers: list[str]) -> None:
 # Named volumes: LAB_ROOT/volumes/NAME/_data. A volume lives until `lab volume rm`.
 
 def volume_path(name: str) -> Path:
-    return lab_root() / "volumes" / name / "_data"
+    """LAB_ROOT/volumes/NAME/_data: every use of a volume's name goes through here, and is checked.
+
+    A name like ../../home would lead out of LAB_ROOT, and `volume rm` would delete what is
+    there; a symlink in the volume's place would do the same, and a mount would show its target
+    to the container. lab makes no symlinks there, so it never follows one."""
+    folder = lab_root() / "volumes" / names.check_name(name, "volume")
+    if folder.is_symlink() or (folder / "_data").is_symlink():
+        raise LabError(f"the volume {name} ({folder}) goes through a symlink, which lab never makes: "
+                       "lab does not follow it (remove it by hand)")
+    return folder / "_data"
 
 
 def create(name: str) -> Path:
-    if not NAME.fullmatch(name):
-        raise LabError(f"invalid volume name {name!r}: two or more letters, digits, '_', '.' or '-'")
     path = volume_path(name)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -90,7 +95,9 @@ def create(name: str) -> Path:
 
 def list_volumes() -> list[str]:
     folder = lab_root() / "volumes"
-    return sorted(p.name for p in folder.iterdir() if (p / "_data").is_dir()) if folder.is_dir() else []
+    found = folder.iterdir() if folder.is_dir() else ()
+    return sorted(p.name for p in found if names.is_name(p.name) and not p.is_symlink()
+                  and (p / "_data").is_dir() and not (p / "_data").is_symlink())
 
 
 def users(name: str) -> list[str]:

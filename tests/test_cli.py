@@ -7,7 +7,7 @@ import pytest
 
 def leftovers(lab_root: Path) -> list[str]:
     """Containers and half-written files under LAB_ROOT (images and layers are a cache)."""
-    found = [str(p) for p in (lab_root / "containers").glob("*")] if (lab_root / "containers").exists() else []
+    found = [str(p) for p in (lab_root / "containers").glob("[!.]*")] if (lab_root / "containers").exists() else []
     return found + [str(p) for p in lab_root.rglob("*.tmp")]
 
 

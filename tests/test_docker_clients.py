@@ -149,6 +149,30 @@ def test_what_lab_lacks_is_one_readable_line(daemon):
     assert daemon.docker("ps", "-a", "-q").stdout == ""                # and nothing was created
 
 
+def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):
+    def status(*flags):
+        shown = daemon.docker("run", "--rm", *flags, "busybox", "cat", "/proc/self/status")
+        assert shown.returncode == 0, shown.stderr
+        return dict(line.split(":\t", 1) for line in shown.stdout.splitlines() if ":\t" in line)
+    default = status()
+    assert (default["CapEff"], default["Seccomp"], default["NoNewPrivs"]) == ("00000000a80425fb", "2", "0")
+    assert status("--cap-drop", "ALL", "--cap-add", "NET_ADMIN")["CapEff"] == "0000000000001000"
+    assert status("--security-opt", "no-new-privileges")["NoNewPrivs"] == "1"
+    assert status("--privileged")["Seccomp"] == "0"
+    # The docker command reads a profile file itself and sends its JSON: the daemon gets the content.
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
+    made = daemon.docker("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "mkdir", "/tmp/x")
+    assert made.returncode == 1 and "Function not implemented" in made.stderr
+    daemon.docker("create", "--name", "shown", "--cap-add", "SYS_TIME", "busybox", "true")
+    try:
+        host = json.loads(daemon.docker("inspect", "shown").stdout)[0]["HostConfig"]
+    finally:
+        daemon.docker("rm", "shown")
+    assert (host["CapAdd"], host["Privileged"]) == (["SYS_TIME"], False)
+
+
 def test_malformed_requests_get_400_with_a_message(daemon):
     status, body = daemon.request("POST", "/v1.41/containers/create", b"{not json")
     assert status == 400 and body["message"].startswith("the request body is not valid JSON")

@@ -4,7 +4,10 @@
 Each round starts /bin/true once per runtime, in turn (interleaved, so that a busy moment of
 the machine hits them all alike), on the same busybox rootfs:
 
-    lab run        the reference runtime: namespaces, a cgroup with limits, overlay, pivot_root
+    lab run        the reference runtime: namespaces, a cgroup with limits, overlay, pivot_root,
+                   chapter 08's confinement (capabilities, seccomp, masks, devices)
+    lab run (no 08) the same with chapter 08 left blank, as a learner's runtime before it: the
+                   difference is what chapter 08 costs
     engine API     `lab daemon`: create, wait (condition=removed), start, as `docker run --rm` calls them
     docker run     the docker CLI (Debian's docker.io client) on `lab daemon`
     runc, crun     `runc run` / `crun run` on an OCI bundle of busybox's layer
@@ -234,6 +237,11 @@ def runtimes(work: Path, layer: Path, helper: Helper, engine: Engine) -> dict:
     counter = iter(range(10 ** 6))
     found = {}
     found["lab run"] = lambda: timed([LAB, "run", "--rm", *LIMITS, "busybox", "true"])
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_skeleton
+    make_skeleton.make_skeleton(work / "no-08" / "lab", chapters={"08"})
+    without_08 = {**os.environ, "LAB_IMPL": str(work / "no-08")}
+    found["lab run (no 08)"] = lambda: timed([LAB, "run", "--rm", *LIMITS, "busybox", "true"], env=without_08)
     found["engine API (create, wait, start)"] = engine.run_true
     docker = Path(sys.executable).with_name("docker")
     found["docker run (CLI on lab daemon)"] = (

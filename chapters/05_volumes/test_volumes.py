@@ -80,6 +80,8 @@ def test_a_volume_in_use_cannot_be_removed(lab):
     ("relative/path:/data", "is neither an absolute host path nor a volume name"),
     ("/no/such/folder:/data", "the host path /no/such/folder does not exist"),
     ("data:relative", "the path in the container, 'relative', must be absolute"),
+    ("/etc:/", "a volume cannot be mounted over the container's /"),
+    ("data:/a/../b", "write the path in the container without '.' or '..', e.g. /b"),
     ("a/b:/data", "is neither an absolute host path nor a volume name"),
     ("/etc/passwd:/etc", "cannot mount the file /etc/passwd on /etc: that is a folder in the image"),
     ("/etc:/etc/passwd", "cannot mount the folder /etc on /etc/passwd: that is a file in the image"),

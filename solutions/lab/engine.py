@@ -14,7 +14,7 @@ import json
 import os
 import platform
 
-from lab import Conflict, LabError, NotFound, container, images, store, supervisor, volumes
+from lab import Conflict, LabError, NotFound, container, images, names, store, supervisor, volumes
 
 API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
 MIN_API_VERSION = "1.24"
@@ -261,6 +261,7 @@ def post_exec_create(req):
 
 
 def find_exec(exec_id: str) -> tuple[store.Container, dict]:
+    names.check_id(exec_id, "exec")                 # before it becomes a file name (exec_path)
     for c in store.list_containers():
         if supervisor.exec_path(c, exec_id).exists():
             return c, supervisor.read_exec(c, exec_id)

@@ -13,15 +13,12 @@ gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount o
 See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 """
 import os
-import re
 import time
 from pathlib import Path
 
-from lab import Conflict, LabError, NotFound, syscalls
+from lab import Conflict, LabError, NotFound, names, syscalls
 from lab.store import lab_root
 from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
-
-NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 def parse(spec: str) -> dict:
@@ -29,9 +26,10 @@ def parse(spec: str) -> dict:
 
     {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
     """
-    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute.
+    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
+    # HINT: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
     # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
-    # HINT: volume NAME (it must match NAME), whose Source is volume_path(NAME).
+    # HINT: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
     # HINT: every refusal is a LabError that says what was wrong and how to write it.
     # BEGIN SOLUTION 05
     parts = spec.split(":")
@@ -41,17 +39,25 @@ def parse(spec: str) -> dict:
     source, destination = parts[0], parts[1]
     if not destination.startswith("/"):
         raise LabError(f"invalid volume {spec!r}: the path in the container, {destination!r}, must be absolute")
+    steps = [step for step in destination.split("/") if step]
+    if not steps:
+        raise LabError(f"invalid volume {spec!r}: a volume cannot be mounted over the container's / "
+                       "(mount it on a folder, e.g. /data)")
+    if "." in steps or ".." in steps:                 # /a/../b: say the path it means
+        raise LabError(f"invalid volume {spec!r}: write the path in the container without '.' or '..', "
+                       f"e.g. {os.path.normpath(destination)}")
+    destination = "/" + "/".join(steps)               # /a//b/ is /a/b
     read_write = len(parts) == 2 or parts[2] == "rw"
     if source.startswith("/"):
         if not os.path.exists(source):
             raise LabError(f"invalid volume {spec!r}: the host path {source} does not exist (create it first)")
         return {"Type": "bind", "Name": None, "Source": os.path.normpath(source),
-                "Destination": os.path.normpath(destination), "RW": read_write}
-    if not NAME.fullmatch(source):
+                "Destination": destination, "RW": read_write}
+    if not names.NAME.fullmatch(source):
         raise LabError(f"invalid volume {spec!r}: {source!r} is neither an absolute host path nor a volume "
                        "name (letters, digits, '_', '.', '-'; a host path starts with /)")
     return {"Type": "volume", "Name": source, "Source": str(volume_path(source)),
-            "Destination": os.path.normpath(destination), "RW": read_write}
+            "Destination": destination, "RW": read_write}
     # END SOLUTION
 
 
@@ -101,12 +107,19 @@ def check_against_image(mount: dict, layers: list[str]) -> None:
 # Named volumes: LAB_ROOT/volumes/NAME/_data. A volume lives until `lab volume rm`.
 
 def volume_path(name: str) -> Path:
-    return lab_root() / "volumes" / name / "_data"
+    """LAB_ROOT/volumes/NAME/_data: every use of a volume's name goes through here, and is checked.
+
+    A name like ../../home would lead out of LAB_ROOT, and `volume rm` would delete what is
+    there; a symlink in the volume's place would do the same, and a mount would show its target
+    to the container. lab makes no symlinks there, so it never follows one."""
+    folder = lab_root() / "volumes" / names.check_name(name, "volume")
+    if folder.is_symlink() or (folder / "_data").is_symlink():
+        raise LabError(f"the volume {name} ({folder}) goes through a symlink, which lab never makes: "
+                       "lab does not follow it (remove it by hand)")
+    return folder / "_data"
 
 
 def create(name: str) -> Path:
-    if not NAME.fullmatch(name):
-        raise LabError(f"invalid volume name {name!r}: two or more letters, digits, '_', '.' or '-'")
     path = volume_path(name)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -114,7 +127,9 @@ def create(name: str) -> Path:
 
 def list_volumes() -> list[str]:
     folder = lab_root() / "volumes"
-    return sorted(p.name for p in folder.iterdir() if (p / "_data").is_dir()) if folder.is_dir() else []
+    found = folder.iterdir() if folder.is_dir() else ()
+    return sorted(p.name for p in found if names.is_name(p.name) and not p.is_symlink()
+                  and (p / "_data").is_dir() and not (p / "_data").is_symlink())
 
 
 def users(name: str) -> list[str]:
