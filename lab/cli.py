@@ -5,6 +5,7 @@ command cannot be executed, 127 when it does not exist. Errors are one line on s
 LAB_DEBUG=1 shows the traceback too.
 """
 import argparse
+import errno
 import os
 import sys
 import time
@@ -350,6 +351,11 @@ def main(argv=None) -> int:
     except BrokenPipeError:             # lab ps | head: the reader left; that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            from lab import store
+            return fail(store.no_space(), 125)
+        return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
     except Exception as e:
         return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
 

@@ -99,19 +99,25 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Security": confinement}
     container = store.create_container(config)
-    for mount in mounts:
-        if mount["Type"] == "volume":
-            volumes.create(mount["Name"])                 # made on first use
-    name = container.config["Hostname"] = hostname or container.id[:12]
-    environ = {"HOSTNAME": name, **environ}
-    container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
-    store.write_json(container.path / "config.json", container.config)
-    for folder in ("upper", "work", "merged"):           # the container's own layer (chapter 04)
-        (container.path / folder).mkdir()
-    # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
-    (container.path / "hostname").write_text(f"{name}\n")
-    (container.path / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                          f"127.0.1.1\t{name}\n")
+    try:
+        for mount in mounts:
+            if mount["Type"] == "volume":
+                volumes.create(mount["Name"])             # made on first use
+        name = container.config["Hostname"] = hostname or container.id[:12]
+        environ = {"HOSTNAME": name, **environ}
+        container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
+        store.write_json(container.path / "config.json", container.config)
+        for folder in ("upper", "work", "merged"):       # the container's own layer (chapter 04)
+            (container.path / folder).mkdir()
+        # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
+        (container.path / "hostname").write_text(f"{name}\n")
+        (container.path / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                              f"127.0.1.1\t{name}\n")
+    except BaseException as e:
+        store.remove_container(container)                # (a full disk, say): nothing half-created
+        if isinstance(e, FileNotFoundError):
+            raise LabError(f"container {container.name} was removed (lab rm -f) while it was being created") from None
+        raise
     return container
 
 
@@ -338,6 +344,8 @@ def run_detached(container: store.Container, remove: bool) -> None:
         supervisor.start(container)
     except BaseException:
         container.wait_for_supervisor(10)
+        if not container.path.exists():
+            raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
         store.remove_container(container)
         raise
 
@@ -443,14 +451,20 @@ def remove(container: store.Container, force: bool = False) -> None:
     """`lab rm`: a running container only with force (killed first); then nothing of it is left."""
     if container.damage and not force:
         raise Conflict(f"container {container.name} is damaged ({container.damage}): remove it with `lab rm -f`")
+    if container.is_running() and not force:
+        raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
+    if not container.is_running() and container.has_supervisor():   # created: its supervisor waits
+        os.kill(container.state["Supervisor"], signal.SIGTERM)       # for a start; end it (a start
+        deadline = time.monotonic() + 10                              # under way ends first: then
+        while container.has_supervisor() and not container.is_running() and time.monotonic() < deadline:
+            time.sleep(0.01)                                          # it is running, see below)
+            container.reload()
     if container.is_running():
         if not force:
             raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
         signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
-    elif container.has_supervisor():                   # created, never started: its supervisor
-        os.kill(container.state["Supervisor"], signal.SIGTERM)       # waits for a start; end it
-        container.wait_for_supervisor(10)
+        container.reload()
     paths = container.state.get("Cgroup", {}).get("Paths")
     if container.damage:                               # what it may have: the cgroup lab names after it
         paths = cgroups.manager(f"lab-{container.id[:12]}").paths

@@ -74,6 +74,8 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
     """
     # HINT: supervisor.wait(c, removed=..., registered=ready) waits for the end; it raises a
     # HINT: LabError when the supervisor is gone, and then store.exit_of(c) is the answer.
+    # HINT: "not-running" answers at once only once the end is recorded (c.state["Status"]):
+    # HINT: a process that has just ended has no exit status on disk yet.
     raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_engine/README.md, 'Your turn')")
 
 

@@ -113,3 +113,75 @@ def supervisors() -> list[int]:
         except OSError:
             pass
     return found
+
+
+def test_a_damaged_tags_file_loses_names_but_not_every_run(lab):
+    assert lab("run", "--rm", "busybox", "true").returncode == 0
+    (root() / "images" / "tags.json").write_text('{"busybox:lat')
+    ran = lab("run", "--rm", "busybox", "echo", "still runs")              # busybox is built again
+    assert (ran.returncode, ran.stdout) == (0, "still runs\n") and "tags.json is damaged" in ran.stderr
+    assert lab("images").returncode == 0
+
+
+def test_run_d_racing_rm_f_prints_no_traceback_and_leaves_no_supervisor(lab):
+    rng = random.Random(13)
+    for i in range(20):
+        run = subprocess.Popen([LAB, "run", "-d", "--name", f"race{i}", "busybox", "sleep", "600"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0, 0.05))
+        lab("rm", "-f", f"race{i}")
+        errors = run.communicate(timeout=30)[1]
+        assert "Traceback" not in errors, errors
+        lab("rm", "-f", f"race{i}")                     # if the run won the race, it is removed now
+    deadline = time.monotonic() + 10                   # a supervisor whose container went ends within 1 s
+    while supervisors() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert supervisors() == [] and lab("ps", "-a", "-q").stdout == ""
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(lab, tmp_path, monkeypatch):
+    from lab import syscalls
+    small = tmp_path / "small"
+    small.mkdir()
+    syscalls.mount("tmpfs", str(small), "tmpfs", 0, "size=8m")
+    try:
+        monkeypatch.setenv("LAB_ROOT", str(small / "lab"))
+        assert lab("run", "--rm", "busybox", "true").returncode == 0                # the image: ~2 MB
+        assert lab("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
+                   "while :; do echo 0123456789abcdef0123456789abcdef; done").returncode == 0
+        deadline = time.monotonic() + 30                                             # it fills the disk
+        while "LogStopped" not in lab("inspect", "-f", "{{.State}}", "chatty").stdout:
+            assert time.monotonic() < deadline, "the log never stopped"
+            time.sleep(0.1)
+        assert "Up " in lab("ps").stdout                                             # the container goes on
+        with open(small / "filler", "wb", buffering=0) as filler:                    # what room is left
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        failed = lab("run", "--name", "one-too-many", "busybox", "true")
+        assert failed.returncode == 125 and failed.stderr.count("\n") == 1
+        assert "no space left on the filesystem of LAB_ROOT" in failed.stderr, failed.stderr
+        assert lab("ps", "-a", "-q").stdout.split() == [json.loads(lab("inspect", "chatty").stdout)[0]["Id"][:12]]
+        assert lab("rm", "-f", "chatty").returncode == 0
+        assert list((small / "lab" / "containers").glob("[!.]*")) == []
+    finally:
+        monkeypatch.undo()
+        syscalls.umount2(str(small), syscalls.MNT_DETACH)
+
+
+def test_logs_f_after_its_supervisor_was_killed_says_so_and_follows_to_the_end(lab):
+    assert lab("run", "-d", "--name", "lonely", "busybox", "sh", "-c", "echo hello; exec sleep 600").returncode == 0
+    state = folder(lab, "lonely") / "state.json"
+    deadline = time.monotonic() + 30
+    while "hello" not in lab("logs", "lonely").stdout:
+        assert time.monotonic() < deadline, "the container never said hello"
+        time.sleep(0.05)
+    os.kill(json.loads(state.read_text())["Supervisor"], signal.SIGKILL)
+    follow = subprocess.Popen([LAB, "logs", "-f", "lonely"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "was killed: its output is no longer logged" in follow.stderr.readline()
+    assert follow.poll() is None                                   # it follows the container still
+    lab("stop", "-t", "0", "lonely")
+    assert follow.wait(timeout=30) == 0 and follow.stdout.read() == "hello\n"
+    assert lab("rm", "lonely").returncode == 0

@@ -36,16 +36,18 @@ def write_json(path: Path, data) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno == errno.ENOSPC:
-            raise LabError(no_space(path, len(json.dumps(data, indent=2)))) from None
+            raise LabError(no_space(f"to write {path.name} ({len(json.dumps(data, indent=2))} bytes)")) from None
         raise
 
 
-def no_space(path: Path, needed: int) -> str:
+def no_space(what: str = "") -> str:
     """The one line for a full disk: which filesystem, how much is free, what to do."""
     root = lab_root()
-    free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-    return (f"no space left on the filesystem of LAB_ROOT ({root}) to write {path.name} "
-            f"({needed} bytes; {free} bytes free): free some space (lab rm, lab rmi) and try again")
+    while not root.exists():
+        root = root.parent
+    stat = os.statvfs(root)
+    return (f"no space left on the filesystem of LAB_ROOT ({lab_root()}: {stat.f_bavail * stat.f_frsize} bytes "
+            f"free){' ' + what if what else ''}: free some space (lab rm, lab rmi, lab volume rm) and try again")
 
 
 def read_json(path: Path):
@@ -179,7 +181,8 @@ class Container:
             "State": {"Status": "running" if running else ("exited" if state.get("Status") != "created" else "created"),
                       "Running": running, "Pid": state.get("Pid", 0) if running else 0,
                       "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
-                      "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt"))},
+                      "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt")),
+                      **({"LogStopped": state["LogStopped"]} if "LogStopped" in state else {})},
             "Config": {"Hostname": config["Hostname"], "Env": config["Env"], "Cmd": config["Cmd"],
                        "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
             "HostConfig": {"Memory": limits.get("memory") or 0,

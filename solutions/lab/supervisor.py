@@ -56,16 +56,23 @@ def read_frames(f):
 
 def follow_log(container: store.Container, follow: bool):
     """(stream, data) for each frame of the container's log; with follow, until it has ended
-    (its supervisor records the end once it has read all of the output)."""
+    (its supervisor records the end once it has read all of the output). A container whose
+    supervisor was killed runs on, but nothing logs its output any more: say so, and follow
+    it to its end all the same."""
+    said = False
     with open(container.path / "container.log", "rb") as log:
         while True:
             yield from read_frames(log)
             if not follow:
                 return
             container.reload()
-            if container.state.get("Status") != "running" or not container.has_supervisor():
+            if container.state.get("Status") != "running" or not container.is_running():
                 yield from read_frames(log)
                 return
+            if not container.has_supervisor() and not said:
+                print(f"lab: the supervisor of {container.name} was killed: its output is no longer logged "
+                      "(`lab rm -f` it and run it again)", file=sys.stderr, flush=True)
+                said = True
             time.sleep(0.1)
 
 
@@ -206,6 +213,11 @@ class Supervisor:
                 signal.signal(sig, self.forward)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
             self.log = open(self.container.path / "container.log", "ab", buffering=0)
+            # Room kept for the last words: when the log fills the disk, this file goes, and the
+            # state (why the log stopped, later how the container ended) can still be written.
+            self.ballast = self.container.path / ".ballast"
+            with open(self.ballast, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, 64 << 10)
             folder = os.open(self.container.path, os.O_PATH)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(socket_address(folder))
@@ -338,7 +350,7 @@ class Supervisor:
                 proc.log.write(frame(stream, data))
             except OSError as e:          # the disk is full: the container goes on, its log stops
                 proc.log = None
-                print(f"lab-supervisor: the log stopped at {time.ctime()}: {e}", file=sys.stderr, flush=True)
+                self.ballast.unlink(missing_ok=True)
                 self.container.save_state(LogStopped=f"{time.ctime()}: {e.strerror}")
         for client, streams in list(proc.clients):
             if stream in streams:
