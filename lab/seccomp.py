@@ -16,10 +16,10 @@ By then the host's libseccomp is out of sight, and the image's own copy is a str
 See man 2 seccomp, man 3 seccomp_rule_add, man 3 seccomp_export_bpf.
 """
 import ctypes
-import hashlib
 import json
 import os
 import pathlib
+import zlib
 
 from lab import LabError, syscalls
 
@@ -83,19 +83,24 @@ def filter_for(spec: str | dict | None, capabilities: set[str], cache_dir: pathl
     if raw is None:
         return None
     # The program depends on the profile, the capabilities (includes/excludes "caps"), the
-    # kernel (minKernel) and the machine (archMap): change one and it is another file.
+    # kernel (minKernel) and the machine (archMap): change one and it is another file. The
+    # file starts with that key, checked when it is read: the name is only a short checksum
+    # of it (hashlib would cost `lab run` 6 ms of OpenSSL start-up).
     uname = os.uname()
-    key = b"\0".join([raw, " ".join(sorted(_cap_names(capabilities))).encode(),
-                      uname.release.encode(), uname.machine.encode()])
-    cached = cache_dir / f"{hashlib.sha256(key).hexdigest()}.bpf"
+    key = b"\0".join([zlib.crc32(raw).to_bytes(4, "big") + len(raw).to_bytes(4, "big"),
+                      " ".join(sorted(_cap_names(capabilities))).encode(),
+                      uname.release.encode(), uname.machine.encode()]) + b"\n"
+    cached = cache_dir / f"{zlib.crc32(key):08x}.bpf"
     try:
-        return cached.read_bytes()
+        content = cached.read_bytes()
+        if content.startswith(key):
+            return content[len(key):]
     except FileNotFoundError:
         pass
     program = compile_filter(_parse(raw, spec), capabilities)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(program)
+    tmp.write_bytes(key + program)
     os.replace(tmp, cached)
     return program
 
