@@ -7,6 +7,9 @@
 - Without root on Linux, the run stops at once with one line saying how to get the VM.
 - A test that reaches code you have not written yet fails with one line: the chapter, the
   file and function to write, and where the lesson explains it; no wall of traceback.
+- A test that fails shows, under "what lab said", the `lab: error:` lines of the `lab`
+  commands it ran; a `lab` that does not finish in time shows where it was waiting (a Python
+  traceback); and what a failed test left behind is cleaned up without a second failure.
 """
 import ctypes
 import json
@@ -51,13 +54,38 @@ def check_unfinished(stderr: str) -> None:
         raise Unfinished(m.group(0).rstrip("."))      # docker's CLI ends its errors with a '.' 
 
 
+LAB_CALLS: list[tuple[tuple, int, str]] = []   # this test's `lab` commands: (args, status, stderr)
+
+
 def run_lab(*args, input=None, timeout=30) -> subprocess.CompletedProcess:
-    """Run `lab ARGS...` and return its exit status and output (text)."""
-    try:
-        result = subprocess.run([LAB, *args], input=input, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        check_unfinished(e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr)
-        raise TimeoutError(f"`lab {' '.join(args)}` did not finish within {timeout} s") from None
+    """Run `lab ARGS...` and return its exit status and output (text).
+
+    A `lab` that does not finish in time is sent SIGABRT: with PYTHONFAULTHANDLER set (see
+    pytest_sessionstart) it prints where it was waiting, and the TimeoutError shows that.
+    """
+    __tracebackhide__ = True              # a failure shows the test's line, not this helper's
+    with tempfile.TemporaryFile("w+") as errors:       # a file: a container may keep a pipe open
+        proc = subprocess.Popen([LAB, *args], stdin=subprocess.PIPE if input is not None else None,
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            out, _ = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            errors.seek(0)
+            said = errors.read()
+            check_unfinished(said)
+            where = said[said.find("Current thread"):].strip() if "Current thread" in said else said.strip()
+            raise TimeoutError(f"`lab {' '.join(args)}` did not finish within {timeout} s; it was here "
+                               f"(most recent call first):\n{where}") from None
+        errors.seek(0)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out, errors.read())
+    LAB_CALLS.append((args, result.returncode, result.stderr))
     check_unfinished(result.stderr)
     return result
 
@@ -89,6 +117,7 @@ def pytest_sessionstart(session):
     if os.environ.get("LAB_ROOT_OWNER") != str(os.getpid()):
         os.environ["LAB_ROOT"] = tempfile.mkdtemp(prefix="lab-root-")
         os.environ["LAB_ROOT_OWNER"] = str(os.getpid())
+    os.environ["PYTHONFAULTHANDLER"] = "1"       # a `lab` that hangs says where (see run_lab)
 
 
 def pytest_sessionfinish(session):
@@ -176,25 +205,33 @@ def containers() -> dict[str, str]:
     return found
 
 
+def passed(request) -> bool:
+    """Whether the test itself passed: what it left behind is cleaned up either way, but
+    reported only then (a failed test's leftovers are a consequence, not a second fault)."""
+    report = getattr(request.node, "report_call", None)
+    return report is not None and report.passed
+
+
 @pytest.fixture(autouse=True)
-def no_cgroup_or_mount_left_behind():
+def no_cgroup_or_mount_left_behind(request):
     """After each test, no container, cgroup or mount it made may be left (cgroups are removed)."""
     cgroups_before, mounts_before, containers_before = lab_cgroups(), mounts(), containers()
     yield
     left_containers = {k: v for k, v in containers().items() if k not in containers_before}
     for cid in left_containers:             # their processes, cgroups and folders go too
         run_lab("rm", "-f", cid)
-    assert not left_containers, f"containers left behind (now removed): {left_containers}"
     left = lab_cgroups() - cgroups_before
     if left:
         from lab import cgroups
         cgroups.remove({str(i): path for i, path in enumerate(sorted(left))})
-    assert not left, f"container cgroups left behind (now removed): {sorted(left)}"
-    assert not mounts() - mounts_before, f"mounts left behind on the host: {sorted(mounts() - mounts_before)}"
+    if passed(request):
+        assert not left_containers, f"containers left behind (now removed): {left_containers}"
+        assert not left, f"container cgroups left behind (now removed): {sorted(left)}"
+        assert not mounts() - mounts_before, f"mounts left behind on the host: {sorted(mounts() - mounts_before)}"
 
 
 @pytest.fixture(autouse=True)
-def no_process_left_behind():
+def no_process_left_behind(request):
     """After each test, no process it started may still run: it is killed and the test fails."""
     yield
     left = {}
@@ -203,7 +240,8 @@ def no_process_left_behind():
             left[pid] = cmdline
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    assert not left, f"processes left running (now killed): {left}"
+    if passed(request):
+        assert not left, f"processes left running (now killed): {left}"
 
 
 @pytest.fixture(autouse=True)
@@ -222,12 +260,21 @@ def lab_root() -> Path:
 NOT_WRITTEN: dict[str, None] = {}     # the messages, in order, each once
 
 
+def pytest_runtest_setup(item):
+    LAB_CALLS.clear()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
+    setattr(item, f"report_{report.when}", report)          # (see passed())
     # Code not written yet shows up as NotImplementedError, or inside another error
     # (lab's own message, a StartError from the child): either way it names the chapter.
     unfinished = call.excinfo and UNFINISHED.search(str(call.excinfo.value))
+    said = [f"$ lab {' '.join(args)}   (exit status {status})\n  {line}" for args, status, stderr in LAB_CALLS
+            for line in stderr.splitlines() if line.startswith("lab: error")]
+    if report.failed and said and not unfinished:          # lab's own words, next to the assertion
+        report.sections.append(("what lab said", "\n".join(said[-10:])))
     if unfinished:
         message = unfinished.group(0)
         NOT_WRITTEN[message] = None

@@ -273,6 +273,7 @@ def list_containers() -> list[Container]:
     for path in root.iterdir():
         if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*)
             try:
+                remove_stale_temporaries(path)
                 found.append(Container(path))
             except FileNotFoundError:
                 pass                    # removed meanwhile
