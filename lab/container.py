@@ -250,10 +250,16 @@ def security_policy(config: dict, cgroup):
     options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
     if cgroup is not None and step("08", cgroup.allow_devices, options.get("Privileged", False)) is NOT_WRITTEN:
         return None
+    policy = policy_of(options, cgroup.cgroupfs_mounts() if cgroup else [])
+    trace.mark("security policy")
+    return policy
+
+
+def policy_of(options: dict, cgroupfs: list) -> "security.Policy":
+    """What the child applies: the container's options with its seccomp filter (from the cache)."""
     program = None if options.get("Privileged") else seccomp.filter_for(
         options.get("Seccomp"), set(options["Capabilities"]), store.lab_root() / "seccomp")
-    trace.mark("security policy")
-    return security.Policy(options, program, cgroup.cgroupfs_mounts() if cgroup else [])
+    return security.Policy(options, program, cgroupfs)
 
 
 def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -> None:
@@ -384,10 +390,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
-    options = container.config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
-    program = None if options.get("Privileged") else seccomp.filter_for(
-        options.get("Seccomp"), set(options["Capabilities"]), store.lab_root() / "seccomp")
-    policy = security.Policy(options, program, [])
+    policy = policy_of(container.config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}, [])
     try:
         namespaces = enter.open_namespaces(container.state["Pid"])
     except FileNotFoundError:                          # it ended just now
