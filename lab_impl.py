@@ -43,5 +43,8 @@ def activate() -> Path:
 def main():
     """The `lab` console script."""
     activate()
+    if sys.argv[1:2] == ["progress"]:      # a course tool, not part of the runtime (course.py)
+        import course
+        sys.exit(course.progress())
     from lab.cli import main as cli_main
     sys.exit(cli_main())

@@ -181,11 +181,7 @@ def time_limit(request):
 def lab_cgroups() -> set[str]:
     """The container cgroups that exist now (named lab-<id>), in every hierarchy."""
     from lab import cgroups
-    if cgroups.version() == "v2":
-        return {str(p) for p in (cgroups.ROOT / "lab").glob("lab-*")}
-    own = cgroups.own_cgroups()
-    return {str(p) for mount, fstype, options in cgroups.mountinfo() if fstype == "cgroup"
-            for c in options.split(",") if c in own for p in Path(mount, own[c].lstrip("/")).glob("lab-*")}
+    return {str(p) for parent in cgroups.manager().parents() for p in parent.glob("lab-*")}
 
 
 def mounts() -> set[str]:
@@ -223,7 +219,7 @@ def no_cgroup_or_mount_left_behind(request):
     left = lab_cgroups() - cgroups_before
     if left:
         from lab import cgroups
-        cgroups.remove({str(i): path for i, path in enumerate(sorted(left))})
+        cgroups.Cgroup({str(i): Path(path) for i, path in enumerate(sorted(left))}).destroy()
     if passed(request):
         assert not left_containers, f"containers left behind (now removed): {left_containers}"
         assert not left, f"container cgroups left behind (now removed): {sorted(left)}"

@@ -85,6 +85,16 @@ def own_cgroups() -> dict[str, str]:
     return found
 
 
+def own_folders() -> dict[Path, Path]:
+    """cgroup v1: each mounted hierarchy (its mount point) -> this process's cgroup folder in it."""
+    own, found = own_cgroups(), {}
+    for mount, fstype, options in mountinfo():
+        if fstype == "cgroup":
+            here = next((own[c] for c in options.split(",") if c in own), "/")
+            found[Path(mount)] = Path(mount) / here.lstrip("/")
+    return found
+
+
 def read(path: Path) -> str:
     return path.read_text().strip()
 
@@ -93,49 +103,120 @@ def write(path: Path, value) -> None:
     path.write_text(f"{value}\n")
 
 
-class CgroupV2:
+class Cgroup:
+    """A container's cgroup: its folder in each hierarchy it needs (v2 has one hierarchy).
+
+    What both versions do the same way is here: make the folders, move a process in, list and
+    kill what is in it, remove it. Each version's manager (below) says where its folders go and
+    which files hold the limits and the counters. `from_paths` rebuilds a manager from the paths
+    recorded in a container's state: `lab exec` joins it, `lab rm -f` and the tests destroy it.
+    """
+    version = ""
+
+    def __init__(self, dirs: dict[str, Path]):
+        self.dirs = dirs           # controller ("unified" on v2) -> the container's folder
+
+    @classmethod
+    def from_paths(cls, paths: dict[str, str]) -> "Cgroup":
+        manager = CgroupV2 if set(paths) == {"unified"} else CgroupV1
+        return manager({key: Path(path) for key, path in paths.items()})
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """What the container's state records (`lab inspect` shows it under Cgroup.Paths)."""
+        return {key: str(path) for key, path in self.dirs.items()}
+
+    def folders(self) -> list[Path]:
+        """Each folder once (v1 mounts cpu and cpuacct together: one folder serves both)."""
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def create(self, limits: Limits) -> None:
+        made = []
+        try:
+            for path in self.folders():
+                path.mkdir()
+                made.append(path)
+            self.set_limits(limits)
+        except BaseException:
+            for path in made:
+                path.rmdir()
+            raise
+
+    def set_limits(self, limits: Limits) -> None:
+        raise NotImplementedError          # each version's files: see CgroupV2 and CgroupV1
+
+    def stats(self) -> dict:
+        raise NotImplementedError
+
+    def join(self) -> None:
+        """Move the calling process into this cgroup (in each of its folders)."""
+        # HINT: each folder has a file cgroup.procs that lists the processes in it; writing a
+        # HINT: pid into it moves that process there. Which pid means "the process that writes"?
+        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders) (see chapters/02_cgroups/README.md, 'Your turn')")
+
+    def processes(self) -> list[int]:
+        """The processes in it (none when it is gone)."""
+        return sorted({pid for path in self.folders() for pid in pids_in(path / "cgroup.procs")})
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill what is left in it, wait until it is empty, and remove its folders.
+
+        A cgroup folder can only be removed once no process is in it (rmdir fails with EBUSY).
+        """
+        deadline = time.monotonic() + timeout
+        while (left := self.processes()) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        for folder in self.folders():
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+
+
+class CgroupV2(Cgroup):
     """cgroup v2: one folder for all controllers.
 
     The kernel's "no internal processes" rule: a cgroup (other than the root) that holds
     processes cannot give its children controllers. The runtime's own cgroup holds the
     runtime, so containers go under /sys/fs/cgroup/lab, a cgroup lab creates and owns, as
-    docker's cgroupfs driver uses /sys/fs/cgroup/docker.
+    docker's cgroupfs driver uses /sys/fs/cgroup/docker: /sys/fs/cgroup/lab/lab-<id>.
     """
     version = "v2"
+    PARENT = ROOT / "lab"
 
-    def __init__(self, name: str):
-        self.parent = ROOT / "lab"
-        self.path = self.parent / name
+    @classmethod
+    def named(cls, name: str) -> "CgroupV2":
+        return cls({"unified": cls.PARENT / name})
 
-    @property
-    def paths(self) -> dict[str, str]:
-        return {"unified": str(self.path)}
+    @classmethod
+    def parents(cls) -> list[Path]:
+        """Where containers' cgroups go."""
+        return [cls.PARENT]
 
     def create(self, limits: Limits) -> None:
-        self.parent.mkdir(exist_ok=True)           # two first runs at once may both try
+        self.PARENT.mkdir(exist_ok=True)           # two first runs at once may both try
         wanted = {"memory", "cpu", "pids"}
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
         if missing:
             raise LabError(f"cgroup v2: the root cgroup does not hand out {', '.join(sorted(missing))}: "
                            f"echo +{' +'.join(sorted(missing))} > {ROOT}/cgroup.subtree_control")
-        write(self.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
-        self.path.mkdir()
-        try:
-            self.set_limits(limits)
-        except BaseException:
-            self.path.rmdir()
-            raise
+        write(self.PARENT / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
+        super().create(limits)
+
+    @property
+    def path(self) -> Path:
+        return self.dirs["unified"]
 
     def set_limits(self, limits: Limits) -> None:
         """Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max)."""
         # HINT: memory.max in bytes; memory.swap.max 0 (or the limit would not bite);
         # HINT: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
         raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max) (see chapters/02_cgroups/README.md, 'Your turn')")
-
-    def join(self) -> None:
-        """Move the calling process into this cgroup."""
-        # HINT: write the pid to cgroup.procs; "0" means "the process that writes".
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
@@ -151,48 +232,34 @@ class CgroupV2:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): one cgroup2."""
         return [("", "cgroup2", "")]
 
-    def processes(self) -> list[int]:
-        path = self.path / "cgroup.procs"
-        return pids_in(path)
 
-    def destroy(self) -> None:
-        destroy([self.path], self.processes)
-
-
-class CgroupV1:
+class CgroupV1(Cgroup):
     """cgroup v1: one tree per controller. The container gets a folder in each tree it
-    needs (memory, cpu, cpuacct, pids), right below this process's own cgroup there."""
+    needs (memory, cpu, cpuacct, pids, devices), right below this process's own cgroup there:
+    MOUNT/<this process's cgroup>/lab-<id>, e.g. /sys/fs/cgroup/memory/user.slice/lab-<id>."""
     version = "v1"
     CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
 
-    def __init__(self, name: str):
-        self.mounts = {c: (Path(m), options) for m, t, options in mountinfo() if t == "cgroup"
-                       for c in options.split(",") if c in self.CONTROLLERS}
-        missing = [c for c in self.CONTROLLERS if c not in self.mounts]
+    @classmethod
+    def hierarchies(cls) -> dict[str, tuple[Path, str]]:
+        """Each controller lab needs -> (its hierarchy's mount point, the mount's options)."""
+        mounts = {c: (Path(m), options) for m, t, options in mountinfo() if t == "cgroup"
+                  for c in options.split(",") if c in cls.CONTROLLERS}
+        missing = [c for c in cls.CONTROLLERS if c not in mounts]
         if missing:
             raise LabError(f"cgroup v1: no hierarchy for {', '.join(missing)} is mounted (see `lab doctor`)")
-        own = own_cgroups()
-        self.dirs = {c: self.mounts[c][0] / own[c].lstrip("/") / name for c in self.CONTROLLERS}
+        return mounts
 
-    @property
-    def paths(self) -> dict[str, str]:
-        return {c: str(p) for c, p in self.dirs.items()}
+    @classmethod
+    def parents(cls) -> list[Path]:
+        """Where this process's containers' cgroups go: its own cgroup, in each hierarchy."""
+        own = own_folders()
+        return list(dict.fromkeys(own[mount] for mount, _ in cls.hierarchies().values()))
 
-    def unique_dirs(self) -> list[Path]:
-        # cpu and cpuacct are often mounted together: one folder serves both.
-        return list(dict.fromkeys(self.dirs.values()))
-
-    def create(self, limits: Limits) -> None:
-        made = []
-        try:
-            for path in self.unique_dirs():
-                path.mkdir()
-                made.append(path)
-            self.set_limits(limits)
-        except BaseException:
-            for path in made:
-                path.rmdir()
-            raise
+    @classmethod
+    def named(cls, name: str) -> "CgroupV1":
+        own = own_folders()
+        return cls({c: own[mount] / name for c, (mount, _) in cls.hierarchies().items()})
 
     def set_limits(self, limits: Limits) -> None:
         """Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max."""
@@ -200,10 +267,6 @@ class CgroupV1:
         # HINT: (memory + swap, only where swap is accounted) must then be set to the same;
         # HINT: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
         raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max (see chapters/02_cgroups/README.md, 'Your turn')")
-
-    def join(self) -> None:
-        """Move the calling process into this cgroup, in every tree."""
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup, in every tree (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
@@ -219,16 +282,9 @@ class CgroupV1:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): each of its
         hierarchies, named as the host names them (cpu,cpuacct), with the host's options."""
         found = {}
-        for mount, options in self.mounts.values():
+        for mount, options in self.hierarchies().values():
             found[mount.name] = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
         return [(folder, "cgroup", options) for folder, options in found.items()]
-
-    def processes(self) -> list[int]:
-        path = self.dirs["pids"] / "cgroup.procs"
-        return pids_in(path)
-
-    def destroy(self) -> None:
-        destroy(self.unique_dirs(), self.processes)
 
 
 def pids_in(procs: Path) -> list[int]:
@@ -239,47 +295,13 @@ def pids_in(procs: Path) -> list[int]:
         return []
 
 
-def manager(name: str):
+def manager() -> type[Cgroup]:
     """The cgroup manager for this machine: CgroupV2 or CgroupV1."""
-    return CgroupV2(name) if version() == "v2" else CgroupV1(name)
+    return CgroupV2 if version() == "v2" else CgroupV1
 
 
-def create(name: str, limits: Limits):
+def create(name: str, limits: Limits) -> Cgroup:
     """A new cgroup called name, below this process's own, with the given limits."""
-    cgroup = manager(name)
+    cgroup = manager().named(name)
     cgroup.create(limits)
     return cgroup
-
-
-def join_paths(paths: dict[str, str]) -> None:
-    """Move the calling process into a container's cgroup, from the paths recorded in its
-    state (`lab exec`): each v1 hierarchy's folder, or the one v2 folder."""
-    for path in dict.fromkeys(paths.values()):
-        write(Path(path) / "cgroup.procs", 0)
-
-
-def remove(paths: dict[str, str]) -> None:
-    """Destroy a container's cgroup from the paths recorded in its state (lab rm -f)."""
-    folders = [Path(p) for p in dict.fromkeys(paths.values())]
-
-    destroy(folders, lambda: [pid for folder in folders for pid in pids_in(folder / "cgroup.procs")])
-
-
-def destroy(folders: list[Path], processes, timeout: float = 5.0) -> None:
-    """Kill what is left in the cgroup, wait until it is empty, and remove its folders.
-
-    A cgroup folder can only be removed once no process is in it (rmdir fails with EBUSY).
-    """
-    deadline = time.monotonic() + timeout
-    while (left := processes()) and time.monotonic() < deadline:
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except FileNotFoundError:
-            pass

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from lab import LabError
+from lab import LabError, store
 
 
 class Parser(argparse.ArgumentParser):
@@ -120,8 +120,8 @@ def build_parser() -> Parser:
     volume_commands.add_parser("ls", help="list volumes").set_defaults(func=cmd_volume, verb="ls", names=[])
 
     daemon = commands.add_parser("daemon", help="serve the Docker Engine API on a Unix socket (chapter 07)")
-    daemon.add_argument("--socket", default="/run/lab/lab.sock", metavar="PATH",
-                        help="where to listen (default /run/lab/lab.sock); clients: DOCKER_HOST=unix://PATH")
+    daemon.add_argument("--socket", default=store.SOCKET, metavar="PATH",
+                        help="where to listen (default %(default)s); clients: DOCKER_HOST=unix://PATH")
     daemon.set_defaults(func=cmd_daemon)
 
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
@@ -134,15 +134,21 @@ def cmd_run(args) -> int:
     trace.mark("interpreter start and imports")
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
-    return container.run(args.image, args.cmd, remove=args.rm, detach=args.detach, name=args.name, env=args.env,
-                         workdir=args.workdir, interactive=args.interactive, tty=args.tty, hostname=args.hostname,
-                         memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit, mounts=args.volume,
-                         cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-                         security_opt=args.security_opt)
+    options = dict(name=args.name, env=args.env, workdir=args.workdir, interactive=args.interactive, tty=args.tty,
+                   hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
+                   mounts=args.volume, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+                   security_opt=args.security_opt)
+    if not args.detach:
+        return container.run(args.image, args.cmd, remove=args.rm, **options)
+    from lab import supervisor          # -d: a supervisor starts the container and stays with it
+    c = container.create(args.image, args.cmd, detach=True, **options)
+    supervisor.launch(c, args.rm)
+    print(c.id)
+    return 0
 
 
 def cmd_exec(args) -> int:
-    from lab import container, store
+    from lab import container
     if not args.container:
         raise LabError("exec: requires at least 2 arguments: CONTAINER CMD [ARG...] (see `lab exec --help`)")
     return container.exec_in(store.find_container(args.container), args.cmd, env=args.env,
@@ -150,7 +156,6 @@ def cmd_exec(args) -> int:
 
 
 def cmd_ps(args) -> int:
-    from lab import store
     now = time.time()
     rows = []
     for c in store.list_containers():
@@ -174,9 +179,9 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_logs(args) -> int:
-    from lab import store, supervisor
+    from lab import supervisor
     c = store.find_container(args.container)
-    path = c.path / "container.log"
+    path = c.log
     if not path.exists():
         raise LabError(f"container {args.container} has no log: only `lab run -d` keeps one")
     streams = {supervisor.STDOUT: sys.stdout.buffer, supervisor.STDERR: sys.stderr.buffer}
@@ -202,7 +207,6 @@ def each(refs: list[str], action) -> int:
 
 def each_container(refs: list[str], action) -> int:
     """each() with action(container), the container found by name or id."""
-    from lab import store
     return each(refs, lambda ref: action(store.find_container(ref)))
 
 
@@ -226,15 +230,15 @@ def cmd_rm(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from lab import images, views
     import json
-    from lab import images, store
     found = []
     for ref in args.containers:
         try:
-            found.append(store.find_container(ref).inspect())
+            found.append(views.container(store.find_container(ref)))
         except LabError as not_a_container:
             try:
-                found.append(images.inspect(images.find(ref)))
+                found.append(views.image(images.find(ref)))
             except LabError:
                 raise not_a_container from None
     if args.format is None:
@@ -259,9 +263,9 @@ def field(item: dict, template: str) -> str:
 
 
 def cmd_image_inspect(args) -> int:
+    from lab import images, views
     import json
-    from lab import images
-    print(json.dumps([images.inspect(images.find(ref)) for ref in args.images], indent=4))
+    print(json.dumps([views.image(images.find(ref)) for ref in args.images], indent=4))
     return 0
 
 
@@ -274,7 +278,7 @@ def size(n: int) -> str:
 
 
 def cmd_images(args) -> int:
-    from lab import images, store
+    from lab import images
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
     for image in images.list_images():
@@ -287,20 +291,20 @@ def cmd_images(args) -> int:
 
 
 def cmd_image_import(args) -> int:
-    from lab import images
-    print(images.import_image(args.source, args.ref))
+    from lab import image_commands
+    print(image_commands.import_image(args.source, args.ref))
     return 0
 
 
 def cmd_commit(args) -> int:
-    from lab import images, store
-    print(images.commit(store.find_container(args.container), args.ref))
+    from lab import image_commands
+    print(image_commands.commit(store.find_container(args.container), args.ref))
     return 0
 
 
 def cmd_rmi(args) -> int:
-    from lab import images
-    return each(args.images, lambda ref: "\n".join(images.remove_image(ref)))
+    from lab import image_commands
+    return each(args.images, lambda ref: "\n".join(image_commands.remove_image(ref)))
 
 
 def cmd_volume(args) -> int:
@@ -331,8 +335,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_progress(args) -> int:
-    from lab import progress
-    return progress.main()
+    raise LabError("progress is the course's tool, not the runtime's: run it with the `lab` command "
+                   "(lab progress, which lab_impl.py hands to course.py) or `make progress`")
 
 
 def main(argv=None) -> int:
@@ -353,7 +357,6 @@ def main(argv=None) -> int:
         return 0
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            from lab import store
             return fail(store.no_space(), 125)
         return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
     except Exception as e:

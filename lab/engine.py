@@ -14,7 +14,7 @@ import json
 import os
 import platform
 
-from lab import Conflict, LabError, NotFound, container, images, names, store, supervisor, volumes
+from lab import Conflict, LabError, NotFound, container, image_commands, images, names, store, supervisor, views, volumes
 
 API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
 MIN_API_VERSION = "1.24"
@@ -73,7 +73,7 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
     (docker run asks before the start, so that it cannot miss the end).
     """
     # HINT: supervisor.wait(c, removed=..., registered=ready) waits for the end; it raises a
-    # HINT: LabError when the supervisor is gone, and then store.exit_of(c) is the answer.
+    # HINT: LabError when the supervisor is gone, and then views.exit_of(c) is the answer.
     # HINT: "not-running" answers at once only once the end is recorded (c.state["Status"]):
     # HINT: a process that has just ended has no exit status on disk yet.
     raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_engine/README.md, 'Your turn')")
@@ -84,11 +84,11 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
 
 def container_json(c: store.Container) -> dict:
     """GET /containers/{id}/json: lab's inspect, completed to docker's shape."""
-    info, config = c.inspect(), c.config
+    info, config = views.container(c), c.config
     state = info["State"]
     return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux", "RestartCount": 0,
-            "LogPath": str(c.path / "container.log"), "HostnamePath": str(c.path / "hostname"),
-            "HostsPath": str(c.path / "hosts"), "ResolvConfPath": "", "ExecIDs": None,
+            "LogPath": str(c.log), "HostnamePath": str(c.hostname_file),
+            "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
             "State": {**state, "Paused": False, "Restarting": False, "Dead": False,
                       "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
                       "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
@@ -220,15 +220,15 @@ def post_exec_create(req):
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
               "WorkingDir": body.get("WorkingDir") or "", "Tty": bool(body.get("Tty")),
               "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0}
-    (c.path / "execs").mkdir(exist_ok=True)
-    store.write_json(supervisor.exec_path(c, exec_id), config)
+    c.execs.mkdir(exist_ok=True)
+    store.write_json(c.exec_record(exec_id), config)
     return 201, {"Id": exec_id}
 
 
 def find_exec(exec_id: str) -> tuple[store.Container, dict]:
-    names.check_id(exec_id, "exec")                 # before it becomes a file name (exec_path)
+    names.check_id(exec_id, "exec")                 # before it becomes a file name (exec_record)
     for c in store.list_containers():
-        if supervisor.exec_path(c, exec_id).exists():
+        if c.exec_record(exec_id).exists():
             return c, supervisor.read_exec(c, exec_id)
     raise NotFound(f"no such exec instance: {exec_id}")
 
@@ -261,10 +261,10 @@ def post_exec_resize(req):
 
 
 def image_json(image: dict) -> dict:
-    return {**images.inspect(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
+    return {**views.image(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
             "Author": "", "Comment": "", "DockerVersion": "", "VirtualSize": image["Size"],
             "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": ":".join(str(images.layer_path(d)) for d in reversed(image["Layers"]))}},
+                "LowerDir": ":".join(str(store.layer_path(d)) for d in reversed(image["Layers"]))}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
 
 
@@ -280,7 +280,7 @@ def get_image(req):
 
 def delete_image(req):
     """DELETE /images/{name} (docker rmi): untag, and delete what no tag and no other image needs."""
-    done = images.remove_image(req.params[0])
+    done = image_commands.remove_image(req.params[0])
     return 200, [dict([line.split(": ", 1)]) for line in done]      # [{"Untagged": ...}, {"Deleted": ...}]
 
 

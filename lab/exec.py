@@ -41,7 +41,8 @@ def join(namespaces: dict[str, int], kinds: list[str]) -> None:
 
 def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) -> None:
     """In the helper: everything the command must be in before it exists, in the order above."""
-    cgroups.join_paths(cgroup_paths)               # while the host's /sys/fs/cgroup is in sight
+    if cgroup_paths:                               # (none: a runtime without chapter 02)
+        cgroups.Cgroup.from_paths(cgroup_paths).join()   # while the host's /sys/fs/cgroup is in sight
     join(namespaces, NAMESPACES)                   # mnt last: it moves / and the working directory
     join(namespaces, ["pid"])                      # the helper's next child is born in it
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)    # until exec, nobody in there may ptrace it

@@ -1,9 +1,11 @@
 """LAB_TRACE=1: where the time of a `lab run` goes, phase by phase.
 
-mark(name) notes the moment the phase `name` ended. Marks made in the child, between fork
-and exec, travel to lab through a pipe; at the end lab prints each phase's share on stderr.
-Off (the default), mark() does nothing. tools/bench.py draws these phases.
+mark(name) notes the moment the phase `name` ended (container.step marks each step). Marks
+made in the child, between fork and exec, travel to lab through a pipe; at the end lab prints
+each phase's share on stderr, and with LAB_TRACE_FILE=PATH also writes them there as JSON
+(tools/bench.py reads that). Off (the default), mark() does nothing.
 """
+import json
 import os
 import sys
 import time
@@ -58,11 +60,18 @@ def report() -> None:
         return
     previous = started()
     total = marks[-1][1] - previous
-    print(f"lab-trace: {'phase':<32} {'ms':>8}", file=sys.stderr)
+    print(f"lab-trace: {'phase':<40} {'ms':>8}", file=sys.stderr)
     for name, moment in marks:
-        print(f"lab-trace: {name:<32} {(moment - previous) * 1000:8.1f}", file=sys.stderr)
+        print(f"lab-trace: {name:<40} {(moment - previous) * 1000:8.1f}", file=sys.stderr)
         previous = moment
-    print(f"lab-trace: {'total':<32} {total * 1000:8.1f}", file=sys.stderr)
+    print(f"lab-trace: {'total':<40} {total * 1000:8.1f}", file=sys.stderr)
     peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    print(f"lab-trace: {'peak memory of lab (MB)':<32} {int(peak) / 1024:8.1f}", file=sys.stderr)
+    print(f"lab-trace: {'peak memory of lab (MB)':<40} {int(peak) / 1024:8.1f}", file=sys.stderr)
+    if os.environ.get("LAB_TRACE_FILE"):
+        phases, previous = [], started()
+        for name, moment in marks:
+            phases.append([name, (moment - previous) * 1000])
+            previous = moment
+        with open(os.environ["LAB_TRACE_FILE"], "w") as f:
+            json.dump({"phases_ms": phases, "total_ms": total * 1000, "peak_mb": int(peak) / 1024}, f)
 

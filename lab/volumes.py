@@ -16,8 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from lab import Conflict, LabError, NotFound, names, syscalls
-from lab.store import lab_root
+from lab import Conflict, LabError, NotFound, names, store, syscalls
 from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
 
 
@@ -80,7 +79,7 @@ def volume_path(name: str) -> Path:
     A name like ../../home would lead out of LAB_ROOT, and `volume rm` would delete what is
     there; a symlink in the volume's place would do the same, and a mount would show its target
     to the container. lab makes no symlinks there, so it never follows one."""
-    folder = lab_root() / "volumes" / names.check_name(name, "volume")
+    folder = store.volumes_dir() / names.check_name(name, "volume")
     if folder.is_symlink() or (folder / "_data").is_symlink():
         raise LabError(f"the volume {name} ({folder}) goes through a symlink, which lab never makes: "
                        "lab does not follow it (remove it by hand)")
@@ -94,7 +93,7 @@ def create(name: str) -> Path:
 
 
 def list_volumes() -> list[str]:
-    folder = lab_root() / "volumes"
+    folder = store.volumes_dir()
     found = folder.iterdir() if folder.is_dir() else ()
     return sorted(p.name for p in found if names.is_name(p.name) and not p.is_symlink()
                   and (p / "_data").is_dir() and not (p / "_data").is_symlink())
@@ -102,7 +101,6 @@ def list_volumes() -> list[str]:
 
 def users(name: str) -> list[str]:
     """The containers (running or not) that mount the volume."""
-    from lab import store
     return [c.name for c in store.list_containers()
             if any(m.get("Name") == name for m in c.config.get("Mounts", []))]
 

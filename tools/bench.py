@@ -47,7 +47,7 @@ import lab_impl  # noqa: E402
 os.environ["LAB_IMPL"] = "solutions"
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)      # lab starts from cached bytecode, as it does for you
 lab_impl.activate()
-from lab import cgroups, images, syscalls  # noqa: E402
+from lab import cgroups, images, store, syscalls  # noqa: E402
 
 LAB = str(Path(sys.executable).with_name("lab"))
 LIMITS = ["-m", "256m", "--pids-limit", "1000"]
@@ -113,12 +113,9 @@ class Helper:
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         if cgroups.version() == "v1":
-            own = cgroups.own_cgroups()
-            for mount, fstype, options in cgroups.mountinfo():
-                if fstype == "cgroup":
-                    here = next((own[c] for c in options.split(",") if c in own), "/")
-                    if here != "/":      # show our own cgroup as the hierarchy's root
-                        syscalls.mount(mount + here, mount, None, syscalls.MS_BIND)
+            for mount, here in cgroups.own_folders().items():
+                if here != mount:        # show our own cgroup as the hierarchy's root
+                    syscalls.mount(str(here), str(mount), None, syscalls.MS_BIND)
             if Path("/sys/fs/cgroup/unified").is_mount():
                 syscalls.umount2("/sys/fs/cgroup/unified", syscalls.MNT_DETACH)
         for line in requests:
@@ -271,14 +268,14 @@ def runtimes(work: Path, layer: Path, helper: Helper, engine: Engine) -> dict:
 def trace_phases(runs: int) -> dict[str, float]:
     """lab run's phases (LAB_TRACE=1), the median of each in ms."""
     phases: dict[str, list[float]] = {}
-    for _ in range(runs):
-        env = {**os.environ, "LAB_TRACE": "1", "LAB_TRACE_T0": str(time.monotonic())}
-        result = subprocess.run([LAB, "run", "--rm", *LIMITS, "busybox", "true"], capture_output=True,
-                                text=True, env=env)
-        for line in result.stderr.splitlines():
-            name, ms = line.removeprefix("lab-trace: ").rsplit(None, 1)
-            if name.strip() not in ("phase", "total"):
-                phases.setdefault(name.strip(), []).append(float(ms))
+    with tempfile.NamedTemporaryFile(suffix=".json") as data:
+        for _ in range(runs):
+            env = {**os.environ, "LAB_TRACE": "1", "LAB_TRACE_T0": str(time.monotonic()), "LAB_TRACE_FILE": data.name}
+            subprocess.run([LAB, "run", "--rm", *LIMITS, "busybox", "true"], capture_output=True, env=env, check=True)
+            trace = json.loads(Path(data.name).read_text())
+            for name, ms in trace["phases_ms"]:
+                phases.setdefault(name, []).append(ms)
+            phases.setdefault(PEAK, []).append(trace["peak_mb"])
     return {name: statistics.median(values) for name, values in phases.items()}
 
 
@@ -378,7 +375,7 @@ def main() -> int:
     helper = Helper()
     engine = None
     try:
-        layer = images.layer_path(images.resolve("busybox")["Layers"][0])
+        layer = store.layer_path(images.resolve("busybox")["Layers"][0])
         engine = Engine(work)
         found = runtimes(work, layer, helper, engine)
         runnable = {name: f for name, f in found.items() if callable(f)}

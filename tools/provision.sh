@@ -5,12 +5,12 @@
 #   VENV=DIR   where the venv goes (default .venv; the course VM uses /opt/lab-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/packages.sh      # course_apt (the apt packages), pyproject_list (the Python ones)
 venv=${VENV:-.venv}
 
-packages=(busybox-static python3 python3-venv make iproute2 procps util-linux)
 if command -v apt-get >/dev/null; then
     missing=()
-    for p in "${packages[@]}"; do
+    for p in "${course_apt[@]}"; do
         [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -19,7 +19,7 @@ if command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 else
-    echo "provision: no apt-get here; install these yourself: ${packages[*]}" >&2
+    echo "provision: no apt-get here; install these yourself: ${course_apt[*]}" >&2
 fi
 
 python=${PYTHON:-python3}
@@ -33,7 +33,11 @@ fi
 stamp=$venv/.provisioned-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
     pip=("$venv/bin/pip" install -q --disable-pip-version-check)
-    "$venv/bin/python" -c "import setuptools, wheel" 2>/dev/null || "${pip[@]}" "setuptools>=64" wheel
+    # Without build isolation, what building the course needs must be in the venv first (pip
+    # takes what is already there: no network then).
+    build_requires=$(pyproject_list "$venv/bin/python" build-system.requires)
+    mapfile -t build_requires <<<"$build_requires"
+    "${pip[@]}" "${build_requires[@]}"
     "${pip[@]}" --no-build-isolation -e '.[course]'
     rm -f "$venv"/.provisioned-*
     touch "$stamp"
@@ -42,7 +46,7 @@ fi
 [ -x "$venv/bin/docker" ] || bash tools/docker-client "$venv/bin/docker"
 # The `lab` command starts Python without its site machinery (-S): lab needs only the standard
 # library and this folder, and site (with pip's editable-install hook) costs ~13 ms of every
-# `lab run`. `lab progress`, which runs pytest, turns site on itself (lab/progress.py).
+# `lab run`. `lab progress`, which runs pytest, turns site on itself (course.py).
 cat > "$venv/bin/lab" <<EOF
 #!$(cd "$venv" && pwd)/bin/python3 -S
 import sys

@@ -3,7 +3,7 @@ import os
 import shutil
 import uuid
 
-from lab import images, rootfs, security, syscalls
+from lab import images, rootfs, security, store, syscalls
 
 DEV = {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr"}
 CONTAINER_MOUNTS = {"/", "/etc/hostname", "/etc/hosts", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"}
@@ -13,7 +13,7 @@ def test_the_container_sees_the_images_files_not_the_hosts(lab, tmp_path):
     marker = tmp_path / f"marker-{uuid.uuid4().hex[:8]}"
     marker.write_text("on the host\n")
     result = lab("run", "--rm", "busybox", "sh", "-c", f"cat /etc/passwd; ls {marker} 2>/dev/null || echo no marker")
-    layer = images.layer_path(images.resolve("busybox")["Layers"][0])
+    layer = store.layer_path(images.resolve("busybox")["Layers"][0])
     assert result.stdout == (layer / "etc" / "passwd").read_text() + "no marker\n"
 
 
@@ -31,7 +31,7 @@ def test_the_hostname_files_are_the_containers(lab):
 
 
 def test_sys_is_read_only_and_the_image_never_changes(lab):
-    layer = images.layer_path(images.resolve("busybox")["Layers"][0])
+    layer = store.layer_path(images.resolve("busybox")["Layers"][0])
     passwd = (layer / "etc" / "passwd").read_text()
     # Until chapter 04 the image's folder is the container's /, mounted read-only: writing fails.
     # With chapter 04 the writes land in the container's own layer. Either way, the image stays.
@@ -71,7 +71,7 @@ def in_child(work) -> int:
 
 def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):
     root = tmp_path / "root"
-    shutil.copytree(images.layer_path(images.resolve("busybox")["Layers"][0]), root, symlinks=True)
+    shutil.copytree(store.layer_path(images.resolve("busybox")["Layers"][0]), root, symlinks=True)
     marker = tmp_path / "host-only"
     marker.write_text("the host\n")
 

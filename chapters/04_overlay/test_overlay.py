@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import images
+from lab import images, store
 
 sys.path.insert(0, str(Path(__file__).parent))
 import archives  # noqa: E402
 
 
 def busybox_layer() -> Path:
-    return images.layer_path(images.resolve("busybox")["Layers"][0])
+    return store.layer_path(images.resolve("busybox")["Layers"][0])
 
 
 def container_folders(lab, name: str) -> dict:
@@ -22,11 +22,11 @@ def container_folders(lab, name: str) -> dict:
 
 
 def stored_layers() -> set[str]:
-    return {p.name for p in images.layers_dir().iterdir()}
+    return {p.name for p in store.layers_dir().iterdir()}
 
 
 def stored_images() -> tuple:
-    return {p.name for p in images.images_dir().iterdir()}, images.tags()
+    return {p.name for p in store.images_dir().iterdir()}, store.tags()
 
 
 def test_a_write_copies_the_file_up_and_leaves_the_image_unchanged(lab):

@@ -11,9 +11,12 @@
     security.py    08  what root in it may still do (coming)
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
-the background; daemon.py serves engine.py's API over HTTP; images.py and store.py keep what
-lives under LAB_ROOT, and names.py checks every name before it becomes a path there; syscalls.py wraps the kernel calls Python lacks; seccomp.py and
-devices.py are chapter 08's filter of system calls and list of devices; cli.py is the `lab` command.
+the background; daemon.py serves engine.py's API over HTTP. store.py is where everything lives
+under LAB_ROOT, images.py reads images, layers.py and image_commands.py change them; views.py
+shows records in docker's shapes; names.py checks every name before it becomes a path;
+syscalls.py wraps the kernel calls Python lacks; seccomp.py and devices.py are chapter 08's
+filter of system calls and list of devices; cli.py is the `lab` command. ARCHITECTURE.md
+draws who imports whom, and the start sequence.
 """
 
 

@@ -23,9 +23,12 @@ NOT_WRITTEN = object()       # what step() returns for a skipped step
 
 
 def step(chapter: str, function, *args):
-    """Run one chapter's step and return its result; NOT_WRITTEN if that chapter is skipped."""
+    """Run one chapter's step and return its result; NOT_WRITTEN if that chapter is skipped.
+    With LAB_TRACE=1, the step's time is recorded under its name (trace.py)."""
     try:
-        return function(*args)
+        result = function(*args)
+        trace.mark(f"{function.__module__.split('.')[-1]}.{function.__name__} ({chapter})")
+        return result
     except NotImplementedError:
         if chapter <= os.environ.get("LAB_CHAPTER", "00"):
             raise
@@ -93,7 +96,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
         if mount["Destination"] in [m["Destination"] for m in mounts[:i]]:
             raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
         if mount["Type"] == "bind":
-            volumes.check_against_image(mount, [str(images.layer_path(d)) for d in image["Layers"]])
+            volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
@@ -107,11 +110,11 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
         environ = {"HOSTNAME": name, **environ}
         container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
         store.write_json(container.path / "config.json", container.config)
-        for folder in ("upper", "work", "merged"):       # the container's own layer (chapter 04)
-            (container.path / folder).mkdir()
+        for folder in (container.upper, container.work, container.merged):   # its own layer (chapter 04)
+            folder.mkdir()
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
-        (container.path / "hostname").write_text(f"{name}\n")
-        (container.path / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        container.hostname_file.write_text(f"{name}\n")
+        container.hosts_file.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                               f"127.0.1.1\t{name}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
@@ -123,20 +126,12 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
 
 def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
-    layers = [str(images.layer_path(d)) for d in container.config["Layers"]]
-    root = str(container.path / "merged")
-    upper, work = str(container.path / "upper"), str(container.path / "work")
+    layers = [str(store.layer_path(d)) for d in container.config["Layers"]]
+    root, upper, work = str(container.merged), str(container.upper), str(container.work)
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.
-    if len(":".join(layers)) + len(upper) + len(work) > 3800:      # mount(2) takes one page of options:
-        os.chdir(os.path.dirname(layers[0]))                       # name the layers from their folder
-        layers = [os.path.basename(layer) for layer in layers]
-    if len(":".join(layers)) + len(upper) + len(work) > 4000:
-        raise LabError(f"the image {container.config['Image']} has too many layers ({len(layers)}) "
-                       "for one overlay mount's options (4096 bytes): squash some of them")
-    written = step("04", overlay.mount_overlay, layers, upper, work, root)
-    trace.mark("overlay mount")
-    if written is NOT_WRITTEN:
+    lower = overlay.fit_one_page(layers, upper, work, container.config["Image"])
+    if step("04", overlay.mount_overlay, lower, upper, work, root) is NOT_WRITTEN:
         if len(layers) != 1:
             raise LabError(f"the image {container.config['Image']} has {len(layers)} layers: "
                            "stacking them needs chapter 04 (overlay)")
@@ -149,7 +144,6 @@ def enter_rootfs(container: store.Container) -> None:
         volumes.mount_volume(root, mount)
     rootfs.pivot_root(root)
     rootfs.mount_kernel_filesystems()
-    trace.mark("pivot_root and mounts")
 
 
 class Stdio:
@@ -221,7 +215,6 @@ def start(container: store.Container, piped: bool = False):
         cgroup = None
     else:                                               # so that `lab rm -f` can clean it up
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
-    trace.mark("cgroup")
     stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
     trace.before_fork()
     try:
@@ -236,7 +229,7 @@ def start(container: store.Container, piped: bool = False):
     finally:
         trace.after_exec()
         stdio.close()
-    trace.mark("exec")
+    trace.mark("fork and exec")
     stdio.receive_master()
     me = os.getpid()              # lab run, or the supervisor: who will record its end
     container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
@@ -258,7 +251,7 @@ def security_policy(config: dict, cgroup):
 def policy_of(options: dict, cgroupfs: list) -> "security.Policy":
     """What the child applies: the container's options with its seccomp filter (from the cache)."""
     program = None if options.get("Privileged") else seccomp.filter_for(
-        options.get("Seccomp"), set(options["Capabilities"]), store.lab_root() / "seccomp")
+        options.get("Seccomp"), set(options["Capabilities"]), store.seccomp_cache())
     return security.Policy(options, program, cgroupfs)
 
 
@@ -267,19 +260,16 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
     if cgroup is not None:
         step("02", cgroup.join)                      # first: all it does from now on counts
-    trace.mark("fork, and joining the cgroup")
     if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
         check_new_namespaces(host_namespaces)
         namespaces.make_mounts_private()
         step("01", namespaces.set_hostname, container.config["Hostname"])
         namespaces.bring_up_loopback()
-        trace.mark("namespaces")
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx
     if policy is not None:
         step("08", security.apply, policy)           # last: what root in it may no longer do
-        trace.mark("security")
 
 
 def env_of(config: dict) -> dict[str, str]:
@@ -306,14 +296,11 @@ def finish(container: store.Container, status: int, cgroup) -> None:
                          Cgroup={**container.state.get("Cgroup", {}), "Stats": stats})
 
 
-def run(image_ref: str, command: list[str], *, remove=False, detach=False, **options) -> int:
-    """`lab run`: create, start, wait; return the exit status the way docker does."""
-    container = create(image_ref, command, detach=detach, **options)
+def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
+    """`lab run` in the foreground: create, start, wait; return the exit status the way docker
+    does. (`lab run -d` hands the container to a supervisor instead: supervisor.launch.)"""
+    container = create(image_ref, command, **options)
     trace.mark("image and container record")
-    if detach:
-        run_detached(container, remove)
-        print(container.id)
-        return 0
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
         pid, cgroup, stdio = start(container)
@@ -339,21 +326,6 @@ def relay(master: int | None, interactive: bool):
         return None
     from lab import terminal
     return lambda: terminal.relay(master, interactive)
-
-
-def run_detached(container: store.Container, remove: bool) -> None:
-    """`lab run -d`: the container's supervisor (supervisor.py) starts it and stays with it;
-    lab returns once it runs. If it cannot start, nothing is left behind."""
-    from lab import supervisor
-    try:
-        supervisor.spawn(container, remove)
-        supervisor.start(container)
-    except BaseException:
-        container.wait_for_supervisor(10)
-        if not container.path.exists():
-            raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
-        store.remove_container(container)
-        raise
 
 
 def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, interactive=False,
@@ -470,9 +442,9 @@ def remove(container: store.Container, force: bool = False) -> None:
         container.reload()
     paths = container.state.get("Cgroup", {}).get("Paths")
     if container.damage:                               # what it may have: the cgroup lab names after it
-        paths = cgroups.manager(f"lab-{container.id[:12]}").paths
+        paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths
     if paths:
-        cgroups.remove(paths)                          # its lab died before cleaning up: we do
+        cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do
     store.remove_container(container)
 
 

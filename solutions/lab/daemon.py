@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from lab import LabError, engine, process
 
-DEFAULT_SOCKET = "/run/lab/lab.sock"
 MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
 
 

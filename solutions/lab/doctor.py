@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab import cgroups, images, syscalls
+from lab import cgroups, layers, syscalls
 
 NAMESPACES = {"uts": syscalls.CLONE_NEWUTS, "pid": syscalls.CLONE_NEWPID, "mnt": syscalls.CLONE_NEWNS,
               "ipc": syscalls.CLONE_NEWIPC, "net": syscalls.CLONE_NEWNET,
@@ -72,8 +72,8 @@ def checks():
     root = next((f for f in mounts if f[4] == "/"), [])
     propagation = "shared" if any(o.startswith("shared:") for o in root[6:root.index("-")]) else "private"
     yield None, f"mount propagation of /: {propagation} (each container makes its own copy private: chapter 03)", ""
-    binary = images.busybox_binary()
-    yield binary.is_file() and images.is_static(binary), f"static busybox at {binary}", \
+    binary = layers.busybox_binary()
+    yield binary.is_file() and layers.is_static(binary), f"static busybox at {binary}", \
         "apt-get install busybox-static"
 
 

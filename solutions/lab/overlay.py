@@ -35,6 +35,19 @@ def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
     # END SOLUTION
 
 
+def fit_one_page(lower: list[str], upper: str, work: str, image: str) -> list[str]:
+    """mount(2) takes one page (4096 bytes) of options. With many layers, name them from their
+    folder instead: this process's working directory becomes that folder, and the layers' short
+    names are returned. Too many layers even so is a LabError."""
+    if len(":".join(lower)) + len(upper) + len(work) > 3800:
+        os.chdir(os.path.dirname(lower[0]))
+        lower = [os.path.basename(layer) for layer in lower]
+    if len(":".join(lower)) + len(upper) + len(work) > 4000:
+        raise LabError(f"the image {image} has too many layers ({len(lower)}) "
+                       "for one overlay mount's options (4096 bytes): squash some of them")
+    return lower
+
+
 def member_path(layer: Path, name: str) -> Path:
     """Where the tar member `name` goes inside the folder layer; LabError if it would leave it.
 

@@ -1,10 +1,15 @@
-"""What the runtime keeps on disk, under LAB_ROOT (default /var/lib/lab).
+"""What the runtime keeps on disk, under LAB_ROOT (default /var/lib/lab). This module is the
+one place that knows where each thing lives:
 
     images/      one JSON file per image, and tags.json (name:tag -> image id)
     layers/      image layers, one folder each, named by the sha256 of their tar
+    volumes/     NAME/_data: named volumes (chapter 05)
+    seccomp/     compiled seccomp filters, a cache (chapter 08)
     containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
                  container's own layer: <id>/upper (its changes), <id>/work (overlay's
-                 scratch space), <id>/merged (where the union is mounted, in its namespace)
+                 scratch space), <id>/merged (where the union is mounted, in its namespace);
+                 <id>/hostname and hosts (its /etc files), container.log and supervisor.log
+                 (run -d), execs/<exec id>.json (the engine's exec records)
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
 Files are written whole or not at all: a temporary file in the same folder, flushed to the
@@ -13,16 +18,46 @@ never half of one. A record that is damaged anyway (a disk that filled up under 
 a hand edit) makes only its own container show as damaged: `lab rm -f` removes it.
 """
 import errno
+import fcntl
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 from lab import Conflict, LabError, NotFound, names
 
 
+SOCKET = "/run/lab/lab.sock"      # where `lab daemon` serves the Engine API by default (chapter 07)
+
+
 def lab_root() -> Path:
     return Path(os.environ.get("LAB_ROOT") or "/var/lib/lab")
+
+
+def images_dir() -> Path:
+    return lab_root() / "images"
+
+
+def layers_dir() -> Path:
+    return lab_root() / "layers"
+
+
+def layer_path(digest: str) -> Path:
+    """A layer's folder: layers/<the hex of its sha256>."""
+    return layers_dir() / digest.split(":")[1]
+
+
+def volumes_dir() -> Path:
+    return lab_root() / "volumes"
+
+
+def seccomp_cache() -> Path:
+    return lab_root() / "seccomp"
+
+
+def containers_dir() -> Path:
+    return lab_root() / "containers"
 
 
 def write_json(path: Path, data) -> None:
@@ -52,6 +87,18 @@ def no_space(what: str = "") -> str:
 
 def read_json(path: Path):
     return json.loads(path.read_text())
+
+
+def tags() -> dict[str, str]:
+    path = images_dir() / "tags.json"
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return {}
+    except ValueError:                  # damaged: the images are still there, by id; their names are lost
+        print(f"lab: warning: {path} is damaged: image names are lost (`lab images` lists the images "
+              "by id; tag them again with lab commit or lab image import)", file=sys.stderr)
+        return {}
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -95,6 +142,19 @@ class Container:
     @property
     def name(self) -> str:
         return self.config.get("Name") or self.id[:12]
+
+    # Its files (see the top of this module).
+    upper = property(lambda self: self.path / "upper")
+    work = property(lambda self: self.path / "work")
+    merged = property(lambda self: self.path / "merged")
+    hostname_file = property(lambda self: self.path / "hostname")
+    hosts_file = property(lambda self: self.path / "hosts")
+    log = property(lambda self: self.path / "container.log")
+    supervisor_log = property(lambda self: self.path / "supervisor.log")
+    execs = property(lambda self: self.path / "execs")
+
+    def exec_record(self, exec_id: str) -> Path:
+        return self.execs / f"{exec_id}.json"
 
     def save_state(self, **changes) -> None:
         self.state.update(changes)
@@ -166,67 +226,12 @@ class Container:
         while self.has_supervisor() and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def inspect(self) -> dict:
-        """What `lab inspect` shows, in docker's shape where docker has one."""
-        from lab.images import layer_path
-        def iso(t):
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
-        config, state, limits = self.config, self.state, self.config.get("Limits", {})
-        running = self.is_running()
-        cgroup = state.get("Cgroup", {})
-        stats = cgroup.get("Stats") or {}
-        return {
-            "Id": self.id, "Name": self.name, "Created": iso(config["Created"]),
-            "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
-            "State": {"Status": "running" if running else ("exited" if state.get("Status") != "created" else "created"),
-                      "Running": running, "Pid": state.get("Pid", 0) if running else 0,
-                      "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
-                      "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt")),
-                      **({"LogStopped": state["LogStopped"]} if "LogStopped" in state else {})},
-            "Config": {"Hostname": config["Hostname"], "Env": config["Env"], "Cmd": config["Cmd"],
-                       "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
-            "HostConfig": {"Memory": limits.get("memory") or 0,
-                           "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
-                           "PidsLimit": limits.get("pids"), **security_fields(config.get("Security"))},
-            "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
-                        "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
-                        "Propagation": "rprivate"} for m in config.get("Mounts", [])],
-            "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": ":".join(str(layer_path(d)) for d in reversed(config.get("Layers", []))),
-                "UpperDir": str(self.path / "upper"), "WorkDir": str(self.path / "work"),
-                "MergedDir": str(self.path / "merged")}},
-            "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
-                       "MemoryPeak": stats.get("MemoryPeak"),
-                       "CpuTimeSeconds": stats["CpuUsageNs"] / 1e9 if stats else None,
-                       "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
-                       "PidsRefused": stats.get("PidsRefused")},
-        }
-
-
-def security_fields(options: dict | None) -> dict:
-    """HostConfig's fields for chapter 08, as docker shows them."""
-    if not options:
-        return {}
-    seccomp = options.get("Seccomp")
-    opts = (["no-new-privileges"] if options.get("NoNewPrivileges") else []) + \
-        (["seccomp=unconfined"] if seccomp == "unconfined" else ["seccomp=<profile>"] if seccomp else [])
-    return {"Privileged": options.get("Privileged", False), "CapAdd": options.get("CapAdd") or None,
-            "CapDrop": options.get("CapDrop") or None, "SecurityOpt": opts or None,
-            "Capabilities": options.get("Capabilities")}
-
 
 def ago(seconds: float) -> str:
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if seconds >= 2 * size:
             return f"{int(seconds // size)} {unit}"
     return f"{int(seconds)} seconds"
-
-
-def exit_of(container: Container) -> dict:
-    """How the container ended, as the Engine API's wait answers it."""
-    container.reload()
-    error = container.state.get("Error")
-    return {"StatusCode": container.state.get("ExitCode", 0), "Error": {"Message": error} if error else None}
 
 
 def process_start_time(pid: int) -> int | None:
@@ -239,14 +244,9 @@ def process_start_time(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
-def containers_dir() -> Path:
-    return lab_root() / "containers"
-
-
 def create_container(config: dict) -> Container:
     """A new container's folder and config.json. Names are unique, also when several lab
     commands create containers at once: checking and creating happen under one lock."""
-    import fcntl
     containers_dir().mkdir(parents=True, exist_ok=True)
     with open(containers_dir() / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -299,7 +299,7 @@ def find_container(ref: str) -> Container:
 def remove_container(container: Container) -> None:
     """Rename the folder first (atomic), then delete it: a `lab run` that is still writing its
     final state (lab rm -f while it runs) finds no folder to write into, instead of racing rmtree."""
-    import shutil
+    import shutil                       # here, not above: it loads bz2 and lzma, which lab run does not need
     doomed = container.path.with_name(f".removing-{container.id}")
     try:
         container.path.rename(doomed)

@@ -29,7 +29,8 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, process, store
+from lab import LabError, process, store, views
+from lab import container as runtime
 from lab.terminal import write_all
 
 SOCKET = "supervisor.sock"
@@ -60,7 +61,7 @@ def follow_log(container: store.Container, follow: bool):
     supervisor was killed runs on, but nothing logs its output any more: say so, and follow
     it to its end all the same."""
     said = False
-    with open(container.path / "container.log", "rb") as log:
+    with open(container.log, "rb") as log:
         while True:
             yield from read_frames(log)
             if not follow:
@@ -143,7 +144,23 @@ def wait(container: store.Container, removed: bool = False, registered=lambda: N
         answer = json.loads(read_line(sock) or b"null") if sock.fileno() != -1 else None
         while removed and sock.fileno() != -1 and read_line(sock):   # it hangs up once it is gone
             pass
-    return answer or store.exit_of(container)
+    return answer or views.exit_of(container)
+
+
+def launch(container: store.Container, remove: bool, start_it: bool = True) -> None:
+    """`lab run -d` and the engine's create: give the container a supervisor, which holds it
+    from now on; with start_it (run -d), have it start the container too, else it waits for
+    the engine's start. Whatever fails, nothing is left behind."""
+    try:
+        spawn(container, remove)
+        if start_it:
+            start(container)
+    except BaseException:
+        container.wait_for_supervisor(10)
+        if not container.path.exists():
+            raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
+        store.remove_container(container)
+        raise
 
 
 def spawn(container: store.Container, remove: bool) -> None:
@@ -207,12 +224,12 @@ class Supervisor:
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(null, 2)                      # until its log is open: nothing on lab's terminal
-            errors = os.open(self.container.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            errors = os.open(self.container.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(errors, 2)
             for sig in process.FORWARDED:
                 signal.signal(sig, self.forward)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
-            self.log = open(self.container.path / "container.log", "ab", buffering=0)
+            self.log = open(self.container.log, "ab", buffering=0)
             # Room kept for the last words: when the log fills the disk, this file goes, and the
             # state (why the log stopped, later how the container ended) can still be written.
             self.ballast = self.container.path / ".ballast"
@@ -294,7 +311,6 @@ class Supervisor:
         conn.close()
 
     def start(self) -> dict:
-        from lab import container as runtime
         if self.main is not None or self.failed is not None:
             return {"error": f"container {self.container.name} has already been started"}
         signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # until self.main is set
@@ -443,7 +459,6 @@ class Supervisor:
             self.drop(proc, client)
 
     def exec(self, exec_id: str, client: socket.socket | None) -> dict:
-        from lab import container as runtime
         config = read_exec(self.container, exec_id)
         stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
         try:
@@ -471,7 +486,6 @@ class Supervisor:
 
     def finish(self) -> None:
         """The container has ended: record it, tell whoever waits, hang up, remove it if asked."""
-        from lab import container as runtime
         if self.main is not None:
             runtime.finish(self.container, self.main.status, self.cgroup)
             self.hang_up(self.main)
@@ -486,7 +500,7 @@ class Supervisor:
             self.hang_up(proc)
         for client, _, _ in self.early:       # attached, and it never started
             client.close()
-        answer = json.dumps(store.exit_of(self.container)).encode() + b"\n"
+        answer = json.dumps(views.exit_of(self.container)).encode() + b"\n"
         for conn in self.waiting:
             try:
                 conn.sendall(answer)
@@ -498,16 +512,12 @@ class Supervisor:
             conn.close()
 
 
-def exec_path(container: store.Container, exec_id: str):
-    return container.path / "execs" / f"{exec_id}.json"
-
-
 def read_exec(container: store.Container, exec_id: str) -> dict:
-    return store.read_json(exec_path(container, exec_id))
+    return store.read_json(container.exec_record(exec_id))
 
 
 def update_exec(container: store.Container, exec_id: str, **changes) -> None:
     try:
-        store.write_json(exec_path(container, exec_id), {**read_exec(container, exec_id), **changes})
+        store.write_json(container.exec_record(exec_id), {**read_exec(container, exec_id), **changes})
     except FileNotFoundError:
         pass                              # the container was removed meanwhile

@@ -1,11 +1,14 @@
-"""`lab progress`: where you are in the course and what to do next.
+"""The course's own tools, beside the runtime you write (not in it): `lab progress`.
 
-It runs every chapter's tests quietly (in this process, with pytest) and shows each chapter
-as done, in progress (passed/total) or not started, then the next thing to write.
+`lab progress` runs every chapter's tests quietly (in this process, with pytest) and shows
+each chapter as done, in progress (passed/total) or not started, then the next thing to write.
+The `lab` command (lab_impl.py) hands `lab progress` to this module before it loads your lab/.
 """
 import os
+import sys
+from pathlib import Path
 
-import lab_impl
+ROOT = Path(__file__).resolve().parent
 
 BAR = 24
 
@@ -31,8 +34,7 @@ def bar(done: int, total: int, width: int = BAR) -> str:
     return "#" * filled + "-" * (width - filled)
 
 
-def main() -> int:
-    import sys
+def progress() -> int:
     if sys.flags.no_site:             # the `lab` command starts without site: pytest lives there
         import site
         site.main()
@@ -40,7 +42,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("lab progress runs the chapter tests, which need root: sudo -E $(which lab) progress")
         return 1
-    chapters = sorted(p for p in (lab_impl.ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
+    chapters = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
     collector = Collector()
     code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
@@ -50,7 +52,7 @@ def main() -> int:
     print(f"lab progress: {which}, chapter by chapter\n")
     done, next_up = 0, None
     for chapter in chapters:
-        tests = [t for t in collector.tests if t.startswith(chapter.relative_to(lab_impl.ROOT).as_posix() + "/")]
+        tests = [t for t in collector.tests if t.startswith(chapter.relative_to(ROOT).as_posix() + "/")]
         failed = [t for t in tests if t in collector.failures]
         passed = len(tests) - len(failed)
         state = "done" if tests and not failed else "not started" if passed == 0 else "in progress"
@@ -64,6 +66,6 @@ def main() -> int:
         print("Every chapter passes. Your runtime runs containers: lab run busybox sh -c 'echo I am PID $$'")
         return 0
     chapter, test, message = next_up
-    lesson = chapter.relative_to(lab_impl.ROOT) / "README.md"
-    print(f"Next: {test}\n  {message}\n  Read {lesson}, then check with: pytest {chapter.relative_to(lab_impl.ROOT)}")
+    lesson = chapter.relative_to(ROOT) / "README.md"
+    print(f"Next: {test}\n  {message}\n  Read {lesson}, then check with: pytest {chapter.relative_to(ROOT)}")
     return 0

@@ -1,0 +1,274 @@
+"""The image commands: `lab image import`, `lab commit` and `lab rmi`.
+
+`lab image import` reads a rootfs tarball, a `docker save` archive or an OCI image layout;
+`lab commit` turns a container's upper folder into a new layer on top of its image; `lab rmi`
+untags, and deletes an image and the layers no other image uses. Every digest is checked, and
+on any error nothing stays behind (layers.py holds the store's lock and places the layers).
+"""
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import platform
+import re
+import shutil
+import sys
+import tarfile
+import zlib
+from pathlib import Path
+
+from lab import Conflict, LabError, overlay, store
+from lab.images import DEFAULT_PATH, find, load, tags, unused_layers
+from lab.layers import locked, save_image, store_layer
+from lab.names import digest_hex, parse_reference
+from lab.store import images_dir, layer_path, layers_dir, write_json
+
+
+def remove_image(ref: str) -> list[str]:
+    """`lab rmi`: untag; when no tag is left, delete the image and the layers nobody else uses."""
+    with locked():
+        image = find(ref)
+        named = ":".join(parse_reference(ref))        # an id parses too: it is no tag, so all go
+        untag = [named] if named in image["RepoTags"] else image["RepoTags"]
+        last = len(untag) == len(image["RepoTags"])          # the last tag goes: the image goes
+        if last:
+            users = [c.name for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
+            if users:
+                raise Conflict(f"the image {ref} is used by the container {users[0]}: "
+                               f"remove the container first (lab rm {users[0]})")
+        write_json(images_dir() / "tags.json", {r: i for r, i in tags().items() if r not in untag})
+        done = [f"Untagged: {r}" for r in untag]
+        if last:
+            (images_dir() / f"{digest_hex(image['Id'])}.json").unlink()
+            done.append(f"Deleted: {image['Id']}")
+            for digest in sorted(unused_layers()):
+                if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
+                    layer_path(digest).unlink()
+                else:
+                    shutil.rmtree(layer_path(digest))
+                done.append(f"Deleted: {digest}")
+    return done
+
+
+# Adding layers: from an archive (lab image import) or from a container (lab commit).
+
+class HashingReader:
+    """A file wrapper that hashes every byte read through it: the tar's digest, in the same pass."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self.f.read(size)
+        self.sha.update(data)
+        return data
+
+    def digest(self) -> str:
+        while self.read(1 << 20):      # the tar's end padding counts too
+            pass
+        return "sha256:" + self.sha.hexdigest()
+
+
+def decompressed(raw):
+    """raw (a seekable binary file) as an uncompressed stream: gzip, xz and bzip2 are recognised."""
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw)
+    if head.startswith(b"\xfd7zXZ"):
+        return lzma.LZMAFile(raw)
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise LabError("zstd-compressed layers are not supported (Python has no zstd before 3.14): "
+                       "export the image with gzip layers, e.g. skopeo copy --dest-compress-format gzip")
+    return raw
+
+
+def looks_like_an_archive(path: Path) -> bool:
+    """True when the file starts like a tar (its header's "ustar" magic) or a compressed file."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    return head[257:262] == b"ustar" or head.startswith((b"\x1f\x8b", b"\xfd7zXZ", b"BZh"))
+
+
+def corrupt_errors() -> tuple:
+    return (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError, ValueError)
+
+
+def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
+    """Unpack the layer tar that open_blob() opens into the store; return its digest.
+
+    With diff_id (what the image's config says the digest is), a layer whose digest differs
+    is refused, and a layer already stored is only checked, not unpacked again. New layers
+    are appended to added, so that a failed import can take them back.
+    """
+    work = layers_dir() / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        with open_blob() as raw:
+            reader = HashingReader(decompressed(raw))
+            stored = diff_id is not None and layer_path(diff_id).is_dir()
+            skipped = 0 if stored else overlay.unpack_layer(reader, work)
+            digest = reader.digest()
+        if diff_id is not None and digest != diff_id:
+            raise LabError(f"a layer's content does not match its digest: expected {diff_id}, got {digest}")
+        if skipped:
+            print(f"lab: left out {skipped} device node(s) of layer {digest[7:19]}: "
+                  "a container gets its own /dev", file=sys.stderr)
+        if not stored and store_layer(work, digest):
+            added.append(digest)
+        return digest
+    except corrupt_errors() as e:
+        raise LabError(f"the archive is truncated or corrupt ({e})") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_config(config: dict) -> dict:
+    """The part of an OCI/docker image config that says how to run it."""
+    given = config.get("config") or {}
+    run = {"Env": given.get("Env") or [f"PATH={DEFAULT_PATH}"], "WorkingDir": given.get("WorkingDir") or "/"}
+    for key in ("Entrypoint", "Cmd"):
+        if given.get(key):
+            run[key] = given[key]
+    return run
+
+
+def import_image(source: str, ref: str) -> str:
+    """`lab image import`: a rootfs tarball, a `docker save` archive, or an OCI image layout
+    (a folder or its tar). Every digest is checked; on any error nothing stays behind."""
+    name, tag = parse_reference(ref)
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "oci-layout").is_file():
+            raise LabError(f"{source} is a folder but not an OCI image layout (no oci-layout file in it)")
+        def open_member(member):
+            try:
+                return open(path / member, "rb")
+            except FileNotFoundError:
+                raise LabError(f"the OCI layout {source} has no {member}") from None
+        kind, archive = "oci", None
+    elif not path.is_file():
+        raise LabError(f"no such file or folder: {source}")
+    else:
+        try:
+            archive = tarfile.open(path, "r:*")
+            members = {m.name.removeprefix("./"): m for m in archive.getmembers()}
+        except tarfile.ReadError:
+            if looks_like_an_archive(path):
+                raise LabError(f"the archive {source} is truncated or corrupt: it starts like a tar "
+                               "archive, but lab cannot read it to the end") from None
+            raise LabError(f"{source} is not a tar archive (plain, gzip, xz or bzip2): lab imports a "
+                           "rootfs tarball, a `docker save` archive, or an OCI image layout") from None
+        except corrupt_errors() as e:
+            raise LabError(f"the archive {source} is truncated or corrupt ({e})") from None
+        def open_member(member):
+            found = members.get(member)
+            if found is None or not found.isfile():
+                raise LabError(f"the archive {source} has no file {member}")
+            return archive.extractfile(found)
+        kind = "oci" if "oci-layout" in members else "docker" if "manifest.json" in members else "rootfs"
+    added: list[str] = []
+    try:
+        with locked():
+            try:
+                if kind == "rootfs":
+                    digest = add_layer(lambda: open(path, "rb"), None, added)
+                    return save_image({"Layers": [digest], "Config": {"Env": [f"PATH={DEFAULT_PATH}"],
+                                                                     "WorkingDir": "/"}}, name, tag)
+                read = read_oci if kind == "oci" else read_docker_save
+                layers, config_digest, config = read(open_member, added)
+                return save_image({"Layers": layers, "Config": run_config(config)}, name, tag, config_digest)
+            except BaseException:
+                for digest in added:                   # nothing half-imported
+                    shutil.rmtree(layer_path(digest), ignore_errors=True)
+                raise
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def read_json_member(open_member, member: str, digest: str | None = None):
+    """A JSON file of the archive, its sha256 checked when digest is given."""
+    with open_member(member) as f:
+        data = f.read()
+    if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise LabError(f"{member} does not match its digest {digest}")
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise LabError(f"{member} is not valid JSON ({e})") from None
+
+
+def blob_name(digest: str) -> str:
+    return f"blobs/sha256/{digest_hex(digest)}"
+
+
+def read_oci(open_member, added: list[str]) -> tuple[list[str], str, dict]:
+    """An OCI image layout: index.json -> manifest -> config and layers, all by digest."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json"}
+    document = read_json_member(open_member, "index.json")
+    while document.get("manifests") is not None:           # an index: pick the manifest for this machine
+        choices = document["manifests"]
+        fitting = [m for m in choices if m.get("platform", {}).get("architecture", arch) == arch]
+        if not fitting:
+            raise LabError(f"the image has no manifest for {arch}")
+        descriptor = fitting[0]
+        document = read_json_member(open_member, blob_name(descriptor["digest"]), descriptor["digest"])
+    config_digest = document["config"]["digest"]
+    config = read_json_member(open_member, blob_name(config_digest), config_digest)
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    if len(diff_ids) != len(document.get("layers", [])):
+        raise LabError(f"the manifest lists {len(document.get('layers', []))} layers, the config {len(diff_ids)}")
+
+    def checked(layer):                   # the blob (maybe compressed) must match its digest first
+        with open_member(blob_name(layer["digest"])) as f:
+            sha = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        if "sha256:" + sha.hexdigest() != layer["digest"]:
+            raise LabError(f"the layer blob {layer['digest'][7:19]} does not match its digest")
+        return lambda: open_member(blob_name(layer["digest"]))
+    layers = [add_layer(checked(layer), diff_id, added) for layer, diff_id in zip(document["layers"], diff_ids)]
+    return layers, config_digest, config
+
+
+def read_docker_save(open_member, added: list[str]) -> tuple[list[str], str, dict]:
+    """A `docker save` archive: manifest.json -> config (named by its digest) and layer tars."""
+    manifest = read_json_member(open_member, "manifest.json")
+    if not isinstance(manifest, list) or len(manifest) != 1:
+        raise LabError("the archive holds more than one image (or none): save one image per archive")
+    entry = manifest[0]
+    named = re.search(r"([0-9a-f]{64})(\.json)?$", entry.get("Config", ""))
+    if not named:
+        raise LabError(f"the config {entry.get('Config')!r} is not named by its sha256")
+    config_digest = f"sha256:{named.group(1)}"
+    config = read_json_member(open_member, entry["Config"], config_digest)
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    if len(diff_ids) != len(entry.get("Layers", [])):
+        raise LabError(f"manifest.json lists {len(entry.get('Layers', []))} layers, the config {len(diff_ids)}")
+    layers = [add_layer(lambda member=member: open_member(member), diff_id, added)
+              for member, diff_id in zip(entry["Layers"], diff_ids)]
+    return layers, config_digest, config
+
+
+def commit(container, ref: str) -> str:
+    """`lab commit`: the container's upper folder becomes a new layer on top of its image."""
+    name, tag = parse_reference(ref)
+    base = load(container.config["ImageId"])
+    argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
+    config = {"Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
+              "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}
+    added: list[str] = []
+    with locked():
+        tar_file = layers_dir() / f".commit-{os.getpid()}.tar"
+        try:
+            with open(tar_file, "wb") as out:
+                overlay.pack_layer(container.path / "upper", out)
+            digest = add_layer(lambda: open(tar_file, "rb"), None, added)
+        finally:
+            tar_file.unlink(missing_ok=True)
+        return save_image({"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"]}, name, tag)

@@ -1,0 +1,154 @@
+"""Putting layers into the store: every change to images/ and layers/ goes through here.
+
+One lab changes the store at a time (`locked`): two first `lab run`s build busybox once, and
+imports, commits and rmi never interleave. A layer is unpacked into a hidden folder and renamed
+into place once whole, so a killed lab leaves no half-made layer (the next one cleans up).
+
+The first image, busybox, is built here from the distribution's static busybox: one binary
+that is `sh`, `ls`, `ps` and 300 other commands, no libraries, no network.
+"""
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+from lab import LabError
+from lab.names import digest_hex
+from lab.store import images_dir, layer_path, layers_dir, read_json, tags, write_json
+
+
+def busybox_binary() -> Path:
+    return Path(os.environ.get("LAB_BUSYBOX") or "/bin/busybox")
+
+
+def is_static(path: Path) -> bool:
+    """True when the ELF file at path has no PT_INTERP header (needs no dynamic loader)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:      # 64-bit ELF only
+            return False
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
+
+
+def tar_digest(folder: Path) -> str:
+    """sha256 of a reproducible tar of folder: the layer's content address."""
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uname, info.gname = 0, "", ""
+        return info
+
+    class Hasher:
+        def __init__(self):
+            self.sha = hashlib.sha256()
+
+        def write(self, data):
+            self.sha.update(data)
+            return len(data)
+
+    hasher = Hasher()
+    with tarfile.open(fileobj=hasher, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(folder.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=normalise)
+    return "sha256:" + hasher.sha.hexdigest()
+
+
+def build_busybox(recipe: int, config: dict) -> str:
+    """Build busybox:latest from the static busybox binary, with its image config; return the
+    image id. recipe (images.BUSYBOX_RECIPE) says which build this is: an older one is replaced."""
+    binary = busybox_binary()
+    if not binary.is_file() or not is_static(binary):
+        raise LabError(f"the busybox image needs a static busybox at {binary}: "
+                       "install it with `apt-get install busybox-static` (or run `make setup`)")
+    with locked():                            # two first `lab run`s at once build it once
+        current = tags().get("busybox:latest")
+        if current and read_json(images_dir() / f"{digest_hex(current)}.json").get("Recipe") == recipe:
+            return current                    # the other one built it meanwhile
+        digest = build_busybox_layer(binary)
+        image = {"Layers": [digest], "Config": config, "Recipe": recipe}
+        return save_image(image, "busybox", "latest")
+
+
+def build_busybox_layer(binary: Path) -> str:
+    work = layers_dir() / f".busybox.{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    for folder in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home",
+                   "dev", "proc", "sys", "tmp", "var", "run"):
+        (work / folder).mkdir(parents=True)
+    (work / "tmp").chmod(0o1777)
+    shutil.copy2(binary, work / "bin" / "busybox")
+    listing = subprocess.run([binary, "--list-full"], capture_output=True, text=True, check=True)
+    for applet in listing.stdout.split():
+        link = work / applet
+        if not link.exists():
+            link.symlink_to("/bin/busybox")
+    (work / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (work / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    for name in ("hostname", "hosts", "resolv.conf"):   # mount points: each container binds its own
+        (work / "etc" / name).touch()
+    digest = tar_digest(work)
+    store_layer(work, digest)
+    shutil.rmtree(work, ignore_errors=True)             # there already: this copy is not needed
+    return digest
+
+
+def locked():
+    """Hold the store's lock (a `with` block): imports, commits and rmi do not interleave."""
+
+    @contextlib.contextmanager
+    def lock():
+        images_dir().mkdir(parents=True, exist_ok=True)
+        layers_dir().mkdir(parents=True, exist_ok=True)
+        with open(images_dir() / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            remove_unfinished_work()
+            yield
+    return lock()
+
+
+def remove_unfinished_work() -> None:
+    """What a killed import or commit left (.incoming-PID-* folders, .commit-PID.tar): the next
+    one to hold the lock removes them, once their PID is gone."""
+    for path in layers_dir().glob(".*"):
+        pid = path.name.split("-")[1].split(".")[0] if path.name.startswith((".incoming-", ".commit-")) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def store_layer(folder: Path, digest: str) -> bool:
+    """Move the unpacked folder into the store under its digest; False if the layer is there already."""
+    try:
+        folder.rename(layer_path(digest))
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False                      # the same content, stored once
+        raise
+
+
+def layer_size(digest: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(layer_path(digest)):
+        total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
+    return total
+
+
+def save_image(image: dict, name: str, tag: str, image_id: str | None = None) -> str:
+    """Write the image's JSON and point name:tag at it; return its id (the sha256 of its JSON)."""
+    image = {"Created": time.time(), **image}
+    image["Size"] = sum(layer_size(digest) for digest in image["Layers"])
+    image_id = image_id or "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
+    write_json(images_dir() / f"{digest_hex(image_id)}.json", {"Id": image_id, **image})
+    write_json(images_dir() / "tags.json", {**tags(), f"{name}:{tag}": image_id})
+    return image_id

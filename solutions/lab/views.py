@@ -1,0 +1,69 @@
+"""What lab shows of its records, in the shapes docker's clients know: `lab inspect` and the
+Engine API (chapter 07) print these. The records themselves (store.py) stay lab's own; only
+this module knows docker's field names.
+"""
+import time
+
+from lab import store
+
+
+def iso(t: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
+
+
+def container(c: store.Container) -> dict:
+    """`lab inspect CONTAINER`, in docker's shape where docker has one."""
+    config, state, limits = c.config, c.state, c.config.get("Limits", {})
+    running = c.is_running()
+    cgroup = state.get("Cgroup", {})
+    stats = cgroup.get("Stats") or {}
+    return {
+        "Id": c.id, "Name": c.name, "Created": iso(config["Created"]),
+        "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
+        "State": {"Status": "running" if running else ("exited" if state.get("Status") != "created" else "created"),
+                  "Running": running, "Pid": state.get("Pid", 0) if running else 0,
+                  "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
+                  "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt")),
+                  **({"LogStopped": state["LogStopped"]} if "LogStopped" in state else {})},
+        "Config": {"Hostname": config["Hostname"], "Env": config["Env"], "Cmd": config["Cmd"],
+                   "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
+        "HostConfig": {"Memory": limits.get("memory") or 0,
+                       "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
+                       "PidsLimit": limits.get("pids"), **security_fields(config.get("Security"))},
+        "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
+                    "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
+                    "Propagation": "rprivate"} for m in config.get("Mounts", [])],
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": ":".join(str(store.layer_path(d)) for d in reversed(config.get("Layers", []))),
+            "UpperDir": str(c.upper), "WorkDir": str(c.work), "MergedDir": str(c.merged)}},
+        "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
+                   "MemoryPeak": stats.get("MemoryPeak"),
+                   "CpuTimeSeconds": stats["CpuUsageNs"] / 1e9 if stats else None,
+                   "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
+                   "PidsRefused": stats.get("PidsRefused")},
+    }
+
+
+def security_fields(options: dict | None) -> dict:
+    """HostConfig's fields for chapter 08, as docker shows them."""
+    if not options:
+        return {}
+    seccomp = options.get("Seccomp")
+    opts = (["no-new-privileges"] if options.get("NoNewPrivileges") else []) + \
+        (["seccomp=unconfined"] if seccomp == "unconfined" else ["seccomp=<profile>"] if seccomp else [])
+    return {"Privileged": options.get("Privileged", False), "CapAdd": options.get("CapAdd") or None,
+            "CapDrop": options.get("CapDrop") or None, "SecurityOpt": opts or None,
+            "Capabilities": options.get("Capabilities")}
+
+
+def exit_of(c: store.Container) -> dict:
+    """How the container ended, as the Engine API's wait answers it."""
+    c.reload()
+    error = c.state.get("Error")
+    return {"StatusCode": c.state.get("ExitCode", 0), "Error": {"Message": error} if error else None}
+
+
+def image(i: dict) -> dict:
+    """`lab inspect IMAGE`, in docker's shape."""
+    return {"Id": i["Id"], "RepoTags": i["RepoTags"], "Parent": i.get("Parent", ""), "Created": iso(i["Created"]),
+            "Size": i["Size"], "Config": i["Config"], "RootFS": {"Type": "layers", "Layers": i["Layers"]}}

@@ -1,0 +1,28 @@
+# The course's package lists, each written once. Sourced (bash) by tools/provision.sh and
+# tools/build-box; the Python packages are in pyproject.toml only.
+
+# The Debian/Ubuntu packages the course needs wherever it runs (a learner's Linux, CI, the course
+# VM): provision.sh installs them, build-box puts them in the VM image next to its own system
+# packages (so provisioning the VM needs no apt).
+course_apt=(busybox-static python3 python3-venv make iproute2 procps util-linux)
+
+# pyproject_list PYTHON KEY...: the items of pyproject.toml's lists at these dotted keys, one a line:
+# project.optional-dependencies.course (what the course uses), build-system.requires (what building
+# it needs). PYTHON is 3.11+ (tomllib), or a venv's 3.10 (pip's own copy of tomli).
+lab_pyproject=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/pyproject.toml
+pyproject_list() {
+    "$1" - "$lab_pyproject" "${@:2}" <<'EOF'
+import sys
+try:
+    import tomllib
+except ImportError:
+    from pip._vendor import tomli as tomllib
+with open(sys.argv[1], "rb") as f:
+    toml = tomllib.load(f)
+for key in sys.argv[2:]:
+    value = toml
+    for part in key.split("."):
+        value = value[part]
+    print(*value, sep="\n")
+EOF
+}
