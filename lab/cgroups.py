@@ -112,6 +112,7 @@ class Cgroup:
     recorded in a container's state: `lab exec` joins it, `lab rm -f` and the tests destroy it.
     """
     version = ""
+    MOVE_FILE = "cgroup.procs"     # write a pid here to move it in ("0": the process that writes)
 
     def __init__(self, dirs: dict[str, Path]):
         self.dirs = dirs           # controller ("unified" on v2) -> the container's folder
@@ -149,10 +150,11 @@ class Cgroup:
         raise NotImplementedError
 
     def join(self) -> None:
-        """Move the calling process into this cgroup (in each of its folders)."""
-        # HINT: each folder has a file cgroup.procs that lists the processes in it; writing a
-        # HINT: pid into it moves that process there. Which pid means "the process that writes"?
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders) (see chapters/02_cgroups/README.md, 'Your turn')")
+        """Move the calling process into this cgroup (in each of its folders). Called right
+        after a fork, by a process that has a single thread."""
+        # HINT: each folder has a file named by MOVE_FILE; writing a pid into it moves that
+        # HINT: process there. Which pid means "the process that writes"?
+        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders). Called right (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def processes(self) -> list[int]:
         """The processes in it (none when it is gone)."""
@@ -239,6 +241,11 @@ class CgroupV1(Cgroup):
     MOUNT/<this process's cgroup>/lab-<id>, e.g. /sys/fs/cgroup/memory/user.slice/lab-<id>."""
     version = "v1"
     CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+    # v1 can move one thread: "0" written to `tasks` moves the writing thread only, and for
+    # that the kernel skips the global lock that moving a whole process takes (its writer
+    # waits for an RCU grace period: ~10 ms here). Right after a fork the child has one
+    # thread, so this moves all of it. (See chapters/02_cgroups/README.md, "Joining costs".)
+    MOVE_FILE = "tasks"
 
     @classmethod
     def hierarchies(cls) -> dict[str, tuple[Path, str]]:

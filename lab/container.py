@@ -1,8 +1,8 @@
 """Putting the layers together: create a container, start it, wait for it, clean up.
 
-`start` is the whole story in the order the kernel needs it: what the runtime does around
-the fork, and what the child does between fork and exec (`prepare_child`). Each chapter
-adds its steps there.
+The story in the order the kernel needs it is two functions: `start`, what the runtime does
+around the fork, and `init_container`, what the child does between fork and exec. Each
+chapter adds its steps there, through `step` (ARCHITECTURE.md lists them).
 
 A chapter you have not written yet is skipped (on a terminal, lab says so), so that your
 runtime runs with the chapters you have. The tests of chapter NN set LAB_CHAPTER=NN: then
@@ -109,7 +109,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=Non
         name = container.config["Hostname"] = hostname or container.id[:12]
         environ = {"HOSTNAME": name, **environ}
         container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
-        store.write_json(container.path / "config.json", container.config)
+        container.save_config()
         for folder in (container.upper, container.work, container.merged):   # its own layer (chapter 04)
             folder.mkdir()
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
@@ -137,9 +137,9 @@ def enter_rootfs(container: store.Container) -> None:
                            "stacking them needs chapter 04 (overlay)")
         root = layers[0]                  # until then: the image's only layer, read-only,
         rootfs.bind_readonly(root)        # so that it never changes (pivot_root's bind keeps the flag)
-    for name in ("hostname", "hosts"):
+    for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file)):
         if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
-            rootfs.bind_file(str(container.path / name), f"{root}/etc/{name}")
+            rootfs.bind_file(str(source), f"{root}/etc/{name}")
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         volumes.mount_volume(root, mount)
     rootfs.pivot_root(root)

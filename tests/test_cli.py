@@ -87,7 +87,7 @@ def test_run_dash_dash_rm_leaves_no_container(lab, lab_root):
 
 def test_the_container_gets_stdin_stdout_stderr_and_nothing_else_lab_had_open(tmp_path):
     import subprocess
-    from conftest import LAB
+    from chapters.harness import LAB
     with open(tmp_path / "secret", "w") as secret:          # an open file lab inherits
         shown = subprocess.run([LAB, "run", "--rm", "busybox", "sh", "-c", "ls /proc/1/fd; true"],
                                pass_fds=[secret.fileno()], capture_output=True, text=True, timeout=30)
@@ -126,7 +126,7 @@ def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatc
 
 
 def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
-    import conftest
+    from chapters import conftest
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.exit.Exception) as stopped:
         conftest.pytest_sessionstart(None)
@@ -137,7 +137,7 @@ def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
 def test_rm_f_cleans_up_after_a_lab_run_that_was_killed(lab):
     import signal
     import subprocess
-    from conftest import LAB, wait_running
+    from chapters.harness import LAB, wait_running
     run = subprocess.Popen([LAB, "run", "--name", "orphan", "-m", "64m", "busybox", "sleep", "60"])
     paths = wait_running("orphan", run)["Cgroup"]["Paths"]
     run.send_signal(signal.SIGKILL)             # lab dies; its container lives on

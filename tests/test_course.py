@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from chapters.harness import ROOT  # noqa: E402
 
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import LAB, wait_running
+from chapters.harness import LAB, wait_running
 
 
 def root() -> Path:

@@ -2,23 +2,13 @@
 Python, each scenario asserting what a user of that client sees."""
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 
 import docker
 import pytest
 
-from conftest import DOCKER, LAB
-
-
-def wait_until(condition, timeout=30, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} was not true after {timeout} s"
-        time.sleep(0.02)
+from chapters.harness import DOCKER, LAB, Terminal, wait_until
 
 
 # --- the docker CLI
@@ -221,27 +211,14 @@ def test_containers_outlive_a_daemon_restart(daemon):
 def in_terminal(daemon, args: list[str], typed: bytes, shown: bytes) -> tuple[int, bytes]:
     """Run docker ARGS on a terminal of its own (a pty), type `typed` at its first prompt, and
     wait for `shown`; return its exit status and what the terminal showed."""
-    pid, terminal = pty.fork()
-    if pid == 0:
-        os.environ.update(daemon.env)
-        os.execv(DOCKER, [DOCKER, *args])
-    output = b""
-
-    def read_until(text: bytes):
-        nonlocal output
-        deadline = time.monotonic() + 30
-        while text not in output:
-            assert time.monotonic() < deadline, f"no {text!r} in {output!r}"
-            if select.select([terminal], [], [], 1)[0]:
-                output += os.read(terminal, 4096)
+    terminal = Terminal([DOCKER, *args], env={**os.environ, **daemon.env})
     try:
-        read_until(b"# ")
-        os.write(terminal, typed)
-        read_until(shown)
+        terminal.wait_for(b"# ")
+        terminal.type(typed)
+        terminal.wait_for(shown)
     finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(terminal)
-    return os.waitstatus_to_exitcode(status), output
+        status = terminal.close()
+    return status, terminal.output
 
 
 def test_docker_run_it_gives_a_terminal(daemon):

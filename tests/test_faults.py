@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, children
+from chapters.harness import Daemon, children
 
 
 def refused(result, status: int, text: str) -> None:

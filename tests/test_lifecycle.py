@@ -1,24 +1,16 @@
 """The container lifecycle end to end: -d, logs, ps, stop, kill, rm, -it; many at once."""
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 
-from conftest import LAB
-
-
-def wait_until(condition, timeout=30, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} was not true after {timeout} s"
-        time.sleep(0.02)
+from chapters.harness import LAB, Terminal, inspect, wait_until
 
 
 def state(lab, name) -> dict:
-    return json.loads(lab("inspect", name).stdout)[0]["State"]
+    return inspect(name)["State"]
 
 
 def test_detached_container_logs_stop_and_status(lab):
@@ -99,51 +91,45 @@ def container_id(lab, name) -> str:
     return json.loads(lab("inspect", name).stdout)[0]["Id"]
 
 
-def talk(command: list[str], keys: list[bytes], rows=30, cols=100) -> tuple[bytes, int]:
-    """Run command on a new terminal of rows x cols, type keys (waiting for output between them)."""
-    import fcntl
-    import struct
-    import termios
-    pid, fd = pty.fork()
-    if pid == 0:
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        os.execv(command[0], command)
-    output = b""
-
-    def read(seconds):
-        nonlocal output
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.05)[0]:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                output += chunk
-    read(3)
-    for key in keys:
-        os.write(fd, key)
-        read(1.5)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return output, os.waitstatus_to_exitcode(status)
+def sleeping(cmdline: bytes) -> bool:
+    """Some process runs with this command line (NUL-separated, as /proc shows it)."""
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if path.read_bytes() == cmdline:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def test_dash_it_gives_a_real_terminal(lab):
-    output, status = talk([LAB, "run", "-it", "--rm", "busybox", "sh"],
-                          [b"tty; stty size\r", b"sleep 60\r", b"\x03", b"echo after $?\r", b"exit 7\r"])
-    text = output.decode(errors="replace").replace("\r", "")
-    assert "/dev/pts/0\n30 100\n" in text                     # its own terminal, your window's size
-    assert "^C" in text and "after 130\n" in text              # Ctrl-C stopped sleep, not the shell
+    terminal = Terminal([LAB, "run", "-it", "--rm", "busybox", "sh"], rows=30, cols=100)
+    try:
+        terminal.wait_for(b"# ")
+        terminal.type(b"tty; stty size\r")
+        terminal.wait_for(b"30 100")                                 # its own terminal, your window's size
+        terminal.type(b"sleep 60\r")
+        wait_until(lambda: sleeping(b"sleep\x0060\x00"), what="sleep 60 running")   # (then it has the terminal)
+        terminal.type(b"\x03")                                       # Ctrl-C stops sleep, not the shell
+        terminal.wait_for(b"# ")
+        terminal.type(b"echo after $?\r")
+        terminal.wait_for(b"after 130")
+        terminal.type(b"exit 7\r")
+    finally:
+        status = terminal.close()
+    assert "/dev/pts/0\n30 100\n" in terminal.text
+    assert "^C" in terminal.text and "after 130\n" in terminal.text
     assert status == 7
 
 
-def test_exec_dash_it_gives_a_terminal_too(lab):
-    lab("run", "-d", "--name", "host-of-exec", "busybox", "sleep", "600")
+def test_exec_dash_it_gives_a_terminal_too(lab, detached):
+    detached("host-of-exec", "busybox", "sleep", "600")
+    terminal = Terminal([LAB, "exec", "-it", "host-of-exec", "sh"])
     try:
-        output, status = talk([LAB, "exec", "-it", "host-of-exec", "sh"], [b"tty; echo $$\r", b"exit\r"])
+        terminal.wait_for(b"# ")
+        terminal.type(b"tty; echo $$\r")
+        terminal.wait_for(b"/dev/pts/0")
+        terminal.type(b"exit\r")
     finally:
-        lab("rm", "-f", "host-of-exec")
-    assert "/dev/pts/0\n" in output.decode(errors="replace").replace("\r", "") and status == 0
+        status = terminal.close()
+    assert "/dev/pts/0\n" in terminal.text and status == 0

@@ -5,7 +5,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import LAB, check_unfinished, children, run_lab
+from chapters.harness import LAB, check_unfinished, children, run_lab
 from lab import process
 
 

@@ -1,10 +1,9 @@
 """Chapter 02: cgroups, what the process may use.   Check your work: pytest chapters/02_cgroups"""
-import json
 import platform
 import subprocess
 from pathlib import Path
 
-from conftest import LAB, wait_running
+from chapters.harness import LAB, inspect, wait_running
 from lab import cgroups
 
 # Every loop here is bounded, so that a runtime whose limits do not work fails the test
@@ -15,15 +14,11 @@ FORK_BOMB = 'i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; wait'
 BUSY_LOOP = ["sh", "-c", 'timeout 2 sh -c "while :; do :; done"; true']
 
 
-def inspect(lab, name) -> dict:
-    return json.loads(lab("inspect", name).stdout)[0]
-
-
 def test_a_memory_hog_is_oom_killed_exits_137_and_inspect_says_so(lab):
     result = lab("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", MEMORY_HOG)
     assert result.returncode == 137
     assert "ran out of memory (limit 32m)" in result.stderr
-    info = inspect(lab, "hog")
+    info = inspect("hog")
     assert info["State"]["OOMKilled"] is True and info["HostConfig"]["Memory"] == 32 << 20
     peak = info["Cgroup"]["MemoryPeak"]
     if peak is None:            # cgroup v2 has memory.peak only from Linux 5.19 on
@@ -36,15 +31,15 @@ def test_a_memory_hog_is_oom_killed_exits_137_and_inspect_says_so(lab):
 
 def test_a_fork_bomb_is_stopped_at_the_pids_limit(lab):
     assert lab("run", "--name", "bomb", "--pids-limit", "20", "busybox", "sh", "-c", FORK_BOMB).returncode != 0
-    assert inspect(lab, "bomb")["Cgroup"]["PidsRefused"] > 0       # the kernel said no to forks
+    assert inspect("bomb")["Cgroup"]["PidsRefused"] > 0       # the kernel said no to forks
     assert lab("run", "--name", "roomy", "--pids-limit", "50", "busybox", "sh", "-c", FORK_BOMB).returncode == 0
-    assert inspect(lab, "roomy")["Cgroup"]["PidsRefused"] == 0
+    assert inspect("roomy")["Cgroup"]["PidsRefused"] == 0
     lab("rm", "bomb", "roomy")
 
 
 def test_cpus_holds_a_busy_loop_to_its_share_by_the_cgroups_own_counters(lab):
     assert lab("run", "--name", "spin", "--cpus", "0.2", "busybox", *BUSY_LOOP).returncode == 0
-    cgroup = inspect(lab, "spin")["Cgroup"]
+    cgroup = inspect("spin")["Cgroup"]
     lab("rm", "spin")
     # CPU time used per scheduler period (100 ms) in which it wanted to run: at most 0.2.
     share = cgroup["CpuTimeSeconds"] / (cgroup["CpuPeriods"] * 0.1)

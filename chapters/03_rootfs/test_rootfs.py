@@ -3,6 +3,7 @@ import os
 import shutil
 import uuid
 
+from chapters.harness import in_child
 from lab import images, rootfs, security, store, syscalls
 
 DEV = {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr"}
@@ -44,29 +45,6 @@ def test_dev_has_the_usual_nodes_and_nothing_of_the_hosts(lab):
     result = lab("run", "--rm", "busybox", "sh", "-c", "ls /dev; echo gone > /dev/null; head -c 3 /dev/zero | wc -c")
     *listing, count = result.stdout.split()
     assert set(listing) == DEV and count == "3"
-
-
-def in_child(work) -> int:
-    """Run work() in a forked child; return its exit status (a NotImplementedError is re-raised here)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        status = 0
-        try:
-            status = work()
-        except BaseException as e:
-            os.write(write_end, f"{type(e).__name__}:{e}".encode())
-            status = 99
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        error = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    if error.startswith("NotImplementedError:"):
-        raise NotImplementedError(error.split(":", 1)[1])
-    assert not error, error
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):

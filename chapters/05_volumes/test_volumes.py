@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import LAB, wait_running
+from chapters.harness import LAB
 
 
 def test_a_named_volume_outlives_its_container(lab):

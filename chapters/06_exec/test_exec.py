@@ -6,23 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LAB
+from chapters.harness import LAB, inspect, wait_until
 
 
 @pytest.fixture
-def box(lab, tmp_path):
+def box(lab, detached, tmp_path):
     """A running container, "box", with a file of its own and a volume; removed afterwards."""
-    started = lab("run", "-d", "--name", "box", "--hostname", "boxhost", "-v", f"{tmp_path}:/shared",
-                  "busybox", "sh", "-c", "echo mine > /mine; exec sleep 600")
-    assert started.returncode == 0, started.stderr
-    try:
-        deadline = time.monotonic() + 30
-        while lab("exec", "box", "test", "-e", "/mine").returncode != 0:    # its first command has run
-            assert time.monotonic() < deadline, "the container did not start"
-            time.sleep(0.05)
-        yield json.loads(lab("inspect", "box").stdout)[0]
-    finally:
-        lab("rm", "-f", "box")
+    detached("box", "--hostname", "boxhost", "-v", f"{tmp_path}:/shared",
+             "busybox", "sh", "-c", "echo mine > /mine; exec sleep 600")
+
+    def first_command_done():
+        tried = lab("exec", "box", "test", "-e", "/mine")    # 1: not yet; 125: lab exec failed
+        assert tried.returncode in (0, 1), f"lab exec box failed: {tried.stderr.strip()}"
+        return tried.returncode == 0
+    wait_until(first_command_done, what="the container's first command")
+    return inspect("box")
 
 
 def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):

@@ -68,7 +68,7 @@ def create_container(body: dict, name: str | None) -> dict:
         privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [])
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {})
-    store.write_json(c.path / "config.json", c.config)
+    c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}
     # END SOLUTION

@@ -267,7 +267,7 @@ def commit(container, ref: str) -> str:
         tar_file = layers_dir() / f".commit-{os.getpid()}.tar"
         try:
             with open(tar_file, "wb") as out:
-                overlay.pack_layer(container.path / "upper", out)
+                overlay.pack_layer(container.upper, out)
             digest = add_layer(lambda: open(tar_file, "rb"), None, added)
         finally:
             tar_file.unlink(missing_ok=True)

@@ -151,10 +151,14 @@ class Container:
     hosts_file = property(lambda self: self.path / "hosts")
     log = property(lambda self: self.path / "container.log")
     supervisor_log = property(lambda self: self.path / "supervisor.log")
+    ballast = property(lambda self: self.path / ".ballast")          # (supervisor.py: a full disk)
     execs = property(lambda self: self.path / "execs")
 
     def exec_record(self, exec_id: str) -> Path:
         return self.execs / f"{exec_id}.json"
+
+    def save_config(self) -> None:
+        write_json(self.path / "config.json", self.config)
 
     def save_state(self, **changes) -> None:
         self.state.update(changes)

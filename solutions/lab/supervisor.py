@@ -232,7 +232,7 @@ class Supervisor:
             self.log = open(self.container.log, "ab", buffering=0)
             # Room kept for the last words: when the log fills the disk, this file goes, and the
             # state (why the log stopped, later how the container ended) can still be written.
-            self.ballast = self.container.path / ".ballast"
+            self.ballast = self.container.ballast
             with open(self.ballast, "wb") as f:
                 os.posix_fallocate(f.fileno(), 0, 64 << 10)
             folder = os.open(self.container.path, os.O_PATH)
