@@ -18,6 +18,8 @@ import os
 import struct
 from pathlib import Path
 
+from lab import syscalls
+
 # A rule: (type, major, minor, access). Type "c" (character) or "b" (block); None is any
 # number ("*"); access is some of "r" (read), "w" (write), "m" (mknod). Docker's default.
 DEFAULT_RULES = [
@@ -166,7 +168,6 @@ def allow_v2(folder: Path, rules, privileged: bool = False) -> None:
 
 # --- the bpf(2) system call (glibc has no wrapper) --------------------------------------------
 
-SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
@@ -174,9 +175,6 @@ BPF_CGROUP_DEVICE = 6
 # only deny more, since every program on the way up must say yes. runc attaches the same way.
 BPF_F_ALLOW_MULTI = 2
 LOG_SIZE = 1 << 16
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class ProgLoadAttr(ctypes.Structure):
     """The start of union bpf_attr for BPF_PROG_LOAD; the kernel takes the rest as zeros."""
@@ -193,15 +191,6 @@ class ProgAttachAttr(ctypes.Structure):
                 ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32)]
 
 
-def bpf(command: int, attr) -> int:
-    """bpf(2); -1 with errno set when the kernel says no."""
-    if SYS_bpf is None:
-        ctypes.set_errno(38)    # ENOSYS: we do not know this machine's syscall number
-        return -1
-    return _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(command), ctypes.byref(attr),
-                         ctypes.c_uint(ctypes.sizeof(attr)))
-
-
 def load_program(code: bytes) -> int:
     """Load a BPF_PROG_TYPE_CGROUP_DEVICE program: its file descriptor."""
     insns = ctypes.create_string_buffer(code, len(code))
@@ -209,19 +198,19 @@ def load_program(code: bytes) -> int:
     attr = ProgLoadAttr(prog_type=BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
                         insns=ctypes.addressof(insns), license=ctypes.addressof(licence),
                         prog_name=b"lab_devices")     # the name bpftool shows
-    fd = bpf(BPF_PROG_LOAD, attr)
-    if fd >= 0:
-        return fd
-    err = ctypes.get_errno()
+    what = f"BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {attr.insn_cnt} instructions"
+    try:
+        return syscalls.bpf(BPF_PROG_LOAD, attr, what)
+    except OSError as refused:
+        err = refused.errno
     # The verifier explains a refusal only when asked to: load again with a log buffer.
     log = ctypes.create_string_buffer(LOG_SIZE)
     attr.log_level, attr.log_size, attr.log_buf = 1, LOG_SIZE, ctypes.addressof(log)
-    fd = bpf(BPF_PROG_LOAD, attr)
-    if fd >= 0:                 # it worked the second time: keep it
-        return fd
-    said = log.value.decode(errors="replace").strip()
-    raise OSError(err, f"bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {attr.insn_cnt} instructions): "
-                       f"{os.strerror(err)}" + (f"; the verifier says:\n{said}" if said else ""))
+    try:
+        return syscalls.bpf(BPF_PROG_LOAD, attr, what)        # it worked the second time: keep it
+    except OSError:
+        said = log.value.decode(errors="replace").strip()
+    raise OSError(err, f"bpf({what}): {os.strerror(err)}" + (f"; the verifier says:\n{said}" if said else ""))
 
 
 def attach_program(prog_fd: int, folder: Path) -> None:
@@ -230,8 +219,6 @@ def attach_program(prog_fd: int, folder: Path) -> None:
     try:
         attr = ProgAttachAttr(target_fd=cgroup_fd, attach_bpf_fd=prog_fd,
                               attach_type=BPF_CGROUP_DEVICE, attach_flags=BPF_F_ALLOW_MULTI)
-        if bpf(BPF_PROG_ATTACH, attr) == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, f"bpf(BPF_PROG_ATTACH, {str(folder)!r}, BPF_CGROUP_DEVICE): {os.strerror(err)}")
+        syscalls.bpf(BPF_PROG_ATTACH, attr, f"BPF_PROG_ATTACH, {str(folder)!r}, BPF_CGROUP_DEVICE")
     finally:
         os.close(cgroup_fd)

@@ -1,7 +1,7 @@
 """The kernel calls the runtime needs, as thin ctypes wrappers.
 
 Python's os module has fork, exec and waitpid, but (before 3.12) not unshare or setns, and
-never mount, umount2, pivot_root or sethostname. Each wrapper calls libc and, when the
+never mount, umount2, pivot_root, sethostname, capset, bpf or prctl. Each wrapper calls libc and, when the
 kernel says no, raises an OSError that names the call and its arguments, e.g.
 "mount('overlay', '/x', 'overlay', 0, 'lowerdir=...'): No such file or directory".
 See man 2 unshare, man 2 setns, man 2 mount, man 2 umount2, man 2 pivot_root.
@@ -33,6 +33,7 @@ MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 
 
 def _check(result: int, call: str, *args) -> int:
@@ -85,6 +86,8 @@ def sethostname(name: str) -> None:
 
 # prctl(2) options (linux/prctl.h) the runtime uses.
 PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2        # linux/seccomp.h
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
@@ -107,3 +110,30 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     data = (ctypes.c_uint32 * 6)(effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
                                  effective >> 32, permitted >> 32, inheritable >> 32)
     _check(_libc.capset(header, data), "capset", hex(effective), hex(permitted), hex(inheritable))
+
+
+class SockFprog(ctypes.Structure):
+    """struct sock_fprog: how the kernel takes a BPF program (8-byte instructions)."""
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_filter(program: bytes) -> None:
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, program): a compiled seccomp filter (chapter 08)."""
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(len(program) // 8, ctypes.addressof(code))
+    result = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                         ctypes.byref(fprog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(result, "prctl", "PR_SET_SECCOMP", "SECCOMP_MODE_FILTER", f"<{len(program) // 8} instructions>")
+
+
+def bpf(command: int, attr: ctypes.Structure, name: str) -> int:
+    """bpf(2) (glibc has no wrapper); attr is the command's part of union bpf_attr, and name
+    says which command it is in an error."""
+    if SYS_bpf is None:
+        raise OSError(38, f"bpf: unknown syscall number on {os.uname().machine}")
+    result = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(command), ctypes.byref(attr),
+                           ctypes.c_uint(ctypes.sizeof(attr)))
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf({name}): {os.strerror(err)}")
+    return result

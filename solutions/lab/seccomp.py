@@ -49,24 +49,14 @@ COMPARISONS = {
 SCMP_FLTATR_CTL_NNP = 3
 NR_SCMP_ERROR = -1             # "no such syscall"; other negative numbers are libseccomp's own
 EPERM, EEXIST = 1, 17
-PR_SET_SECCOMP = 22            # linux/prctl.h
-SECCOMP_MODE_FILTER = 2        # linux/seccomp.h
 
 # Profiles name the host in includes/excludes "arches" the way Go does.
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class _ArgCmp(ctypes.Structure):
     """struct scmp_arg_cmp: one check on one argument of a call."""
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
                 ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
-
-
-class _SockFprog(ctypes.Structure):
-    """struct sock_fprog: how the kernel takes a BPF program (8-byte instructions)."""
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def load_profile(spec: str | dict | None) -> dict | None:
@@ -135,12 +125,7 @@ def install(program: bytes) -> None:
 
     The kernel accepts it only with no_new_privs set, or with CAP_SYS_ADMIN.
     """
-    code = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(code))
-    result = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                         ctypes.byref(fprog), ctypes.c_ulong(0), ctypes.c_ulong(0))
-    syscalls._check(result, "prctl", "PR_SET_SECCOMP", "SECCOMP_MODE_FILTER",
-                    f"<{len(program) // 8} instructions>")
+    syscalls.seccomp_filter(program)
 
 
 def _profile_bytes(spec: str | dict | None) -> bytes | None:
