@@ -54,9 +54,10 @@ def member_path(layer: Path, name: str) -> Path:
     This is the classic tar-slip check: "../../etc/cron.d/x", "/etc/passwd", or "lib/x" where
     an earlier member made "lib" a symlink to "/", would write outside the layer.
     """
-    # HINT: split name on "/"; refuse a name starting with "/" and any ".." part (LabError
-    # HINT: naming the member); refuse when a folder on the way is a symlink (Path.is_symlink);
-    # HINT: return the layer joined with the parts ("." and empty parts mean nothing).
+    # HINT: split name on "/"; refuse a name starting with "/" and any ".." part (a LabError
+    # HINT: that names the member and says it "points outside the layer"); refuse when a folder
+    # HINT: on the way is a symlink (Path.is_symlink): the member "would be written through the
+    # HINT: symlink"; return the layer joined with the parts ("." and empty parts mean nothing).
     # BEGIN SOLUTION 04
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if name.startswith("/") or ".." in parts:
