@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import tempfile
+import traceback
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,7 @@ def time_limit(request):
         return
 
     def expired(signum, frame):
-        raise TimeoutError(f"still running after {TEST_TIME_LIMIT} s: something waits forever "
-                           "(a pipe end left open, a child nobody waits for?)")
+        raise TimeoutError(f"still running after {TEST_TIME_LIMIT} s, waiting in {waiting_at(frame)}")
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(TEST_TIME_LIMIT)
     try:
@@ -103,6 +103,16 @@ def time_limit(request):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def waiting_at(frame) -> str:
+    """Where the test was when its time ran out: its own line, and what it had called there."""
+    stack = traceback.extract_stack(frame)
+    ours = [f for f in stack if "/chapters/" in f.filename or "/tests/" in f.filename]
+    test = ours[-1] if ours else stack[-1]
+    inner = stack[-1]
+    where = f"{Path(test.filename).name}:{test.lineno} `{test.line}`"
+    return where if inner is test else f"{where}, in {inner.name}() ({Path(inner.filename).name}:{inner.lineno})"
 
 
 def lab_cgroups() -> set[str]:
@@ -198,6 +208,10 @@ def pytest_runtest_makereport(item, call):
             for line in stderr.splitlines() if line.startswith("lab: error")]
     if report.failed and said and not unfinished:          # lab's own words, next to the assertion
         report.sections.append(("what lab said", "\n".join(said[-10:])))
+    daemon = getattr(item, "funcargs", {}).get("daemon")
+    if report.failed and daemon is not None and not unfinished and daemon.log.exists():
+        log = daemon.log.read_text(errors="replace").splitlines()
+        report.sections.append(("what lab daemon said (the end of its log)", "\n".join(log[-20:])))
     if unfinished:
         message = unfinished.group(0)
         NOT_WRITTEN[message] = None
