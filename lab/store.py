@@ -1,8 +1,9 @@
 """What the runtime keeps on disk, under LAB_ROOT (default /var/lib/lab). This module is the
 one place that knows where each thing lives:
 
-    images/      one JSON file per image, and tags.json (name:tag -> image id)
-    layers/      image layers, one folder each, named by the sha256 of their tar
+    images/      one JSON file per image, tags.json (name:tag -> image id), .lock (layers.py)
+    layers/      image layers, one folder each, named by the sha256 of their tar; hidden
+                 ones (.incoming-PID-*, .commit-PID.tar, .busybox.PID) are work in progress
     volumes/     NAME/_data: named volumes (chapter 05)
     seccomp/     compiled seccomp filters, a cache (chapter 08)
     containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
@@ -48,6 +49,25 @@ def layer_path(digest: str) -> Path:
     return layers_dir() / digest.split(":")[1]
 
 
+def image_path(image_id: str) -> Path:
+    """An image's JSON file: images/<the hex of its id>.json."""
+    return images_dir() / f"{names.digest_hex(image_id)}.json"
+
+
+def image_files() -> list[Path]:
+    """Every image's JSON file (not tags.json, not temporary files)."""
+    return [p for p in images_dir().glob("*.json") if p.name != "tags.json"]
+
+
+def tags_path() -> Path:
+    return images_dir() / "tags.json"
+
+
+def images_lock() -> Path:
+    """The file whose lock imports, commits and rmi hold (layers.locked)."""
+    return images_dir() / ".lock"
+
+
 def volumes_dir() -> Path:
     return lab_root() / "volumes"
 
@@ -90,7 +110,7 @@ def read_json(path: Path):
 
 
 def tags() -> dict[str, str]:
-    path = images_dir() / "tags.json"
+    path = tags_path()
     try:
         return read_json(path)
     except FileNotFoundError:

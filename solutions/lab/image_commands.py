@@ -23,7 +23,7 @@ from lab import Conflict, LabError, overlay, store
 from lab.images import DEFAULT_PATH, find, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer
 from lab.names import digest_hex, parse_reference
-from lab.store import images_dir, layer_path, layers_dir, write_json
+from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
 
 
 def remove_image(ref: str) -> list[str]:
@@ -38,10 +38,10 @@ def remove_image(ref: str) -> list[str]:
             if users:
                 raise Conflict(f"the image {ref} is used by the container {users[0]}: "
                                f"remove the container first (lab rm {users[0]})")
-        write_json(images_dir() / "tags.json", {r: i for r, i in tags().items() if r not in untag})
+        write_json(tags_path(), {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
         if last:
-            (images_dir() / f"{digest_hex(image['Id'])}.json").unlink()
+            image_path(image["Id"]).unlink()
             done.append(f"Deleted: {image['Id']}")
             for digest in sorted(unused_layers()):
                 if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target

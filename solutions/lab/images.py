@@ -17,8 +17,8 @@ image import`, `lab commit`, `lab rmi`).
 import re
 
 from lab import NotFound
-from lab.names import digest_hex, parse_reference
-from lab.store import images_dir, layers_dir, read_json, tags
+from lab.names import parse_reference
+from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tags
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 2      # bump when build_busybox_layer changes: older builds are replaced
@@ -40,14 +40,14 @@ def resolve(ref: str) -> dict:
 
 def load(image_id: str) -> dict:
     """The image with this id, its RepoTags read from tags.json."""
-    image = read_json(images_dir() / f"{digest_hex(image_id)}.json")
+    image = read_json(image_path(image_id))
     image["RepoTags"] = sorted(ref for ref, i in tags().items() if i == image_id)
     return image
 
 
 def list_images() -> list[dict]:
     """Every image, newest first (an image whose tags all moved elsewhere shows as <none>)."""
-    found = [load(f"sha256:{p.stem}") for p in images_dir().glob("*.json") if p.name != "tags.json"]
+    found = [load(f"sha256:{p.stem}") for p in image_files()]
     return sorted(found, key=lambda image: image["Created"], reverse=True)
 
 

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from lab import LabError
-from lab.names import digest_hex
-from lab.store import images_dir, layer_path, layers_dir, read_json, tags, write_json
+from lab.store import image_path, images_dir, images_lock, layer_path, layers_dir, read_json, tags, tags_path, write_json
 
 
 def busybox_binary() -> Path:
@@ -72,7 +71,7 @@ def build_busybox(recipe: int, config: dict) -> str:
                        "install it with `apt-get install busybox-static` (or run `make setup`)")
     with locked():                            # two first `lab run`s at once build it once
         current = tags().get("busybox:latest")
-        if current and read_json(images_dir() / f"{digest_hex(current)}.json").get("Recipe") == recipe:
+        if current and read_json(image_path(current)).get("Recipe") == recipe:
             return current                    # the other one built it meanwhile
         digest = build_busybox_layer(binary)
         image = {"Layers": [digest], "Config": config, "Recipe": recipe}
@@ -110,7 +109,7 @@ def locked():
     def lock():
         images_dir().mkdir(parents=True, exist_ok=True)
         layers_dir().mkdir(parents=True, exist_ok=True)
-        with open(images_dir() / ".lock", "w") as f:
+        with open(images_lock(), "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             remove_unfinished_work()
             yield
@@ -149,6 +148,6 @@ def save_image(image: dict, name: str, tag: str, image_id: str | None = None) ->
     image = {"Created": time.time(), **image}
     image["Size"] = sum(layer_size(digest) for digest in image["Layers"])
     image_id = image_id or "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
-    write_json(images_dir() / f"{digest_hex(image_id)}.json", {"Id": image_id, **image})
-    write_json(images_dir() / "tags.json", {**tags(), f"{name}:{tag}": image_id})
+    write_json(image_path(image_id), {"Id": image_id, **image})
+    write_json(tags_path(), {**tags(), f"{name}:{tag}": image_id})
     return image_id
