@@ -264,7 +264,7 @@ def image_json(image: dict) -> dict:
     return {**views.image(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
             "Author": "", "Comment": "", "DockerVersion": "", "VirtualSize": image["Size"],
             "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": ":".join(str(store.layer_path(d)) for d in reversed(image["Layers"]))}},
+                "LowerDir": views.lower_dir(image["Layers"])}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
 
 

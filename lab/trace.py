@@ -58,20 +58,16 @@ def after_exec() -> None:
 def report() -> None:
     if not ENABLED or not marks:
         return
-    previous = started()
-    total = marks[-1][1] - previous
+    begin = started()
+    moments = [begin] + [moment for _, moment in marks]
+    phases = [[name, (moment - before) * 1000] for (name, moment), before in zip(marks, moments)]
+    total_ms = (moments[-1] - begin) * 1000
+    peak_mb = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))) / 1024
     print(f"lab-trace: {'phase':<40} {'ms':>8}", file=sys.stderr)
-    for name, moment in marks:
-        print(f"lab-trace: {name:<40} {(moment - previous) * 1000:8.1f}", file=sys.stderr)
-        previous = moment
-    print(f"lab-trace: {'total':<40} {total * 1000:8.1f}", file=sys.stderr)
-    peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    print(f"lab-trace: {'peak memory of lab (MB)':<40} {int(peak) / 1024:8.1f}", file=sys.stderr)
+    for name, ms in phases + [["total", total_ms]]:
+        print(f"lab-trace: {name:<40} {ms:8.1f}", file=sys.stderr)
+    print(f"lab-trace: {'peak memory of lab (MB)':<40} {peak_mb:8.1f}", file=sys.stderr)
     if os.environ.get("LAB_TRACE_FILE"):
-        phases, previous = [], started()
-        for name, moment in marks:
-            phases.append([name, (moment - previous) * 1000])
-            previous = moment
         with open(os.environ["LAB_TRACE_FILE"], "w") as f:
-            json.dump({"phases_ms": phases, "total_ms": total * 1000, "peak_mb": int(peak) / 1024}, f)
+            json.dump({"phases_ms": phases, "total_ms": total_ms, "peak_mb": peak_mb}, f)
 

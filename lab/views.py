@@ -34,7 +34,7 @@ def container(c: store.Container) -> dict:
                     "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
                     "Propagation": "rprivate"} for m in config.get("Mounts", [])],
         "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(str(store.layer_path(d)) for d in reversed(config.get("Layers", []))),
+            "LowerDir": lower_dir(config.get("Layers", [])),
             "UpperDir": str(c.upper), "WorkDir": str(c.work), "MergedDir": str(c.merged)}},
         "Cgroup": {"Version": cgroup.get("Version"), "Paths": cgroup.get("Paths", {}),
                    "MemoryPeak": stats.get("MemoryPeak"),
@@ -42,6 +42,11 @@ def container(c: store.Container) -> dict:
                    "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
                    "PidsRefused": stats.get("PidsRefused")},
     }
+
+
+def lower_dir(layers: list[str]) -> str:
+    """overlay's lowerdir for these layers (bottom first, as images list them): the top one first."""
+    return ":".join(str(store.layer_path(d)) for d in reversed(layers))
 
 
 def security_fields(options: dict | None) -> dict:

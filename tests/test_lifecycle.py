@@ -88,7 +88,7 @@ def lab_root_path():
 
 
 def container_id(lab, name) -> str:
-    return json.loads(lab("inspect", name).stdout)[0]["Id"]
+    return inspect(name)["Id"]
 
 
 def sleeping(cmdline: bytes) -> bool:

@@ -85,10 +85,11 @@ def own_cgroups() -> dict[str, str]:
     return found
 
 
-def own_folders() -> dict[Path, Path]:
-    """cgroup v1: each mounted hierarchy (its mount point) -> this process's cgroup folder in it."""
+def own_folders(mounts: list[tuple[str, str, str]] | None = None) -> dict[Path, Path]:
+    """cgroup v1: each mounted hierarchy (its mount point) -> this process's cgroup folder in it
+    (from mounts, mountinfo() read already, or read here)."""
     own, found = own_cgroups(), {}
-    for mount, fstype, options in mountinfo():
+    for mount, fstype, options in mounts or mountinfo():
         if fstype == "cgroup":
             here = next((own[c] for c in options.split(",") if c in own), "/")
             found[Path(mount)] = Path(mount) / here.lstrip("/")
@@ -272,9 +273,9 @@ class CgroupV1(Cgroup):
     MOVE_FILE = "tasks"
 
     @classmethod
-    def hierarchies(cls) -> dict[str, tuple[Path, str]]:
+    def hierarchies(cls, table: list[tuple[str, str, str]] | None = None) -> dict[str, tuple[Path, str]]:
         """Each controller lab needs -> (its hierarchy's mount point, the mount's options)."""
-        mounts = {c: (Path(m), options) for m, t, options in mountinfo() if t == "cgroup"
+        mounts = {c: (Path(m), options) for m, t, options in table or mountinfo() if t == "cgroup"
                   for c in options.split(",") if c in cls.CONTROLLERS}
         missing = [c for c in cls.CONTROLLERS if c not in mounts]
         if missing:
@@ -284,13 +285,15 @@ class CgroupV1(Cgroup):
     @classmethod
     def parents(cls) -> list[Path]:
         """Where this process's containers' cgroups go: its own cgroup, in each hierarchy."""
-        own = own_folders()
-        return list(dict.fromkeys(own[mount] for mount, _ in cls.hierarchies().values()))
+        table = mountinfo()
+        own = own_folders(table)
+        return list(dict.fromkeys(own[mount] for mount, _ in cls.hierarchies(table).values()))
 
     @classmethod
     def named(cls, name: str) -> "CgroupV1":
-        own = own_folders()
-        return cls({c: own[mount] / name for c, (mount, _) in cls.hierarchies().items()})
+        table = mountinfo()
+        own = own_folders(table)
+        return cls({c: own[mount] / name for c, (mount, _) in cls.hierarchies(table).items()})
 
     def set_limits(self, limits: Limits) -> None:
         """Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max."""

@@ -27,7 +27,8 @@ def step(chapter: str, function, *args):
     With LAB_TRACE=1, the step's time is recorded under its name (trace.py)."""
     try:
         result = function(*args)
-        trace.mark(f"{function.__module__.split('.')[-1]}.{function.__name__} ({chapter})")
+        if trace.ENABLED:                   # (the name is made only when someone looks)
+            trace.mark(f"{function.__module__.split('.')[-1]}.{function.__name__} ({chapter})")
         return result
     except NotImplementedError:
         if chapter <= os.environ.get("LAB_CHAPTER", "00"):
@@ -240,16 +241,17 @@ def start(container: store.Container, piped: bool = False):
 def security_policy(config: dict, cgroup):
     """Chapter 08's part of the parent: the device rules on the cgroup, and what the child
     will apply (its seccomp filter compiled here, where libseccomp and the cache are in sight)."""
-    options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
-    if cgroup is not None and step("08", cgroup.allow_devices, options.get("Privileged", False)) is NOT_WRITTEN:
+    privileged = (config.get("Security") or {}).get("Privileged", False)
+    if cgroup is not None and step("08", cgroup.allow_devices, privileged) is NOT_WRITTEN:
         return None
-    policy = policy_of(options, cgroup.cgroupfs_mounts() if cgroup else [])
+    policy = policy_of(config, cgroup.cgroupfs_mounts() if cgroup else [])
     trace.mark("security policy")
     return policy
 
 
-def policy_of(options: dict, cgroupfs: list) -> "security.Policy":
+def policy_of(config: dict, cgroupfs: list) -> "security.Policy":
     """What the child applies: the container's options with its seccomp filter (from the cache)."""
+    options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
     program = None if options.get("Privileged") else seccomp.filter_for(
         options.get("Seccomp"), set(options["Capabilities"]), store.seccomp_cache())
     return security.Policy(options, program, cgroupfs)
@@ -362,7 +364,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
-    policy = policy_of(container.config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}, [])
+    policy = policy_of(container.config, [])
     try:
         namespaces = enter.open_namespaces(container.state["Pid"])
     except FileNotFoundError:                          # it ended just now
