@@ -157,6 +157,15 @@ class Cgroup:
         # HINT: process there. Which pid means "the process that writes"?
         raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders). Called right (see chapters/02_cgroups/README.md, 'Your turn')")
 
+    def freeze(self, frozen: bool) -> None:
+        """Stop every process in it where it stands, or let them all go on (docker pause and
+        unpause): the freezer. No signal is involved, so no process can catch or ignore it."""
+        raise NotImplementedError
+
+    def usage(self) -> dict:
+        """What it uses now: {"memory": bytes, "pids": processes} (docker stats shows them)."""
+        return {what: int(read(self.dirs[tree] / name)) for what, (tree, name) in self.CURRENT.items()}
+
     def processes(self) -> list[int]:
         """The processes in it (none when it is gone)."""
         return sorted({pid for path in self.folders() for pid in pids_in(path / "cgroup.procs")})
@@ -191,6 +200,7 @@ class CgroupV2(Cgroup):
     """
     version = "v2"
     PARENT = ROOT / "lab"
+    CURRENT = {"memory": ("unified", "memory.current"), "pids": ("unified", "pids.current")}
 
     @classmethod
     def named(cls, name: str) -> "CgroupV2":
@@ -227,6 +237,11 @@ class CgroupV2(Cgroup):
         # HINT: "nr_periods N", "nr_throttled N"); pids.events ("max N": forks refused).
         raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_cgroups/README.md, 'Your turn')")
 
+    def freeze(self, frozen: bool) -> None:
+        """cgroup.freeze; the kernel says in cgroup.events when every process has stopped."""
+        write(self.path / "cgroup.freeze", int(frozen))
+        settle(lambda: f"frozen {int(frozen)}" in read(self.path / "cgroup.events").splitlines())
+
     def allow_devices(self, privileged: bool) -> None:
         """Which device nodes its processes may open (chapter 08): a BPF program on v2."""
         devices.allow_v2(self.path, devices.DEFAULT_RULES, privileged)
@@ -242,6 +257,8 @@ class CgroupV1(Cgroup):
     MOUNT/<this process's cgroup>/lab-<id>, e.g. /sys/fs/cgroup/memory/user.slice/lab-<id>."""
     version = "v1"
     CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+    OPTIONAL = ("freezer",)            # used when mounted: docker pause needs it
+    CURRENT = {"memory": ("memory", "memory.usage_in_bytes"), "pids": ("pids", "pids.current")}
     # v1 can move one thread: "0" written to `tasks` moves the writing thread only, and for
     # that the kernel skips the global lock that moving a whole process takes (its writer
     # waits for an RCU grace period: ~10 ms here). Right after a fork the child has one
@@ -252,7 +269,7 @@ class CgroupV1(Cgroup):
     def hierarchies(cls, table: list[tuple[str, str, str]] | None = None) -> dict[str, tuple[Path, str]]:
         """Each controller lab needs -> (its hierarchy's mount point, the mount's options)."""
         mounts = {c: (Path(m), options) for m, t, options in table or mountinfo() if t == "cgroup"
-                  for c in options.split(",") if c in cls.CONTROLLERS}
+                  for c in options.split(",") if c in cls.CONTROLLERS + cls.OPTIONAL}
         missing = [c for c in cls.CONTROLLERS if c not in mounts]
         if missing:
             raise LabError(f"cgroup v1: no hierarchy for {', '.join(missing)} is mounted (see `lab doctor`)")
@@ -284,6 +301,15 @@ class CgroupV1(Cgroup):
         # HINT: (ns); cpu.stat ("nr_periods N", "nr_throttled N"); pids.events ("max N").
         raise NotImplementedError("chapter 02: write stats() in lab/cgroups.py: The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused (see chapters/02_cgroups/README.md, 'Your turn')")
 
+    def freeze(self, frozen: bool) -> None:
+        """The freezer tree's freezer.state: FROZEN once every process has stopped."""
+        if "freezer" not in self.dirs:
+            raise LabError("cgroup v1: this container has no freezer cgroup (no freezer hierarchy is mounted, "
+                           "or it was started before lab used one): lab cannot pause it")
+        state = "FROZEN" if frozen else "THAWED"
+        write(self.dirs["freezer"] / "freezer.state", state)
+        settle(lambda: read(self.dirs["freezer"] / "freezer.state") == state)
+
     def allow_devices(self, privileged: bool) -> None:
         """Which device nodes its processes may open (chapter 08): the devices controller."""
         devices.allow_v1(self.dirs["devices"], devices.DEFAULT_RULES, privileged)
@@ -295,6 +321,15 @@ class CgroupV1(Cgroup):
         for mount, options in self.hierarchies().values():
             found[mount.name] = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
         return [(folder, "cgroup", options) for folder, options in found.items()]
+
+
+def settle(done, timeout: float = 5.0) -> None:
+    """Wait until done() (the kernel freezes a cgroup's processes one by one, not at once)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise LabError(f"the cgroup's processes did not all stop or go on within {timeout:.0f} s")
+        time.sleep(0.001)
 
 
 def pids_in(procs: Path) -> list[int]:

@@ -1,4 +1,4 @@
-"""The image commands: `lab image import`, `lab commit` and `lab rmi`.
+"""The image commands: `lab image import`, `lab commit`, `lab tag` and `lab rmi`.
 
 `lab image import` reads a rootfs tarball, a `docker save` archive or an OCI image layout;
 `lab commit` turns a container's upper folder into a new layer on top of its image; `lab rmi`
@@ -50,6 +50,15 @@ def remove_image(ref: str) -> list[str]:
                     shutil.rmtree(layer_path(digest))
                 done.append(f"Deleted: {digest}")
     return done
+
+
+def tag(source: str, ref: str) -> str:
+    """`lab tag` (docker tag): one more name for an image; return the image's id."""
+    name, tag = parse_reference(ref)
+    with locked():
+        image = find(source)
+        write_json(tags_path(), {**tags(), f"{name}:{tag}": image["Id"]})
+    return image["Id"]
 
 
 # Adding layers: from an archive (lab image import) or from a container (lab commit).

@@ -173,7 +173,7 @@ def test_malformed_requests_get_400_with_a_message(daemon):
     status, body = daemon.request("", "", raw=b"NONSENSE\r\n\r\n")
     assert status == 400 and body["message"].startswith("bad request")
     status, body = daemon.request("GET", "/v1.41/containers/nosuch/json")
-    assert status == 404 and body["message"].startswith("no such container: nosuch")
+    assert status == 404 and body["message"].startswith("No such container: nosuch")
 
 
 def test_only_root_may_talk_to_the_daemon(daemon):

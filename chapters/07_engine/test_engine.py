@@ -52,7 +52,7 @@ def test_docker_run_drives_your_engine(daemon):
 
 def test_bad_input_creates_nothing(daemon):
     status, body = daemon.request("POST", "/v1.41/containers/create", b'{"Image": "nosuch", "Cmd": ["true"]}')
-    assert status == 404 and "no such image" in body["message"]
+    assert status == 404 and "No such image" in body["message"]
     status, body = daemon.request("POST", "/v1.41/containers/create",
                                   b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["data:relative"]}}')
     assert status == 400 and "must be absolute" in body["message"]

@@ -233,7 +233,7 @@ def start(container: store.Container, piped: bool = False):
     trace.mark("fork and exec")
     stdio.receive_master()
     me = os.getpid()              # lab run, or the supervisor: who will record its end
-    container.save_state(Status="running", Pid=pid, PidStartTime=store.process_start_time(pid),
+    container.save_state(Status="running", Paused=False, Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time(), Watcher=me, WatcherStartTime=store.process_start_time(me))
     return pid, cgroup, stdio
 
@@ -294,7 +294,7 @@ def finish(container: store.Container, status: int, cgroup) -> None:
     if oom and not container.config.get("Detach"):
         print(f"lab: the container ran out of memory (limit {limit >> 20}m) and was killed: exit status 137",
               file=sys.stderr)
-    container.save_state(Status="exited", ExitCode=status, OOMKilled=oom, FinishedAt=time.time(), Pid=0,
+    container.save_state(Status="exited", ExitCode=status, OOMKilled=oom, FinishedAt=time.time(), Pid=0, Paused=False,
                          Cgroup={**container.state.get("Cgroup", {}), "Stats": stats})
 
 
@@ -357,6 +357,8 @@ def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, 
 def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir) -> int:
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
+    if container.state.get("Paused"):      # what joins its cgroup is frozen too, and would hang
+        raise Conflict(f"container {container.name} is paused: unpause it before exec")
     cwd = workdir or container.config["WorkingDir"]
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
@@ -384,21 +386,39 @@ def init_exec(stdio: Stdio, policy) -> None:
 
 
 def signal_container(container: store.Container, sig: int) -> bool:
-    """Send sig to the container's PID 1; False if it had ended already."""
+    """Send sig to the container's PID 1; False if it had ended already. A paused container
+    is thawed after the signal: a frozen process acts on its signals only once thawed (v2
+    lets a fatal signal through; v1's freezer not even SIGKILL)."""
     try:
         os.kill(container.state["Pid"], sig)
-        return True
     except ProcessLookupError:
         return False
+    if container.state.get("Paused"):
+        pause(container, False)
+    return True
 
 
 def kill(container: store.Container, sig: int) -> None:
-    """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace)."""
+    """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace). After SIGKILL,
+    return once its end is recorded: whoever killed it may look at it next (docker kill does)."""
     if not container.is_running() or not signal_container(container, sig):
         raise LabError(f"container {container.name} is not running")
-    if sig == signal.SIGKILL and not container.watched():
+    if sig == signal.SIGKILL:
         wait_ended(container, 10)
         record_unwatched_end(container, 128 + signal.SIGKILL)
+
+
+def pause(container: store.Container, frozen: bool) -> None:
+    """`docker pause` / `unpause`: freeze every process of the container in its cgroup."""
+    if not container.is_running():
+        raise Conflict(f"container {container.name} is not running")
+    if bool(container.state.get("Paused")) == frozen:
+        raise Conflict(f"container {container.name} is {'already' if frozen else 'not'} paused")
+    paths = container.state.get("Cgroup", {}).get("Paths")
+    if not paths:
+        raise LabError(f"container {container.name} has no cgroup (chapter 02): it cannot be paused")
+    cgroups.Cgroup.from_paths(paths).freeze(frozen)
+    container.save_state(Paused=frozen)
 
 
 def stop(container: store.Container, timeout: float) -> None:
@@ -429,7 +449,8 @@ def remove(container: store.Container, force: bool = False) -> None:
     if container.damage and not force:
         raise Conflict(f"container {container.name} is damaged ({container.damage}): remove it with `lab rm -f`")
     if container.is_running() and not force:
-        raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
+        raise Conflict(f"container {container.name} is running: stop the container before removing "
+                       "or force remove (lab rm -f)")
     if not container.is_running() and container.has_supervisor():   # created: its supervisor waits
         os.kill(container.state["Supervisor"], signal.SIGTERM)       # for a start; end it (a start
         deadline = time.monotonic() + 10                              # under way ends first: then
@@ -438,7 +459,8 @@ def remove(container: store.Container, force: bool = False) -> None:
             container.reload()
     if container.is_running():
         if not force:
-            raise Conflict(f"container {container.name} is running: stop it first, or use `lab rm -f`")
+            raise Conflict(f"container {container.name} is running: stop the container before removing "
+                       "or force remove (lab rm -f)")
         signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
         container.reload()

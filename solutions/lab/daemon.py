@@ -24,7 +24,7 @@ import time
 import traceback
 from urllib.parse import parse_qsl, urlsplit
 
-from lab import LabError, engine, process
+from lab import LabError, NotFound, engine, operations, process
 
 MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
 
@@ -46,20 +46,26 @@ class Request:
             body = json.loads(self.body)
         except ValueError as e:
             raise engine.ApiError(400, f"the request body is not valid JSON: {e}") from None
+        if body is None:                      # (docker commit sends null when there is no --change)
+            return {}
         if not isinstance(body, dict):
             raise engine.ApiError(400, "the request body must be a JSON object")
         return body
 
-    def stream(self, content_type: str):
-        """Answer 200 and return the connection's file: the body runs until we close it."""
+    def stream(self, content_type: str, chunked: bool = False):
+        """Answer 200 and return the connection's file: the body runs until we close it.
+        chunked: in pieces that each say their length, so that a client can read one piece
+        while the next is not written yet (the SDK reads docker stats' stream so)."""
         h = self.handler
         h.send_response(200)
         h.send_header("Content-Type", content_type)
         h.send_header("Connection", "close")
+        if chunked:
+            h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         h.close_connection = True
-        self.out = h.wfile
-        return h.wfile
+        self.out = Chunks(h.wfile) if chunked else h.wfile
+        return self.out
 
     def end_if_client_leaves(self) -> None:
         """While a long answer is prepared: if the client hangs up, this handler ends (docker
@@ -90,6 +96,25 @@ class Request:
         h.close_connection = True
         h.server.hijacked = True              # the supervisor has it now: do not shut it down
         return h.connection
+
+
+class Chunks:
+    """HTTP/1.1's chunked transfer coding: each write is one chunk (its size in hex, CRLF, the
+    data, CRLF); a chunk of size 0 ends the body."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.f.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def end(self) -> None:
+        self.f.write(b"0\r\n\r\n")
+        self.f.flush()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -143,7 +168,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if isinstance(e, engine.ApiError):
             self.reply(e.status, {"message": str(e)} if e.status != 304 else None)
         elif isinstance(e, (LabError, process.StartError)):
-            self.reply(engine.error_status(e), {"message": str(e)})
+            message = str(e)                   # docker's wording, which clients match: "No such container"
+            self.reply(engine.error_status(e), {"message": message[:1].upper() + message[1:]
+                                                if isinstance(e, NotFound) else message})
         elif isinstance(e, NotImplementedError):   # a chapter not written yet: say which
             self.reply(500, {"message": str(e)})
         else:
@@ -167,9 +194,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       f"API version is {engine.MIN_API_VERSION}, please upgrade your client")
         query = dict(parse_qsl(url.query))
         body = self.read_body()
-        for method, pattern, handler in engine.ROUTES:
+        for method, pattern, handler in engine.ROUTES + operations.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
-                result = handler(Request(self, match.groups(), query, body))
+                req = Request(self, match.groups(), query, body)
+                result = handler(req)
+                if isinstance(req.out, Chunks):
+                    req.out.end()
                 return result if result is not None else (None, None)
         # As an engine without that feature: a lookup is a 404 (`docker inspect NAME` then tries
         # the next kind of object), an action a 501. Clients print the message either way.

@@ -75,17 +75,26 @@ def create_container(body: dict, name: str | None) -> dict:
 
 
 def start_container(ref: str) -> None:
-    """POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05)."""
+    """POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05).
+
+    A container that ran and ended starts again (docker start, restart): a new supervisor, the
+    same container (its files, its upper layer, its log)."""
     c = store.find_container(ref)
-    # HINT: supervisor.start(c) does it; c.is_running() and c.has_supervisor() say where it is.
+    # HINT: supervisor.start(c) does it; c.is_running() says whether there is anything to do.
+    # HINT: A container that has run before has no supervisor waiting: supervisor_for(c).
     # BEGIN SOLUTION 07
     if c.is_running():
         raise ApiError(304, "")                       # started already: "not modified"
-    if not c.has_supervisor():
-        raise ApiError(409, f"container {c.name} has ended; lab does not start a container twice: "
-                       "docker run a new one")
+    supervisor_for(c)
     supervisor.start(c)
     # END SOLUTION
+
+
+def supervisor_for(c: store.Container) -> None:
+    """Make sure a supervisor waits to start c: the one from its create, or a new one."""
+    if not c.waits_for_start():
+        c.wait_for_supervisor(10)                     # the one of its last run is on its way out
+        supervisor.launch(c, remove=c.config.get("AutoRemove", False), start_it=False)
 
 
 def wait_container(c: store.Container, condition: str, ready=lambda: None) -> dict:
@@ -122,7 +131,7 @@ def container_json(c: store.Container) -> dict:
     return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux", "RestartCount": 0,
             "LogPath": str(c.log), "HostnamePath": str(c.hostname_file),
             "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
-            "State": {**state, "Paused": False, "Restarting": False, "Dead": False,
+            "State": {**state, "Restarting": False, "Dead": False,
                       "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
                       "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
             "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
@@ -144,11 +153,6 @@ def container_summary(c: store.Container) -> dict:
             "Command": " ".join(c.config["Cmd"]), "Created": int(c.config["Created"]), "Ports": [],
             "Labels": c.config.get("Labels", {}), "State": info["State"]["Status"], "Status": c.status_text(),
             "HostConfig": {"NetworkMode": "none"}, "NetworkSettings": {"Networks": {}}, "Mounts": info["Mounts"]}
-
-
-def list_containers(req):
-    everything = req.flag("all")
-    return 200, [container_summary(c) for c in store.list_containers() if everything or c.is_running()]
 
 
 def post_create(req):
@@ -184,8 +188,8 @@ def get_container(req):
 
 def post_attach(req):
     c = store.find_container(req.params[0])
-    if not c.has_supervisor():
-        raise ApiError(409, f"container {c.name} has ended: you cannot attach to a stopped container")
+    if not c.is_running():
+        supervisor_for(c)                     # docker start -a attaches first, then starts
     streams = [n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)]
     client = req.hijack()
     supervisor.request(c, {"attach": streams, "stdin": req.flag("stdin")}, client)   # it talks to the client now
@@ -245,6 +249,8 @@ def post_exec_create(req):
     body = req.json()
     if not c.is_running():
         raise ApiError(409, f"container {c.name} is not running")
+    if c.state.get("Paused"):
+        raise ApiError(409, f"container {c.name} is paused, unpause the container before exec")
     if not body.get("Cmd"):
         raise ApiError(400, "exec needs a command (Cmd)")
     if body.get("User") or body.get("Privileged"):
@@ -365,10 +371,11 @@ def info(req):
     from lab import cgroups
     everything = store.list_containers()
     running = sum(c.is_running() for c in everything)
+    paused = sum(c.is_running() and c.state.get("Paused", False) for c in everything)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return 200, {
         "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
-        "Containers": len(everything), "ContainersRunning": running, "ContainersPaused": 0,
+        "Containers": len(everything), "ContainersRunning": running - paused, "ContainersPaused": paused,
         "ContainersStopped": len(everything) - running, "Images": len(images.list_images()),
         "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "lab layers"]],
         "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
@@ -390,7 +397,7 @@ def ping(req):
 ID = r"([^/]+)"
 ROUTES = [
     ("GET", r"/_ping", ping), ("HEAD", r"/_ping", ping), ("GET", r"/version", version), ("GET", r"/info", info),
-    ("GET", r"/containers/json", list_containers), ("POST", r"/containers/create", post_create),
+    ("POST", r"/containers/create", post_create),
     ("GET", rf"/containers/{ID}/json", get_container), ("POST", rf"/containers/{ID}/start", post_start),
     ("POST", rf"/containers/{ID}/wait", post_wait), ("POST", rf"/containers/{ID}/attach", post_attach),
     ("POST", rf"/containers/{ID}/resize", post_resize), ("GET", rf"/containers/{ID}/logs", get_logs),

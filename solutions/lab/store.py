@@ -232,6 +232,8 @@ class Container:
             return f"Damaged: {self.damage} (lab rm -f removes it)"
         if self.is_running():
             up = f"Up {ago(time.time() - self.state['StartedAt'])}"
+            if self.state.get("Paused"):
+                up += " (Paused)"
             return up if self.watched() else f"{up} (unwatched: its lab was killed)"
         if self.state.get("Status") == "exited":
             return f"Exited ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
@@ -243,6 +245,10 @@ class Container:
         """Its supervisor (supervisor.py: run -d, the engine) is still there."""
         pid = self.state.get("Supervisor")
         return bool(pid) and process_start_time(pid) == self.state.get("SupervisorStartTime")
+
+    def waits_for_start(self) -> bool:
+        """Its supervisor is there and waits to be told to start it (the engine's create)."""
+        return self.has_supervisor() and self.state.get("WaitsForStart", self.state.get("Status") == "created")
 
     def wait_for_supervisor(self, timeout: float) -> None:
         """Wait (up to timeout seconds) until its supervisor has exited."""
@@ -268,16 +274,30 @@ def process_start_time(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
+class UniqueName:
+    """`with UniqueName(name):` holds the containers' lock, and raises a Conflict if a container
+    (other than `by`) is called name. Names stay unique, also when several lab commands create
+    or rename containers at once."""
+
+    def __init__(self, name: str | None, by: str | None = None):
+        self.name, self.by = name, by
+
+    def __enter__(self):
+        containers_dir().mkdir(parents=True, exist_ok=True)
+        self.lock = open(containers_dir() / ".lock", "w")
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        if self.name and any(c.config.get("Name") == self.name and c.id != self.by for c in list_containers()):
+            self.lock.close()
+            raise Conflict(f'the container name "{self.name}" is already in use: '
+                           f"remove it first (lab rm {self.name}) or choose another name")
+
+    def __exit__(self, *error):
+        self.lock.close()
+
+
 def create_container(config: dict) -> Container:
-    """A new container's folder and config.json. Names are unique, also when several lab
-    commands create containers at once: checking and creating happen under one lock."""
-    containers_dir().mkdir(parents=True, exist_ok=True)
-    with open(containers_dir() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        name = config.get("Name")
-        if name and any(c.config.get("Name") == name for c in list_containers()):
-            raise Conflict(f'the container name "{name}" is already in use: '
-                           f"remove it first (lab rm {name}) or choose another --name")
+    """A new container's folder and config.json, its name checked under the lock."""
+    with UniqueName(config.get("Name")):
         cid = os.urandom(32).hex()
         path = containers_dir() / cid
         path.mkdir()
@@ -287,6 +307,13 @@ def create_container(config: dict) -> Container:
             path.rmdir()                # nothing half-created
             raise
     return Container(path)
+
+
+def rename_container(container: Container, name: str) -> None:
+    """docker rename: the same container, another name."""
+    with UniqueName(name, by=container.id):
+        container.config["Name"] = name
+        container.save_config()
 
 
 def list_containers() -> list[Container]:

@@ -150,7 +150,9 @@ def wait(container: store.Container, removed: bool = False, registered=lambda: N
 def launch(container: store.Container, remove: bool, start_it: bool = True) -> None:
     """`lab run -d` and the engine's create: give the container a supervisor, which holds it
     from now on; with start_it (run -d), have it start the container too, else it waits for
-    the engine's start. Whatever fails, nothing is left behind."""
+    the engine's start. Whatever fails, nothing is left behind; a container that has run
+    before (docker start, restart) stays as it was."""
+    new = container.state.get("Status", "created") == "created"
     try:
         spawn(container, remove)
         if start_it:
@@ -159,7 +161,8 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
         container.wait_for_supervisor(10)
         if not container.path.exists():
             raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
-        store.remove_container(container)
+        if new:
+            store.remove_container(container)
         raise
 
 
@@ -237,10 +240,14 @@ class Supervisor:
                 os.posix_fallocate(f.fileno(), 0, 64 << 10)
             folder = os.open(self.container.path, os.O_PATH)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:                                  # the socket of an earlier supervisor (docker start
+                os.unlink(socket_address(folder)) # of a container that ran before): it has ended
+            except FileNotFoundError:
+                pass
             listener.bind(socket_address(folder))
             listener.listen(64)
             self.selector.register(listener, selectors.EVENT_READ, self.accept)
-            self.container.save_state(Supervisor=os.getpid(),
+            self.container.save_state(Supervisor=os.getpid(), WaitsForStart=True,
                                       SupervisorStartTime=store.process_start_time(os.getpid()))
             os.write(report_fd, b"ready")
             os.close(report_fd)
@@ -314,6 +321,7 @@ class Supervisor:
         if self.main is not None or self.failed is not None:
             return {"error": f"container {self.container.name} has already been started"}
         signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # until self.main is set
+        self.container.save_state(WaitsForStart=False)
         try:
             pid, self.cgroup, stdio = runtime.start(self.container, piped=True)
         except (LabError, process.StartError, OSError) as e:

@@ -20,8 +20,9 @@ def container(c: store.Container) -> dict:
     return {
         "Id": c.id, "Name": c.name, "Created": iso(config["Created"]),
         "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
-        "State": {"Status": "running" if running else ("exited" if state.get("Status") != "created" else "created"),
-                  "Running": running, "Pid": state.get("Pid", 0) if running else 0,
+        "State": {"Status": ("paused" if state.get("Paused") else "running") if running else
+                  ("exited" if state.get("Status") != "created" else "created"),
+                  "Running": running, "Paused": running and state.get("Paused", False), "Pid": state.get("Pid", 0) if running else 0,
                   "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
                   "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt")),
                   **({"LogStopped": state["LogStopped"]} if "LogStopped" in state else {})},

@@ -1,0 +1,356 @@
+"""Chapter 07, the rest of the API: what docker clients ask besides running a container.
+
+engine.py walks `docker run` through the runtime. This module answers the other questions
+clients ask, each with a piece of the runtime the course has built:
+
+  - looking into a container: `docker ps` (with filters), `top` (its cgroup's processes, read
+    from /proc), `stats` (its cgroup's counters), `diff` (its upper layer, chapter 04)
+  - changing one: `rename`, `pause`/`unpause` (the cgroup freezer), `restart`, `commit`
+  - images: `tag`, `history`; tidying up: `prune` of containers, images and volumes, `system df`
+
+Each handler gets the request (daemon.Request) and returns (HTTP status, JSON body), or
+answers itself (a stream).
+"""
+import json
+import os
+import stat
+import time
+
+from lab import NotFound, cgroups, container, image_commands, images, layers, names, store, volumes
+from lab.engine import ApiError, container_summary, start_container
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
+
+
+# --- docker ps, and the filters of the list and prune endpoints
+
+def filters(req) -> dict[str, list[str]]:
+    """?filters={"label": ["a=b"], "status": ["exited"]} (older clients send {"label": {"a=b": true}})."""
+    try:
+        given = json.loads(req.query.get("filters") or "{}")
+    except ValueError:
+        raise ApiError(400, "filters is not valid JSON: send {\"name\": [\"web\"]}") from None
+    if not isinstance(given, dict):
+        raise ApiError(400, "filters must be a JSON object: {\"name\": [\"web\"]}")
+    return {key: list(values) for key, values in given.items()}
+
+
+def check_filters(found: dict, known: tuple) -> None:
+    if unknown := sorted(set(found) - set(known)):
+        raise ApiError(400, f"invalid filter {unknown[0]!r}: lab filters by {', '.join(known)}")
+
+
+def has_labels(labels: dict, wanted: list[str]) -> bool:
+    """label=KEY or label=KEY=VALUE: every one given must match."""
+    for item in wanted:
+        key, _, value = item.partition("=")
+        if key not in labels or ("=" in item and labels[key] != value):
+            return False
+    return True
+
+
+def list_containers(req):
+    """GET /containers/json (docker ps): filters id, name, label, status, ancestor, exited."""
+    wanted = filters(req)
+    check_filters(wanted, ("id", "name", "label", "status", "ancestor", "exited"))
+    shown = []
+    for c in store.list_containers():
+        row = container_summary(c)
+        if not (req.flag("all") or c.is_running() or wanted.get("status")):
+            continue
+        image = c.config["Image"]
+        checks = {"id": lambda v: c.id.startswith(v), "name": lambda v: v.lstrip("/") in c.name,
+                  "status": lambda v: v == row["State"],
+                  "ancestor": lambda v: v in (image, image.split(":")[0], c.config["ImageId"]),
+                  "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v}
+        if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
+                and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
+            shown.append(row)
+    limit = int(req.query.get("limit") or -1)
+    return 200, shown[:limit] if limit > 0 else shown
+
+
+# --- looking into a container
+
+def running(ref: str) -> store.Container:
+    c = store.find_container(ref)
+    if not c.is_running():
+        raise ApiError(409, f"container {c.name} is not running")
+    return c
+
+
+def cgroup_of(c: store.Container) -> cgroups.Cgroup:
+    paths = c.state.get("Cgroup", {}).get("Paths")
+    if not paths:
+        raise ApiError(409, f"container {c.name} has no cgroup (chapter 02 not written?)")
+    return cgroups.Cgroup.from_paths(paths)
+
+
+def get_top(req):
+    """GET /containers/{id}/top (docker top): its processes, as `ps -ef` shows them on the host.
+    They are the processes in its cgroup; their PIDs are the host's."""
+    c = running(req.params[0])
+    if req.query.get("ps_args"):
+        raise ApiError(400, "lab's top shows ps -ef's columns only: leave out the ps options")
+    rows = [row for pid in cgroup_of(c).processes() if (row := ps_row(pid))]
+    return 200, {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+
+
+def ps_row(pid: int) -> list[str] | None:
+    """One line of ps -ef, from /proc/PID (man 5 proc); None if the process has gone."""
+    import pwd
+    try:
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[:-1]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    uid = int(status["Uid"].split()[0])
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    tty, cpu = int(fields[4]), (int(fields[11]) + int(fields[12])) // CLOCK_TICKS
+    major, minor = (tty >> 8) & 0xfff, (tty & 0xff) | ((tty >> 12) & 0xfff00)
+    started = boot_time() + int(fields[19]) / CLOCK_TICKS
+    command = " ".join(a.decode(errors="replace") for a in argv) or f"[{status['Name'].strip()}]"
+    return [user, str(pid), status["PPid"].strip(), "0", time.strftime("%H:%M", time.localtime(started)),
+            f"pts/{minor}" if major == 136 else "?", time.strftime("%H:%M:%S", time.gmtime(cpu)), command]
+
+
+def boot_time() -> float:
+    with open("/proc/stat") as f:
+        return float(next(line for line in f if line.startswith("btime ")).split()[1])
+
+
+def get_stats(req):
+    """GET /containers/{id}/stats (docker stats): its cgroup's counters, once or every second.
+    CPU % needs two readings: the client divides the container's CPU time between them by the
+    whole machine's (system_cpu_usage); without one-shot, a single answer waits a second for it."""
+    c = store.find_container(req.params[0])
+    if req.query.get("stream", "1").lower() in ("0", "false"):
+        before = None if req.flag("one-shot") else reading(c, None)
+        if before:
+            time.sleep(1)
+        return 200, reading(c, before)
+    out = req.stream("application/json", chunked=True)
+    before = None
+    while True:
+        now = reading(c, before)
+        out.write(json.dumps(now).encode() + b"\n")
+        out.flush()
+        c.reload()
+        if not c.is_running():
+            return
+        before = now
+        time.sleep(1)
+
+
+def reading(c: store.Container, before: dict | None) -> dict:
+    """One answer of the stats endpoint, in docker's shape (zeros for a stopped container)."""
+    cpu, memory, pids = {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}, {}, {}
+    if c.is_running():
+        cgroup = cgroup_of(c)
+        try:
+            counters, now = cgroup.stats(), cgroup.usage()
+        except OSError:                             # it ended meanwhile
+            counters = None
+        if counters:
+            limits = c.config.get("Limits", {})
+            cpu = {"cpu_usage": {"total_usage": counters["CpuUsageNs"]}, "system_cpu_usage": machine_cpu_ns(),
+                   "online_cpus": os.cpu_count(),
+                   "throttling_data": {"periods": counters["CpuPeriods"],
+                                       "throttled_periods": counters["CpuThrottled"], "throttled_time": 0}}
+            memory = {"usage": now["memory"], "max_usage": counters["MemoryPeak"], "stats": {},
+                      "limit": limits.get("memory") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+            pids = {"current": now["pids"], **({"limit": limits["pids"]} if limits.get("pids") else {})}
+    return {"id": c.id, "name": "/" + c.name, "read": rfc3339(time.time()),
+            "preread": before["read"] if before else "0001-01-01T00:00:00Z",
+            "cpu_stats": cpu, "precpu_stats": before["cpu_stats"] if before else {"cpu_usage": {"total_usage": 0},
+                                                                                  "throttling_data": {}},
+            "memory_stats": memory, "pids_stats": pids, "blkio_stats": {}, "num_procs": 0,
+            "storage_stats": {}}
+
+
+def machine_cpu_ns() -> int:
+    """The whole machine's CPU time since boot (the first line of /proc/stat), in nanoseconds."""
+    with open("/proc/stat") as f:
+        ticks = sum(int(x) for x in f.readline().split()[1:8])
+    return ticks * 1_000_000_000 // CLOCK_TICKS
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def get_changes(req):
+    """GET /containers/{id}/changes (docker diff): what its upper layer holds (chapter 04).
+    Kind 0: changed (it is in the image too), 1: added, 2: deleted (a whiteout, a 0/0 device)."""
+    c = store.find_container(req.params[0])
+    lower = [store.layer_path(digest) for digest in c.config.get("Layers", [])]
+    found = []
+    for folder, subfolders, files in os.walk(c.upper):
+        for name in subfolders + files:
+            path = os.path.join(folder, name)
+            inside = "/" + os.path.relpath(path, c.upper)
+            info = os.lstat(path)
+            if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                kind = 2
+            else:
+                kind = 0 if any(os.path.lexists(f"{layer}{inside}") for layer in lower) else 1
+            found.append({"Path": inside, "Kind": kind})
+    return 200, sorted(found, key=lambda change: change["Path"])
+
+
+# --- changing a container
+
+def post_rename(req):
+    c = store.find_container(req.params[0])
+    store.rename_container(c, names.check_name(req.query.get("name", "").removeprefix("/"), "container"))
+    return 204, None
+
+
+def post_pause(req):
+    container.pause(store.find_container(req.params[0]), True)
+    return 204, None
+
+
+def post_unpause(req):
+    container.pause(store.find_container(req.params[0]), False)
+    return 204, None
+
+
+def post_restart(req):
+    """POST /containers/{id}/restart: stop (TERM, then KILL after t seconds) and start again."""
+    c = store.find_container(req.params[0])
+    container.stop(c, float(req.query.get("t") or 10))
+    start_container(c.id)
+    return 204, None
+
+
+def post_commit(req):
+    """POST /commit (docker commit): the container's upper layer becomes an image's top layer."""
+    c = store.find_container(req.query.get("container", ""))
+    if not req.query.get("repo"):
+        raise ApiError(400, "lab commits to a name: docker commit CONTAINER NAME[:TAG]")
+    if req.query.get("changes") or (req.json() or {}).get("Cmd"):
+        raise ApiError(400, "lab does not support commit --change: commit without it")
+    ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}"
+    return 201, {"Id": image_commands.commit(c, ref)}
+
+
+# --- images
+
+def post_tag(req):
+    """POST /images/{name}/tag?repo=R&tag=T (docker tag)."""
+    if not req.query.get("repo"):
+        raise ApiError(400, "docker tag needs a new name: docker tag IMAGE NAME[:TAG]")
+    image_commands.tag(req.params[0], f"{req.query['repo']}:{req.query.get('tag') or 'latest'}")
+    return 201, None
+
+
+def get_history(req):
+    """GET /images/{name}/history (docker history): its layers, the top one first."""
+    image = images.find(req.params[0])
+    rows = []
+    for n, digest in enumerate(reversed(image["Layers"])):
+        rows.append({"Id": image["Id"] if n == 0 else "<missing>", "Created": int(image["Created"]),
+                     "CreatedBy": "", "Tags": image["RepoTags"] if n == 0 else None,
+                     "Size": layers.layer_size(digest), "Comment": f"layer {digest}"})
+    return 200, rows
+
+
+# --- tidying up
+
+def folder_size(path) -> int:
+    total = 0
+    for folder, _, files in os.walk(path):
+        total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
+    return total
+
+
+def post_prune_containers(req):
+    """POST /containers/prune: remove every container that is not running."""
+    wanted = filters(req)
+    check_filters(wanted, ("label",))
+    deleted, space = [], 0
+    for c in store.list_containers():
+        if c.is_running() or not has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
+            continue
+        size = folder_size(c.upper)
+        try:
+            container.remove(c, force=True)
+        except NotFound:
+            continue                                   # removed meanwhile
+        deleted.append(c.id)
+        space += size
+    return 200, {"ContainersDeleted": deleted or None, "SpaceReclaimed": space}
+
+
+def post_prune_images(req):
+    """POST /images/prune: images with no tag (dangling=false: every image no container uses)."""
+    wanted = filters(req)
+    check_filters(wanted, ("dangling",))
+    every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
+    used = {c.config["ImageId"] for c in store.list_containers()}
+    done, space = [], 0
+    for image in images.list_images():
+        if image["Id"] in used or (image["RepoTags"] and not every):
+            continue
+        before = disk_use()
+        for line in image_commands.remove_image(image["Id"]):
+            kind, _, what = line.partition(": ")
+            done.append({kind: what})
+        space += before - disk_use()
+    return 200, {"ImagesDeleted": done or None, "SpaceReclaimed": max(space, 0)}
+
+
+def disk_use() -> int:
+    return folder_size(store.layers_dir())
+
+
+def post_prune_volumes(req):
+    """POST /volumes/prune: volumes no container uses; only anonymous ones (named by a random
+    id) unless all=true, as docker since API 1.42."""
+    wanted = filters(req)
+    check_filters(wanted, ("all", "label"))
+    every = wanted.get("all", ["false"])[0].lower() in ("true", "1")
+    deleted, space = [], 0
+    for name in volumes.list_volumes():
+        if volumes.users(name) or not (every or names.ID.fullmatch(name)):
+            continue
+        size = folder_size(volumes.volume_path(name))
+        volumes.remove(name)
+        deleted.append(name)
+        space += size
+    return 200, {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
+
+
+def system_df(req):
+    """GET /system/df (docker system df): what the images, containers and volumes take."""
+    everything = store.list_containers()
+    users = {}
+    for c in everything:
+        users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
+    found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
+              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, "VirtualSize": i["Size"],
+              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
+    shelf = [{**container_summary(c), "SizeRw": folder_size(c.upper), "SizeRootFs": 0} for c in everything]
+    kept = [{**volumes.inspect(name), "UsageData": {"Size": folder_size(volumes.volume_path(name)),
+                                                    "RefCount": len(volumes.users(name))}}
+            for name in volumes.list_volumes()]
+    return 200, {"LayersSize": disk_use(), "Images": found, "Containers": shelf, "Volumes": kept,
+                 "BuildCache": []}
+
+
+ID = r"([^/]+)"
+ROUTES = [
+    ("GET", r"/containers/json", list_containers), ("GET", rf"/containers/{ID}/top", get_top),
+    ("GET", rf"/containers/{ID}/stats", get_stats), ("GET", rf"/containers/{ID}/changes", get_changes),
+    ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/pause", post_pause),
+    ("POST", rf"/containers/{ID}/unpause", post_unpause), ("POST", rf"/containers/{ID}/restart", post_restart),
+    ("POST", r"/commit", post_commit), ("POST", r"/containers/prune", post_prune_containers),
+    ("POST", r"/images/(.+)/tag", post_tag), ("GET", r"/images/(.+)/history", get_history),
+    ("POST", r"/images/prune", post_prune_images), ("POST", r"/volumes/prune", post_prune_volumes),
+    ("GET", r"/system/df", system_df),
+]

@@ -1,0 +1,170 @@
+"""The engine beyond `docker run` (solutions/lab/operations.py): what docker clients do with
+containers and images once they have them, through the stock docker CLI and the Docker SDK."""
+import json
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from chapters.harness import wait_until
+
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done"
+
+
+def upper_file(daemon, name: str, path: str) -> Path:
+    """A file of the container's upper layer, read from the host (works while it is frozen)."""
+    upper = daemon.docker("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name).stdout.strip()
+    return Path(upper + path)
+
+
+def test_docker_top_lists_the_processes_of_the_container(daemon):
+    daemon.docker("run", "-d", "--name", "busy", "busybox", "sh", "-c", "sleep 1001 & exec sleep 1002")
+    wait_until(lambda: "sleep 1001" in daemon.docker("top", "busy").stdout, what="docker top")
+    lines = daemon.docker("top", "busy").stdout.splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert sorted(line.split(None, 7)[7] for line in lines[1:]) == ["sleep 1001", "sleep 1002"]
+    assert all(line.split()[0] == "root" for line in lines[1:])
+    stopped = daemon.docker("run", "--name", "done", "busybox", "true")
+    assert stopped.returncode == 0
+    refused = daemon.docker("top", "done")
+    assert refused.returncode == 1 and "is not running" in refused.stderr
+    daemon.docker("rm", "-f", "busy", "done")
+
+
+def test_pause_freezes_every_process_and_unpause_lets_them_go_on(daemon):
+    daemon.docker("run", "-d", "--name", "counter", "busybox", "sh", "-c", COUNTER)
+    count = upper_file(daemon, "counter", "/count")
+    wait_until(lambda: count.exists() and count.read_text().strip(), what="the first count")
+    assert daemon.docker("pause", "counter").stdout == "counter\n"
+    assert "(Paused)" in daemon.docker("ps").stdout
+    assert daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "counter").stdout == "paused true\n"
+    frozen = count.read_text()
+    time.sleep(0.3)                                  # 15 counts' time: not one of them happens
+    assert count.read_text() == frozen
+    again = daemon.docker("pause", "counter")
+    assert again.returncode == 1 and "is already paused" in again.stderr
+    daemon.docker("unpause", "counter")
+    wait_until(lambda: count.read_text() != frozen, what="the count going on after unpause")
+    daemon.docker("pause", "counter")
+    stopped = daemon.docker("stop", "-t", "1", "counter")  # a frozen process takes no signal: lab thaws it
+    assert stopped.returncode == 0, stopped.stderr
+    assert daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "counter").stdout == "exited 137\n"
+    daemon.docker("rm", "counter")
+
+
+def test_start_and_restart_run_the_same_container_again_in_its_own_files(daemon):
+    first = daemon.docker("run", "--name", "again", "busybox", "sh", "-c", "echo x >> /runs; wc -l < /runs")
+    assert first.stdout == "1\n", first.stderr
+    second = daemon.docker("start", "-a", "again")
+    assert (second.returncode, second.stdout) == (0, "2\n"), second.stderr
+    assert daemon.docker("logs", "again").stdout == "1\n2\n"
+    daemon.docker("rm", "again")
+    daemon.docker("run", "-d", "--name", "server", "busybox", "sh", "-c",
+                  "echo x >> /starts; trap 'exit 0' TERM; while true; do sleep 0.02; done")
+    assert daemon.docker("restart", "-t", "5", "server").stdout == "server\n"
+    state = json.loads(daemon.docker("inspect", "server").stdout)[0]["State"]
+    assert (state["Status"], state["ExitCode"]) == ("running", 0)
+    assert daemon.docker("exec", "server", "wc", "-l", "/starts").stdout == "2 /starts\n"
+    daemon.docker("rm", "-f", "server")
+
+
+def test_docker_rename_and_the_errors_clients_match_on(daemon):
+    daemon.docker("run", "-d", "--name", "before", "busybox", "sleep", "600")
+    assert daemon.docker("rename", "before", "after").returncode == 0
+    assert daemon.docker("ps", "--format", "{{.Names}}").stdout == "after\n"
+    gone = daemon.docker("stop", "before")
+    assert gone.returncode == 1 and "No such container: before" in gone.stderr
+    daemon.docker("run", "-d", "--name", "other", "busybox", "sleep", "600")
+    taken = daemon.docker("rename", "other", "after")
+    assert taken.returncode == 1 and "is already in use" in taken.stderr
+    running = daemon.docker("rm", "after")
+    assert running.returncode == 1 and "stop the container before removing or force remove" in running.stderr
+    daemon.docker("rm", "-f", "after", "other")
+
+
+def test_docker_diff_shows_what_the_container_added_changed_and_deleted(daemon):
+    daemon.docker("run", "--name", "changer", "busybox", "sh", "-c", "echo new > /tmp/new; rm /bin/ls")
+    assert daemon.docker("diff", "changer").stdout.splitlines() == ["C /bin", "D /bin/ls", "C /tmp", "A /tmp/new"]
+    daemon.docker("rm", "changer")
+
+
+def test_docker_stats_shows_the_cgroups_counters(daemon):
+    daemon.docker("run", "-d", "--name", "measured", "-m", "64m", "--pids-limit", "20", "busybox",
+                  "sh", "-c", "sleep 1000 & exec sleep 1000")
+    wait_until(lambda: daemon.docker("top", "measured").stdout.count("sleep 1000") == 2, what="two sleeps")
+    shown = daemon.docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "measured")
+    name, pids, usage = shown.stdout.split(" ", 2)
+    assert (name, pids) == ("measured", "2"), shown.stderr
+    assert usage.strip().endswith("/ 64MiB")
+    daemon.docker("rm", "-f", "measured")
+
+
+def test_commit_tag_history_and_run_the_new_image(daemon):
+    daemon.docker("run", "--name", "maker", "busybox", "sh", "-c", "echo baked > /baked")
+    committed = daemon.docker("commit", "maker", "baked:v1")
+    assert committed.stdout.startswith("sha256:"), committed.stderr
+    assert daemon.docker("tag", "baked:v1", "baked:latest").returncode == 0
+    tags = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.splitlines()
+    assert {line.split()[0] for line in tags} >= {"baked:v1", "baked:latest", "busybox:latest"}
+    assert len({line.split()[1] for line in tags if line.startswith("baked:")}) == 1
+    history = daemon.docker("history", "-q", "baked").stdout.split()
+    assert history[0] == committed.stdout.strip()[7:19] and history[1:] == ["<missing>"]   # two layers
+    assert daemon.docker("run", "--rm", "baked", "cat", "/baked").stdout == "baked\n"
+    daemon.docker("rm", "maker")
+    daemon.docker("rmi", "baked:v1", "baked:latest")
+
+
+def test_prune_removes_what_nothing_uses_and_nothing_else(daemon):
+    daemon.docker("run", "-d", "--name", "keeper", "busybox", "sleep", "600")
+    daemon.docker("run", "--name", "ended", "busybox", "true")
+    daemon.docker("run", "--name", "labelled", "--label", "team=blue", "busybox", "true")
+    assert daemon.docker("ps", "-a", "--filter", "label=team=blue", "--format", "{{.Names}}").stdout == "labelled\n"
+    assert daemon.docker("ps", "-a", "--filter", "status=exited", "-q").stdout.count("\n") == 2
+    pruned = daemon.docker("container", "prune", "-f")
+    assert pruned.returncode == 0 and pruned.stdout.count("\n") >= 2, pruned.stderr
+    assert daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout == "keeper\n"
+    daemon.docker("volume", "create", "named")
+    anonymous = daemon.docker("volume", "create").stdout.strip()
+    assert daemon.docker("volume", "prune", "-f").stdout.startswith(f"Deleted Volumes:\n{anonymous}\n")
+    left = daemon.docker("volume", "ls", "-q").stdout.split()
+    assert "named" in left and anonymous not in left                  # named ones: only with all=true
+    daemon.docker("volume", "prune", "-f", "--filter", "all=true")
+    assert "named" not in daemon.docker("volume", "ls", "-q").stdout.split()
+    assert daemon.docker("image", "prune", "-a", "-f").returncode == 0
+    assert daemon.docker("images", "-q").stdout.count("\n") == 1          # busybox: keeper uses it
+    daemon.docker("rm", "-f", "keeper")
+    assert "Images          1" in daemon.docker("system", "df").stdout
+
+
+def test_sdk_operations_on_a_running_container(daemon):
+    client = daemon.client()
+    box = client.containers.run("busybox", ["sh", "-c", "echo hi > /hi; exec sleep 600"], detach=True, name="sdkops")
+    wait_until(lambda: [row[-1] for row in box.top()["Processes"]] == ["sleep 600"], what="docker top")
+    one = box.stats(stream=False)
+    assert one["pids_stats"]["current"] == 1 and one["memory_stats"]["usage"] > 0
+    assert one["cpu_stats"]["system_cpu_usage"] > one["precpu_stats"]["system_cpu_usage"] > 0
+    readings = box.stats(stream=True, decode=True)
+    assert [next(readings)["name"] for _ in range(2)] == ["/sdkops", "/sdkops"]
+    readings.close()
+    box.pause()
+    box.reload()
+    assert box.status == "paused"
+    box.unpause()
+    box.rename("sdkops2")
+    box.reload()
+    assert (box.name, box.status) == ("sdkops2", "running")
+    assert {"Path": "/hi", "Kind": 1} in box.diff()
+    image = box.commit("sdkimage", "v1")
+    assert image.tag("sdkimage", "v2") is True
+    assert sorted(client.images.get("sdkimage:v1").tags) == ["sdkimage:v1", "sdkimage:v2"]
+    assert len(image.history()) == 2
+    box.kill()                                        # answered once the end is recorded
+    box.reload()
+    assert (box.status, box.attrs["State"]["ExitCode"]) == ("exited", 137)
+    assert client.containers.prune()["ContainersDeleted"] == [box.id]
+    deleted = client.images.prune(filters={"dangling": False})["ImagesDeleted"]
+    assert {"Untagged": "sdkimage:v1"} in deleted and {"Untagged": "sdkimage:v2"} in deleted
+    assert client.df()["Containers"] == []
+    with pytest.raises(docker.errors.NotFound, match="No such container: sdkops2"):
+        client.containers.get("sdkops2")
