@@ -31,7 +31,7 @@ class ApiError(Exception):
 
 
 # docker create options lab does not have: refused with one line, never silently ignored.
-UNSUPPORTED = {"Entrypoint": "--entrypoint", "User": "-u/--user", "HostConfig.PortBindings": "-p",
+UNSUPPORTED = {"User": "-u/--user", "HostConfig.PortBindings": "-p",
                "HostConfig.Devices": "--device", "HostConfig.Mounts": "--mount (use -v)",
                "HostConfig.VolumesFrom": "--volumes-from", "HostConfig.Links": "--link"}
 
@@ -43,9 +43,20 @@ def check_supported(body: dict) -> None:
             where = (where or {}).get(part)
         if where:
             raise ApiError(400, f"lab does not support {flag}: run the container without it")
-    policy = ((body.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
-    if policy not in (None, "", "no"):
-        raise ApiError(400, f"lab does not support --restart {policy}: containers are never restarted")
+
+
+def restart_policy(host: dict) -> dict:
+    """HostConfig.RestartPolicy, checked: no, always, unless-stopped, on-failure[:N]."""
+    policy = host.get("RestartPolicy") or {}
+    name, retries = policy.get("Name") or "no", policy.get("MaximumRetryCount") or 0
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise ApiError(400, f"invalid restart policy {name!r}: no, always, unless-stopped or on-failure[:N]")
+    if not isinstance(retries, int) or retries < 0 or (retries and name != "on-failure"):
+        raise ApiError(400, f"maximum retry count cannot be used with restart policy {name!r}: "
+                       "only on-failure:N takes one (N >= 0)")
+    if name != "no" and host.get("AutoRemove"):
+        raise ApiError(400, "conflicting options: cannot specify both --restart and --rm")
+    return {"Name": name, "MaximumRetryCount": retries}
 
 
 def create_container(body: dict, name: str | None) -> dict:
@@ -54,6 +65,8 @@ def create_container(body: dict, name: str | None) -> dict:
     Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
     check_supported(body)
     host = body.get("HostConfig") or {}
+    policy = restart_policy(host)
+    entrypoint = body.get("Entrypoint")
     raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
 
 
@@ -97,10 +110,11 @@ def container_json(c: store.Container) -> dict:
     """GET /containers/{id}/json: lab's inspect, completed to docker's shape."""
     info, config = views.container(c), c.config
     state = info["State"]
-    return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux", "RestartCount": 0,
+    return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux",
+            "RestartCount": c.state.get("RestartCount", 0),
             "LogPath": str(c.log), "HostnamePath": str(c.hostname_file),
             "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
-            "State": {**state, "Restarting": False, "Dead": False,
+            "State": {**state, "Dead": False,
                       "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
                       "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
             "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
@@ -111,7 +125,7 @@ def container_json(c: store.Container) -> dict:
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
                            "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "none",
-                           "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
+                           "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
             "NetworkSettings": {"Networks": {}, "Ports": {}}}
 
 
@@ -181,14 +195,31 @@ def post_resize(req):
 
 
 def get_logs(req):
+    """GET /containers/{id}/logs: one frame per line, as docker sends them; --tail N (the last N
+    lines), --since and --until (seconds since the epoch), --timestamps, -f."""
     c = store.find_container(req.params[0])
     wanted = {n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)}
+    try:
+        since, until = (float(req.query.get(key) or 0) * 1e9 for key in ("since", "until"))
+        tail = None if req.query.get("tail", "all") in ("all", "") else int(req.query["tail"])
+    except ValueError:
+        raise ApiError(400, "since and until are seconds since the epoch, tail a number of lines or all") from None
+
+    def lines(follow: bool):
+        for stream, data, when in supervisor.follow_log(c, follow):
+            if stream in wanted and when >= since and (not until or when <= until):
+                for line in data.splitlines(keepends=True):
+                    yield stream, line, when
+    skip = max(0, sum(1 for _ in lines(False)) - tail) if tail is not None else 0
     tty = c.config.get("Tty", False)
     out = req.stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
-    for stream, data in supervisor.follow_log(c, req.flag("follow")):
-        if stream in wanted:
-            out.write(data if tty else supervisor.frame(stream, data))
-            out.flush()
+    for n, (stream, line, when) in enumerate(lines(req.flag("follow"))):
+        if n < skip:
+            continue
+        if req.flag("timestamps"):
+            line = f"{views.iso_ns(when)} ".encode() + line
+        out.write(line if tty else supervisor.frame(stream, line))
+        out.flush()
 
 
 def post_stop(req):

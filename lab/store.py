@@ -235,6 +235,8 @@ class Container:
             if self.state.get("Paused"):
                 up += " (Paused)"
             return up if self.watched() else f"{up} (unwatched: its lab was killed)"
+        if self.state.get("Restarting") and self.watched():
+            return f"Restarting ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
         if self.state.get("Status") == "exited":
             return f"Exited ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
         if self.state.get("Status") == "running":

@@ -5,11 +5,13 @@ Whoever creates a container does not stay while it runs: `lab run -d` returns, t
 twice and has a session of its own, so it is nobody's child but init's, and no terminal's. It
 
   - starts the container when asked (create and start are two steps, as in docker),
-  - copies the container's stdout and stderr to its log and to whoever is attached, framed as
-    the Engine API frames them: 8 bytes (stream: 1 stdout, 2 stderr; 0 0 0; length), then data,
+  - copies the container's stdout and stderr to whoever is attached, framed as the Engine API
+    frames them: 8 bytes (stream: 1 stdout, 2 stderr; 0 0 0; length), then data; and to its
+    log, framed the same way with the time it was read added (8 more bytes),
   - passes what an attached client sends on to the container's stdin,
   - runs `exec` processes inside it, and relays theirs,
-  - waits for the container, records how it ended, and tells whoever waits.
+  - waits for the container, records how it ended, and tells whoever waits,
+  - starts it again if its restart policy says so (docker run --restart).
 
 It listens on containers/<id>/supervisor.sock. Each connection sends one JSON line, and with
 it, for attach and exec, the client's connection itself (SCM_RIGHTS, man 7 unix):
@@ -29,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, process, store, views
+from lab import LabError, process, store, syscalls, views
 from lab import container as runtime
 from lab.terminal import write_all
 
@@ -42,33 +44,42 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
-def read_frames(f):
-    """(stream, data) for each frame in the file f, up to where it ends now."""
-    while len(header := f.read(8)) == 8:
-        stream, size = struct.unpack(">BxxxL", header)
+# The log on disk: the same, with the time the output was read (ns since the epoch), so that
+# `docker logs --since/--until/--timestamps` can ask for it.
+LOG_HEADER = struct.Struct(">BxxxLQ")
+
+
+def log_record(stream: int, data: bytes) -> bytes:
+    return LOG_HEADER.pack(stream, len(data), time.time_ns()) + data
+
+
+def read_records(f):
+    """(stream, data, when) for each record in the log file f, up to where it ends now."""
+    while len(header := f.read(LOG_HEADER.size)) == LOG_HEADER.size:
+        stream, size, when = LOG_HEADER.unpack(header)
         data = f.read(size)
         if len(data) < size:              # written half: the rest comes later
-            f.seek(-8 - len(data), os.SEEK_CUR)
+            f.seek(-LOG_HEADER.size - len(data), os.SEEK_CUR)
             return
-        yield stream, data
+        yield stream, data, when
     if header:
         f.seek(-len(header), os.SEEK_CUR)
 
 
 def follow_log(container: store.Container, follow: bool):
-    """(stream, data) for each frame of the container's log; with follow, until it has ended
+    """(stream, data, when) for each record of the container's log; with follow, until it has ended
     (its supervisor records the end once it has read all of the output). A container whose
     supervisor was killed runs on, but nothing logs its output any more: say so, and follow
     it to its end all the same."""
     said = False
     with open(container.log, "rb") as log:
         while True:
-            yield from read_frames(log)
+            yield from read_records(log)
             if not follow:
                 return
             container.reload()
             if container.state.get("Status") != "running" or not container.is_running():
-                yield from read_frames(log)
+                yield from read_records(log)
                 return
             if not container.has_supervisor() and not said:
                 print(f"lab: the supervisor of {container.name} was killed: its output is no longer logged "
@@ -216,6 +227,8 @@ class Supervisor:
         self.execs: dict[str, Process] = {}
         self.early: list = []                     # attached before the start: (client, streams, stdin)
         self.waiting: list[socket.socket] = []
+        self.backing_off = False                  # between an end and a restart (--restart)
+        self.in_a_row = 0                         # restarts after runs shorter than 10 s
 
     def serve(self, report_fd: int):
         """The supervisor's life (it never returns)."""
@@ -253,6 +266,11 @@ class Supervisor:
             os.close(report_fd)
             report_fd = None
             self.loop()
+            while self.main is not None and self.restart_due():     # --restart: docker's policies
+                self.ended()
+                self.restart()
+                self.loop()
+            self.ended()
             self.finish()
         except BaseException as e:
             if not isinstance(e, SystemExit):
@@ -281,8 +299,9 @@ class Supervisor:
                     traceback.print_exc()
 
     def forward(self, sig, frame):
-        """A signal sent to the supervisor goes to the container (before it starts: we end)."""
-        if self.main is None:
+        """A signal sent to the supervisor goes to the container (before it starts, or while
+        it waits to restart it: we end; its end is on record already)."""
+        if self.main is None or self.backing_off:
             raise SystemExit
         if self.main.status is None:
             os.kill(self.main.pid, sig)
@@ -320,8 +339,11 @@ class Supervisor:
     def start(self) -> dict:
         if self.main is not None or self.failed is not None:
             return {"error": f"container {self.container.name} has already been started"}
+        self.container.save_state(WaitsForStart=False, StoppedByUser=False, RestartCount=0)
+        return self.run()
+
+    def run(self) -> dict:
         signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # until self.main is set
-        self.container.save_state(WaitsForStart=False)
         try:
             pid, self.cgroup, stdio = runtime.start(self.container, piped=True)
         except (LabError, process.StartError, OSError) as e:
@@ -371,7 +393,7 @@ class Supervisor:
         stream = proc.outputs[fd]
         if proc.log:
             try:
-                proc.log.write(frame(stream, data))
+                proc.log.write(log_record(stream, data))
             except OSError as e:          # the disk is full: the container goes on, its log stops
                 proc.log = None
                 self.ballast.unlink(missing_ok=True)
@@ -492,8 +514,50 @@ class Supervisor:
             fcntl.ioctl(proc.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         return {}
 
-    def finish(self) -> None:
-        """The container has ended: record it, tell whoever waits, hang up, remove it if asked."""
+    def restart_due(self) -> bool:
+        """docker's restart policies: always, unless-stopped, on-failure[:N] (a non-zero exit,
+        at most N restarts). Never after `stop`, `kill` or `rm -f`: those say it should end."""
+        policy = self.container.config.get("RestartPolicy") or {}
+        self.container.reload()
+        if self.container.state.get("StoppedByUser") or not self.container.path.exists():
+            return False
+        if policy.get("Name") in ("always", "unless-stopped"):
+            return True
+        limit = policy.get("MaximumRetryCount") or 0
+        return (policy.get("Name") == "on-failure" and self.main.status != 0
+                and (not limit or self.container.state.get("RestartCount", 0) < limit))
+
+    def restart(self) -> None:
+        """Start the container again after a pause that doubles with each restart in a row
+        (100 ms, 200 ms... at most a minute; a run of 10 s or more starts the count anew), as
+        docker does, so that a container that fails at once does not spin. Requests are served
+        meanwhile; a stop, kill or rm -f in that time ends it."""
+        for conn in self.waiting:                 # docker wait: this end was the one they waited for
+            conn.close()
+        self.waiting.clear()
+        ran = time.time() - self.container.state.get("StartedAt", 0)
+        self.in_a_row = 0 if ran >= 10 else self.in_a_row + 1
+        deadline = time.monotonic() + (min(0.1 * 2 ** (self.in_a_row - 1), 60) if self.in_a_row else 0)
+        self.backing_off = True
+        self.container.save_state(Restarting=True)
+        while time.monotonic() < deadline:
+            for key, _ in self.selector.select(max(0.0, min(0.05, deadline - time.monotonic()))):
+                key.data(key.fileobj)
+            self.container.reload()
+            if self.container.state.get("StoppedByUser") or not self.container.path.exists():
+                self.container.save_state(Restarting=False)
+                raise SystemExit
+        self.backing_off = False
+        self.main = None
+        self.container.save_state(Restarting=False, RestartCount=self.container.state.get("RestartCount", 0) + 1)
+        # unshare(CLONE_NEWPID) only works while the PID namespace our children get is our own
+        # (else EINVAL): it is still the last run's, which has ended. Take our own back first.
+        with open("/proc/self/ns/pid") as ours:
+            syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)
+        self.run()
+
+    def ended(self) -> None:
+        """The container has ended: record it, tell whoever waits, hang up."""
         if self.main is not None:
             runtime.finish(self.container, self.main.status, self.cgroup)
             self.hang_up(self.main)
@@ -508,12 +572,16 @@ class Supervisor:
             self.hang_up(proc)
         for client, _, _ in self.early:       # attached, and it never started
             client.close()
+        self.early.clear()
         answer = json.dumps(views.exit_of(self.container)).encode() + b"\n"
         for conn in self.waiting:
             try:
                 conn.sendall(answer)
             except OSError:
                 pass
+
+    def finish(self) -> None:
+        """Its last end: remove it if asked, and hang up on whoever waits."""
         if self.remove:
             store.remove_container(self.container)
         for conn in self.waiting:             # condition=removed: this says it is gone

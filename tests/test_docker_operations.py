@@ -1,13 +1,16 @@
 """The engine beyond `docker run` (solutions/lab/operations.py): what docker clients do with
 containers and images once they have them, through the stock docker CLI and the Docker SDK."""
+import datetime
 import json
+import re
+import subprocess
 import time
 from pathlib import Path
 
 import docker
 import pytest
 
-from chapters.harness import wait_until
+from chapters.harness import LAB, wait_until
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done"
 
@@ -168,3 +171,56 @@ def test_sdk_operations_on_a_running_container(daemon):
     assert client.df()["Containers"] == []
     with pytest.raises(docker.errors.NotFound, match="No such container: sdkops2"):
         client.containers.get("sdkops2")
+
+
+def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon):
+    def shown(name):
+        return daemon.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}", name).stdout
+    daemon.docker("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo try; exit 3")
+    wait_until(lambda: shown("flaky") == "2 exited 3\n" and daemon.docker("logs", "flaky").stdout == "try\n" * 3,
+               what="on-failure:2: two restarts, then the end")
+    daemon.docker("run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2")
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "always").stdout == "always\n"
+    wait_until(lambda: int(shown("always").split()[0]) >= 2, what="restarts of an always container")
+    daemon.stop()                                      # its supervisor restarts it, not the daemon
+    daemon.start()
+    count = int(shown("always").split()[0])
+    wait_until(lambda: int(shown("always").split()[0]) > count, what="a restart after the daemon's restart")
+    assert daemon.docker("stop", "always").returncode == 0
+    stopped = shown("always")
+    assert stopped.split()[1] == "exited"
+    assert daemon.docker("start", "always").returncode == 0
+    assert shown("always").split()[:2] == ["0", "running"]          # a start by hand counts anew
+    assert daemon.docker("rm", "-f", "always", "flaky").returncode == 0
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+    bad = daemon.docker("run", "-d", "--restart", "sometimes", "busybox", "true")
+    assert bad.returncode == 125 and "invalid restart policy 'sometimes'" in bad.stderr
+
+
+def test_entrypoint_replaces_the_images_entrypoint_and_command(daemon):
+    assert daemon.docker("run", "--rm", "--entrypoint", "echo", "busybox", "hi").stdout == "hi\n"
+    assert daemon.docker("run", "--rm", "--entrypoint", "echo", "busybox").stdout == "\n"   # not "sh"
+    client = daemon.client()
+    assert client.containers.run("busybox", ["one", "two"], entrypoint=["echo", "args:"], remove=True) == b"args: one two\n"
+    ran = subprocess.run([LAB, "run", "--rm", "--entrypoint", "echo", "busybox", "from", "lab"], capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "from lab\n"), ran.stderr
+
+
+def test_logs_tail_since_until_and_timestamps(daemon):
+    daemon.docker("run", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two; sleep 1.2; echo three >&2; echo four")
+    last = daemon.docker("logs", "--tail", "2", "talker")
+    assert (last.stdout, last.stderr) == ("four\n", "three\n")
+    stamped = daemon.docker("logs", "-t", "talker").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two", "four"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", line.split()[0]) for line in stamped)
+    second = stamped[1].split()[0]
+    between = f"{second[:19]}.{int(second[20:29]) // 1000:06d}Z"        # the time of "two", to the microsecond
+    gap = datetime.datetime.strptime(between, "%Y-%m-%dT%H:%M:%S.%fZ") + datetime.timedelta(seconds=0.6)
+    cut = gap.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    after = daemon.docker("logs", "--since", cut, "talker")
+    assert (after.stdout, after.stderr) == ("four\n", "three\n"), after.stderr
+    assert daemon.docker("logs", "--until", cut, "talker").stdout == "one\ntwo\n"
+    box = daemon.client().containers.get("talker")
+    assert box.logs(tail=1) == b"four\n"
+    assert list(box.logs(stream=True, stderr=False)) == [b"one\n", b"two\n", b"four\n"]     # a frame per line
+    daemon.docker("rm", "talker")

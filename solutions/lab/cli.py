@@ -31,6 +31,7 @@ def build_parser() -> Parser:
     run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run.add_argument("--entrypoint", metavar="CMD", help="run CMD instead of the image's entrypoint and command")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
     run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
@@ -134,7 +135,8 @@ def cmd_run(args) -> int:
     trace.mark("interpreter start and imports")
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
-    options = dict(name=args.name, env=args.env, workdir=args.workdir, interactive=args.interactive, tty=args.tty,
+    options = dict(name=args.name, env=args.env, workdir=args.workdir,
+                   entrypoint=None if args.entrypoint is None else [args.entrypoint], interactive=args.interactive, tty=args.tty,
                    hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
                    mounts=args.volume, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
                    security_opt=args.security_opt)
@@ -185,7 +187,7 @@ def cmd_logs(args) -> int:
     if not path.exists():
         raise LabError(f"container {args.container} has no log: only `lab run -d` keeps one")
     streams = {supervisor.STDOUT: sys.stdout.buffer, supervisor.STDERR: sys.stderr.buffer}
-    for stream, data in supervisor.follow_log(c, args.follow):     # stdout to stdout, stderr to stderr
+    for stream, data, _ in supervisor.follow_log(c, args.follow):  # stdout to stdout, stderr to stderr
         streams[stream].write(data)
         streams[stream].flush()
     return 0

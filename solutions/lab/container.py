@@ -69,15 +69,22 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
         raise LabError("the input device is not a TTY: drop -t, or run lab from a terminal")
 
 
-def create(image_ref: str, command: list[str], *, name=None, env=(), workdir=None, interactive=False,
-           tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
+def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None,
+           interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> store.Container:
-    """Check everything, then write the container's record. Bad input creates nothing."""
+    """Check everything, then write the container's record. Bad input creates nothing.
+
+    entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
+    rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit)
     confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
     image = images.resolve(image_ref)
-    entrypoint = image["Config"].get("Entrypoint") or []
-    argv = entrypoint + (command or image["Config"].get("Cmd") or [])
+    default = image["Config"].get("Cmd") or []
+    if entrypoint is None:
+        entrypoint = image["Config"].get("Entrypoint") or []
+    else:
+        entrypoint, default = [] if list(entrypoint) == [""] else list(entrypoint), []
+    argv = entrypoint + (list(command) or default)
     if not argv:
         raise LabError(f"no command given and the image {image_ref} has none: add one after the image name")
     if not argv[0]:
@@ -401,11 +408,20 @@ def signal_container(container: store.Container, sig: int) -> bool:
 def kill(container: store.Container, sig: int) -> None:
     """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace). After SIGKILL,
     return once its end is recorded: whoever killed it may look at it next (docker kill does)."""
+    if sig == signal.SIGKILL:
+        stopped_by_user(container)
     if not container.is_running() or not signal_container(container, sig):
         raise LabError(f"container {container.name} is not running")
     if sig == signal.SIGKILL:
         wait_ended(container, 10)
         record_unwatched_end(container, 128 + signal.SIGKILL)
+
+
+def stopped_by_user(container: store.Container) -> None:
+    """Recorded before the signal: its supervisor must not restart it (--restart)."""
+    if (container.config.get("RestartPolicy") or {}).get("Name", "no") != "no":
+        container.reload()
+        container.save_state(StoppedByUser=True)
 
 
 def pause(container: store.Container, frozen: bool) -> None:
@@ -427,7 +443,11 @@ def stop(container: store.Container, timeout: float) -> None:
     PID 1 of a PID namespace gets only the signals it has a handler for: a shell or a sleep
     as PID 1 ignores SIGTERM, and is killed when the timeout runs out.
     """
+    stopped_by_user(container)
     if not container.is_running():
+        if container.state.get("Restarting"):          # its supervisor waits to restart it: it
+            container.wait_for_supervisor(5)           # sees the stop, and ends
+            container.reload()
         return
     killed = False
     if signal_container(container, signal.SIGTERM) and not wait_ended(container, timeout):
@@ -461,6 +481,7 @@ def remove(container: store.Container, force: bool = False) -> None:
         if not force:
             raise Conflict(f"container {container.name} is running: stop the container before removing "
                        "or force remove (lab rm -f)")
+        stopped_by_user(container)
         signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
         container.reload()

@@ -16,7 +16,7 @@ import os
 import stat
 import time
 
-from lab import NotFound, cgroups, container, image_commands, images, layers, names, store, volumes
+from lab import NotFound, cgroups, container, image_commands, images, layers, names, store, views, volumes
 from lab.engine import ApiError, container_summary, start_container
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
@@ -164,7 +164,7 @@ def reading(c: store.Container, before: dict | None) -> dict:
             memory = {"usage": now["memory"], "max_usage": counters["MemoryPeak"], "stats": {},
                       "limit": limits.get("memory") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
             pids = {"current": now["pids"], **({"limit": limits["pids"]} if limits.get("pids") else {})}
-    return {"id": c.id, "name": "/" + c.name, "read": rfc3339(time.time()),
+    return {"id": c.id, "name": "/" + c.name, "read": views.iso_ns(time.time_ns()),
             "preread": before["read"] if before else "0001-01-01T00:00:00Z",
             "cpu_stats": cpu, "precpu_stats": before["cpu_stats"] if before else {"cpu_usage": {"total_usage": 0},
                                                                                   "throttling_data": {}},
@@ -177,10 +177,6 @@ def machine_cpu_ns() -> int:
     with open("/proc/stat") as f:
         ticks = sum(int(x) for x in f.readline().split()[1:8])
     return ticks * 1_000_000_000 // CLOCK_TICKS
-
-
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def get_changes(req):

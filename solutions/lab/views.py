@@ -11,17 +11,24 @@ def iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
+def iso_ns(ns: int) -> str:
+    """RFC 3339 with nanoseconds, as docker's timestamps: 2026-11-30T18:00:00.123456789Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
 def container(c: store.Container) -> dict:
     """`lab inspect CONTAINER`, in docker's shape where docker has one."""
     config, state, limits = c.config, c.state, c.config.get("Limits", {})
     running = c.is_running()
+    restarting = not running and state.get("Restarting", False) and c.watched()     # (--restart)
     cgroup = state.get("Cgroup", {})
     stats = cgroup.get("Stats") or {}
     return {
         "Id": c.id, "Name": c.name, "Created": iso(config["Created"]),
         "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
         "State": {"Status": ("paused" if state.get("Paused") else "running") if running else
-                  ("exited" if state.get("Status") != "created" else "created"),
+                  "restarting" if restarting else ("exited" if state.get("Status") != "created" else "created"),
+                  "Restarting": restarting,
                   "Running": running, "Paused": running and state.get("Paused", False), "Pid": state.get("Pid", 0) if running else 0,
                   "ExitCode": state.get("ExitCode"), "OOMKilled": state.get("OOMKilled", False),
                   "StartedAt": iso(state.get("StartedAt")), "FinishedAt": iso(state.get("FinishedAt")),
