@@ -438,7 +438,8 @@ def pause(container: store.Container, frozen: bool) -> None:
 
 
 def stop(container: store.Container, timeout: float) -> None:
-    """`lab stop`: SIGTERM, and SIGKILL if it has not ended after timeout seconds, as docker does.
+    """`lab stop`: SIGTERM (or its --stop-signal), and SIGKILL if it has not ended after timeout
+    seconds, as docker does.
 
     PID 1 of a PID namespace gets only the signals it has a handler for: a shell or a sleep
     as PID 1 ignores SIGTERM, and is killed when the timeout runs out.
@@ -450,7 +451,8 @@ def stop(container: store.Container, timeout: float) -> None:
             container.reload()
         return
     killed = False
-    if signal_container(container, signal.SIGTERM) and not wait_ended(container, timeout):
+    sig = process.parse_signal(container.config.get("StopSignal") or "TERM")    # docker run --stop-signal
+    if signal_container(container, sig) and not wait_ended(container, timeout):
         killed = signal_container(container, signal.SIGKILL)
         wait_ended(container, 10)
     record_unwatched_end(container, 128 + signal.SIGKILL if killed else None)

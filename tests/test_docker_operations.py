@@ -224,3 +224,29 @@ def test_logs_tail_since_until_and_timestamps(daemon):
     assert box.logs(tail=1) == b"four\n"
     assert list(box.logs(stream=True, stderr=False)) == [b"one\n", b"two\n", b"four\n"]     # a frame per line
     daemon.docker("rm", "talker")
+
+
+def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
+    for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--read-only"], "--read-only"),
+                        (["--tmpfs", "/run"], "--tmpfs"), (["-u", "nobody"], "-u/--user"),
+                        (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
+                        (["--log-driver", "syslog"], "--log-driver"), (["--ulimit", "nofile=10"], "--ulimit")):
+        result = daemon.docker("run", "--rm", *flags, "busybox", "true")
+        assert result.returncode == 125 and f"lab does not support {said}" in result.stderr, (flags, result.stderr)
+    with pytest.raises(docker.errors.APIError, match="lab does not support --oom-kill-disable"):
+        daemon.client().containers.run("busybox", "true", oom_kill_disable=True, remove=True)
+    assert daemon.docker("ps", "-a", "-q").stdout == ""                  # and nothing was created
+
+
+def test_stop_sends_the_containers_stop_signal(daemon):
+    daemon.docker("run", "-d", "--name", "usr1", "--stop-signal", "USR1", "--stop-timeout", "30", "busybox", "sh", "-c",
+                  "trap 'echo got usr1; exit 5' USR1; echo ready; while true; do sleep 0.02; done")
+    wait_until(lambda: daemon.docker("logs", "usr1").stdout == "ready\n", what="the trap set")
+    shown = daemon.docker("inspect", "-f", "{{.Config.StopSignal}} {{.Config.StopTimeout}}", "usr1")
+    assert shown.stdout == "USR1 30\n"
+    assert daemon.docker("stop", "usr1").returncode == 0
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", "usr1").stdout == "5\n"
+    assert daemon.docker("logs", "usr1").stdout == "ready\ngot usr1\n"
+    daemon.docker("rm", "usr1")
+    bad = daemon.docker("run", "--rm", "--stop-signal", "NOSUCH", "busybox", "true")
+    assert bad.returncode == 125 and "NOSUCH" in bad.stderr

@@ -15,6 +15,7 @@ import os
 import platform
 
 from lab import Conflict, LabError, NotFound, container, image_commands, images, names, store, supervisor, views, volumes
+from lab.process import parse_signal
 
 API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
 MIN_API_VERSION = "1.24"
@@ -30,19 +31,38 @@ class ApiError(Exception):
         self.status = status
 
 
-# docker create options lab does not have: refused with one line, never silently ignored.
-UNSUPPORTED = {"User": "-u/--user", "HostConfig.PortBindings": "-p",
-               "HostConfig.Devices": "--device", "HostConfig.Mounts": "--mount (use -v)",
-               "HostConfig.VolumesFrom": "--volumes-from", "HostConfig.Links": "--link"}
+# docker create's fields that lab takes (create_container reads them). Any other field sent
+# with something else than its zero value (or a value lab does anyway, as "default" for the
+# network mode: no network but loopback) is refused with one line, never silently ignored.
+TAKEN = {"Image", "Cmd", "Env", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
+         "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
+HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
+              "AutoRemove", "RestartPolicy", "ConsoleSize"}
+AS_LAB_DOES = {"NetworkMode": ("default", "none"), "LogConfig": ({"Type": "", "Config": {}},
+               {"Type": "json-file", "Config": {}}), "CgroupnsMode": ("private",), "IpcMode": ("private",),
+               "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
+FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
+         "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
+         "Volumes": "an anonymous volume (-v /path: name it, -v NAME:/path)", "NetworkMode": "--network",
+         "NetworkingConfig": "--network", "Healthcheck": "--health-cmd", "Init": "--init", "Tmpfs": "--tmpfs",
+         "ReadonlyRootfs": "--read-only", "CpuShares": "--cpu-shares", "CpusetCpus": "--cpuset-cpus",
+         "MemorySwap": "--memory-swap", "MemoryReservation": "--memory-reservation", "Ulimits": "--ulimit",
+         "OomKillDisable": "--oom-kill-disable", "LogConfig": "--log-driver/--log-opt", "ShmSize": "--shm-size",
+         "GroupAdd": "--group-add", "CgroupnsMode": "--cgroupns", "Domainname": "--domainname",
+         "PidMode": "--pid", "IpcMode": "--ipc", "UTSMode": "--uts", "UsernsMode": "--userns", "Dns": "--dns",
+         "ExtraHosts": "--add-host", "Sysctls": "--sysctl", "CpuPeriod": "--cpu-period", "CpuQuota": "--cpu-quota",
+         "PublishAllPorts": "-P", "Runtime": "--runtime", "OomScoreAdj": "--oom-score-adj"}
 
 
 def check_supported(body: dict) -> None:
-    for key, flag in UNSUPPORTED.items():
-        where = body
-        for part in key.split("."):
-            where = (where or {}).get(part)
-        if where:
-            raise ApiError(400, f"lab does not support {flag}: run the container without it")
+    host = body.get("HostConfig") or {}
+    bound = {bind.split(":")[1] for bind in host.get("Binds") or [] if bind.count(":") in (1, 2)}
+    body = {**body, "Volumes": set(body.get("Volumes") or {}) - bound}      # (the SDK lists -v's there too)
+    for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
+        for key, value in fields.items():
+            if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
+                continue
+            raise ApiError(400, f"lab does not support {FLAGS.get(key, key)}: run the container without it")
 
 
 def restart_policy(host: dict) -> dict:
@@ -67,10 +87,13 @@ def create_container(body: dict, name: str | None) -> dict:
     host = body.get("HostConfig") or {}
     policy = restart_policy(host)
     entrypoint = body.get("Entrypoint")
+    if body.get("StopSignal"):
+        parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # BEGIN SOLUTION 07
     # HINT: the fields are docker's: Cmd, Env, WorkingDir, OpenStdin, Tty, Hostname, and in
     # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
-    # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy.
+    # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
+    # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     c = container.create(
         body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
         entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint,
@@ -82,7 +105,8 @@ def create_container(body: dict, name: str | None) -> dict:
         mounts=host.get("Binds") or [], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
         privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [])
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
-                    Labels=body.get("Labels") or {}, RestartPolicy=policy)
+                    Labels=body.get("Labels") or {}, RestartPolicy=policy,
+                    StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"))
     c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}
@@ -153,7 +177,9 @@ def container_json(c: store.Container) -> dict:
             "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
                        "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
                        "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
-                       "Entrypoint": config.get("Entrypoint") or None, "User": ""},
+                       "Entrypoint": config.get("Entrypoint") or None, "User": "",
+                       **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
+                       **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
@@ -259,12 +285,17 @@ def post_stop(req):
     c = store.find_container(req.params[0])
     if not c.is_running():
         raise ApiError(304, "")
-    container.stop(c, float(req.query.get("t") or 10))
+    container.stop(c, stop_timeout(req, c))
     return 204, None
 
 
+def stop_timeout(req, c: store.Container) -> float:
+    """?t=SECONDS, else the container's --stop-timeout, else docker's 10 s."""
+    given = req.query.get("t")
+    return float(given if given not in (None, "") else c.config.get("StopTimeout") or 10)
+
+
 def post_kill(req):
-    from lab.process import parse_signal
     c = store.find_container(req.params[0])
     if not c.is_running():
         raise ApiError(409, f"container {c.name} is not running")

@@ -17,7 +17,7 @@ import stat
 import time
 
 from lab import NotFound, cgroups, container, image_commands, images, layers, names, store, views, volumes
-from lab.engine import ApiError, container_summary, start_container
+from lab.engine import ApiError, container_summary, start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
@@ -219,7 +219,7 @@ def post_unpause(req):
 def post_restart(req):
     """POST /containers/{id}/restart: stop (TERM, then KILL after t seconds) and start again."""
     c = store.find_container(req.params[0])
-    container.stop(c, float(req.query.get("t") or 10))
+    container.stop(c, stop_timeout(req, c))
     start_container(c.id)
     return 204, None
 
