@@ -52,7 +52,7 @@ class Request:
             raise engine.ApiError(400, "the request body must be a JSON object")
         return body
 
-    def stream(self, content_type: str, chunked: bool = False):
+    def stream(self, content_type: str, chunked: bool = False, headers: dict | None = None):
         """Answer 200 and return the connection's file: the body runs until we close it.
         chunked: in pieces that each say their length, so that a client can read one piece
         while the next is not written yet (the SDK reads docker stats' stream so)."""
@@ -62,6 +62,8 @@ class Request:
         h.send_header("Connection", "close")
         if chunked:
             h.send_header("Transfer-Encoding", "chunked")
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
         h.end_headers()
         h.close_connection = True
         self.out = Chunks(h.wfile) if chunked else h.wfile
@@ -149,9 +151,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         started = time.monotonic()
         self.status = None
         try:
-            status, body = self.answer()
+            status, body, *headers = self.answer()         # (a handler may add headers)
             if status is not None:
-                self.reply(status, body)
+                self.reply(status, body, *headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True       # the client went away
         except Exception as e:
@@ -244,9 +246,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
         return body
 
-    def reply(self, status: int, body) -> None:
+    def reply(self, status: int, body, headers: dict | None = None) -> None:
         data = b"" if body is None else (body.encode() if isinstance(body, str) else json.dumps(body).encode() + b"\n")
         self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Api-Version", engine.API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")

@@ -16,7 +16,7 @@ import os
 import stat
 import time
 
-from lab import NotFound, cgroups, container, image_commands, images, layers, names, store, views, volumes
+from lab import NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
 from lab.engine import ApiError, container_summary, start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
@@ -198,6 +198,123 @@ def get_changes(req):
     return 200, sorted(found, key=lambda change: change["Path"])
 
 
+# --- files: docker cp (both ways), docker export
+
+def in_root(c: store.Container, work, *args, files_only: bool = False):
+    """work(*args) in a child process whose / is the container's, so that its symlinks and
+    its `..` lead nowhere else; return what work returned (JSON, through a pipe). A running
+    container's root is /proc/PID/root (its volumes and /proc included). An ended one's layers
+    and upper folder are mounted as they were when it ran, in a mount namespace of the child's
+    own: the mount ends with the child. files_only (docker export): its layers and upper
+    folder, read-only (upper as the top lower layer), running or not."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            if c.is_running() and not files_only:
+                os.chroot(f"/proc/{c.state['Pid']}/root")
+            else:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+                syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+                layers = overlay.fit_one_page([str(store.layer_path(d)) for d in c.config["Layers"]],
+                                              str(c.upper), str(c.work), c.config["Image"])
+                if files_only:
+                    syscalls.mount("overlay", str(c.merged), "overlay", syscalls.MS_RDONLY,
+                                   f"lowerdir={c.upper}:{':'.join(reversed(layers))}")
+                else:
+                    overlay.mount_overlay(layers, str(c.upper), str(c.work), str(c.merged))
+                os.chroot(c.merged)
+            os.chdir("/")
+            answer = {"ok": work(*args)}
+            status = 0
+        except Exception as e:
+            answer = {"error": str(e), "status": 404 if isinstance(e, FileNotFoundError) else 400}
+        finally:
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(answer, pipe)
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = json.loads(pipe.read() or '{"error": "the helper process died", "status": 500}')
+    os.waitpid(pid, 0)
+    if "error" in answer:
+        raise ApiError(answer["status"], f"{c.name}: {answer['error']}")
+    return answer["ok"]
+
+
+def path_stat(path: str) -> dict:
+    """What docker's X-Docker-Container-Path-Stat header says of a path (inside the root)."""
+    info = os.lstat(path)
+    mode = stat.S_IMODE(info.st_mode) | (0x80000000 if stat.S_ISDIR(info.st_mode) else 0) | \
+        (0x08000000 if stat.S_ISLNK(info.st_mode) else 0)           # Go's os.ModeDir, os.ModeSymlink
+    return {"name": os.path.basename(path.rstrip("/")) or "/", "size": info.st_size, "mode": mode,
+            "mtime": views.iso_ns(info.st_mtime_ns), "linkTarget": os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""}
+
+
+def write_tar(path: str, fd: int, whole: bool = False) -> None:
+    """A tar of path (its own name at the top; whole: the whole root, names relative to it) to fd."""
+    import tarfile
+    with os.fdopen(fd, "wb", closefd=False) as out, tarfile.open(fileobj=out, mode="w|") as tar:
+        if whole:
+            for name in sorted(os.listdir("/")):
+                tar.add("/" + name, arcname=name)
+        else:
+            tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
+
+
+def archive_path(req) -> str:
+    path = req.query.get("path", "")
+    if not path.startswith("/"):
+        raise ApiError(400, "path must be absolute (inside the container): docker cp CONTAINER:/PATH DEST")
+    return path
+
+
+def get_archive(req):
+    """GET /containers/{id}/archive?path=P (docker cp CONTAINER:P DEST): a tar of P."""
+    c, path = store.find_container(req.params[0]), archive_path(req)
+    import base64
+    found = base64.b64encode(json.dumps(in_root(c, path_stat, path)).encode()).decode()
+    out = req.stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": found})
+    out.flush()
+    in_root(c, write_tar, path, out.fileno())
+
+
+def head_archive(req):
+    """HEAD /containers/{id}/archive?path=P: only the stat header (docker cp asks first)."""
+    c, path = store.find_container(req.params[0]), archive_path(req)
+    import base64
+    found = base64.b64encode(json.dumps(in_root(c, path_stat, path)).encode()).decode()
+    return 200, None, {"X-Docker-Container-Path-Stat": found}
+
+
+def put_archive(req):
+    """PUT /containers/{id}/archive?path=DIR (docker cp SRC CONTAINER:DIR): unpack the tar in
+    DIR, with tarfile's "data" filter: no member may land outside DIR, nor be a device node.
+    (The daemon reads bodies of at most 16 MB: a bigger copy is refused.)"""
+    c, path = store.find_container(req.params[0]), archive_path(req)
+    in_root(c, unpack, path, req.body)
+    return 200, None
+
+
+def unpack(folder: str, data: bytes) -> None:
+    import io
+    import tarfile
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is not a folder in the container")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(folder, filter="data")
+
+
+def get_export(req):
+    """GET /containers/{id}/export (docker export): its whole filesystem, one tar."""
+    c = store.find_container(req.params[0])
+    out = req.stream("application/x-tar")
+    out.flush()
+    in_root(c, write_tar, "/", out.fileno(), True, files_only=True)
+
+
 # --- changing a container
 
 def post_rename(req):
@@ -348,5 +465,7 @@ ROUTES = [
     ("POST", r"/commit", post_commit), ("POST", r"/containers/prune", post_prune_containers),
     ("POST", r"/images/(.+)/tag", post_tag), ("GET", r"/images/(.+)/history", get_history),
     ("POST", r"/images/prune", post_prune_images), ("POST", r"/volumes/prune", post_prune_volumes),
-    ("GET", r"/system/df", system_df),
+    ("GET", r"/system/df", system_df), ("GET", rf"/containers/{ID}/archive", get_archive),
+    ("HEAD", rf"/containers/{ID}/archive", head_archive), ("PUT", rf"/containers/{ID}/archive", put_archive),
+    ("GET", rf"/containers/{ID}/export", get_export),
 ]

@@ -1,9 +1,12 @@
 """The engine beyond `docker run` (solutions/lab/operations.py): what docker clients do with
 containers and images once they have them, through the stock docker CLI and the Docker SDK."""
 import datetime
+import io
 import json
+import os
 import re
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -250,3 +253,35 @@ def test_stop_sends_the_containers_stop_signal(daemon):
     daemon.docker("rm", "usr1")
     bad = daemon.docker("run", "--rm", "--stop-signal", "NOSUCH", "busybox", "true")
     assert bad.returncode == 125 and "NOSUCH" in bad.stderr
+
+
+def test_docker_cp_both_ways_and_export_stay_inside_the_container(daemon, tmp_path):
+    daemon.docker("run", "-d", "--name", "files", "busybox", "sh", "-c", "mkdir -p /srv/dir; echo hello > /srv/dir/f; "
+                  "ln -s /etc/shadow /srv/dir/evil; echo ready; exec sleep 600")
+    wait_until(lambda: daemon.docker("logs", "files").stdout == "ready\n", what="the files made")
+    copied = daemon.docker("cp", "files:/srv/dir", str(tmp_path))
+    assert copied.returncode == 0, copied.stderr
+    assert (tmp_path / "dir" / "f").read_text() == "hello\n"
+    assert os.readlink(tmp_path / "dir" / "evil") == "/etc/shadow"      # the link itself, never the host's file
+    (tmp_path / "up.txt").write_text("from the host\n")
+    assert daemon.docker("cp", str(tmp_path / "up.txt"), "files:/srv/").returncode == 0
+    assert daemon.docker("exec", "files", "cat", "/srv/up.txt").stdout == "from the host\n"
+    missing = daemon.docker("cp", "files:/nosuch", str(tmp_path))
+    assert missing.returncode == 1 and "files:/nosuch" in missing.stderr
+    box = daemon.client().containers.get("files")
+    hostile = io.BytesIO()
+    with tarfile.open(fileobj=hostile, mode="w") as tar:
+        member = tarfile.TarInfo("../../escaped")
+        member.size = 3
+        tar.addfile(member, io.BytesIO(b"bad"))
+    with pytest.raises(docker.errors.APIError):
+        box.put_archive("/srv", hostile.getvalue())
+    assert daemon.docker("exec", "files", "ls", "/").stdout.split().count("escaped") == 0
+    daemon.docker("stop", "-t", "0", "files")
+    assert daemon.docker("cp", "files:/srv/up.txt", str(tmp_path / "back.txt")).returncode == 0     # ended: its files
+    assert (tmp_path / "back.txt").read_text() == "from the host\n"
+    assert daemon.docker("export", "-o", str(tmp_path / "files.tar"), "files").returncode == 0
+    with tarfile.open(tmp_path / "files.tar") as tar:
+        names = tar.getnames()
+    assert {"srv/up.txt", "srv/dir/f", "bin/busybox"} <= set(names)
+    daemon.docker("rm", "files")
