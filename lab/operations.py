@@ -11,13 +11,14 @@ clients ask, each with a piece of the runtime the course has built:
 Each handler gets the request (daemon.Request) and returns (HTTP status, JSON body), or
 answers itself (a stream).
 """
+import io
 import json
 import os
 import stat
 import time
 
 from lab import NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
-from lab.engine import ApiError, container_summary, start_container, stop_timeout
+from lab.engine import ApiError, container_summary, post_pull, start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
@@ -373,6 +374,83 @@ def get_history(req):
     return 200, rows
 
 
+def post_images_create(req):
+    """POST /images/create: docker pull (engine.py), or docker import (?fromSrc=- and a tar)."""
+    if "fromSrc" not in req.query:
+        return post_pull(req)
+    if req.query["fromSrc"] != "-":
+        raise ApiError(400, "lab imports from the request's body only (docker import FILE), not from a URL")
+    name, tag = names.parse_reference(req.query.get("repo") or "imported")     # (the CLI sends repo=NAME:TAG)
+    ref = f"{name}:{req.query.get('tag') or tag}"
+    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref))
+    return 200, {"status": image_id}
+
+
+def post_images_load(req):
+    """POST /images/load (docker load): a `docker save` archive, under the names it carries."""
+    def load(path):
+        import tarfile
+        with tarfile.open(path) as archive:
+            try:
+                manifest = json.load(archive.extractfile("manifest.json"))
+                tags = manifest[0].get("RepoTags") or []
+            except (KeyError, ValueError, IndexError, AttributeError, TypeError):
+                raise ApiError(400, "not a docker save archive (no usable manifest.json): "
+                               "docker import takes a plain rootfs tar") from None
+        image_id = image_commands.import_image(path, tags[0] if tags else "loaded:latest")
+        for ref in tags[1:]:
+            image_commands.tag(image_id, ref)
+        return tags or [image_id]
+    loaded = with_body_in_a_file(req, load)
+    out = req.stream("application/json")
+    for name in loaded:
+        out.write(json.dumps({"stream": f"Loaded image{' ID' if name.startswith('sha256:') else ''}: {name}\n"})
+                  .encode() + b"\n")
+
+
+def with_body_in_a_file(req, use):
+    """use(path of a file that holds the request's body) (image_commands reads files). Named
+    as an unfinished import, so that one killed half-way is cleaned up (layers.py)."""
+    import tempfile
+    store.layers_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-upload-") as f:
+        f.write(req.body)
+        f.flush()
+        return use(f.name)
+
+
+def get_image_save(req):
+    """GET /images/{name}/get, or /images/get?names=NAME (docker save): a `docker save`
+    archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
+    import hashlib
+    import tarfile
+    import tempfile
+    image = images.find(req.params[0] if req.params else req.query.get("names", ""))
+    store.layers_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
+        diff_ids, members = [], []
+        for n, digest in enumerate(image["Layers"]):
+            path = os.path.join(work, f"{n}.tar")
+            with open(path, "wb") as f:
+                overlay.pack_layer(store.layer_path(digest), f)
+            with open(path, "rb") as f:
+                diff_ids.append("sha256:" + hashlib.file_digest(f, "sha256").hexdigest())
+            members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
+        config = json.dumps({"architecture": "amd64", "os": "linux", "created": views.iso(image["Created"]),
+                             "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        manifest = json.dumps([{"Config": config_name, "RepoTags": image["RepoTags"],
+                                "Layers": [name for name, _ in members]}]).encode()
+        out = req.stream("application/x-tar")
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            for name, data in (("manifest.json", manifest), (config_name, config)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            for name, path in members:
+                tar.add(path, arcname=name)
+
+
 # --- tidying up
 
 def folder_size(path) -> int:
@@ -467,5 +545,7 @@ ROUTES = [
     ("POST", r"/images/prune", post_prune_images), ("POST", r"/volumes/prune", post_prune_volumes),
     ("GET", r"/system/df", system_df), ("GET", rf"/containers/{ID}/archive", get_archive),
     ("HEAD", rf"/containers/{ID}/archive", head_archive), ("PUT", rf"/containers/{ID}/archive", put_archive),
-    ("GET", rf"/containers/{ID}/export", get_export),
+    ("GET", rf"/containers/{ID}/export", get_export), ("POST", r"/images/create", post_images_create),
+    ("POST", r"/images/load", post_images_load), ("GET", r"/images/get", get_image_save),
+    ("GET", r"/images/(.+)/get", get_image_save),
 ]

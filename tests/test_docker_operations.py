@@ -285,3 +285,27 @@ def test_docker_cp_both_ways_and_export_stay_inside_the_container(daemon, tmp_pa
         names = tar.getnames()
     assert {"srv/up.txt", "srv/dir/f", "bin/busybox"} <= set(names)
     daemon.docker("rm", "files")
+
+
+def test_docker_save_load_and_import_move_images_in_and_out(daemon, tmp_path):
+    daemon.docker("run", "--name", "maker", "busybox", "sh", "-c", "echo kept > /kept; rm /bin/ls")
+    daemon.docker("commit", "maker", "kept:v1")
+    daemon.docker("rm", "maker")
+    assert daemon.docker("save", "-o", str(tmp_path / "kept.tar"), "kept:v1").returncode == 0
+    with tarfile.open(tmp_path / "kept.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["kept:v1"] and len(manifest[0]["Layers"]) == 2
+    daemon.docker("rmi", "kept:v1")
+    assert daemon.docker("load", "-i", str(tmp_path / "kept.tar")).stdout == "Loaded image: kept:v1\n"
+    ran = daemon.docker("run", "--rm", "kept:v1", "sh", "-c", "cat /kept; ls /bin/ls")
+    assert (ran.stdout, ran.returncode) == ("kept\n", 1)                # the deletion came along too
+    client = daemon.client()
+    data = b"".join(client.images.get("kept:v1").save())
+    client.images.remove("kept:v1")
+    assert [image.tags for image in client.images.load(data)] == [["kept:v1"]]
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "hello").write_text("imported\n")
+    subprocess.run(["tar", "-C", str(tmp_path / "root"), "-cf", str(tmp_path / "root.tar"), "."], check=True)
+    assert daemon.docker("import", str(tmp_path / "root.tar"), "rootfs:v2").stdout.startswith("sha256:")
+    assert "rootfs:v2" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    daemon.docker("rmi", "kept:v1", "rootfs:v2")

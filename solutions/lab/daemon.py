@@ -196,7 +196,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       f"API version is {engine.MIN_API_VERSION}, please upgrade your client")
         query = dict(parse_qsl(url.query))
         body = self.read_body()
-        for method, pattern, handler in engine.ROUTES + operations.ROUTES:
+        for method, pattern, handler in operations.ROUTES + engine.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
                 req = Request(self, match.groups(), query, body)
                 result = handler(req)
