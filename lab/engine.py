@@ -34,7 +34,7 @@ class ApiError(Exception):
 # docker create's fields that lab takes (create_container reads them). Any other field sent
 # with something else than its zero value (or a value lab does anyway, as "default" for the
 # network mode: no network but loopback) is refused with one line, never silently ignored.
-TAKEN = {"Image", "Cmd", "Env", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
+TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize"}
@@ -142,7 +142,7 @@ def container_json(c: store.Container) -> dict:
             "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
                        "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
                        "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
-                       "Entrypoint": config.get("Entrypoint") or None, "User": "",
+                       "Entrypoint": config.get("Entrypoint") or None, "User": config.get("User") or "",
                        **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
                        **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),

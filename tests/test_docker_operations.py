@@ -231,7 +231,7 @@ def test_logs_tail_since_until_and_timestamps(daemon):
 
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
     for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--read-only"], "--read-only"),
-                        (["--tmpfs", "/run"], "--tmpfs"), (["-u", "nobody"], "-u/--user"),
+                        (["--tmpfs", "/run"], "--tmpfs"), (["--group-add", "10"], "--group-add"),
                         (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
                         (["--log-driver", "syslog"], "--log-driver"), (["--ulimit", "nofile=10"], "--ulimit")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
@@ -309,3 +309,19 @@ def test_docker_save_load_and_import_move_images_in_and_out(daemon, tmp_path):
     assert daemon.docker("import", str(tmp_path / "root.tar"), "rootfs:v2").stdout.startswith("sha256:")
     assert "rootfs:v2" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     daemon.docker("rmi", "kept:v1", "rootfs:v2")
+
+
+def test_user_runs_the_command_as_that_user_with_no_capabilities(daemon):
+    shown = daemon.docker("run", "--rm", "-u", "nobody", "busybox", "id")
+    assert shown.stdout == "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n", shown.stderr
+    numbers = daemon.docker("run", "--rm", "--user", "1000:1000", "busybox", "sh", "-c",
+                            "id -u; id -g; grep CapEff /proc/self/status; touch /etc/mine")
+    assert numbers.stdout == "1000\n1000\nCapEff:\t0000000000000000\n" and "Permission denied" in numbers.stderr
+    daemon.docker("run", "-d", "--name", "nobodys", "-u", "nobody", "busybox", "sleep", "600")
+    assert daemon.docker("inspect", "-f", "{{.Config.User}}", "nobodys").stdout == "nobody\n"
+    assert daemon.docker("exec", "nobodys", "id", "-u").stdout == "65534\n"     # exec runs as it too
+    daemon.docker("rm", "-f", "nobodys")
+    missing = daemon.docker("run", "--rm", "-u", "nosuch", "busybox", "id")
+    assert missing.returncode != 0 and "unable to find user nosuch" in missing.stderr
+    ran = subprocess.run([LAB, "run", "--rm", "-u", "nobody", "busybox", "id", "-un"], capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "nobody\n"), ran.stderr

@@ -32,6 +32,7 @@ def build_parser() -> Parser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--entrypoint", metavar="CMD", help="run CMD instead of the image's entrypoint and command")
+    run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this user (a name of the image's, or a uid)")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
     run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
@@ -136,7 +137,7 @@ def cmd_run(args) -> int:
     if not args.image:
         raise LabError("run: requires at least 1 argument: IMAGE [CMD [ARG...]] (see `lab run --help`)")
     options = dict(name=args.name, env=args.env, workdir=args.workdir,
-                   entrypoint=None if args.entrypoint is None else [args.entrypoint], interactive=args.interactive, tty=args.tty,
+                   entrypoint=None if args.entrypoint is None else [args.entrypoint], user=args.user, interactive=args.interactive, tty=args.tty,
                    hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
                    mounts=args.volume, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
                    security_opt=args.security_opt)

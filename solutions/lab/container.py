@@ -69,7 +69,7 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
         raise LabError("the input device is not a TTY: drop -t, or run lab from a terminal")
 
 
-def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None,
+def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None, user=None,
            interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
@@ -95,6 +95,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     check_terminal(interactive, tty, supervised=detach)
     if name is not None:
         names.check_name(name, "container")
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", user):
+        raise LabError(f"invalid user {user!r}: use NAME, UID, NAME:GROUP or UID:GID")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
@@ -106,7 +108,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         if mount["Type"] == "bind":
             volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
-              "Cmd": argv, "Entrypoint": entrypoint,
+              "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Security": confinement}
     container = store.create_container(config)
@@ -261,7 +263,7 @@ def policy_of(config: dict, cgroupfs: list) -> "security.Policy":
     options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
     program = None if options.get("Privileged") else seccomp.filter_for(
         options.get("Seccomp"), set(options["Capabilities"]), store.seccomp_cache())
-    return security.Policy(options, program, cgroupfs)
+    return security.Policy(options, program, cgroupfs, config.get("User"))
 
 
 def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -> None:

@@ -34,7 +34,7 @@ class ApiError(Exception):
 # docker create's fields that lab takes (create_container reads them). Any other field sent
 # with something else than its zero value (or a value lab does anyway, as "default" for the
 # network mode: no network but loopback) is refused with one line, never silently ignored.
-TAKEN = {"Image", "Cmd", "Env", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
+TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize"}
@@ -90,13 +90,13 @@ def create_container(body: dict, name: str | None) -> dict:
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # BEGIN SOLUTION 07
-    # HINT: the fields are docker's: Cmd, Env, WorkingDir, OpenStdin, Tty, Hostname, and in
+    # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
     # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     c = container.create(
         body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
-        entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint,
+        entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint, user=body.get("User") or None,
         workdir=body.get("WorkingDir") or None, interactive=bool(body.get("OpenStdin")),
         tty=bool(body.get("Tty")), detach=True, hostname=body.get("Hostname") or None,
         memory=f"{host['Memory']}b" if host.get("Memory") else None,
@@ -177,7 +177,7 @@ def container_json(c: store.Container) -> dict:
             "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
                        "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
                        "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
-                       "Entrypoint": config.get("Entrypoint") or None, "User": "",
+                       "Entrypoint": config.get("Entrypoint") or None, "User": config.get("User") or "",
                        **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
                        **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),

@@ -12,7 +12,9 @@ standard_init_linux.go does the same):
 3. no_new_privs, on request: no exec can gain privileges again (setuid files, file caps);
 4. seccomp: a filter on the system calls themselves (seccomp.py). Without no_new_privs,
    installing one needs CAP_SYS_ADMIN: so it comes before the capabilities go;
-5. capset: the effective, permitted and inheritable sets cut down to the 14; ambient cleared.
+5. -u USER: setgroups, setgid, setuid (CAP_SETUID and CAP_SETGID are still held here);
+6. capset: the effective, permitted and inheritable sets cut down to the 14 (to none for a
+   user other than root, as docker's); ambient cleared.
 Which device nodes may be opened is the devices cgroup's job (devices.py), set by the parent.
 `--privileged` skips all of it: the explicit way out, as docker's.
 See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
@@ -115,8 +117,9 @@ class Policy:
     """What the child applies, prepared by the parent: the capability mask, no_new_privs, the
     compiled seccomp program (None: unconfined), and whether this is --privileged."""
 
-    def __init__(self, config: dict, seccomp_program: bytes | None, cgroupfs: list):
+    def __init__(self, config: dict, seccomp_program: bytes | None, cgroupfs: list, user: str | None = None):
         self.privileged = config.get("Privileged", False)
+        self.user = user                          # -u USER[:GROUP], looked up in the container's files
         self.last_cap = last_capability()         # read while the host's /proc is in sight
         # No more than lab holds itself (capset refuses to add any): --privileged is "all of lab's".
         self.capabilities = mask(config["Capabilities"]) & held_capabilities()
@@ -138,7 +141,43 @@ def apply(policy: Policy, joining: bool = False) -> None:
         set_no_new_privs()
     if policy.seccomp_program is not None:
         seccomp.install(policy.seccomp_program)
-    set_capabilities(policy.capabilities)
+    if policy.user and switch_user(policy.user) != 0:
+        set_capabilities(0)                       # a user other than root holds no capability
+    else:
+        set_capabilities(policy.capabilities)
+
+
+def switch_user(spec: str) -> int:
+    """-u USER[:GROUP]: become that user, with its groups; return its uid. Names are looked up
+    in the container's /etc/passwd and /etc/group (its files, not the host's); numbers need no
+    entry (a uid without one gets group 0, as docker's)."""
+    name, _, group = spec.partition(":")
+    users = read_table("/etc/passwd")
+    groups = read_table("/etc/group")
+    entry = next((e for e in users if name in (e[0], e[2])), None)
+    if entry is None and not name.isdigit():
+        raise LabError(f"unable to find user {name}: no matching entries in the container's /etc/passwd")
+    uid = int(entry[2]) if entry else int(name)
+    gid = int(entry[3]) if entry else 0
+    if group:
+        found = next((e for e in groups if group in (e[0], e[2])), None)
+        if found is None and not group.isdigit():
+            raise LabError(f"unable to find group {group}: no matching entries in the container's /etc/group")
+        gid = int(found[2]) if found else int(group)
+    member_of = [int(e[2]) for e in groups if entry and entry[0] in e[3].split(",") and e[2].isdigit()]
+    os.setgroups(sorted({gid, *member_of}))
+    os.setgid(gid)
+    os.setuid(uid)
+    return uid
+
+
+def read_table(path: str) -> list[list[str]]:
+    """The colon-separated lines of /etc/passwd or /etc/group (none if the image has no such file)."""
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 3]
+    except FileNotFoundError:
+        return []
 
 
 def mask_paths() -> None:
