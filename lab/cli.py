@@ -39,6 +39,8 @@ def build_parser() -> Parser:
     run.add_argument("--pids-limit", metavar="N", help="at most N processes")
     run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                      help="mount a host path or a named volume")
+    run.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs, e.g. /run:size=64m")
+    run.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     run.add_argument("--privileged", action="store_true",
@@ -139,7 +141,7 @@ def cmd_run(args) -> int:
     options = dict(name=args.name, env=args.env, workdir=args.workdir,
                    entrypoint=None if args.entrypoint is None else [args.entrypoint], user=args.user, interactive=args.interactive, tty=args.tty,
                    hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
-                   mounts=args.volume, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+                   mounts=args.volume, tmpfs=args.tmpfs, read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
                    security_opt=args.security_opt)
     if not args.detach:
         return container.run(args.image, args.cmd, remove=args.rm, **options)

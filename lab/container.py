@@ -70,7 +70,7 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
 
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None, user=None,
-           interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
+           tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
@@ -102,6 +102,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
     environ = environment({"PATH": images.DEFAULT_PATH, **image_env, "HOME": "/root"}, list(env))
     mounts = [volumes.parse(spec) for spec in mounts]                 # -v: chapter 05
+    tmpfs = dict(volumes.parse_tmpfs(spec) for spec in tmpfs)
     for i, mount in enumerate(mounts):
         if mount["Destination"] in [m["Destination"] for m in mounts[:i]]:
             raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
@@ -110,7 +111,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
-              "Limits": vars(limits), "Mounts": mounts, "Security": confinement}
+              "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
+              "Security": confinement}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -152,6 +154,10 @@ def enter_rootfs(container: store.Container) -> None:
             rootfs.bind_file(str(source), f"{root}/etc/{name}")
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         volumes.mount_volume(root, mount)
+    for path, options in (container.config.get("Tmpfs") or {}).items():
+        volumes.mount_tmpfs(root, path, options)
+    if container.config.get("ReadOnly"):                 # --read-only: the mounts above stay as they are
+        rootfs.bind_readonly(root)
     rootfs.pivot_root(root)
     rootfs.mount_kernel_filesystems()
 

@@ -37,7 +37,7 @@ class ApiError(Exception):
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
-              "AutoRemove", "RestartPolicy", "ConsoleSize"}
+              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs"}
 AS_LAB_DOES = {"NetworkMode": ("default", "none"), "LogConfig": ({"Type": "", "Config": {}},
                {"Type": "json-file", "Config": {}}), "CgroupnsMode": ("private",), "IpcMode": ("private",),
                "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
@@ -149,6 +149,7 @@ def container_json(c: store.Container) -> dict:
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
                            "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "none",
+                           "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
                            "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
             "NetworkSettings": {"Networks": {}, "Ports": {}}}
 

@@ -230,8 +230,8 @@ def test_logs_tail_since_until_and_timestamps(daemon):
 
 
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
-    for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--read-only"], "--read-only"),
-                        (["--tmpfs", "/run"], "--tmpfs"), (["--group-add", "10"], "--group-add"),
+    for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--init"], "--init"),
+                        (["--shm-size", "1m"], "--shm-size"), (["--group-add", "10"], "--group-add"),
                         (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
                         (["--log-driver", "syslog"], "--log-driver"), (["--ulimit", "nofile=10"], "--ulimit")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
@@ -325,3 +325,17 @@ def test_user_runs_the_command_as_that_user_with_no_capabilities(daemon):
     assert missing.returncode != 0 and "unable to find user nosuch" in missing.stderr
     ran = subprocess.run([LAB, "run", "--rm", "-u", "nobody", "busybox", "id", "-un"], capture_output=True, text=True)
     assert (ran.returncode, ran.stdout) == (0, "nobody\n"), ran.stderr
+
+
+def test_read_only_root_with_a_tmpfs_where_it_must_write(daemon):
+    shown = daemon.docker("run", "--rm", "--read-only", "--tmpfs", "/run:size=1m", "busybox", "sh", "-c",
+                          "touch /x 2>&1; touch /run/ok && echo run-ok; grep ' /run ' /proc/mounts")
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "touch: /x: Read-only file system" and lines[1] == "run-ok", shown.stderr
+    assert lines[2].startswith("tmpfs /run tmpfs rw,nosuid,nodev,noexec") and "size=1024k" in lines[2]
+    daemon.docker("run", "-d", "--name", "ro", "--read-only", "--tmpfs", "/run", "busybox", "sleep", "600")
+    shown = daemon.docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.Tmpfs}}", "ro")
+    assert shown.stdout == 'true {"/run":""}\n'
+    daemon.docker("rm", "-f", "ro")
+    bad = daemon.docker("run", "--rm", "--tmpfs", "/x:bogus=1", "busybox", "true")
+    assert bad.returncode == 125 and "invalid --tmpfs option 'bogus=1'" in bad.stderr

@@ -37,7 +37,7 @@ class ApiError(Exception):
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
-              "AutoRemove", "RestartPolicy", "ConsoleSize"}
+              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs"}
 AS_LAB_DOES = {"NetworkMode": ("default", "none"), "LogConfig": ({"Type": "", "Config": {}},
                {"Type": "json-file", "Config": {}}), "CgroupnsMode": ("private",), "IpcMode": ("private",),
                "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
@@ -91,7 +91,8 @@ def create_container(body: dict, name: str | None) -> dict:
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # BEGIN SOLUTION 07
     # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
-    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
+    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro"),
+    # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs;
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     c = container.create(
@@ -102,7 +103,8 @@ def create_container(body: dict, name: str | None) -> dict:
         memory=f"{host['Memory']}b" if host.get("Memory") else None,
         cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
         pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
-        mounts=host.get("Binds") or [], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
+        mounts=host.get("Binds") or [], tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
+        read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
         privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [])
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
@@ -184,6 +186,7 @@ def container_json(c: store.Container) -> dict:
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
                            "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "none",
+                           "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
                            "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
             "NetworkSettings": {"Networks": {}, "Ports": {}}}
 

@@ -7,6 +7,7 @@ straight into the host folder, at once, and stays when the container is removed.
     -v /host/path:/ctr/path[:ro]   a bind mount of a host folder (or file)
     -v NAME:/ctr/path[:ro]         a named volume: a folder lab keeps, LAB_ROOT/volumes/NAME/_data,
                                    made on first use or by `lab volume create NAME`
+    --tmpfs /ctr/path[:OPTIONS]    a tmpfs: memory, gone with the container (size=64m, mode=1777...)
 
 The child mounts them after the overlay and before pivot_root: after, the host's paths are
 gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount of the bind.
@@ -17,7 +18,12 @@ import time
 from pathlib import Path
 
 from lab import Conflict, LabError, NotFound, names, store, syscalls
-from lab.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
+from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+
+# --tmpfs options that are mount flags (the others, size=, mode=, uid=, gid=, go to tmpfs itself)
+TMPFS_FLAGS = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "noexec": (MS_NOEXEC, True),
+               "exec": (MS_NOEXEC, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+               "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False)}
 
 
 def parse(spec: str) -> dict:
@@ -72,6 +78,31 @@ def mount_volume(root: str, mount: dict) -> None:
     if not mount["RW"]:
         syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     # END SOLUTION
+
+
+def parse_tmpfs(spec: str) -> tuple[str, str]:
+    """--tmpfs /path[:opt,opt...] -> (path, options); docker's default flags noexec,nosuid,nodev."""
+    path, _, options = spec.partition(":")
+    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+        raise LabError(f"invalid --tmpfs {spec!r}: use an absolute path other than /, e.g. --tmpfs /run:size=64m")
+    for option in filter(None, options.split(",")):
+        key = option.split("=", 1)[0]
+        if key not in TMPFS_FLAGS and key not in ("size", "mode", "uid", "gid", "nr_inodes"):
+            raise LabError(f"invalid --tmpfs option {option!r}: use size=, mode=, uid=, gid=, ro, noexec, nosuid, nodev")
+    return os.path.normpath(path), options
+
+
+def mount_tmpfs(root: str, path: str, options: str) -> None:
+    """In the child, before pivot_root: a tmpfs at root + path."""
+    flags, data = MS_NOEXEC | MS_NOSUID | MS_NODEV, []
+    for option in filter(None, options.split(",")):
+        if option in TMPFS_FLAGS:
+            flag, on = TMPFS_FLAGS[option]
+            flags = flags | flag if on else flags & ~flag
+        else:
+            data.append(option)
+    target = mount_point(root, {"Destination": path, "Source": "/"})      # (a folder)
+    syscalls.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
 
 
 def mount_point(root: str, mount: dict) -> str:
