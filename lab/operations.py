@@ -451,6 +451,72 @@ def get_image_save(req):
                 tar.add(path, arcname=name)
 
 
+# --- docker events
+
+def get_events(req):
+    """GET /events (docker events): what happens to containers, as it happens: create, start,
+    die, pause, unpause, rename, destroy. lab keeps no journal of events: this handler compares
+    the containers' records every 0.1 s and reports what changed, so `since` replays nothing
+    and a container that starts and ends between two looks shows only as `create` or `destroy`.
+    Filters: type, container (name or id), event; `until` ends the stream."""
+    wanted = filters(req)
+    check_filters(wanted, ("type", "container", "event"))
+    until = float(req.query.get("until") or 0)
+    out = req.stream("application/json", chunked=True)
+    before = snapshot()
+    while not until or time.time() < until:
+        time.sleep(0.1)
+        now = snapshot()
+        for event in changes_between(before, now):
+            actor = event["Actor"]
+            if all(any(v in (event["Type"] if key == "type" else event["Action"] if key == "event" else
+                             (actor["ID"], actor["Attributes"]["name"])) for v in values)
+                   for key, values in wanted.items()):
+                out.write(json.dumps(event).encode() + b"\n")
+                out.flush()
+        before = now
+
+
+def snapshot() -> dict[str, dict]:
+    """What events are made of, for every container: its name, image, whether it runs, since
+    when, whether it is paused, its exit status."""
+    found = {}
+    for c in store.list_containers():
+        running = c.is_running() or (c.state.get("Status") == "running" and c.watched())   # (its end not yet recorded)
+        found[c.id] = {"name": c.name, "image": c.config["Image"], "running": running,
+                       "started": c.state.get("StartedAt"), "paused": running and c.state.get("Paused", False),
+                       "exitCode": c.state.get("ExitCode")}
+    return found
+
+
+def changes_between(before: dict, now: dict) -> list[dict]:
+    events = []
+    def event(cid, action, seen, **more):
+        t = time.time_ns()
+        events.append({"status": action, "id": cid, "from": seen["image"], "Type": "container", "Action": action,
+                       "Actor": {"ID": cid, "Attributes": {"image": seen["image"], "name": seen["name"], **more}},
+                       "scope": "local", "time": t // 10**9, "timeNano": t})
+    for cid, seen in now.items():
+        old = before.get(cid)
+        if old is None:
+            event(cid, "create", seen)
+            old = {**seen, "running": False, "started": None, "paused": False}
+        if old["name"] != seen["name"]:
+            event(cid, "rename", seen, oldName="/" + old["name"])
+        if old["running"] and (not seen["running"] or seen["started"] != old["started"]):
+            event(cid, "die", seen, exitCode=str(seen["exitCode"]))
+        if seen["running"] and (not old["running"] or seen["started"] != old["started"]):
+            event(cid, "start", seen)
+        if seen["paused"] != old["paused"] and seen["running"]:
+            event(cid, "pause" if seen["paused"] else "unpause", seen)
+    for cid, seen in before.items():
+        if cid not in now:
+            if seen["running"]:
+                event(cid, "die", seen, exitCode=str(seen["exitCode"]))
+            event(cid, "destroy", seen)
+    return events
+
+
 # --- tidying up
 
 def folder_size(path) -> int:
@@ -547,5 +613,5 @@ ROUTES = [
     ("HEAD", rf"/containers/{ID}/archive", head_archive), ("PUT", rf"/containers/{ID}/archive", put_archive),
     ("GET", rf"/containers/{ID}/export", get_export), ("POST", r"/images/create", post_images_create),
     ("POST", r"/images/load", post_images_load), ("GET", r"/images/get", get_image_save),
-    ("GET", r"/images/(.+)/get", get_image_save),
+    ("GET", r"/images/(.+)/get", get_image_save), ("GET", r"/events", get_events),
 ]

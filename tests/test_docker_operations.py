@@ -8,6 +8,7 @@ import re
 import subprocess
 import tarfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import docker
@@ -339,3 +340,30 @@ def test_read_only_root_with_a_tmpfs_where_it_must_write(daemon):
     daemon.docker("rm", "-f", "ro")
     bad = daemon.docker("run", "--rm", "--tmpfs", "/x:bogus=1", "busybox", "true")
     assert bad.returncode == 125 and "invalid --tmpfs option 'bogus=1'" in bad.stderr
+
+
+def test_docker_events_reports_what_happens_to_containers(daemon):
+    conn = daemon.connection()
+    conn.request("GET", "/v1.41/events?filters=" + urllib.parse.quote(json.dumps({"container": ["evented"]})))
+    events = conn.getresponse()                      # its headers: the daemon watches from now on
+    assert events.status == 200
+
+    def next_events(n: int) -> list[str]:
+        found = [json.loads(events.readline()) for _ in range(n)]
+        return [" ".join([e["Action"], e["Actor"]["Attributes"]["name"], e["Actor"]["Attributes"].get("exitCode", "")])
+                for e in found]
+    try:
+        daemon.docker("run", "-d", "--name", "evented", "busybox", "sleep", "600")
+        assert next_events(2) == ["create evented ", "start evented "]
+        daemon.docker("pause", "evented")
+        assert next_events(1) == ["pause evented "]
+        daemon.docker("unpause", "evented")
+        assert next_events(1) == ["unpause evented "]
+        daemon.docker("kill", "evented")
+        assert next_events(1) == ["die evented 137"]
+        daemon.docker("rm", "evented")
+        assert next_events(1) == ["destroy evented "]
+    finally:
+        conn.close()
+    ended = daemon.docker("events", "--until", str(int(time.time())), timeout=30)      # until: the stream ends
+    assert ended.returncode == 0, ended.stderr
