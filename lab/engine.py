@@ -89,6 +89,11 @@ def create_container(body: dict, name: str | None) -> dict:
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
+    # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
+    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro"),
+    # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs;
+    # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
+    # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
 
 

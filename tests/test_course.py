@@ -91,3 +91,10 @@ def test_the_check_catches_a_test_that_cannot_fail(tmp_path):
 def test_the_generator_refuses_a_block_that_is_never_closed():
     with pytest.raises(SystemExit, match="no END SOLUTION"):
         make_skeleton.blank("def f():\n    # BEGIN SOLUTION 00\n    return 1\n", "m.py", None)
+
+
+def test_the_generator_refuses_a_hint_inside_a_solution_block():
+    # the skeleton drops the whole block: a hint written inside it would never reach the learner
+    with pytest.raises(SystemExit, match="HINT: line inside BEGIN SOLUTION 03"):
+        make_skeleton.blank("def f():\n    # BEGIN SOLUTION 03\n    # HINT: mount it\n    pass\n"
+                            "    # END SOLUTION\n", "x.py", None)

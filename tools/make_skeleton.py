@@ -63,6 +63,9 @@ def blank(source: str, name: str, chapters: set[str] | None) -> str:
             raise SystemExit(f"{name}:{i + 1}: BEGIN SOLUTION {chapter} has no END SOLUTION")
         if function is None:
             raise SystemExit(f"{name}:{i + 1}: a solution block must sit inside a function")
+        if any(x.strip().startswith("# HINT:") for x in lines[i + 1:end]):
+            raise SystemExit(f"{name}:{i + 1}: a # HINT: line inside BEGIN SOLUTION {chapter}: the skeleton "
+                             "drops the block, hint and all; put the hint above the block")
         if chapters is None or chapter in chapters:
             what = docstring_line(lines, def_index)
             message = (f"chapter {chapter}: write {function}() in lab/{name}"

@@ -89,12 +89,12 @@ def create_container(body: dict, name: str | None) -> dict:
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
-    # BEGIN SOLUTION 07
     # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
     # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro"),
     # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs;
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
+    # BEGIN SOLUTION 07
     c = container.create(
         body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
         entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint, user=body.get("User") or None,
