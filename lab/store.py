@@ -181,7 +181,13 @@ class Container:
         write_json(self.path / "config.json", self.config)
 
     def save_state(self, **changes) -> None:
-        self.state.update(changes)
+        """Write changes into state.json, over what is on disk now: the container's supervisor
+        and lab's commands both write it (a stop's "do not restart" must not be lost to a
+        supervisor that read the state before it)."""
+        try:
+            self.state = {**read_json(self.path / "state.json"), **changes}
+        except (FileNotFoundError, ValueError):
+            self.state.update(changes)
         try:
             write_json(self.path / "state.json", self.state)
         except FileNotFoundError:
