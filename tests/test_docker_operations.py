@@ -360,6 +360,10 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
     try:
         daemon.docker("run", "-d", "--name", "evented", "busybox", "sleep", "600")
         assert next_events(2) == ["create evented ", "start evented "]
+        daemon.docker("pause", "evented")
+        assert next_events(1) == ["pause evented "]
+        daemon.docker("unpause", "evented")
+        assert next_events(1) == ["unpause evented "]
         daemon.docker("kill", "evented")
         assert next_events(1) == ["die evented 137"]
         daemon.docker("rm", "evented")

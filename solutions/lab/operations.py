@@ -496,9 +496,12 @@ def snapshot() -> dict[str, dict]:
     when, whether it is paused, its exit status."""
     found = {}
     for c in store.list_containers():
-        running = c.is_running() or (c.state.get("Status") == "running" and c.watched())   # (its end not yet recorded)
+        # Running from the moment its start is recorded until its end is (not is_running(),
+        # which would adopt a container caught half-way through its start: see store.py).
+        running = c.state.get("Status") == "running" and (c.is_running() or c.watched())
         found[c.id] = {"name": c.name, "image": c.config["Image"], "running": running,
-                       "started": c.state.get("StartedAt"), "paused": running and c.state.get("Paused", False),
+                       "started": (c.state.get("Pid"), c.state.get("PidStartTime")),
+                       "paused": running and c.state.get("Paused", False),
                        "exitCode": c.state.get("ExitCode")}
     return found
 
