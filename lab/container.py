@@ -428,8 +428,7 @@ def kill(container: store.Container, sig: int) -> None:
 def stopped_by_user(container: store.Container) -> None:
     """Recorded before the signal: its supervisor must not restart it (--restart)."""
     if (container.config.get("RestartPolicy") or {}).get("Name", "no") != "no":
-        container.reload()
-        container.save_state(StoppedByUser=True)
+        container.save_state(StoppedByUser=True)      # (over the state on disk: see save_state)
 
 
 def pause(container: store.Container, frozen: bool) -> None:

@@ -136,11 +136,16 @@ def store_layer(folder: Path, digest: str) -> bool:
         raise
 
 
-def layer_size(digest: str) -> int:
+def folder_size(path) -> int:
+    """The bytes of the files under path (a layer, a container's upper folder, a volume)."""
     total = 0
-    for folder, _, files in os.walk(layer_path(digest)):
+    for folder, _, files in os.walk(path):
         total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
     return total
+
+
+def layer_size(digest: str) -> int:
+    return folder_size(layer_path(digest))
 
 
 def save_image(image: dict, name: str, tag: str, image_id: str | None = None) -> str:

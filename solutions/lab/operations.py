@@ -272,12 +272,16 @@ def archive_path(req) -> str:
     return path
 
 
+def stat_header(c: store.Container, path: str) -> dict:
+    """docker cp asks what path is first: base64 of path_stat's JSON, in a header."""
+    import base64
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(in_root(c, path_stat, path)).encode()).decode()}
+
+
 def get_archive(req):
     """GET /containers/{id}/archive?path=P (docker cp CONTAINER:P DEST): a tar of P."""
     c, path = store.find_container(req.params[0]), archive_path(req)
-    import base64
-    found = base64.b64encode(json.dumps(in_root(c, path_stat, path)).encode()).decode()
-    out = req.stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": found})
+    out = req.stream("application/x-tar", headers=stat_header(c, path))
     out.flush()
     in_root(c, write_tar, path, out.fileno())
 
@@ -285,9 +289,7 @@ def get_archive(req):
 def head_archive(req):
     """HEAD /containers/{id}/archive?path=P: only the stat header (docker cp asks first)."""
     c, path = store.find_container(req.params[0]), archive_path(req)
-    import base64
-    found = base64.b64encode(json.dumps(in_root(c, path_stat, path)).encode()).decode()
-    return 200, None, {"X-Docker-Container-Path-Stat": found}
+    return 200, None, stat_header(c, path)
 
 
 def put_archive(req):
@@ -536,13 +538,6 @@ def changes_between(before: dict, now: dict) -> list[dict]:
 
 # --- tidying up
 
-def folder_size(path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
-    return total
-
-
 def post_prune_containers(req):
     """POST /containers/prune: remove every container that is not running."""
     wanted = filters(req)
@@ -551,7 +546,7 @@ def post_prune_containers(req):
     for c in store.list_containers():
         if c.is_running() or not has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
             continue
-        size = folder_size(c.upper)
+        size = layers.folder_size(c.upper)
         try:
             container.remove(c, force=True)
         except NotFound:
@@ -580,7 +575,7 @@ def post_prune_images(req):
 
 
 def disk_use() -> int:
-    return folder_size(store.layers_dir())
+    return layers.folder_size(store.layers_dir())
 
 
 def post_prune_volumes(req):
@@ -593,7 +588,7 @@ def post_prune_volumes(req):
     for name in volumes.list_volumes():
         if volumes.users(name) or not (every or names.ID.fullmatch(name)):
             continue
-        size = folder_size(volumes.volume_path(name))
+        size = layers.folder_size(volumes.volume_path(name))
         volumes.remove(name)
         deleted.append(name)
         space += size
@@ -609,8 +604,8 @@ def system_df(req):
     found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
               "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, "VirtualSize": i["Size"],
               "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
-    shelf = [{**container_summary(c), "SizeRw": folder_size(c.upper), "SizeRootFs": 0} for c in everything]
-    kept = [{**volumes.inspect(name), "UsageData": {"Size": folder_size(volumes.volume_path(name)),
+    shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
+    kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),
                                                     "RefCount": len(volumes.users(name))}}
             for name in volumes.list_volumes()]
     return 200, {"LayersSize": disk_use(), "Images": found, "Containers": shelf, "Volumes": kept,
