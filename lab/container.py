@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from lab import (Conflict, LabError, cgroups, images, names, namespaces, overlay, process, rootfs, seccomp,
-                 security, store, trace, volumes)
+from lab import (Conflict, LabError, cgroups, images, logs, names, namespaces, overlay, process, rootfs,
+                 seccomp, security, store, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -71,13 +71,14 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None, user=None,
            tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
-           cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> store.Container:
+           cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit)
     confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
+    log_config = logs.config(log_driver, log_opts)
     image = images.resolve(image_ref)
     default = image["Config"].get("Cmd") or []
     if entrypoint is None:
@@ -112,7 +113,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
-              "Security": confinement}
+              "Security": confinement, "LogConfig": log_config}
     container = store.create_container(config)
     try:
         for mount in mounts:

@@ -7,7 +7,7 @@ twice and has a session of its own, so it is nobody's child but init's, and no t
   - starts the container when asked (create and start are two steps, as in docker),
   - copies the container's stdout and stderr to whoever is attached, framed as the Engine API
     frames them: 8 bytes (stream: 1 stdout, 2 stderr; 0 0 0; length), then data; and to its
-    log, framed the same way with the time it was read added (8 more bytes),
+    log (logs.py),
   - passes what an attached client sends on to the container's stdin,
   - runs `exec` processes inside it, and relays theirs,
   - waits for the container, records how it ended, and tells whoever waits,
@@ -31,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, process, store, syscalls, views
+from lab import LabError, logs, process, store, syscalls, views
 from lab import container as runtime
 from lab.terminal import write_all
 
@@ -42,50 +42,6 @@ STDOUT, STDERR = 1, 2
 def frame(stream: int, data: bytes) -> bytes:
     """The Engine API's multiplexed stream: a header of 8 bytes, then the data."""
     return struct.pack(">BxxxL", stream, len(data)) + data
-
-
-# The log on disk: the same, with the time the output was read (ns since the epoch), so that
-# `docker logs --since/--until/--timestamps` can ask for it.
-LOG_HEADER = struct.Struct(">BxxxLQ")
-
-
-def log_record(stream: int, data: bytes) -> bytes:
-    return LOG_HEADER.pack(stream, len(data), time.time_ns()) + data
-
-
-def read_records(f):
-    """(stream, data, when) for each record in the log file f, up to where it ends now."""
-    while len(header := f.read(LOG_HEADER.size)) == LOG_HEADER.size:
-        stream, size, when = LOG_HEADER.unpack(header)
-        data = f.read(size)
-        if len(data) < size:              # written half: the rest comes later
-            f.seek(-LOG_HEADER.size - len(data), os.SEEK_CUR)
-            return
-        yield stream, data, when
-    if header:
-        f.seek(-len(header), os.SEEK_CUR)
-
-
-def follow_log(container: store.Container, follow: bool):
-    """(stream, data, when) for each record of the container's log; with follow, until it has ended
-    (its supervisor records the end once it has read all of the output). A container whose
-    supervisor was killed runs on, but nothing logs its output any more: say so, and follow
-    it to its end all the same."""
-    said = False
-    with open(container.log, "rb") as log:
-        while True:
-            yield from read_records(log)
-            if not follow:
-                return
-            container.reload()
-            if container.state.get("Status") != "running" or not container.is_running():
-                yield from read_records(log)
-                return
-            if not container.has_supervisor() and not said:
-                print(f"lab: the supervisor of {container.name} was killed: its output is no longer logged "
-                      "(`lab rm -f` it and run it again)", file=sys.stderr, flush=True)
-                said = True
-            time.sleep(0.1)
 
 
 def socket_address(folder: int) -> str:
@@ -245,7 +201,8 @@ class Supervisor:
             for sig in process.FORWARDED:
                 signal.signal(sig, self.forward)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
-            self.log = open(self.container.log, "ab", buffering=0)
+            log_config = self.container.config.get("LogConfig") or {}
+            self.log = None if log_config.get("Type") == "none" else logs.Writer(self.container.log, log_config)
             # Room kept for the last words: when the log fills the disk, this file goes, and the
             # state (why the log stopped, later how the container ended) can still be written.
             self.ballast = self.container.ballast
@@ -393,7 +350,7 @@ class Supervisor:
         stream = proc.outputs[fd]
         if proc.log:
             try:
-                proc.log.write(log_record(stream, data))
+                proc.log.write(stream, data)
             except OSError as e:          # the disk is full: the container goes on, its log stops
                 proc.log = None
                 self.ballast.unlink(missing_ok=True)

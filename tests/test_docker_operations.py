@@ -235,11 +235,45 @@ def test_logs_tail_since_until_and_timestamps(daemon):
     daemon.docker("rm", "talker")
 
 
+def test_a_rotated_log_stays_under_its_limit_and_logs_reads_across_its_files(daemon):
+    line = "0" * 999
+    daemon.docker("run", "-d", "--name", "chatty", "--log-opt", "max-size=1m", "--log-opt", "max-file=3", "busybox",
+                  "sh", "-c", f"yes {line} | head -c 100000000; echo; echo end")    # 100 MB of output
+    wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Status}}", "chatty").stdout == "exited\n",
+               timeout=300, what="100 MB written")
+    shown = daemon.docker("inspect", "-f", "{{json .HostConfig.LogConfig}} {{.LogPath}}", "chatty").stdout.split(" ", 1)
+    assert json.loads(shown[0]) == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
+    sizes = {p.name: p.stat().st_size for p in Path(shown[1].strip()).parent.glob("container.log*")}
+    assert sorted(sizes) == ["container.log", "container.log.1", "container.log.2"], sizes
+    assert all(size <= 1_000_000 for size in sizes.values()), sizes
+    kept = daemon.docker("logs", "chatty").stdout.splitlines()
+    assert kept[-2:] == ["", "end"]
+    assert len(kept) > 2000 and set(kept[1:-2]) == {line}     # 2 MB and more: the rotated files too
+    quiet = daemon.client().containers.run("busybox", "echo hi", detach=True, log_config={"type": "none"})
+    quiet.wait()
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", quiet.id).stdout == "none\n"
+    refused = daemon.docker("logs", quiet.id)
+    assert refused.returncode == 1 and "configured logging driver does not support reading" in refused.stderr
+    daemon.docker("rm", "chatty", quiet.id)
+
+
+def test_logs_follow_goes_on_across_rotations(tmp_path):
+    count = "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo $i; sleep 0.01; done"
+    started = subprocess.run([LAB, "run", "-d", "--name", "counting", "--log-opt", "max-size=1k", "--log-opt", "max-file=2",
+                              "busybox", "sh", "-c", count], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    followed = subprocess.run([LAB, "logs", "-f", "counting"], capture_output=True, text=True, timeout=120)
+    assert followed.stdout.split() == [str(i) for i in range(1, 301)]       # about 4 rotations: not a line lost
+    log = Path(json.loads(subprocess.run([LAB, "inspect", "counting"], capture_output=True).stdout)[0]["LogPath"])
+    assert sorted(p.name for p in log.parent.glob("container.log*")) == ["container.log", "container.log.1"]
+    subprocess.run([LAB, "rm", "counting"], check=True)
+
+
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
     for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--init"], "--init"),
                         (["--shm-size", "1m"], "--shm-size"), (["--group-add", "10"], "--group-add"),
                         (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
-                        (["--log-driver", "syslog"], "--log-driver"), (["--ulimit", "nofile=10"], "--ulimit")):
+                        (["--log-driver", "syslog"], "the log driver 'syslog'"), (["--ulimit", "nofile=10"], "--ulimit")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
         assert result.returncode == 125 and f"lab does not support {said}" in result.stderr, (flags, result.stderr)
     with pytest.raises(docker.errors.APIError, match="lab does not support --oom-kill-disable"):

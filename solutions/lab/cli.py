@@ -47,6 +47,9 @@ def build_parser() -> Parser:
                      help="no confinement: every capability and device, no seccomp, no masked paths")
     run.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                      help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
+    run.add_argument("--log-driver", metavar="DRIVER", help="json-file (the default) or none")
+    run.add_argument("--log-opt", action="append", default=[], metavar="K=V",
+                     help="json-file's max-size=SIZE (e.g. 10m) and max-file=N: rotate the log")
     run.add_argument("image", metavar="IMAGE", nargs="?")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     run.set_defaults(func=cmd_run)
@@ -142,7 +145,7 @@ def cmd_run(args) -> int:
                    entrypoint=None if args.entrypoint is None else [args.entrypoint], user=args.user, interactive=args.interactive, tty=args.tty,
                    hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
                    mounts=args.volume, tmpfs=args.tmpfs, read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-                   security_opt=args.security_opt)
+                   security_opt=args.security_opt, log_driver=args.log_driver, log_opts=args.log_opt)
     if not args.detach:
         return container.run(args.image, args.cmd, remove=args.rm, **options)
     from lab import supervisor          # -d: a supervisor starts the container and stays with it
@@ -184,13 +187,10 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_logs(args) -> int:
-    from lab import supervisor
+    from lab import logs, supervisor
     c = store.find_container(args.container)
-    path = c.log
-    if not path.exists():
-        raise LabError(f"container {args.container} has no log: only `lab run -d` keeps one")
     streams = {supervisor.STDOUT: sys.stdout.buffer, supervisor.STDERR: sys.stderr.buffer}
-    for stream, data, _ in supervisor.follow_log(c, args.follow):  # stdout to stdout, stderr to stderr
+    for stream, data, _ in logs.follow(c, args.follow):  # stdout to stdout, stderr to stderr
         streams[stream].write(data)
         streams[stream].flush()
     return 0

@@ -14,7 +14,8 @@ import json
 import os
 import platform
 
-from lab import Conflict, LabError, NotFound, container, image_commands, images, names, store, supervisor, views, volumes
+from lab import (Conflict, LabError, NotFound, container, image_commands, images, logs, names, store, supervisor,
+                 views, volumes)
 from lab.process import parse_signal
 
 API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
@@ -37,9 +38,8 @@ class ApiError(Exception):
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
-              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs"}
-AS_LAB_DOES = {"NetworkMode": ("default", "none"), "LogConfig": ({"Type": "", "Config": {}},
-               {"Type": "json-file", "Config": {}}), "CgroupnsMode": ("private",), "IpcMode": ("private",),
+              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig"}
+AS_LAB_DOES = {"NetworkMode": ("default", "none"), "CgroupnsMode": ("private",), "IpcMode": ("private",),
                "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
          "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
@@ -91,7 +91,8 @@ def create_container(body: dict, name: str | None) -> dict:
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
     # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro"),
-    # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs;
+    # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs, LogConfig
+    # HINT: ({"Type": driver, "Config": {option: value}}: log_driver and log_opts);
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     # BEGIN SOLUTION 07
@@ -105,7 +106,8 @@ def create_container(body: dict, name: str | None) -> dict:
         pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
         mounts=host.get("Binds") or [], tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
-        privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [])
+        privileged=bool(host.get("Privileged")), security_opt=host.get("SecurityOpt") or [],
+        log_driver=(host.get("LogConfig") or {}).get("Type") or None, log_opts=(host.get("LogConfig") or {}).get("Config") or {})
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
                     StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"))
@@ -171,7 +173,7 @@ def container_json(c: store.Container) -> dict:
     state = info["State"]
     return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux",
             "RestartCount": c.state.get("RestartCount", 0),
-            "LogPath": str(c.log), "HostnamePath": str(c.hostname_file),
+            "HostnamePath": str(c.hostname_file),
             "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
             "State": {**state, "Dead": False,
                       "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
@@ -185,7 +187,7 @@ def container_json(c: store.Container) -> dict:
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
-                           "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "none",
+                           "NetworkMode": "none",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
                            "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
             "NetworkSettings": {"Networks": {}, "Ports": {}}}
@@ -267,15 +269,16 @@ def get_logs(req):
     except ValueError:
         raise ApiError(400, "since and until are seconds since the epoch, tail a number of lines or all") from None
 
-    def lines(follow: bool):
-        for stream, data, when in supervisor.follow_log(c, follow):
+    def lines(records):
+        for stream, data, when in records:
             if stream in wanted and when >= since and (not until or when <= until):
                 for line in data.splitlines(keepends=True):
                     yield stream, line, when
-    skip = max(0, sum(1 for _ in lines(False)) - tail) if tail is not None else 0
+    records = logs.follow(c, req.flag("follow"))        # (a log that cannot be read: 400, before the stream)
+    skip = max(0, sum(1 for _ in lines(logs.follow(c, False))) - tail) if tail is not None else 0
     tty = c.config.get("Tty", False)
     out = req.stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
-    for n, (stream, line, when) in enumerate(lines(req.flag("follow"))):
+    for n, (stream, line, when) in enumerate(lines(records)):
         if n < skip:
             continue
         if req.flag("timestamps"):

@@ -25,7 +25,7 @@ def container(c: store.Container) -> dict:
     stats = cgroup.get("Stats") or {}
     return {
         "Id": c.id, "Name": c.name, "Created": iso(config["Created"]),
-        "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"],
+        "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"], "LogPath": str(c.log),
         "State": {"Status": ("paused" if state.get("Paused") else "running") if running else
                   "restarting" if restarting else ("exited" if state.get("Status") != "created" else "created"),
                   "Restarting": restarting,
@@ -37,7 +37,8 @@ def container(c: store.Container) -> dict:
                    "Image": config["Image"], "WorkingDir": config["WorkingDir"]},
         "HostConfig": {"Memory": limits.get("memory") or 0,
                        "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
-                       "PidsLimit": limits.get("pids"), **security_fields(config.get("Security"))},
+                       "PidsLimit": limits.get("pids"), **security_fields(config.get("Security")),
+                       "LogConfig": config.get("LogConfig") or {"Type": "json-file", "Config": {}}},
         "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
                     "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
                     "Propagation": "rprivate"} for m in config.get("Mounts", [])],
