@@ -24,20 +24,23 @@ MAX_PIDS = 1 << 22                 # the kernel's PID_MAX_LIMIT: pids.max refuse
 
 
 class Limits:
-    def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None):
+    def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None,
+                 cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False):
         self.memory = memory       # bytes
         self.cpus = cpus           # CPUs' worth of time, e.g. 0.5
         self.pids = pids           # processes (and threads) at most
+        # docker's other resource options (set_tuning writes them):
+        self.cpu_shares = cpu_shares               # a weight when CPUs are busy: 1024 is the default
+        self.memory_swap = memory_swap             # memory + swap, bytes (-1: no limit on swap)
+        self.memory_reservation = memory_reservation   # a soft limit: reclaimed down to first
+        self.oom_kill_disable = oom_kill_disable   # at the limit, wait for memory instead of a kill
 
     @classmethod
     def parse(cls, memory=None, cpus=None, pids=None) -> "Limits":
         """Check the -m, --cpus and --pids-limit flags; bad values are a LabError."""
         limits = cls()
         if memory is not None:
-            m = re.fullmatch(r"([0-9]+)([bkmg]?)", memory.strip().lower())
-            if not m:
-                raise LabError(f"invalid memory limit {memory!r}: use a number with b, k, m or g, e.g. -m 64m")
-            limits.memory = int(m.group(1)) * UNITS[m.group(2)]
+            limits.memory = parse_bytes(memory, "memory limit", "-m 64m")
             if limits.memory < 6 << 20:
                 raise LabError(f"memory limit {memory} is too small: the minimum is 6m")
             if limits.memory > MAX_MEMORY:
@@ -58,6 +61,36 @@ class Limits:
                                "leave it out for no limit")
             limits.pids = int(pids)
         return limits
+
+    def tune(self, cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False) -> "Limits":
+        """Check --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable (docker's rules)."""
+        if cpu_shares not in (None, 0, "0", ""):
+            if not str(cpu_shares).isdigit() or not 2 <= int(cpu_shares) <= 262144:
+                raise LabError(f"invalid --cpu-shares {cpu_shares!r}: use a weight from 2 to 262144 (1024 is the default)")
+            self.cpu_shares = int(cpu_shares)
+        if memory_swap not in (None, 0, "0", ""):
+            if self.memory is None:
+                raise LabError("--memory-swap needs -m: it is memory and swap together")
+            self.memory_swap = -1 if str(memory_swap) == "-1" else parse_bytes(memory_swap, "--memory-swap", "--memory-swap 1g")
+            if self.memory_swap != -1 and self.memory_swap < self.memory:
+                raise LabError(f"--memory-swap {memory_swap} is below -m: it is memory and swap together, "
+                               "so at least the memory limit (-1: no limit on swap)")
+        if memory_reservation not in (None, 0, "0", ""):
+            self.memory_reservation = parse_bytes(memory_reservation, "--memory-reservation", "--memory-reservation 32m")
+            if self.memory is not None and self.memory_reservation > self.memory:
+                raise LabError("--memory-reservation must be below -m: it is the soft limit under the hard one")
+        if oom_kill_disable and version() == "v2":
+            raise LabError("--oom-kill-disable: cgroup v2 has no way to turn the OOM killer off for a cgroup")
+        self.oom_kill_disable = bool(oom_kill_disable)
+        return self
+
+
+def parse_bytes(text, what: str, example: str) -> int:
+    """A size as docker's flags take it: bytes, or a number with b, k, m or g (64m)."""
+    m = re.fullmatch(r"([0-9]+)([bkmg]?)", str(text).strip().lower())
+    if not m:
+        raise LabError(f"invalid {what} {text!r}: use a number with b, k, m or g, e.g. {example}")
+    return int(m.group(1)) * UNITS[m.group(2)]
 
 
 def mountinfo() -> list[tuple[str, str, str]]:
@@ -139,6 +172,7 @@ class Cgroup:
                 path.mkdir()
                 made.append(path)
             self.set_limits(limits)
+            self.set_tuning(limits)
         except BaseException:
             for path in made:
                 path.rmdir()
@@ -146,6 +180,9 @@ class Cgroup:
 
     def set_limits(self, limits: Limits) -> None:
         raise NotImplementedError          # each version's files: see CgroupV2 and CgroupV1
+
+    def set_tuning(self, limits: Limits) -> None:
+        raise NotImplementedError          # docker's other resource options
 
     def stats(self) -> dict:
         raise NotImplementedError
@@ -231,6 +268,17 @@ class CgroupV2(Cgroup):
         # HINT: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
         raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max) (see chapters/02_cgroups/README.md, 'Your turn')")
 
+    def set_tuning(self, limits: Limits) -> None:
+        """cpu.weight (1 to 10000; docker's shares mapped as runc maps them), memory.swap.max
+        (the swap alone: v2 counts it apart from memory), memory.low."""
+        if limits.cpu_shares is not None:
+            write(self.path / "cpu.weight", 1 + (limits.cpu_shares - 2) * 9999 // 262142)
+        if limits.memory_swap is not None:
+            write(self.path / "memory.swap.max",
+                  "max" if limits.memory_swap == -1 else limits.memory_swap - limits.memory)
+        if limits.memory_reservation is not None:
+            write(self.path / "memory.low", limits.memory_reservation)
+
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
         # HINT: memory.peak; memory.events ("oom_kill N"); cpu.stat ("usage_usec N",
@@ -294,6 +342,21 @@ class CgroupV1(Cgroup):
         # HINT: (memory + swap, only where swap is accounted) must then be set to the same;
         # HINT: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
         raise NotImplementedError("chapter 02: write set_limits() in lab/cgroups.py: Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max (see chapters/02_cgroups/README.md, 'Your turn')")
+
+    def set_tuning(self, limits: Limits) -> None:
+        """cpu.shares, memory.memsw.limit_in_bytes (memory and swap together), memory's
+        soft_limit_in_bytes, and memory.oom_control (1: no OOM kill, the process waits)."""
+        memory = self.dirs["memory"]
+        if limits.cpu_shares is not None:
+            write(self.dirs["cpu"] / "cpu.shares", limits.cpu_shares)
+        if limits.memory_swap is not None:
+            if not (memory / "memory.memsw.limit_in_bytes").exists():
+                raise LabError("--memory-swap: this kernel does not account swap (no memory.memsw files)")
+            write(memory / "memory.memsw.limit_in_bytes", limits.memory_swap)
+        if limits.memory_reservation is not None:
+            write(memory / "memory.soft_limit_in_bytes", limits.memory_reservation)
+        if limits.oom_kill_disable:
+            write(memory / "memory.oom_control", 1)
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""

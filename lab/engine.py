@@ -38,7 +38,9 @@ class ApiError(Exception):
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
-              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig"}
+              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
+              "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
+              "VolumesFrom"}
 AS_LAB_DOES = {"NetworkMode": ("default", "none"), "CgroupnsMode": ("private",), "IpcMode": ("private",),
                "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
@@ -84,18 +86,57 @@ def create_container(body: dict, name: str | None) -> dict:
 
     Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
     check_supported(body)
-    host = body.get("HostConfig") or {}
+    host = as_binds(body.get("HostConfig") or {})      # --mount and --volumes-from, as -v and --tmpfs
     policy = restart_policy(host)
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
-    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro"),
-    # HINT: Tmpfs ({path: options}: create wants "path:options"), ReadonlyRootfs, LogConfig
-    # HINT: ({"Type": driver, "Config": {option: value}}: log_driver and log_opts);
+    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
+    # HINT: host_options(host) has the rest of HostConfig as create()'s keywords;
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
+
+
+def as_binds(host: dict) -> dict:
+    """HostConfig with --mount (Mounts) and --volumes-from (VolumesFrom) written as -v (Binds)
+    and --tmpfs (Tmpfs), which lab's runtime takes: the same mounts, said another way."""
+    binds, tmpfs = list(host.get("Binds") or []), dict(host.get("Tmpfs") or {})
+    for m in host.get("Mounts") or []:
+        kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
+        if kind == "tmpfs":
+            options = m.get("TmpfsOptions") or {}
+            size, mode = options.get("SizeBytes"), options.get("Mode")
+            tmpfs[target] = ",".join(([f"size={size}"] if size else []) + ([f"mode={mode:o}"] if mode else []))
+        elif kind in ("bind", "volume") and m.get("Source"):
+            binds.append(f"{m['Source']}:{target}{ro}")
+        else:
+            raise ApiError(400, f"lab does not support --mount type={kind} without a source: "
+                           "give a host path (type=bind) or a volume's name (type=volume)")
+    for ref in host.get("VolumesFrom") or []:
+        name, _, mode = ref.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise ApiError(400, f"invalid --volumes-from {ref!r}: use CONTAINER[:ro|:rw]")
+        for m in store.find_container(name).config.get("Mounts", []):
+            ro = mode == "ro" or (not mode and not m["RW"])
+            binds.append(f"{m['Name'] or m['Source']}:{m['Destination']}{':ro' if ro else ''}")
+    return {**host, "Binds": binds, "Tmpfs": tmpfs}
+
+
+def host_options(host: dict) -> dict:
+    """The rest of HostConfig, as container.create's keywords: tmpfs mounts, a read-only root,
+    confinement (chapter 08), the log driver, groups, resource limits, /dev/shm's size."""
+    log = host.get("LogConfig") or {}
+    return dict(tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
+                read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [],
+                cap_drop=host.get("CapDrop") or [], privileged=bool(host.get("Privileged")),
+                security_opt=host.get("SecurityOpt") or [], log_driver=log.get("Type") or None,
+                log_opts=log.get("Config") or {}, group_add=host.get("GroupAdd") or [],
+                ulimits=host.get("Ulimits") or [], shm_size=host.get("ShmSize") or None,
+                cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
+                memory_reservation=host.get("MemoryReservation") or None,
+                oom_kill_disable=bool(host.get("OomKillDisable")))
 
 
 def start_container(ref: str) -> None:
@@ -290,11 +331,11 @@ def post_exec_create(req):
         raise ApiError(409, f"container {c.name} is paused, unpause the container before exec")
     if not body.get("Cmd"):
         raise ApiError(400, "exec needs a command (Cmd)")
-    if body.get("User") or body.get("Privileged"):
-        raise ApiError(400, "lab does not support exec --user or --privileged")
+    if body.get("Privileged"):
+        raise ApiError(400, "lab does not support exec --privileged")
     exec_id = os.urandom(32).hex()
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
-              "WorkingDir": body.get("WorkingDir") or "", "Tty": bool(body.get("Tty")),
+              "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
               "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)

@@ -50,6 +50,17 @@ def bind_readonly(folder: str) -> None:
     syscalls.mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
 
+def remount_readonly(mount_point: str) -> None:
+    """Make a mount read-only where it is (--read-only's /, after pivot_root); the mounts on top
+    of it keep their own flags."""
+    syscalls.mount(None, mount_point, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def resize_tmpfs(mount_point: str, size: int) -> None:
+    """A tmpfs's size changed where it is (--shm-size for /dev/shm); its other options stay."""
+    syscalls.mount(None, mount_point, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={size}")
+
+
 def bind_file(source: str, target: str) -> None:
     """Bind-mount one host file over a file in the new root (how /etc/hostname and /etc/hosts arrive)."""
     syscalls.mount(source, target, None, MS_BIND)

@@ -450,7 +450,7 @@ class Supervisor:
         stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
         try:
             pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
-                                     workdir=config["WorkingDir"] or None)
+                                     workdir=config["WorkingDir"] or None, user=config.get("User") or None)
         except (LabError, process.StartError, OSError) as e:
             stdio.close_ours()
             status = getattr(e, "status", 126)

@@ -23,7 +23,7 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--name", "café", "busybox", "true"], 125, "invalid container name 'café'"),
     (["run"], 125, "run: requires at least 1 argument: IMAGE [CMD [ARG...]]"),
     (["run", "--rm", "busybox", ""], 127, 'exec "": executable file not found in $PATH'),
-    (["run", "--rm", "-w", "/no/such/dir", "busybox", "true"], 126, 'working directory "/no/such/dir": no such file'),
+    (["run", "--rm", "-w", "/etc/passwd", "busybox", "true"], 126, 'working directory "/etc/passwd": not a directory'),
     (["run", "--rm", "--hostname", "bad_name!", "busybox", "true"], 125, "invalid hostname 'bad_name!'"),
     (["frobnicate"], 125, "invalid choice: 'frobnicate'"),
     (["rm", "no-such-container"], 1, "no such container: no-such-container"),

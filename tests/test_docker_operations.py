@@ -270,15 +270,82 @@ def test_logs_follow_goes_on_across_rotations(tmp_path):
 
 
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
-    for flags, said in ((["--cpu-shares", "512"], "--cpu-shares"), (["--init"], "--init"),
-                        (["--shm-size", "1m"], "--shm-size"), (["--group-add", "10"], "--group-add"),
+    for flags, said in ((["--init"], "--init"), (["--cpuset-cpus", "0"], "--cpuset-cpus"),
                         (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
-                        (["--log-driver", "syslog"], "the log driver 'syslog'"), (["--ulimit", "nofile=10"], "--ulimit")):
+                        (["--log-driver", "syslog"], "the log driver 'syslog'"), (["--health-cmd", "true"], "--health-cmd"),
+                        (["--mount", "type=volume,target=/data"], "--mount type=volume without a source")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
         assert result.returncode == 125 and f"lab does not support {said}" in result.stderr, (flags, result.stderr)
-    with pytest.raises(docker.errors.APIError, match="lab does not support --oom-kill-disable"):
-        daemon.client().containers.run("busybox", "true", oom_kill_disable=True, remove=True)
+    with pytest.raises(docker.errors.APIError, match="lab does not support --link"):
+        daemon.client().containers.run("busybox", "true", links={"a": "b"}, remove=True)
     assert daemon.docker("ps", "-a", "-q").stdout == ""                  # and nothing was created
+
+
+def test_resource_options_reach_the_cgroup_and_the_process(daemon):
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    files = "cpu.weight memory.swap.max memory.low" if v2 else "cpu*/cpu.shares memory/memory.memsw.limit_in_bytes " \
+        "memory/memory.soft_limit_in_bytes"
+    ran = daemon.docker("run", "--name", "tuned", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m",
+                        "--cpu-shares", "512", "--ulimit", "nofile=100:200", "--shm-size", "8m", "--group-add", "65534",
+                        "busybox", "sh", "-c", f"cd /sys/fs/cgroup; cat {files}; ulimit -n; ulimit -Hn; id -G; "
+                        "df -k /dev/shm | tail -1")
+    lines = ran.stdout.splitlines()
+    swap = str(64 << 20) if v2 else str(128 << 20)           # v2 counts swap alone, v1 memory and swap
+    assert lines[:3] == (["20", swap, str(32 << 20)] if v2 else ["512", swap, str(32 << 20)]), ran.stdout
+    assert lines[3:6] == ["100", "200", "0 65534"] and lines[6].split()[1] == "8192", ran.stdout
+    shown = daemon.docker("inspect", "-f", "{{.HostConfig.CpuShares}} {{.HostConfig.MemorySwap}} "
+                          "{{.HostConfig.MemoryReservation}} {{.HostConfig.ShmSize}} {{.HostConfig.GroupAdd}} "
+                          "{{.HostConfig.Ulimits}}", "tuned").stdout
+    assert shown == f"512 {128 << 20} {32 << 20} {8 << 20} [65534] [map[Hard:200 Name:nofile Soft:100]]\n"
+    daemon.docker("rm", "tuned")
+    for flags, said in ((["--memory-swap", "1g"], "--memory-swap needs -m"),
+                        (["-m", "64m", "--memory-swap", "32m"], "is below -m"), (["--cpu-shares", "1"], "--cpu-shares"),
+                        (["--group-add", "nosuch"], "unable to find group nosuch")):
+        refused = daemon.docker("run", "--rm", *flags, "busybox", "true")
+        assert refused.returncode in (125, 126) and said in refused.stderr, (flags, refused.stderr)
+    with pytest.raises(docker.errors.APIError, match="soft limit may not be above the hard one"):   # (the CLI checks it too)
+        daemon.client().containers.run("busybox", "true", ulimits=[docker.types.Ulimit(name="nofile", soft=5, hard=2)])
+    if v2:                              # v2 cannot turn the OOM killer off: refused, not ignored
+        refused = daemon.docker("run", "--rm", "-m", "16m", "--oom-kill-disable", "busybox", "true")
+        assert "cgroup v2 has no way to turn the OOM killer off" in refused.stderr
+        return
+    box = daemon.client().containers.run("busybox", ["sh", "-c", "x=a; while true; do x=$x$x; done"], detach=True,
+                                         mem_limit="16m", oom_kill_disable=True)
+    pid = daemon.docker("inspect", "-f", "{{.State.Pid}}", box.id).stdout.strip()        # v1: at the limit, the
+    memory = next(line.split(":")[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()   # hog waits
+                  if line.split(":")[1] == "memory")                                   # instead of being killed
+    oom_control = Path("/sys/fs/cgroup/memory", memory.lstrip("/"), "memory.oom_control")
+    wait_until(lambda: "under_oom 1" in oom_control.read_text(), what="the hog waiting at its limit")
+    assert daemon.docker("inspect", "-f", "{{.State.Status}} {{.HostConfig.OomKillDisable}}", box.id).stdout \
+        == "running true\n"
+    box.remove(force=True)
+
+
+def test_mount_volumes_from_and_a_missing_workdir(daemon, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "in.txt").write_text("from the host\n")
+    made = daemon.docker("run", "--name", "holder", "--mount", f"type=bind,source={tmp_path / 'src'},target=/src,readonly",
+                  "--mount", "type=volume,source=shared,target=/shared", "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m",
+                  "busybox", "sh", "-c", "echo kept > /shared/f; df -k /scratch | tail -1")
+    mounts = daemon.docker("inspect", "-f", "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}", "holder").stdout.split()
+    assert mounts == ["/src=false", "/shared=true"] and made.stdout.split()[1] == "1024"    # the tmpfs: 1m
+    ran = daemon.docker("run", "--rm", "--volumes-from", "holder", "-w", "/made/for/it", "busybox", "sh", "-c",
+                        "cat /src/in.txt /shared/f; pwd; touch /src/x")
+    assert ran.stdout == "from the host\nkept\n/made/for/it\n" and "Read-only file system" in ran.stderr
+    writable = daemon.docker("run", "--rm", "--volumes-from", "holder:rw", "busybox", "touch", "/shared/g")
+    assert writable.returncode == 0
+    missing = daemon.docker("run", "--rm", "--volumes-from", "nobody", "busybox", "true")
+    assert missing.returncode == 125 and "No such container" in missing.stderr
+    daemon.docker("rm", "holder")
+    daemon.docker("volume", "rm", "shared")
+
+
+def test_exec_as_another_user(daemon):
+    daemon.docker("run", "-d", "--name", "host-of-users", "busybox", "sleep", "100")
+    assert daemon.docker("exec", "-u", "nobody", "host-of-users", "id", "-u").stdout == "65534\n"
+    assert daemon.docker("exec", "-u", "1000:1000", "host-of-users", "id").stdout == "uid=1000 gid=1000 groups=1000\n"
+    assert daemon.docker("exec", "host-of-users", "id", "-u").stdout == "0\n"
+    daemon.docker("rm", "-f", "host-of-users")
 
 
 def test_stop_sends_the_containers_stop_signal(daemon):

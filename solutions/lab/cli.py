@@ -37,6 +37,10 @@ def build_parser() -> Parser:
     run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
     run.add_argument("--pids-limit", metavar="N", help="at most N processes")
+    run.add_argument("--cpu-shares", metavar="N", help="CPU weight against other containers (default 1024)")
+    run.add_argument("--memory-swap", metavar="BYTES", help="memory and swap together (-1: unlimited swap)")
+    run.add_argument("--memory-reservation", metavar="BYTES", help="a soft memory limit, below -m")
+    run.add_argument("--oom-kill-disable", action="store_true", help="at the memory limit, wait instead of being killed (v1)")
     run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                      help="mount a host path or a named volume")
     run.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs, e.g. /run:size=64m")
@@ -47,6 +51,9 @@ def build_parser() -> Parser:
                      help="no confinement: every capability and device, no seccomp, no masked paths")
     run.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                      help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
+    run.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a group (name or gid)")
+    run.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024")
+    run.add_argument("--shm-size", metavar="BYTES", help="the size of /dev/shm (default 64m)")
     run.add_argument("--log-driver", metavar="DRIVER", help="json-file (the default) or none")
     run.add_argument("--log-opt", action="append", default=[], metavar="K=V",
                      help="json-file's max-size=SIZE (e.g. 10m) and max-file=N: rotate the log")
@@ -59,6 +66,7 @@ def build_parser() -> Parser:
     exec_.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
     exec_.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     exec_.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    exec_.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this user (default: the container's)")
     exec_.add_argument("container", metavar="CONTAINER", nargs="?")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     exec_.set_defaults(func=cmd_exec)
@@ -145,7 +153,10 @@ def cmd_run(args) -> int:
                    entrypoint=None if args.entrypoint is None else [args.entrypoint], user=args.user, interactive=args.interactive, tty=args.tty,
                    hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
                    mounts=args.volume, tmpfs=args.tmpfs, read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-                   security_opt=args.security_opt, log_driver=args.log_driver, log_opts=args.log_opt)
+                   security_opt=args.security_opt, log_driver=args.log_driver, log_opts=args.log_opt,
+                   group_add=args.group_add, ulimits=args.ulimit, shm_size=args.shm_size, cpu_shares=args.cpu_shares,
+                   memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
+                   oom_kill_disable=args.oom_kill_disable)
     if not args.detach:
         return container.run(args.image, args.cmd, remove=args.rm, **options)
     from lab import supervisor          # -d: a supervisor starts the container and stays with it
@@ -160,7 +171,7 @@ def cmd_exec(args) -> int:
     if not args.container:
         raise LabError("exec: requires at least 2 arguments: CONTAINER CMD [ARG...] (see `lab exec --help`)")
     return container.exec_in(store.find_container(args.container), args.cmd, env=args.env,
-                             workdir=args.workdir, interactive=args.interactive, tty=args.tty)
+                             workdir=args.workdir, user=args.user, interactive=args.interactive, tty=args.tty)
 
 
 def cmd_ps(args) -> int:

@@ -71,14 +71,22 @@ def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> No
 
 def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=None, workdir=None, user=None,
            tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
-           cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=()) -> store.Container:
+           cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=(),
+           group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
+           oom_kill_disable=False) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
-    limits = cgroups.Limits.parse(memory, cpus, pids_limit)
+    limits = cgroups.Limits.parse(memory, cpus, pids_limit).tune(cpu_shares, memory_swap, memory_reservation,
+                                                                 oom_kill_disable)
     confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
     log_config = logs.config(log_driver, log_opts)
+    ulimits = [security.parse_ulimit(spec) for spec in ulimits]
+    group_add = [str(g) for g in group_add]
+    if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
+        raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
+    shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.resolve(image_ref)
     default = image["Config"].get("Cmd") or []
     if entrypoint is None:
@@ -113,7 +121,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
-              "Security": confinement, "LogConfig": log_config}
+              "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
+              "ShmSize": shm_size}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -157,10 +166,16 @@ def enter_rootfs(container: store.Container) -> None:
         volumes.mount_volume(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():
         volumes.mount_tmpfs(root, path, options)
-    if container.config.get("ReadOnly"):                 # --read-only: the mounts above stay as they are
-        rootfs.bind_readonly(root)
     rootfs.pivot_root(root)
+    try:                                                  # a working directory the image lacks is
+        os.makedirs(container.config["WorkingDir"], exist_ok=True)    # made, as docker does (inside
+    except OSError:                                       # the new /: its symlinks lead nowhere else)
+        pass                                              # (the exec's chdir says what is wrong)
+    if container.config.get("ReadOnly"):                 # --read-only: the mounts above stay as they are
+        rootfs.remount_readonly("/")
     rootfs.mount_kernel_filesystems()
+    if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
+        rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
 
 
 class Stdio:
@@ -265,12 +280,13 @@ def security_policy(config: dict, cgroup):
     return policy
 
 
-def policy_of(config: dict, cgroupfs: list) -> "security.Policy":
+def policy_of(config: dict, cgroupfs: list, user: str | None = None) -> "security.Policy":
     """What the child applies: the container's options with its seccomp filter (from the cache)."""
     options = config.get("Security") or {"Capabilities": security.DEFAULT_CAPABILITIES}
     program = None if options.get("Privileged") else seccomp.filter_for(
         options.get("Seccomp"), set(options["Capabilities"]), store.seccomp_cache())
-    return security.Policy(options, program, cgroupfs, config.get("User"))
+    return security.Policy(options, program, cgroupfs, user or config.get("User"), config.get("GroupAdd") or (),
+                           config.get("Ulimits") or ())
 
 
 def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -> None:
@@ -346,31 +362,32 @@ def relay(master: int | None, interactive: bool):
     return lambda: terminal.relay(master, interactive)
 
 
-def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, interactive=False,
-            tty=False) -> int:
+def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, user=None,
+            interactive=False, tty=False) -> int:
     """`lab exec`: run command inside the running container (its namespaces, cgroup and root)."""
     check_terminal(interactive, tty)
     stdio = Stdio(interactive, tty)
     process.hold_signals()
     try:
-        pid = exec_start(container, command, stdio, env=env, workdir=workdir)
+        pid = exec_start(container, command, stdio, env=env, workdir=workdir, user=user)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     return process.wait_for(pid, relay(stdio.master, interactive))
 
 
-def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, env=(), workdir=None) -> int:
+def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, env=(), workdir=None,
+               user=None) -> int:
     """Start command in the container's namespaces, cgroup and root, with stdio; return its pid."""
     try:
-        pid = spawn_inside(container, command, stdio, env, workdir)
+        pid = spawn_inside(container, command, stdio, env, workdir, user)
     finally:
         stdio.close()                                  # the child's ends: it has them now
     stdio.receive_master()
     return pid
 
 
-def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir) -> int:
+def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir, user=None) -> int:
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
     if container.state.get("Paused"):      # what joins its cgroup is frozen too, and would hang
@@ -382,7 +399,9 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
-    policy = policy_of(container.config, [])
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", user):
+        raise LabError(f"invalid user {user!r}: use NAME, UID, NAME:GROUP or UID:GID")
+    policy = policy_of(container.config, [], user or None)
     try:
         namespaces = enter.open_namespaces(container.state["Pid"])
     except FileNotFoundError:                          # it ended just now

@@ -20,6 +20,7 @@ Which device nodes may be opened is the devices cgroup's job (devices.py), set b
 See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
 """
 import os
+import re
 
 from lab import LabError, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
@@ -117,9 +118,12 @@ class Policy:
     """What the child applies, prepared by the parent: the capability mask, no_new_privs, the
     compiled seccomp program (None: unconfined), and whether this is --privileged."""
 
-    def __init__(self, config: dict, seccomp_program: bytes | None, cgroupfs: list, user: str | None = None):
+    def __init__(self, config: dict, seccomp_program: bytes | None, cgroupfs: list, user: str | None = None,
+                 groups=(), ulimits=()):
         self.privileged = config.get("Privileged", False)
         self.user = user                          # -u USER[:GROUP], looked up in the container's files
+        self.groups = list(groups)                # --group-add: more groups, names or numbers
+        self.rlimits = rlimits(ulimits)           # --ulimit: the setrlimit calls the child makes
         self.last_cap = last_capability()         # read while the host's /proc is in sight
         # No more than lab holds itself (capset refuses to add any): --privileged is "all of lab's".
         self.capabilities = mask(config["Capabilities"]) & held_capabilities()
@@ -136,21 +140,23 @@ def apply(policy: Policy, joining: bool = False) -> None:
         mount_cgroupfs(policy.cgroupfs, read_only=not policy.privileged)
         if not policy.privileged:
             mask_paths()
+    for set_limit in policy.rlimits:              # --ulimit (a hard limit raised needs CAP_SYS_RESOURCE)
+        set_limit()
     drop_bounding_set(policy.capabilities, policy.last_cap)
     if policy.no_new_privs:
         set_no_new_privs()
     if policy.seccomp_program is not None:
         seccomp.install(policy.seccomp_program)
-    if policy.user and switch_user(policy.user) != 0:
+    if (policy.user or policy.groups) and switch_user(policy.user or "0", policy.groups) != 0:
         set_capabilities(0)                       # a user other than root holds no capability
     else:
         set_capabilities(policy.capabilities)
 
 
-def switch_user(spec: str) -> int:
-    """-u USER[:GROUP]: become that user, with its groups; return its uid. Names are looked up
-    in the container's /etc/passwd and /etc/group (its files, not the host's); numbers need no
-    entry (a uid without one gets group 0, as docker's)."""
+def switch_user(spec: str, more_groups=()) -> int:
+    """-u USER[:GROUP]: become that user, with its groups (and --group-add's); return its uid.
+    Names are looked up in the container's /etc/passwd and /etc/group (its files, not the
+    host's); numbers need no entry (a uid without one gets group 0, as docker's)."""
     name, _, group = spec.partition(":")
     users = read_table("/etc/passwd")
     groups = read_table("/etc/group")
@@ -165,10 +171,45 @@ def switch_user(spec: str) -> int:
             raise LabError(f"unable to find group {group}: no matching entries in the container's /etc/group")
         gid = int(found[2]) if found else int(group)
     member_of = [int(e[2]) for e in groups if entry and entry[0] in e[3].split(",") and e[2].isdigit()]
+    for extra in more_groups:
+        found = next((e for e in groups if extra in (e[0], e[2])), None)
+        if found is None and not extra.isdigit():
+            raise LabError(f"unable to find group {extra}: no matching entries in the container's /etc/group")
+        member_of.append(int(found[2]) if found else int(extra))
     os.setgroups(sorted({gid, *member_of}))
     os.setgid(gid)
     os.setuid(uid)
     return uid
+
+
+ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+           "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def parse_ulimit(spec) -> dict:
+    """--ulimit NAME=SOFT[:HARD] (-1: unlimited), or the engine's {"Name", "Soft", "Hard"}: checked."""
+    if isinstance(spec, dict):
+        spec = f"{spec.get('Name')}={spec.get('Soft')}:{spec.get('Hard')}"
+    m = re.fullmatch(r"([a-z]+)=(-?[0-9]+)(?::(-?[0-9]+))?", str(spec))
+    if not m or m.group(1) not in ULIMITS:
+        raise LabError(f"invalid ulimit {spec!r}: use NAME=SOFT[:HARD], NAME one of {', '.join(ULIMITS)}")
+    soft = int(m.group(2))
+    hard = int(m.group(3)) if m.group(3) is not None else soft
+    if (hard != -1 and (soft == -1 or soft > hard)) or min(soft, hard) < -1:
+        raise LabError(f"invalid ulimit {spec!r}: the soft limit may not be above the hard one")
+    return {"Name": m.group(1), "Soft": soft, "Hard": hard}
+
+
+def rlimits(ulimits) -> list:
+    """--ulimit's setrlimit(2) calls, ready to make. Prepared in the parent: once in its new
+    root, the child has no Python library to import `resource` from."""
+    if not ulimits:
+        return []
+    import functools
+    import resource
+    number = {-1: resource.RLIM_INFINITY}
+    return [functools.partial(resource.setrlimit, getattr(resource, "RLIMIT_" + u["Name"].upper()),
+                              (number.get(u["Soft"], u["Soft"]), number.get(u["Hard"], u["Hard"]))) for u in ulimits]
 
 
 def read_table(path: str) -> list[list[str]]:
