@@ -16,9 +16,10 @@ import json
 import os
 import stat
 import time
+from pathlib import Path
 
 from lab import NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
-from lab.engine import ApiError, container_summary, post_pull, start_container, stop_timeout
+from lab.engine import ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
@@ -337,6 +338,40 @@ def post_rename(req):
     return 204, None
 
 
+UPDATABLE = {"Memory", "NanoCpus", "PidsLimit", "CpuShares", "MemorySwap", "MemoryReservation", "RestartPolicy"}
+
+
+def post_update(req):
+    """POST /containers/{id}/update (docker update): new limits, written into the cgroup at once
+    if it runs (and kept for its next start), and a new restart policy."""
+    c = store.find_container(req.params[0])
+    body = req.json()
+    for key, value in body.items():
+        if key not in UPDATABLE and value not in (None, "", 0, False, [], {}):
+            raise ApiError(400, f"lab does not support docker update of {key}: only -m, --cpus, --pids-limit, "
+                           "--cpu-shares, --memory-swap, --memory-reservation and --restart")
+    old = c.config.get("Limits", {})
+    given = lambda key, was: body.get(key) or was                               # noqa: E731
+    memory = given("Memory", old.get("memory"))
+    limits = cgroups.Limits.parse(f"{memory}b" if memory else None,
+                                  body["NanoCpus"] / 1e9 if body.get("NanoCpus") else old.get("cpus"),
+                                  body["PidsLimit"] if (body.get("PidsLimit") or 0) > 0 else old.get("pids"))
+    limits.tune(given("CpuShares", old.get("cpu_shares")), given("MemorySwap", old.get("memory_swap")),
+                given("MemoryReservation", old.get("memory_reservation")), old.get("oom_kill_disable", False))
+    policy = restart_policy({"RestartPolicy": body["RestartPolicy"], "AutoRemove": c.config.get("AutoRemove")}) \
+        if (body.get("RestartPolicy") or {}).get("Name") else c.config.get("RestartPolicy")
+    if c.is_running():
+        cgroup = cgroup_of(c)
+        memsw = cgroup.dirs.get("memory", Path("/nonexistent")) / "memory.memsw.limit_in_bytes"
+        if memory and memsw.exists():     # v1 keeps memory+swap >= memory: lift it first, set_limits sets both
+            cgroups.write(memsw, -1)
+        cgroup.set_limits(limits)
+        cgroup.set_tuning(limits)
+    c.config.update(Limits=vars(limits), RestartPolicy=policy)
+    c.save_config()
+    return 200, {"Warnings": []}
+
+
 def post_pause(req):
     container.pause(store.find_container(req.params[0]), True)
     return 204, None
@@ -616,7 +651,7 @@ ID = r"([^/]+)"
 ROUTES = [
     ("GET", r"/containers/json", list_containers), ("GET", rf"/containers/{ID}/top", get_top),
     ("GET", rf"/containers/{ID}/stats", get_stats), ("GET", rf"/containers/{ID}/changes", get_changes),
-    ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/pause", post_pause),
+    ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/update", post_update), ("POST", rf"/containers/{ID}/pause", post_pause),
     ("POST", rf"/containers/{ID}/unpause", post_unpause), ("POST", rf"/containers/{ID}/restart", post_restart),
     ("POST", r"/commit", post_commit), ("POST", r"/containers/prune", post_prune_containers),
     ("POST", r"/images/(.+)/tag", post_tag), ("GET", r"/images/(.+)/history", get_history),

@@ -474,6 +474,10 @@ class Supervisor:
     def restart_due(self) -> bool:
         """docker's restart policies: always, unless-stopped, on-failure[:N] (a non-zero exit,
         at most N restarts). Never after `stop`, `kill` or `rm -f`: those say it should end."""
+        try:                          # (docker update and rename change it meanwhile)
+            self.container.config = store.read_json(self.container.path / "config.json")
+        except (OSError, ValueError):
+            pass
         policy = self.container.config.get("RestartPolicy") or {}
         self.container.reload()
         if self.container.state.get("StoppedByUser") or not self.container.path.exists():

@@ -1,5 +1,6 @@
 """The engine beyond `docker run` (solutions/lab/operations.py): what docker clients do with
 containers and images once they have them, through the stock docker CLI and the Docker SDK."""
+import concurrent.futures
 import datetime
 import io
 import json
@@ -338,6 +339,31 @@ def test_mount_volumes_from_and_a_missing_workdir(daemon, tmp_path):
     assert missing.returncode == 125 and "No such container" in missing.stderr
     daemon.docker("rm", "holder")
     daemon.docker("volume", "rm", "shared")
+
+
+def test_docker_update_changes_the_limits_of_a_running_container(daemon):
+    daemon.docker("run", "-d", "--name", "grows", "-m", "32m", "busybox", "sleep", "100")
+    limit = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>/dev/null || " \
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+    assert daemon.docker("exec", "grows", "sh", "-c", limit).stdout.split() == [str(32 << 20), "max"]
+    updated = daemon.docker("update", "-m", "64m", "--memory-swap", "128m", "--pids-limit", "50", "--restart", "always", "grows")
+    assert updated.returncode == 0, updated.stderr
+    assert daemon.docker("exec", "grows", "sh", "-c", limit).stdout.split() == [str(64 << 20), "50"]
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+                         "grows").stdout == f"{64 << 20} 50 always\n"
+    refused = daemon.docker("update", "--cpuset-cpus", "0", "grows")
+    assert refused.returncode == 1 and "lab does not support docker update of CpusetCpus" in refused.stderr
+    daemon.docker("rm", "-f", "grows")
+
+
+def test_fifty_concurrent_docker_runs_all_succeed_and_leave_nothing(daemon, lab_root):
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:          # 5 batches of 10 at once
+        runs = list(pool.map(lambda i: daemon.docker("run", "--rm", "--name", f"many-{i}", "busybox", "echo", str(i)),
+                             range(50), timeout=600))
+    assert [(run.returncode, run.stdout) for run in runs] == [(0, f"{i}\n") for i in range(50)], \
+        [run.stderr for run in runs if run.returncode]
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+    assert list((lab_root / "containers").glob("[!.]*")) == []
 
 
 def test_exec_as_another_user(daemon):

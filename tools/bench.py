@@ -187,9 +187,13 @@ class Engine:
         waiting.close()
         return time.perf_counter() - start, 0, status
 
-    def memory(self, running: int) -> dict[str, float]:
-        """The daemon's resident memory idle and with `running` containers, and their supervisors'."""
+    def memory(self, running: int, runs: int) -> dict[str, float]:
+        """The daemon's resident memory idle, across `runs` more runs (it must not grow), with
+        `running` containers; and their supervisors'."""
         found = {"daemon RSS idle (MB)": rss_mb(self.process.pid)}
+        for _ in range(runs):
+            self.run_true()
+        found[f"daemon RSS after {runs} more runs (MB)"] = rss_mb(self.process.pid)
         ids = [self.create(["sleep", "600"], remove=False) for _ in range(running)]
         for cid in ids:
             self.call("POST", f"/containers/{cid}/start")
@@ -397,7 +401,7 @@ def main() -> int:
         lab_peak_mb = phases.pop(PEAK)
         import_ms, modules = imports()
         grows = scaling(args.quick)
-        engine_memory = engine.memory(20)
+        engine_memory = engine.memory(20, 50 if args.quick else 500)
     finally:                             # also after a failure: no container, cgroup or process left
         helper.close()
         if engine is not None:
