@@ -33,6 +33,7 @@ def build_parser() -> Parser:
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--entrypoint", metavar="CMD", help="run CMD instead of the image's entrypoint and command")
     run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this user (a name of the image's, or a uid)")
+    run.add_argument("--init", action="store_true", help="run an init (tini) as PID 1: it reaps orphans, passes signals on")
     run.add_argument("--hostname", metavar="H", help="the container's hostname (default: its short id)")
     run.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
@@ -54,6 +55,12 @@ def build_parser() -> Parser:
     run.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a group (name or gid)")
     run.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024")
     run.add_argument("--shm-size", metavar="BYTES", help="the size of /dev/shm (default 64m)")
+    run.add_argument("--health-cmd", metavar="CMD", help="a command whose exit status 0 means healthy (with -d)")
+    run.add_argument("--health-interval", metavar="DURATION", help="time between checks (default 30s)")
+    run.add_argument("--health-timeout", metavar="DURATION", help="a check taking longer fails (default 30s)")
+    run.add_argument("--health-start-period", metavar="DURATION", help="failures in this time do not count")
+    run.add_argument("--health-retries", metavar="N", help="failures in a row that make it unhealthy (default 3)")
+    run.add_argument("--no-healthcheck", action="store_true", help="no healthcheck, not even the image's")
     run.add_argument("--log-driver", metavar="DRIVER", help="json-file (the default) or none")
     run.add_argument("--log-opt", action="append", default=[], metavar="K=V",
                      help="json-file's max-size=SIZE (e.g. 10m) and max-file=N: rotate the log")
@@ -156,7 +163,12 @@ def cmd_run(args) -> int:
                    security_opt=args.security_opt, log_driver=args.log_driver, log_opts=args.log_opt,
                    group_add=args.group_add, ulimits=args.ulimit, shm_size=args.shm_size, cpu_shares=args.cpu_shares,
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
-                   oom_kill_disable=args.oom_kill_disable)
+                   oom_kill_disable=args.oom_kill_disable, init=args.init)
+    if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
+            args.health_start_period or args.health_retries:
+        from lab import health
+        options["healthcheck"] = health.config(args.health_cmd, args.health_interval, args.health_timeout,
+                                               args.health_start_period, args.health_retries, args.no_healthcheck)
     if not args.detach:
         return container.run(args.image, args.cmd, remove=args.rm, **options)
     from lab import supervisor          # -d: a supervisor starts the container and stays with it

@@ -11,7 +11,8 @@ twice and has a session of its own, so it is nobody's child but init's, and no t
   - passes what an attached client sends on to the container's stdin,
   - runs `exec` processes inside it, and relays theirs,
   - waits for the container, records how it ended, and tells whoever waits,
-  - starts it again if its restart policy says so (docker run --restart).
+  - starts it again if its restart policy says so (docker run --restart),
+  - runs its healthcheck, if it has one (health.py).
 
 It listens on containers/<id>/supervisor.sock. Each connection sends one JSON line, and with
 it, for attach and exec, the client's connection itself (SCM_RIGHTS, man 7 unix):
@@ -31,7 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, logs, process, store, syscalls, views
+from lab import LabError, health, logs, process, store, syscalls, views
 from lab import container as runtime
 from lab.terminal import write_all
 
@@ -165,6 +166,7 @@ class Process:
         if self.stdin is not None and not self.tty:
             os.set_blocking(self.stdin, False)
         self.pending, self.close_stdin = b"", False     # input the container has not taken yet
+        self.captured = None                            # a healthcheck's output (bytearray), kept here
         self.outputs = ({stdio.master: STDOUT} if stdio.tty else
                         {stdio.ours["stdout"]: STDOUT, stdio.ours["stderr"]: STDERR})
         self.clients: list[tuple[socket.socket, set[int]]] = []
@@ -185,6 +187,7 @@ class Supervisor:
         self.waiting: list[socket.socket] = []
         self.backing_off = False                  # between an end and a restart (--restart)
         self.in_a_row = 0                         # restarts after runs shorter than 10 s
+        self.health: health.Health | None = None  # this run's healthcheck (--health-cmd)
 
     def serve(self, report_fd: int):
         """The supervisor's life (it never returns)."""
@@ -247,6 +250,8 @@ class Supervisor:
             timeout = 1 if ended is None else ended + 2 - time.monotonic()
             if timeout <= 0:
                 return
+            if self.health and ended is None:
+                timeout = min(timeout, self.check_health())
             if self.main is None and not self.container.path.exists():
                 raise SystemExit              # removed (rm -f) before it was started: nothing to do
             for key, _ in self.selector.select(timeout):
@@ -311,6 +316,8 @@ class Supervisor:
             return {"error": str(e), "status": self.failed}
         self.main = self.watch(Process(pid, stdio, self.container.config.get("StdinOnce", False), self.log))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
+        check = self.container.config.get("Healthcheck")
+        self.health = health.Health(self.container, check) if check and check["Test"][0] != "NONE" else None
         for client, streams, stdin in self.early:
             self.attach(self.main, client, streams, stdin)
         self.early.clear()
@@ -348,6 +355,8 @@ class Supervisor:
             self.check(proc)
             return
         stream = proc.outputs[fd]
+        if proc.captured is not None:     # a healthcheck's: for State.Health.Log
+            proc.captured += data[:health.OUTPUT - len(proc.captured)]
         if proc.log:
             try:
                 proc.log.write(stream, data)
@@ -420,9 +429,35 @@ class Supervisor:
         proc.status = process.exit_status(wait_status)
         self.check(proc)
 
+    def check_health(self) -> float:
+        """Start the healthcheck when it is due, kill one past its timeout; return the seconds
+        until there is something to do again."""
+        h, now = self.health, time.monotonic()
+        if h.probe is None and now >= h.due:
+            stdio = runtime.Stdio(False, False, piped=True)
+            h.begin()
+            try:
+                pid = runtime.exec_start(self.container, h.command, stdio)
+            except (LabError, process.StartError, OSError) as e:
+                stdio.close_ours()
+                h.ended(getattr(e, "status", 126), str(e).encode())
+            else:
+                h.probe = Process(pid, stdio, stdin_once=True)
+                h.probe.captured = bytearray()
+                self.watch(h.probe)
+        elif h.probe is not None and h.probe.status is None and now >= h.deadline:
+            h.timed_out = True
+            os.kill(h.probe.pid, signal.SIGKILL)
+        return h.wait() if h.probe is None or h.probe.status is None else 1
+
     def check(self, proc: Process) -> None:
         """An exec'd process that has ended and whose output is all read: record it, hang up."""
         if proc is self.main or not proc.done():
+            return
+        if proc.captured is not None:     # a healthcheck (of this run: one of the last went with it)
+            if self.health and proc is self.health.probe:
+                self.health.ended(proc.status, bytes(proc.captured))
+            self.hang_up(proc)
             return
         del self.execs[proc.exec_id]
         update_exec(self.container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
@@ -522,6 +557,7 @@ class Supervisor:
         if self.main is not None:
             runtime.finish(self.container, self.main.status, self.cgroup)
             self.hang_up(self.main)
+        self.health = None                # (a check still running went with the cgroup)
         for exec_id, proc in list(self.execs.items()):   # what exec started dies with the container
             if proc.status is None:
                 try:

@@ -271,9 +271,9 @@ def test_logs_follow_goes_on_across_rotations(tmp_path):
 
 
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
-    for flags, said in ((["--init"], "--init"), (["--cpuset-cpus", "0"], "--cpuset-cpus"),
+    for flags, said in ((["--cpuset-cpus", "0"], "--cpuset-cpus"),
                         (["-v", "/data"], "an anonymous volume"), (["--network", "host"], "--network"),
-                        (["--log-driver", "syslog"], "the log driver 'syslog'"), (["--health-cmd", "true"], "--health-cmd"),
+                        (["--log-driver", "syslog"], "the log driver 'syslog'"), (["--device", "/dev/fuse"], "--device"),
                         (["--mount", "type=volume,target=/data"], "--mount type=volume without a source")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
         assert result.returncode == 125 and f"lab does not support {said}" in result.stderr, (flags, result.stderr)
@@ -364,6 +364,38 @@ def test_fifty_concurrent_docker_runs_all_succeed_and_leave_nothing(daemon, lab_
         [run.stderr for run in runs if run.returncode]
     assert daemon.docker("ps", "-a", "-q").stdout == ""
     assert list((lab_root / "containers").glob("[!.]*")) == []
+
+
+def test_init_is_pid_1_and_passes_the_stop_signal_on(daemon):
+    ran = daemon.docker("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3")
+    assert (ran.returncode, ran.stdout) == (3, "/sbin/docker-init -- sh -c cat /proc/1/cmdline | tr '\\0' ' '; exit 3 ")
+    daemon.docker("run", "-d", "--name", "inited", "--init", "busybox", "sleep", "100")
+    daemon.docker("stop", "inited")       # sleep as PID 1 would ignore SIGTERM (and be killed: 137)
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}} {{.HostConfig.Init}}", "inited").stdout == "143 true\n"
+    assert daemon.docker("diff", "inited").stdout.split() == ["C", "/sbin", "A", "/sbin/docker-init"]   # its mount point
+    daemon.docker("rm", "inited")
+
+
+def test_a_healthcheck_says_starting_healthy_then_unhealthy(daemon):
+    def health(name: str) -> dict:
+        return json.loads(daemon.docker("inspect", "-f", "{{json .State.Health}}", name).stdout)
+    daemon.docker("run", "-d", "--name", "later", "--health-cmd", "true", "--health-interval", "1h", "busybox", "sleep", "100")
+    assert health("later") == {"Status": "starting", "FailingStreak": 0, "Log": []}
+    assert "(health: starting)" in daemon.docker("ps", "--filter", "name=later").stdout
+    daemon.docker("run", "-d", "--name", "checked", "--health-cmd", "cat /ok", "--health-interval", "100ms",
+                  "--health-retries", "2", "busybox", "sh", "-c", "touch /ok; exec sleep 100")
+    wait_until(lambda: health("checked")["Status"] == "healthy", what="a healthy check")
+    assert "(healthy)" in daemon.docker("ps", "--filter", "name=checked").stdout
+    daemon.docker("exec", "checked", "rm", "/ok")
+    wait_until(lambda: health("checked")["Status"] == "unhealthy", what="two failed checks in a row")
+    last = health("checked")["Log"][-1]
+    assert last["ExitCode"] == 1 and "No such file" in last["Output"] and health("checked")["FailingStreak"] >= 2
+    slow = daemon.client().containers.run("busybox", "sleep 100", detach=True, healthcheck={
+        "test": ["CMD", "sleep", "10"], "interval": 100_000_000, "timeout": 200_000_000, "retries": 1})
+    wait_until(lambda: health(slow.id)["Status"] == "unhealthy", what="a check past its timeout")
+    assert health(slow.id)["Log"][-1] | {"Start": 0, "End": 0} == {
+        "Start": 0, "End": 0, "ExitCode": -1, "Output": "Health check exceeded timeout (0.2s)"}
+    daemon.docker("rm", "-f", "later", "checked", slow.id)
 
 
 def test_exec_as_another_user(daemon):

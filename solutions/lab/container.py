@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from lab import (Conflict, LabError, cgroups, images, logs, names, namespaces, overlay, process, rootfs,
-                 seccomp, security, store, trace, volumes)
+from lab import (Conflict, LabError, cgroups, health, images, logs, names, namespaces, overlay, process,
+                 rootfs, seccomp, security, store, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -73,7 +73,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=(),
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
-           oom_kill_disable=False) -> store.Container:
+           oom_kill_disable=False, init=False, healthcheck=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -86,6 +86,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     group_add = [str(g) for g in group_add]
     if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
         raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
+    init = find_init() if init else None
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.resolve(image_ref)
     default = image["Config"].get("Cmd") or []
@@ -117,12 +118,15 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
         if mount["Type"] == "bind":
             volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
+    healthcheck = health.checked(healthcheck) or image["Config"].get("Healthcheck")   # (--no-healthcheck: NONE)
+    if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
+        raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
-              "ShmSize": shm_size}
+              "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -146,6 +150,19 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     return container
 
 
+INIT = "/sbin/docker-init"      # --init: where the init goes in the container (docker's path)
+
+
+def find_init() -> str:
+    """--init: a small init for PID 1 (it reaps orphans and passes signals on), as docker's
+    docker-init, which is tini. Its static build runs in any image."""
+    import shutil
+    found = shutil.which("tini-static")
+    if found is None:
+        raise LabError("--init needs tini's static build, tini-static (apt install tini; make setup installs it)")
+    return found
+
+
 def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
     layers = [str(store.layer_path(d)) for d in container.config["Layers"]]
@@ -166,6 +183,9 @@ def enter_rootfs(container: store.Container) -> None:
         volumes.mount_volume(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():
         volumes.mount_tmpfs(root, path, options)
+    if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1
+        volumes.mount_volume(root, {"Type": "bind", "Name": None, "Source": container.config["Init"],
+                                    "Destination": INIT, "RW": False})
     rootfs.pivot_root(root)
     try:                                                  # a working directory the image lacks is
         os.makedirs(container.config["WorkingDir"], exist_ok=True)    # made, as docker does (inside
@@ -252,7 +272,8 @@ def start(container: store.Container, piped: bool = False):
     try:
         policy = security_policy(config, cgroup)
         step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
-        pid = process.spawn(config["Cmd"], env_of(config), config["WorkingDir"],
+        command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
+        pid = process.spawn(command, env_of(config), config["WorkingDir"],
                             setup=lambda: init_container(container, cgroup, policy, stdio))
     except BaseException:
         if cgroup is not None:

@@ -36,11 +36,12 @@ class ApiError(Exception):
 # with something else than its zero value (or a value lab does anyway, as "default" for the
 # network mode: no network but loopback) is refused with one line, never silently ignored.
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
+         "Healthcheck",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom"}
+              "VolumesFrom", "Init"}
 AS_LAB_DOES = {"NetworkMode": ("default", "none"), "CgroupnsMode": ("private",), "IpcMode": ("private",),
                "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
@@ -93,7 +94,7 @@ def create_container(body: dict, name: str | None) -> dict:
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
     # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
     # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
-    # HINT: host_options(host) has the rest of HostConfig as create()'s keywords;
+    # HINT: more_options(body, host) has the rest as create()'s keywords;
     # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
     # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
     # BEGIN SOLUTION 07
@@ -105,7 +106,7 @@ def create_container(body: dict, name: str | None) -> dict:
         memory=f"{host['Memory']}b" if host.get("Memory") else None,
         cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
         pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
-        mounts=host.get("Binds") or [], **host_options(host))
+        mounts=host.get("Binds") or [], **more_options(body, host))
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
                     StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"))
@@ -140,11 +141,12 @@ def as_binds(host: dict) -> dict:
     return {**host, "Binds": binds, "Tmpfs": tmpfs}
 
 
-def host_options(host: dict) -> dict:
-    """The rest of HostConfig, as container.create's keywords: tmpfs mounts, a read-only root,
-    confinement (chapter 08), the log driver, groups, resource limits, /dev/shm's size."""
+def more_options(body: dict, host: dict) -> dict:
+    """The rest of the container's config, as container.create's keywords: tmpfs mounts, a
+    read-only root, confinement (chapter 08), the log driver, groups, resource limits,
+    /dev/shm's size, an init, the healthcheck."""
     log = host.get("LogConfig") or {}
-    return dict(tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
+    return dict(healthcheck=body.get("Healthcheck"), tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
                 read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [],
                 cap_drop=host.get("CapDrop") or [], privileged=bool(host.get("Privileged")),
                 security_opt=host.get("SecurityOpt") or [], log_driver=log.get("Type") or None,
@@ -152,7 +154,7 @@ def host_options(host: dict) -> dict:
                 ulimits=host.get("Ulimits") or [], shm_size=host.get("ShmSize") or None,
                 cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
                 memory_reservation=host.get("MemoryReservation") or None,
-                oom_kill_disable=bool(host.get("OomKillDisable")))
+                oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")))
 
 
 def start_container(ref: str) -> None:

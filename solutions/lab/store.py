@@ -240,6 +240,9 @@ class Container:
             up = f"Up {ago(time.time() - self.state['StartedAt'])}"
             if self.state.get("Paused"):
                 up += " (Paused)"
+            elif self.state.get("Health"):    # --health-cmd (health.py)
+                status = self.state["Health"]["Status"]
+                up += f" (health: {status})" if status == "starting" else f" ({status})"
             return up if self.watched() else f"{up} (unwatched: its lab was killed)"
         if self.state.get("Restarting") and self.watched():
             return f"Restarting ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
