@@ -34,7 +34,7 @@ from pathlib import Path
 
 from lab import LabError, health, logs, process, store, syscalls, views
 from lab import container as runtime
-from lab.terminal import write_all
+from lab.terminal import Escape, write_all
 
 SOCKET = "supervisor.sock"
 STDOUT, STDERR = 1, 2
@@ -169,7 +169,8 @@ class Process:
         self.captured = None                            # a healthcheck's output (bytearray), kept here
         self.outputs = ({stdio.master: STDOUT} if stdio.tty else
                         {stdio.ours["stdout"]: STDOUT, stdio.ours["stderr"]: STDERR})
-        self.clients: list[tuple[socket.socket, set[int]]] = []
+        self.clients: list[tuple[socket.socket, set[int], bool]] = []    # (connection, streams, framed)
+        self.escapes: dict[socket.socket, Escape] = {}  # the clients whose input it reads: their detach keys
         self.status = None
 
     def done(self) -> bool:
@@ -279,9 +280,13 @@ class Supervisor:
             if "start" in req:
                 answer = self.start()
             elif "attach" in req:
-                answer = self.attach(self.main, client, set(req["attach"]), req.get("stdin", False))
+                if client is not None:    # the HTTP answer first (see daemon.Request.upgrade), then
+                    client.sendall(req.get("answer", "").encode("latin-1"))   # what it wrote so far
+                    self.send_log(client, set(req["attach"]), req.get("logs", False))
+                answer = self.attach(self.main, client, set(req["attach"]), req.get("stdin", False),
+                                     detach_keys=bytes(req.get("detach_keys", b"\x10\x11")))
             elif "exec" in req:
-                answer = self.exec(req["exec"], client)
+                answer = self.exec(req["exec"], client, req.get("framed"))
             elif "resize" in req:
                 proc = self.execs.get(req["exec_id"]) if "exec_id" in req else self.main
                 answer = self.resize(proc, *req["resize"])
@@ -318,22 +323,35 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         check = self.container.config.get("Healthcheck")
         self.health = health.Health(self.container, check) if check and check["Test"][0] != "NONE" else None
-        for client, streams, stdin in self.early:
-            self.attach(self.main, client, streams, stdin)
+        for client, streams, stdin, keys in self.early:
+            self.attach(self.main, client, streams, stdin, detach_keys=keys)
         self.early.clear()
         return {"Pid": pid}
 
-    def attach(self, proc, client, streams: set[int], stdin: bool) -> dict:
+    def attach(self, proc, client, streams: set[int], stdin: bool, framed: bool | None = None,
+               detach_keys: bytes = b"\x10\x11") -> dict:
+        """A client gets these streams of proc's output (framed unless it has a terminal, or as
+        the client asked: exec start's Tty decides, not exec create's), and maybe its input,
+        watched for the detach keys (ctrl-p,ctrl-q unless the client said otherwise)."""
         if client is None:
             return {"error": "attach needs the client's connection"}
         if proc is None:                     # docker run attaches first, then starts
-            self.early.append((client, streams, stdin))
+            self.early.append((client, streams, stdin, detach_keys))
             return {}
         client.settimeout(5)              # a client that reads nothing for 5 s is dropped (see output)
-        proc.clients.append((client, streams))
+        proc.clients.append((client, streams, not proc.tty if framed is None else framed))
         if stdin and proc.stdin is not None:
+            proc.escapes[client] = Escape(detach_keys)
             self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
         return {}
+
+    def send_log(self, client: socket.socket, streams: set[int], wanted: bool) -> None:
+        """attach with logs=1: what the container has written so far (nothing is written meanwhile:
+        the supervisor is busy here)."""
+        tty = self.container.config.get("Tty", False)
+        for stream, data, _ in logs.follow(self.container, False) if wanted else ():
+            if stream in streams:
+                client.sendall(data if tty else frame(stream, data))
 
     def watch(self, proc: Process) -> Process:
         for fd in proc.outputs:
@@ -364,10 +382,10 @@ class Supervisor:
                 proc.log = None
                 self.ballast.unlink(missing_ok=True)
                 self.container.save_state(LogStopped=f"{time.ctime()}: {e.strerror}")
-        for client, streams in list(proc.clients):
+        for client, streams, framed in list(proc.clients):
             if stream in streams:
                 try:
-                    client.sendall(data if proc.tty else frame(stream, data))
+                    client.sendall(frame(stream, data) if framed else data)
                 except OSError:           # the client went away
                     self.drop(proc, client)
 
@@ -377,7 +395,11 @@ class Supervisor:
         except OSError:
             data = b""
         if data and proc.stdin is not None:
-            self.feed(proc, client, data)
+            data, detached = proc.escapes[client].scan(data)
+            if data:
+                self.feed(proc, client, data)
+            if detached:                  # the detach keys: the client goes, the container stays
+                self.drop(proc, client)
             return
         self.selector.unregister(client)
         if not data and proc.stdin_once and not proc.tty and proc.stdin is not None:
@@ -417,7 +439,8 @@ class Supervisor:
         return any(key.fileobj is sock for key in self.selector.get_map().values())
 
     def drop(self, proc: Process, client: socket.socket) -> None:
-        proc.clients = [(c, s) for c, s in proc.clients if c is not client]
+        proc.clients = [entry for entry in proc.clients if entry[0] is not client]
+        proc.escapes.pop(client, None)
         if self.watched(client):
             self.selector.unregister(client)
         client.close()
@@ -473,14 +496,14 @@ class Supervisor:
             self.selector.unregister(fd)
             os.close(fd)
         proc.outputs.clear()
-        for client, _ in list(proc.clients):
+        for client, *_ in list(proc.clients):
             try:
                 client.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
             self.drop(proc, client)
 
-    def exec(self, exec_id: str, client: socket.socket | None) -> dict:
+    def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
         config = read_exec(self.container, exec_id)
         stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
         try:
@@ -498,7 +521,8 @@ class Supervisor:
         proc = self.execs[exec_id] = self.watch(Process(pid, stdio, stdin_once=True, exec_id=exec_id))
         update_exec(self.container, exec_id, Running=True, Pid=pid)
         if client is not None:               # (exec -d: nobody reads its output)
-            self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"])
+            self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"], framed,
+                        bytes(config.get("DetachKeys", b"\x10\x11")))
         return {"Pid": pid}
 
     def resize(self, proc, rows: int, columns: int) -> dict:
@@ -567,7 +591,7 @@ class Supervisor:
                 proc.status = process.exit_status(os.waitpid(proc.pid, 0)[1])
             update_exec(self.container, exec_id, Running=False, ExitCode=proc.status, Pid=0)
             self.hang_up(proc)
-        for client, _, _ in self.early:       # attached, and it never started
+        for client, *_ in self.early:         # attached, and it never started
             client.close()
         self.early.clear()
         answer = json.dumps(views.exit_of(self.container)).encode() + b"\n"

@@ -97,3 +97,49 @@ def relay(master: int, forward_input: bool) -> None:
 def write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
+
+
+# Detach keys: typed on an attached input (docker attach, run -it, exec -it), they let the
+# client go and leave the container running. docker's default is ctrl-p,ctrl-q.
+DETACH_KEYS = "ctrl-p,ctrl-q"
+CONTROL = "@abcdefghijklmnopqrstuvwxyz[\\]^_"      # ctrl-@ is byte 0, ctrl-a 1, ... ctrl-_ 31
+
+
+def detach_keys(text: str) -> bytes:
+    """'ctrl-p,ctrl-q' -> b'\\x10\\x11' (--detach-keys: ctrl-X or a single character each)."""
+    keys = b""
+    for key in text.split(","):
+        if len(key) == 6 and key.startswith("ctrl-") and key[5] in CONTROL:
+            keys += bytes([CONTROL.index(key[5])])
+        elif len(key) == 1 and key.isprintable():
+            keys += key.encode()
+        else:
+            raise ValueError(f"invalid detach keys {text!r}: use ctrl-X or single characters, "
+                             "separated by commas (e.g. ctrl-p,ctrl-q)")
+    return keys
+
+
+class Escape:
+    """Watches an attached input for the detach keys. Bytes that may begin them are held back
+    until it is clear whether they do (then they are dropped, or passed on after all)."""
+
+    def __init__(self, keys: bytes):
+        self.keys, self.held = keys, b""
+
+    def scan(self, data: bytes) -> tuple[bytes, bool]:
+        """(what to pass on, whether the keys were typed: then nothing after them counts)."""
+        out = b""
+        for byte in data:
+            candidate = self.held + bytes([byte])
+            if self.keys.startswith(candidate):
+                self.held = candidate
+                if candidate == self.keys:
+                    return out, True
+            else:
+                out += self.held
+                self.held = b""
+                if self.keys.startswith(bytes([byte])):
+                    self.held = bytes([byte])
+                else:
+                    out += bytes([byte])
+        return out, False

@@ -233,6 +233,33 @@ def test_docker_exec_it_gives_a_terminal_of_its_own(daemon):
     assert daemon.docker("rm", "-f", "host").returncode == 0
 
 
+def test_detach_keys_leave_the_container_running(daemon):
+    terminal = Terminal([DOCKER, "run", "-it", "--name", "stays", "busybox", "sh"], env={**os.environ, **daemon.env})
+    terminal.wait_for(b"# ")
+    terminal.type(b"echo typed\r")
+    terminal.wait_for(b"typed")
+    terminal.type(b"\x10\x11")                                     # ctrl-p, ctrl-q: docker's default
+    assert terminal.close() == 0
+    assert daemon.docker("inspect", "-f", "{{.State.Status}}", "stays").stdout == "running\n"
+    daemon.docker("rm", "-f", "stays")
+    # The docker CLI watches for them itself too; the engine must, for every other client.
+    box = daemon.client().containers.run("busybox", "sh", stdin_open=True, detach=True)
+    sock = daemon.client().api.attach_socket(box.id, params={"stdin": 1, "stdout": 1, "stream": 1,
+                                                             "detachKeys": "ctrl-x,x"})._sock
+    sock.sendall(b"echo a\x18yb; echo done\n")                      # ctrl-x, then not x: both go on
+    sock.settimeout(30)
+    received = b""
+    while not received.endswith(b"done\n"):
+        received += sock.recv(4096)
+    assert b"a\x18yb" in received
+    sock.sendall(b"\x18x")
+    assert sock.recv(4096) == b""                                    # the engine hangs up at once
+    assert daemon.docker("inspect", "-f", "{{.State.Status}}", box.id).stdout == "running\n"
+    status, answer = daemon.request("POST", f"/v1.43/containers/{box.id}/attach?stream=1&stdin=1&detachKeys=ctrl-hello")
+    assert status == 400 and "invalid detach keys" in answer["message"]
+    box.remove(force=True)
+
+
 def test_docker_kill_sends_the_signal_asked_for(daemon):
     daemon.docker("run", "-d", "--name", "hup", "busybox", "sh", "-c",
                   "trap 'exit 42' HUP; echo ready; while true; do sleep 0.05; done")

@@ -86,18 +86,24 @@ class Request:
     def hijack(self) -> socket.socket:
         """Answer 101 UPGRADED (200 if the client did not ask to upgrade); from then on the
         connection carries the container's raw stream, both ways."""
+        connection, answer = self.upgrade()
+        connection.sendall(answer)
+        return connection
+
+    def upgrade(self) -> tuple[socket.socket, bytes]:
+        """The connection, and the answer that hands it over (see hijack), for whoever takes
+        the connection to send first: the supervisor sends it once the client is attached, so
+        that a `start` the client sends on seeing it cannot come first (output would be lost)."""
         h = self.handler
         upgrade = "upgrade" in h.headers.get("Connection", "").lower()
-        h.send_response(101 if upgrade else 200, "UPGRADED" if upgrade else None)
-        h.send_header("Content-Type", "application/vnd.docker.raw-stream")
+        h.status = 101 if upgrade else 200      # (for the log line)
+        lines = ["HTTP/1.1 101 UPGRADED" if upgrade else "HTTP/1.1 200 OK",
+                 "Content-Type: application/vnd.docker.raw-stream", f"Api-Version: {engine.API_VERSION}"]
         if upgrade:
-            h.send_header("Connection", "Upgrade")
-            h.send_header("Upgrade", "tcp")
-        h.end_headers()
-        h.wfile.flush()
+            lines += ["Connection: Upgrade", "Upgrade: tcp"]
         h.close_connection = True
         h.server.hijacked = True              # the supervisor has it now: do not shut it down
-        return h.connection
+        return h.connection, ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 class Chunks:

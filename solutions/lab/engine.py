@@ -15,7 +15,7 @@ import os
 import platform
 
 from lab import (Conflict, LabError, NotFound, container, image_commands, images, logs, names, store, supervisor,
-                 views, volumes)
+                 terminal, views, volumes)
 from lab.process import parse_signal
 
 API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
@@ -274,12 +274,34 @@ def get_container(req):
 
 
 def post_attach(req):
+    """POST /containers/{id}/attach: with logs=1, what it has written so far first; with
+    stream=1 (the default), what it writes from now on."""
     c = store.find_container(req.params[0])
-    if not c.is_running():
+    live = req.query.get("stream", "1").lower() not in ("0", "false", "no")
+    if live and not c.is_running():
         supervisor_for(c)                     # docker start -a attaches first, then starts
     streams = [n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)]
-    client = req.hijack()
-    supervisor.request(c, {"attach": streams, "stdin": req.flag("stdin")}, client)   # it talks to the client now
+    keys = checked_detach_keys(req.query.get("detachKeys"))
+    with_logs = req.flag("logs") and (c.config.get("LogConfig") or {}).get("Type") != "none" and c.log.exists()
+    if not live:                              # what it wrote, and no more
+        client = req.hijack()
+        tty = c.config.get("Tty", False)
+        for stream, data, _ in logs.follow(c, False) if with_logs else ():
+            if stream in streams:
+                client.sendall(data if tty else supervisor.frame(stream, data))
+        client.close()
+        return
+    client, answer = req.upgrade()            # the supervisor answers, once the client is attached
+    supervisor.request(c, {"attach": streams, "stdin": req.flag("stdin"), "detach_keys": list(keys),
+                           "logs": with_logs, "answer": answer.decode("latin-1")}, client)
+
+
+def checked_detach_keys(text: str | None) -> bytes:
+    """?detachKeys= (docker's --detach-keys, or the client's config file): ctrl-p,ctrl-q if none."""
+    try:
+        return terminal.detach_keys(text or terminal.DETACH_KEYS)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
 
 
 def window_size(req) -> list[int]:
@@ -368,7 +390,8 @@ def post_exec_create(req):
     exec_id = os.urandom(32).hex()
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
               "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
-              "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0}
+              "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0,
+              "DetachKeys": list(checked_detach_keys(body.get("DetachKeys")))}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)
     return 201, {"Id": exec_id}
@@ -386,12 +409,14 @@ def post_exec_start(req):
     c, config = find_exec(req.params[0])
     if config["Running"] or config["ExitCode"] is not None:
         raise ApiError(409, f"exec {config['ID'][:12]} has been started already")
-    if (req.json() or {}).get("Detach"):
+    body = req.json() or {}
+    if body.get("Detach"):
         answer = supervisor.request(c, {"exec": config["ID"]})
         if "error" in answer:
             raise ApiError(500, answer["error"])
         return 200, None
-    supervisor.request(c, {"exec": config["ID"]}, req.hijack())
+    framed = not body.get("Tty", config["Tty"])         # the start's Tty says how to frame, as docker's
+    supervisor.request(c, {"exec": config["ID"], "framed": framed}, req.hijack())
 
 
 def get_exec(req):
