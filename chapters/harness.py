@@ -227,8 +227,8 @@ class Daemon:
             assert time.monotonic() < deadline, "lab daemon did not answer on its socket within 30 s"
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
         self.process.wait(30)
 
     def connection(self):

@@ -182,7 +182,6 @@ def container_json(c: store.Container) -> dict:
     info, config = views.container(c), c.config
     state = info["State"]
     return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux",
-            "RestartCount": c.state.get("RestartCount", 0),
             "HostnamePath": str(c.hostname_file),
             "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
             "State": {**state, "Dead": False,

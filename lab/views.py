@@ -26,6 +26,7 @@ def container(c: store.Container) -> dict:
     return {
         "Id": c.id, "Name": c.name, "Created": iso(config["Created"]),
         "Path": config["Cmd"][0], "Args": config["Cmd"][1:], "Image": config["ImageId"], "LogPath": str(c.log),
+        "RestartCount": state.get("RestartCount", 0),
         "State": {"Status": ("paused" if state.get("Paused") else "running") if running else
                   "restarting" if restarting else ("exited" if state.get("Status") != "created" else "created"),
                   "Restarting": restarting,

@@ -2,6 +2,7 @@
 Python, each scenario asserting what a user of that client sees."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -206,6 +207,26 @@ def test_containers_outlive_a_daemon_restart(daemon):
     assert daemon.docker("logs", "survivor").stdout == "before\n"
     assert daemon.docker("exec", "survivor", "echo", "after").stdout == "after\n"
     assert daemon.docker("rm", "-f", "survivor").returncode == 0
+
+
+def test_a_daemon_killed_with_sigkill_finds_every_container_as_it_was(daemon):
+    daemon.docker("run", "-d", "--name", "up", "busybox", "sleep", "600")
+    daemon.docker("run", "--name", "done", "busybox", "sh", "-c", "exit 3")
+    daemon.docker("create", "--name", "new", "busybox", "echo", "started later")
+    daemon.docker("run", "-d", "--name", "again", "--restart", "always", "busybox", "sh", "-c", "echo run; sleep 0.2")
+    daemon.stop(signal.SIGKILL)
+    restarts = lambda: int(subprocess.run([LAB, "inspect", "-f", "{{.RestartCount}}", "again"],      # noqa: E731
+                                          capture_output=True, text=True).stdout or 0)
+    before = restarts()
+    wait_until(lambda: restarts() >= before + 2, what="restarts with the daemon gone")   # its supervisor's job
+    daemon.start()
+    shown = {name: daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout
+             for name in ("up", "done", "new")}
+    assert shown == {"up": "running 0\n", "done": "exited 3\n", "new": "created 0\n"}
+    wait_until(lambda: restarts() >= before + 3, what="restarts with the daemon back")
+    assert daemon.docker("start", "-a", "new").stdout == "started later\n"
+    assert daemon.docker("exec", "up", "echo", "still supervised").stdout == "still supervised\n"
+    assert daemon.docker("rm", "-f", "up", "done", "new", "again").returncode == 0
 
 
 def in_terminal(daemon, args: list[str], typed: bytes, shown: bytes) -> tuple[int, bytes]:
