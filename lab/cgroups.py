@@ -25,7 +25,8 @@ MAX_PIDS = 1 << 22                 # the kernel's PID_MAX_LIMIT: pids.max refuse
 
 class Limits:
     def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None,
-                 cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False):
+                 cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False,
+                 memory_swappiness=None):
         self.memory = memory       # bytes
         self.cpus = cpus           # CPUs' worth of time, e.g. 0.5
         self.pids = pids           # processes (and threads) at most
@@ -34,6 +35,7 @@ class Limits:
         self.memory_swap = memory_swap             # memory + swap, bytes (-1: no limit on swap)
         self.memory_reservation = memory_reservation   # a soft limit: reclaimed down to first
         self.oom_kill_disable = oom_kill_disable   # at the limit, wait for memory instead of a kill
+        self.memory_swappiness = memory_swappiness     # 0-100: how readily its memory goes to swap (v1)
 
     @classmethod
     def parse(cls, memory=None, cpus=None, pids=None) -> "Limits":
@@ -62,8 +64,10 @@ class Limits:
             limits.pids = int(pids)
         return limits
 
-    def tune(self, cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False) -> "Limits":
-        """Check --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable (docker's rules)."""
+    def tune(self, cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False,
+             memory_swappiness=None) -> "Limits":
+        """Check --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable and
+        --memory-swappiness (docker's rules)."""
         if cpu_shares not in (None, 0, "0", ""):
             if not str(cpu_shares).isdigit() or not 2 <= int(cpu_shares) <= 262144:
                 raise LabError(f"invalid --cpu-shares {cpu_shares!r}: use a weight from 2 to 262144 (1024 is the default)")
@@ -82,6 +86,12 @@ class Limits:
         if oom_kill_disable and version() == "v2":
             raise LabError("--oom-kill-disable: cgroup v2 has no way to turn the OOM killer off for a cgroup")
         self.oom_kill_disable = bool(oom_kill_disable)
+        if memory_swappiness not in (None, -1, "-1", ""):
+            if not str(memory_swappiness).isdigit() or int(memory_swappiness) > 100:
+                raise LabError(f"invalid --memory-swappiness {memory_swappiness!r}: a number from 0 to 100")
+            if version() == "v2":
+                raise LabError("--memory-swappiness: cgroup v2 has no per-cgroup swappiness")
+            self.memory_swappiness = int(memory_swappiness)
         return self
 
 
@@ -357,6 +367,8 @@ class CgroupV1(Cgroup):
             write(memory / "memory.soft_limit_in_bytes", limits.memory_reservation)
         if limits.oom_kill_disable:
             write(memory / "memory.oom_control", 1)
+        if limits.memory_swappiness is not None:
+            write(memory / "memory.swappiness", limits.memory_swappiness)
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""

@@ -73,13 +73,13 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=(),
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
-           oom_kill_disable=False, init=False, healthcheck=None) -> store.Container:
+           oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit).tune(cpu_shares, memory_swap, memory_reservation,
-                                                                 oom_kill_disable)
+                                                                 oom_kill_disable, memory_swappiness)
     confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
     log_config = logs.config(log_driver, log_opts)
     ulimits = [security.parse_ulimit(spec) for spec in ulimits]
@@ -88,7 +88,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
     init = find_init() if init else None
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
-    image = images.resolve(image_ref)
+    image = images.find(image_ref)            # (a name, or an image id: docker run sha256:...)
     default = image["Config"].get("Cmd") or []
     if entrypoint is None:
         entrypoint = image["Config"].get("Entrypoint") or []
@@ -328,7 +328,7 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -
 
 
 def env_of(config: dict) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in config["Env"])
+    return dict(item.split("=", 1) for item in config["Env"] if "=" in item)   # (the API's bare NAME: unset)
 
 
 def finish(container: store.Container, status: int, cgroup) -> None:
@@ -520,6 +520,9 @@ def remove(container: store.Container, force: bool = False) -> None:
         raise Conflict(f"container {container.name} is damaged ({container.damage}): remove it with `lab rm -f`")
     if container.is_running() and not force:
         raise Conflict(f"container {container.name} is running: stop the container before removing "
+                       "or force remove (lab rm -f)")
+    if container.state.get("Restarting") and container.has_supervisor() and not force:    # (--restart)
+        raise Conflict(f"container {container.name} is restarting: stop the container before removing "
                        "or force remove (lab rm -f)")
     if not container.is_running() and container.has_supervisor():   # created: its supervisor waits
         os.kill(container.state["Supervisor"], signal.SIGTERM)       # for a start; end it (a start

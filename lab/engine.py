@@ -18,7 +18,9 @@ from lab import (Conflict, LabError, NotFound, container, image_commands, images
                  terminal, views, volumes)
 from lab.process import parse_signal
 
-API_VERSION = "1.43"          # the Engine API version lab speaks (Docker 24); clients negotiate down
+API_VERSION = "1.47"          # the Engine API version lab speaks (Docker 27); clients negotiate down
+# Where answers differ by version, the handler looks at req.version: since 1.44 images have no
+# VirtualSize (Size says the same).
 MIN_API_VERSION = "1.24"
 LAB_VERSION = "0.7"
 ZERO_TIME = "0001-01-01T00:00:00Z"      # Go's zero time: what docker says for "never"
@@ -36,14 +38,14 @@ class ApiError(Exception):
 # with something else than its zero value (or a value lab does anyway, as "default" for the
 # network mode: no network but loopback) is refused with one line, never silently ignored.
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
-         "Healthcheck",
+         "Healthcheck", "Volumes",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom", "Init"}
+              "VolumesFrom", "Init", "MemorySwappiness"}
 AS_LAB_DOES = {"NetworkMode": ("default", "none"), "CgroupnsMode": ("private",), "IpcMode": ("private",),
-               "Isolation": ("default",), "MemorySwappiness": (-1,), "NetworkingConfig": ({"EndpointsConfig": {}},)}
+               "Isolation": ("default",), "NetworkingConfig": ({"EndpointsConfig": {}},)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
          "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
          "Volumes": "an anonymous volume (-v /path: name it, -v NAME:/path)", "NetworkMode": "--network",
@@ -59,8 +61,6 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
 
 def check_supported(body: dict) -> None:
     host = body.get("HostConfig") or {}
-    bound = {bind.split(":")[1] for bind in host.get("Binds") or [] if bind.count(":") in (1, 2)}
-    body = {**body, "Volumes": set(body.get("Volumes") or {}) - bound}      # (the SDK lists -v's there too)
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
         for key, value in fields.items():
             if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
@@ -87,7 +87,7 @@ def create_container(body: dict, name: str | None) -> dict:
 
     Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
     check_supported(body)
-    host = as_binds(body.get("HostConfig") or {})      # --mount and --volumes-from, as -v and --tmpfs
+    host = as_binds(body, body.get("HostConfig") or {})   # --mount, --volumes-from, -v /path: as -v, --tmpfs
     policy = restart_policy(host)
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
@@ -100,21 +100,32 @@ def create_container(body: dict, name: str | None) -> dict:
     raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
 
 
-def as_binds(host: dict) -> dict:
-    """HostConfig with --mount (Mounts) and --volumes-from (VolumesFrom) written as -v (Binds)
-    and --tmpfs (Tmpfs), which lab's runtime takes: the same mounts, said another way."""
+def as_binds(body: dict, host: dict) -> dict:
+    """HostConfig with --mount (Mounts), --volumes-from (VolumesFrom) and anonymous volumes
+    (-v /path: Volumes) written as -v (Binds) and --tmpfs (Tmpfs), which lab's runtime takes:
+    the same mounts, said another way. An anonymous volume is a volume named by a random id
+    (made on first use, as any): `volume prune` removes it, and so do `rm -v` and `--rm`."""
     binds, tmpfs = list(host.get("Binds") or []), dict(host.get("Tmpfs") or {})
+
+    def anonymous() -> str:
+        return os.urandom(32).hex()
     for m in host.get("Mounts") or []:
         kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
         if kind == "tmpfs":
             options = m.get("TmpfsOptions") or {}
             size, mode = options.get("SizeBytes"), options.get("Mode")
             tmpfs[target] = ",".join(([f"size={size}"] if size else []) + ([f"mode={mode:o}"] if mode else []))
-        elif kind in ("bind", "volume") and m.get("Source"):
+        elif kind == "volume" and (m.get("VolumeOptions") or {}).get("Subpath"):
+            subpath = m["VolumeOptions"]["Subpath"]
+            if subpath.startswith("/") or ".." in subpath.split("/"):
+                raise ApiError(400, f"invalid volume subpath {subpath!r}: a relative path inside the volume")
+            binds.append(f"{volumes.volume_path(m.get('Source') or anonymous())}/{subpath}:{target}{ro}")
+        elif kind == "volume":
+            binds.append(f"{m.get('Source') or anonymous()}:{target}{ro}")
+        elif kind == "bind" and m.get("Source"):
             binds.append(f"{m['Source']}:{target}{ro}")
         else:
-            raise ApiError(400, f"lab does not support --mount type={kind} without a source: "
-                           "give a host path (type=bind) or a volume's name (type=volume)")
+            raise ApiError(400, f"lab does not support --mount type={kind}: use bind, volume or tmpfs")
     for ref in host.get("VolumesFrom") or []:
         name, _, mode = ref.partition(":")
         if mode not in ("", "ro", "rw"):
@@ -122,6 +133,10 @@ def as_binds(host: dict) -> dict:
         for m in store.find_container(name).config.get("Mounts", []):
             ro = mode == "ro" or (not mode and not m["RW"])
             binds.append(f"{m['Name'] or m['Source']}:{m['Destination']}{':ro' if ro else ''}")
+    bound = {bind.split(":")[1] for bind in binds if bind.count(":") in (1, 2)} | set(tmpfs)
+    for path in body.get("Volumes") or {}:
+        if path not in bound:
+            binds.append(f"{anonymous()}:{path}")
     return {**host, "Binds": binds, "Tmpfs": tmpfs}
 
 
@@ -138,7 +153,8 @@ def more_options(body: dict, host: dict) -> dict:
                 ulimits=host.get("Ulimits") or [], shm_size=host.get("ShmSize") or None,
                 cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
                 memory_reservation=host.get("MemoryReservation") or None,
-                oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")))
+                oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
+                memory_swappiness=host.get("MemorySwappiness"))
 
 
 def start_container(ref: str) -> None:
@@ -196,7 +212,11 @@ def container_json(c: store.Container) -> dict:
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
-                           "NetworkMode": "none",
+                           "NetworkMode": "none", "VolumesFrom": config.get("VolumesFrom"),
+                           "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
+                           "PidMode": "", "UTSMode": "", "UsernsMode": "", "PortBindings": {}, "Links": None,
+                           "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+                           "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
                            "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
             "NetworkSettings": {"Networks": {}, "Ports": {}}}
@@ -216,7 +236,17 @@ def post_create(req):
     if not isinstance(body.get("Image"), str) or not body["Image"]:
         raise ApiError(400, "the container config has no Image: give the image to run")
     name = req.query.get("name", "").removeprefix("/") or None
-    return 201, create_container(body, name)
+    # An Env entry without "=" is a name the client did not give a value: docker keeps it in
+    # the config and the process does not get it (the CLI's -e NAME takes the value client-side;
+    # lab's own -e NAME takes lab's, which here would be the daemon's).
+    bare = [item for item in body.get("Env") or [] if "=" not in item]
+    created = create_container({**body, "Env": [item for item in body.get("Env") or [] if "=" in item]}, name)
+    host = body.get("HostConfig") or {}
+    c = store.find_container(created["Id"])                     # what inspect shows as it was asked
+    c.config["Env"] += bare
+    c.config.update(VolumesFrom=host.get("VolumesFrom") or None, Isolation=host.get("Isolation") or "")
+    c.save_config()
+    return 201, created
 
 
 def post_start(req):
@@ -341,7 +371,11 @@ def post_kill(req):
 
 
 def delete_container(req):
-    container.remove(store.find_container(req.params[0]), force=req.flag("force"))
+    """DELETE /containers/{id} (docker rm [-f] [-v]): -v takes its anonymous volumes too."""
+    c = store.find_container(req.params[0])
+    container.remove(c, force=req.flag("force"))
+    if req.flag("v"):
+        volumes.remove_anonymous(c.config.get("Mounts", []))
     return 204, None
 
 
@@ -356,6 +390,7 @@ def post_exec_create(req):
         raise ApiError(400, "exec needs a command (Cmd)")
     if body.get("Privileged"):
         raise ApiError(400, "lab does not support exec --privileged")
+    body.setdefault("DetachKeys", body.get("detachKeys"))      # (the SDK sends it so; docker's JSON is case-blind)
     exec_id = os.urandom(32).hex()
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
               "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
@@ -403,22 +438,44 @@ def post_exec_resize(req):
     return 200, None
 
 
-def image_json(image: dict) -> dict:
+def virtual_size(req, size: int) -> dict:
+    """VirtualSize, for the clients older than 1.44 that still read it."""
+    return {"VirtualSize": size} if req.version < (1, 44) else {}
+
+
+def image_json(req, image: dict) -> dict:
     return {**views.image(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
-            "Author": "", "Comment": "", "DockerVersion": "", "VirtualSize": image["Size"],
+            "Author": "", "Comment": "", "DockerVersion": "", **virtual_size(req, image["Size"]),
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": views.lower_dir(image["Layers"])}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
 
 
 def list_images(req):
-    return 200, [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
-                  "Created": int(i["Created"]), "Size": i["Size"], "VirtualSize": i["Size"],
-                  "SharedSize": -1, "Labels": {}, "Containers": -1} for i in images.list_images()]
+    """GET /images/json (docker images), with the filters reference (NAME[:TAG], wildcards as
+    docker's), dangling and label; ?filter=NAME (older clients) is a reference."""
+    import fnmatch
+    wanted = json.loads(req.query.get("filters") or "{}")
+    if req.query.get("filter"):
+        wanted.setdefault("reference", []).append(req.query["filter"])
+
+    def shown(i: dict) -> bool:
+        tags = i["RepoTags"] or []
+        if wanted.get("reference") and not any(
+                fnmatch.fnmatch(tag, ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:*")
+                for ref in wanted["reference"] for tag in tags):
+            return False
+        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(tags):
+            return False
+        return matches_labels(i["Config"].get("Labels") or {}, wanted)
+    return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": i["RepoTags"] or [],
+                  "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
+                  "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
+                 for i in images.list_images() if shown(i)]
 
 
 def get_image(req):
-    return 200, image_json(images.find(req.params[0]))
+    return 200, image_json(req, images.find(req.params[0]))
 
 
 def delete_image(req):
@@ -431,6 +488,11 @@ def post_pull(req):
     """POST /images/create (docker pull): lab has no registry; an image it has is "pulled"."""
     if "fromImage" not in req.query:
         raise ApiError(400, "lab does not import images through the API: use lab image import FILE NAME")
+    platform_asked = req.query.get("platform") or ""
+    os_name, _, arch = platform_asked.partition("/")
+    if platform_asked and (os_name != "linux" or arch.split("/")[0] not in ("", "amd64", platform.machine())):
+        raise ApiError(400, f"invalid platform {platform_asked!r}: unknown operating system or architecture "
+                       f"(lab runs linux/{platform.machine()} images)")
     name = req.query["fromImage"].removeprefix("docker.io/").removeprefix("library/")
     ref = f"{name}:{req.query.get('tag') or 'latest'}"
     try:
@@ -444,12 +506,35 @@ def post_pull(req):
 
 
 def list_volumes(req):
-    return 200, {"Volumes": [volumes.inspect(name) for name in volumes.list_volumes()], "Warnings": []}
+    """GET /volumes (docker volume ls), with the filters name (a part of it), label and dangling."""
+    wanted = json.loads(req.query.get("filters") or "{}")
+    found = []
+    for name in volumes.list_volumes():
+        volume = volumes.inspect(name)
+        if any(part not in name for part in wanted.get("name", [])) or not matches_labels(volume["Labels"], wanted):
+            continue
+        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(volume["UsedBy"]):
+            continue
+        found.append(volume)
+    return 200, {"Volumes": found, "Warnings": []}
+
+
+def matches_labels(labels: dict, wanted: dict) -> bool:
+    """filters={"label": ["KEY", "KEY=VALUE"]}: every one of them is on the object."""
+    def has(spec):
+        key, sep, value = spec.partition("=")
+        return key in labels and (not sep or labels[key] == value)
+    return all(has(spec) for spec in wanted.get("label", []))
 
 
 def post_volume(req):
-    name = (req.json() or {}).get("Name") or os.urandom(32).hex()
-    volumes.create(name)
+    body = req.json() or {}
+    if (body.get("Driver") or "local") != "local":
+        raise ApiError(400, f"lab has the local volume driver only, not {body['Driver']!r}")
+    if body.get("DriverOpts"):
+        raise ApiError(400, "lab's volumes take no driver options (-o): leave them out")
+    name = body.get("Name") or os.urandom(32).hex()
+    volumes.create(name, body.get("Labels") or {})
     return 201, volumes.inspect(name)
 
 
@@ -485,12 +570,13 @@ def info(req):
         "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgroups.version() == "v2" else "1",
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "PidsLimit": True, "OomKillDisable": False, "KernelVersion": platform.release(),
+        "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1", "KernelVersion": platform.release(),
+        "Debug": False, "ExperimentalBuild": False, "NFd": len(os.listdir("/proc/self/fd")),
         "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux"),
         "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count(), "MemTotal": memory,
         "Runtimes": {"lab": {"path": "lab"}}, "DefaultRuntime": "lab", "SecurityOptions": [],
         "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False},
-        "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file"]},
+        "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file", "none"]},
         "Warnings": ["lab: containers have no network but their own loopback (no -p, no bridge)"]}
 
 

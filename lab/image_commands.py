@@ -139,16 +139,47 @@ def run_config(config: dict) -> dict:
     """The part of an OCI/docker image config that says how to run it."""
     given = config.get("config") or {}
     run = {"Env": given.get("Env") or [f"PATH={DEFAULT_PATH}"], "WorkingDir": given.get("WorkingDir") or "/"}
-    for key in ("Entrypoint", "Cmd"):
+    for key in ("Entrypoint", "Cmd", "User", "Labels", "ExposedPorts", "StopSignal", "Healthcheck"):
         if given.get(key):
             run[key] = given[key]
     return run
 
 
-def import_image(source: str, ref: str) -> str:
+def apply_changes(config: dict, changes) -> dict:
+    """docker commit/import --change 'CMD ["sh"]': Dockerfile instructions that set how the
+    image runs (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL) on a copy of config."""
+    config = dict(config)
+    for change in changes:
+        instruction, _, value = change.strip().partition(" ")
+        instruction, value = instruction.upper(), value.strip()
+        if instruction in ("CMD", "ENTRYPOINT"):
+            try:
+                argv = json.loads(value) if value.startswith("[") else ["/bin/sh", "-c", value]
+            except ValueError:
+                raise LabError(f"invalid --change {change!r}: {instruction} takes a JSON array or a shell command") from None
+            config["Cmd" if instruction == "CMD" else "Entrypoint"] = argv
+        elif instruction == "ENV" and value:
+            key, sep, rest = value.partition("=") if "=" in value.split(" ")[0] else value.partition(" ")
+            config["Env"] = [e for e in config.get("Env", []) if not e.startswith(key + "=")] + [f"{key}={rest.strip()}"]
+        elif instruction in ("WORKDIR", "USER", "STOPSIGNAL") and value:
+            config[{"WORKDIR": "WorkingDir", "USER": "User", "STOPSIGNAL": "StopSignal"}[instruction]] = value
+        elif instruction == "LABEL" and "=" in value:
+            key, _, label = value.partition("=")
+            config["Labels"] = {**(config.get("Labels") or {}), key.strip(): label.strip().strip('"')}
+        elif instruction == "EXPOSE" and value:        # (what the image says it listens on: no port is published)
+            config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                      **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}
+        else:
+            raise LabError(f"lab does not support the change {change!r}: use CMD, ENTRYPOINT, ENV, WORKDIR, "
+                           "USER, LABEL, EXPOSE or STOPSIGNAL")
+    return config
+
+
+def import_image(source: str, ref: str | None, changes=()) -> str:
     """`lab image import`: a rootfs tarball, a `docker save` archive, or an OCI image layout
     (a folder or its tar). Every digest is checked; on any error nothing stays behind."""
-    name, tag = parse_reference(ref)
+    name, tag = parse_reference(ref) if ref else (None, "latest")
+    apply_changes({}, changes)                         # (bad changes: before anything is read)
     path = Path(source)
     if path.is_dir():
         if not (path / "oci-layout").is_file():
@@ -185,11 +216,12 @@ def import_image(source: str, ref: str) -> str:
             try:
                 if kind == "rootfs":
                     digest = add_layer(lambda: open(path, "rb"), None, added)
-                    return save_image({"Layers": [digest], "Config": {"Env": [f"PATH={DEFAULT_PATH}"],
-                                                                     "WorkingDir": "/"}}, name, tag)
+                    config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
+                    return save_image({"Layers": [digest], "Config": apply_changes(config, changes)}, name, tag)
                 read = read_oci if kind == "oci" else read_docker_save
                 layers, config_digest, config = read(open_member, added)
-                return save_image({"Layers": layers, "Config": run_config(config)}, name, tag, config_digest)
+                return save_image({"Layers": layers, "Config": apply_changes(run_config(config), changes)}, name, tag,
+                                  None if changes else config_digest)
             except BaseException:
                 for digest in added:                   # nothing half-imported
                     shutil.rmtree(layer_path(digest), ignore_errors=True)
@@ -264,13 +296,15 @@ def read_docker_save(open_member, added: list[str]) -> tuple[list[str], str, dic
     return layers, config_digest, config
 
 
-def commit(container, ref: str) -> str:
-    """`lab commit`: the container's upper folder becomes a new layer on top of its image."""
-    name, tag = parse_reference(ref)
+def commit(container, ref: str | None, changes=()) -> str:
+    """`lab commit`: the container's upper folder becomes a new layer on top of its image
+    (ref None: an untagged image, as `docker commit CONTAINER` makes)."""
+    name, tag = parse_reference(ref) if ref else (None, "latest")
     base = load(container.config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
-    config = {"Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
+    config = {**base["Config"], "Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}
+    config = apply_changes(config, changes)
     added: list[str] = []
     with locked():
         tar_file = layers_dir() / f".commit-{os.getpid()}.tar"

@@ -148,11 +148,13 @@ def layer_size(digest: str) -> int:
     return folder_size(layer_path(digest))
 
 
-def save_image(image: dict, name: str, tag: str, image_id: str | None = None) -> str:
-    """Write the image's JSON and point name:tag at it; return its id (the sha256 of its JSON)."""
+def save_image(image: dict, name: str | None, tag: str, image_id: str | None = None) -> str:
+    """Write the image's JSON and point name:tag at it (name None: untagged, as `docker commit
+    CONTAINER` makes one); return its id (the sha256 of its JSON)."""
     image = {"Created": time.time(), **image}
     image["Size"] = sum(layer_size(digest) for digest in image["Layers"])
     image_id = image_id or "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
     write_json(image_path(image_id), {"Id": image_id, **image})
-    write_json(tags_path(), {**tags(), f"{name}:{tag}": image_id})
+    if name is not None:
+        write_json(tags_path(), {**tags(), f"{name}:{tag}": image_id})
     return image_id

@@ -31,8 +31,8 @@ def config(driver: str | None, options=()) -> dict:
     """Check --log-driver and --log-opt KEY=VALUE; return docker's LogConfig:
     {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}."""
     driver = driver or "json-file"
-    if driver not in DRIVERS:
-        raise LabError(f"lab does not support the log driver {driver!r}: use json-file (the default) or none")
+    if driver not in DRIVERS:           # (docker's words: clients match on them)
+        raise LabError(f"logger: no log driver named '{driver}' is registered")
     given = dict(options) if isinstance(options, dict) else dict(opt.partition("=")[::2] for opt in options)
     allowed = {"max-size", "max-file"} if driver == "json-file" else set()
     for key in given:
@@ -40,9 +40,7 @@ def config(driver: str | None, options=()) -> dict:
             raise LabError(f"unknown log opt {key!r} for the {driver} log driver"
                            + (": use max-size and max-file" if allowed else ""))
     log_config = {"Type": driver, "Config": given}
-    max_size, max_file = rotation(log_config)
-    if max_file > 1 and not max_size:
-        raise LabError("max-file needs max-size: say how big a file may grow, e.g. --log-opt max-size=10m")
+    rotation(log_config)                # (max-file without max-size: one file that grows, as docker's)
     return log_config
 
 
@@ -58,7 +56,7 @@ def rotation(log_config: dict) -> tuple[int | None, int]:
     max_file = options.get("max-file") or "1"
     if not re.fullmatch(r"[0-9]+", str(max_file)) or not 1 <= int(max_file) <= 100:
         raise LabError(f"invalid max-file {max_file!r}: use a number of files from 1 to 100")
-    return max_size, int(max_file)
+    return max_size, int(max_file) if max_size else 1      # (no max-size: one file, never rotated)
 
 
 def rotated(log: Path, n: int) -> Path:

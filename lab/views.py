@@ -42,7 +42,8 @@ def container(c: store.Container) -> dict:
                        "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
                        "PidsLimit": limits.get("pids"), "CpuShares": limits.get("cpu_shares") or 0,
                        "MemorySwap": limits.get("memory_swap") or 0, "MemoryReservation": limits.get("memory_reservation") or 0,
-                       "OomKillDisable": limits.get("oom_kill_disable", False), **security_fields(config.get("Security")),
+                       "OomKillDisable": limits.get("oom_kill_disable", False),
+                       "MemorySwappiness": limits.get("memory_swappiness"), **security_fields(config.get("Security")),
                        "LogConfig": config.get("LogConfig") or {"Type": "json-file", "Config": {}},
                        "GroupAdd": config.get("GroupAdd") or None, "Ulimits": config.get("Ulimits") or None,
                        "ShmSize": config.get("ShmSize") or 64 << 20, "Init": bool(config.get("Init"))},
@@ -87,4 +88,5 @@ def exit_of(c: store.Container) -> dict:
 def image(i: dict) -> dict:
     """`lab inspect IMAGE`, in docker's shape."""
     return {"Id": i["Id"], "RepoTags": i["RepoTags"], "Parent": i.get("Parent", ""), "Created": iso(i["Created"]),
-            "Size": i["Size"], "Config": i["Config"], "RootFS": {"Type": "layers", "Layers": i["Layers"]}}
+            "Size": i["Size"], "Config": {"Cmd": None, "Entrypoint": None, "User": "", "Labels": None, **i["Config"]},
+            "RootFS": {"Type": "layers", "Layers": i["Layers"]}}

@@ -117,10 +117,19 @@ def volume_path(name: str) -> Path:
     return folder / "_data"
 
 
-def create(name: str) -> Path:
+def create(name: str, labels: dict | None = None) -> Path:
     path = volume_path(name)
     path.mkdir(parents=True, exist_ok=True)
+    if labels:
+        store.write_json(path.parent / "labels.json", labels)
     return path
+
+
+def labels(name: str) -> dict:
+    try:
+        return store.read_json(volume_path(name).parent / "labels.json")
+    except FileNotFoundError:
+        return {}
 
 
 def list_volumes() -> list[str]:
@@ -141,8 +150,20 @@ def inspect(name: str) -> dict:
     if not path.is_dir():
         raise NotFound(f"no such volume: {name} (`lab volume ls` lists them)")
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.parent.stat().st_mtime))
-    return {"CreatedAt": created, "Driver": "local", "Labels": {}, "Mountpoint": str(path),
+    return {"CreatedAt": created, "Driver": "local", "Labels": labels(name), "Mountpoint": str(path),
             "Name": name, "Options": {}, "Scope": "local", "UsedBy": users(name)}
+
+
+def is_anonymous(name: str) -> bool:
+    """Made for -v /path, with no name given: named by a random id, as docker names them."""
+    return names.ID.fullmatch(name) is not None
+
+
+def remove_anonymous(mounts: list[dict]) -> None:
+    """rm -v, --rm: the anonymous volumes of a removed container go with it (if nothing else uses them)."""
+    for mount in mounts:
+        if mount.get("Name") and is_anonymous(mount["Name"]) and not users(mount["Name"]):
+            remove(mount["Name"])
 
 
 def remove(name: str) -> None:

@@ -32,9 +32,14 @@ MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documen
 class Request:
     """What a handler gets: path parameters, query, body, and the connection (for streams)."""
 
-    def __init__(self, handler, params, query, body: bytes):
+    def __init__(self, handler, params, query, body: bytes, version: tuple[int, int]):
         self.handler, self.params, self.query, self.body = handler, params, query, body
+        self.version = version            # the API version the client speaks: (1, 47)
         self.out = None                   # the answer's body, once stream() has sent its headers
+
+    def values(self, key: str) -> list[str]:
+        """Every value of a query parameter given more than once (?changes=A&changes=B)."""
+        return [value for name, value in parse_qsl(urlsplit(self.handler.path).query) if name == key]
 
     def flag(self, key: str) -> bool:
         return self.query.get(key, "").lower() in ("1", "true", "yes")
@@ -191,7 +196,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise engine.ApiError(403, "permission denied: only root may use lab's daemon "
                                   "(run the client with sudo)")
         url = urlsplit(self.path)
-        path = url.path
+        path, asked = url.path, version_tuple(engine.API_VERSION)
         if m := re.fullmatch(r"/v(\d+)\.(\d+)(/.*)", path):
             asked, path = (int(m[1]), int(m[2])), m[3]
             if asked > version_tuple(engine.API_VERSION):
@@ -204,7 +209,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.read_body()
         for method, pattern, handler in operations.ROUTES + engine.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
-                req = Request(self, match.groups(), query, body)
+                req = Request(self, match.groups(), query, body, asked)
                 result = handler(req)
                 if isinstance(req.out, Chunks):
                     req.out.end()

@@ -15,11 +15,13 @@ import io
 import json
 import os
 import stat
+import tarfile
 import time
 from pathlib import Path
 
-from lab import NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
-from lab.engine import ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout
+from lab import LabError, NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
+from lab.engine import (ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout,
+                        virtual_size)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
@@ -150,8 +152,9 @@ def get_stats(req):
 
 def reading(c: store.Container, before: dict | None) -> dict:
     """One answer of the stats endpoint, in docker's shape (zeros for a stopped container)."""
-    cpu, memory, pids = {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}, {}, {}
+    cpu, memory, pids, networks = {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}, {}, {}, {}
     if c.is_running():
+        networks = interfaces(c.state["Pid"])
         cgroup = cgroup_of(c)
         try:
             counters, now = cgroup.stats(), cgroup.usage()
@@ -171,7 +174,25 @@ def reading(c: store.Container, before: dict | None) -> dict:
             "cpu_stats": cpu, "precpu_stats": before["cpu_stats"] if before else {"cpu_usage": {"total_usage": 0},
                                                                                   "throttling_data": {}},
             "memory_stats": memory, "pids_stats": pids, "blkio_stats": {}, "num_procs": 0,
-            "storage_stats": {}}
+            "storage_stats": {}, "networks": networks}
+
+
+NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", None, None, None, None,
+              "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
+
+
+def interfaces(pid: int) -> dict:
+    """The counters of the interfaces in the container's network namespace (lab's: lo only),
+    from /proc/PID/net/dev, which shows the namespace of that process."""
+    found = {}
+    try:
+        lines = open(f"/proc/{pid}/net/dev").read().splitlines()[2:]
+    except OSError:                                 # it ended meanwhile
+        return {}
+    for line in lines:
+        name, _, numbers = line.partition(":")
+        found[name.strip()] = {key: int(n) for key, n in zip(NET_FIELDS, numbers.split()) if key}
+    return found
 
 
 def machine_cpu_ns() -> int:
@@ -205,9 +226,9 @@ def get_changes(req):
 def in_root(c: store.Container, work, *args, files_only: bool = False):
     """work(*args) in a child process whose / is the container's, so that its symlinks and
     its `..` lead nowhere else; return what work returned (JSON, through a pipe). A running
-    container's root is /proc/PID/root (its volumes and /proc included). An ended one's layers
-    and upper folder are mounted as they were when it ran, in a mount namespace of the child's
-    own: the mount ends with the child. files_only (docker export): its layers and upper
+    container's root is /proc/PID/root (its volumes and /proc included). A created or ended one's
+    layers and upper folder are mounted as they are when it runs, and its volumes on them, in a
+    mount namespace of the child's own: the mounts end with the child. files_only (docker export): its layers and upper
     folder, read-only (upper as the top lower layer), running or not."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -227,6 +248,10 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                                    f"lowerdir={c.upper}:{':'.join(reversed(layers))}")
                 else:
                     overlay.mount_overlay(layers, str(c.upper), str(c.work), str(c.merged))
+                    for mount in c.config.get("Mounts", []):     # (docker cp reaches volumes too)
+                        if mount["Type"] == "volume":
+                            volumes.create(mount["Name"])         # (made on first use)
+                        volumes.mount_volume(str(c.merged), mount)
                 os.chroot(c.merged)
             os.chdir("/")
             answer = {"ok": work(*args)}
@@ -257,7 +282,6 @@ def path_stat(path: str) -> dict:
 
 def write_tar(path: str, fd: int, whole: bool = False) -> None:
     """A tar of path (its own name at the top; whole: the whole root, names relative to it) to fd."""
-    import tarfile
     with os.fdopen(fd, "wb", closefd=False) as out, tarfile.open(fileobj=out, mode="w|") as tar:
         if whole:
             for name in sorted(os.listdir("/")):
@@ -305,7 +329,6 @@ def put_archive(req):
 def unpack(folder: str, data: bytes) -> None:
     """Every member checked first (Python before 3.11.4, as Debian 12's, has no tarfile filter):
     no absolute name, no `..` out of folder, no hard link to outside it, no device node."""
-    import tarfile
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder in the container")
     base = os.path.normpath(folder)
@@ -393,12 +416,11 @@ def post_restart(req):
 def post_commit(req):
     """POST /commit (docker commit): the container's upper layer becomes an image's top layer."""
     c = store.find_container(req.query.get("container", ""))
-    if not req.query.get("repo"):
-        raise ApiError(400, "lab commits to a name: docker commit CONTAINER NAME[:TAG]")
-    if req.query.get("changes") or (req.json() or {}).get("Cmd"):
-        raise ApiError(400, "lab does not support commit --change: commit without it")
-    ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}"
-    return 201, {"Id": image_commands.commit(c, ref)}
+    body = req.json() or {}                   # (the SDK's conf: a container config to run the image with)
+    changes = req.values("changes") + [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint")
+                                       if body.get(key)]
+    ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}" if req.query.get("repo") else None
+    return 201, {"Id": image_commands.commit(c, ref, changes)}
 
 
 # --- images
@@ -428,16 +450,18 @@ def post_images_create(req):
         return post_pull(req)
     if req.query["fromSrc"] != "-":
         raise ApiError(400, "lab imports from the request's body only (docker import FILE), not from a URL")
-    name, tag = names.parse_reference(req.query.get("repo") or "imported")     # (the CLI sends repo=NAME:TAG)
-    ref = f"{name}:{req.query.get('tag') or tag}"
-    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref))
+    ref = None                                  # (no repo: an untagged image, as docker's)
+    if req.query.get("repo"):
+        name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
+        ref = f"{name}:{req.query.get('tag') or tag}"
+    changes = req.values("changes")
+    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes))
     return 200, {"status": image_id}
 
 
 def post_images_load(req):
     """POST /images/load (docker load): a `docker save` archive, under the names it carries."""
     def load(path):
-        import tarfile
         with tarfile.open(path) as archive:
             try:
                 manifest = json.load(archive.extractfile("manifest.json"))
@@ -445,12 +469,17 @@ def post_images_load(req):
             except (KeyError, ValueError, IndexError, AttributeError, TypeError):
                 raise ApiError(400, "not a docker save archive (no usable manifest.json): "
                                "docker import takes a plain rootfs tar") from None
-        image_id = image_commands.import_image(path, tags[0] if tags else "loaded:latest")
+        image_id = image_commands.import_image(path, tags[0] if tags else None)
         for ref in tags[1:]:
             image_commands.tag(image_id, ref)
         return tags or [image_id]
-    loaded = with_body_in_a_file(req, load)
-    out = req.stream("application/json")
+    try:
+        loaded, error = with_body_in_a_file(req, load), None
+    except (tarfile.TarError, LabError, ApiError) as e:      # docker answers 200, and says it in the stream
+        loaded, error = [], f"not a docker save archive: {e}"
+    out = req.stream("application/json", chunked=True)         # a JSON object a chunk, as docker's
+    if error:
+        out.write(json.dumps({"errorDetail": {"message": error}, "error": error}).encode() + b"\n")
     for name in loaded:
         out.write(json.dumps({"stream": f"Loaded image{' ID' if name.startswith('sha256:') else ''}: {name}\n"})
                   .encode() + b"\n")
@@ -471,9 +500,14 @@ def get_image_save(req):
     """GET /images/{name}/get, or /images/get?names=NAME (docker save): a `docker save`
     archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
     import hashlib
-    import tarfile
     import tempfile
-    image = images.find(req.params[0] if req.params else req.query.get("names", ""))
+    ref = req.params[0] if req.params else req.query.get("names", "")
+    image = images.find(ref)
+    try:                                      # saved by name: under that name only; by id: none
+        named = ["%s:%s" % names.parse_reference(ref)]
+    except LabError:
+        named = []
+    repo_tags = [tag for tag in image["RepoTags"] if tag in named]
     store.layers_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
         diff_ids, members = [], []
@@ -490,7 +524,7 @@ def get_image_save(req):
         config = json.dumps({"architecture": "amd64", "os": "linux", "created": views.iso(image["Created"]),
                              "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
         config_name = hashlib.sha256(config).hexdigest() + ".json"
-        manifest = json.dumps([{"Config": config_name, "RepoTags": image["RepoTags"],
+        manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
                                 "Layers": [name for name, _ in members]}]).encode()
         out = req.stream("application/x-tar")
         with tarfile.open(fileobj=out, mode="w|") as tar:
@@ -621,7 +655,7 @@ def post_prune_volumes(req):
     every = wanted.get("all", ["false"])[0].lower() in ("true", "1")
     deleted, space = [], 0
     for name in volumes.list_volumes():
-        if volumes.users(name) or not (every or names.ID.fullmatch(name)):
+        if volumes.users(name) or not (every or volumes.is_anonymous(name)):
             continue
         size = layers.folder_size(volumes.volume_path(name))
         volumes.remove(name)
@@ -637,7 +671,7 @@ def system_df(req):
     for c in everything:
         users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
     found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
-              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, "VirtualSize": i["Size"],
+              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, **virtual_size(req, i["Size"]),
               "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
     shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
     kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),

@@ -32,7 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, health, logs, process, store, syscalls, views
+from lab import LabError, health, logs, process, store, syscalls, views, volumes
 from lab import container as runtime
 from lab.terminal import Escape, write_all
 
@@ -603,8 +603,9 @@ class Supervisor:
 
     def finish(self) -> None:
         """Its last end: remove it if asked, and hang up on whoever waits."""
-        if self.remove:
+        if self.remove:                   # --rm: the container, and its anonymous volumes
             store.remove_container(self.container)
+            volumes.remove_anonymous(self.container.config.get("Mounts", []))
         for conn in self.waiting:             # condition=removed: this says it is gone
             conn.close()
 
