@@ -32,14 +32,15 @@ MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documen
 class Request:
     """What a handler gets: path parameters, query, body, and the connection (for streams)."""
 
-    def __init__(self, handler, params, query, body: bytes, version: tuple[int, int]):
-        self.handler, self.params, self.query, self.body = handler, params, query, body
+    def __init__(self, handler, params, pairs: list[tuple[str, str]], body: bytes, version: tuple[int, int]):
+        self.handler, self.params, self.pairs, self.body = handler, params, pairs, body
+        self.query = dict(pairs)          # (a parameter given twice: its last value; values() has all)
         self.version = version            # the API version the client speaks: (1, 47)
         self.out = None                   # the answer's body, once stream() has sent its headers
 
     def values(self, key: str) -> list[str]:
         """Every value of a query parameter given more than once (?changes=A&changes=B)."""
-        return [value for name, value in parse_qsl(urlsplit(self.handler.path).query) if name == key]
+        return [value for name, value in self.pairs if name == key]
 
     def flag(self, key: str) -> bool:
         return self.query.get(key, "").lower() in ("1", "true", "yes")
@@ -205,11 +206,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if asked < version_tuple(engine.MIN_API_VERSION):
                 raise engine.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
                                       f"API version is {engine.MIN_API_VERSION}, please upgrade your client")
-        query = dict(parse_qsl(url.query))
+        pairs = parse_qsl(url.query)
         body = self.read_body()
         for method, pattern, handler in operations.ROUTES + engine.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
-                req = Request(self, match.groups(), query, body, asked)
+                req = Request(self, match.groups(), pairs, body, asked)
                 result = handler(req)
                 if isinstance(req.out, Chunks):
                     req.out.end()

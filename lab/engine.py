@@ -242,10 +242,11 @@ def post_create(req):
     bare = [item for item in body.get("Env") or [] if "=" not in item]
     created = create_container({**body, "Env": [item for item in body.get("Env") or [] if "=" in item]}, name)
     host = body.get("HostConfig") or {}
-    c = store.find_container(created["Id"])                     # what inspect shows as it was asked
-    c.config["Env"] += bare
-    c.config.update(VolumesFrom=host.get("VolumesFrom") or None, Isolation=host.get("Isolation") or "")
-    c.save_config()
+    if bare or host.get("VolumesFrom") or host.get("Isolation"):    # what inspect shows as it was asked
+        c = store.find_container(created["Id"])
+        c.config["Env"] += bare
+        c.config.update(VolumesFrom=host.get("VolumesFrom") or None, Isolation=host.get("Isolation") or "")
+        c.save_config()
     return 201, created
 
 
@@ -284,10 +285,8 @@ def post_attach(req):
     with_logs = req.flag("logs") and (c.config.get("LogConfig") or {}).get("Type") != "none" and c.log.exists()
     if not live:                              # what it wrote, and no more
         client = req.hijack()
-        tty = c.config.get("Tty", False)
-        for stream, data, _ in logs.follow(c, False) if with_logs else ():
-            if stream in streams:
-                client.sendall(data if tty else supervisor.frame(stream, data))
+        if with_logs:
+            supervisor.send_log(c, client, set(streams))
         client.close()
         return
     client, answer = req.upgrade()            # the supervisor answers, once the client is attached

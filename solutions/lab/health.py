@@ -12,7 +12,7 @@ as docker shows it: State.Health = {"Status": "starting" | "healthy" | "unhealth
 import re
 import time
 
-from lab import LabError, store
+from lab import LabError, store, views
 
 SECOND = 10**9                               # docker gives the durations in nanoseconds
 DEFAULTS = {"Interval": 30 * SECOND, "Timeout": 30 * SECOND, "StartPeriod": 0, "Retries": 3}
@@ -91,7 +91,7 @@ class Health:
 
     def begin(self) -> None:
         """A check starts now (the supervisor sets self.probe once it runs)."""
-        self.began_at, self.timed_out = time.time(), False
+        self.began_at, self.timed_out = time.time_ns(), False
         self.deadline = time.monotonic() + self.timeout
 
     def ended(self, exit_code: int, output: bytes) -> None:
@@ -106,13 +106,7 @@ class Health:
             if self.state["FailingStreak"] >= self.retries:
                 self.state["Status"] = "unhealthy"
         self.state["Log"] = (self.state["Log"] + [{
-            "Start": store_time(self.began_at), "End": store_time(time.time()), "ExitCode": exit_code,
+            "Start": views.iso_ns(self.began_at), "End": views.iso_ns(time.time_ns()), "ExitCode": exit_code,
             "Output": output[:OUTPUT].decode(errors="replace")}])[-KEPT:]
         self.probe, self.due = None, now + self.interval
         self.container.save_state(Health=self.state)
-
-
-def store_time(t: float) -> str:
-    """RFC 3339 with nanoseconds, as docker's Health.Log times."""
-    ns = int(t * 10**9)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"

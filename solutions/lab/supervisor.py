@@ -45,6 +45,15 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
+def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:
+    """attach with logs=1: what the container has written so far, framed as its output is
+    (in the supervisor nothing is written meanwhile: it is busy here)."""
+    tty = container.config.get("Tty", False)
+    for stream, data, _ in logs.follow(container, False):
+        if stream in streams:
+            client.sendall(data if tty else frame(stream, data))
+
+
 def socket_address(folder: int) -> str:
     # A Unix socket's path must fit in 108 bytes and LAB_ROOT may be deeper than that: the path
     # goes through a descriptor of the container's folder instead (/proc/self/fd/N is that folder).
@@ -282,7 +291,8 @@ class Supervisor:
             elif "attach" in req:
                 if client is not None:    # the HTTP answer first (see daemon.Request.upgrade), then
                     client.sendall(req.get("answer", "").encode("latin-1"))   # what it wrote so far
-                    self.send_log(client, set(req["attach"]), req.get("logs", False))
+                    if req.get("logs"):
+                        send_log(self.container, client, set(req["attach"]))
                 answer = self.attach(self.main, client, set(req["attach"]), req.get("stdin", False),
                                      detach_keys=bytes(req.get("detach_keys", b"\x10\x11")))
             elif "exec" in req:
@@ -344,14 +354,6 @@ class Supervisor:
             proc.escapes[client] = Escape(detach_keys)
             self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
         return {}
-
-    def send_log(self, client: socket.socket, streams: set[int], wanted: bool) -> None:
-        """attach with logs=1: what the container has written so far (nothing is written meanwhile:
-        the supervisor is busy here)."""
-        tty = self.container.config.get("Tty", False)
-        for stream, data, _ in logs.follow(self.container, False) if wanted else ():
-            if stream in streams:
-                client.sendall(data if tty else frame(stream, data))
 
     def watch(self, proc: Process) -> Process:
         for fd in proc.outputs:
