@@ -20,7 +20,9 @@ import platform
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -76,6 +78,14 @@ def pytest_sessionstart(session):
         os.environ["LAB_ROOT"] = tempfile.mkdtemp(prefix="lab-root-")
         os.environ["LAB_ROOT_OWNER"] = str(os.getpid())
     os.environ["PYTHONFAULTHANDLER"] = "1"       # a `lab` that hangs says where (see run_lab)
+    # A network namespace of the session's own plays the host (chapter 09): its bridges, NAT
+    # rules and published ports live there, and no test touches the machine's own network.
+    if os.environ.get("LAB_NETNS_OWNER") != str(os.getpid()):
+        CLONE_NEWNET = 0x40000000
+        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+            pytest.exit(f"cannot make the tests' network namespace: {os.strerror(ctypes.get_errno())}", returncode=1)
+        os.environ["LAB_NETNS_OWNER"] = str(os.getpid())
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def pytest_sessionfinish(session):
@@ -126,6 +136,24 @@ def mounts() -> set[str]:
     return {" ".join(line.split()[:5:4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
+def network_leftovers(before: set[str] = frozenset()) -> set[str]:
+    """Containers' veth interfaces, and the rules that publish their ports (nat table, chain LAB).
+    A veth goes with its container's network namespace, which the kernel removes in the
+    background: one not in before is given 5 s to go."""
+    deadline = time.monotonic() + 5
+    while True:
+        with open("/proc/net/dev") as f:              # (this namespace's: /sys/class/net is the host's)
+            links = {line.split(":")[0].strip() for line in f.readlines()[2:]}
+        found = {f"link {name}" for name in links if name.startswith("veth")}
+        if not found - before or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if "lab0" in links:                                # (no bridge yet: no rule either)
+        rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "LAB"], capture_output=True, text=True).stdout
+        found |= {f"rule {line}" for line in rules.splitlines() if line.startswith("-A LAB")}
+    return found
+
+
 def containers() -> dict[str, str]:
     """The containers under this session's LAB_ROOT: folder -> what it runs."""
     folder = Path(os.environ["LAB_ROOT"], "containers")
@@ -149,6 +177,7 @@ def passed(request) -> bool:
 def no_cgroup_or_mount_left_behind(request):
     """After each test, no container, cgroup or mount it made may be left (cgroups are removed)."""
     cgroups_before, mounts_before, containers_before = lab_cgroups(), mounts(), containers()
+    network_before = network_leftovers()
     yield
     left_containers = {k: v for k, v in containers().items() if k not in containers_before}
     for cid in left_containers:             # their processes, cgroups and folders go too
@@ -161,6 +190,8 @@ def no_cgroup_or_mount_left_behind(request):
         assert not left_containers, f"containers left behind (now removed): {left_containers}"
         assert not left, f"container cgroups left behind (now removed): {sorted(left)}"
         assert not mounts() - mounts_before, f"mounts left behind on the host: {sorted(mounts() - mounts_before)}"
+        left_network = network_leftovers(network_before) - network_before
+        assert not left_network, f"network links or rules left behind: {sorted(left_network)}"
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@
     exec.py        06  entering a running one     (coming)
     engine.py      07  the daemon docker talks to (coming)
     security.py    08  what root in it may still do (coming)
+    network.py     09  how it reaches others      (coming)
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
 the background; daemon.py serves engine.py's API over HTTP. store.py is where everything lives

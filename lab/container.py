@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from lab import (Conflict, LabError, cgroups, health, images, logs, names, namespaces, overlay, process,
-                 rootfs, seccomp, security, store, trace, volumes)
+from lab import (Conflict, LabError, cgroups, health, images, logs, names, namespaces, network, overlay, process,
+                 rootfs, seccomp, security, store, syscalls, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -73,7 +73,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            tmpfs=(), read_only=False, interactive=False, tty=False, detach=False, hostname=None, memory=None, cpus=None, pids_limit=None, mounts=(),
            cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=(),
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
-           oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None) -> store.Container:
+           oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
+           publish=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -87,6 +88,10 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
         raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
     init = find_init() if init else None
+    network_mode = network.parse_mode(network_mode)                  # chapter 09
+    ports = network.parse_publish(publish)
+    if ports and (network_mode in ("host", "none") or network_mode.startswith("container:")):
+        raise LabError(f"-p publishes a port of a container on a bridge network, not with --network {network_mode}")
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.find(image_ref)            # (a name, or an image id: docker run sha256:...)
     default = image["Config"].get("Cmd") or []
@@ -126,7 +131,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
-              "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck}
+              "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
+              "PortBindings": ports}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -176,8 +182,9 @@ def enter_rootfs(container: store.Container) -> None:
                            "stacking them needs chapter 04 (overlay)")
         root = layers[0]                  # until then: the image's only layer, read-only,
         rootfs.bind_readonly(root)        # so that it never changes (pivot_root's bind keeps the flag)
-    for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file)):
-        if os.path.isfile(f"{root}/etc/{name}"):          # the mount point must exist in the image
+    for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
+                         ("resolv.conf", container.resolv_conf_file)):
+        if os.path.isfile(f"{root}/etc/{name}") and source.exists():   # (a mount point in the image)
             rootfs.bind_file(str(source), f"{root}/etc/{name}")
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         volumes.mount_volume(root, mount)
@@ -269,19 +276,26 @@ def start(container: store.Container, piped: bool = False):
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
     stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
     trace.before_fork()
+    plan = None
     try:
         policy = security_policy(config, cgroup)
+        plan = step("09", network.prepare, container)    # its bridge, address, ports
+        plan = network.Plan() if plan is NOT_WRITTEN else plan
+        trace.mark("network")
         step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
         command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
         pid = process.spawn(command, env_of(config), config["WorkingDir"],
-                            setup=lambda: init_container(container, cgroup, policy, stdio))
+                            setup=lambda: init_container(container, cgroup, policy, stdio, plan))
     except BaseException:
         if cgroup is not None:
             cgroup.destroy()
+        network.disconnect(container)
         raise
     finally:
         trace.after_exec()
         stdio.close()
+        if plan is not None:
+            plan.close()
     trace.mark("fork and exec")
     stdio.receive_master()
     me = os.getpid()              # lab run, or the supervisor: who will record its end
@@ -310,16 +324,24 @@ def policy_of(config: dict, cgroupfs: list, user: str | None = None) -> "securit
                            config.get("Ulimits") or ())
 
 
-def init_container(container: store.Container, cgroup, policy, stdio: "Stdio") -> None:
+def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", plan: "network.Plan") -> None:
     """The child's side, between fork and exec, in the order the kernel needs."""
-    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("uts", "mnt", "net")}
+    kinds, flags = ("uts", "mnt", "net"), namespaces.CHILD_NAMESPACES
+    if not plan.new_namespace:                       # --network host or container:NAME
+        kinds, flags = ("uts", "mnt"), flags & ~syscalls.CLONE_NEWNET
+    host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in kinds}
     if cgroup is not None:
         step("02", cgroup.join)                      # first: all it does from now on counts
-    if step("01", namespaces.enter_namespaces) is not NOT_WRITTEN:   # hostname, network, mounts...
+    if step("01", namespaces.enter_namespaces, flags) is not NOT_WRITTEN:   # hostname, network, mounts...
         check_new_namespaces(host_namespaces)
         namespaces.make_mounts_private()
         step("01", namespaces.set_hostname, container.config["Hostname"])
-        namespaces.bring_up_loopback()
+        if plan.join_fd is not None:
+            syscalls.setns(plan.join_fd, syscalls.CLONE_NEWNET)       # another container's network
+        elif plan.new_namespace:
+            namespaces.bring_up_loopback()
+        if plan.endpoint is not None:
+            step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx
@@ -341,6 +363,7 @@ def finish(container: store.Container, status: int, cgroup) -> None:
             pass                       # gone already (lab rm -f): no counters to keep
         finally:
             cgroup.destroy()
+    network.disconnect(container)                      # its veth, port rules, address (chapter 09)
     stats = None if stats is NOT_WRITTEN else stats
     limit = container.config["Limits"]["memory"]
     oom = status == 137 and limit is not None and bool(stats and stats["OOMKills"])
@@ -543,6 +566,7 @@ def remove(container: store.Container, force: bool = False) -> None:
         paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths
     if paths:
         cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do
+    network.disconnect(container)
     store.remove_container(container)
 
 

@@ -39,13 +39,13 @@ class ApiError(Exception):
 # network mode: no network but loopback) is refused with one line, never silently ignored.
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "Healthcheck", "Volumes",
-         "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig"}
+         "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig",
+         "ExposedPorts", "NetworkingConfig"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom", "Init", "MemorySwappiness"}
-AS_LAB_DOES = {"NetworkMode": ("default", "none"), "CgroupnsMode": ("private",), "IpcMode": ("private",),
-               "Isolation": ("default",), "NetworkingConfig": ({"EndpointsConfig": {}},)}
+              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings"}
+AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
          "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
          "Volumes": "an anonymous volume (-v /path: name it, -v NAME:/path)", "NetworkMode": "--network",
@@ -61,6 +61,10 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
 
 def check_supported(body: dict) -> None:
     host = body.get("HostConfig") or {}
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if len(endpoints) > 1 or any(value for endpoint in endpoints.values() for value in (endpoint or {}).values()):
+        raise ApiError(400, "lab connects a container to one network, with no aliases, links or fixed address: "
+                       "use --network NAME alone")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
         for key, value in fields.items():
             if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
@@ -154,7 +158,19 @@ def more_options(body: dict, host: dict) -> dict:
                 cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
                 memory_reservation=host.get("MemoryReservation") or None,
                 oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
-                memory_swappiness=host.get("MemorySwappiness"))
+                memory_swappiness=host.get("MemorySwappiness"),
+                network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
+                publish=publish_specs(host.get("PortBindings") or {}))
+
+
+def publish_specs(bindings: dict) -> list[str]:
+    """HostConfig.PortBindings as lab run's -p: [IP:][HOST_PORT:]PORT/PROTOCOL."""
+    specs = []
+    for port, bound in bindings.items():
+        for b in bound or [{}]:
+            ip, host_port = b.get("HostIp") or "", b.get("HostPort") or ""
+            specs.append(f"{ip}:{host_port}:{port}" if ip else f"{host_port}:{port}" if host_port else port)
+    return specs
 
 
 def start_container(ref: str) -> None:
@@ -199,7 +215,7 @@ def container_json(c: store.Container) -> dict:
     state = info["State"]
     return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux",
             "HostnamePath": str(c.hostname_file),
-            "HostsPath": str(c.hosts_file), "ResolvConfPath": "", "ExecIDs": None,
+            "HostsPath": str(c.hosts_file), "ResolvConfPath": str(c.resolv_conf_file), "ExecIDs": None,
             "State": {**state, "Dead": False,
                       "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
                       "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
@@ -207,28 +223,31 @@ def container_json(c: store.Container) -> dict:
                        "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
                        "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
                        "Entrypoint": config.get("Entrypoint") or None, "User": config.get("User") or "",
+                       **({"ExposedPorts": config["ExposedPorts"]} if config.get("ExposedPorts") else {}),
                        **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
                        **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
-                           "NetworkMode": "none", "VolumesFrom": config.get("VolumesFrom"),
+                           "VolumesFrom": config.get("VolumesFrom"),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
-                           "PidMode": "", "UTSMode": "", "UsernsMode": "", "PortBindings": {}, "Links": None,
+                           "PidMode": "", "UTSMode": "", "UsernsMode": "", "Links": None,
                            "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
-                           "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}},
-            "NetworkSettings": {"Networks": {}, "Ports": {}}}
+                           "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}}
 
 
 def container_summary(c: store.Container) -> dict:
     """One row of GET /containers/json (docker ps)."""
     info = container_json(c)
     return {"Id": c.id, "Names": ["/" + c.name], "Image": c.config["Image"], "ImageID": c.config["ImageId"],
-            "Command": " ".join(c.config["Cmd"]), "Created": int(c.config["Created"]), "Ports": [],
+            "Command": " ".join(c.config["Cmd"]), "Created": int(c.config["Created"]),
+            "Ports": [{"IP": b["HostIp"], "PrivatePort": int(key.split("/")[0]), "PublicPort": int(b["HostPort"]),
+                       "Type": key.split("/")[1]} for key, bound in info["NetworkSettings"]["Ports"].items() for b in bound],
             "Labels": c.config.get("Labels", {}), "State": info["State"]["Status"], "Status": c.status_text(),
-            "HostConfig": {"NetworkMode": "none"}, "NetworkSettings": {"Networks": {}}, "Mounts": info["Mounts"]}
+            "HostConfig": {"NetworkMode": info["HostConfig"]["NetworkMode"]},
+            "NetworkSettings": {"Networks": info["NetworkSettings"]["Networks"]}, "Mounts": info["Mounts"]}
 
 
 def post_create(req):

@@ -5,11 +5,13 @@ one place that knows where each thing lives:
     layers/      image layers, one folder each, named by the sha256 of their tar; hidden
                  ones (.incoming-PID-*, .commit-PID.tar, .busybox.PID) are work in progress
     volumes/     NAME/_data: named volumes (chapter 05)
+    networks/    NAME.json: a network (chapter 09); NAME/ADDRESS: an address leased to a
+                 container (the file holds its id); .lock, which leasing holds
     seccomp/     compiled seccomp filters, a cache (chapter 08)
     containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
                  container's own layer: <id>/upper (its changes), <id>/work (overlay's
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
-                 <id>/hostname and hosts (its /etc files), container.log and supervisor.log
+                 <id>/hostname, hosts and resolv.conf (its /etc files), container.log and supervisor.log
                  (run -d), execs/<exec id>.json (the engine's exec records)
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
@@ -70,6 +72,10 @@ def images_lock() -> Path:
 
 def volumes_dir() -> Path:
     return lab_root() / "volumes"
+
+
+def networks_dir() -> Path:
+    return lab_root() / "networks"
 
 
 def seccomp_cache() -> Path:
@@ -169,6 +175,7 @@ class Container:
     merged = property(lambda self: self.path / "merged")
     hostname_file = property(lambda self: self.path / "hostname")
     hosts_file = property(lambda self: self.path / "hosts")
+    resolv_conf_file = property(lambda self: self.path / "resolv.conf")
     log = property(lambda self: self.path / "container.log")
     supervisor_log = property(lambda self: self.path / "supervisor.log")
     ballast = property(lambda self: self.path / ".ballast")          # (supervisor.py: a full disk)

@@ -46,7 +46,9 @@ def container(c: store.Container) -> dict:
                        "MemorySwappiness": limits.get("memory_swappiness"), **security_fields(config.get("Security")),
                        "LogConfig": config.get("LogConfig") or {"Type": "json-file", "Config": {}},
                        "GroupAdd": config.get("GroupAdd") or None, "Ulimits": config.get("Ulimits") or None,
-                       "ShmSize": config.get("ShmSize") or 64 << 20, "Init": bool(config.get("Init"))},
+                       "ShmSize": config.get("ShmSize") or 64 << 20, "Init": bool(config.get("Init")),
+                       "NetworkMode": config.get("NetworkMode") or "bridge", "PortBindings": config.get("PortBindings") or {}},
+        "NetworkSettings": network_settings(c, running),
         "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
                     "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
                     "Propagation": "rprivate"} for m in config.get("Mounts", [])],
@@ -59,6 +61,37 @@ def container(c: store.Container) -> dict:
                    "CpuPeriods": stats.get("CpuPeriods"), "CpuThrottled": stats.get("CpuThrottled"),
                    "PidsRefused": stats.get("PidsRefused")},
     }
+
+
+def network_settings(c: store.Container, running: bool) -> dict:
+    """Where the container is on its network (chapter 09): docker's NetworkSettings."""
+    mode = c.config.get("NetworkMode") or "bridge"
+    here = (c.state.get("Network") or {}) if running else {}
+    endpoint = {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
+                "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
+                "MacAddress": here.get("MacAddress", ""), "Aliases": None}
+    default = endpoint if mode == "bridge" else {}          # (the top-level fields: the default bridge's)
+    return {"Bridge": here.get("Bridge", ""), "SandboxKey": f"/proc/{c.state['Pid']}/ns/net" if running else "",
+            "Ports": here.get("Ports") or {}, "IPAddress": default.get("IPAddress", ""),
+            "Gateway": default.get("Gateway", ""), "IPPrefixLen": default.get("IPPrefixLen", 0),
+            "MacAddress": default.get("MacAddress", ""),
+            "Networks": {} if mode.startswith("container:") else {mode: endpoint}}
+
+
+def network(record: dict) -> dict:
+    """`lab network inspect`, in docker's shape."""
+    ipam = [{"Subnet": record["Subnet"], "Gateway": record["Gateway"]}] if record.get("Subnet") else []
+    members = {}
+    for c in store.list_containers():
+        here = c.state.get("Network") or {}
+        if here.get("Id") == record["Id"] and c.is_running():
+            members[c.id] = {"Name": c.name, "EndpointID": here["Veth"], "MacAddress": here.get("MacAddress", ""),
+                             "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
+    return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
+            "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+            "Internal": False, "Attachable": False, "Ingress": False, "Containers": members,
+            "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record.get("Bridge") else {},
+            "Labels": record.get("Labels") or {}}
 
 
 def lower_dir(layers: list[str]) -> str:

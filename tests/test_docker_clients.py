@@ -3,6 +3,7 @@ Python, each scenario asserting what a user of that client sees."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -128,16 +129,45 @@ def test_docker_rmi_untags_and_deletes_what_nothing_uses(daemon):
 
 
 def test_what_lab_lacks_is_one_readable_line(daemon):
-    network = daemon.docker("network", "ls")
-    assert network.returncode == 1
-    assert network.stderr.strip() == ("Error response from daemon: lab daemon does not implement GET /networks: "
-                                      "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
-    create = daemon.docker("network", "create", "mine")
-    assert create.returncode == 1 and "does not implement POST /networks/create" in create.stderr
+    connect = daemon.docker("network", "connect", "bridge", "nobox")
+    assert connect.returncode == 1
+    assert connect.stderr.strip() == ("Error response from daemon: lab daemon does not implement POST "
+                                      "/networks/bridge/connect: lab serves a subset of the Docker Engine API "
+                                      "(see chapters/07_engine/README.md)")
     assert daemon.docker("inspect", "nosuchthing").stderr.strip() == "Error: No such object: nosuchthing"
-    ports = daemon.docker("run", "--rm", "-p", "8080:80", "busybox", "true")
-    assert ports.returncode == 125 and "lab does not support -p" in ports.stderr
+    links = daemon.docker("run", "--rm", "--link", "other:db", "busybox", "true")
+    assert links.returncode == 125 and "lab does not support --link" in links.stderr
     assert daemon.docker("ps", "-a", "-q").stdout == ""                # and nothing was created
+
+
+def test_docker_networks_and_published_ports(daemon):
+    assert daemon.docker("network", "create", "--subnet", "172.31.77.0/24", "mine").returncode == 0
+    run = daemon.docker("run", "-d", "--name", "web", "--network", "mine", "-p", "8085:80",
+                        "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    assert run.returncode == 0, run.stderr
+    assert daemon.docker("port", "web").stdout == "80/tcp -> 0.0.0.0:8085\n"
+    hostname = daemon.docker("inspect", "-f", "{{.Config.Hostname}}", "web").stdout
+    fetch = ["busybox", "wget", "-q", "-O-", "http://web/hostname"]
+    wait_until(lambda: daemon.docker("run", "--rm", "--network", "mine", *fetch).stdout == hostname, 20,
+               "web answering by its name on the network mine")
+    with socket.create_connection(("127.0.0.1", 8085), timeout=10) as s:      # the published port
+        s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+        assert b"".join(iter(lambda: s.recv(4096), b"")).endswith(hostname.encode())
+    assert "0.0.0.0:8085->80/tcp" in daemon.docker("ps").stdout
+    assert "172.31.77." in daemon.docker("inspect", "-f", "{{.NetworkSettings.Networks.mine.IPAddress}}", "web").stdout
+    busy = daemon.docker("network", "rm", "mine")
+    assert busy.returncode == 1 and "active endpoints" in busy.stderr
+    daemon.docker("rm", "-f", "web")
+    assert daemon.docker("network", "rm", "mine").stdout == "mine\n"
+    client = daemon.client()                                           # the SDK
+    net = client.networks.create("sdknet")
+    box = client.containers.run("busybox", "sleep 60", detach=True, network="sdknet", ports={"80/tcp": None})
+    box.reload()
+    assert box.attrs["NetworkSettings"]["Networks"]["sdknet"]["Gateway"] == net.attrs["IPAM"]["Config"][0]["Gateway"]
+    assert int(box.ports["80/tcp"][0]["HostPort"]) > 0
+    box.remove(force=True)
+    net.remove()
+    assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
 
 
 def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):

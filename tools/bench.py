@@ -50,7 +50,7 @@ lab_impl.activate()
 from lab import cgroups, images, store, syscalls  # noqa: E402
 
 LAB = str(Path(sys.executable).with_name("lab"))
-LIMITS = ["-m", "256m", "--pids-limit", "1000"]
+LIMITS = ["-m", "256m", "--pids-limit", "1000", "--network", "none"]    # (runc's bundle: lo only too)
 
 
 def timed(argv: list[str], env=None) -> tuple[float, int, int]:

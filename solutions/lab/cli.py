@@ -46,6 +46,10 @@ def build_parser() -> Parser:
                      help="mount a host path or a named volume")
     run.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs, e.g. /run:size=64m")
     run.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
+    run.add_argument("--network", "--net", metavar="NETWORK",
+                     help="bridge (default), none, host, container:NAME, or a network of `lab network create`")
+    run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST_PORT:PORT",
+                     help="publish a port on the host, e.g. 8080:80 (or just 80: a free host port)")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     run.add_argument("--privileged", action="store_true",
@@ -141,6 +145,22 @@ def build_parser() -> Parser:
         sub.set_defaults(func=cmd_volume, verb=verb)
     volume_commands.add_parser("ls", help="list volumes").set_defaults(func=cmd_volume, verb="ls", names=[])
 
+    port = commands.add_parser("port", help="show a container's published ports")
+    port.add_argument("container", metavar="CONTAINER")
+    port.set_defaults(func=cmd_port)
+    network = commands.add_parser("network", help="manage networks: create, ls, inspect, rm (chapter 09)")
+    network_commands = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=Parser)
+    network_commands.required = True
+    create = network_commands.add_parser("create", help="create a network: a bridge and a subnet of its own")
+    create.add_argument("--subnet", metavar="CIDR", help="its addresses, e.g. 172.31.5.0/24 (default: a free /24)")
+    create.add_argument("names", nargs=1, metavar="NAME")
+    create.set_defaults(func=cmd_network, verb="create")
+    for verb, text in (("inspect", "show networks as JSON"), ("rm", "remove networks")):
+        sub = network_commands.add_parser(verb, help=text)
+        sub.add_argument("names", nargs="+", metavar="NETWORK")
+        sub.set_defaults(func=cmd_network, verb=verb)
+    network_commands.add_parser("ls", help="list networks").set_defaults(func=cmd_network, verb="ls", names=[])
+
     daemon = commands.add_parser("daemon", help="serve the Docker Engine API on a Unix socket (chapter 07)")
     daemon.add_argument("--socket", default=store.SOCKET, metavar="PATH",
                         help="where to listen (default %(default)s); clients: DOCKER_HOST=unix://PATH")
@@ -163,7 +183,8 @@ def cmd_run(args) -> int:
                    security_opt=args.security_opt, log_driver=args.log_driver, log_opts=args.log_opt,
                    group_add=args.group_add, ulimits=args.ulimit, shm_size=args.shm_size, cpu_shares=args.cpu_shares,
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
-                   oom_kill_disable=args.oom_kill_disable, init=args.init)
+                   oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
+                   publish=args.publish)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health
@@ -175,6 +196,30 @@ def cmd_run(args) -> int:
     c = container.create(args.image, args.cmd, detach=True, **options)
     supervisor.launch(c, args.rm)
     print(c.id)
+    return 0
+
+
+def cmd_port(args) -> int:
+    c = store.find_container(args.container)
+    for key, bindings in ((c.state.get("Network") or {}).get("Ports") or {}).items():
+        for binding in bindings:
+            print(f"{key} -> {binding['HostIp']}:{binding['HostPort']}")
+    return 0
+
+
+def cmd_network(args) -> int:
+    import json
+    from lab import network, views
+    if args.verb == "create":
+        print(network.create(args.names[0], args.subnet)["Id"])
+        return 0
+    if args.verb == "rm":
+        return each(args.names, lambda ref: network.remove(ref) and ref)
+    if args.verb == "inspect":
+        print(json.dumps([views.network(network.find(ref)) for ref in args.names], indent=4))
+        return 0
+    rows = [(n["Id"][:12], n["Name"], n["Driver"], n.get("Subnet") or "") for n in network.list_networks()]
+    print_table([("NETWORK ID", "NAME", "DRIVER", "SUBNET"), *rows])
     return 0
 
 

@@ -19,7 +19,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import LabError, NotFound, cgroups, container, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
+from lab import (LabError, NotFound, cgroups, container, image_commands, images, layers, names, network, overlay, store,
+                 syscalls, views, volumes)
 from lab.engine import (ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout,
                         virtual_size)
 
@@ -682,7 +683,62 @@ def system_df(req):
 
 
 ID = r"([^/]+)"
+def list_networks(req):
+    """GET /networks (docker network ls): filters name, id, label, driver."""
+    wanted = filters(req)
+    check_filters(wanted, ("name", "id", "label", "driver", "type"))
+    shown = []
+    for record in network.list_networks():
+        checks = {"name": lambda v: v in record["Name"], "id": lambda v: record["Id"].startswith(v),
+                  "driver": lambda v: v == record["Driver"],
+                  "type": lambda v: v == ("builtin" if record["Name"] in network.PREDEFINED else "custom")}
+        if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
+                and has_labels(record.get("Labels") or {}, wanted.get("label", [])):
+            shown.append(views.network(record))
+    return 200, shown
+
+
+def get_network(req):
+    return 200, views.network(network.find(req.params[0]))
+
+
+def post_network(req):
+    """POST /networks/create: a bridge network (docker network create [--subnet])."""
+    body = req.json() or {}
+    if (body.get("Driver") or "bridge") != "bridge":
+        raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
+    for key in ("Internal", "Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
+        if body.get(key):
+            raise ApiError(400, f"lab's networks do not take {key}: leave it out")
+    subnets = [c for c in (body.get("IPAM") or {}).get("Config") or [] if c]
+    if len(subnets) > 1 or any(set(c) - {"Subnet"} for c in subnets):
+        raise ApiError(400, "lab's networks take one --subnet, and no gateway or address range: leave them out")
+    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {})
+    return 201, {"Id": record["Id"], "Warning": ""}
+
+
+def delete_network(req):
+    network.remove(req.params[0])
+    return 204, None
+
+
+def post_prune_networks(req):
+    """POST /networks/prune: the user networks no running container is on."""
+    removed = []
+    for record in network.list_networks():
+        if record["Name"] not in network.PREDEFINED and not views.network(record)["Containers"]:
+            try:
+                network.remove(record["Id"])
+                removed.append(record["Name"])
+            except LabError:
+                pass                                   # (a container is on it after all)
+    return 200, {"NetworksDeleted": removed}
+
+
 ROUTES = [
+    ("GET", r"/networks", list_networks), ("POST", r"/networks/create", post_network),
+    ("POST", r"/networks/prune", post_prune_networks), ("GET", rf"/networks/{ID}", get_network),
+    ("DELETE", rf"/networks/{ID}", delete_network),
     ("GET", r"/containers/json", list_containers), ("GET", rf"/containers/{ID}/top", get_top),
     ("GET", rf"/containers/{ID}/stats", get_stats), ("GET", rf"/containers/{ID}/changes", get_changes),
     ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/update", post_update), ("POST", rf"/containers/{ID}/pause", post_pause),

@@ -1,0 +1,255 @@
+"""Chapter 09: networks, how a container reaches others.   Check your work: pytest chapters/09_network
+
+These tests never touch the machine's own network. The whole test session runs in a network
+namespace of its own, which plays the host (chapters/conftest.py): lab0, the NAT rules and
+the published ports live there. A second namespace plays "the internet": a web server at
+203.0.113.1 (an address kept for documentation, RFC 5737) that answers with the address it
+sees the request come from; the host reaches it as 203.0.113.2.
+"""
+import os
+import re
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from chapters.harness import LAB, inspect, wait_running, wait_until
+from lab import netlink, syscalls
+
+INTERNET, HOST = "203.0.113.1", "203.0.113.2"
+
+
+class Internet:
+    """A network namespace with one server, joined to the host's by a veth pair (inet0-inet1)."""
+
+    def __init__(self):
+        self.host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+        syscalls.unshare(syscalls.CLONE_NEWNET)                   # (this thread only goes there)
+        self.ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            inside = netlink.Netlink()
+            syscalls.setns(self.host_ns, syscalls.CLONE_NEWNET)
+            host = netlink.Netlink()
+            host.add_veth("inet0", "inet1", self.ns, "02:00:cb:00:71:01")
+            host.add_address("inet0", HOST, 24)
+            host.set_link("inet0")
+            host.close()
+            inside.set_link("lo")
+            inside.add_address("inet1", INTERNET, 24)
+            inside.set_link("inet1")
+            inside.close()
+            self.server = self.socket()
+        finally:
+            syscalls.setns(self.host_ns, syscalls.CLONE_NEWNET)
+        # A host whose firewall drops what it forwards unless told otherwise (as docker's hosts'
+        # do): the network's own FORWARD rules must let its packets through.
+        subprocess.run(["iptables", "-w", "-P", "FORWARD", "DROP"], check=True)
+        self.server.bind((INTERNET, 8000))
+        self.server.listen(16)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def socket(self) -> socket.socket:
+        """A TCP socket of the internet's namespace (a socket stays in the one it was made in)."""
+        syscalls.setns(self.ns, syscalls.CLONE_NEWNET)
+        try:
+            return socket.socket()
+        finally:
+            syscalls.setns(self.host_ns, syscalls.CLONE_NEWNET)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                client, (peer, _) = self.server.accept()
+            except OSError:
+                return
+            with client:
+                client.recv(4096)
+                client.sendall(f"HTTP/1.0 200 OK\r\n\r\n{peer}\n".encode())
+
+    def get(self, address: str, port: int, path: str = "/") -> str:
+        """What an HTTP GET from the internet to address:port answers."""
+        with self.socket() as s:
+            s.settimeout(10)
+            s.connect((address, port))
+            s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            return b"".join(iter(lambda: s.recv(4096), b"")).decode().split("\r\n\r\n", 1)[1]
+
+    def close(self) -> None:
+        subprocess.run(["iptables", "-w", "-P", "FORWARD", "ACCEPT"], check=True)
+        self.server.close()
+        link = netlink.Netlink()
+        link.delete_link("inet0")
+        link.close()
+        os.close(self.ns)
+        os.close(self.host_ns)
+
+
+@pytest.fixture(scope="module")
+def internet():
+    world = Internet()
+    yield world
+    world.close()
+
+
+def http_get(address: str, port: int, path: str = "/") -> str:
+    """An HTTP GET from the host; the body."""
+    with socket.create_connection((address, port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        return b"".join(iter(lambda: s.recv(4096), b"")).decode().split("\r\n\r\n", 1)[1]
+
+
+def answers(address: str, port: int, path: str = "/hostname"):
+    """The body of a GET, or None while nothing answers (for wait_until)."""
+    try:
+        return http_get(address, port, path)
+    except OSError:
+        return None
+
+
+def wget(lab, url: str, *flags: str, seconds: int = 5):
+    """`wget URL` in a new container (lab run FLAGS): what it fetched. The shell stays PID 1
+    (`; exit`), so that timeout's SIGTERM reaches wget: PID 1 would ignore it."""
+    return lab("run", "--rm", *flags, "busybox", "sh", "-c", f"timeout {seconds} wget -q -O- {url}; exit $?")
+
+
+def web_server(detached, name: str, *flags: str) -> str:
+    """A container serving its /etc with busybox httpd on port 80; its address, once it answers."""
+    detached(name, *flags, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    address = inspect(name)["NetworkSettings"]["Networks"]
+    address = next(iter(address.values()))["IPAddress"]
+    wait_until(lambda: answers(address, 80), 10, f"{name}'s httpd answering on {address}:80")
+    return address
+
+
+def links() -> set[str]:
+    """This network namespace's interfaces (/proc/net is the reader's own; /sys/class/net is not)."""
+    with open("/proc/net/dev") as f:
+        return {line.split(":")[0].strip() for line in f.readlines()[2:]}
+
+
+def veths() -> set[str]:
+    return {name for name in links() if name.startswith("veth")}
+
+
+def port_rules() -> list[str]:
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "LAB"], capture_output=True, text=True).stdout
+    return [line for line in rules.splitlines() if line.startswith("-A LAB")]
+
+
+def test_a_container_gets_an_address_and_a_route_through_the_bridge(lab):
+    result = lab("run", "--rm", "--hostname", "box09", "busybox", "sh", "-c",
+                 "ip -4 -o addr show eth0; ip route; cat /etc/hosts")
+    assert result.returncode == 0, result.stderr
+    address = re.search(r"inet (172\.30\.\d+\.\d+)/16", result.stdout)
+    assert address, result.stdout
+    assert "default via 172.30.0.1 dev eth0" in result.stdout
+    assert f"{address.group(1)}\tbox09\n" in result.stdout           # its /etc/hosts knows its address
+    wait_until(lambda: not veths(), 5, "its veth gone with its namespace")     # the host's end too
+
+
+def test_containers_reach_each_other_and_the_host_reaches_them(lab, detached):
+    address = web_server(detached, "web09")
+    result = wget(lab, f"http://{address}/hostname")
+    assert result.returncode == 0 and result.stdout == inspect("web09")["Config"]["Hostname"] + "\n", result.stderr
+    assert http_get(address, 80, "/hostname") == result.stdout
+
+
+def test_a_container_reaches_the_internet_with_the_hosts_address(lab, internet):
+    result = wget(lab, f"http://{INTERNET}:8000/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{HOST}\n"          # masqueraded: the internet sees the host, not 172.30.x
+
+
+def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, detached, internet):
+    web_server(detached, "pub09", "-p", "8080:80")
+    assert lab("port", "pub09").stdout == "80/tcp -> 0.0.0.0:8080\n"
+    hostname = inspect("pub09")["Config"]["Hostname"] + "\n"
+    assert internet.get(HOST, 8080, "/hostname") == hostname              # from outside
+    assert http_get("127.0.0.1", 8080, "/hostname") == hostname           # from the host itself
+    assert http_get(HOST, 8080, "/hostname") == hostname
+
+
+def test_a_published_port_without_a_host_port_gets_a_free_one(lab, detached):
+    web_server(detached, "free09", "-p", "80", "-p", "127.0.0.1:8081:80")
+    shown = lab("port", "free09").stdout.splitlines()
+    assert shown[1] == "80/tcp -> 127.0.0.1:8081"
+    port = int(re.fullmatch(r"80/tcp -> 0\.0\.0\.0:(\d+)", shown[0]).group(1))
+    assert http_get("127.0.0.1", port, "/hostname") == http_get("127.0.0.1", 8081, "/hostname")
+
+
+def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_nothing(lab, detached):
+    web_server(detached, "first09", "-p", "8082:80")
+    rules = port_rules()
+    result = lab("run", "--rm", "--name", "second09", "-p", "8082:80", "busybox", "true")
+    assert result.returncode == 125 and "port is already allocated" in result.stderr
+    assert port_rules() == rules and lab("inspect", "second09").returncode != 0
+    for flags, said in ((["--network", "nowhere"], "network nowhere not found"),
+                        (["-p", "99999:80"], "invalid port"),
+                        (["--network", "none", "-p", "80"], "-p publishes a port")):
+        result = lab("run", "--rm", *flags, "busybox", "true")
+        assert result.returncode == 125 and said in result.stderr, (flags, result.stderr)
+        assert len(result.stderr.splitlines()) == 1
+    bad = lab("network", "create", "--subnet", "10.0.0.1/24", "bad09")
+    assert bad.returncode == 125 and "invalid subnet" in bad.stderr and "bad09" not in lab("network", "ls").stdout
+    predefined = lab("network", "rm", "bridge")
+    assert predefined.returncode == 1 and "pre-defined network" in predefined.stderr
+
+
+def test_containers_of_a_user_network_find_each_other_by_name(lab, detached):
+    assert lab("network", "create", "--subnet", "172.31.9.0/24", "net09").returncode == 0
+    try:
+        address = web_server(detached, "named09", "--network", "net09")
+        assert address.startswith("172.31.9.")
+        result = wget(lab, "http://named09/hostname", "--network", "net09")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == inspect("named09")["Config"]["Hostname"] + "\n"
+        # a container of another network does not reach it
+        other = wget(lab, f"http://{address}/hostname", seconds=2)
+        assert other.returncode != 0 or other.stdout == ""
+        refused = lab("network", "rm", "net09")
+        assert refused.returncode == 1 and "active endpoints" in refused.stderr
+    finally:
+        lab("rm", "-f", "named09")
+        removed = lab("network", "rm", "net09")
+    assert removed.returncode == 0, removed.stderr
+    assert "net09" not in lab("network", "ls").stdout
+
+
+def test_none_host_and_another_containers_network(lab, detached, internet):
+    links = lab("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
+    assert "eth0" not in links and "lo" in links
+    host = lab("run", "--rm", "--network", "host", "busybox", "ip", "-o", "addr").stdout
+    assert f"inet {HOST}/24" in host                           # the host's own interfaces
+    address = web_server(detached, "shared09")
+    shared = wget(lab, "http://127.0.0.1/hostname", "--network", "container:shared09")    # its localhost: shared09's
+    assert shared.returncode == 0 and shared.stdout == inspect("shared09")["Config"]["Hostname"] + "\n"
+    assert address not in lab("run", "--rm", "busybox", "ip", "-o", "addr").stdout
+
+
+def test_addresses_are_never_given_twice_even_to_containers_started_at_once(lab):
+    names = [f"many09-{i}" for i in range(6)]
+    runs = [subprocess.Popen([LAB, "run", "-d", "--name", n, "busybox", "sleep", "60"], stdout=subprocess.PIPE)
+            for n in names]
+    try:
+        assert all(run.wait(timeout=60) == 0 for run in runs)
+        addresses = [inspect(n)["NetworkSettings"]["IPAddress"] for n in names]
+        assert len(set(addresses)) == len(names) and all(a.startswith("172.30.") for a in addresses)
+    finally:
+        for run in runs:
+            run.stdout.close()
+        lab("rm", "-f", *names)
+
+
+def test_nothing_is_left_after_a_killed_lab_run_and_rm_f(lab, lab_root):
+    run = subprocess.Popen([LAB, "run", "--name", "killed09", "-p", "8083:80", "busybox", "sleep", "60"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    info = wait_running("killed09", run)
+    assert veths() and port_rules()
+    run.kill()
+    run.wait()
+    assert lab("rm", "-f", "killed09").returncode == 0
+    wait_until(lambda: not veths(), 10, "its veth gone")
+    assert not port_rules()
+    assert info["NetworkSettings"]["IPAddress"] not in os.listdir(lab_root / "networks" / "bridge")
+    run.stderr.close()

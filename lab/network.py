@@ -1,0 +1,512 @@
+"""Chapter 09: networks, how a container reaches others and others reach it.
+
+A new network namespace has one interface, lo. To reach anything, a container needs an
+interface whose other end is outside: a veth pair (two interfaces joined by a virtual wire),
+one end, eth0, in the container's namespace, the other on a bridge (a virtual switch, lab0)
+in the host's. The bridge holds the network's first address: the containers' gateway. Then:
+
+- the host routes packets between the bridge and its other interfaces (ip_forward);
+- a masquerade rule (source NAT) sends the container's packets out with the host's address,
+  and the answers back to the container;
+- a published port (-p 8080:80) is a destination NAT rule: what comes to the host's port
+  8080 goes to the container's address, port 80.
+
+Docker, podman and Kubernetes' bridge plugin do the same with the same kernel pieces. lab
+talks to the kernel's links through netlink (netlink.py), and writes its NAT rules with
+iptables, as docker does. See man 4 veth, man 8 ip-link, man 8 iptables-extensions.
+
+Networks: `bridge` (the default, on lab0), `none` (lo only), `host` (the host's own),
+`container:NAME` (another container's), and user networks (`lab network create`), each with
+a bridge and a subnet of its own, where containers also find each other by name.
+"""
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+
+from lab import Conflict, LabError, NotFound, names, netlink, store
+
+DEFAULT = "bridge"                        # docker's name for the default network
+PREDEFINED = ("bridge", "host", "none")
+BRIDGE = {"Name": "bridge", "Driver": "bridge", "Subnet": "172.30.0.0/16", "Gateway": "172.30.0.1",
+          "Bridge": "lab0", "Labels": {}}
+USER_SUBNETS = "172.31.{}.0/24"           # user networks get the first of these that is free
+LOCALHOST = ("127.0.0.1\tlocalhost\n"
+             "::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+# --- the parts you write ---------------------------------------------------------------------
+
+def connect(endpoint: "Endpoint") -> None:
+    """In the child, in its new network namespace: plug it into the network's bridge.
+
+    endpoint.host is a netlink socket lab opened before the fork: it still speaks to the
+    host's namespace. A socket opened now speaks to the container's.
+    """
+    # HINT: the order is the one you would type with `ip`: first the wire, then each end.
+    # HINT: the veth pair is made from the host's side, its peer (eth0) made directly in the
+    # HINT: container's namespace: netlink.Netlink.add_veth takes a file descriptor of it
+    # HINT: (/proc/self/ns/net is the one this process is in now).
+    raise NotImplementedError("chapter 09: write connect() in lab/network.py: In the child, in its new network namespace: plug it into the network's bridge (see chapters/09_network/README.md, 'Your turn')")
+
+
+def network_rules(bridge: str, subnet: str) -> list[list[str]]:
+    """The NAT rules of one network: [table, chain, match and target...] each."""
+    # HINT: two masquerades in the nat table's POSTROUTING: the subnet's packets that leave
+    # HINT: by another interface than the bridge (they go out with the host's address), and
+    # HINT: packets the host itself sends into the bridge (-m addrtype --src-type LOCAL:
+    # HINT: 127.0.0.1 means nothing to a container, so they get the gateway's address).
+    raise NotImplementedError("chapter 09: write network_rules() in lab/network.py: The NAT rules of one network: [table, chain, match and target...] each (see chapters/09_network/README.md, 'Your turn')")
+
+
+def forward_rules(bridge: str) -> list[list[str]]:
+    """What the host forwards for one network (filter FORWARD), in this order: within it; not
+    into another lab network (lab+: every lab bridge); out of it; into it, from outside."""
+    return [["filter", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+            ["filter", "FORWARD", "-i", bridge, "-o", "lab+", "-j", "DROP"],
+            ["filter", "FORWARD", "-i", bridge, "-j", "ACCEPT"],
+            ["filter", "FORWARD", "!", "-i", "lab+", "-o", bridge, "-j", "ACCEPT"]]
+
+
+def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
+    """The rule that publishes a container's port: in lab's chain LAB of the nat table, which
+    sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
+    # HINT: match the protocol and destination port (and the address, -d, if one was given),
+    # HINT: and send it on with -j DNAT --to-destination ADDRESS:PORT.
+    raise NotImplementedError("chapter 09: write port_rule() in lab/network.py: The rule that publishes a container's port: in lab's chain LAB of the nat table, which (see chapters/09_network/README.md, 'Your turn')")
+
+
+# Packets for the host's own addresses go through LAB: those arriving (PREROUTING), and those
+# the host sends itself (OUTPUT), so that curl 127.0.0.1:8080 on the host works too.
+CHAIN_JUMPS = [["nat", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "LAB"],
+               ["nat", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "LAB"]]
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+def to_int(address: str) -> int:
+    parts = address.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        raise ValueError(address)
+    return int.from_bytes(bytes(int(p) for p in parts), "big")
+
+
+def to_text(number: int) -> str:
+    return ".".join(str(b) for b in number.to_bytes(4, "big"))
+
+
+def parse_subnet(subnet: str) -> tuple[int, int]:
+    """'172.31.1.0/24' -> (its first address as a number, 24); a bad one is a LabError."""
+    address, _, prefix = subnet.partition("/")
+    try:
+        base, bits = to_int(address), int(prefix)
+        if not 8 <= bits <= 30 or base & ((1 << (32 - bits)) - 1):
+            raise ValueError(subnet)
+    except ValueError:
+        raise LabError(f"invalid subnet {subnet!r}: use ADDRESS/PREFIX with the host bits 0, "
+                       "e.g. 172.31.5.0/24 (prefix 8 to 30)") from None
+    return base, bits
+
+
+def overlaps(a: str, b: str) -> bool:
+    (x, m), (y, n) = parse_subnet(a), parse_subnet(b)
+    bits = min(m, n)
+    return x >> (32 - bits) == y >> (32 - bits)
+
+
+# --- networks on disk -------------------------------------------------------------------------
+
+class locked:
+    """The networks' lock: leases, ports, bridges and records change under it."""
+
+    def __enter__(self):
+        store.networks_dir().mkdir(parents=True, exist_ok=True)
+        self.file = open(store.networks_dir() / ".lock", "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __exit__(self, *error):
+        self.file.close()
+
+
+def record_path(name: str) -> Path:
+    return store.networks_dir() / f"{name}.json"
+
+
+def find(ref: str) -> dict:
+    """A network by name, id or id prefix (bridge exists always; its record is made on first use)."""
+    if ref == DEFAULT:
+        try:
+            return store.read_json(record_path(DEFAULT))
+        except FileNotFoundError:
+            record = {**BRIDGE, "Id": os.urandom(32).hex(), "Created": time.time()}
+            store.networks_dir().mkdir(parents=True, exist_ok=True)
+            store.write_json(record_path(DEFAULT), record)
+            return record
+    if ref in ("host", "none"):
+        return {"Name": ref, "Id": ref, "Driver": ref, "Subnet": None, "Gateway": None, "Bridge": None,
+                "Created": 0, "Labels": {}}
+    if names.is_name(ref):
+        try:
+            return store.read_json(record_path(ref))
+        except FileNotFoundError:
+            pass
+        matches = [n for n in stored() if n["Id"].startswith(ref)] if len(ref) >= 3 else []
+        if len(matches) == 1:
+            return matches[0]
+    raise NotFound(f"network {ref if names.is_name(ref) else names.shown(ref)} not found (lab network ls lists them)")
+
+
+def stored() -> list[dict]:
+    folder = store.networks_dir()
+    return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def list_networks() -> list[dict]:
+    """Every network: the predefined three, then the user's."""
+    user = [n for n in stored() if n["Name"] != DEFAULT]
+    return [find(DEFAULT), find("host"), find("none"), *user]
+
+
+def create(name: str, subnet: str | None = None, labels: dict | None = None) -> dict:
+    """`lab network create`: a record, its bridge and its rules. Bad input creates nothing."""
+    names.check_name(name, "network")
+    if name in PREDEFINED:
+        raise Conflict(f"network {name} is a predefined network: choose another name")
+    if subnet is not None:
+        parse_subnet(subnet)
+    with locked():
+        if record_path(name).exists():
+            raise Conflict(f"network with name {name} already exists: remove it first (lab network rm {name})")
+        taken = [n["Subnet"] for n in [find(DEFAULT), *stored()]]
+        if subnet is None:
+            subnet = next((s for s in (USER_SUBNETS.format(i) for i in range(1, 256))
+                           if not any(overlaps(s, t) for t in taken)), None)
+            if subnet is None:
+                raise LabError("no free subnet left for a new network: give one with --subnet")
+        elif any(overlaps(subnet, t) for t in taken):
+            raise Conflict(f"the subnet {subnet} overlaps another network's: choose another with --subnet")
+        base, _ = parse_subnet(subnet)
+        network_id = os.urandom(32).hex()
+        record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet, "Gateway": to_text(base + 1),
+                  "Bridge": f"lab-{network_id[:11]}", "Created": time.time(), "Labels": labels or {}}
+        store.write_json(record_path(name), record)
+        try:
+            set_up_bridge(record)
+        except BaseException:
+            record_path(name).unlink()
+            tear_down_bridge(record)
+            raise
+    return record
+
+
+def remove(ref: str) -> dict:
+    """`lab network rm`: refused while a container is connected; then its bridge and rules go."""
+    record = find(ref)
+    if record["Name"] in PREDEFINED:
+        raise Conflict(f"{record['Name']} is a pre-defined network and cannot be removed")
+    with locked():
+        users = [store.find_container(cid).name for cid in leases(record).values() if container_exists(cid)]
+        if users:
+            raise Conflict(f"error while removing network: network {record['Name']} id {record['Id'][:12]} has "
+                           f"active endpoints ({', '.join(users)}): remove or stop them first")
+        tear_down_bridge(record)
+        record_path(record["Name"]).unlink()
+        folder = store.networks_dir() / record["Name"]
+        for lease in folder.glob("*") if folder.is_dir() else ():
+            lease.unlink()
+        if folder.is_dir():
+            folder.rmdir()
+    return record
+
+
+# --- the bridge and its rules -----------------------------------------------------------------
+
+def set_up_bridge(record: dict) -> None:
+    """The bridge with the gateway's address, up, and the network's rules; again after a reboot
+    (which removes links and rules, not lab's records). Called under the lock."""
+    rules = CHAIN_JUMPS + network_rules(record["Bridge"], record["Subnet"]) + forward_rules(record["Bridge"])
+    link = netlink.Netlink()
+    try:
+        if link.index(record["Bridge"]) is not None:
+            return                                 # (made last: the rules are there already)
+        if not Path("/proc/sys/net/ipv4/ip_forward").read_text().startswith("1"):
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")        # the host routes
+        iptables("-N", ["nat", "LAB"], missing_ok=True)
+        for rule in rules:
+            if not iptables("-C", rule, missing_ok=True):
+                iptables("-A", rule)
+        _, prefix = parse_subnet(record["Subnet"])
+        link.add_bridge(record["Bridge"])
+        link.add_address(record["Bridge"], record["Gateway"], prefix)
+        link.set_link(record["Bridge"])
+        # Packets from 127.0.0.1 (curl localhost:8080 on the host) may be routed to the bridge.
+        Path(f"/proc/sys/net/ipv4/conf/{record['Bridge']}/route_localnet").write_text("1")
+    finally:
+        link.close()
+
+
+def tear_down_bridge(record: dict) -> None:
+    link = netlink.Netlink()
+    try:
+        link.delete_link(record["Bridge"])
+    finally:
+        link.close()
+    for rule in network_rules(record["Bridge"], record["Subnet"]) + forward_rules(record["Bridge"]):
+        while iptables("-D", rule, missing_ok=True):
+            pass
+
+
+def iptables(operation: str, rule: list[str], missing_ok: bool = False) -> bool:
+    """iptables -w -t TABLE OPERATION CHAIN SPEC...; False when missing_ok and it says no."""
+    import subprocess
+    table, chain, *spec = rule
+    try:
+        result = subprocess.run(["iptables", "-w", "-t", table, operation, chain, *spec],
+                                capture_output=True, text=True)
+    except FileNotFoundError:
+        raise LabError("networks need iptables: apt install iptables (make setup installs it), "
+                       "or run with --network none") from None
+    if result.returncode != 0 and not missing_ok:
+        raise LabError(f"iptables -t {table} {operation} {' '.join([chain, *spec])}: {result.stderr.strip()}")
+    return result.returncode == 0
+
+
+# --- leases: one address per container, never two containers on one address --------------------
+
+def leases(record: dict) -> dict[str, str]:
+    """The network's leased addresses: address -> container id."""
+    folder = store.networks_dir() / record["Name"]
+    return {p.name: p.read_text() for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def container_exists(container_id: str) -> bool:
+    return (store.containers_dir() / container_id).is_dir()
+
+
+def lease(record: dict, container_id: str) -> str:
+    """The first free address of the network, leased to the container (under the lock). A lease
+    is a file made with O_EXCL; one whose container is gone (a crash) is taken back."""
+    folder = store.networks_dir() / record["Name"]
+    folder.mkdir(exist_ok=True)
+    base, prefix = parse_subnet(record["Subnet"])
+    for number in range(base + 1, base + (1 << (32 - prefix)) - 1):        # not the network, not broadcast
+        address = to_text(number)
+        if address == record["Gateway"]:
+            continue
+        try:
+            fd = os.open(folder / address, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = (folder / address).read_text()
+            if holder == container_id or container_exists(holder):
+                continue
+            (folder / address).unlink()                                   # left by a crash
+            fd = os.open(folder / address, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(container_id)
+        return address
+    raise LabError(f"no address left in network {record['Name']} ({record['Subnet']}): remove containers from it")
+
+
+def release(record: dict, address: str, container_id: str) -> None:
+    path = store.networks_dir() / record["Name"] / address
+    try:
+        if path.read_text() == container_id:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+# --- a container's network: made before its start, removed after its end ------------------------
+
+class Endpoint:
+    """What the child needs to plug itself in (connect): a netlink socket in the host's
+    namespace, the names of its veth and bridge, its address, prefix and gateway."""
+
+    def __init__(self, veth: str, bridge: str, address: str, prefix: int, gateway: str):
+        self.host = netlink.Netlink()              # opened here, in the host's namespace
+        self.veth, self.bridge, self.address, self.prefix, self.gateway = veth, bridge, address, prefix, gateway
+        self.mac = mac_address(address)
+
+
+def mac_address(address: str) -> str:
+    """eth0's MAC address, made from its IPv4 address as docker makes it: 02:42 and the 4 bytes."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in address.split("."))
+
+
+class Plan:
+    """A container's network as its child sees it: a new namespace or not, one to join, an endpoint."""
+
+    def __init__(self, new_namespace: bool = True, join_fd: int | None = None, endpoint: Endpoint | None = None):
+        self.new_namespace, self.join_fd, self.endpoint = new_namespace, join_fd, endpoint
+
+    def close(self) -> None:
+        """In lab, after the fork: the child has its copies."""
+        if self.join_fd is not None:
+            os.close(self.join_fd)
+        if self.endpoint is not None:
+            self.endpoint.host.close()
+
+
+def parse_mode(mode: str | None) -> str:
+    """--network: bridge (default), none, host, container:NAME, or a user network's name."""
+    mode = mode or DEFAULT
+    if mode == "default":
+        return DEFAULT
+    if mode.startswith("container:"):
+        names.check_name(mode.split(":", 1)[1] or "?", "container")
+        return mode
+    if mode not in PREDEFINED:
+        find(mode)                                  # (refused now if there is none)
+    return mode
+
+
+def parse_publish(specs) -> dict[str, list[dict]]:
+    """-p [IP:][HOST_PORT:]PORT[/tcp|udp] -> docker's PortBindings: {"80/tcp": [{"HostIp", "HostPort"}]}."""
+    bindings: dict[str, list[dict]] = {}
+    for spec in specs:
+        m = re.fullmatch(r"(?:(?:(\d+\.\d+\.\d+\.\d+):)?(\d*):)?(\d+)(?:/(tcp|udp))?", spec)
+        ports = [m.group(2), m.group(3)] if m else []
+        if not m or any(p and not 0 < int(p) < 65536 for p in ports):
+            raise LabError(f"invalid port {spec!r}: use -p HOST_PORT:PORT, -p IP:HOST_PORT:PORT or -p PORT "
+                           "(ports 1-65535, /tcp or /udp after)")
+        if m.group(1):
+            to_int(m.group(1))
+        bindings.setdefault(f"{m.group(3)}/{m.group(4) or 'tcp'}", []).append(
+            {"HostIp": m.group(1) or "", "HostPort": m.group(2) or ""})
+    return bindings
+
+
+def prepare(container: store.Container) -> Plan:
+    """In lab, before the fork: what the container's network needs from the host's side (its
+    bridge, an address, its published ports, its /etc/hosts and resolv.conf), recorded in its
+    state (Network) so that disconnect() can undo it, even after a crash."""
+    mode = container.config.get("NetworkMode") or DEFAULT
+    if mode == "none":
+        return Plan()
+    if mode == "host":
+        container.resolv_conf_file.write_text(host_resolv_conf())
+        return Plan(new_namespace=False)
+    if mode.startswith("container:"):
+        other = store.find_container(mode.split(":", 1)[1])
+        if not other.is_running():
+            raise Conflict(f"cannot join network of a non running container: {other.name}")
+        try:
+            return Plan(new_namespace=False, join_fd=os.open(f"/proc/{other.state['Pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        except FileNotFoundError:
+            raise Conflict(f"cannot join network of a non running container: {other.name}") from None
+    record = find(mode)
+    veth = f"veth{container.id[:11]}"
+    _, prefix = parse_subnet(record["Subnet"])
+    with locked():
+        set_up_bridge(record)
+        address = lease(record, container.id)
+        settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
+                    "MacAddress": mac_address(address),
+                    "Gateway": record["Gateway"], "Bridge": record["Bridge"], "Veth": veth, "Ports": {}, "Rules": []}
+        container.save_state(Network=settings)     # from here on, disconnect() undoes it
+        publish(container, settings)
+        container.save_state(Network=settings)
+        write_hosts(record, container)
+    container.resolv_conf_file.write_text(container_resolv_conf())
+    link = netlink.Netlink()
+    try:
+        link.delete_link(veth)                     # its last run's, if the kernel has not yet
+    finally:
+        link.close()
+    return Plan(endpoint=Endpoint(veth, record["Bridge"], address, prefix, record["Gateway"]))
+
+
+def publish(container: store.Container, settings: dict) -> None:
+    """The container's -p ports as DNAT rules; a port another container publishes is refused."""
+    taken = [(p["HostIp"], p["HostPort"], key) for c in store.list_containers() if c.id != container.id
+             for key, bound in ((c.state.get("Network") or {}).get("Ports") or {}).items() for p in bound]
+    for key, bindings in (container.config.get("PortBindings") or {}).items():
+        port, protocol = key.split("/")
+        for binding in bindings:
+            host_ip, host_port = binding.get("HostIp") or "0.0.0.0", binding.get("HostPort") or ""
+            host_port = host_port or str(free_port(protocol))
+            if any(p == host_port and k.endswith("/" + protocol) and (ip == host_ip or "0.0.0.0" in (ip, host_ip))
+                   for ip, p, k in taken):
+                raise Conflict(f"Bind for {host_ip}:{host_port} failed: port is already allocated "
+                               "(another container publishes it: choose another host port)")
+            rule = port_rule(host_ip, int(host_port), protocol, settings["IPAddress"], int(port))
+            iptables("-A", rule)
+            settings["Rules"].append(rule)
+            settings["Ports"].setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
+            taken.append((host_ip, host_port, key))
+
+
+def free_port(protocol: str) -> int:
+    """A port nothing on the host uses now, from the kernel's ephemeral range (-p PORT)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def disconnect(container: store.Container) -> None:
+    """After the container's end (or for lab rm -f after a crash): its port rules and its lease
+    go, and the other containers of its network forget its name.
+
+    Its veth pair goes with its network namespace: when the last process in it ends, the
+    kernel removes eth0, and a veth never outlives its peer. (Deleting it here would cost
+    ~13 ms of every `lab run`: the kernel waits for readers of the link to finish, which it
+    otherwise does in the background.)"""
+    settings = container.state.get("Network")
+    if not settings:
+        return
+    for rule in settings.get("Rules") or ():
+        iptables("-D", rule, missing_ok=True)
+    try:
+        record = find(settings["Name"])
+    except NotFound:
+        record = None                              # (its network was removed by hand)
+    with locked():
+        if record is not None:
+            release(record, settings["IPAddress"], container.id)
+        container.save_state(Network=None)
+        if record is not None:
+            write_hosts(record, None)
+
+
+def write_hosts(record: dict, joining: store.Container | None) -> None:
+    """/etc/hosts: the container's own name with its address; on a user network, every member's
+    name, in every member's file (written in place: each is bind-mounted in its container)."""
+    members = []
+    for address, cid in sorted(leases(record).items(), key=lambda item: to_int(item[0])):
+        try:
+            members.append((address, store.Container(store.containers_dir() / cid)))
+        except FileNotFoundError:
+            pass                                   # (a lease left by a crash)
+    joining_id = joining.id if joining else None
+    members = [(address, m) for address, m in members if m.id == joining_id or m.is_running()]
+    for address, member in members:
+        hostname, name = member.config["Hostname"], member.config.get("Name")
+        lines = [f"{address}\t{hostname}" + (f" {name}" if name and name != hostname else "")]
+        if record["Name"] != DEFAULT:               # (docker's default bridge resolves no names)
+            lines += [f"{a}\t{m.config['Name']}" for a, m in members if m.id != member.id and m.config.get("Name")]
+        try:
+            member.hosts_file.write_text(LOCALHOST + "\n".join(lines) + "\n")
+        except FileNotFoundError:
+            pass                                   # (removed meanwhile)
+
+
+def host_resolv_conf() -> str:
+    """The host's resolv.conf (systemd-resolved's real one rather than its 127.0.0.53 stub)."""
+    for path in ("/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"):
+        try:
+            return Path(path).read_text()
+        except OSError:
+            continue
+    return ""
+
+
+def container_resolv_conf() -> str:
+    """The host's, without nameservers on 127.x (the host's loopback is not the container's);
+    none left, docker's fallback: Google's public servers."""
+    lines = [line for line in host_resolv_conf().splitlines()
+             if not re.match(r"\s*nameserver\s+(127\.|::1)", line)]
+    if not any(line.split()[:1] == ["nameserver"] for line in lines):
+        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(lines) + "\n"
