@@ -74,7 +74,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            cap_add=(), cap_drop=(), privileged=False, security_opt=(), log_driver=None, log_opts=(),
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
-           publish=()) -> store.Container:
+           publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
+           uts_mode=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -90,8 +91,16 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     init = find_init() if init else None
     network_mode = network.parse_mode(network_mode)                  # chapter 09
     ports = network.parse_publish(publish)
+    endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts)
+    for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
+        if mode not in (None, "", "host"):
+            raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
+    if uts_mode == "host" and hostname:
+        raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
     if ports and (network_mode in ("host", "none") or network_mode.startswith("container:")):
         raise LabError(f"-p publishes a port of a container on a bridge network, not with --network {network_mode}")
+    if endpoint and (network_mode in ("host", "none") or network_mode.startswith("container:")):
+        raise LabError(f"--mac-address and --network-alias are for a bridge network, not --network {network_mode}")
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.find(image_ref)            # (a name, or an image id: docker run sha256:...)
     default = image["Config"].get("Cmd") or []
@@ -132,7 +141,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
-              "PortBindings": ports}
+              "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -282,7 +291,8 @@ def start(container: store.Container, piped: bool = False):
         plan = step("09", network.prepare, container)    # its bridge, address, ports
         plan = network.Plan() if plan is NOT_WRITTEN else plan
         trace.mark("network")
-        step("01", namespaces.unshare_pid_namespace)     # the child we fork next is PID 1
+        if config.get("PidMode") != "host":               # (--pid host: the host's processes)
+            step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
         command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
         pid = process.spawn(command, env_of(config), config["WorkingDir"],
                             setup=lambda: init_container(container, cgroup, policy, stdio, plan))
@@ -326,16 +336,19 @@ def policy_of(config: dict, cgroupfs: list, user: str | None = None) -> "securit
 
 def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", plan: "network.Plan") -> None:
     """The child's side, between fork and exec, in the order the kernel needs."""
-    kinds, flags = ("uts", "mnt", "net"), namespaces.CHILD_NAMESPACES
+    kinds, flags = ["uts", "mnt", "net"], namespaces.CHILD_NAMESPACES
     if not plan.new_namespace:                       # --network host or container:NAME
-        kinds, flags = ("uts", "mnt"), flags & ~syscalls.CLONE_NEWNET
+        kinds, flags = [k for k in kinds if k != "net"], flags & ~syscalls.CLONE_NEWNET
+    if container.config.get("UTSMode") == "host":    # --uts host: the host's hostname
+        kinds, flags = [k for k in kinds if k != "uts"], flags & ~syscalls.CLONE_NEWUTS
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in kinds}
     if cgroup is not None:
         step("02", cgroup.join)                      # first: all it does from now on counts
     if step("01", namespaces.enter_namespaces, flags) is not NOT_WRITTEN:   # hostname, network, mounts...
         check_new_namespaces(host_namespaces)
         namespaces.make_mounts_private()
-        step("01", namespaces.set_hostname, container.config["Hostname"])
+        if "uts" in kinds:
+            step("01", namespaces.set_hostname, container.config["Hostname"])
         if plan.join_fd is not None:
             syscalls.setns(plan.join_fd, syscalls.CLONE_NEWNET)       # another container's network
         elif plan.new_namespace:

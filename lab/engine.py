@@ -40,11 +40,11 @@ class ApiError(Exception):
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "Healthcheck", "Volumes",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig",
-         "ExposedPorts", "NetworkingConfig"}
+         "ExposedPorts", "NetworkingConfig", "MacAddress"}
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings"}
+              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode"}
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
          "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
@@ -59,12 +59,19 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
          "PublishAllPorts": "-P", "Runtime": "--runtime", "OomScoreAdj": "--oom-score-adj"}
 
 
+ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "Links": "--link", "IPAddress": "--ip", "GlobalIPv6Address": "--ip6"}
+
+
 def check_supported(body: dict) -> None:
     host = body.get("HostConfig") or {}
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
-    if len(endpoints) > 1 or any(value for endpoint in endpoints.values() for value in (endpoint or {}).values()):
-        raise ApiError(400, "lab connects a container to one network, with no aliases, links or fixed address: "
-                       "use --network NAME alone")
+    if len(endpoints) > 1:
+        raise ApiError(400, "a container is connected to one network when it is created: give one --network")
+    for endpoint in endpoints.values():
+        for key, value in (endpoint or {}).items():
+            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID"):
+                raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: "
+                               "run the container without it")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
         for key, value in fields.items():
             if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
@@ -160,7 +167,18 @@ def more_options(body: dict, host: dict) -> dict:
                 oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
                 memory_swappiness=host.get("MemorySwappiness"),
                 network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
-                publish=publish_specs(host.get("PortBindings") or {}))
+                publish=publish_specs(host.get("PortBindings") or {}), **endpoint_options(body, host),
+                pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None)
+
+
+def endpoint_options(body: dict, host: dict) -> dict:
+    """The container's MAC address, aliases and driver options: in NetworkingConfig's entry for
+    its network (an entry for another network is ignored, as docker does), or MacAddress."""
+    mode = host.get("NetworkMode") or "default"
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    mine = endpoints.get(mode) or endpoints.get("bridge" if mode == "default" else mode) or {}
+    return dict(mac_address=mine.get("MacAddress") or body.get("MacAddress") or None,
+                network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None)
 
 
 def publish_specs(bindings: dict) -> list[str]:
@@ -231,7 +249,8 @@ def container_json(c: store.Container) -> dict:
                                      for m in config.get("Mounts", [])] or None,
                            "VolumesFrom": config.get("VolumesFrom"),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
-                           "PidMode": "", "UTSMode": "", "UsernsMode": "", "Links": None,
+                           "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
+                           "UsernsMode": "", "Links": None,
                            "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
@@ -516,8 +535,8 @@ def post_pull(req):
     try:
         images.resolve(ref)
     except NotFound:
-        raise ApiError(404, f"lab has no registry and no image {ref}: import it first "
-                       f"(lab image import FILE {ref})") from None
+        raise ApiError(404, f"pull access denied for {name}, repository does not exist or may require 'docker "
+                       f"login': lab has no registry and no image {ref}: import it first (lab image import FILE {ref})") from None
     out = req.stream("application/json")
     out.write(f'{{"status":"{ref}: lab has it in its store (lab has no registry)"}}\n'.encode())
     out.write(f'{{"status":"Status: Image is up to date for {ref}"}}\n'.encode())

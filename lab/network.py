@@ -323,10 +323,10 @@ class Endpoint:
     """What the child needs to plug itself in (connect): a netlink socket in the host's
     namespace, the names of its veth and bridge, its address, prefix and gateway."""
 
-    def __init__(self, veth: str, bridge: str, address: str, prefix: int, gateway: str):
+    def __init__(self, veth: str, bridge: str, address: str, prefix: int, gateway: str, mac: str):
         self.host = netlink.Netlink()              # opened here, in the host's namespace
         self.veth, self.bridge, self.address, self.prefix, self.gateway = veth, bridge, address, prefix, gateway
-        self.mac = mac_address(address)
+        self.mac = mac
 
 
 def mac_address(address: str) -> str:
@@ -359,6 +359,20 @@ def parse_mode(mode: str | None) -> str:
     if mode not in PREDEFINED:
         find(mode)                                  # (refused now if there is none)
     return mode
+
+
+def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None) -> dict | None:
+    """--mac-address, --network-alias (names others on a user network also know it by), and
+    the engine's DriverOpts (kept, as docker keeps them for the driver)."""
+    if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+        raise LabError(f"invalid MAC address {mac!r}: use six hex pairs, e.g. 02:42:ac:11:00:0a")
+    if mac is not None and int(mac[:2], 16) & 1:
+        raise LabError(f"invalid MAC address {mac!r}: that is a multicast address (the first byte must be even)")
+    for alias in aliases:
+        names.check_name(alias, "network alias")
+    if mac is None and not aliases and not driver_opts:
+        return None
+    return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None}
 
 
 def parse_publish(specs) -> dict[str, list[dict]]:
@@ -401,8 +415,10 @@ def prepare(container: store.Container) -> Plan:
     with locked():
         set_up_bridge(record)
         address = lease(record, container.id)
+        endpoint = container.config.get("Endpoint") or {}
+        mac = endpoint.get("MacAddress") or mac_address(address)
         settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
-                    "MacAddress": mac_address(address),
+                    "MacAddress": mac,
                     "Gateway": record["Gateway"], "Bridge": record["Bridge"], "Veth": veth, "Ports": {}, "Rules": []}
         container.save_state(Network=settings)     # from here on, disconnect() undoes it
         publish(container, settings)
@@ -414,7 +430,7 @@ def prepare(container: store.Container) -> Plan:
         link.delete_link(veth)                     # its last run's, if the kernel has not yet
     finally:
         link.close()
-    return Plan(endpoint=Endpoint(veth, record["Bridge"], address, prefix, record["Gateway"]))
+    return Plan(endpoint=Endpoint(veth, record["Bridge"], address, prefix, record["Gateway"], mac))
 
 
 def publish(container: store.Container, settings: dict) -> None:
@@ -482,14 +498,21 @@ def write_hosts(record: dict, joining: store.Container | None) -> None:
     joining_id = joining.id if joining else None
     members = [(address, m) for address, m in members if m.id == joining_id or m.is_running()]
     for address, member in members:
-        hostname, name = member.config["Hostname"], member.config.get("Name")
-        lines = [f"{address}\t{hostname}" + (f" {name}" if name and name != hostname else "")]
+        lines = [f"{address}\t{' '.join(known_as(member, hostname=True))}"]
         if record["Name"] != DEFAULT:               # (docker's default bridge resolves no names)
-            lines += [f"{a}\t{m.config['Name']}" for a, m in members if m.id != member.id and m.config.get("Name")]
+            lines += [f"{a}\t{' '.join(known_as(m))}" for a, m in members if m.id != member.id and known_as(m)]
         try:
             member.hosts_file.write_text(LOCALHOST + "\n".join(lines) + "\n")
         except FileNotFoundError:
             pass                                   # (removed meanwhile)
+
+
+def known_as(member: store.Container, hostname: bool = False) -> list[str]:
+    """The names a container has on its network: its hostname (in its own file), its name, its aliases."""
+    found = [member.config["Hostname"]] if hostname else []
+    found += [member.config["Name"]] if member.config.get("Name") else []
+    found += (member.config.get("Endpoint") or {}).get("Aliases") or []
+    return list(dict.fromkeys(found))
 
 
 def host_resolv_conf() -> str:

@@ -1,5 +1,6 @@
 """End to end through the `lab` command: docker's exit statuses, one-line errors, nothing left behind."""
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,16 @@ def test_rm_f_cleans_up_after_a_lab_run_that_was_killed(lab):
     assert lab("rm", "-f", "orphan").returncode == 0
     assert "orphan" not in lab("ps", "-a").stdout
     assert paths and not any(Path(p).exists() for p in paths.values())
+
+
+def test_pid_and_uts_host_give_the_container_the_hosts_processes_and_hostname(lab):
+    me = os.getpid()
+    result = lab("run", "--rm", "--name", "hostly", "--pid", "host", "--uts", "host", "busybox", "sh", "-c",
+                 f"echo $$; hostname; cat /proc/{me}/comm")
+    assert result.returncode == 0, result.stderr
+    pid, hostname, comm = result.stdout.splitlines()
+    assert int(pid) != 1 and hostname == socket.gethostname()      # not PID 1: the host's numbers
+    assert comm == Path(f"/proc/{me}/comm").read_text().strip()      # it sees this test's process
+    refused = lab("run", "--rm", "--uts", "host", "--hostname", "box", "busybox", "true")
+    assert refused.returncode == 125 and "conflicting options" in refused.stderr
+

@@ -111,6 +111,8 @@ def test_version_info_images_and_pull(daemon):
     assert json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]["Os"] == "linux"
     missing = daemon.docker("pull", "nosuch")
     assert missing.returncode == 1 and "lab has no registry and no image nosuch:latest" in missing.stderr
+    with pytest.raises(docker.errors.ImageNotFound):                   # (docker's words: the SDK's class)
+        daemon.client().containers.run("nosuch", "true")
     run = daemon.docker("run", "--rm", "nosuch", "true")          # docker run pulls what is missing
     assert run.returncode == 125 and "lab has no registry and no image nosuch:latest" in run.stderr
 

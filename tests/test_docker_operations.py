@@ -274,7 +274,7 @@ def test_logs_follow_goes_on_across_rotations(tmp_path):
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
     for flags, said in ((["--log-driver", "syslog"], "logger: no log driver named 'syslog' is registered"),
                         (["--cpuset-cpus", "0"], "lab does not support --cpuset-cpus"),
-                        (["--pid", "host"], "lab does not support --pid"),
+                        (["--ipc", "host"], "lab does not support --ipc"),
                         (["--device", "/dev/fuse"], "lab does not support --device")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
         assert result.returncode == 125 and said in result.stderr, (flags, result.stderr)

@@ -50,6 +50,11 @@ def build_parser() -> Parser:
                      help="bridge (default), none, host, container:NAME, or a network of `lab network create`")
     run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST_PORT:PORT",
                      help="publish a port on the host, e.g. 8080:80 (or just 80: a free host port)")
+    run.add_argument("--pid", choices=["host"], help="host: the host's PID namespace (it sees every process)")
+    run.add_argument("--uts", choices=["host"], help="host: the host's hostname")
+    run.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                     help="another name the container has on its user network")
+    run.add_argument("--mac-address", metavar="MAC", help="eth0's MAC address (default: 02:42 and its IPv4 address)")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     run.add_argument("--privileged", action="store_true",
@@ -184,7 +189,8 @@ def cmd_run(args) -> int:
                    group_add=args.group_add, ulimits=args.ulimit, shm_size=args.shm_size, cpu_shares=args.cpu_shares,
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
-                   publish=args.publish)
+                   publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
+                   pid_mode=args.pid, uts_mode=args.uts)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health

@@ -735,7 +735,19 @@ def post_prune_networks(req):
     return 200, {"NetworksDeleted": removed}
 
 
+def swarm_leave(req):
+    """Swarm mode answers as a node outside any swarm does (lab has none): clients that clean up
+    with `docker swarm leave --force` go on."""
+    raise ApiError(503, "This node is not part of a swarm")
+
+
+def get_swarm(req):
+    raise ApiError(503, 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+                   "to connect this node to swarm and try again.")
+
+
 ROUTES = [
+    ("POST", r"/swarm/leave", swarm_leave), ("GET", r"/swarm", get_swarm),
     ("GET", r"/networks", list_networks), ("POST", r"/networks/create", post_network),
     ("POST", r"/networks/prune", post_prune_networks), ("GET", rf"/networks/{ID}", get_network),
     ("DELETE", rf"/networks/{ID}", delete_network),

@@ -69,7 +69,8 @@ def network_settings(c: store.Container, running: bool) -> dict:
     here = (c.state.get("Network") or {}) if running else {}
     endpoint = {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
                 "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
-                "MacAddress": here.get("MacAddress", ""), "Aliases": None}
+                "MacAddress": here.get("MacAddress", ""), **{key: (c.config.get("Endpoint") or {}).get(key)
+                                                            for key in ("Aliases", "DriverOpts")}}
     default = endpoint if mode == "bridge" else {}          # (the top-level fields: the default bridge's)
     return {"Bridge": here.get("Bridge", ""), "SandboxKey": f"/proc/{c.state['Pid']}/ns/net" if running else "",
             "Ports": here.get("Ports") or {}, "IPAddress": default.get("IPAddress", ""),
