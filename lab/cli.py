@@ -50,6 +50,8 @@ def build_parser() -> Parser:
                      help="bridge (default), none, host, container:NAME, or a network of `lab network create`")
     run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST_PORT:PORT",
                      help="publish a port on the host, e.g. 8080:80 (or just 80: a free host port)")
+    run.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]",
+                     help="know container NAME as ALIAS (/etc/hosts, ALIAS_ENV_* variables): docker's legacy links")
     run.add_argument("--pid", choices=["host"], help="host: the host's PID namespace (it sees every process)")
     run.add_argument("--uts", choices=["host"], help="host: the host's hostname")
     run.add_argument("--network-alias", action="append", default=[], metavar="NAME",
@@ -190,7 +192,7 @@ def cmd_run(args) -> int:
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
                    publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
-                   pid_mode=args.pid, uts_mode=args.uts)
+                   pid_mode=args.pid, uts_mode=args.uts, links=args.link)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health

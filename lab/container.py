@@ -75,7 +75,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
-           uts_mode=None) -> store.Container:
+           uts_mode=None, links=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -92,6 +92,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     network_mode = network.parse_mode(network_mode)                  # chapter 09
     ports = network.parse_publish(publish)
     endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts)
+    links = network.parse_links(links, network_mode)
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
         if mode not in (None, "", "host"):
             raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
@@ -141,14 +142,15 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
-              "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None}
+              "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
+              "Links": links}
     container = store.create_container(config)
     try:
         for mount in mounts:
             if mount["Type"] == "volume":
                 volumes.create(mount["Name"])             # made on first use
         name = container.config["Hostname"] = hostname or container.id[:12]
-        environ = {"HOSTNAME": name, **environ}
+        environ = {"HOSTNAME": name, **network.link_environment(container.name, links), **environ}
         container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
         container.save_config()
         for folder in (container.upper, container.work, container.merged):   # its own layer (chapter 04)

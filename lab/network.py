@@ -375,6 +375,38 @@ def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None)
     return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None}
 
 
+def parse_links(specs, mode: str) -> list[dict]:
+    """--link NAME[:ALIAS], docker's legacy links: the container NAME is known as ALIAS in this
+    one's /etc/hosts, and its environment comes as ALIAS_ENV_* variables. On a bridge network."""
+    links = []
+    for spec in specs:
+        name, _, alias = spec.lstrip("/").partition(":")
+        alias = alias.rsplit("/", 1)[-1] or name
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise LabError(f"--link is for a bridge network, not --network {mode}")
+        try:
+            target = store.find_container(name)
+        except NotFound:
+            raise NotFound(f"could not get container for {name}: --link needs an existing container") from None
+        names.check_name(alias, "link alias")
+        links.append({"Id": target.id, "Name": target.name, "Alias": alias})
+    return links
+
+
+def link_environment(name: str, links: list[dict]) -> dict[str, str]:
+    """ALIAS_NAME=/name/alias, and ALIAS_ENV_K=V for each of the linked container's variables."""
+    env = {}
+    for link in links:
+        prefix = re.sub(r"[^A-Z0-9]", "_", link["Alias"].upper())
+        env[f"{prefix}_NAME"] = f"/{name}/{link['Alias']}"
+        target = store.Container(store.containers_dir() / link["Id"])
+        for item in target.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            if key not in ("HOME", "PATH", "HOSTNAME"):
+                env[f"{prefix}_ENV_{key}"] = value
+    return env
+
+
 def parse_publish(specs) -> dict[str, list[dict]]:
     """-p [IP:][HOST_PORT:]PORT[/tcp|udp] -> docker's PortBindings: {"80/tcp": [{"HostIp", "HostPort"}]}."""
     bindings: dict[str, list[dict]] = {}
@@ -410,6 +442,10 @@ def prepare(container: store.Container) -> Plan:
         except FileNotFoundError:
             raise Conflict(f"cannot join network of a non running container: {other.name}") from None
     record = find(mode)
+    for link in container.config.get("Links") or []:
+        target = store.Container(store.containers_dir() / link["Id"]) if container_exists(link["Id"]) else None
+        if target is None or not target.is_running():
+            raise Conflict(f"Cannot link to a non running container: /{link['Name']} AS /{container.name}/{link['Alias']}")
     veth = f"veth{container.id[:11]}"
     _, prefix = parse_subnet(record["Subnet"])
     with locked():
@@ -499,6 +535,9 @@ def write_hosts(record: dict, joining: store.Container | None) -> None:
     members = [(address, m) for address, m in members if m.id == joining_id or m.is_running()]
     for address, member in members:
         lines = [f"{address}\t{' '.join(known_as(member, hostname=True))}"]
+        leased = {cid: a for a, cid in leases(record).items()}
+        lines += [f"{leased[link['Id']]}\t{link['Alias']} {link['Name']}" for link in member.config.get("Links") or []
+                  if link["Id"] in leased]                                 # (--link)
         if record["Name"] != DEFAULT:               # (docker's default bridge resolves no names)
             lines += [f"{a}\t{' '.join(known_as(m))}" for a, m in members if m.id != member.id and known_as(m)]
         try:

@@ -137,8 +137,8 @@ def test_what_lab_lacks_is_one_readable_line(daemon):
                                       "/networks/bridge/connect: lab serves a subset of the Docker Engine API "
                                       "(see chapters/07_engine/README.md)")
     assert daemon.docker("inspect", "nosuchthing").stderr.strip() == "Error: No such object: nosuchthing"
-    links = daemon.docker("run", "--rm", "--link", "other:db", "busybox", "true")
-    assert links.returncode == 125 and "lab does not support --link" in links.stderr
+    cpuset = daemon.docker("run", "--rm", "--cpuset-cpus", "0", "busybox", "true")
+    assert cpuset.returncode == 125 and "lab does not support --cpuset-cpus" in cpuset.stderr
     assert daemon.docker("ps", "-a", "-q").stdout == ""                # and nothing was created
 
 
@@ -156,6 +156,9 @@ def test_docker_networks_and_published_ports(daemon):
         s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
         assert b"".join(iter(lambda: s.recv(4096), b"")).endswith(hostname.encode())
     assert "0.0.0.0:8085->80/tcp" in daemon.docker("ps").stdout
+    linked = daemon.docker("run", "--rm", "--network", "mine", "--link", "web:db", "-e", "X=1", "busybox", "sh", "-c",
+                           "echo $DB_NAME $DB_ENV_HOSTNAME; wget -q -O- http://db/hostname")   # docker's legacy links
+    assert linked.stdout.endswith("/db\n" + hostname) and "DB_ENV_HOSTNAME" not in linked.stdout, linked.stderr
     assert "172.31.77." in daemon.docker("inspect", "-f", "{{.NetworkSettings.Networks.mine.IPAddress}}", "web").stdout
     busy = daemon.docker("network", "rm", "mine")
     assert busy.returncode == 1 and "active endpoints" in busy.stderr

@@ -44,7 +44,7 @@ TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostn
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode"}
+              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links"}
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
 FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
          "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
@@ -59,7 +59,7 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
          "PublishAllPorts": "-P", "Runtime": "--runtime", "OomScoreAdj": "--oom-score-adj"}
 
 
-ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "Links": "--link", "IPAddress": "--ip", "GlobalIPv6Address": "--ip6"}
+ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "IPAddress": "--ip", "GlobalIPv6Address": "--ip6"}
 
 
 def check_supported(body: dict) -> None:
@@ -69,7 +69,7 @@ def check_supported(body: dict) -> None:
         raise ApiError(400, "a container is connected to one network when it is created: give one --network")
     for endpoint in endpoints.values():
         for key, value in (endpoint or {}).items():
-            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID"):
+            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links"):
                 raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: "
                                "run the container without it")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
@@ -189,13 +189,15 @@ def more_options(body: dict, host: dict) -> dict:
 
 
 def endpoint_options(body: dict, host: dict) -> dict:
-    """The container's MAC address, aliases and driver options: in NetworkingConfig's entry for
-    its network (an entry for another network is ignored, as docker does), or MacAddress."""
+    """The container's MAC address, aliases, driver options and links: in NetworkingConfig's entry
+    for its network (an entry for another network is ignored, as docker does), or MacAddress and
+    HostConfig's Links (the default bridge's)."""
     mode = host.get("NetworkMode") or "default"
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     mine = endpoints.get(mode) or endpoints.get("bridge" if mode == "default" else mode) or {}
     return dict(mac_address=mine.get("MacAddress") or body.get("MacAddress") or None,
-                network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None)
+                network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None,
+                links=(host.get("Links") or []) + (mine.get("Links") or []))
 
 
 def publish_specs(bindings: dict) -> list[str]:
@@ -281,7 +283,8 @@ def container_json(c: store.Container) -> dict:
                            "VolumesFrom": config.get("VolumesFrom"),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
-                           "UsernsMode": "", "Links": None,
+                           "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"
+                                                       for link in config.get("Links") or []] or None,
                            "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
@@ -435,6 +438,19 @@ def post_kill(req):
     if not c.is_running():
         raise ApiError(409, f"container {c.name} is not running")
     container.kill(c, parse_signal(req.query.get("signal") or "KILL"))
+    return 204, None
+
+
+def delete_link(req):
+    """DELETE /containers/{id}/{alias}?link=1 (docker rm --link): the container forgets the link."""
+    c = store.find_container(req.params[0])
+    if not req.flag("link"):
+        raise ApiError(400, f"{req.params[0]}/{req.params[1]} is not a container: to remove a link, use rm --link")
+    links = c.config.get("Links") or []
+    if not any(link["Alias"] == req.params[1] for link in links):
+        raise ApiError(404, f"could not find link {req.params[1]} of container {c.name}")
+    c.config["Links"] = [link for link in links if link["Alias"] != req.params[1]]
+    c.save_config()
     return 204, None
 
 
@@ -660,7 +676,7 @@ ROUTES = [
     ("POST", rf"/containers/{ID}/wait", post_wait), ("POST", rf"/containers/{ID}/attach", post_attach),
     ("POST", rf"/containers/{ID}/resize", post_resize), ("GET", rf"/containers/{ID}/logs", get_logs),
     ("POST", rf"/containers/{ID}/stop", post_stop), ("POST", rf"/containers/{ID}/kill", post_kill),
-    ("DELETE", rf"/containers/{ID}", delete_container), ("POST", rf"/containers/{ID}/exec", post_exec_create),
+    ("DELETE", rf"/containers/{ID}", delete_container), ("DELETE", rf"/containers/{ID}/{ID}", delete_link), ("POST", rf"/containers/{ID}/exec", post_exec_create),
     ("POST", rf"/exec/{ID}/start", post_exec_start), ("GET", rf"/exec/{ID}/json", get_exec),
     ("POST", rf"/exec/{ID}/resize", post_exec_resize),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
