@@ -16,9 +16,10 @@ done <<'DEMO'
 # A container is a process on the host: lab forks, the child execs the command, lab waits.
 lab run --rm busybox echo hello from a container
 lab run --rm busybox sleep 2 & until pgrep -x sleep -P $! >/dev/null; do sleep 0.05; done; ps -o pid,ppid,args --forest -p $!,$(pgrep -P $!); wait
-# Namespaces change what it sees: it is PID 1, with its own hostname and a network of its own.
+# Namespaces change what it sees: it is PID 1, with its own hostname and a network of its own
+# (an address on lab's bridge, lab0: chapter 09).
 lab run --rm --hostname demo busybox sh -c 'echo "I am PID $$ on $(hostname)"; ps -o pid,comm'
-hostname; lab run --rm busybox ip -o link | cut -d " " -f 1-3
+hostname; lab run --rm busybox ip -o -4 addr | cut -d " " -f 2,7
 # lab exits the way docker does: the command's status, 128+N when signal N killed it,
 # 126 when it cannot be executed, 127 when it does not exist.
 lab run --rm busybox sh -c 'exit 3'; echo "exit status $?"
