@@ -173,7 +173,7 @@ class Engine:
     def create(self, command: list[str], remove: bool) -> str:
         return self.call("POST", "/containers/create", {
             "Image": "busybox", "Cmd": command,
-            "HostConfig": {"Memory": 256 << 20, "PidsLimit": 1000, "AutoRemove": remove}})["Id"]
+            "HostConfig": {"Memory": 256 << 20, "PidsLimit": 1000, "AutoRemove": remove, "NetworkMode": "none"}})["Id"]
 
     def run_true(self) -> tuple[float, int, int]:
         """create, wait (its headers), start, then the wait's answer: like timed(), no memory."""
@@ -288,7 +288,7 @@ PEAK = "peak memory of lab (MB)"      # trace's last line: lab's own VmHWM, not 
 
 def imports() -> tuple[float, list[str]]:
     """What `lab run` imports beyond the interpreter's own start: total ms, and the modules."""
-    result = subprocess.run([sys.executable, "-S", "-X", "importtime", LAB, "run", "--rm", "busybox", "true"],
+    result = subprocess.run([sys.executable, "-S", "-X", "importtime", LAB, "run", "--rm", *LIMITS, "busybox", "true"],
                             capture_output=True, text=True)          # -S: as the `lab` command starts
     bare = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", "pass"], capture_output=True, text=True)
 
@@ -374,6 +374,11 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("bench: containers need root: sudo make bench")
     args.out.mkdir(parents=True, exist_ok=True)
+    # A network namespace of the benchmark's own: the containers started without --network
+    # none (the engine's, the scaling runs) get lab's bridge and rules there, never on this
+    # machine's network (chapter 09).
+    syscalls.unshare(syscalls.CLONE_NEWNET)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     os.environ["LAB_ROOT"] = str(work / "lab-root")       # never your /var/lib/lab
     helper = Helper()
