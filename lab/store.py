@@ -205,9 +205,9 @@ class Container:
 
         A container whose lab was killed between the fork and writing "running" has no pid
         on disk, but its processes are in its cgroup: it is found there, and recorded."""
-        pid = self.state.get("Pid")
+        pid, started = self.state.get("Pid"), self.state.get("PidStartTime")
         if self.state.get("Status") == "running" and pid:
-            return process_start_time(pid) == self.state.get("PidStartTime")
+            return started is not None and process_start_time(pid) == started     # (None: it was gone)
         if self.state.get("Status") == "created" and self.state.get("Cgroup"):
             return self.adopt()
         return False

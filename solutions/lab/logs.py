@@ -130,7 +130,8 @@ def follow(container: store.Container, follow: bool):
 
 def records(container: store.Container, follow: bool):
     """follow()'s records. A container whose supervisor was killed runs on, but nothing logs
-    its output any more: say so, and follow it to its end all the same."""
+    its output any more: say so, and follow it to its end all the same. A removed container
+    (docker run --rm's client may remove it before it has read the end) writes no more."""
     for path in files(container)[:-1]:
         try:
             with open(path, "rb") as f:
@@ -150,7 +151,7 @@ def records(container: store.Container, follow: bool):
             if not follow:
                 return
             container.reload()
-            if container.state.get("Status") != "running" or not container.is_running():
+            if container.state.get("Status") != "running" or not container.is_running() or not container.path.exists():
                 yield from read_records(log)
                 return
             if not container.has_supervisor() and not said:

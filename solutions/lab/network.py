@@ -544,23 +544,24 @@ def disconnect(container: store.Container) -> None:
 
 
 def write_hosts(record: dict, joining: store.Container | None) -> None:
-    """/etc/hosts: the container's own name with its address; on a user network, every member's
-    name, in every member's file (written in place: each is bind-mounted in its container)."""
+    """/etc/hosts: the container's own name with its address, its links' (--link); on a user
+    network, every member's names, in every member's file (written in place: each is
+    bind-mounted in its container). On the default bridge, only the joining one's file."""
+    leased = {cid: address for address, cid in leases(record).items()}
     members = []
-    for address, cid in sorted(leases(record).items(), key=lambda item: to_int(item[0])):
+    everyone = sorted(leased, key=lambda cid: to_int(leased[cid]))
+    for cid in everyone if record["Name"] != DEFAULT else [joining.id] if joining else []:
         try:
-            members.append((address, store.Container(store.containers_dir() / cid)))
+            member = store.Container(store.containers_dir() / cid)
         except FileNotFoundError:
-            pass                                   # (a lease left by a crash)
-    joining_id = joining.id if joining else None
-    members = [(address, m) for address, m in members if m.id == joining_id or m.is_running()]
-    for address, member in members:
-        lines = [f"{address}\t{' '.join(known_as(member, hostname=True))}"]
-        leased = {cid: a for a, cid in leases(record).items()}
+            continue                               # (a lease left by a crash)
+        if member.id == (joining.id if joining else None) or member.is_running():
+            members.append(member)
+    for member in members:
+        lines = [f"{leased[member.id]}\t{' '.join(known_as(member, hostname=True))}"]
         lines += [f"{leased[link['Id']]}\t{link['Alias']} {link['Name']}" for link in member.config.get("Links") or []
-                  if link["Id"] in leased]                                 # (--link)
-        if record["Name"] != DEFAULT:               # (docker's default bridge resolves no names)
-            lines += [f"{a}\t{' '.join(known_as(m))}" for a, m in members if m.id != member.id and known_as(m)]
+                  if link["Id"] in leased]
+        lines += [f"{leased[m.id]}\t{' '.join(known_as(m))}" for m in members if m.id != member.id and known_as(m)]
         try:
             member.hosts_file.write_text(LOCALHOST + "\n".join(lines) + "\n")
         except FileNotFoundError:
