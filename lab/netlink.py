@@ -65,8 +65,9 @@ class Netlink:
     def close(self) -> None:
         os.close(self.fd)
 
-    def request(self, kind: int, body: bytes, flags: int = 0) -> bytes:
-        """Send one message, wait for its answer; an error answer raises OSError(errno)."""
+    def request(self, kind: int, body: bytes, flags: int = 0, what: str = "") -> bytes:
+        """Send one message, wait for its answer; an error answer raises OSError(errno), whose
+        text says what was asked as the `ip` command that asks the same (what)."""
         self.sequence += 1
         message = HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.sequence, 0) + body
         os.write(self.fd, message)
@@ -78,7 +79,7 @@ class Netlink:
             if answer_kind == NLMSG_ERROR:
                 error = -struct.unpack_from("=i", answer, HEADER.size)[0]
                 if error:
-                    raise OSError(error, f"netlink {NAMES.get(kind, kind)}: {os.strerror(error)}")
+                    raise OSError(error, f"{what or NAMES.get(kind, kind)}: {os.strerror(error)}")
                 return b""
             return answer[HEADER.size:length]  # (RTM_GETLINK: the link itself, then the ACK)
 
@@ -103,7 +104,7 @@ class Netlink:
         """ip link add NAME type bridge"""
         info = attr(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, "bridge")])
         self.request(RTM_NEWLINK, IFINFOMSG.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name) + info,
-                     NLM_F_CREATE | NLM_F_EXCL)
+                     NLM_F_CREATE | NLM_F_EXCL, f"ip link add {name} type bridge")
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, peer_mac: str) -> None:
         """ip link add NAME type veth peer name PEER address MAC netns FD: a pair of linked
@@ -114,13 +115,14 @@ class Netlink:
         info = attr(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, "veth"),
                                     attr(IFLA_INFO_DATA, [attr(VETH_INFO_PEER, peer_info)])])
         self.request(RTM_NEWLINK, IFINFOMSG.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name) + info,
-                     NLM_F_CREATE | NLM_F_EXCL)
+                     NLM_F_CREATE | NLM_F_EXCL, f"ip link add {name} type veth peer name {peer} netns {peer_netns_fd}")
 
     def set_link(self, name: str, up: bool = True, master: str | None = None) -> None:
         """ip link set NAME [master BRIDGE] up"""
         index = self.must_index(name)
         extra = attr(IFLA_MASTER, self.must_index(master)) if master else b""
-        self.request(RTM_NEWLINK, IFINFOMSG.pack(0, 0, index, IFF_UP if up else 0, IFF_UP) + extra)
+        self.request(RTM_NEWLINK, IFINFOMSG.pack(0, 0, index, IFF_UP if up else 0, IFF_UP) + extra,
+                     what=f"ip link set {name}{f' master {master}' if master else ''} {'up' if up else 'down'}")
 
     def delete_link(self, name: str) -> bool:
         """ip link del NAME (a veth takes its peer with it); False if there was none."""
@@ -128,7 +130,7 @@ class Netlink:
         if index is None:
             return False
         try:
-            self.request(RTM_DELLINK, IFINFOMSG.pack(0, 0, index, 0, 0))
+            self.request(RTM_DELLINK, IFINFOMSG.pack(0, 0, index, 0, 0), what=f"ip link del {name}")
         except OSError as e:
             if e.errno != 19:                 # gone meanwhile (its namespace went)
                 raise
@@ -138,12 +140,13 @@ class Netlink:
         """ip addr add ADDRESS/PREFIX dev NAME"""
         body = IFADDRMSG.pack(AF_INET, prefix, 0, RT_SCOPE_UNIVERSE, self.must_index(name))
         self.request(RTM_NEWADDR, body + attr(IFA_LOCAL, ipv4(address)) + attr(IFA_ADDRESS, ipv4(address)),
-                     NLM_F_CREATE | NLM_F_EXCL)
+                     NLM_F_CREATE | NLM_F_EXCL, f"ip addr add {address}/{prefix} dev {name}")
 
     def add_default_route(self, gateway: str) -> None:
         """ip route add default via GATEWAY"""
         body = RTMSG.pack(AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-        self.request(RTM_NEWROUTE, body + attr(RTA_GATEWAY, ipv4(gateway)), NLM_F_CREATE | NLM_F_EXCL)
+        self.request(RTM_NEWROUTE, body + attr(RTA_GATEWAY, ipv4(gateway)), NLM_F_CREATE | NLM_F_EXCL,
+                     f"ip route add default via {gateway}")
 
     def must_index(self, name: str) -> int:
         index = self.index(name)

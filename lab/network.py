@@ -45,9 +45,11 @@ def connect(endpoint: "Endpoint") -> None:
     host's namespace. A socket opened now speaks to the container's.
     """
     # HINT: the order is the one you would type with `ip`: first the wire, then each end.
-    # HINT: the veth pair is made from the host's side, its peer (eth0) made directly in the
-    # HINT: container's namespace: netlink.Netlink.add_veth takes a file descriptor of it
-    # HINT: (/proc/self/ns/net is the one this process is in now).
+    # HINT: the veth pair is made from the host's side, its peer (eth0, with endpoint.mac)
+    # HINT: made directly in the container's namespace: netlink.Netlink.add_veth takes a file
+    # HINT: descriptor of it (/proc/self/ns/net is the one this process is in now). The host's
+    # HINT: end goes on the bridge; eth0 gets its address, comes up, and the default route
+    # HINT: goes through the gateway. Close what you open.
     raise NotImplementedError("chapter 09: write connect() in lab/network.py: In the child, in its new network namespace: plug it into the network's bridge (see chapters/09_network/README.md, 'Your turn')")
 
 
@@ -70,11 +72,12 @@ def forward_rules(bridge: str) -> list[list[str]]:
 
 
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
-    """The rule that publishes a container's port: in lab's chain LAB of the nat table, which
-    sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
+    """One published port's rule, in lab's chain LAB of the nat table.
+
+    LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
     # HINT: match the protocol and destination port (and the address, -d, if one was given),
     # HINT: and send it on with -j DNAT --to-destination ADDRESS:PORT.
-    raise NotImplementedError("chapter 09: write port_rule() in lab/network.py: The rule that publishes a container's port: in lab's chain LAB of the nat table, which (see chapters/09_network/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 09: write port_rule() in lab/network.py: One published port's rule, in lab's chain LAB of the nat table (see chapters/09_network/README.md, 'Your turn')")
 
 
 # Packets for the host's own addresses go through LAB: those arriving (PREROUTING), and those

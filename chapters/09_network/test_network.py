@@ -139,11 +139,13 @@ def port_rules() -> list[str]:
 
 def test_a_container_gets_an_address_and_a_route_through_the_bridge(lab):
     result = lab("run", "--rm", "--hostname", "box09", "busybox", "sh", "-c",
-                 "ip -4 -o addr show eth0; ip route; cat /etc/hosts")
-    assert result.returncode == 0, result.stderr
+                 "ip -4 -o addr show eth0; ip route; cat /etc/hosts; ping -c 1 -W 2 172.30.0.1")
+    assert result.returncode in (0, 1), result.stderr
     address = re.search(r"inet (172\.30\.\d+\.\d+)/16", result.stdout)
     assert address, result.stdout
     assert "default via 172.30.0.1 dev eth0" in result.stdout
+    assert " 1 packets received" in result.stdout, ("the container does not reach its gateway, lab0's "
+                                                    "172.30.0.1: is the host's end of its veth on the bridge, and up?")
     assert f"{address.group(1)}\tbox09\n" in result.stdout           # its /etc/hosts knows its address
     wait_until(lambda: not veths(), 5, "its veth gone with its namespace")     # the host's end too
 
