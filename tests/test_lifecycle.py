@@ -127,8 +127,8 @@ def test_exec_dash_it_gives_a_terminal_too(lab, detached):
     terminal = Terminal([LAB, "exec", "-it", "host-of-exec", "sh"])
     try:
         terminal.wait_for(b"# ")
-        terminal.type(b"tty; echo $$\r")
-        terminal.wait_for(b"/dev/pts/0")
+        terminal.type(b"tty; echo tty-done-$((1+1))\r")
+        terminal.wait_for(b"tty-done-2\r\n")     # (typed while it still prints, "exit" is echoed amid its output)
         terminal.type(b"exit\r")
     finally:
         status = terminal.close()
