@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 setup:              ## system packages, the venv, and the busybox image
 	VENV=$(VENV) bash tools/provision.sh
-	LAB_IMPL=solutions $(VENV)/bin/lab run --rm busybox true
+	LAB_IMPL=solutions $(VENV)/bin/lab run --rm --network none busybox true
 
 demo: setup         ## the reference runtime running containers, and what they are
 	VENV=$(VENV) bash tools/demo.sh
