@@ -92,16 +92,16 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     network_mode = network.parse_mode(network_mode)                  # chapter 09
     ports = network.parse_publish(publish)
     endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts)
-    links = network.parse_links(links, network_mode)
+    links = network.parse_links(links)
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
         if mode not in (None, "", "host"):
             raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
     if uts_mode == "host" and hostname:
         raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
-    if ports and (network_mode in ("host", "none") or network_mode.startswith("container:")):
-        raise LabError(f"-p publishes a port of a container on a bridge network, not with --network {network_mode}")
-    if endpoint and (network_mode in ("host", "none") or network_mode.startswith("container:")):
-        raise LabError(f"--mac-address and --network-alias are for a bridge network, not --network {network_mode}")
+    for flags, given in (("-p publishes a port of", ports), ("--mac-address and --network-alias are for", endpoint),
+                         ("--link is for", links)):
+        if given and not network.bridged(network_mode):
+            raise LabError(f"{flags} a container on a bridge network, not with --network {network_mode}")
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.find(image_ref)            # (a name, or an image id: docker run sha256:...)
     default = image["Config"].get("Cmd") or []

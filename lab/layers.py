@@ -9,7 +9,6 @@ that is `sh`, `ls`, `ps` and 300 other commands, no libraries, no network.
 """
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +20,9 @@ import time
 from pathlib import Path
 
 from lab import LabError
-from lab.store import image_path, images_dir, images_lock, layer_path, layers_dir, read_json, tags, tags_path, write_json
+from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tags, tags_path,
+                       write_json)
+from lab.store import locked as locked_file
 
 
 def busybox_binary() -> Path:
@@ -107,10 +108,8 @@ def locked():
 
     @contextlib.contextmanager
     def lock():
-        images_dir().mkdir(parents=True, exist_ok=True)
         layers_dir().mkdir(parents=True, exist_ok=True)
-        with open(images_lock(), "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        with locked_file(images_lock()):
             remove_unfinished_work()
             yield
     return lock()

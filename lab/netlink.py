@@ -87,8 +87,6 @@ class Netlink:
         """The index of the interface called name, None if there is none (RTM_GETLINK)."""
         try:
             answer = self.request(RTM_GETLINK, IFINFOMSG.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name))
-        except FileNotFoundError:
-            return None
         except OSError as e:
             if e.errno == 19:                 # ENODEV
                 return None

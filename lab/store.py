@@ -127,6 +127,22 @@ def tags() -> dict[str, str]:
         return {}
 
 
+class locked:
+    """`with locked(FILE):` holds an exclusive lock on FILE (made, with its folder, if missing)
+    until the block ends: what other lab processes change under the same file waits."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __exit__(self, *error):
+        self.file.close()
+
+
 def remove_stale_temporaries(folder: Path) -> None:
     """Temporary files (.NAME.PID.tmp) whose writer is gone: a write it never finished."""
     for tmp in folder.glob(".*.tmp"):

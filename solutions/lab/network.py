@@ -19,7 +19,6 @@ Networks: `bridge` (the default, on lab0), `none` (lo only), `host` (the host's 
 `container:NAME` (another container's), and user networks (`lab network create`), each with
 a bridge and a subnet of its own, where containers also find each other by name.
 """
-import fcntl
 import os
 import re
 import time
@@ -141,16 +140,9 @@ def overlaps(a: str, b: str) -> bool:
 
 # --- networks on disk -------------------------------------------------------------------------
 
-class locked:
+def locked() -> store.locked:
     """The networks' lock: leases, ports, bridges and records change under it."""
-
-    def __enter__(self):
-        store.networks_dir().mkdir(parents=True, exist_ok=True)
-        self.file = open(store.networks_dir() / ".lock", "w")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-
-    def __exit__(self, *error):
-        self.file.close()
+    return store.locked(store.networks_dir() / ".lock")
 
 
 def record_path(name: str) -> Path:
@@ -246,11 +238,13 @@ def remove(ref: str) -> dict:
 
 # --- the bridge and its rules -----------------------------------------------------------------
 
-def set_up_bridge(record: dict) -> None:
+def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     """The bridge with the gateway's address, up, and the network's rules; again after a reboot
-    (which removes links and rules, not lab's records). Called under the lock."""
+    (which removes links and rules, not lab's records). Called under the lock; link: a netlink
+    socket of the host's to use (else one of its own)."""
     rules = CHAIN_JUMPS + network_rules(record["Bridge"], record["Subnet"]) + forward_rules(record["Bridge"])
-    link = netlink.Netlink()
+    own = link is None
+    link = netlink.Netlink() if own else link
     try:
         if link.index(record["Bridge"]) is not None:
             return                                 # (made last: the rules are there already)
@@ -267,7 +261,8 @@ def set_up_bridge(record: dict) -> None:
         # Packets from 127.0.0.1 (curl localhost:8080 on the host) may be routed to the bridge.
         Path(f"/proc/sys/net/ipv4/conf/{record['Bridge']}/route_localnet").write_text("1")
     finally:
-        link.close()
+        if own:
+            link.close()
 
 
 def tear_down_bridge(record: dict) -> None:
@@ -347,8 +342,9 @@ class Endpoint:
     """What the child needs to plug itself in (connect): a netlink socket in the host's
     namespace, the names of its veth and bridge, its address, prefix and gateway."""
 
-    def __init__(self, veth: str, bridge: str, address: str, prefix: int, gateway: str, mac: str):
-        self.host = netlink.Netlink()              # opened here, in the host's namespace
+    def __init__(self, host: netlink.Netlink, veth: str, bridge: str, address: str, prefix: int, gateway: str,
+                 mac: str):
+        self.host = host                           # opened by lab, in the host's namespace
         self.veth, self.bridge, self.address, self.prefix, self.gateway = veth, bridge, address, prefix, gateway
         self.mac = mac
 
@@ -399,15 +395,18 @@ def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None)
     return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None}
 
 
-def parse_links(specs, mode: str) -> list[dict]:
+def bridged(mode: str) -> bool:
+    """Whether --network mode gives the container a veth on a bridge (not none, host, container:)."""
+    return mode not in ("host", "none") and not mode.startswith("container:")
+
+
+def parse_links(specs) -> list[dict]:
     """--link NAME[:ALIAS], docker's legacy links: the container NAME is known as ALIAS in this
     one's /etc/hosts, and its environment comes as ALIAS_ENV_* variables. On a bridge network."""
     links = []
     for spec in specs:
         name, _, alias = spec.lstrip("/").partition(":")
         alias = alias.rsplit("/", 1)[-1] or name
-        if mode in ("host", "none") or mode.startswith("container:"):
-            raise LabError(f"--link is for a bridge network, not --network {mode}")
         try:
             target = store.find_container(name)
         except NotFound:
@@ -472,8 +471,20 @@ def prepare(container: store.Container) -> Plan:
             raise Conflict(f"Cannot link to a non running container: /{link['Name']} AS /{container.name}/{link['Alias']}")
     veth = f"veth{container.id[:11]}"
     _, prefix = parse_subnet(record["Subnet"])
+    host = netlink.Netlink()                       # the child's way to the host's namespace
+    try:
+        address, mac = connect_host_side(container, record, host, veth, prefix)
+    except BaseException:
+        host.close()
+        raise
+    return Plan(endpoint=Endpoint(host, veth, record["Bridge"], address, prefix, record["Gateway"], mac))
+
+
+def connect_host_side(container: store.Container, record: dict, host: netlink.Netlink, veth: str,
+                      prefix: int) -> tuple[str, str]:
+    """prepare()'s work in the host: the bridge, a lease, the ports, the files; (address, MAC)."""
     with locked():
-        set_up_bridge(record)
+        set_up_bridge(record, host)
         address = lease(record, container.id)
         endpoint = container.config.get("Endpoint") or {}
         mac = endpoint.get("MacAddress") or mac_address(address)
@@ -481,16 +492,13 @@ def prepare(container: store.Container) -> Plan:
                     "MacAddress": mac,
                     "Gateway": record["Gateway"], "Bridge": record["Bridge"], "Veth": veth, "Ports": {}, "Rules": []}
         container.save_state(Network=settings)     # from here on, disconnect() undoes it
-        publish(container, settings)
-        container.save_state(Network=settings)
+        if container.config.get("PortBindings"):
+            publish(container, settings)
+            container.save_state(Network=settings)
         write_hosts(record, container)
     container.resolv_conf_file.write_text(container_resolv_conf())
-    link = netlink.Netlink()
-    try:
-        link.delete_link(veth)                     # its last run's, if the kernel has not yet
-    finally:
-        link.close()
-    return Plan(endpoint=Endpoint(veth, record["Bridge"], address, prefix, record["Gateway"], mac))
+    host.delete_link(veth)                         # its last run's, if the kernel has not yet
+    return address, mac
 
 
 def publish(container: store.Container, settings: dict) -> None:
