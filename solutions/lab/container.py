@@ -577,8 +577,8 @@ def remove(container: store.Container, force: bool = False) -> None:
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
         container.reload()
     paths = container.state.get("Cgroup", {}).get("Paths")
-    if container.damage:                               # what it may have: the cgroup lab names after it
-        paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths
+    if container.damage or not paths:                  # what it may have: the cgroup lab names after it
+        paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths   # (its lab killed before recording it)
     if paths:
         cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do
     network.disconnect(container)
