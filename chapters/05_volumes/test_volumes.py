@@ -19,7 +19,7 @@ def test_a_named_volume_outlives_its_container(lab):
 
 def test_two_running_containers_share_a_volume_at_once(lab):
     runs = [subprocess.Popen([LAB, "run", "--name", name, "-v", "shared:/shared", "busybox", "sh", "-c",
-                              f"echo {name} > /shared/{name}; "
+                              f"echo {name} > /shared/.{name}; mv /shared/.{name} /shared/{name}; "   # whole or absent: never half-written
                               f"while [ ! -e /shared/{other} ]; do sleep 0.05; done; cat /shared/{other}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for name, other in (("left", "right"), ("right", "left"))]
