@@ -346,7 +346,8 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
     host_namespaces = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in kinds}
     if cgroup is not None:
         step("02", cgroup.join)                      # first: all it does from now on counts
-    if step("01", namespaces.enter_namespaces, flags) is not NOT_WRITTEN:   # hostname, network, mounts...
+    own_mounts = step("01", namespaces.enter_namespaces, flags) is not NOT_WRITTEN
+    if own_mounts:                                   # hostname, network, mounts...
         check_new_namespaces(host_namespaces)
         namespaces.make_mounts_private()
         if "uts" in kinds:
@@ -361,7 +362,7 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx
     if policy is not None:
-        step("08", security.apply, policy)           # last: what root in it may no longer do
+        step("08", security.apply, policy, own_mounts)   # last: what root in it may no longer do
 
 
 def env_of(config: dict) -> dict[str, str]:
@@ -476,7 +477,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
 def init_exec(stdio: Stdio, policy) -> None:
     """The exec'd command's side, inside the container's namespaces, before its exec."""
     stdio.in_child()                                   # in its mounts: its own /dev/ptmx
-    step("08", security.apply, policy, True)           # the container's capabilities and seccomp
+    step("08", security.apply, policy, False)          # the container's capabilities and seccomp
 
 
 def signal_container(container: store.Container, sig: int) -> bool:

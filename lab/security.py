@@ -132,11 +132,13 @@ class Policy:
         self.cgroupfs = cgroupfs                  # see mount_cgroupfs
 
 
-def apply(policy: Policy, joining: bool = False) -> None:
+def apply(policy: Policy, mounts: bool = True) -> None:
     """In the child, after its rootfs and terminal are ready, right before exec: the order of
-    the module's docstring. joining (lab exec): the container's mounts are masked already."""
+    the module's docstring. mounts=False: the cgroupfs and the masks are left out, either
+    because they are there already (lab exec) or because there is no mount namespace of the
+    container's own to make them in (chapter 01 not written: they would land on the host)."""
     from lab import seccomp
-    if not joining:                               # (lab exec: the container's mounts are made)
+    if mounts:
         mount_cgroupfs(policy.cgroupfs, read_only=not policy.privileged)
         if not policy.privileged:
             mask_paths()
@@ -223,30 +225,29 @@ def read_table(path: str) -> list[list[str]]:
 
 def mask_paths() -> None:
     """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys."""
-    # HINT: a file is hidden by bind-mounting /dev/null over it; a directory by mounting an
-    # HINT: empty tmpfs on it, read-only. A path this kernel does not have is left alone.
-    # HINT: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY
-    # HINT: (the flags of a bind come from the remount; see rootfs.bind_readonly).
+    # HINT: some /proc and /sys files let root reach the host's kernel: hide them (mount something
+    # HINT: over them) or make them read-only.
     raise NotImplementedError("chapter 08: write mask_paths() in lab/security.py: Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys (see chapters/08_security/README.md, 'Your turn')")
 
 
 def drop_bounding_set(keep: int, last_cap: int) -> None:
     """Take every capability not in keep out of the bounding set: no exec can get it back."""
-    # HINT: the bounding set caps what any later exec may hold; root's exec otherwise gets it all.
-    # HINT: prctl(PR_CAPBSET_DROP, N) takes capability N out; numbers go from 0 to last_cap.
+    # HINT: a capability taken out of the bounding set can never come back, whatever is executed
+    # HINT: later: take out every one the container does not keep.
     raise NotImplementedError("chapter 08: write drop_bounding_set() in lab/security.py: Take every capability not in keep out of the bounding set: no exec can get it back (see chapters/08_security/README.md, 'Your turn')")
 
 
 def set_no_new_privs() -> None:
     """--security-opt no-new-privileges: from now on exec never raises privileges."""
+    # HINT: one flag makes sure no later exec gains privileges (setuid programs, file capabilities);
+    # HINT: the kernel then also lets an unprivileged process install a seccomp filter.
     raise NotImplementedError("chapter 08: write set_no_new_privs() in lab/security.py: --security-opt no-new-privileges: from now on exec never raises privileges (see chapters/08_security/README.md, 'Your turn')")
 
 
 def set_capabilities(keep: int) -> None:
     """Cut the effective, permitted and inheritable sets down to keep; clear the ambient set."""
-    # HINT: one capset call sets all three sets; the ambient set is cleared with
-    # HINT: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). This comes last: dropping
-    # HINT: CAP_SYS_ADMIN earlier would forbid the mounts and the seccomp filter.
+    # HINT: set what the container keeps in the three sets at once, and empty the ambient set; it
+    # HINT: comes last, because it takes away what the steps before needed.
     raise NotImplementedError("chapter 08: write set_capabilities() in lab/security.py: Cut the effective, permitted and inheritable sets down to keep; clear the ambient set (see chapters/08_security/README.md, 'Your turn')")
 
 

@@ -132,11 +132,13 @@ class Policy:
         self.cgroupfs = cgroupfs                  # see mount_cgroupfs
 
 
-def apply(policy: Policy, joining: bool = False) -> None:
+def apply(policy: Policy, mounts: bool = True) -> None:
     """In the child, after its rootfs and terminal are ready, right before exec: the order of
-    the module's docstring. joining (lab exec): the container's mounts are masked already."""
+    the module's docstring. mounts=False: the cgroupfs and the masks are left out, either
+    because they are there already (lab exec) or because there is no mount namespace of the
+    container's own to make them in (chapter 01 not written: they would land on the host)."""
     from lab import seccomp
-    if not joining:                               # (lab exec: the container's mounts are made)
+    if mounts:
         mount_cgroupfs(policy.cgroupfs, read_only=not policy.privileged)
         if not policy.privileged:
             mask_paths()
@@ -223,10 +225,12 @@ def read_table(path: str) -> list[list[str]]:
 
 def mask_paths() -> None:
     """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys."""
-    # HINT: a file is hidden by bind-mounting /dev/null over it; a directory by mounting an
-    # HINT: empty tmpfs on it, read-only. A path this kernel does not have is left alone.
-    # HINT: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY
-    # HINT: (the flags of a bind come from the remount; see rootfs.bind_readonly).
+    # HINT: some /proc and /sys files let root reach the host's kernel: hide them (mount something
+    # HINT: over them) or make them read-only.
+    # HINT 2: a file is hidden by bind-mounting /dev/null over it; a directory by mounting an
+    # HINT 2: empty tmpfs on it, read-only. A path this kernel does not have is left alone.
+    # HINT 3: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY
+    # HINT 3: (the flags of a bind come from the remount; see rootfs.bind_readonly).
     # BEGIN SOLUTION 08
     for path in MASKED_PATHS:
         if os.path.isdir(path):
@@ -242,8 +246,10 @@ def mask_paths() -> None:
 
 def drop_bounding_set(keep: int, last_cap: int) -> None:
     """Take every capability not in keep out of the bounding set: no exec can get it back."""
-    # HINT: the bounding set caps what any later exec may hold; root's exec otherwise gets it all.
-    # HINT: prctl(PR_CAPBSET_DROP, N) takes capability N out; numbers go from 0 to last_cap.
+    # HINT: a capability taken out of the bounding set can never come back, whatever is executed
+    # HINT: later: take out every one the container does not keep.
+    # HINT 2: the bounding set caps what any later exec may hold; root's exec otherwise gets it all.
+    # HINT 2: prctl(PR_CAPBSET_DROP, N) takes capability N out; numbers go from 0 to last_cap.
     # BEGIN SOLUTION 08
     for number in range(last_cap + 1):
         if not keep & (1 << number):
@@ -253,6 +259,9 @@ def drop_bounding_set(keep: int, last_cap: int) -> None:
 
 def set_no_new_privs() -> None:
     """--security-opt no-new-privileges: from now on exec never raises privileges."""
+    # HINT: one flag makes sure no later exec gains privileges (setuid programs, file capabilities);
+    # HINT: the kernel then also lets an unprivileged process install a seccomp filter.
+    # HINT 2: prctl(PR_SET_NO_NEW_PRIVS, 1) (see syscalls); there is no way back.
     # BEGIN SOLUTION 08
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     # END SOLUTION
@@ -260,9 +269,11 @@ def set_no_new_privs() -> None:
 
 def set_capabilities(keep: int) -> None:
     """Cut the effective, permitted and inheritable sets down to keep; clear the ambient set."""
-    # HINT: one capset call sets all three sets; the ambient set is cleared with
-    # HINT: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). This comes last: dropping
-    # HINT: CAP_SYS_ADMIN earlier would forbid the mounts and the seccomp filter.
+    # HINT: set what the container keeps in the three sets at once, and empty the ambient set; it
+    # HINT: comes last, because it takes away what the steps before needed.
+    # HINT 2: one capset call sets all three sets; the ambient set is cleared with
+    # HINT 2: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). This comes last: dropping
+    # HINT 2: CAP_SYS_ADMIN earlier would forbid the mounts and the seccomp filter.
     # BEGIN SOLUTION 08
     syscalls.capset(keep, keep, keep)
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
