@@ -1,14 +1,28 @@
-"""The course's own tools, beside the runtime you write (not in it): `lab progress`.
+"""The course's own tools, beside the runtime you write (not in it): `lab progress`, `lab hint`
+and `lab watch`. The `lab` command (lab_impl.py) hands them to this module before it loads
+your lab/.
 
-`lab progress` runs every chapter's tests quietly (in this process, with pytest) and shows
-each chapter as done, in progress (passed/total) or not started, then the next thing to write.
-The `lab` command (lab_impl.py) hands `lab progress` to this module before it loads your lab/.
+- `lab progress` runs every chapter's tests quietly (in this process, with pytest) and shows
+  each chapter as done, in progress (passed/total) or not started, then the next thing to write.
+- `lab hint [NAME]` shows the hints of your next unwritten function (or of NAME), one level
+  more each time: the skeleton keeps the first, the reference's `# HINT 2:` ... lines the rest.
+- `lab watch [NN]` runs the current chapter's tests again each time a file in lab/ changes,
+  and moves on to the next chapter once it passes.
 """
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import textwrap
+import time
 from pathlib import Path
 
+import lab_impl
+
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tools"))
+import make_skeleton  # noqa: E402   (the one reader of solution blocks and their hints)
 
 BAR = 24
 
@@ -20,6 +34,8 @@ class Collector:
         self.failures: dict[str, str] = {}
         self.tests: list[str] = []
 
+        self.said: dict[str, str] = {}      # what lab (or its daemon) said, for each failure
+
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.tests:
             self.tests.append(report.nodeid)
@@ -27,6 +43,7 @@ class Collector:
             unfinished = dict(report.user_properties).get("not written yet")
             text = str(report.longrepr).strip().splitlines()
             self.failures[report.nodeid] = unfinished or (text[-1] if text else "failed")
+            self.said[report.nodeid] = "\n".join(body for name, body in report.sections if name.startswith("what lab"))
 
 
 def bar(done: int, total: int, width: int = BAR) -> str:
@@ -34,15 +51,22 @@ def bar(done: int, total: int, width: int = BAR) -> str:
     return "#" * filled + "-" * (width - filled)
 
 
-def progress() -> int:
+CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
+
+
+def load_pytest(tool: str):
     if sys.flags.no_site:             # the `lab` command starts without site: pytest lives there
         import site
         site.main()
-    import pytest
     if os.geteuid() != 0:
-        print("lab progress runs the chapter tests, which need root: sudo -E $(which lab) progress")
-        return 1
-    chapters = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
+        sys.exit(f"lab {tool} runs the chapter tests, which need root: sudo -E $(which lab) {tool}")
+    import pytest
+    return pytest
+
+
+def progress() -> int:
+    pytest = load_pytest("progress")
+    chapters = CHAPTERS
     collector = Collector()
     code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
@@ -69,3 +93,126 @@ def progress() -> int:
     lesson = chapter.relative_to(ROOT) / "README.md"
     print(f"Next: {test}\n  {message}\n  Read {lesson}, then check with: pytest {chapter.relative_to(ROOT)}")
     return 0
+
+
+# lab hint
+
+def hint(args: list[str]) -> int:
+    package = lab_impl.folder() / "lab"
+    reference = make_skeleton.gaps()
+    todo = make_skeleton.unwritten(package)
+    if args:
+        wanted = args[0].removesuffix("()")
+        chosen = [g for g in reference if g.name == wanted or g.name.endswith("." + wanted)
+                  or f"{g.module.removesuffix('.py')}.{g.name}" == wanted]
+        if not chosen:
+            names = ", ".join(sorted({g.name.split(".")[-1] for g in reference}))
+            print(f"lab hint: no exercise is called {args[0]!r}; the exercises: {names}")
+            return 1
+        open_ones = [g for g in chosen if (g.chapter, g.module, g.name) in todo]
+        gap = (open_ones or chosen)[0]
+        others = [g.name for g in chosen if g is not gap]
+    elif todo:
+        gap, others = next(g for g in reference if (g.chapter, g.module, g.name) == todo[0]), []
+    else:
+        print("lab hint: every exercise in lab/ is written. If a chapter still fails, `lab progress` "
+              "shows its first failing test; `lab hint NAME` shows the hints of one function.")
+        return 0
+    shown_file = package.parent / ".lab-hints.json"
+    try:
+        shown = json.loads(shown_file.read_text())
+    except (OSError, ValueError):
+        shown = {}
+    key = f"{gap.module}:{gap.name}"
+    levels = sorted(gap.hints)
+    level = min(shown.get(key, 0) + 1, len(levels))
+    shown[key] = level
+    shown_file.write_text(json.dumps(shown, indent=1) + "\n")
+    print(f"chapter {gap.chapter}: {gap.name}() in lab/{gap.module}   (hint {level} of {len(levels)})")
+    for n in levels[:level]:
+        print(textwrap.fill(" ".join(gap.hints[n]), 96, initial_indent=f"  {n}. ", subsequent_indent="     "))
+    lesson = make_skeleton.lesson(gap.chapter)
+    if level < len(levels):
+        print(f"`lab hint` again for the next one. The lesson: {lesson}, 'Your turn'.")
+    else:
+        print(f"That was the last hint: the rest is yours to write. The lesson: {lesson}, 'Your turn'.")
+    if others:
+        print(f"(Also called so: {', '.join(others)}. `lab hint CLASS.NAME` shows one of those.)")
+    return 0
+
+
+# lab watch
+
+def run_chapter(chapter: Path) -> dict:
+    """Run one chapter's tests in a fresh process (your lab/ as it is now on disk): the tests,
+    the failures in order, and what lab said for them."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        subprocess.run([sys.executable, __file__, "--report", out.name, str(chapter)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            return json.load(out)
+        except ValueError:
+            return {"tests": [], "failures": {}, "said": {}}
+
+
+def snapshot(package: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in package.rglob("*.py")
+            if "__pycache__" not in p.parts}
+
+
+def watch(args: list[str]) -> int:
+    load_pytest("watch")
+    package = lab_impl.folder() / "lab"
+    numbers = [c.name[:2] for c in CHAPTERS]
+    if args and args[0] not in numbers:
+        print(f"lab watch: no chapter {args[0]!r}; the chapters: {' '.join(numbers)}")
+        return 1
+    todo = make_skeleton.unwritten(package)
+    current = numbers.index(args[0] if args else todo[0][0] if todo else numbers[0])
+    clear = "\033[H\033[2J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            chapter = CHAPTERS[current]
+            began = time.monotonic()
+            print(f"{clear}lab watch: running {chapter.relative_to(ROOT)} ...", flush=True)
+            result = run_chapter(chapter)
+            tests, failures = result["tests"], result["failures"]
+            passed = len(tests) - len(failures)
+            number, _, topic = chapter.name.partition("_")
+            print(f"chapter {number} {topic}  [{bar(passed, len(tests), 10)}] {passed}/{len(tests)} passed"
+                  f"  ({time.monotonic() - began:.1f} s)")
+            if tests and not failures and current + 1 < len(CHAPTERS):
+                later = [c for c, _, _ in make_skeleton.unwritten(package) if c > number]
+                current = numbers.index(later[0]) if later else current + 1
+                print(f"chapter {number} passes: on to chapter {numbers[current]}", flush=True)
+                continue
+            if not tests:
+                print("  no test ran: try pytest " + str(chapter.relative_to(ROOT)))
+            elif failures:
+                test, message = next(iter(failures.items()))
+                print(f"\nfirst failure: {test}\n  {message}")
+                if said := result["said"].get(test):
+                    print("  " + said.replace("\n", "\n  "))
+            else:
+                print("every chapter from here on passes")
+            print("\nwatching lab/ for changes (Ctrl-C to stop; `lab hint` for a hint)", flush=True)
+            before = snapshot(package)
+            while snapshot(package) == before:
+                time.sleep(0.3)
+    except KeyboardInterrupt:
+        print()
+        return 0
+
+
+def report(out: str, chapter: str) -> int:
+    """The child of run_chapter: run the chapter's tests, write what came of them to out."""
+    pytest = load_pytest("watch")
+    collector = Collector()
+    pytest.main([chapter, "-p", "no:terminal", "-p", "no:cacheprovider"], plugins=[collector])
+    failures = {t: collector.failures[t] for t in collector.tests if t in collector.failures}
+    Path(out).write_text(json.dumps({"tests": collector.tests, "failures": failures, "said": collector.said}))
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--report"]:
+    sys.exit(report(*sys.argv[2:4]))

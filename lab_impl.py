@@ -43,8 +43,9 @@ def activate() -> Path:
 def main():
     """The `lab` console script."""
     activate()
-    if sys.argv[1:2] == ["progress"]:      # a course tool, not part of the runtime (course.py)
+    if sys.argv[1:2] in (["progress"], ["hint"], ["watch"]):   # the course's tools, not the runtime's
         import course
-        sys.exit(course.progress())
+        tool = sys.argv[1]
+        sys.exit(course.progress() if tool == "progress" else getattr(course, tool)(sys.argv[2:]))
     from lab.cli import main as cli_main
     sys.exit(cli_main())

@@ -256,6 +256,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("what to write next")
         for message in NOT_WRITTEN:
             terminalreporter.line(message)
+        terminalreporter.line("stuck? `lab hint` gives a hint for the first one, one level more each time")
 
 
 @pytest.fixture

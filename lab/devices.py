@@ -50,8 +50,8 @@ def allow_v1(folder: Path, rules, privileged: bool = False) -> None:
     if privileged:
         _write(folder / "devices.allow", "a")
         return
-    # HINT: deny everything ("a" to devices.deny), then one devices.allow line per rule
-    # HINT: (rule_text makes the line). No process is in the folder yet: none slips through.
+    # HINT: v1's device controller keeps an allow list: start from nothing allowed, then allow each
+    # HINT: rule.
     raise NotImplementedError("chapter 08: write allow_v1() in lab/devices.py: Give a cgroup v1 devices folder (new, still empty) exactly these rules (see chapters/08_security/README.md, 'Your turn')")
 
 
@@ -133,10 +133,8 @@ def rule_block(rule) -> list[tuple]:
     """One rule's instructions: on a match answer 1, else go on to the next rule's."""
     kind, major, minor, access = rule
     refused = ALL_ACCESS & ~sum(ACCESS[a] for a in access)    # e.g. "m" refuses read and write
-    # HINT: r2 holds the type, r3 the access, r4 the major, r5 the minor (see device_program).
-    # HINT: Each check is jne_imm(register, value, NEXT_RULE); skip the checks a rule does not
-    # HINT: need (None numbers, refused == 0). For the access, copy r3 to r1, and_imm it with
-    # HINT: refused: anything left means "not this rule". A match ends with r0 = 1 and exit_().
+    # HINT: each rule is a few eBPF instructions that compare the device being opened with the rule,
+    # HINT: and jump to the next rule at the first difference.
     raise NotImplementedError("chapter 08: write rule_block() in lab/devices.py: One rule's instructions: on a match answer 1, else go on to the next rule's (see chapters/08_security/README.md, 'Your turn')")
     # A jump skips instructions counted from the one after it: the next rule starts right
     # after this block's last instruction.

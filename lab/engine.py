@@ -103,11 +103,8 @@ def create_container(body: dict, name: str | None) -> dict:
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
-    # HINT: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
-    # HINT: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
-    # HINT: more_options(body, host) has the rest as create()'s keywords;
-    # HINT: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
-    # HINT: and StopSignal, StopTimeout (for docker stop) as they come.
+    # HINT: translate docker's JSON into what container.create() takes: every field a docker client
+    # HINT: sends and lab does, under its docker name.
     raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
 
 
@@ -199,8 +196,8 @@ def start_container(ref: str) -> None:
     A container that ran and ended starts again (docker start, restart): a new supervisor, the
     same container (its files, its upper layer, its log)."""
     c = store.find_container(ref)
-    # HINT: supervisor.start(c) does it; c.is_running() says whether there is anything to do.
-    # HINT: A container that has run before has no supervisor waiting: supervisor_for(c).
+    # HINT: the container's process is already there, held by its supervisor: starting it means
+    # HINT: telling the supervisor to let it go, unless it runs already.
     raise NotImplementedError("chapter 07: write start_container() in lab/engine.py: POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05) (see chapters/07_engine/README.md, 'Your turn')")
 
 
@@ -219,10 +216,8 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
     registered: the client gets the answer's headers then, and only then starts the container
     (docker run asks before the start, so that it cannot miss the end).
     """
-    # HINT: supervisor.wait(c, removed=..., registered=ready) waits for the end; it raises a
-    # HINT: LabError when the supervisor is gone, and then views.exit_of(c) is the answer.
-    # HINT: "not-running" answers at once only once the end is recorded (c.state["Status"]):
-    # HINT: a process that has just ended has no exit status on disk yet.
+    # HINT: answer once the container has ended and its exit status is on disk, the way docker
+    # HINT: answers; mind a container that has just ended.
     raise NotImplementedError("chapter 07: write wait_container() in lab/engine.py: POST /containers/{id}/wait: how the container ended, once it has (see chapters/07_engine/README.md, 'Your turn')")
 
 

@@ -29,13 +29,14 @@ NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
 
 def open_namespaces(pid: int) -> dict[str, int]:
     """Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor."""
-    # HINT: os.open(path, os.O_RDONLY) for each kind; close-on-exec is Python's default.
+    # HINT: to join a container's namespaces you need a handle on each, the files under
+    # HINT: /proc/PID/ns; open them all before joining any: a join changes what paths mean.
     raise NotImplementedError('chapter 06: write open_namespaces() in lab/exec.py: Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor (see chapters/06_exec/README.md, \'Your turn\')')
 
 
 def join(namespaces: dict[str, int], kinds: list[str]) -> None:
     """setns() into each of kinds, in that order, using the open files of open_namespaces()."""
-    # HINT: syscalls.setns(fd, 0): 0 lets the kernel check the kind from the file itself.
+    # HINT: one system call enters the namespace that an open file descriptor refers to.
     raise NotImplementedError("chapter 06: write join() in lab/exec.py: setns() into each of kinds, in that order, using the open files of open_namespaces() (see chapters/06_exec/README.md, 'Your turn')")
 
 

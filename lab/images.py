@@ -63,7 +63,6 @@ def find(ref: str) -> dict:
 
 def unused_layers() -> set[str]:
     """The digests of the stored layers that no image lists any more: what rmi may delete."""
-    # HINT: the layers in the store are the folders in layers_dir() whose name does not start
-    # HINT: with "." (those are unpacks in progress): digest "sha256:" + folder name; the used
-    # HINT: ones are in the "Layers" list of every image (list_images()).
+    # HINT: a layer is unused when no image lists it: compare what the store holds with what the
+    # HINT: images use.
     raise NotImplementedError("chapter 04: write unused_layers() in lab/images.py: The digests of the stored layers that no image lists any more: what rmi may delete (see chapters/04_overlay/README.md, 'Your turn')")

@@ -20,13 +20,14 @@ CHILD_NAMESPACES = (syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLO
 
 def unshare_pid_namespace() -> None:
     """In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace."""
-    # HINT: syscalls.unshare(flags) with syscalls.CLONE_NEWPID
+    # HINT: one system call makes a new PID namespace; the caller stays where it was, and its next
+    # HINT: child is PID 1 in the new one.
     raise NotImplementedError("chapter 01: write unshare_pid_namespace() in lab/namespaces.py: In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
     """In the child: new UTS, IPC, network, mount and cgroup namespaces, all at once."""
-    # HINT: one syscalls.unshare call with all the flags.
+    # HINT: the same system call as unshare_pid_namespace, asked for every kind in flags at once.
     raise NotImplementedError("chapter 01: write enter_namespaces() in lab/namespaces.py: In the child: new UTS, IPC, network, mount and cgroup namespaces, all at once (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
@@ -42,13 +43,15 @@ def make_mounts_private() -> None:
 
 def set_hostname(name: str) -> None:
     """In the child, inside its UTS namespace: the container's own hostname."""
+    # HINT: in its own UTS namespace the child may rename itself without touching the host's name:
+    # HINT: one system call (Python's os has no wrapper for it).
     raise NotImplementedError("chapter 01: write set_hostname() in lab/namespaces.py: In the child, inside its UTS namespace: the container's own hostname (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def mount_proc() -> None:
     """In the child: a fresh /proc, which shows the processes of the new PID namespace only."""
-    # HINT: /proc is a filesystem of type "proc"; mount it over the old /proc. Give it the
-    # HINT: flags every distribution uses: MS_NOSUID | MS_NODEV | MS_NOEXEC.
+    # HINT: ps reads /proc, and the /proc the child inherited still shows the host's PID namespace:
+    # HINT: the child needs a procfs of its own, where the old one is.
     raise NotImplementedError("chapter 01: write mount_proc() in lab/namespaces.py: In the child: a fresh /proc, which shows the processes of the new PID namespace only (see chapters/01_namespaces/README.md, 'Your turn')")
 
 

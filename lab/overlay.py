@@ -27,8 +27,8 @@ OPAQUE_MARKER = ".wh..wh..opq"        # OCI: this folder hides everything below 
 
 def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
     """Mount the union of the layers `lower` (bottom first, as images list them) and upper at target."""
-    # HINT: overlayfs wants the top layer first: "lowerdir=TOP:...:BOTTOM,upperdir=UPPER,workdir=WORK"
-    # HINT: then syscalls.mount("overlay", target, "overlay", 0, options).
+    # HINT: one mount joins all the layers: overlayfs takes them in its options, the read-only ones
+    # HINT: (in which order?), then the writable one and its work folder.
     raise NotImplementedError("chapter 04: write mount_overlay() in lab/overlay.py: Mount the union of the layers `lower` (bottom first, as images list them) and upper at target (see chapters/04_overlay/README.md, 'Your turn')")
 
 
@@ -51,24 +51,22 @@ def member_path(layer: Path, name: str) -> Path:
     This is the classic tar-slip check: "../../etc/cron.d/x", "/etc/passwd", or "lib/x" where
     an earlier member made "lib" a symlink to "/", would write outside the layer.
     """
-    # HINT: split name on "/"; refuse a name starting with "/" and any ".." part (a LabError
-    # HINT: that names the member and says it "points outside the layer"); refuse when a folder
-    # HINT: on the way is a symlink (Path.is_symlink): the member "would be written through the
-    # HINT: symlink"; return the layer joined with the parts ("." and empty parts mean nothing).
+    # HINT: a member's name was chosen by whoever made the image: check that the path it names stays
+    # HINT: inside the layer, whatever the name holds.
     raise NotImplementedError("chapter 04: write member_path() in lab/overlay.py: Where the tar member `name` goes inside the folder layer; LabError if it would leave it (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def to_overlay_whiteout(path: Path) -> None:
     """path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead."""
-    # HINT: .wh..wh..opq: set the xattr OPAQUE_XATTR to b"y" on its folder (os.setxattr);
-    # HINT: .wh.NAME: a character device 0/0 called NAME (os.mknod, stat.S_IFCHR, os.makedev(0, 0)).
+    # HINT: OCI images mark a deletion with a .wh. file, and overlayfs understands other marks: turn
+    # HINT: each into the mark overlayfs expects.
     raise NotImplementedError("chapter 04: write to_overlay_whiteout() in lab/overlay.py: path is where an OCI whiteout file (.wh.NAME or .wh..wh..opq) would go: make overlay's instead (see chapters/04_overlay/README.md, 'Your turn')")
 
 
 def to_oci_whiteout(path: str, st: os.stat_result) -> str | None:
     """The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout."""
-    # HINT: a character device 0/0 is a whiteout: ".wh." + its name, in the same folder;
-    # HINT: a folder whose OPAQUE_XATTR is b"y" (see xattr() below) gets ".wh..wh..opq" inside it.
+    # HINT: the reverse of to_overlay_whiteout: overlayfs's deletion marks become the .wh. files an
+    # HINT: image carries.
     raise NotImplementedError("chapter 04: write to_oci_whiteout() in lab/overlay.py: The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout (see chapters/04_overlay/README.md, 'Your turn')")
 
 

@@ -26,24 +26,26 @@ class StartError(Exception):
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None) -> int:
     """Fork a child that runs setup() and then execs argv; return its pid once exec worked."""
-    # HINT: os.fork() returns twice: 0 in the child, the child's pid in the parent.
-    # HINT: the child runs child_main(...) (it never returns); the parent closes its copy of
-    # HINT: the pipe's write end, then check_started(read end, pid) says whether exec worked.
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()   # close-on-exec: exec closes it, so EOF means "exec worked"
+    # HINT: two processes come out of one call: the child sets itself up and becomes the command;
+    # HINT: the parent must learn whether that worked without waiting for the command to end (the
+    # HINT: lesson's pipe is how).
     raise NotImplementedError("chapter 00: write spawn() in lab/process.py: Fork a child that runs setup() and then execs argv; return its pid once exec worked (see chapters/00_process/README.md, 'Your turn')")
 
 
 def exec_command(argv: list[str], env: dict[str, str], cwd: str) -> None:
     """Replace this process with argv, run in cwd with exactly the environment env."""
-    # HINT: os.chdir, then os.execvpe: it searches env's PATH when argv[0] has no slash.
+    # HINT: the child becomes the command: the same process, a new program. Go to the working folder
+    # HINT: first; the program is looked up in the container's PATH, not lab's.
     raise NotImplementedError("chapter 00: write exec_command() in lab/process.py: Replace this process with argv, run in cwd with exactly the environment env (see chapters/00_process/README.md, 'Your turn')")
 
 
 def exit_status(wait_status: int) -> int:
     """Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal."""
-    # HINT: os.WIFEXITED / os.WEXITSTATUS, os.WIFSIGNALED / os.WTERMSIG.
+    # HINT: a wait status holds one of two stories, an exit with its code or a death by a signal;
+    # HINT: docker reports the second as 128 + the signal's number.
     raise NotImplementedError("chapter 00: write exit_status() in lab/process.py: Turn a raw waitpid() status into docker's exit status: the code, or 128 + signal (see chapters/00_process/README.md, 'Your turn')")
 
 

@@ -19,25 +19,23 @@ DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 
 def pivot_root(new_root: str) -> None:
     """Make new_root this mount namespace's / and detach the old root."""
-    # HINT: 1. remount / recursively private (pivot_root refuses a shared mount: EINVAL);
-    # HINT: 2. bind-mount new_root onto itself: pivot_root needs a mount point;
-    # HINT: 3. chdir into it, pivot_root(".", "."): the old root is stacked on top of the new;
-    # HINT: 4. umount2(".", MNT_DETACH) takes it away; chdir("/").
+    # HINT: the image's folder becomes /, and the host's old root is then taken away, so that
+    # HINT: nothing of the host stays reachable. pivot_root has preconditions about mounts; the
+    # HINT: lesson lists them in order.
     raise NotImplementedError("chapter 03: write pivot_root() in lab/rootfs.py: Make new_root this mount namespace's / and detach the old root (see chapters/03_rootfs/README.md, 'Your turn')")
 
 
 def mount_kernel_filesystems() -> None:
     """After pivot_root: a fresh /proc, a read-only /sys, and /dev (see make_dev)."""
-    # HINT: proc on /proc and sysfs on /sys, both MS_NOSUID | MS_NODEV | MS_NOEXEC, /sys also MS_RDONLY.
+    # HINT: inside the new root, /proc and /sys are empty folders: the kernel's filesystems are
+    # HINT: mounted there again, with the restrictions every distribution uses, and /sys read-only.
     raise NotImplementedError("chapter 03: write mount_kernel_filesystems() in lab/rootfs.py: After pivot_root: a fresh /proc, a read-only /sys, and /dev (see make_dev) (see chapters/03_rootfs/README.md, 'Your turn')")
 
 
 def make_dev() -> None:
     """A tmpfs /dev with the usual device nodes, /dev/pts and /dev/shm: none of the host's devices."""
-    # HINT: mount a tmpfs on /dev (mode=755); os.mknod each of DEVICES as a character device
-    # HINT: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
-    # HINT: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
-    # HINT: stderr links into /proc/self/fd.
+    # HINT: the container gets a /dev of its own, in memory, with only the few devices programs
+    # HINT: expect, a terminal instance of its own and shared memory.
     raise NotImplementedError("chapter 03: write make_dev() in lab/rootfs.py: A tmpfs /dev with the usual device nodes, /dev/pts and /dev/shm: none of the host's devices (see chapters/03_rootfs/README.md, 'Your turn')")
 
 

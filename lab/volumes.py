@@ -31,20 +31,15 @@ def parse(spec: str) -> dict:
 
     {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
     """
-    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
-    # HINT: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
-    # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
-    # HINT: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
-    # HINT: every refusal is a LabError that says what was wrong and how to write it.
+    # HINT: -v comes in two shapes, a host path or a volume's name, with an optional mode: check
+    # HINT: everything before anything is made, and refuse what docker refuses.
     raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape (see chapters/05_volumes/README.md, 'Your turn')")
 
 
 def mount_volume(root: str, mount: dict) -> None:
     """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]."""
-    # HINT: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
-    # HINT: file for a file) inside the container's root and returns its path;
-    # HINT: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
-    # HINT: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
+    # HINT: a volume is a bind mount from outside the container's root to a point inside it;
+    # HINT: read-only takes a second step.
     raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
 
 

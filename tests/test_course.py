@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
-from chapters.harness import ROOT  # noqa: E402
+from chapters.harness import LAB, ROOT, wait_until  # noqa: E402
 
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
 
@@ -98,3 +98,70 @@ def test_the_generator_refuses_a_hint_inside_a_solution_block():
     with pytest.raises(SystemExit, match="HINT: line inside BEGIN SOLUTION 03"):
         make_skeleton.blank("def f():\n    # BEGIN SOLUTION 03\n    # HINT: mount it\n    pass\n"
                             "    # END SOLUTION\n", "x.py", None)
+
+
+def test_the_generator_asks_a_nudge_of_every_gap_and_keeps_deeper_hints_out():
+    with pytest.raises(SystemExit, match="no # HINT: line above BEGIN SOLUTION 02"):
+        make_skeleton.blank("def f():\n    # HINT 2: the answer\n    # BEGIN SOLUTION 02\n    pass\n"
+                            "    # END SOLUTION\n", "x.py", None)
+    skeleton = make_skeleton.blank("def f():\n    # HINT: a nudge\n    # HINT 2: the idea\n    # BEGIN SOLUTION 02\n"
+                                   "    pass\n    # END SOLUTION\n", "x.py", None)
+    assert "a nudge" in skeleton and "the idea" not in skeleton
+    assert all(len(gap.hints) >= 2 for gap in make_skeleton.gaps()), "every gap: a nudge, then more"
+
+
+def course_tool(impl: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "LAB_IMPL": str(impl)}
+    env.pop("PYTHONPATH", None)
+    return subprocess.Popen([LAB, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_lab_hint_gives_the_next_gap_one_level_more_each_time(tmp_path):
+    make_skeleton.make_skeleton(tmp_path / "lab", {"01", "02"})
+    gap = next(g for g in make_skeleton.gaps() if g.chapter == "01")        # the first one left blank
+    said = [course_tool(tmp_path, "hint").communicate(timeout=30)[0] for _ in range(len(gap.hints) + 1)]
+    assert said[0].startswith(f"chapter 01: {gap.name}() in lab/{gap.module}   (hint 1 of {len(gap.hints)})")
+    first, deepest = " ".join(gap.hints[1])[:40], " ".join(gap.hints[max(gap.hints)])[:40]
+    assert first in said[0] and deepest not in said[0]
+    assert first in said[-2] and deepest in said[-2] and "the last hint" in said[-2]
+    assert said[-1] == said[-2]                                 # the last level stays the last
+    (tmp_path / "lab" / gap.module).write_text((ROOT / "solutions" / "lab" / gap.module).read_text())
+    nxt = course_tool(tmp_path, "hint").communicate(timeout=30)[0]   # written: the next gap, from its nudge
+    assert nxt.startswith("chapter 02: Cgroup.join() in lab/cgroups.py   (hint 1 of")
+
+
+def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):
+    make_skeleton.make_skeleton(tmp_path / "lab")            # all blank: a learner at chapter 00
+    out = tmp_path / "watch.out"
+    with open(out, "w") as sink:
+        env = {**os.environ, "LAB_IMPL": str(tmp_path)}
+        env.pop("PYTHONPATH", None)
+        watch = subprocess.Popen([LAB, "watch"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "watching lab/" in out.read_text(), timeout=120, what="lab watch's first run")
+        assert "chapter 00 process  [----------] 0/" in out.read_text()
+        assert "not written yet" in out.read_text() or "write spawn() in lab/process.py" in out.read_text()
+        (tmp_path / "lab" / "process.py").write_text((ROOT / "solutions" / "lab" / "process.py").read_text())
+        wait_until(lambda: "on to chapter 01" in out.read_text() and out.read_text().count("watching lab/") == 2,
+                   timeout=240, what="lab watch: chapter 00 passing, then chapter 01's run")
+        text = out.read_text()
+        assert "chapter 01 namespaces  [----------] 0/" in text and "write unshare_pid_namespace()" in text
+    finally:
+        watch.kill()
+        watch.wait()
+
+
+def test_a_runtime_without_chapter_01_changes_no_mount_it_shares(tmp_path):
+    # Chapter 01 not written: the container shares lab's mount namespace, so a mount made in it
+    # (chapter 08's masks, a read-only cgroupfs) would land on the host. Checked in a mount
+    # namespace of this test's own, where such a mount stays if the runtime makes it.
+    make_skeleton.make_skeleton(tmp_path / "lab", {"01"})
+    env = {**os.environ, "LAB_IMPL": str(tmp_path), "LAB_CHAPTER": "00"}
+    env.pop("PYTHONPATH", None)
+    script = (f"cat /proc/self/mountinfo > {tmp_path}/before; {LAB} run --rm --network none busybox true; "
+              f"echo status $?; cat /proc/self/mountinfo > {tmp_path}/after")
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         env=env, capture_output=True, text=True, timeout=60)
+    before, after = ({line.split()[4] for line in (tmp_path / name).read_text().splitlines()} for name in ("before", "after"))
+    assert after == before, f"mounts made in the namespace lab shares: {sorted(after - before)}"
+    assert "status 0" in run.stdout, run.stderr

@@ -6,7 +6,9 @@ In the reference, the part of an exercise the learner writes sits between
 
     raise NotImplementedError("chapter NN: write f() in lab/m.py: <first docstring line> ...")
 
-and the `# HINT:` lines above it stay. Files without blocks are copied as they are.
+and the `# HINT:` lines above it stay: the nudge every gap must have. Deeper hints, written
+`# HINT 2:`, `# HINT 3:` ..., stay out of the skeleton: `lab hint` shows them one level at a
+time (gaps() reads them for course.py). Files without blocks are copied as they are.
 
     python3 tools/make_skeleton.py                # rewrite lab/ (what `make skeleton` does)
     python3 tools/make_skeleton.py --out DIR      # write the package to DIR instead
@@ -21,11 +23,15 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (\d\d)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*(?:async\s+)?def (\w+)\(")
+CLASS = re.compile(r"^class (\w+)")
+HINT = re.compile(r"^\s*# HINT(?: ([2-9]))?:(.*)$")
+UNWRITTEN = re.compile(r"raise NotImplementedError\(['\"]chapter (\d\d): write ")
 
 
 def lesson(chapter: str) -> str:
@@ -54,7 +60,8 @@ def blank(source: str, name: str, chapters: set[str] | None) -> str:
             raise SystemExit(f"{name}:{i + 1}: END SOLUTION without BEGIN SOLUTION")
         m = BEGIN.match(line)
         if not m:
-            out.append(line)
+            if not ((h := HINT.match(line)) and h.group(1)):      # deeper hints: for `lab hint` only
+                out.append(line)
             i += 1
             continue
         indent, chapter = m.groups()
@@ -63,9 +70,12 @@ def blank(source: str, name: str, chapters: set[str] | None) -> str:
             raise SystemExit(f"{name}:{i + 1}: BEGIN SOLUTION {chapter} has no END SOLUTION")
         if function is None:
             raise SystemExit(f"{name}:{i + 1}: a solution block must sit inside a function")
-        if any(x.strip().startswith("# HINT:") for x in lines[i + 1:end]):
+        if any(HINT.match(x) for x in lines[i + 1:end]):
             raise SystemExit(f"{name}:{i + 1}: a # HINT: line inside BEGIN SOLUTION {chapter}: the skeleton "
                              "drops the block, hint and all; put the hint above the block")
+        if not any((h := HINT.match(x)) and not h.group(1) for x in lines[def_index:i]):
+            raise SystemExit(f"{name}:{i + 1}: {function}() has no # HINT: line above BEGIN SOLUTION "
+                             f"{chapter}: every gap needs a nudge the skeleton keeps")
         if chapters is None or chapter in chapters:
             what = docstring_line(lines, def_index)
             message = (f"chapter {chapter}: write {function}() in lab/{name}"
@@ -75,6 +85,51 @@ def blank(source: str, name: str, chapters: set[str] | None) -> str:
             out.extend(lines[i + 1:end])
         i = end + 1
     return "".join(out)
+
+
+class Gap(NamedTuple):
+    """One exercise: where it is, and its hints by level (1 is the nudge the skeleton keeps)."""
+    chapter: str
+    module: str          # e.g. "cgroups.py"
+    name: str            # the function, with its class when it has one: "CgroupV2.set_limits"
+    hints: dict[int, list[str]]
+
+
+def functions(path: Path):
+    """Each line of the Python file at path, with the function it is in ("Class.method" for a
+    method; None before the first def)."""
+    cls = function = None
+    for line in path.read_text().splitlines():
+        if m := CLASS.match(line):
+            cls = m.group(1)
+        elif m := DEF.match(line):
+            cls = cls if line.startswith(" ") else None           # a method, or a function
+            function = f"{cls}.{m.group(1)}" if cls else m.group(1)
+        yield function, line
+
+
+def gaps(src: Path = ROOT / "solutions" / "lab") -> list[Gap]:
+    """The solution blocks of src, in chapter order (then file and line), with their hints."""
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        last, hints = None, {}
+        for function, line in functions(path):
+            if function != last:
+                last, hints = function, {}
+            if m := HINT.match(line):
+                hints.setdefault(int(m.group(1) or 1), []).append(m.group(2).strip())
+            elif m := BEGIN.match(line):
+                found.append(Gap(m.group(2), path.relative_to(src).as_posix(), function, hints))
+    return sorted(found, key=lambda g: g.chapter)
+
+
+def unwritten(package: Path) -> list[tuple[str, str, str]]:
+    """The gaps of a learner's package that still raise the skeleton's NotImplementedError:
+    (chapter, module, function), in chapter order."""
+    found = [(m.group(1), path.relative_to(package).as_posix(), function)
+             for path in sorted(package.rglob("*.py")) if "__pycache__" not in path.parts
+             for function, line in functions(path) if (m := UNWRITTEN.search(line))]
+    return sorted(found, key=lambda g: g[0])
 
 
 def chapters_in(src: Path = ROOT / "solutions" / "lab") -> list[str]:

@@ -200,8 +200,10 @@ class Cgroup:
     def join(self) -> None:
         """Move the calling process into this cgroup (in each of its folders). Called right
         after a fork, by a process that has a single thread."""
-        # HINT: each folder has a file named by MOVE_FILE; writing a pid into it moves that
-        # HINT: process there. Which pid means "the process that writes"?
+        # HINT: a process enters a cgroup by writing a pid into a file of the cgroup's folder, in
+        # HINT: every folder this cgroup has (one per hierarchy on v1).
+        # HINT 2: each folder has a file named by MOVE_FILE; writing a pid into it moves that
+        # HINT 2: process there. Which pid means "the process that writes"?
         # BEGIN SOLUTION 02
         for path in self.folders():
             write(path / self.MOVE_FILE, 0)
@@ -277,8 +279,10 @@ class CgroupV2(Cgroup):
 
     def set_limits(self, limits: Limits) -> None:
         """Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max)."""
-        # HINT: memory.max in bytes; memory.swap.max 0 (or the limit would not bite);
-        # HINT: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
+        # HINT: each limit is one file of the cgroup's folder, written as text; on v2 their names
+        # HINT: end in .max, and 'max' means no limit.
+        # HINT 2: memory.max in bytes; memory.swap.max 0 (or the limit would not bite);
+        # HINT 2: cpu.max is "QUOTA PERIOD" in microseconds (0.5 CPU = "50000 100000"); pids.max.
         # BEGIN SOLUTION 02
         if limits.memory is not None:
             write(self.path / "memory.max", limits.memory)
@@ -303,8 +307,10 @@ class CgroupV2(Cgroup):
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
-        # HINT: memory.peak; memory.events ("oom_kill N"); cpu.stat ("usage_usec N",
-        # HINT: "nr_periods N", "nr_throttled N"); pids.events ("max N": forks refused).
+        # HINT: what the kernel counted is in the same folder: read the files and pick the numbers
+        # HINT: from their 'key value' lines.
+        # HINT 2: memory.peak; memory.events ("oom_kill N"); cpu.stat ("usage_usec N",
+        # HINT 2: "nr_periods N", "nr_throttled N"); pids.events ("max N": forks refused).
         # BEGIN SOLUTION 02
         def fields(name):
             path = self.path / name
@@ -372,9 +378,11 @@ class CgroupV1(Cgroup):
 
     def set_limits(self, limits: Limits) -> None:
         """Write the limits: memory.limit_in_bytes (and memsw), cpu.cfs_quota_us, pids.max."""
-        # HINT: the memory tree has memory.limit_in_bytes, and memory.memsw.limit_in_bytes
-        # HINT: (memory + swap, only where swap is accounted) must then be set to the same;
-        # HINT: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
+        # HINT: on v1 each controller has a tree of its own: each limit is a file in the folder of
+        # HINT: its controller's tree.
+        # HINT 2: the memory tree has memory.limit_in_bytes, and memory.memsw.limit_in_bytes
+        # HINT 2: (memory + swap, only where swap is accounted) must then be set to the same;
+        # HINT 2: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
         # BEGIN SOLUTION 02
         memory, cpu, pids = self.dirs["memory"], self.dirs["cpu"], self.dirs["pids"]
         if limits.memory is not None:
@@ -409,8 +417,10 @@ class CgroupV1(Cgroup):
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
-        # HINT: memory.max_usage_in_bytes; memory.oom_control ("oom_kill N"); cpuacct.usage
-        # HINT: (ns); cpu.stat ("nr_periods N", "nr_throttled N"); pids.events ("max N").
+        # HINT: on v1 the counters are spread over the controllers' trees: read each one in its own
+        # HINT: tree's folder.
+        # HINT 2: memory.max_usage_in_bytes; memory.oom_control ("oom_kill N"); cpuacct.usage
+        # HINT 2: (ns); cpu.stat ("nr_periods N", "nr_throttled N"); pids.events ("max N").
         # BEGIN SOLUTION 02
         def fields(controller, name):
             path = self.dirs[controller] / name

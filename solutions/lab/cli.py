@@ -175,6 +175,12 @@ def build_parser() -> Parser:
 
     commands.add_parser("doctor", help="check that this machine can run the course").set_defaults(func=cmd_doctor)
     commands.add_parser("progress", help="your progress through the chapters").set_defaults(func=cmd_progress)
+    hint = commands.add_parser("hint", help="a hint for your next exercise, one level more each time")
+    hint.add_argument("name", nargs="?", metavar="FUNCTION", help="that exercise's hints instead")
+    hint.set_defaults(func=cmd_progress)
+    watch = commands.add_parser("watch", help="run the current chapter's tests each time lab/ changes")
+    watch.add_argument("chapter", nargs="?", metavar="NN", help="start at chapter NN")
+    watch.set_defaults(func=cmd_progress)
     return parser
 
 
@@ -416,8 +422,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_progress(args) -> int:
-    raise LabError("progress is the course's tool, not the runtime's: run it with the `lab` command "
-                   "(lab progress, which lab_impl.py hands to course.py) or `make progress`")
+    raise LabError(f"{args.command} is the course's tool, not the runtime's: run it with the `lab` command "
+                   f"(lab {args.command}, which lab_impl.py hands to course.py)")
 
 
 def main(argv=None) -> int:

@@ -50,8 +50,10 @@ def allow_v1(folder: Path, rules, privileged: bool = False) -> None:
     if privileged:
         _write(folder / "devices.allow", "a")
         return
-    # HINT: deny everything ("a" to devices.deny), then one devices.allow line per rule
-    # HINT: (rule_text makes the line). No process is in the folder yet: none slips through.
+    # HINT: v1's device controller keeps an allow list: start from nothing allowed, then allow each
+    # HINT: rule.
+    # HINT 2: deny everything ("a" to devices.deny), then one devices.allow line per rule
+    # HINT 2: (rule_text makes the line). No process is in the folder yet: none slips through.
     # BEGIN SOLUTION 08
     _write(folder / "devices.deny", "a")
     for rule in rules:
@@ -137,10 +139,12 @@ def rule_block(rule) -> list[tuple]:
     """One rule's instructions: on a match answer 1, else go on to the next rule's."""
     kind, major, minor, access = rule
     refused = ALL_ACCESS & ~sum(ACCESS[a] for a in access)    # e.g. "m" refuses read and write
-    # HINT: r2 holds the type, r3 the access, r4 the major, r5 the minor (see device_program).
-    # HINT: Each check is jne_imm(register, value, NEXT_RULE); skip the checks a rule does not
-    # HINT: need (None numbers, refused == 0). For the access, copy r3 to r1, and_imm it with
-    # HINT: refused: anything left means "not this rule". A match ends with r0 = 1 and exit_().
+    # HINT: each rule is a few eBPF instructions that compare the device being opened with the rule,
+    # HINT: and jump to the next rule at the first difference.
+    # HINT 2: r2 holds the type, r3 the access, r4 the major, r5 the minor (see device_program).
+    # HINT 3: Each check is jne_imm(register, value, NEXT_RULE); skip the checks a rule does not
+    # HINT 3: need (None numbers, refused == 0). For the access, copy r3 to r1, and_imm it with
+    # HINT 3: refused: anything left means "not this rule". A match ends with r0 = 1 and exit_().
     # BEGIN SOLUTION 08
     block = [jne_imm(R2, TYPES[kind], NEXT_RULE)]             # another type: not this rule
     if refused:

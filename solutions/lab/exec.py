@@ -29,7 +29,9 @@ NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
 
 def open_namespaces(pid: int) -> dict[str, int]:
     """Open /proc/PID/ns/KIND for "pid" and each of NAMESPACES; return KIND -> file descriptor."""
-    # HINT: os.open(path, os.O_RDONLY) for each kind; close-on-exec is Python's default.
+    # HINT: to join a container's namespaces you need a handle on each, the files under
+    # HINT: /proc/PID/ns; open them all before joining any: a join changes what paths mean.
+    # HINT 2: os.open(path, os.O_RDONLY) for each kind; close-on-exec is Python's default.
     # BEGIN SOLUTION 06
     return {kind: os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY) for kind in ["pid", *NAMESPACES]}
     # END SOLUTION
@@ -37,7 +39,8 @@ def open_namespaces(pid: int) -> dict[str, int]:
 
 def join(namespaces: dict[str, int], kinds: list[str]) -> None:
     """setns() into each of kinds, in that order, using the open files of open_namespaces()."""
-    # HINT: syscalls.setns(fd, 0): 0 lets the kernel check the kind from the file itself.
+    # HINT: one system call enters the namespace that an open file descriptor refers to.
+    # HINT 2: syscalls.setns(fd, 0): 0 lets the kernel check the kind from the file itself.
     # BEGIN SOLUTION 06
     for kind in kinds:
         syscalls.setns(namespaces[kind], 0)

@@ -63,9 +63,11 @@ def find(ref: str) -> dict:
 
 def unused_layers() -> set[str]:
     """The digests of the stored layers that no image lists any more: what rmi may delete."""
-    # HINT: the layers in the store are the folders in layers_dir() whose name does not start
-    # HINT: with "." (those are unpacks in progress): digest "sha256:" + folder name; the used
-    # HINT: ones are in the "Layers" list of every image (list_images()).
+    # HINT: a layer is unused when no image lists it: compare what the store holds with what the
+    # HINT: images use.
+    # HINT 2: the layers in the store are the folders in layers_dir() whose name does not start
+    # HINT 2: with "." (those are unpacks in progress): digest "sha256:" + folder name; the used
+    # HINT 2: ones are in the "Layers" list of every image (list_images()).
     # BEGIN SOLUTION 04
     stored = {f"sha256:{p.name}" for p in layers_dir().iterdir() if not p.name.startswith(".")}
     used = {digest for image in list_images() for digest in image["Layers"]}

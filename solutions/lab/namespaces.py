@@ -20,7 +20,9 @@ CHILD_NAMESPACES = (syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLO
 
 def unshare_pid_namespace() -> None:
     """In the runtime, before fork: the next child it forks is PID 1 of a new PID namespace."""
-    # HINT: syscalls.unshare(flags) with syscalls.CLONE_NEWPID
+    # HINT: one system call makes a new PID namespace; the caller stays where it was, and its next
+    # HINT: child is PID 1 in the new one.
+    # HINT 2: syscalls.unshare(flags) with syscalls.CLONE_NEWPID
     # BEGIN SOLUTION 01
     syscalls.unshare(syscalls.CLONE_NEWPID)
     # END SOLUTION
@@ -28,7 +30,8 @@ def unshare_pid_namespace() -> None:
 
 def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
     """In the child: new UTS, IPC, network, mount and cgroup namespaces, all at once."""
-    # HINT: one syscalls.unshare call with all the flags.
+    # HINT: the same system call as unshare_pid_namespace, asked for every kind in flags at once.
+    # HINT 2: one syscalls.unshare call with all the flags.
     # BEGIN SOLUTION 01
     syscalls.unshare(flags)
     # END SOLUTION
@@ -46,6 +49,9 @@ def make_mounts_private() -> None:
 
 def set_hostname(name: str) -> None:
     """In the child, inside its UTS namespace: the container's own hostname."""
+    # HINT: in its own UTS namespace the child may rename itself without touching the host's name:
+    # HINT: one system call (Python's os has no wrapper for it).
+    # HINT 2: syscalls.sethostname(name).
     # BEGIN SOLUTION 01
     syscalls.sethostname(name)
     # END SOLUTION
@@ -53,8 +59,10 @@ def set_hostname(name: str) -> None:
 
 def mount_proc() -> None:
     """In the child: a fresh /proc, which shows the processes of the new PID namespace only."""
-    # HINT: /proc is a filesystem of type "proc"; mount it over the old /proc. Give it the
-    # HINT: flags every distribution uses: MS_NOSUID | MS_NODEV | MS_NOEXEC.
+    # HINT: ps reads /proc, and the /proc the child inherited still shows the host's PID namespace:
+    # HINT: the child needs a procfs of its own, where the old one is.
+    # HINT 2: /proc is a filesystem of type "proc"; mount it over the old /proc. Give it the
+    # HINT 2: flags every distribution uses: MS_NOSUID | MS_NODEV | MS_NOEXEC.
     # BEGIN SOLUTION 01
     syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
     # END SOLUTION

@@ -44,11 +44,11 @@ def connect(endpoint: "Endpoint") -> None:
     host's namespace. A socket opened now speaks to the container's.
     """
     # HINT: the order is the one you would type with `ip`: first the wire, then each end.
-    # HINT: the veth pair is made from the host's side, its peer (eth0, with endpoint.mac)
-    # HINT: made directly in the container's namespace: netlink.Netlink.add_veth takes a file
-    # HINT: descriptor of it (/proc/self/ns/net is the one this process is in now). The host's
-    # HINT: end goes on the bridge; eth0 gets its address, comes up, and the default route
-    # HINT: goes through the gateway. Close what you open.
+    # HINT 2: the veth pair is made from the host's side, its peer (eth0, with endpoint.mac)
+    # HINT 2: made directly in the container's namespace: netlink.Netlink.add_veth takes a file
+    # HINT 2: descriptor of it (/proc/self/ns/net is the one this process is in now). The host's
+    # HINT 2: end goes on the bridge; eth0 gets its address, comes up, and the default route
+    # HINT 2: goes through the gateway. Close what you open.
     # BEGIN SOLUTION 09
     here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -68,10 +68,12 @@ def connect(endpoint: "Endpoint") -> None:
 
 def network_rules(bridge: str, subnet: str) -> list[list[str]]:
     """The NAT rules of one network: [table, chain, match and target...] each."""
-    # HINT: two masquerades in the nat table's POSTROUTING: the subnet's packets that leave
-    # HINT: by another interface than the bridge (they go out with the host's address), and
-    # HINT: packets the host itself sends into the bridge (-m addrtype --src-type LOCAL:
-    # HINT: 127.0.0.1 means nothing to a container, so they get the gateway's address).
+    # HINT: two NAT rules: one for the packets that leave the network, one for the packets the host
+    # HINT: itself sends into it.
+    # HINT 2: two masquerades in the nat table's POSTROUTING: the subnet's packets that leave
+    # HINT 2: by another interface than the bridge (they go out with the host's address), and
+    # HINT 2: packets the host itself sends into the bridge (-m addrtype --src-type LOCAL:
+    # HINT 2: 127.0.0.1 means nothing to a container, so they get the gateway's address).
     # BEGIN SOLUTION 09
     return [["nat", "POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
             ["nat", "POSTROUTING", "-o", bridge, "-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"]]
@@ -91,8 +93,10 @@ def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: i
     """One published port's rule, in lab's chain LAB of the nat table.
 
     LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
-    # HINT: match the protocol and destination port (and the address, -d, if one was given),
-    # HINT: and send it on with -j DNAT --to-destination ADDRESS:PORT.
+    # HINT: a published port is a rewrite of the destination of packets that arrive for the host's
+    # HINT: port: the container's address and port instead.
+    # HINT 2: match the protocol and destination port (and the address, -d, if one was given),
+    # HINT 2: and send it on with -j DNAT --to-destination ADDRESS:PORT.
     # BEGIN SOLUTION 09
     to = ["-d", host_ip] if host_ip not in ("", "0.0.0.0") else []
     return ["nat", "LAB", *to, "-p", protocol, "--dport", str(host_port),

@@ -19,10 +19,13 @@ DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 
 def pivot_root(new_root: str) -> None:
     """Make new_root this mount namespace's / and detach the old root."""
-    # HINT: 1. remount / recursively private (pivot_root refuses a shared mount: EINVAL);
-    # HINT: 2. bind-mount new_root onto itself: pivot_root needs a mount point;
-    # HINT: 3. chdir into it, pivot_root(".", "."): the old root is stacked on top of the new;
-    # HINT: 4. umount2(".", MNT_DETACH) takes it away; chdir("/").
+    # HINT: the image's folder becomes /, and the host's old root is then taken away, so that
+    # HINT: nothing of the host stays reachable. pivot_root has preconditions about mounts; the
+    # HINT: lesson lists them in order.
+    # HINT 2: 1. remount / recursively private (pivot_root refuses a shared mount: EINVAL);
+    # HINT 2: 2. bind-mount new_root onto itself: pivot_root needs a mount point;
+    # HINT 3: 3. chdir into it, pivot_root(".", "."): the old root is stacked on top of the new;
+    # HINT 3: 4. umount2(".", MNT_DETACH) takes it away; chdir("/").
     # BEGIN SOLUTION 03
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
     syscalls.mount(new_root, new_root, None, MS_BIND | MS_REC)
@@ -35,7 +38,9 @@ def pivot_root(new_root: str) -> None:
 
 def mount_kernel_filesystems() -> None:
     """After pivot_root: a fresh /proc, a read-only /sys, and /dev (see make_dev)."""
-    # HINT: proc on /proc and sysfs on /sys, both MS_NOSUID | MS_NODEV | MS_NOEXEC, /sys also MS_RDONLY.
+    # HINT: inside the new root, /proc and /sys are empty folders: the kernel's filesystems are
+    # HINT: mounted there again, with the restrictions every distribution uses, and /sys read-only.
+    # HINT 2: proc on /proc and sysfs on /sys, both MS_NOSUID | MS_NODEV | MS_NOEXEC, /sys also MS_RDONLY.
     # BEGIN SOLUTION 03
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
     syscalls.mount("proc", "/proc", "proc", flags)
@@ -46,10 +51,12 @@ def mount_kernel_filesystems() -> None:
 
 def make_dev() -> None:
     """A tmpfs /dev with the usual device nodes, /dev/pts and /dev/shm: none of the host's devices."""
-    # HINT: mount a tmpfs on /dev (mode=755); os.mknod each of DEVICES as a character device
-    # HINT: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
-    # HINT: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
-    # HINT: stderr links into /proc/self/fd.
+    # HINT: the container gets a /dev of its own, in memory, with only the few devices programs
+    # HINT: expect, a terminal instance of its own and shared memory.
+    # HINT 2: mount a tmpfs on /dev (mode=755); os.mknod each of DEVICES as a character device
+    # HINT 2: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
+    # HINT 2: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
+    # HINT 2: stderr links into /proc/self/fd.
     # BEGIN SOLUTION 03
     import stat
     syscalls.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")

@@ -31,11 +31,13 @@ def parse(spec: str) -> dict:
 
     {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
     """
-    # HINT: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
-    # HINT: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
-    # HINT: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
-    # HINT: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
-    # HINT: every refusal is a LabError that says what was wrong and how to write it.
+    # HINT: -v comes in two shapes, a host path or a volume's name, with an optional mode: check
+    # HINT: everything before anything is made, and refuse what docker refuses.
+    # HINT 2: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
+    # HINT 2: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
+    # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
+    # HINT 3: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
+    # HINT 3: every refusal is a LabError that says what was wrong and how to write it.
     # BEGIN SOLUTION 05
     parts = spec.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
@@ -68,10 +70,12 @@ def parse(spec: str) -> dict:
 
 def mount_volume(root: str, mount: dict) -> None:
     """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]."""
-    # HINT: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
-    # HINT: file for a file) inside the container's root and returns its path;
-    # HINT: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
-    # HINT: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
+    # HINT: a volume is a bind mount from outside the container's root to a point inside it;
+    # HINT: read-only takes a second step.
+    # HINT 2: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
+    # HINT 2: file for a file) inside the container's root and returns its path;
+    # HINT 2: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
+    # HINT 2: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
     # BEGIN SOLUTION 05
     target = mount_point(root, mount)
     syscalls.mount(mount["Source"], target, None, MS_BIND | MS_REC)
