@@ -8,8 +8,8 @@ setup:              ## system packages, the venv, and the busybox image
 	VENV=$(VENV) bash tools/provision.sh
 	LAB_IMPL=solutions $(VENV)/bin/lab run --rm --network none busybox true
 
-demo: setup         ## the reference runtime running containers, and what they are
-	VENV=$(VENV) bash tools/demo.sh
+demo: setup         ## the reference runtime running containers (CHAPTER=NN: that chapter's feature, live)
+	VENV=$(VENV) bash tools/demo.sh $(CHAPTER)
 
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }

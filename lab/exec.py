@@ -41,11 +41,11 @@ def join(namespaces: dict[str, int], kinds: list[str]) -> None:
 
 
 def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) -> None:
-    """In the helper: everything the command must be in before it exists, in the order above."""
-    if cgroup_paths:                               # (none: a runtime without chapter 02)
-        cgroups.Cgroup.from_paths(cgroup_paths).join()   # while the host's /sys/fs/cgroup is in sight
-    join(namespaces, NAMESPACES)                   # mnt last: it moves / and the working directory
-    join(namespaces, ["pid"])                      # the helper's next child is born in it
+    """In the helper: join the container's cgroup and namespaces, in the order the kernel needs."""
+    # HINT: everything the command must be in is joined before it exists, and each step must
+    # HINT: still find what it needs: which step needs the host's files, which one hides them,
+    # HINT: and which one only counts for the children? (the module's docstring)
+    raise NotImplementedError("chapter 06: write enter_container() in lab/exec.py: In the helper: join the container's cgroup and namespaces, in the order the kernel needs (see chapters/06_exec/README.md, 'Your turn')")
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)    # until exec, nobody in there may ptrace it
 
 

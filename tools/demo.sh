@@ -1,18 +1,45 @@
 #!/usr/bin/env bash
-# `make demo`: the reference runtime running containers, and what a container is.
-# Each line below is shown as typed, then run; lines starting with # are narration.
+# `make demo`: the reference runtime running containers, and what a container is (the tour
+# below). `make demo CHAPTER=NN` (tools/demo.sh NN): that chapter's kernel feature, live, from
+# chapters/NN_*/demo.txt. Each line is shown as typed, then run; lines starting with # are
+# narration. On a terminal the commands are typed out (DEMO_TYPING=0 turns that off).
+# Exits 1 when a command failed (tests/test_demos.py runs every chapter's demo).
 set -u
 export LAB_IMPL=solutions
 cd "$(dirname "$0")/.."
 export PATH="$(realpath "${VENV:-.venv}")/bin:$PATH"
+typing=${DEMO_TYPING:-1}; [ -t 1 ] || typing=0
 
-previous=
-while IFS= read -r line; do
-    case $line in
-        "#"*) [ "$previous" = narration ] || echo; echo "${line#\# }"; previous=narration ;;
-        *) printf '\033[1m$ %s\033[0m\n' "$line"; bash -c "$line" 2>&1; previous=command ;;
-    esac
-done <<'DEMO'
+show() {             # the command, in bold, typed out on a terminal
+    printf '\033[1m$ '
+    if [ "$typing" = 1 ]; then
+        for ((i = 0; i < ${#1}; i++)); do printf '%s' "${1:i:1}"; sleep 0.015; done
+    else
+        printf '%s' "$1"
+    fi
+    printf '\033[0m\n'
+}
+
+demo() {
+    local previous= failed=0 line status
+    while IFS= read -r line; do
+        case $line in
+            "#"*) [ "$previous" = narration ] || echo; echo "${line#\# }"; previous=narration ;;
+            "") ;;
+            *) show "$line"; bash -c "$line" 2>&1 </dev/null; status=$?; previous=command
+               if [ $status -ne 0 ]; then echo "demo: that line failed (exit status $status)"; failed=1; fi ;;
+        esac
+    done
+    return $failed
+}
+
+if [ $# -gt 0 ]; then
+    found=(chapters/"$1"_*/demo.txt)
+    [ -f "${found[0]}" ] || { echo "demo: no chapter $1 with a demo; the chapters: $(ls chapters/*/demo.txt | cut -c 10-11 | tr '\n' ' ')"; exit 2; }
+    demo < "${found[0]}"
+    exit
+fi
+demo <<'DEMO'
 # A container is a process on the host: lab forks, the child execs the command, lab waits.
 lab run --rm busybox echo hello from a container
 lab run --rm busybox sleep 2 & until pgrep -x sleep -P $! >/dev/null; do sleep 0.05; done; ps -o pid,ppid,args --forest -p $!,$(pgrep -P $!); wait

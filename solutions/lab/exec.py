@@ -48,11 +48,20 @@ def join(namespaces: dict[str, int], kinds: list[str]) -> None:
 
 
 def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) -> None:
-    """In the helper: everything the command must be in before it exists, in the order above."""
+    """In the helper: join the container's cgroup and namespaces, in the order the kernel needs."""
+    # HINT: everything the command must be in is joined before it exists, and each step must
+    # HINT: still find what it needs: which step needs the host's files, which one hides them,
+    # HINT: and which one only counts for the children? (the module's docstring)
+    # HINT 2: the cgroup first: Cgroup.from_paths(cgroup_paths).join() (when there are paths)
+    # HINT 2: writes into the host's /sys/fs/cgroup, which the container's mounts hide.
+    # HINT 3: then join(namespaces, NAMESPACES): mnt is last there. The PID namespace last of
+    # HINT 3: all: it is the helper's children that are born in it, and spawn forks next.
+    # BEGIN SOLUTION 06
     if cgroup_paths:                               # (none: a runtime without chapter 02)
         cgroups.Cgroup.from_paths(cgroup_paths).join()   # while the host's /sys/fs/cgroup is in sight
     join(namespaces, NAMESPACES)                   # mnt last: it moves / and the working directory
     join(namespaces, ["pid"])                      # the helper's next child is born in it
+    # END SOLUTION
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)    # until exec, nobody in there may ptrace it
 
 
