@@ -36,9 +36,12 @@ def make_mounts_private() -> None:
 
     A new mount namespace starts as a copy of the host's mount table. On a host whose / is
     "shared" (systemd makes it so), a mount made in the copy would appear on the host too.
-    The runtime calls this only once it has checked that the mount namespace is new.
+    The runtime calls this only once it has checked that the mount namespace is new, and
+    checks afterwards that no mount is left shared.
     """
-    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    # HINT: one mount call changes how mounts propagate, without mounting anything: for /
+    # HINT: and every mount below it. Which propagation type receives and sends nothing?
+    raise NotImplementedError("chapter 01: write make_mounts_private() in lab/namespaces.py: Cut the new mount namespace's link to the host's: nothing mounted here propagates back (see chapters/01_namespaces/README.md, 'Your turn')")
 
 
 def set_hostname(name: str) -> None:

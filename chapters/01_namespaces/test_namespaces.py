@@ -3,6 +3,9 @@ import ctypes
 import os
 import re
 import socket
+import subprocess
+
+from chapters.harness import LAB
 
 KINDS = ("uts", "pid", "mnt", "net", "ipc", "cgroup")
 
@@ -56,3 +59,15 @@ def test_an_ipc_queue_made_on_the_host_is_not_visible_inside(lab):
         assert inside.startswith("       key") and str(key) not in inside
     finally:
         libc.msgctl(queue, 0, None)                      # IPC_RMID
+
+
+def test_a_mount_made_in_the_container_never_reaches_the_host():
+    # Where it matters: lab runs in a mount namespace of this test's own whose / is shared, as
+    # systemd makes a host's (a slave of the real host's, so nothing can reach that one).
+    script = (f"mount --make-rshared / && {LAB} run --rm --privileged busybox mount -t tmpfs lab-propagation /tmp; "
+              "echo status $?; grep -c lab-propagation /proc/self/mountinfo")
+    run = subprocess.run(["unshare", "--mount", "--propagation", "slave", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["status", "0", "0"], f"lab said: {run.stderr.strip()}\n" + (
+        "the container's tmpfs appeared outside it: are its mounts private?" if run.stdout.endswith("1\n") else "")
+

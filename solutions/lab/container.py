@@ -49,6 +49,16 @@ def check_new_namespaces(host: dict[str, str]) -> None:
                            "(see chapters/01_namespaces/README.md); stopped before changing the host")
 
 
+def check_private_mounts() -> None:
+    """Refuse to go on while a mount of the container's is still shared with the host's: a
+    mount made in it (its /proc, its root) would appear on the host too."""
+    with open("/proc/self/mountinfo") as f:
+        shared = [line.split()[4] for line in f if " shared:" in line.split(" - ")[0]]
+    if shared:
+        raise LabError(f"make_mounts_private() left {len(shared)} mounts shared with the host (first: "
+                       f"{shared[0]}); see chapters/01_namespaces/README.md; stopped before mounting anything")
+
+
 def environment(base: dict[str, str], overrides: list[str]) -> dict[str, str]:
     """base with -e K=V (and -e NAME, which passes on the host's value, as docker does) applied."""
     env = dict(base)
@@ -349,7 +359,8 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
     own_mounts = step("01", namespaces.enter_namespaces, flags) is not NOT_WRITTEN
     if own_mounts:                                   # hostname, network, mounts...
         check_new_namespaces(host_namespaces)
-        namespaces.make_mounts_private()
+        namespaces.make_mounts_private()             # never skipped: the host's mounts depend on it
+        check_private_mounts()
         if "uts" in kinds:
             step("01", namespaces.set_hostname, container.config["Hostname"])
         if plan.join_fd is not None:

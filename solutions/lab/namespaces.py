@@ -42,9 +42,16 @@ def make_mounts_private() -> None:
 
     A new mount namespace starts as a copy of the host's mount table. On a host whose / is
     "shared" (systemd makes it so), a mount made in the copy would appear on the host too.
-    The runtime calls this only once it has checked that the mount namespace is new.
+    The runtime calls this only once it has checked that the mount namespace is new, and
+    checks afterwards that no mount is left shared.
     """
+    # HINT: one mount call changes how mounts propagate, without mounting anything: for /
+    # HINT: and every mount below it. Which propagation type receives and sends nothing?
+    # HINT 2: mount with no source, no type, and the flags MS_REC | MS_PRIVATE, on "/"
+    # HINT 2: (man 7 mount_namespaces, "Changing the propagation type").
+    # BEGIN SOLUTION 01
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    # END SOLUTION
 
 
 def set_hostname(name: str) -> None:
