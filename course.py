@@ -33,7 +33,6 @@ class Collector:
     def __init__(self):
         self.failures: dict[str, str] = {}
         self.tests: list[str] = []
-
         self.said: dict[str, str] = {}      # what lab (or its daemon) said, for each failure
 
     def pytest_runtest_logreport(self, report):

@@ -1,0 +1,44 @@
+"""`lab run` imports only what it runs (issue 15): every module outside the package that the
+start path of `lab run --rm busybox true` loads is on the list below, with what it is for.
+A module that joins the start path fails this test: import it inside the function that uses
+it (as `lab run` does for the registry, the daemon, the supervisor), or add it here with its
+reason. The time it costs is `make bench`'s business (`-X importtime` there), not a test's.
+"""
+import os
+import subprocess
+import sys
+
+from chapters.harness import LAB
+
+ALLOWED = {   # the first part of each module's name -> why lab run needs it (and what it pulls in)
+    "argparse": "the command line; pulls in gettext and locale",
+    "gettext": "argparse's messages", "locale": "argparse's messages",
+    "json": "config.json, state.json, image configs",
+    "pathlib": "the store's paths; pulls in fnmatch, ntpath, urllib.parse and ipaddress",
+    "fnmatch": "pathlib", "ntpath": "pathlib", "urllib": "pathlib", "ipaddress": "pathlib, and chapter 09's addresses",
+    "re": "names and ids (names.py), mountinfo; pulls in enum, functools, collections, operator, "
+          "keyword, reprlib, types, copyreg",
+    "enum": "re", "functools": "re", "collections": "re", "operator": "re", "keyword": "re",
+    "reprlib": "re", "types": "re", "copyreg": "re", "itertools": "collections",
+    "ctypes": "the kernel calls Python has no wrapper for (syscalls.py); pulls in struct",
+    "struct": "ctypes, netlink messages, the BPF device program",
+    "fcntl": "the store's locks", "signal": "passing signals on to the container",
+    "errno": "telling kernel errors apart", "os": "everything", "stat": "os", "posixpath": "os",
+    "genericpath": "os", "warnings": "the interpreter's own",
+    "shutil": "--rm removes the container's folder (rmtree); pulls in zlib, bz2, lzma",
+    "zlib": "shutil", "bz2": "shutil", "lzma": "shutil",
+}
+IGNORED = ("lab", "lab_impl", "encodings", "codecs", "io", "abc", "marshal", "posix", "time", "zipimport", "nt")
+
+
+def test_lab_run_imports_only_what_it_runs(lab):
+    assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0   # busybox is there now
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}            # (the harness's)
+    run = subprocess.run([sys.executable, "-S", "-X", "importtime", LAB, "run", "--rm", "--network", "none",
+                          "busybox", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in run.stderr.splitlines()
+              if line.startswith("import time:") and "imported package" not in line}
+    joined = sorted(name for name in loaded if not name.startswith("_") and name not in IGNORED and name not in ALLOWED)
+    assert not joined, (f"modules new on lab run's start path: {joined}; import them where they are "
+                        "used, or add them to ALLOWED with their reason")
