@@ -172,6 +172,7 @@ def watch(args: list[str]) -> int:
     try:
         while True:
             chapter = CHAPTERS[current]
+            before = snapshot(package)            # (a change while the tests run: another run)
             began = time.monotonic()
             print(f"{clear}lab watch: running {chapter.relative_to(ROOT)} ...", flush=True)
             result = run_chapter(chapter)
@@ -195,7 +196,6 @@ def watch(args: list[str]) -> int:
             else:
                 print("every chapter from here on passes")
             print("\nwatching lab/ for changes (Ctrl-C to stop; `lab hint` for a hint)", flush=True)
-            before = snapshot(package)
             while snapshot(package) == before:
                 time.sleep(0.3)
     except KeyboardInterrupt:
