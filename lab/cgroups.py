@@ -144,7 +144,12 @@ def read(path: Path) -> str:
 
 
 def write(path: Path, value) -> None:
-    path.write_text(f"{value}\n")
+    """Write value into a cgroup file; a refusal names the file and the value (the kernel's
+    EINVAL alone says neither)."""
+    try:
+        path.write_text(f"{value}\n")
+    except OSError as e:
+        raise LabError(f"writing {value} to {path}: {e.strerror}") from None
 
 
 class Cgroup:

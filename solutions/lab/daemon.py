@@ -314,6 +314,8 @@ def version_tuple(text: str) -> tuple[int, int]:
 
 class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     max_children = 10_000          # each attached `docker run` holds two connections open
+    request_queue_size = 4096      # socketserver's 5 overflows under load, and a docker client
+                                   # whose connect finds the queue full gives up at once (EAGAIN)
     block_on_close = False         # stopping: do not wait for `docker wait`s; they are ended
     hijacked = False
     read_timeout = 30.0            # seconds to send a request; LAB_DAEMON_READ_TIMEOUT changes it
