@@ -78,7 +78,7 @@ def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab):
     assert image["Id"] == committed.stdout.strip()
     assert image["RootFS"]["Layers"][:-1] == base["Layers"] and len(image["RootFS"]["Layers"]) == 2
     seen = lab("run", "--rm", "mine:v1", "sh", "-c", "cat /root/added; ls /usr/sbin; ls /etc/group")
-    assert seen.stdout == "added\nonly\n" and "No such file" in seen.stderr
+    assert seen.stdout == "added\nonly\n" and "No such file" in seen.stderr, HIDDEN
     assert lab("run", "--rm", "busybox", "ls", "/etc/group", "/usr/sbin/chroot").returncode == 0
 
 
@@ -129,6 +129,10 @@ def archive(kind: str, folder: Path) -> Path:
     return path
 
 
+HIDDEN = ("the top layer's changes do not hide the layers under it: what it deleted or replaced is still "
+          "seen. Is lowerdir top layer first? Are its whiteouts (.wh. files, opaque folders) converted?")
+
+
 @pytest.mark.parametrize("kind", ["rootfs tarball", "docker save", "OCI layout", "OCI layout tar"])
 def test_an_image_imports_from_each_format(kind, lab, tmp_path):
     source = archive(kind, tmp_path / "first")
@@ -141,7 +145,7 @@ def test_an_image_imports_from_each_format(kind, lab, tmp_path):
         assert shown.stdout == f"hello from a layer\n{len(os.listdir(busybox_layer() / 'usr' / 'sbin'))}\n/etc/group\n"
     else:
         assert image["RootFS"]["Layers"][1] == archives.sha256(LAYER)
-        assert shown.stdout == "hello from a layer\n1\n" and "No such file" in shown.stderr
+        assert shown.stdout == "hello from a layer\n1\n" and "No such file" in shown.stderr, HIDDEN
     stored = stored_layers()
     assert lab("image", "import", str(source), "again:v1").returncode == 0
     assert stored_layers() == stored                       # the same layers: stored once

@@ -36,7 +36,8 @@ def test_a_read_only_volume_cannot_be_written(lab):
     lab("run", "--rm", "-v", "ro-data:/data", "busybox", "sh", "-c", "echo original > /data/f")
     result = lab("run", "--rm", "-v", "ro-data:/data:ro", "busybox", "sh", "-c", "cat /data/f; echo new > /data/f")
     assert result.stdout == "original\n"
-    assert result.returncode == 1 and "Read-only file system" in result.stderr
+    assert result.returncode == 1 and "Read-only file system" in result.stderr, (
+        "the container could write into a :ro volume: a bind mount is made read-only by a second, remount call")
     mounts = json.loads(lab("volume", "inspect", "ro-data").stdout)
     assert open(os.path.join(mounts[0]["Mountpoint"], "f")).read() == "original\n"
 
