@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 
+from chapters.harness import LAB
 from lab import security
 
 DEFAULT = security.mask(security.DEFAULT_CAPABILITIES)             # 0xa80425fb
@@ -64,6 +65,16 @@ def test_a_container_keeps_only_dockers_fourteen_capabilities(lab):
     for capability_set in ("CapBnd", "CapPrm", "CapEff", "CapInh"):
         assert int(status[capability_set], 16) == DEFAULT, f"{capability_set} is {status[capability_set]}"
     assert int(status["CapAmb"], 16) == 0
+
+
+def test_ambient_capabilities_lab_was_started_with_do_not_reach_the_container():
+    # A process started with ambient capabilities (setpriv, a systemd unit's AmbientCapabilities)
+    # passes them on across exec: the container must start from an empty ambient set anyway.
+    run = subprocess.run(["setpriv", "--inh-caps", "+net_raw", "--ambient-caps", "+net_raw", "--", LAB,
+                          "run", "--rm", "busybox", "grep", "CapAmb", "/proc/self/status"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["CapAmb:", "0000000000000000"], "is the ambient set cleared?"
 
 
 def test_the_hosts_disk_can_be_made_but_neither_opened_nor_mounted(lab, tmp_path):
