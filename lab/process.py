@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 
+from lab import LabError
+
 # Signals that `lab run` passes on to the container, as `docker run` does (--sig-proxy).
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -68,7 +70,8 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         except OSError as e:
             status, message = exec_failure(argv[0], cwd, e)
     except BaseException as e:              # a failed setup step: lab's own failure
-        message = str(e) or type(e).__name__
+        written_for_you = isinstance(e, (LabError, NotImplementedError))   # others: a bug, say its kind
+        message = str(e) if written_for_you else f"{e} ({type(e).__name__})".lstrip()
     try:
         os.write(report_fd, f"{status}:{message}".encode())
     finally:
