@@ -18,7 +18,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import lab_impl
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -96,8 +95,8 @@ def progress() -> int:
 
 # lab hint
 
-def hint(args: list[str]) -> int:
-    package = lab_impl.folder() / "lab"
+def hint(args: list[str], package: Path) -> int:
+    """`lab hint [NAME]` for the lab package at package (lab_impl.py says which)."""
     reference = make_skeleton.gaps()
     todo = make_skeleton.unwritten(package)
     if args:
@@ -159,9 +158,9 @@ def snapshot(package: Path) -> dict[str, tuple[int, int]]:
             if "__pycache__" not in p.parts}
 
 
-def watch(args: list[str]) -> int:
+def watch(args: list[str], package: Path) -> int:
+    """`lab watch [NN]` for the lab package at package (lab_impl.py says which)."""
     load_pytest("watch")
-    package = lab_impl.folder() / "lab"
     numbers = [c.name[:2] for c in CHAPTERS]
     if args and args[0] not in numbers:
         print(f"lab watch: no chapter {args[0]!r}; the chapters: {' '.join(numbers)}")

@@ -42,10 +42,10 @@ def activate() -> Path:
 
 def main():
     """The `lab` console script."""
-    activate()
+    where = activate()
     if sys.argv[1:2] in (["progress"], ["hint"], ["watch"]):   # the course's tools, not the runtime's
         import course
         tool = sys.argv[1]
-        sys.exit(course.progress() if tool == "progress" else getattr(course, tool)(sys.argv[2:]))
+        sys.exit(course.progress() if tool == "progress" else getattr(course, tool)(sys.argv[2:], where / "lab"))
     from lab.cli import main as cli_main
     sys.exit(cli_main())
