@@ -64,16 +64,15 @@ def load_pytest(tool: str):
 
 def progress() -> int:
     pytest = load_pytest("progress")
-    chapters = CHAPTERS
     collector = Collector()
-    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal"], plugins=[collector])
+    code = pytest.main([str(c) for c in CHAPTERS] + ["-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")
         return 1
     which = "the reference (solutions/lab)" if os.environ.get("LAB_IMPL") == "solutions" else "your lab/"
     print(f"lab progress: {which}, chapter by chapter\n")
     done, next_up = 0, None
-    for chapter in chapters:
+    for chapter in CHAPTERS:
         tests = [t for t in collector.tests if t.startswith(chapter.relative_to(ROOT).as_posix() + "/")]
         failed = [t for t in tests if t in collector.failures]
         passed = len(tests) - len(failed)
@@ -83,7 +82,7 @@ def progress() -> int:
         done += state == "done"
         if failed and next_up is None:
             next_up = (chapter, failed[0], collector.failures[failed[0]])
-    print(f"\n  [{bar(done, len(chapters))}] {done} of {len(chapters)} chapters done\n")
+    print(f"\n  [{bar(done, len(CHAPTERS))}] {done} of {len(CHAPTERS)} chapters done\n")
     if next_up is None:
         print("Every chapter passes. Your runtime runs containers: lab run busybox sh -c 'echo I am PID $$'")
         return 0

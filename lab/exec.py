@@ -21,7 +21,7 @@ See man 2 setns, man 1 nsenter, man 7 pid_namespaces, man 2 prctl (PR_SET_CHILD_
 """
 import os
 
-from lab import LabError, cgroups, process, syscalls
+from lab import cgroups, process, syscalls
 
 # The namespaces the helper joins, in this order (mnt last); "pid" then, for the fork.
 NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
@@ -71,10 +71,8 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
             report = str(process.spawn(argv, env, cwd, setup))
         except process.StartError as e:
             report = f"{e.status}:{e}"
-        except (LabError, NotImplementedError) as e:   # (their messages are written for you)
-            report = f"125:{e}"
-        except BaseException as e:                 # a bug: say what kind, 'pid' alone says nothing
-            report = f"125:{type(e).__name__}: {e} (in lab exec's helper)"
+        except BaseException as e:
+            report = f"125:{process.describe(e)}"
         finally:
             os.write(write_end, report.encode())
             os._exit(0)

@@ -52,9 +52,7 @@ def check_new_namespaces(host: dict[str, str]) -> None:
 def check_private_mounts() -> None:
     """Refuse to go on while a mount of the container's is still shared with the host's: a
     mount made in it (its /proc, its root) would appear on the host too."""
-    with open("/proc/self/mountinfo") as f:
-        shared = [line.split()[4] for line in f if " shared:" in line.split(" - ")[0]]
-    if shared:
+    if shared := namespaces.shared_mounts():
         raise LabError(f"make_mounts_private() left {len(shared)} mounts shared with the host (first: "
                        f"{shared[0]}); see chapters/01_namespaces/README.md; stopped before mounting anything")
 

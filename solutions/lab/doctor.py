@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab import cgroups, layers, syscalls
+from lab import cgroups, layers, namespaces, syscalls
 
 NAMESPACES = {"uts": syscalls.CLONE_NEWUTS, "pid": syscalls.CLONE_NEWPID, "mnt": syscalls.CLONE_NEWNS,
               "ipc": syscalls.CLONE_NEWIPC, "net": syscalls.CLONE_NEWNET,
@@ -68,10 +68,8 @@ def checks():
     needed = [c for c in ("memory", "cpu", "pids") if c not in controllers.split()]
     yield not needed, f"cgroups {mode}, controllers: {controllers or 'none'}", \
         f"{', '.join(needed)} missing: enable them in the kernel command line, or " + VM_HINT
-    mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    root = next((f for f in mounts if f[4] == "/"), [])
-    propagation = "shared" if any(o.startswith("shared:") for o in root[6:root.index("-")]) else "private"
-    yield None, f"mount propagation of /: {propagation} (each container makes its own copy private: chapter 03)", ""
+    propagation = "shared" if "/" in namespaces.shared_mounts() else "private"
+    yield None, f"mount propagation of /: {propagation} (each container makes its own copy private: chapter 01)", ""
     binary = layers.busybox_binary()
     yield binary.is_file() and layers.is_static(binary), f"static busybox at {binary}", \
         "apt-get install busybox-static"

@@ -37,6 +37,13 @@ def enter_namespaces(flags: int = CHILD_NAMESPACES) -> None:
     # END SOLUTION
 
 
+def shared_mounts() -> list[str]:
+    """The mount points of this mount namespace whose propagation is shared (mountinfo's
+    optional fields, before its " - ", hold "shared:N" for them)."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if " shared:" in line.split(" - ")[0]]
+
+
 def make_mounts_private() -> None:
     """Cut the new mount namespace's link to the host's: nothing mounted here propagates back.
 

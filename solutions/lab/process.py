@@ -71,6 +71,14 @@ def exit_status(wait_status: int) -> int:
     # END SOLUTION
 
 
+def describe(e: BaseException) -> str:
+    """An error's words for the user: a LabError's or an unwritten exercise's as they are
+    (written for you); anything else is a bug, and says its kind ('pid' alone says nothing)."""
+    if isinstance(e, (LabError, NotImplementedError)):
+        return str(e)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 def child_main(argv, env, cwd, setup, report_fd: int):
     """In the child, between fork and exec. Never returns: it execs or exits."""
     status, message = 125, "lab: child failed"
@@ -90,8 +98,7 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         except OSError as e:
             status, message = exec_failure(argv[0], cwd, e)
     except BaseException as e:              # a failed setup step: lab's own failure
-        written_for_you = isinstance(e, (LabError, NotImplementedError))   # others: a bug, say its kind
-        message = str(e) if written_for_you else f"{e} ({type(e).__name__})".lstrip()
+        message = describe(e)
     try:
         os.write(report_fd, f"{status}:{message}".encode())
     finally:
