@@ -201,6 +201,10 @@ def enter_rootfs(container: store.Container) -> None:
                            "stacking them needs chapter 04 (overlay)")
         root = layers[0]                  # until then: the image's only layer, read-only,
         rootfs.bind_readonly(root)        # so that it never changes (pivot_root's bind keeps the flag)
+    else:                                 # mount points an image may lack (a pulled one, from scratch):
+        for folder in ("proc", "sys", "dev"):            # made in its own layer, as docker does
+            if not os.path.lexists(f"{root}/{folder}"):
+                os.mkdir(f"{root}/{folder}", 0o755)
     for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
                          ("resolv.conf", container.resolv_conf_file)):
         if os.path.isfile(f"{root}/etc/{name}") and source.exists():   # (a mount point in the image)

@@ -492,8 +492,7 @@ def virtual_size(req, size: int) -> dict:
 
 
 def image_json(req, image: dict) -> dict:
-    return {**views.image(image), "RepoDigests": [], "Architecture": "amd64", "Os": "linux",
-            "Author": "", "Comment": "", "DockerVersion": "", **virtual_size(req, image["Size"]),
+    return {**views.image(image), "Author": "", "Comment": "", "DockerVersion": "", **virtual_size(req, image["Size"]),
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": views.lower_dir(image["Layers"])}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
@@ -533,24 +532,66 @@ def delete_image(req):
 
 
 def post_pull(req):
-    """POST /images/create (docker pull): lab has no registry; an image it has is "pulled"."""
+    """POST /images/create (docker pull): lab pull, its progress as JSON lines the client draws.
+    An image lab made itself (busybox, an import, a commit) is not looked for in a registry."""
     if "fromImage" not in req.query:
         raise ApiError(400, "lab does not import images through the API: use lab image import FILE NAME")
+    tag = req.query.get("tag") or "latest"
+    ref = req.query["fromImage"] + ("@" if tag.startswith("sha256:") else ":") + tag
     platform_asked = req.query.get("platform") or ""
-    os_name, _, arch = platform_asked.partition("/")
-    if platform_asked and (os_name != "linux" or arch.split("/")[0] not in ("", "amd64", platform.machine())):
-        raise ApiError(400, f"invalid platform {platform_asked!r}: unknown operating system or architecture "
-                       f"(lab runs linux/{platform.machine()} images)")
-    name = req.query["fromImage"].removeprefix("docker.io/").removeprefix("library/")
-    ref = f"{name}:{req.query.get('tag') or 'latest'}"
     try:
-        images.resolve(ref)
+        image = images.resolve(ref)
+        if not image.get("RepoDigests"):
+            os_name, _, arch = platform_asked.partition("/")
+            if platform_asked and (os_name != "linux" or arch.split("/")[0] not in ("", "amd64", platform.machine())):
+                raise ApiError(400, f"invalid platform {platform_asked!r}: unknown operating system or architecture "
+                               f"(lab made {ref} here, for linux/{platform.machine()})")
+            out = req.stream("application/json")
+            out.write(json.dumps({"status": f"{ref}: lab made it here (not pulled): it is up to date"}).encode() + b"\n")
+            out.write(json.dumps({"status": f"Status: Image is up to date for {ref}"}).encode() + b"\n")
+            return
     except NotFound:
-        raise ApiError(404, f"pull access denied for {name}, repository does not exist or may require 'docker "
-                       f"login': lab has no registry and no image {ref}: import it first (lab image import FILE {ref})") from None
-    out = req.stream("application/json")
-    out.write(f'{{"status":"{ref}: lab has it in its store (lab has no registry)"}}\n'.encode())
-    out.write(f'{{"status":"Status: Image is up to date for {ref}"}}\n'.encode())
+        pass
+    from lab import pull
+    progress = JSONProgress(req)
+    try:
+        pull.pull(ref, platform_asked or None, progress=progress, login=registry_login(req))
+    except LabError as e:
+        if progress.out is None:             # nothing sent yet: an error status docker shows as is
+            raise
+        progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def registry_login(req) -> tuple[str, str] | None:
+    """The client's login for the registry (docker login's, sent as X-Registry-Auth: base64 JSON)."""
+    import base64
+    sent = req.handler.headers.get("X-Registry-Auth")
+    try:
+        auth = json.loads(base64.urlsafe_b64decode(sent + "=" * (-len(sent) % 4))) if sent else {}
+    except ValueError:
+        raise ApiError(400, "X-Registry-Auth is not base64-encoded JSON") from None
+    return (auth["username"], auth["password"]) if isinstance(auth, dict) and auth.get("username") else None
+
+
+class JSONProgress:
+    """lab pull's progress as the Engine API streams it: one JSON object a line, e.g.
+    {"status": "Downloading", "progressDetail": {"current": 1024, "total": 4096}, "id": "1a2b3c"}."""
+
+    def __init__(self, req):
+        import threading
+        self.req, self.out, self.lock = req, None, threading.Lock()
+
+    def write(self, message: dict) -> None:
+        with self.lock:
+            if self.out is None:
+                self.out = self.req.stream("application/json", chunked=True)
+            self.out.write(json.dumps(message).encode() + b"\n")
+
+    def line(self, text: str) -> None:
+        self.write({"status": text})
+
+    def update(self, short: str, state: str, done: int = 0, total: int = 0) -> None:
+        self.write({"status": state, "progressDetail": {"current": done, "total": total} if total else {}, "id": short})
 
 
 def list_volumes(req):

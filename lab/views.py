@@ -123,4 +123,5 @@ def image(i: dict) -> dict:
     """`lab inspect IMAGE`, in docker's shape."""
     return {"Id": i["Id"], "RepoTags": i["RepoTags"], "Parent": i.get("Parent", ""), "Created": iso(i["Created"]),
             "Size": i["Size"], "Config": {"Cmd": None, "Entrypoint": None, "User": "", "Labels": None, **i["Config"]},
-            "RootFS": {"Type": "layers", "Layers": i["Layers"]}}
+            "RootFS": {"Type": "layers", "Layers": i["Layers"]}, "RepoDigests": i.get("RepoDigests", []),
+            "Os": i.get("Os", "linux"), "Architecture": i.get("Architecture") or "amd64"}

@@ -13,7 +13,6 @@ def leftovers(lab_root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("args, status, error", [
-    (["run", "no-such-image"], 125, "no such image: no-such-image:latest"),
     (["run", "Bad_Name!"], 125, "invalid image name 'Bad_Name!'"),
     (["run", "--rm", "busybox", "no-such-command"], 127, 'exec "no-such-command": executable file not found'),
     (["run", "busybox", "/etc/passwd"], 126, 'exec "/etc/passwd": permission denied'),

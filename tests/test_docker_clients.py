@@ -109,12 +109,14 @@ def test_version_info_images_and_pull(daemon):
     assert daemon.docker("pull", "busybox").returncode == 0
     assert "busybox:latest" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     assert json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]["Os"] == "linux"
-    missing = daemon.docker("pull", "nosuch")
-    assert missing.returncode == 1 and "lab has no registry and no image nosuch:latest" in missing.stderr
-    with pytest.raises(docker.errors.ImageNotFound):                   # (docker's words: the SDK's class)
-        daemon.client().containers.run("nosuch", "true")
-    run = daemon.docker("run", "--rm", "nosuch", "true")          # docker run pulls what is missing
-    assert run.returncode == 125 and "lab has no registry and no image nosuch:latest" in run.stderr
+    nowhere = "127.0.0.1:9/nosuch"                                # port 9: no registry listens there
+    missing = daemon.docker("pull", nowhere)
+    assert missing.returncode == 1 and "cannot reach the registry at 127.0.0.1:9" in missing.stderr
+    with pytest.raises(docker.errors.APIError, match="cannot reach the registry"):   # the SDK pulls too
+        daemon.client().containers.run(nowhere, "true")
+    run = daemon.docker("run", "--rm", nowhere, "true")           # docker run pulls what is missing
+    assert run.returncode == 125 and "Unable to find image '127.0.0.1:9/nosuch:latest' locally" in run.stderr
+    assert "cannot reach the registry at 127.0.0.1:9" in run.stderr
 
 
 def test_docker_rmi_untags_and_deletes_what_nothing_uses(daemon):

@@ -43,7 +43,9 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 # Chapter 07's clients: the Docker SDK (in [course]) and the docker command, from Debian's docker.io.
-[ -x "$venv/bin/docker" ] || bash tools/docker-client "$venv/bin/docker"
+[ -x "$venv/bin/docker" ] || bash tools/deb-binary docker.io /usr/bin/docker "$venv/bin/docker"
+# Chapter 10's tests start a registry of their own: the distribution's, from Debian's docker-registry.
+[ -x "$venv/bin/docker-registry" ] || bash tools/deb-binary docker-registry /usr/bin/docker-registry "$venv/bin/docker-registry"
 # The `lab` command starts Python without its site machinery (-S): lab needs only the standard
 # library and this folder, and site (with pip's editable-install hook) costs ~13 ms of every
 # `lab run`. `lab progress`, which runs pytest, turns site on itself (course.py).

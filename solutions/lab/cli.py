@@ -125,6 +125,24 @@ def build_parser() -> Parser:
     commit.set_defaults(func=cmd_commit)
 
     commands.add_parser("images", help="list images").set_defaults(func=cmd_images)
+    pull = commands.add_parser("pull", help="download an image from a registry (chapter 10)")
+    pull.add_argument("--platform", metavar="OS/ARCH", help="of a multi-platform image, this one (e.g. linux/arm64)")
+    pull.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
+    pull.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
+    pull.set_defaults(func=cmd_pull)
+    login = commands.add_parser("login", help="log in to a registry (stored in docker's config.json)")
+    login.add_argument("-u", "--username", metavar="USER")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
+    login.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
+    login.set_defaults(func=cmd_login)
+    logout = commands.add_parser("logout", help="forget the login to a registry")
+    logout.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
+    logout.set_defaults(func=cmd_login, username=None)
+    tag = commands.add_parser("tag", help="give an image one more name")
+    tag.add_argument("source", metavar="IMAGE")
+    tag.add_argument("ref", metavar="NAME[:TAG]")
+    tag.set_defaults(func=cmd_tag)
     rmi = commands.add_parser("rmi", help="remove images (and the layers no other image uses)")
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
     rmi.set_defaults(func=cmd_rmi)
@@ -204,13 +222,31 @@ def cmd_run(args) -> int:
         from lab import health
         options["healthcheck"] = health.config(args.health_cmd, args.health_interval, args.health_timeout,
                                                args.health_start_period, args.health_retries, args.no_healthcheck)
-    if not args.detach:
-        return container.run(args.image, args.cmd, remove=args.rm, **options)
+    try:
+        if not args.detach:
+            return container.run(args.image, args.cmd, remove=args.rm, **options)
+        c = container.create(args.image, args.cmd, detach=True, **options)
+    except container.images.NoSuchImage as e:              # not here: pull it, then start again
+        if getattr(args, "pulled", False):
+            raise
+        pull_missing(args.image, e)
+        args.pulled = True
+        return cmd_run(args)
     from lab import supervisor          # -d: a supervisor starts the container and stays with it
-    c = container.create(args.image, args.cmd, detach=True, **options)
     supervisor.launch(c, args.rm)
     print(c.id)
     return 0
+
+
+def pull_missing(ref: str, missing: LabError) -> None:
+    """docker run's first step for an image it lacks: "Unable to find image", then a pull
+    (its progress on stderr: stdout is the container's)."""
+    from lab import pull
+    print(f"Unable to find image '{ref}' locally", file=sys.stderr)
+    try:
+        pull.pull(ref, out=sys.stderr)
+    except LabError as e:
+        raise LabError(f"{missing}; pulling it failed: {e}") from None
 
 
 def cmd_port(args) -> int:
@@ -386,6 +422,43 @@ def cmd_image_import(args) -> int:
 def cmd_commit(args) -> int:
     from lab import image_commands
     print(image_commands.commit(store.find_container(args.container), args.ref))
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from lab import pull
+    ref = pull.Reference(args.ref)
+    pull.pull(args.ref, args.platform, args.insecure)
+    print(ref)
+    return 0
+
+
+def cmd_login(args) -> int:
+    from lab import registry
+    server = args.server.removeprefix("https://").removeprefix("http://").split("/")[0]
+    if server in ("index.docker.io", "registry-1.docker.io"):
+        server = registry.DOCKER_HUB
+    if args.command == "logout":
+        registry.save_credentials(server, None)
+        print(f"Removing login credentials for {server}")
+        return 0
+    user = args.username or input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\n")
+    else:
+        import getpass
+        password = getpass.getpass("Password: ")
+    if not user or not password:
+        raise LabError("login: a user name and a password are needed (-u USER --password-stdin)")
+    registry.check_login(server, user, password, args.insecure)
+    registry.save_credentials(server, (user, password))
+    print(f"Login Succeeded (saved in {registry.config_path()})")
+    return 0
+
+
+def cmd_tag(args) -> int:
+    from lab import image_commands
+    image_commands.tag(args.source, args.ref)
     return 0
 
 

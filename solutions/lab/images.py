@@ -17,6 +17,10 @@ image import`, `lab commit`, `lab rmi`).
 import re
 
 from lab import NotFound
+
+
+class NoSuchImage(NotFound):
+    """The store has no image of that name: `lab run` pulls it then, as `docker run` does."""
 from lab.names import parse_reference
 from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tags
 
@@ -25,7 +29,14 @@ BUSYBOX_RECIPE = 2      # bump when build_busybox_layer changes: older builds ar
 
 
 def resolve(ref: str) -> dict:
-    """The image called ref, building busybox on first use."""
+    """The image called ref (NAME[:TAG] or NAME@DIGEST, as pulled), building busybox on first use."""
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        wanted = f"{parse_reference(name)[0]}@{digest}"
+        for image in list_images():
+            if wanted in image.get("RepoDigests", []):
+                return image
+        raise NoSuchImage(f"no such image: {wanted} (lab pull {wanted} downloads it)")
     name, tag = parse_reference(ref)
     image_id = tags().get(f"{name}:{tag}")
     image = load(image_id) if image_id else None
@@ -34,7 +45,7 @@ def resolve(ref: str) -> dict:
         config = {"Cmd": ["sh"], "Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
         image = load(layers.build_busybox(BUSYBOX_RECIPE, config))
     if image is None:
-        raise NotFound(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
+        raise NoSuchImage(f"no such image: {name}:{tag} (`lab images` lists the images you have)")
     return image
 
 

@@ -7,7 +7,8 @@ containers/ID, execs/ID.json. A name like `../../home` or `/etc` would lead out 
     containers, volumes   [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most 128 characters
     images                NAME[:TAG]: lowercase components [a-z0-9]+ joined by '.', '_', '-'
                           (busybox, my-app), separated by '/', maybe after a registry's
-                          host[:port]/; at most 255 characters. TAG: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+                          host[:port]/; at most 255 characters. TAG: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+                          Docker Hub's own are stored short: docker.io/library/debian is debian.
     ids                   64 hex digits (containers, execs); sha256:<64 hex digits> (images, blobs)
 """
 import re
@@ -49,7 +50,8 @@ def parse_reference(ref) -> tuple[str, str]:
     if not m or len(m["name"]) > MAX_IMAGE_NAME:
         raise LabError(f"invalid image name {shown(ref)}: use lowercase NAME[:TAG] (a NAME of at most "
                        f"{MAX_IMAGE_NAME} characters), e.g. busybox or busybox:latest")
-    return m["name"], m["tag"] or "latest"
+    name = re.sub(r"^(?:index\.)?docker\.io/(?:library/(?=[^/]+$))?", "", m["name"])   # docker.io/library/x = x
+    return name, m["tag"] or "latest"
 
 
 def check_id(value, kind: str) -> str:

@@ -1,0 +1,291 @@
+"""Registries for the pull tests, all on 127.0.0.1, none on the internet.
+
+- RegistryServer: the distribution's own registry (Debian's docker-registry, put in the venv by
+  `make setup`), with a login: htpasswd (Basic) or a token server (Bearer), as Docker Hub does.
+- TokenServer: that token server, a thread in the test process. It signs JWTs with a key the
+  registry trusts, anonymous users get pull tokens, learner:secret gets pull and push.
+- Hostile: a registry written for the occasion that lies (wrong digests, wrong sizes, endless
+  answers, redirects elsewhere), answering only what a pull asks.
+- skopeo_copy: fills a registry, an independent client (Debian's skopeo) pushing the OCI
+  layouts written by oci_index.
+"""
+import base64
+import gzip
+import hashlib
+import http.server
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+archives = importlib.import_module("chapters.04_overlay.archives")
+
+USER, PASSWORD = "learner", "secret"
+ISSUER, SERVICE = "lab-test-issuer", "lab-test-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def registry_program() -> str:
+    program = Path(os.environ.get("VIRTUAL_ENV") or Path(__file__).parent.parent / ".venv", "bin", "docker-registry")
+    for candidate in (program, Path("/opt/lab-venv/bin/docker-registry")):
+        if candidate.exists():
+            return str(candidate)
+    raise AssertionError(f"no docker-registry at {program}: run make setup (it puts Debian's there)")
+
+
+class RegistryServer:
+    """docker-registry serving folder's storage on a free port; auth "htpasswd" or a TokenServer."""
+
+    def __init__(self, folder: Path, auth):
+        import bcrypt
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if auth == "htpasswd":
+            hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+            (folder / "htpasswd").write_text(f"{USER}:{hashed}\n")
+            auth_config = {"htpasswd": {"realm": "lab-test", "path": str(folder / "htpasswd")}}
+        else:
+            auth_config = {"token": {"realm": auth.realm, "service": SERVICE, "issuer": ISSUER,
+                                     "rootcertbundle": str(auth.certificate)}}
+        config = {"version": 0.1, "log": {"level": "error"}, "auth": auth_config,
+                  "storage": {"filesystem": {"rootdirectory": str(folder / "data")}, "delete": {"enabled": True}},
+                  "http": {"addr": self.host}}
+        (folder / "config.yml").write_text(json.dumps(config))      # YAML reads JSON
+        self.log = open(folder / "registry.log", "ab")
+        self.process = subprocess.Popen([registry_program(), "serve", str(folder / "config.yml")],
+                                        stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while not self.answers():
+            assert self.process.poll() is None, f"docker-registry exited: {(folder / 'registry.log').read_text()}"
+            assert time.monotonic() < deadline, "docker-registry did not answer within 60 s"
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
+        except urllib.error.HTTPError:
+            return True                        # 401: it is up, and wants a login
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+class TokenServer:
+    """A Bearer token server: GET /token?service=S&scope=repository:NAME:pull,push -> {"token": JWT}."""
+
+    def __init__(self, folder: Path):
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lab test token issuer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1)).sign(self.key, hashes.SHA256()))
+        folder.mkdir(parents=True, exist_ok=True)
+        self.certificate = folder / "token.pem"
+        self.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        # The registry finds the key by its libtrust id: sha256 of the public key (DER), 240 bits, base32.
+        der = self.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+        self.key_id = ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+        self.asked: list[tuple[str, str | None]] = []      # (scope, user) of every token request
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                user = None
+                if (sent := self.headers.get("Authorization", "")).startswith("Basic "):
+                    user, _, password = base64.b64decode(sent[6:]).decode().partition(":")
+                    if (user, password) != (USER, PASSWORD):
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                server.asked.append((query.get("scope", ""), user))
+                body = json.dumps({"token": server.token(query, user)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_port}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, query: dict, user: str | None) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        access = []
+        for scope in query.get("scope", "").split():
+            kind, name, actions = scope.split(":")[0], ":".join(scope.split(":")[1:-1]), scope.split(":")[-1]
+            granted = [a for a in actions.split(",") if a == "pull" or user is not None]
+            access.append({"type": kind, "name": name, "actions": granted})
+        now = int(time.time())
+        claims = {"iss": ISSUER, "sub": user or "", "aud": query.get("service"), "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+        signed = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": self.key_id}).encode()) + "." + \
+            b64(json.dumps(claims).encode())
+        signature = self.key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signed + "." + b64(signature)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def blob(blobs: Path, data: bytes, media_type: str, **extra) -> dict:
+    (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    return {"mediaType": media_type, "digest": archives.sha256(data), "size": len(data), **extra}
+
+
+def image_manifest(blobs: Path, layers: list[bytes], cmd: list[str], arch: str = archives.ARCH) -> dict:
+    """One platform's manifest (its config and gzip layers written into blobs)."""
+    config = json.loads(archives.image_config(layers, cmd))
+    config["architecture"] = arch
+    return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": blob(blobs, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"),
+            "layers": [blob(blobs, gzip.compress(layer, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip")
+                       for layer in layers]}
+
+
+def oci_index(folder: Path, images: dict[str, tuple[list[bytes], list[str]]]) -> Path:
+    """An OCI layout whose one entry is an index of images, {architecture: (layers, cmd)}."""
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    manifests = []
+    for arch, (layers, cmd) in images.items():
+        manifest = image_manifest(blobs, layers, cmd, arch)
+        manifests.append(blob(blobs, json.dumps(manifest).encode(), manifest["mediaType"],
+                              platform={"architecture": arch, "os": "linux"}))
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+    top = {"schemaVersion": 2, "manifests": [blob(blobs, json.dumps(index).encode(), index["mediaType"])]}
+    (folder / "index.json").write_text(json.dumps(top))
+    (folder / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    return folder
+
+
+def skopeo_copy(source: str, dest: str, *options: str) -> None:
+    result = subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+                             "--dest-creds", f"{USER}:{PASSWORD}", *options, source, dest],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"skopeo copy {source} {dest}: {result.stderr}"
+
+
+class Hostile:
+    """A registry that serves one image (manifest `m`, its config and layer) and lies as told:
+    lie="digest" (a layer whose bytes differ), "longer" (more bytes than the manifest says),
+    "endless" (a manifest that never ends), "redirect" (the layer from another host, which
+    checks that no password came along), "none" (the truth: for a hostile layer)."""
+
+    def __init__(self, lie: str, layer: bytes):
+        gz = gzip.compress(layer, mtime=0)
+        config = archives.image_config([layer], ["sh"])
+        self.blobs = {archives.sha256(config): config, archives.sha256(gz): gz}
+        served = gz + b"x" * 1000 if lie == "longer" else gz[:-8] + b"\0" * 8 if lie == "digest" else gz
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": archives.sha256(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": archives.sha256(gz), "size": len(gz)}]}).encode()
+        self.layer_digest = archives.sha256(gz)
+        self.authorizations: list[str | None] = []       # what the other host was sent
+        hostile = self
+
+        class Elsewhere(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hostile.authorizations.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(served)))
+                self.end_headers()
+                self.wfile.write(served)
+
+            def log_message(self, *args):
+                pass
+        self.elsewhere = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.headers.get("Authorization") != "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode():
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="hostile"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path == "/v2/":
+                    return self.answer(b"{}")
+                if "/manifests/" in self.path:
+                    if lie == "endless":
+                        self.send_response(200)
+                        self.end_headers()
+                        try:
+                            while True:
+                                self.wfile.write(b" " * 65536)
+                        except OSError:
+                            return
+                    return self.answer(hostile.manifest, "application/vnd.oci.image.manifest.v1+json")
+                digest = self.path.rsplit("/", 1)[-1]
+                if digest == hostile.layer_digest and lie == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", f"http://127.0.0.2:{hostile.elsewhere.server_port}/blob")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if digest == hostile.layer_digest:
+                    return self.answer(served)
+                return self.answer(hostile.blobs[digest])
+
+            def answer(self, body: bytes, media_type: str = "application/octet-stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", media_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_port}"
+        for server in (self.httpd, self.elsewhere):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        for server in (self.httpd, self.elsewhere):
+            server.shutdown()
+            server.server_close()
