@@ -6,6 +6,7 @@ images written here; its login is htpasswd (Basic) or a token server (Bearer), a
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,61 @@ def test_docker_pull_and_run_through_the_engine_and_the_sdk_with_its_login(regis
     assert any(line.get("status") == "Downloading" and line["progressDetail"]["total"] > 0 for line in lines)
     run = daemon.docker("run", "--rm", ref)
     assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+    wrong = daemon.docker("login", "-u", USER, "--password-stdin", registry.host, input="wrong")
+    assert wrong.returncode == 1 and "denied" in wrong.stderr
+    login = daemon.docker("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD)
+    assert login.returncode == 0 and "Login Succeeded" in login.stdout      # POST /auth: the daemon checked it
+    assert daemon.docker("rmi", ref).returncode == 0
+    pulled = daemon.docker("pull", ref)                   # the CLI sends the login it keeps
+    assert pulled.returncode == 0 and "Pull complete" in pulled.stdout, pulled.stderr
+
+
+def skopeo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_push_then_skopeo_and_lab_pull_it_back(logged_in, lab, tmp_path):
+    ref = f"{logged_in.host}/me/busybox:1"
+    assert lab("tag", "busybox", ref).returncode == 0
+    pushed = lab("push", ref, timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    lines = pushed.stdout.splitlines()
+    assert lines[0] == f"The push refers to repository [{logged_in.host}/me/busybox]"
+    assert lines[-1].startswith("1: digest: sha256:") and "Pushed" in pushed.stdout
+    copied = skopeo("copy", "--src-tls-verify=false", "--src-creds", f"{USER}:{PASSWORD}",
+                    f"docker://{ref}", f"oci:{tmp_path / 'copy'}")       # skopeo checks every digest
+    assert copied.returncode == 0, copied.stderr
+    again = lab("push", ref, timeout=120)
+    assert again.returncode == 0 and "Layer already exists" in again.stdout and "Pushed" not in again.stdout
+    assert again.stdout.splitlines()[-1] == lines[-1]                      # the same digest: reproducible
+    assert lab("rmi", ref).returncode == 0
+    run = lab("run", "--rm", ref, "echo", "came back")                    # pulled again, then run
+    assert (run.returncode, run.stdout) == (0, "came back\n"), run.stderr
+
+
+def test_push_without_a_login_sets_no_tag_in_the_registry(registry, lab):
+    ref = f"{registry.host}/me/refused:1"
+    assert lab("tag", "busybox", ref).returncode == 0
+    refused = lab("push", ref)
+    assert refused.returncode == 125
+    assert refused.stderr.strip().splitlines()[-1] == \
+        f"lab: error: the registry {registry.host} wants a login: lab login {registry.host}"
+    inspected = skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{ref}")
+    assert inspected.returncode != 0 and "manifest unknown" in inspected.stderr
+
+
+def test_docker_push_through_the_engine_with_the_sdk(registry, daemon, lab):
+    ref = f"{registry.host}/me/engine"
+    assert lab("tag", "busybox", f"{ref}:2").returncode == 0
+    lines = list(daemon.client().api.push(ref, tag="2", stream=True, decode=True,
+                                          auth_config={"username": USER, "password": PASSWORD}))
+    assert not [line for line in lines if "error" in line], lines
+    assert lines[-1]["status"].startswith("2: digest: sha256:")
+    inspected = skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{ref}:2")
+    assert inspected.returncode == 0, inspected.stderr
+
+
+def test_tag_and_rmi_of_busybox_on_a_new_store_build_it_first(lab):
+    assert lab("tag", "busybox", "mine:1").returncode == 0       # (it waited for its own lock before)
+    assert lab("rmi", "busybox").returncode == 0
+    assert lab("run", "--rm", "mine:1", "true").returncode == 0

@@ -130,6 +130,10 @@ def build_parser() -> Parser:
     pull.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
     pull.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
     pull.set_defaults(func=cmd_pull)
+    push = commands.add_parser("push", help="upload an image to a registry (chapter 10)")
+    push.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
+    push.add_argument("ref", metavar="NAME[:TAG]")
+    push.set_defaults(func=cmd_push)
     login = commands.add_parser("login", help="log in to a registry (stored in docker's config.json)")
     login.add_argument("-u", "--username", metavar="USER")
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -433,11 +437,15 @@ def cmd_pull(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from lab import push
+    push.push(args.ref, args.insecure)
+    return 0
+
+
 def cmd_login(args) -> int:
     from lab import registry
-    server = args.server.removeprefix("https://").removeprefix("http://").split("/")[0]
-    if server in ("index.docker.io", "registry-1.docker.io"):
-        server = registry.DOCKER_HUB
+    server = registry.server_name(args.server)
     if args.command == "logout":
         registry.save_credentials(server, None)
         print(f"Removing login credentials for {server}")

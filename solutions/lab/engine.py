@@ -604,6 +604,32 @@ def post_pull(req):
         progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
 
 
+def post_push(req):
+    """POST /images/{name}/push (docker push): lab push, its progress as JSON lines."""
+    from lab import push
+    tag = req.query.get("tag") or ""
+    ref = req.params[0] + (f":{tag}" if tag else "")
+    images.find(ref)                          # no such image: 404, before any stream
+    progress = JSONProgress(req)
+    try:
+        push.push(ref, progress=progress, login=registry_login(req))
+    except LabError as e:
+        if progress.out is None:
+            raise
+        progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def post_auth(req):
+    """POST /auth (docker login): the daemon tries the login on the registry; the client keeps it."""
+    from lab import registry
+    body = req.json() or {}
+    server = registry.server_name(body.get("serveraddress") or registry.DOCKER_HUB)
+    if not body.get("username") or not body.get("password"):
+        raise ApiError(400, "docker login needs a user name and a password")
+    registry.check_login(server, body["username"], body["password"])
+    return 200, {"Status": "Login Succeeded", "IdentityToken": ""}
+
+
 def registry_login(req) -> tuple[str, str] | None:
     """The client's login for the registry (docker login's, sent as X-Registry-Auth: base64 JSON)."""
     import base64
@@ -727,7 +753,8 @@ ROUTES = [
     ("POST", rf"/exec/{ID}/start", post_exec_start), ("GET", rf"/exec/{ID}/json", get_exec),
     ("POST", rf"/exec/{ID}/resize", post_exec_resize),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
-    ("POST", r"/images/create", post_pull), ("DELETE", r"/images/(.+)", delete_image),
+    ("POST", r"/images/create", post_pull), ("POST", r"/images/(.+)/push", post_push), ("POST", r"/auth", post_auth),
+    ("DELETE", r"/images/(.+)", delete_image),
     ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
     ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),
 ]
