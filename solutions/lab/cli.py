@@ -130,6 +130,14 @@ def build_parser() -> Parser:
     pull.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
     pull.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
     pull.set_defaults(func=cmd_pull)
+    build = commands.add_parser("build", help="build an image from a Dockerfile, one layer per step (chapter 10)")
+    build.add_argument("-t", "--tag", metavar="NAME[:TAG]")
+    build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    build.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
+    build.add_argument("--network", metavar="MODE", help="the RUN steps' network (bridge, none, host)")
+    build.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
+    build.set_defaults(func=cmd_build)
     push = commands.add_parser("push", help="upload an image to a registry (chapter 10)")
     push.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
     push.add_argument("ref", metavar="NAME[:TAG]")
@@ -409,6 +417,8 @@ def cmd_images(args) -> int:
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
     for image in images.list_images():
+        if images.is_intermediate(image):
+            continue
         for ref in image["RepoTags"] or ["<none>:<none>"]:
             name, tag = ref.rsplit(":", 1)
             rows.append((name, tag, image["Id"][7:19], store.ago(now - image["Created"]) + " ago",
@@ -434,6 +444,12 @@ def cmd_pull(args) -> int:
     ref = pull.Reference(args.ref)
     pull.pull(args.ref, args.platform, args.insecure)
     print(ref)
+    return 0
+
+
+def cmd_build(args) -> int:
+    from lab import build
+    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network)
     return 0
 
 

@@ -1,0 +1,129 @@
+"""lab build: a Dockerfile's steps, one layer each, cached; bad Dockerfiles and contexts refused."""
+import json
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def lab_root(monkeypatch, tmp_path):
+    """A LAB_ROOT of each test's own: a build cache that starts empty."""
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path / "lab-root"))
+    return tmp_path / "lab-root"
+
+
+@pytest.fixture
+def context(tmp_path):
+    folder = tmp_path / "context"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "hello.txt").write_text("hello from the context\n")
+    (folder / "src" / "secret.key").write_text("not for the image\n")
+    (folder / ".dockerignore").write_text("# keys stay out\n**/*.key\n")
+    (folder / "Dockerfile").write_text("""\
+# a comment
+ARG GREETING=hi
+FROM busybox
+ARG GREETING
+ENV APP=/app \\
+    MODE=test
+WORKDIR $APP
+COPY src/ ./src/
+RUN echo "$GREETING from RUN" > made.txt && \\
+    ls src > listing.txt
+LABEL course="containers" chapter=10
+EXPOSE 8080
+USER 1000
+CMD ["cat", "made.txt"]
+""")
+    return folder
+
+
+def build(lab, *args):
+    return lab("build", "--network", "none", *args, timeout=120)
+
+
+def test_build_makes_one_layer_per_step_and_runs_as_the_dockerfile_says(lab, context):
+    result = build(lab, "-t", "built:1", str(context))
+    assert result.returncode == 0, result.stderr
+    assert "Step 1/11 : ARG GREETING=hi" in result.stdout and "Step 11/11 : CMD" in result.stdout
+    assert result.stdout.splitlines()[-2:][1] == "Successfully tagged built:1"
+    run = lab("run", "--rm", "built:1")
+    assert (run.returncode, run.stdout) == (0, "hi from RUN\n"), run.stderr
+    listing = lab("run", "--rm", "built:1", "cat", "/app/listing.txt")
+    assert listing.stdout == "hello.txt\n"                     # .dockerignore kept secret.key out
+    image = json.loads(lab("image", "inspect", "built:1").stdout)[0]
+    base = json.loads(lab("image", "inspect", "busybox").stdout)[0]
+    assert len(image["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 2      # COPY and RUN
+    config = image["Config"]
+    assert config["WorkingDir"] == "/app" and config["User"] == "1000" and "APP=/app" in config["Env"]
+    assert config["Labels"] == {"course": "containers", "chapter": "10"}
+    assert config["ExposedPorts"] == {"8080/tcp": {}}
+    whoami = lab("run", "--rm", "built:1", "id", "-u")
+    assert whoami.stdout == "1000\n"
+    listed = lab("images")
+    assert listed.returncode == 0 and "<none>" not in listed.stdout   # the steps' images: the cache, not listed
+
+
+def test_a_second_build_uses_the_cache_and_a_changed_file_runs_from_its_copy(lab, context):
+    assert build(lab, "-t", "built:1", str(context)).returncode == 0
+    again = build(lab, "-t", "built:2", str(context))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("Using cache") == 2 and "Running in" not in again.stdout
+    ids = [json.loads(lab("image", "inspect", t).stdout)[0]["Id"] for t in ("built:1", "built:2")]
+    assert ids[0] == ids[1]
+    (context / "src" / "hello.txt").write_text("changed\n")
+    changed = build(lab, str(context))
+    assert changed.stdout.count("Using cache") == 0 and "Running in" in changed.stdout   # COPY, then RUN again
+    other_arg = build(lab, "--build-arg", "GREETING=hello", "-t", "built:3", str(context))
+    assert lab("run", "--rm", "built:3").stdout == "hello from RUN\n"
+    fresh = build(lab, "--no-cache", str(context))
+    assert fresh.returncode == 0 and "Using cache" not in fresh.stdout
+
+
+def test_a_failing_step_stops_the_build_with_its_output_and_status_and_leaves_nothing(lab, lab_root, tmp_path):
+    folder = tmp_path / "failing"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text("FROM busybox\nRUN echo before; exit 3\nRUN echo never\n")
+    result = build(lab, "-t", "failed:1", str(folder))
+    assert result.returncode == 125
+    assert "before\n" in result.stdout and "never" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == \
+        "lab: error: The command '/bin/sh -c echo before; exit 3' returned a non-zero code: 3"
+    assert "failed:1" not in lab("images").stdout
+    assert not [name for name in os.listdir(lab_root / "containers") if not name.startswith(".")]
+    assert lab("ps", "-a").stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize("dockerfile, context_files, error", [
+    ("FROM busybox\nCOPY ../secret /s\n", {}, "COPY ../secret: forbidden path outside the build context"),
+    ("FROM busybox\nCOPY link /s\n", {"link": "/etc"}, "COPY link: forbidden path outside the build context"),
+    ("FROM busybox\nHEALTHCHECK CMD true\n", {}, "Dockerfile line 2: lab build does not support HEALTHCHECK"),
+    ("RUN true\n", {}, "the Dockerfile has no FROM"),
+    ("FROM busybox\nCOPY missing.txt /m\n", {}, "COPY missing.txt: no such file in the build context"),
+    ("FROM busybox\nADD http://example.org/x /x\n", {}, "lab build adds files of the build context only"),
+])
+def test_bad_dockerfiles_and_contexts_get_one_line_and_no_image(lab, tmp_path, dockerfile, context_files, error):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (tmp_path / "secret").write_text("the host's\n")
+    (folder / "Dockerfile").write_text(dockerfile)
+    for name, target in context_files.items():
+        os.symlink(target, folder / name)
+    result = build(lab, "-t", "bad:1", str(folder))
+    assert result.returncode == 125
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lab: error:")]
+    assert len(errors) == 1 and error in errors[0], result.stderr
+    assert "bad" not in lab("images").stdout
+
+
+def test_add_unpacks_a_local_tar_and_copy_does_not(lab, tmp_path):
+    import tarfile
+    folder = tmp_path / "adding"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("from the tar\n")
+    with tarfile.open(folder / "files.tar.gz", "w:gz") as tar:
+        tar.add(folder / "inside.txt", arcname="inside.txt")
+    (folder / "Dockerfile").write_text("FROM busybox\nADD files.tar.gz /added/\nCOPY files.tar.gz /copied/\n")
+    assert build(lab, "-t", "adding:1", str(folder)).returncode == 0
+    run = lab("run", "--rm", "adding:1", "sh", "-c", "cat /added/inside.txt; ls /copied")
+    assert run.stdout == "from the tar\nfiles.tar.gz\n", run.stderr
