@@ -130,6 +130,19 @@ def build_parser() -> Parser:
     pull.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
     pull.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
     pull.set_defaults(func=cmd_pull)
+    build = commands.add_parser("build", help="build an image from a Dockerfile, one layer per step (chapter 10)")
+    build.add_argument("-t", "--tag", metavar="NAME[:TAG]")
+    build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    build.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
+    build.add_argument("--network", metavar="MODE", help="the RUN steps' network (bridge, none, host)")
+    build.add_argument("--iidfile", metavar="FILE", help="write the image's id there")
+    build.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
+    build.set_defaults(func=cmd_build)
+    push = commands.add_parser("push", help="upload an image to a registry (chapter 10)")
+    push.add_argument("--insecure", action="store_true", help="plain HTTP (always so for 127.0.0.1 and localhost)")
+    push.add_argument("ref", metavar="NAME[:TAG]")
+    push.set_defaults(func=cmd_push)
     login = commands.add_parser("login", help="log in to a registry (stored in docker's config.json)")
     login.add_argument("-u", "--username", metavar="USER")
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -405,6 +418,8 @@ def cmd_images(args) -> int:
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
     for image in images.list_images():
+        if images.is_intermediate(image):
+            continue
         for ref in image["RepoTags"] or ["<none>:<none>"]:
             name, tag = ref.rsplit(":", 1)
             rows.append((name, tag, image["Id"][7:19], store.ago(now - image["Created"]) + " ago",
@@ -433,11 +448,21 @@ def cmd_pull(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from lab import build
+    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile)
+    return 0
+
+
+def cmd_push(args) -> int:
+    from lab import push
+    push.push(args.ref, args.insecure)
+    return 0
+
+
 def cmd_login(args) -> int:
     from lab import registry
-    server = args.server.removeprefix("https://").removeprefix("http://").split("/")[0]
-    if server in ("index.docker.io", "registry-1.docker.io"):
-        server = registry.DOCKER_HUB
+    server = registry.server_name(args.server)
     if args.command == "logout":
         registry.save_credentials(server, None)
         print(f"Removing login credentials for {server}")
@@ -452,7 +477,7 @@ def cmd_login(args) -> int:
         raise LabError("login: a user name and a password are needed (-u USER --password-stdin)")
     registry.check_login(server, user, password, args.insecure)
     registry.save_credentials(server, (user, password))
-    print(f"Login Succeeded (saved in {registry.config_path()})")
+    print("Login Succeeded")
     return 0
 
 

@@ -518,7 +518,7 @@ def list_images(req):
     return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": i["RepoTags"] or [],
                   "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
                   "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
-                 for i in images.list_images() if shown(i)]
+                 for i in images.list_images() if shown(i) and not images.is_intermediate(i)]
 
 
 def get_image(req):
@@ -560,6 +560,77 @@ def post_pull(req):
         if progress.out is None:             # nothing sent yet: an error status docker shows as is
             raise
         progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def post_push(req):
+    """POST /images/{name}/push (docker push): lab push, its progress as JSON lines."""
+    from lab import push
+    tag = req.query.get("tag") or ""
+    ref = req.params[0] + (f":{tag}" if tag else "")
+    images.find(ref)                          # no such image: 404, before any stream
+    progress = JSONProgress(req)
+    try:
+        push.push(ref, progress=progress, login=registry_login(req))
+    except LabError as e:
+        if progress.out is None:
+            raise
+        progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def post_build(req):
+    """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
+    as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
+    and every line it prints goes to the client as {"stream": line}."""
+    import subprocess
+    import sys
+    import tempfile
+    from lab import build
+    if req.query.get("remote"):
+        raise ApiError(400, "lab builds from a context sent with the request, not from a remote URL")
+    if req.query.get("version") == "2":
+        raise ApiError(400, "lab builds with the legacy builder only: DOCKER_BUILDKIT=0 docker build ...")
+    with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
+        context = os.path.join(work, "context")
+        os.mkdir(context)
+        build.unpack_context(req.body, context)
+        command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
+                   "-f", os.path.join(context, req.query.get("dockerfile") or "Dockerfile")]
+        for tag in req.values("t"):
+            command += ["-t", tag]
+        for key, value in json.loads(req.query.get("buildargs") or "{}").items():
+            command += ["--build-arg", f"{key}={value}"]
+        if req.query.get("nocache") in ("1", "true", "True"):
+            command.append("--no-cache")
+        if req.query.get("networkmode") not in (None, "", "default"):
+            command += ["--network", req.query["networkmode"]]
+        package = os.path.dirname(os.path.dirname(os.path.abspath(build.__file__)))
+        child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
+                                 stderr=subprocess.STDOUT, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
+        out = req.stream("application/json", chunked=True)
+        said = ""
+        for line in child.stdout:
+            text = line.decode(errors="replace")
+            if text.startswith("lab: error: "):
+                said = text.removeprefix("lab: error: ").strip()
+                continue
+            out.write(json.dumps({"stream": text}).encode() + b"\n")
+        if child.wait() != 0:
+            message = said or f"lab build exited with status {child.returncode}"
+            out.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n")
+        elif os.path.exists(os.path.join(work, "id")):
+            with open(os.path.join(work, "id")) as f:
+                out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
+
+
+def post_auth(req):
+    """POST /auth (docker login): the daemon tries the login on the registry; the client keeps it."""
+    from lab import registry
+    body = req.json() or {}
+    server = registry.server_name(body.get("serveraddress") or registry.DOCKER_HUB)
+    if not body.get("username") or not body.get("password"):
+        raise ApiError(400, "docker login needs a user name and a password")
+    registry.check_login(server, body["username"], body["password"])
+    return 200, {"Status": "Login Succeeded", "IdentityToken": ""}
 
 
 def registry_login(req) -> tuple[str, str] | None:
@@ -685,7 +756,9 @@ ROUTES = [
     ("POST", rf"/exec/{ID}/start", post_exec_start), ("GET", rf"/exec/{ID}/json", get_exec),
     ("POST", rf"/exec/{ID}/resize", post_exec_resize),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
-    ("POST", r"/images/create", post_pull), ("DELETE", r"/images/(.+)", delete_image),
+    ("POST", r"/images/create", post_pull), ("POST", r"/images/(.+)/push", post_push), ("POST", r"/auth", post_auth),
+    ("POST", r"/build", post_build),
+    ("DELETE", r"/images/(.+)", delete_image),
     ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
     ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),
 ]

@@ -62,6 +62,11 @@ def list_images() -> list[dict]:
     return sorted(found, key=lambda image: image["Created"], reverse=True)
 
 
+def is_intermediate(image: dict) -> bool:
+    """A build step's image that no tag names (lab build's cache): `lab images` does not list it."""
+    return bool(image.get("Intermediate")) and not image["RepoTags"]
+
+
 def find(ref: str) -> dict:
     """An image by NAME[:TAG], or by (a prefix of) its id."""
     hexid = ref.removeprefix("sha256:")

@@ -16,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -103,15 +104,30 @@ def build_busybox_layer(binary: Path) -> str:
     return digest
 
 
+held = threading.local()       # how deep this thread is in locked() blocks
+
+
 def locked():
-    """Hold the store's lock (a `with` block): imports, commits and rmi do not interleave."""
+    """Hold the store's lock (a `with` block): imports, commits and rmi do not interleave. A
+    thread that holds it already goes on (`lab rmi busybox` on a new store builds busybox first)."""
 
     @contextlib.contextmanager
     def lock():
+        if getattr(held, "depth", 0):
+            held.depth += 1
+            try:
+                yield
+            finally:
+                held.depth -= 1
+            return
         layers_dir().mkdir(parents=True, exist_ok=True)
         with locked_file(images_lock()):
-            remove_unfinished_work()
-            yield
+            held.depth = 1
+            try:
+                remove_unfinished_work()
+                yield
+            finally:
+                held.depth = 0
     return lock()
 
 

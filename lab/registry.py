@@ -153,15 +153,19 @@ class Registry:
 
     def request(self, method: str, path: str, headers: dict | None = None, body=None, scope: str = "",
                 ok=(200,)) -> http.client.HTTPResponse:
-        """Send a request to the registry, logging in when it asks; follow redirects (without
-        the password when they lead to another host). Return the response, its body unread."""
+        """Send a request to the registry (path: /v2/..., or a URL it gave), logging in when it
+        asks; follow redirects (without the password when they lead to another host). Return
+        the response, its body unread."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.scheme}://{self.api}{path}"
         for attempt in range(2):
-            response = self.send(method, f"{self.scheme}://{self.api}{path}", headers or {}, body)
+            response = self.send(method, url, headers or {}, body)
             if response.status != 401 or attempt == 1:
                 break
             challenge = response.getheader("WWW-Authenticate") or ""
             response.close()
             self.authorization = self.authenticate(challenge, scope)
+            if hasattr(body, "seek"):
+                body.seek(0)                   # a file sent again, from its start
         if response.status not in ok:
             raise self.error(response, f"{method} {path}")
         return response
@@ -246,6 +250,12 @@ def read_limited(response, limit: int, what: str) -> bytes:
 
 def describe(e: BaseException) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def server_name(address: str) -> str:
+    """What `login` is given (https://index.docker.io/v1/, localhost:5000) as a registry's host."""
+    server = address.removeprefix("https://").removeprefix("http://").split("/")[0]
+    return DOCKER_HUB if server in ("index.docker.io", "registry-1.docker.io") else server
 
 
 def check_login(registry: str, user: str, password: str, insecure: bool = False) -> None:

@@ -68,13 +68,14 @@ def test_a_second_build_uses_the_cache_and_a_changed_file_runs_from_its_copy(lab
     assert build(lab, "-t", "built:1", str(context)).returncode == 0
     again = build(lab, "-t", "built:2", str(context))
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("Using cache") == 2 and "Running in" not in again.stdout
+    assert again.stdout.count("Using cache") == 8 and "Running in" not in again.stdout      # all but FROM, ARG
     ids = [json.loads(lab("image", "inspect", t).stdout)[0]["Id"] for t in ("built:1", "built:2")]
     assert ids[0] == ids[1]
     (context / "src" / "hello.txt").write_text("changed\n")
     changed = build(lab, str(context))
-    assert changed.stdout.count("Using cache") == 0 and "Running in" in changed.stdout   # COPY, then RUN again
+    assert changed.stdout.count("Using cache") == 2 and "Running in" in changed.stdout   # ENV, WORKDIR; from COPY on: run
     other_arg = build(lab, "--build-arg", "GREETING=hello", "-t", "built:3", str(context))
+    assert other_arg.stdout.count("Using cache") == 3          # ENV, WORKDIR, COPY; the RUN sees another GREETING
     assert lab("run", "--rm", "built:3").stdout == "hello from RUN\n"
     fresh = build(lab, "--no-cache", str(context))
     assert fresh.returncode == 0 and "Using cache" not in fresh.stdout
@@ -127,3 +128,39 @@ def test_add_unpacks_a_local_tar_and_copy_does_not(lab, tmp_path):
     assert build(lab, "-t", "adding:1", str(folder)).returncode == 0
     run = lab("run", "--rm", "adding:1", "sh", "-c", "cat /added/inside.txt; ls /copied")
     assert run.stdout == "from the tar\nfiles.tar.gz\n", run.stderr
+
+
+def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, context, lab):
+    env = {**daemon.env, "DOCKER_BUILDKIT": "0"}
+    import subprocess
+    from chapters.harness import DOCKER
+    built = subprocess.run([DOCKER, "build", "--network", "none", "-t", "engine-built:1", str(context)],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert built.returncode == 0, built.stderr
+    assert "Step 11/11 : CMD" in built.stdout and "hi from RUN" not in built.stdout    # (RUN wrote a file)
+    assert "Successfully tagged engine-built:1" in built.stdout
+    run = daemon.docker("run", "--rm", "engine-built:1")
+    assert (run.returncode, run.stdout) == (0, "hi from RUN\n"), run.stderr
+    image, logs = daemon.client().images.build(path=str(context), tag="engine-built:2", network_mode="none",
+                                               buildargs={"GREETING": "hey"})
+    assert "engine-built:2" in image.tags
+    assert any("Running in" in entry.get("stream", "") for entry in logs)
+    failing = context / "Dockerfile.failing"
+    failing.write_text("FROM busybox\nRUN echo about to fail; exit 7\n")
+    failed = subprocess.run([DOCKER, "build", "--network", "none", "-f", str(failing), str(context)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 1 and "about to fail" in failed.stdout
+    assert "returned a non-zero code: 7" in failed.stderr
+
+
+@pytest.mark.parametrize("members", [
+    [("../escaped-by-dotdot", b"x")],
+    [("link", ("symlink", "/tmp")), ("link/escaped-through-a-symlink", b"x")],
+])
+def test_a_build_context_that_writes_outside_itself_is_refused(daemon, members):
+    import importlib
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    body = archives.tar([("Dockerfile", b"FROM busybox\n"), *members])
+    status, answer = daemon.request("POST", "/v1.41/build?t=hostile:1", body)
+    assert status == 400 and "outside the context: refused" in answer["message"], answer
+    assert not any(os.path.exists(f"/tmp/{name}") for name in ("escaped-by-dotdot", "escaped-through-a-symlink"))

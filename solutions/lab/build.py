@@ -187,6 +187,29 @@ def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, un
     return out.getvalue(), "sha256:" + content.hexdigest()
 
 
+def unpack_context(data: bytes, folder: str) -> None:
+    """The engine's build context (a tar, maybe compressed) into folder: files, folders and
+    symlinks only, none of them written through a symlink or outside folder."""
+    folder = os.path.realpath(folder)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            for member in tar:
+                target = os.path.normpath(os.path.join(folder, member.name))
+                parent = os.path.realpath(os.path.dirname(target))
+                if not target.startswith(folder + os.sep) or not (parent == folder or parent.startswith(folder + os.sep)):
+                    raise LabError(f"the build context has {member.name!r}, outside the context: refused")
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                elif member.issym():
+                    os.symlink(member.linkname, target)
+                elif member.isfile():
+                    with open(target, "wb") as f:
+                        f.write(tar.extractfile(member).read())
+                    os.chmod(target, member.mode & 0o777)
+    except tarfile.TarError as e:
+        raise LabError(f"the build context is not a tar archive ({e})") from None
+
+
 # The cache: step key -> the image that step made.
 
 def cache_path() -> Path:
@@ -213,7 +236,7 @@ def remember(key: str, image_id: str) -> None:
 # The build.
 
 def build(context_dir: str, dockerfile: str | None = None, tag: str | None = None, build_args=(),
-          no_cache: bool = False, network: str | None = None, out=sys.stdout) -> str:
+          no_cache: bool = False, network: str | None = None, iidfile: str | None = None, out=sys.stdout) -> str:
     """Build the image; return its id. Each step's output goes to out; a failed step raises."""
     name, version = parse_reference(tag) if tag else (None, "latest")
     context = Context(context_dir)
@@ -250,13 +273,15 @@ def build(context_dir: str, dockerfile: str | None = None, tag: str | None = Non
             config = dict(image["Config"])
             continue
         config = change_config(instruction, text, config, variables)
-        image = commit_config(image, config, instruction, text, no_cache)
+        image = commit_config(image, config, instruction, text, no_cache, say)
         say(f" ---> {short(image['Id'])}")
     if image is None:
         raise LabError("the Dockerfile has no FROM")
     if name:
         with locked():
             write_json(store.tags_path(), {**store.tags(), f"{name}:{version}": image["Id"]})
+    if iidfile:
+        Path(iidfile).write_text(image["Id"])
     print(f"Successfully built {short(image['Id'])}", file=out)
     if name:
         print(f"Successfully tagged {name}:{version}", file=out)
@@ -296,11 +321,12 @@ def change_config(instruction: str, text: str, config: dict, variables: dict) ->
     return config
 
 
-def commit_config(image: dict, config: dict, instruction: str, text: str, no_cache: bool) -> dict:
+def commit_config(image: dict, config: dict, instruction: str, text: str, no_cache: bool, say) -> dict:
     """An image with the same layers and a new config (cached like any step)."""
     key = step_key(image, f"{instruction} {text}", json.dumps(config, sort_keys=True))
     found = None if no_cache else cached(key)
     if found:
+        say(" ---> Using cache")
         return load(found)
     with locked():
         image_id = save_image({"Layers": image["Layers"], "Config": config, "Parent": image["Id"],

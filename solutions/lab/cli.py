@@ -136,6 +136,7 @@ def build_parser() -> Parser:
     build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
     build.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
     build.add_argument("--network", metavar="MODE", help="the RUN steps' network (bridge, none, host)")
+    build.add_argument("--iidfile", metavar="FILE", help="write the image's id there")
     build.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
     build.set_defaults(func=cmd_build)
     push = commands.add_parser("push", help="upload an image to a registry (chapter 10)")
@@ -449,7 +450,7 @@ def cmd_pull(args) -> int:
 
 def cmd_build(args) -> int:
     from lab import build
-    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network)
+    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile)
     return 0
 
 
@@ -476,7 +477,7 @@ def cmd_login(args) -> int:
         raise LabError("login: a user name and a password are needed (-u USER --password-stdin)")
     registry.check_login(server, user, password, args.insecure)
     registry.save_credentials(server, (user, password))
-    print(f"Login Succeeded (saved in {registry.config_path()})")
+    print("Login Succeeded")
     return 0
 
 

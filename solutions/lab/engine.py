@@ -619,6 +619,51 @@ def post_push(req):
         progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
 
 
+def post_build(req):
+    """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
+    as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
+    and every line it prints goes to the client as {"stream": line}."""
+    import subprocess
+    import sys
+    import tempfile
+    from lab import build
+    if req.query.get("remote"):
+        raise ApiError(400, "lab builds from a context sent with the request, not from a remote URL")
+    if req.query.get("version") == "2":
+        raise ApiError(400, "lab builds with the legacy builder only: DOCKER_BUILDKIT=0 docker build ...")
+    with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
+        context = os.path.join(work, "context")
+        os.mkdir(context)
+        build.unpack_context(req.body, context)
+        command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
+                   "-f", os.path.join(context, req.query.get("dockerfile") or "Dockerfile")]
+        for tag in req.values("t"):
+            command += ["-t", tag]
+        for key, value in json.loads(req.query.get("buildargs") or "{}").items():
+            command += ["--build-arg", f"{key}={value}"]
+        if req.query.get("nocache") in ("1", "true", "True"):
+            command.append("--no-cache")
+        if req.query.get("networkmode") not in (None, "", "default"):
+            command += ["--network", req.query["networkmode"]]
+        package = os.path.dirname(os.path.dirname(os.path.abspath(build.__file__)))
+        child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
+                                 stderr=subprocess.STDOUT, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
+        out = req.stream("application/json", chunked=True)
+        said = ""
+        for line in child.stdout:
+            text = line.decode(errors="replace")
+            if text.startswith("lab: error: "):
+                said = text.removeprefix("lab: error: ").strip()
+                continue
+            out.write(json.dumps({"stream": text}).encode() + b"\n")
+        if child.wait() != 0:
+            message = said or f"lab build exited with status {child.returncode}"
+            out.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n")
+        elif os.path.exists(os.path.join(work, "id")):
+            with open(os.path.join(work, "id")) as f:
+                out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
+
+
 def post_auth(req):
     """POST /auth (docker login): the daemon tries the login on the registry; the client keeps it."""
     from lab import registry
@@ -754,6 +799,7 @@ ROUTES = [
     ("POST", rf"/exec/{ID}/resize", post_exec_resize),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
     ("POST", r"/images/create", post_pull), ("POST", r"/images/(.+)/push", post_push), ("POST", r"/auth", post_auth),
+    ("POST", r"/build", post_build),
     ("DELETE", r"/images/(.+)", delete_image),
     ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
     ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),

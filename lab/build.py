@@ -1,0 +1,398 @@
+"""`lab build`: an image from a Dockerfile, one layer per step. Chapter 10.
+
+The seed notes' "each step adds a layer", literally: a RUN step starts a container from the
+image so far, runs the command in it, and commits the container's upper folder (chapter 04)
+as a new layer on top; a COPY or ADD step packs the files it copies into a layer directly.
+The other instructions (ENV, WORKDIR, USER, CMD, ...) change only the image's config.
+
+Every step's result is an image of its own, hidden from `lab images` (an intermediate image),
+and the build cache remembers it under a key: the image it started from, the instruction,
+the build arguments a RUN sees, and the content of the files a COPY reads. The same step on
+the same image gives the same key, and is not run again ("Using cache"). --no-cache runs all.
+
+The subset of the Dockerfile reference lab reads: FROM, RUN, COPY, ADD (local files; local
+tar archives are unpacked), ENV, ARG, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT,
+STOPSIGNAL; shell and exec forms, line continuations, comments, .dockerignore. Anything else
+is refused with one line before the first step runs.
+"""
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import sys
+import tarfile
+from pathlib import Path
+
+from lab import LabError, container, image_commands, store
+from lab.images import find, load
+from lab.layers import locked, save_image
+from lab.names import parse_reference
+from lab.store import read_json, write_json
+
+INSTRUCTIONS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "CMD",
+                "ENTRYPOINT", "STOPSIGNAL")
+
+
+# Reading the Dockerfile.
+
+def parse(text: str) -> list[tuple[int, str, str]]:
+    """The Dockerfile's instructions: (line number, INSTRUCTION, its arguments), continuations
+    joined and comments dropped; an instruction lab does not know is a LabError."""
+    steps, pending, start = [], "", 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if pending and line.lstrip().startswith("#"):          # a comment inside a continuation
+            continue
+        if not pending:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        instruction, _, args = (pending + line).strip().partition(" ")
+        pending = ""
+        if instruction.upper() not in INSTRUCTIONS:
+            raise LabError(f"Dockerfile line {start}: lab build does not support {instruction.upper()} "
+                           f"(it reads {', '.join(INSTRUCTIONS)})")
+        steps.append((start, instruction.upper(), args.strip()))
+    if pending:
+        steps.append((start, *pending.strip().partition(" ")[::2]))
+    if not steps or steps[0][1] not in ("FROM", "ARG") or not any(s[1] == "FROM" for s in steps):
+        raise LabError("the Dockerfile has no FROM: its first instruction must be FROM IMAGE")
+    return steps
+
+
+def substitute(text: str, variables: dict) -> str:
+    """$NAME, ${NAME}, ${NAME:-default} and ${NAME:+alternative}, as the Dockerfile reference
+    says; \\$ is a dollar sign."""
+    def value(m):
+        if m.group(0) == "\\$":
+            return "$"
+        name, op, word = m.group("name") or m.group("plain"), m.group("op"), m.group("word") or ""
+        if op == ":-":
+            return variables.get(name) or word
+        if op == ":+":
+            return word if variables.get(name) else ""
+        return variables.get(name, "")
+    return re.sub(r"\\\$|\$\{(?P<name>\w+)(?:(?P<op>:[-+])(?P<word>[^}]*))?\}|\$(?P<plain>\w+)", value, text)
+
+
+def json_or_shell(args: str) -> list[str]:
+    """RUN, CMD, ENTRYPOINT: a JSON array (exec form) or a command for /bin/sh -c (shell form)."""
+    if args.startswith("["):
+        try:
+            argv = json.loads(args)
+            if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+                return argv
+        except ValueError:
+            pass
+    return ["/bin/sh", "-c", args]
+
+
+def pairs(args: str, instruction: str) -> list[tuple[str, str]]:
+    """ENV and LABEL: KEY=VALUE ... (values may be quoted), or the old form KEY VALUE."""
+    words = shlex.split(args)
+    if words and "=" not in words[0]:
+        key, _, value = args.partition(" ")
+        return [(key, value.strip())]
+    if not words or not all("=" in w for w in words):
+        raise LabError(f"{instruction} {args}: use {instruction} KEY=VALUE ...")
+    return [tuple(w.split("=", 1)) for w in words]
+
+
+# The build context: the folder whose files COPY and ADD may read.
+
+class Context:
+    def __init__(self, folder: str):
+        self.root = Path(folder).resolve()
+        if not self.root.is_dir():
+            raise LabError(f"the build context {folder} is not a folder")
+        ignore = self.root / ".dockerignore"
+        self.patterns = [line.strip() for line in ignore.read_text().splitlines()
+                         if line.strip() and not line.startswith("#")] if ignore.is_file() else []
+
+    def ignored(self, relative: str) -> bool:
+        """.dockerignore: the last pattern that matches decides; !PATTERN takes a path back."""
+        result = False
+        for pattern in self.patterns:
+            negate = pattern.startswith("!")
+            pattern = os.path.normpath(pattern.lstrip("!").strip("/"))
+            parts = relative.split("/")
+            if any(fnmatch.fnmatchcase("/".join(parts[:n]), pattern) for n in range(1, len(parts) + 1)):
+                result = not negate
+        return result
+
+    def source(self, name: str) -> Path:
+        """A COPY source inside the context; ../ or a symlink that leads outside is refused."""
+        path = Path(os.path.normpath(self.root / name.lstrip("/")))
+        real = path.resolve()
+        if not (real == self.root or self.root in real.parents) or not (path == self.root or self.root in path.parents):
+            raise LabError(f"COPY {name}: forbidden path outside the build context {self.root}")
+        if not path.exists() or self.ignored(str(path.relative_to(self.root))):
+            raise LabError(f"COPY {name}: no such file in the build context (or .dockerignore leaves it out)")
+        return path
+
+    def files(self, path: Path):
+        """path and everything under it that .dockerignore keeps, sorted."""
+        yield path
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(dirs + files):
+                    full = Path(folder, name)
+                    if not self.ignored(str(full.relative_to(self.root))):
+                        yield full
+
+
+def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, unpack: bool) -> tuple[bytes, str]:
+    """The layer of a COPY/ADD step, as a tar (in memory: build contexts are small), and a
+    digest of what it copies (for the cache key)."""
+    dest = dest if dest.startswith("/") else os.path.join(workdir, dest)
+    into_folder = dest.endswith("/") or len(sources) > 1
+    out = io.BytesIO()
+    content = hashlib.sha256()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sources:
+            path = context.source(name)
+            if unpack and path.is_file() and tarfile.is_tarfile(path):         # ADD x.tar: unpacked
+                with tarfile.open(path) as archive:
+                    for member in archive.getmembers():
+                        member.name = os.path.join(dest, member.name).lstrip("/")
+                        data = archive.extractfile(member) if member.isfile() else None
+                        tar.addfile(member, data)
+                content.update(path.read_bytes())
+                continue
+            for full in context.files(path):
+                relative = full.relative_to(path)
+                if path.is_dir():
+                    target = os.path.join(dest, str(relative)) if str(relative) != "." else dest
+                else:
+                    target = os.path.join(dest, path.name) if into_folder else dest
+                info = tar.gettarinfo(str(full), target.strip("/") or ".")
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                content.update(f"{target}\0{info.mode}\0{info.type}\0{info.linkname}\0".encode())
+                if info.isfile():
+                    with open(full, "rb") as f:
+                        data = f.read()
+                    content.update(data)
+                    tar.addfile(info, io.BytesIO(data))
+                elif info.isdir() and str(relative) == "." and not path.is_dir():
+                    continue
+                else:
+                    tar.addfile(info)
+    return out.getvalue(), "sha256:" + content.hexdigest()
+
+
+def unpack_context(data: bytes, folder: str) -> None:
+    """The engine's build context (a tar, maybe compressed) into folder: files, folders and
+    symlinks only, none of them written through a symlink or outside folder."""
+    folder = os.path.realpath(folder)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            for member in tar:
+                target = os.path.normpath(os.path.join(folder, member.name))
+                parent = os.path.realpath(os.path.dirname(target))
+                if not target.startswith(folder + os.sep) or not (parent == folder or parent.startswith(folder + os.sep)):
+                    raise LabError(f"the build context has {member.name!r}, outside the context: refused")
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                elif member.issym():
+                    os.symlink(member.linkname, target)
+                elif member.isfile():
+                    with open(target, "wb") as f:
+                        f.write(tar.extractfile(member).read())
+                    os.chmod(target, member.mode & 0o777)
+    except tarfile.TarError as e:
+        raise LabError(f"the build context is not a tar archive ({e})") from None
+
+
+# The cache: step key -> the image that step made.
+
+def cache_path() -> Path:
+    return store.lab_root() / "build-cache.json"
+
+
+def cached(key: str) -> str | None:
+    try:
+        image_id = read_json(cache_path()).get(key)
+    except (FileNotFoundError, ValueError):
+        return None
+    return image_id if image_id and store.image_path(image_id).is_file() else None
+
+
+def remember(key: str, image_id: str) -> None:
+    with locked():
+        try:
+            cache = read_json(cache_path())
+        except (FileNotFoundError, ValueError):
+            cache = {}
+        write_json(cache_path(), {**cache, key: image_id})
+
+
+# The build.
+
+def build(context_dir: str, dockerfile: str | None = None, tag: str | None = None, build_args=(),
+          no_cache: bool = False, network: str | None = None, iidfile: str | None = None, out=sys.stdout) -> str:
+    """Build the image; return its id. Each step's output goes to out; a failed step raises."""
+    name, version = parse_reference(tag) if tag else (None, "latest")
+    context = Context(context_dir)
+    path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
+    try:
+        steps = parse(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no Dockerfile at {path} (-f names another)") from None
+    given = dict(arg.split("=", 1) if "=" in arg else (arg, os.environ.get(arg, "")) for arg in build_args)
+    args: dict = {}                       # the ARGs declared so far, with their values
+    before_from: dict = {}                # those declared before the first FROM
+    image, config = None, {}
+
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)
+
+    for n, (line, instruction, text) in enumerate(steps, 1):
+        say(f"Step {n}/{len(steps)} : {instruction} {text}")
+        variables = {**args, **env_dict(config)}
+        if instruction == "ARG":              # a value given, else its default, else (in a stage)
+            key, has_default, default = text.partition("=")       # the one declared before FROM
+            args[key] = given.get(key, substitute(default, variables) if has_default else before_from.get(key, ""))
+            continue
+        if instruction == "FROM":
+            before_from, args = {**args, **before_from} if image is None else before_from, {}
+            base = find(substitute(text.split()[0], before_from))
+            image, config = base, dict(base["Config"])
+            say(f" ---> {short(image['Id'])}")
+            continue
+        if image is None:
+            raise LabError(f"Dockerfile line {line}: {instruction} before FROM")
+        if instruction in ("RUN", "COPY", "ADD"):
+            image = layer_step(instruction, text, image, config, args, context, no_cache, network, say)
+            config = dict(image["Config"])
+            continue
+        config = change_config(instruction, text, config, variables)
+        image = commit_config(image, config, instruction, text, no_cache, say)
+        say(f" ---> {short(image['Id'])}")
+    if image is None:
+        raise LabError("the Dockerfile has no FROM")
+    if name:
+        with locked():
+            write_json(store.tags_path(), {**store.tags(), f"{name}:{version}": image["Id"]})
+    if iidfile:
+        Path(iidfile).write_text(image["Id"])
+    print(f"Successfully built {short(image['Id'])}", file=out)
+    if name:
+        print(f"Successfully tagged {name}:{version}", file=out)
+    return image["Id"]
+
+
+def short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def env_dict(config: dict) -> dict:
+    return dict(e.split("=", 1) for e in config.get("Env", []) if "=" in e)
+
+
+def change_config(instruction: str, text: str, config: dict, variables: dict) -> dict:
+    """ENV, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT, STOPSIGNAL: a new config, no layer."""
+    config = dict(config)
+    if instruction == "ENV":
+        env = env_dict(config)
+        for key, value in pairs(text, "ENV"):
+            env[key] = substitute(value, {**variables, **env})
+        config["Env"] = [f"{k}={v}" for k, v in env.items()]
+    elif instruction == "LABEL":
+        config["Labels"] = {**(config.get("Labels") or {}), **{k: substitute(v, variables) for k, v in pairs(text, "LABEL")}}
+    elif instruction == "WORKDIR":
+        config["WorkingDir"] = os.path.join(config.get("WorkingDir") or "/", substitute(text, variables))
+    elif instruction in ("USER", "STOPSIGNAL"):
+        config["User" if instruction == "USER" else "StopSignal"] = substitute(text, variables)
+    elif instruction == "EXPOSE":
+        ports = substitute(text, variables).split()
+        config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}), **{p if "/" in p else f"{p}/tcp": {} for p in ports}}
+    elif instruction == "CMD":
+        config["Cmd"] = json_or_shell(text)
+    elif instruction == "ENTRYPOINT":
+        config["Entrypoint"] = json_or_shell(text)
+        config.pop("Cmd", None)                       # docker's rule: a new ENTRYPOINT resets CMD
+    return config
+
+
+def commit_config(image: dict, config: dict, instruction: str, text: str, no_cache: bool, say) -> dict:
+    """An image with the same layers and a new config (cached like any step)."""
+    key = step_key(image, f"{instruction} {text}", json.dumps(config, sort_keys=True))
+    found = None if no_cache else cached(key)
+    if found:
+        say(" ---> Using cache")
+        return load(found)
+    with locked():
+        image_id = save_image({"Layers": image["Layers"], "Config": config, "Parent": image["Id"],
+                               "Intermediate": True}, None, "latest")
+    remember(key, image_id)
+    return load(image_id)
+
+
+def step_key(image: dict, instruction: str, content: str) -> str:
+    return hashlib.sha256(json.dumps([image["Id"], instruction, content]).encode()).hexdigest()
+
+
+def layer_step(instruction: str, text: str, image: dict, config: dict, args: dict, context: Context,
+               no_cache: bool, network: str | None, say) -> dict:
+    """RUN, COPY, ADD: a new layer on top of image."""
+    variables = {**args, **env_dict(config)}
+    if instruction == "RUN":
+        argv = json_or_shell(text)
+        key = step_key(image, f"RUN {json.dumps(argv)}", json.dumps(sorted(args.items())))
+    else:
+        words = json.loads(text) if text.startswith("[") else shlex.split(substitute(text, variables))
+        if any(re.match(r"[a-z]+://", w) for w in words):
+            raise LabError(f"{instruction} {text}: lab build adds files of the build context only, not URLs")
+        if any(w.startswith("--") for w in words):
+            raise LabError(f"{instruction} {text}: lab build does not support {instruction}'s options (--chown, --from, ...)")
+        if len(words) < 2:
+            raise LabError(f"{instruction} {text}: use {instruction} SOURCE... DEST")
+        tar, content = copy_layer(context, words[:-1], words[-1], config.get("WorkingDir") or "/",
+                                  unpack=instruction == "ADD")
+        key = step_key(image, f"{instruction} {json.dumps(words)}", content)
+    found = None if no_cache else cached(key)
+    if found:
+        say(" ---> Using cache")
+        say(f" ---> {short(found)}")
+        return load(found)
+    if instruction == "RUN":
+        image_id = run_step(image, argv, args, network, say)
+    else:
+        added: list[str] = []
+        with locked():
+            digest = image_commands.add_layer(lambda: io.BytesIO(tar), None, added)
+            image_id = save_image({"Layers": image["Layers"] + [digest], "Config": config, "Parent": image["Id"],
+                                   "Intermediate": True}, None, "latest")
+    remember(key, image_id)
+    say(f" ---> {short(image_id)}")
+    return load(image_id)
+
+
+def run_step(image: dict, argv: list[str], args: dict, network: str | None, say) -> str:
+    """A container from image runs argv (the build's ARGs in its environment); its changes
+    become the new layer. A failed command stops the build, and nothing of the step stays."""
+    name = f"build-{os.urandom(6).hex()}"
+    say(f" ---> Running in {name}")
+    env = [f"{k}={v}" for k, v in args.items()]
+    sys.stdout.flush()
+    status = container.run(image["Id"], argv, name=name, env=env, entrypoint=[""], network_mode=network)
+    step_container = store.find_container(name)
+    try:
+        if status != 0:
+            raise LabError(f"The command '{' '.join(argv)}' returned a non-zero code: {status}")
+        image_id = image_commands.commit(step_container, None)
+        with locked():
+            made = read_json(store.image_path(image_id))
+            made.update(Config=image["Config"], Parent=image["Id"], Intermediate=True)
+            write_json(store.image_path(image_id), made)
+        return image_id
+    finally:
+        container.remove(step_container, force=True)
+
