@@ -33,14 +33,23 @@ class Collector:
         self.failures: dict[str, str] = {}
         self.tests: list[str] = []
         self.said: dict[str, str] = {}      # what lab (or its daemon) said, for each failure
+        self.paths: dict[str, Path] = {}    # each test's file
+
+    def pytest_itemcollected(self, item):
+        self.paths[item.nodeid] = Path(item.path)
+
+    def in_folder(self, folder: Path) -> list[str]:
+        """The tests that ran from files under folder, in order."""
+        return [t for t in self.tests if folder in self.paths.get(t, Path("/")).parents]
 
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.tests:
             self.tests.append(report.nodeid)
         if report.failed and report.nodeid not in self.failures:
             unfinished = dict(report.user_properties).get("not written yet")
-            text = str(report.longrepr).strip().splitlines()
-            self.failures[report.nodeid] = unfinished or (text[-1] if text else "failed")
+            crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")   # the error's own words
+            text = (crash or str(report.longrepr)).strip().splitlines()
+            self.failures[report.nodeid] = unfinished or (text[0 if crash else -1] if text else "failed")
             self.said[report.nodeid] = "\n".join(body for name, body in report.sections if name.startswith("what lab"))
 
 
@@ -62,18 +71,18 @@ def load_pytest(tool: str):
     return pytest
 
 
-def progress() -> int:
+def progress(chapters: list[Path] = CHAPTERS) -> int:
     pytest = load_pytest("progress")
     collector = Collector()
-    code = pytest.main([str(c) for c in CHAPTERS] + ["-p", "no:terminal"], plugins=[collector])
+    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")
         return 1
     which = "the reference (solutions/lab)" if os.environ.get("LAB_IMPL") == "solutions" else "your lab/"
     print(f"lab progress: {which}, chapter by chapter\n")
     done, next_up = 0, None
-    for chapter in CHAPTERS:
-        tests = [t for t in collector.tests if t.startswith(chapter.relative_to(ROOT).as_posix() + "/")]
+    for chapter in chapters:
+        tests = collector.in_folder(chapter)
         failed = [t for t in tests if t in collector.failures]
         passed = len(tests) - len(failed)
         state = "done" if tests and not failed else "not started" if passed == 0 else "in progress"
@@ -82,13 +91,13 @@ def progress() -> int:
         done += state == "done"
         if failed and next_up is None:
             next_up = (chapter, failed[0], collector.failures[failed[0]])
-    print(f"\n  [{bar(done, len(CHAPTERS))}] {done} of {len(CHAPTERS)} chapters done\n")
+    print(f"\n  [{bar(done, len(chapters))}] {done} of {len(chapters)} chapters done\n")
     if next_up is None:
         print("Every chapter passes. Your runtime runs containers: lab run busybox sh -c 'echo I am PID $$'")
         return 0
     chapter, test, message = next_up
-    lesson = chapter.relative_to(ROOT) / "README.md"
-    print(f"Next: {test}\n  {message}\n  Read {lesson}, then check with: pytest {chapter.relative_to(ROOT)}")
+    where = chapter.relative_to(ROOT) if ROOT in chapter.parents else chapter
+    print(f"Next: {test}\n  {message}\n  Read {where / 'README.md'}, then check with: pytest {where}")
     return 0
 
 

@@ -114,15 +114,32 @@ def test_doctor_passes_on_a_machine_that_runs_the_course(lab):
     assert "cgroups" in result.stdout and "FAIL" not in result.stdout
 
 
-def test_progress_shows_every_chapter_done_on_the_reference(lab):
-    if os.environ.get("LAB_IMPL") != "solutions":
-        pytest.fail("run the course's own tests against the reference: LAB_IMPL=solutions (make test does)")
-    result = lab("progress", timeout=900)           # every chapter: minutes in the emulated VM
-    assert result.returncode == 0
-    chapters = [line.split() for line in result.stdout.splitlines() if line[2:4].isdigit()]
-    assert chapters and all(c[-1] == "done" for c in chapters), result.stdout
-    assert all(int(c[-2].split("/")[0]) > 0 for c in chapters)   # n/n with n > 0
-    assert "Every chapter passes" in result.stdout
+def test_progress_shows_each_chapter_done_in_progress_or_not_started_and_what_is_next(tmp_path):
+    """lab progress's report, over three small chapters of this test's own (the real chapters
+    pass on the reference in make test itself; running them all again here took 5 minutes in
+    the VM)."""
+    import subprocess
+    import sys
+    chapters = []
+    for name, results in (("00_first", (True, True)), ("01_second", (True, False)), ("02_third", (False,))):
+        folder = tmp_path / "chapters" / name
+        folder.mkdir(parents=True)
+        tests = [f"def test_{n}():\n    assert {ok}, 'write {name} step {n}'\n" for n, ok in enumerate(results)]
+        (folder / f"test_{name}.py").write_text("\n".join(tests))
+        chapters.append(str(folder))
+    script = f"import course, pathlib, sys; sys.exit(course.progress([pathlib.Path(c) for c in {chapters!r}]))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  00 first        [##########]  2/2   done" in lines, result.stdout
+    assert "  01 second       [#####-----]  1/2   in progress" in lines
+    assert "  02 third        [----------]  0/1   not started" in lines
+    assert "  [########----------------] 1 of 3 chapters done" in lines
+    at = lines.index(next(line for line in lines if line.startswith("Next: ")))
+    assert lines[at].endswith("test_01_second.py::test_1")
+    assert "write 01_second step 1" in lines[at + 1]
+    assert lines[at + 2] == f"  Read {chapters[1]}/README.md, then check with: pytest {chapters[1]}"
 
 
 def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatch):
