@@ -32,6 +32,28 @@ USER, PASSWORD = "learner", "secret"
 ISSUER, SERVICE = "lab-test-issuer", "lab-test-registry"
 
 
+class Handler(http.server.BaseHTTPRequestHandler):
+    """A request handler that answers in one call and logs nothing."""
+
+    def answer(self, body: bytes, media_type: str = "application/octet-stream", status: int = 200,
+               headers: dict | None = None) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Type": media_type, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler, address: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """An HTTP server on a free port of address, answering in a thread of its own."""
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,30 +142,19 @@ class TokenServer:
         self.asked: list[tuple[str, str | None]] = []      # (scope, user) of every token request
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Tokens(Handler):
             def do_GET(self):
                 query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
                 user = None
                 if (sent := self.headers.get("Authorization", "")).startswith("Basic "):
                     user, _, password = base64.b64decode(sent[6:]).decode().partition(":")
                     if (user, password) != (USER, PASSWORD):
-                        self.send_response(401)
-                        self.end_headers()
-                        return
+                        return self.answer(b"", status=401)
                 server.asked.append((query.get("scope", ""), user))
-                body = json.dumps({"token": server.token(query, user)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(json.dumps({"token": server.token(query, user)}).encode(), "application/json")
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = serve(Tokens)
         self.realm = f"http://127.0.0.1:{self.httpd.server_port}/token"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def token(self, query: dict, user: str | None) -> str:
         from cryptography.hazmat.primitives import hashes
@@ -228,26 +239,16 @@ class Hostile:
         self.authorizations: list[str | None] = []       # what the other host was sent
         hostile = self
 
-        class Elsewhere(http.server.BaseHTTPRequestHandler):
+        class Elsewhere(Handler):
             def do_GET(self):
                 hostile.authorizations.append(self.headers.get("Authorization"))
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(served)))
-                self.end_headers()
-                self.wfile.write(served)
+                self.answer(served)
+        self.elsewhere = serve(Elsewhere, "127.0.0.2")
 
-            def log_message(self, *args):
-                pass
-        self.elsewhere = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Liar(Handler):
             def do_GET(self):
                 if self.headers.get("Authorization") != "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode():
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="hostile"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
+                    return self.answer(b"", status=401, headers={"WWW-Authenticate": 'Basic realm="hostile"'})
                 if self.path == "/v2/":
                     return self.answer(b"{}")
                 if "/manifests/" in self.path:
@@ -262,28 +263,11 @@ class Hostile:
                     return self.answer(hostile.manifest, "application/vnd.oci.image.manifest.v1+json")
                 digest = self.path.rsplit("/", 1)[-1]
                 if digest == hostile.layer_digest and lie == "redirect":
-                    self.send_response(307)
-                    self.send_header("Location", f"http://127.0.0.2:{hostile.elsewhere.server_port}/blob")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if digest == hostile.layer_digest:
-                    return self.answer(served)
-                return self.answer(hostile.blobs[digest])
-
-            def answer(self, body: bytes, media_type: str = "application/octet-stream"):
-                self.send_response(200)
-                self.send_header("Content-Type", media_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+                    location = f"http://127.0.0.2:{hostile.elsewhere.server_port}/blob"
+                    return self.answer(b"", status=307, headers={"Location": location})
+                self.answer(served if digest == hostile.layer_digest else hostile.blobs[digest])
+        self.httpd = serve(Liar)
         self.host = f"127.0.0.1:{self.httpd.server_port}"
-        for server in (self.httpd, self.elsewhere):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         for server in (self.httpd, self.elsewhere):
