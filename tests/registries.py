@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -61,29 +62,30 @@ def free_port() -> int:
 
 
 def registry_program() -> str:
-    program = Path(os.environ.get("VIRTUAL_ENV") or Path(__file__).parent.parent / ".venv", "bin", "docker-registry")
-    for candidate in (program, Path("/opt/lab-venv/bin/docker-registry")):
-        if candidate.exists():
-            return str(candidate)
-    raise AssertionError(f"no docker-registry at {program}: run make setup (it puts Debian's there)")
+    program = Path(sys.executable).with_name("docker-registry")      # in the venv, beside python
+    if not program.exists():
+        raise AssertionError(f"no docker-registry at {program}: run make setup (it puts Debian's there)")
+    return str(program)
 
 
 class RegistryServer:
-    """docker-registry serving folder's storage on a free port; auth "htpasswd" or a TokenServer."""
+    """docker-registry serving folder's storage on a free port; auth "htpasswd", a TokenServer,
+    or None (anyone may pull and push)."""
 
-    def __init__(self, folder: Path, auth):
+    def __init__(self, folder: Path, auth=None):
         import bcrypt
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         folder.mkdir(parents=True, exist_ok=True)
+        auth_config = None
         if auth == "htpasswd":
             hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
             (folder / "htpasswd").write_text(f"{USER}:{hashed}\n")
             auth_config = {"htpasswd": {"realm": "lab-test", "path": str(folder / "htpasswd")}}
-        else:
+        elif auth is not None:
             auth_config = {"token": {"realm": auth.realm, "service": SERVICE, "issuer": ISSUER,
                                      "rootcertbundle": str(auth.certificate)}}
-        config = {"version": 0.1, "log": {"level": "error"}, "auth": auth_config,
+        config = {"version": 0.1, "log": {"level": "error"}, **({"auth": auth_config} if auth_config else {}),
                   "storage": {"filesystem": {"rootdirectory": str(folder / "data")}, "delete": {"enabled": True}},
                   "http": {"addr": self.host}}
         (folder / "config.yml").write_text(json.dumps(config))      # YAML reads JSON

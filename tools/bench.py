@@ -301,6 +301,44 @@ def imports() -> tuple[float, list[str]]:
     return sum(top.values()) / 1000, sorted(name.strip() for name in extra)
 
 
+def pull_throughput(work: Path, quick: bool) -> list[tuple[str, float]]:
+    """lab pull against skopeo copy of the same image from a registry on 127.0.0.1 (Debian's
+    docker-registry), interleaved: MB/s of compressed layers, medians. skopeo only stores the
+    blobs (oci: layout); lab pull also unpacks each layer into the store."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import gzip
+    import registries
+    size = (16 if quick else 64) << 20
+    layers = [registries.archives.tar([("data", os.urandom(size // 2))]),
+              registries.archives.tar([("more", os.urandom(size // 2))])]
+    server = registries.RegistryServer(work / "registry")
+    try:
+        image = registries.oci_index(work / "image", {registries.archives.ARCH: (layers, ["sh"])})
+        registries.skopeo_copy(f"oci:{image}", f"docker://{server.host}/bench/pull:1")
+        ref = f"{server.host}/bench/pull:1"
+        compressed = sum(len(gzip.compress(layer, compresslevel=6, mtime=0)) for layer in layers) / 1e6
+        times: dict[str, list[float]] = {"lab pull": [], "skopeo copy": []}
+        for n in range(3 if quick else 7):
+            root = work / f"pull-root-{n}"
+            runs = [("lab pull", [LAB, "pull", ref], {**os.environ, "LAB_ROOT": str(root)}),
+                    ("skopeo copy", ["skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+                                     f"docker://{ref}", f"oci:{work / f'skopeo-{n}'}"], None)]
+            random.shuffle(runs)
+            for name, argv, env in runs:
+                seconds, _, status = timed(argv, env)
+                if status != 0:
+                    raise SystemExit(f"bench: {name} failed with exit status {status}")
+                times[name].append(seconds)
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(work / f"skopeo-{n}", ignore_errors=True)
+    finally:
+        server.stop()
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return [(f"{name}: {compressed / seconds:.0f} MB/s ({compressed:.0f} MB in {seconds * 1000:.0f} ms)", seconds)
+            for name, seconds in medians.items()] + \
+        [("lab pull time / skopeo copy time", medians["lab pull"] / medians["skopeo copy"])]
+
+
 def summary(values: list[float]) -> tuple[float, float, float]:
     ordered = sorted(values)
     low, high = ordered[len(ordered) // 10], ordered[-1 - len(ordered) // 10]
@@ -407,6 +445,7 @@ def main() -> int:
         import_ms, modules = imports()
         grows = scaling(args.quick)
         engine_memory = engine.memory(20, 50 if args.quick else 500)
+        pulls = pull_throughput(work, args.quick)
     finally:                             # also after a failure: no container, cgroup or process left
         helper.close()
         if engine is not None:
@@ -438,6 +477,9 @@ def main() -> int:
     lines += ["", f"What `lab run` imports beyond a bare interpreter ({import_ms:.1f} ms, python -X importtime): "
               + ", ".join(modules), "", "Scaling:", ""]
     lines += [f"- {what}: {ms:.1f} ms" for what, ms in grows]
+    lines += ["", "Pulling from a registry on 127.0.0.1 (medians; skopeo stores the blobs, lab pull also "
+              "unpacks them):", ""]
+    lines += [f"- {what}" if what.endswith(")") else f"- {what}: {value:.2f}" for what, value in pulls]
     lines += ["", "The engine's memory:", ""] + [f"- {what}: {value:.1f}" if isinstance(value, float) else
                                                  f"- {what}: {value}" for what, value in engine_memory.items()]
     verdicts = []
