@@ -190,7 +190,7 @@ def find_init() -> str:
 
 def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
-    layers = [str(store.layer_path(d)) for d in container.config["Layers"]]
+    layers = store.layer_folders(container.config["Layers"])
     root, upper, work = str(container.merged), str(container.upper), str(container.work)
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.

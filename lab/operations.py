@@ -242,7 +242,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
             else:
                 syscalls.unshare(syscalls.CLONE_NEWNS)
                 syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-                layers = overlay.fit_one_page([str(store.layer_path(d)) for d in c.config["Layers"]],
+                layers = overlay.fit_one_page(store.layer_folders(c.config["Layers"]),
                                               str(c.upper), str(c.work), c.config["Image"])
                 if files_only:
                     syscalls.mount("overlay", str(c.merged), "overlay", syscalls.MS_RDONLY,

@@ -49,67 +49,12 @@ def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, 
     registry.login = login or registry.login
     scope = f"repository:{ref.repository}:pull"
     progress = progress or Progress(out)
-
-    manifest, digest = fetch_manifest(registry, ref, ref.digest or ref.tag, scope)
-    progress.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    if manifest.get("mediaType") in INDEXES or "manifests" in manifest:
-        chosen = choose_platform(manifest, wanted_platform or host_platform(), ref)
-        manifest, _ = fetch_manifest(registry, ref, chosen, scope)
-    if manifest.get("schemaVersion") != 2 or "config" not in manifest:
-        raise LabError(f"{ref} has an old (schema 1) or unknown manifest: lab pulls schema 2 and OCI images")
+    manifest, digest, config = walk(registry, ref, wanted_platform, scope, progress)
     config_digest = manifest["config"]["digest"]
-    config = json.loads(fetch_blob(registry, ref, manifest["config"], scope))
-    if wanted_platform and "/".join(filter(None, (config.get("os"), config.get("architecture")))) != \
-            "/".join(wanted_platform.split("/")[:2]):
-        raise LabError(f"{ref} is for {config.get('os')}/{config.get('architecture')}, not {wanted_platform}")
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    layers = manifest.get("layers", [])
-    if len(diff_ids) != len(layers):
-        raise LabError(f"{ref}: the manifest lists {len(layers)} layers, its config {len(diff_ids)}")
-    for layer in layers:
-        if "zstd" in layer.get("mediaType", ""):
-            raise LabError(f"{ref} has zstd-compressed layers, which lab cannot unpack (Python has no zstd "
-                           "before 3.14): pull a gzip variant of the image")
-
     up_to_date = image_path(config_digest).is_file() and tags().get(f"{ref.name}:{ref.tag}") == config_digest
-    layers_dir().mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(layers_dir())
-    files: dict[str, str] = {}
+    files = download_layers(registry, ref, manifest["layers"], config["rootfs"]["diff_ids"], scope, progress)
     try:
-        with concurrent.futures.ThreadPoolExecutor(DOWNLOADS) as pool:
-            jobs = {}
-            for layer, diff_id in zip(layers, diff_ids):
-                short = digest_hex(layer["digest"])[:12]
-                if layer_path(diff_id).is_dir():
-                    progress.update(short, "Already exists")
-                else:
-                    progress.update(short, "Pulling fs layer")
-                    jobs[layer["digest"]] = pool.submit(download, registry, ref, layer, scope, progress)
-        concurrent.futures.wait(jobs.values())
-        files.update((blob, job.result()) for blob, job in jobs.items() if not job.exception())
-        for job in jobs.values():
-            if job.exception():                   # (after every finished file is known: all get deleted)
-                raise job.exception()
-        added: list[str] = []
-        with locked():
-            try:
-                for layer, diff_id in zip(layers, diff_ids):
-                    if layer["digest"] in files:
-                        short = digest_hex(layer["digest"])[:12]
-                        progress.update(short, "Extracting")
-                        add_layer(lambda path=files[layer["digest"]]: open(path, "rb"), diff_id, added)
-                        progress.update(short, "Pull complete")
-                image = {"Layers": diff_ids, "Config": run_config(config),
-                         "Created": created(config), "RepoDigests": [f"{ref.name}@{digest}"],
-                         "Os": config.get("os", "linux"), "Architecture": config.get("architecture", "")}
-                if image_path(config_digest).is_file():          # keep the digests it was pulled by before
-                    known = load(config_digest).get("RepoDigests", [])
-                    image["RepoDigests"] = sorted(set(known + image["RepoDigests"]))
-                save_image(image, ref.name if ref.tag else None, ref.tag or "latest", config_digest)
-            except BaseException:
-                for diff_id in added:
-                    shutil.rmtree(layer_path(diff_id), ignore_errors=True)
-                raise
+        store_image(ref, digest, manifest, config, files, progress)
     finally:
         for path in files.values():
             os.unlink(path)
@@ -117,6 +62,83 @@ def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, 
     progress.line(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for "
                   f"{ref.name}{':' + ref.tag if ref.tag else '@' + digest}")
     return config_digest
+
+
+def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope: str, progress) -> tuple[dict, str, dict]:
+    """From the tag (or digest) to this platform's manifest and its config: (manifest, the digest
+    the reference points at, config). Everything is checked against its digest on the way."""
+    manifest, digest = fetch_manifest(registry, ref, ref.digest or ref.tag, scope)
+    progress.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
+    if manifest.get("mediaType") in INDEXES or "manifests" in manifest:      # an index: one per platform
+        chosen = choose_platform(manifest, wanted_platform or host_platform(), ref)
+        manifest, _ = fetch_manifest(registry, ref, chosen, scope)
+    if manifest.get("schemaVersion") != 2 or "config" not in manifest:
+        raise LabError(f"{ref} has an old (schema 1) or unknown manifest: lab pulls schema 2 and OCI images")
+    config = json.loads(fetch_blob(registry, ref, manifest["config"], scope))
+    if wanted_platform and "/".join(filter(None, (config.get("os"), config.get("architecture")))) != \
+            "/".join(wanted_platform.split("/")[:2]):
+        raise LabError(f"{ref} is for {config.get('os')}/{config.get('architecture')}, not {wanted_platform}")
+    diff_ids = config.setdefault("rootfs", {}).setdefault("diff_ids", [])
+    layers = manifest.setdefault("layers", [])
+    if len(diff_ids) != len(layers):
+        raise LabError(f"{ref}: the manifest lists {len(layers)} layers, its config {len(diff_ids)}")
+    for layer in layers:
+        if "zstd" in layer.get("mediaType", ""):
+            raise LabError(f"{ref} has zstd-compressed layers, which lab cannot unpack (Python has no zstd "
+                           "before 3.14): pull a gzip variant of the image")
+    return manifest, digest, config
+
+
+def download_layers(registry: Registry, ref: Reference, layers: list[dict], diff_ids: list[str], scope: str,
+                    progress) -> dict[str, str]:
+    """The layers the store lacks, downloaded side by side: {blob digest: its file}. On any
+    failure, every file downloaded is deleted and the first error raised."""
+    layers_dir().mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(layers_dir())
+    jobs: dict[str, concurrent.futures.Future] = {}
+    with concurrent.futures.ThreadPoolExecutor(DOWNLOADS) as pool:
+        for layer, diff_id in zip(layers, diff_ids):
+            short = digest_hex(layer["digest"])[:12]
+            if layer_path(diff_id).is_dir():
+                progress.update(short, "Already exists")
+            elif layer["digest"] not in jobs:         # (an image may list the same layer twice)
+                progress.update(short, "Pulling fs layer")
+                jobs[layer["digest"]] = pool.submit(download, registry, ref, layer, scope, progress)
+    files = {blob: job.result() for blob, job in jobs.items() if not job.exception()}
+    failed = [job.exception() for job in jobs.values() if job.exception()]
+    if failed:
+        for path in files.values():
+            os.unlink(path)
+        raise failed[0]
+    return files
+
+
+def store_image(ref: Reference, digest: str, manifest: dict, config: dict, files: dict[str, str],
+                progress) -> None:
+    """Under the store's lock: unpack the downloaded layers, in order, each checked against its
+    diff_id; then the image (its id: the config's digest) and its tag. On any error, the new
+    layers go again."""
+    config_digest, diff_ids = manifest["config"]["digest"], config["rootfs"]["diff_ids"]
+    added: list[str] = []
+    with locked():
+        try:
+            for layer, diff_id in zip(manifest["layers"], diff_ids):
+                if layer["digest"] in files:
+                    short = digest_hex(layer["digest"])[:12]
+                    progress.update(short, "Extracting")
+                    add_layer(lambda path=files[layer["digest"]]: open(path, "rb"), diff_id, added)
+                    progress.update(short, "Pull complete")
+            image = {"Layers": diff_ids, "Config": run_config(config), "Created": created(config),
+                     "RepoDigests": [f"{ref.name}@{digest}"], "Os": config.get("os", "linux"),
+                     "Architecture": config.get("architecture", "")}
+            if image_path(config_digest).is_file():          # keep the digests it was pulled by before
+                known = load(config_digest).get("RepoDigests", [])
+                image["RepoDigests"] = sorted(set(known + image["RepoDigests"]))
+            save_image(image, ref.name if ref.tag else None, ref.tag or "latest", config_digest)
+        except BaseException:
+            for diff_id in added:
+                shutil.rmtree(layer_path(diff_id), ignore_errors=True)
+            raise
 
 
 def created(config: dict) -> float:

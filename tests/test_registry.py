@@ -39,6 +39,8 @@ def storage(tmp_path_factory):
         skopeo_copy(f"oci:{app}", f"docker://{server.host}/course/app:1", "--all")
         base = oci_index(folder / "base", {archives.ARCH: ([BASE], ["sh"])})
         skopeo_copy(f"oci:{base}", f"docker://{server.host}/course/base:1", "--all")
+        twice = oci_index(folder / "twice", {archives.ARCH: ([BASE, APP, APP], ["cat", "/app/hello.txt"])})
+        skopeo_copy(f"oci:{twice}", f"docker://{server.host}/course/twice:1", "--all")
     finally:
         server.stop()
     return folder / "basic"
@@ -330,3 +332,12 @@ def test_tag_and_rmi_of_busybox_on_a_new_store_build_it_first(lab):
     assert lab("tag", "busybox", "mine:1").returncode == 0       # (it waited for its own lock before)
     assert lab("rmi", "busybox").returncode == 0
     assert lab("run", "--rm", "mine:1", "true").returncode == 0
+
+
+def test_an_image_that_lists_a_layer_twice_downloads_it_once(logged_in, lab):
+    ref = f"{logged_in.host}/course/twice:1"
+    result = lab("pull", ref, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Pulling fs layer") == 2 and result.stdout.count("Download complete") == 2
+    run = lab("run", "--rm", ref)
+    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr

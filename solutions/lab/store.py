@@ -51,6 +51,12 @@ def layer_path(digest: str) -> Path:
     return layers_dir() / digest.split(":")[1]
 
 
+def layer_folders(digests: list[str]) -> list[str]:
+    """An image's layer folders, bottom first, to stack: a layer listed twice is stacked once,
+    at its upper place (overlayfs refuses a folder twice; the upper copy covers it all)."""
+    return [str(layer_path(d)) for d in reversed(dict.fromkeys(reversed(digests)))]
+
+
 def image_path(image_id: str) -> Path:
     """An image's JSON file: images/<the hex of its id>.json."""
     return images_dir() / f"{names.digest_hex(image_id)}.json"
