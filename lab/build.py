@@ -180,8 +180,6 @@ def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, un
                         data = f.read()
                     content.update(data)
                     tar.addfile(info, io.BytesIO(data))
-                elif info.isdir() and str(relative) == "." and not path.is_dir():
-                    continue
                 else:
                     tar.addfile(info)
     return out.getvalue(), "sha256:" + content.hexdigest()
