@@ -385,12 +385,7 @@ def run_step(image: dict, argv: list[str], args: dict, network: str | None, say)
     try:
         if status != 0:
             raise LabError(f"The command '{' '.join(argv)}' returned a non-zero code: {status}")
-        image_id = image_commands.commit(step_container, None)
-        with locked():
-            made = read_json(store.image_path(image_id))
-            made.update(Config=image["Config"], Parent=image["Id"], Intermediate=True)
-            write_json(store.image_path(image_id), made)
-        return image_id
+        return image_commands.commit(step_container, None, build_step=True)
     finally:
         container.remove(step_container, force=True)
 

@@ -296,15 +296,16 @@ def read_docker_save(open_member, added: list[str]) -> tuple[list[str], str, dic
     return layers, config_digest, config
 
 
-def commit(container, ref: str | None, changes=()) -> str:
+def commit(container, ref: str | None, changes=(), build_step: bool = False) -> str:
     """`lab commit`: the container's upper folder becomes a new layer on top of its image
-    (ref None: an untagged image, as `docker commit CONTAINER` makes)."""
+    (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
+    of lab build, whose image keeps its base's config and is marked intermediate."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
     base = load(container.config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
     config = {**base["Config"], "Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}
-    config = apply_changes(config, changes)
+    config = base["Config"] if build_step else apply_changes(config, changes)
     added: list[str] = []
     with locked():
         tar_file = layers_dir() / f".commit-{os.getpid()}.tar"
@@ -314,4 +315,5 @@ def commit(container, ref: str | None, changes=()) -> str:
             digest = add_layer(lambda: open(tar_file, "rb"), None, added)
         finally:
             tar_file.unlink(missing_ok=True)
-        return save_image({"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"]}, name, tag)
+        image = {"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"]}
+        return save_image({**image, "Intermediate": True} if build_step else image, name, tag)
