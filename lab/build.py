@@ -27,7 +27,7 @@ import tarfile
 from pathlib import Path
 
 from lab import LabError, container, image_commands, store
-from lab.images import find, load
+from lab.images import NoSuchImage, find, load
 from lab.layers import locked, save_image
 from lab.names import parse_reference
 from lab.store import read_json, write_json
@@ -260,7 +260,7 @@ def build(context_dir: str, dockerfile: str | None = None, tag: str | None = Non
             continue
         if instruction == "FROM":
             before_from, args = {**args, **before_from} if image is None else before_from, {}
-            base = find(substitute(text.split()[0], before_from))
+            base = base_image(substitute(text.split()[0], before_from), out)
             image, config = base, dict(base["Config"])
             say(f" ---> {short(image['Id'])}")
             continue
@@ -284,6 +284,16 @@ def build(context_dir: str, dockerfile: str | None = None, tag: str | None = Non
     if name:
         print(f"Successfully tagged {name}:{version}", file=out)
     return image["Id"]
+
+
+def base_image(ref: str, out) -> dict:
+    """FROM's image; one the store lacks is pulled first, as docker build does."""
+    try:
+        return find(ref)
+    except NoSuchImage:
+        from lab import pull
+        pull.pull(ref, out=out)
+        return find(ref)
 
 
 def short(image_id: str) -> str:

@@ -65,16 +65,24 @@ def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, 
 
 
 def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope: str, progress) -> tuple[dict, str, dict]:
-    """From the tag (or digest) to this platform's manifest and its config: (manifest, the digest
-    the reference points at, config). Everything is checked against its digest on the way."""
+    """From a reference to this platform's manifest and its config, each checked on the way.
+
+    Returns (manifest, the digest of what the reference points at, config)."""
+    # HINT: three GETs: the manifest the reference names (ref.digest or ref.tag); if that is an
+    # HINT: index (one manifest per platform), the manifest of this machine's platform; its config.
+    # HINT 2: fetch_manifest(registry, ref, WHICH, scope) gives (manifest, its digest), checked;
+    # HINT 2: is_index(manifest) says whether it is a list; choose_platform(index, "linux/amd64",
+    # HINT 2: ref) gives the digest of the one to fetch next (wanted_platform, else host_platform()).
+    # HINT 2: fetch_config(registry, ref, manifest, scope) gives the config, checked.
+    # HINT 3: return the digest of the first manifest: the one the tag points at (docker's "Digest:").
+    # BEGIN SOLUTION 10
     manifest, digest = fetch_manifest(registry, ref, ref.digest or ref.tag, scope)
-    progress.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    if manifest.get("mediaType") in INDEXES or "manifests" in manifest:      # an index: one per platform
+    if is_index(manifest):
         chosen = choose_platform(manifest, wanted_platform or host_platform(), ref)
         manifest, _ = fetch_manifest(registry, ref, chosen, scope)
-    if manifest.get("schemaVersion") != 2 or "config" not in manifest:
-        raise LabError(f"{ref} has an old (schema 1) or unknown manifest: lab pulls schema 2 and OCI images")
-    config = json.loads(fetch_blob(registry, ref, manifest["config"], scope))
+    config = fetch_config(registry, ref, manifest, scope)
+    # END SOLUTION
+    progress.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     if wanted_platform and "/".join(filter(None, (config.get("os"), config.get("architecture")))) != \
             "/".join(wanted_platform.split("/")[:2]):
         raise LabError(f"{ref} is for {config.get('os')}/{config.get('architecture')}, not {wanted_platform}")
@@ -194,6 +202,24 @@ def fetch_blob(registry: Registry, ref: Reference, descriptor: dict, scope: str)
     return data
 
 
+def is_index(manifest: dict) -> bool:
+    """Is this an index (a manifest list), whose entries are one manifest per platform?"""
+    return manifest.get("mediaType") in INDEXES or "manifests" in manifest
+
+
+def fetch_config(registry: Registry, ref: Reference, manifest: dict, scope: str) -> dict:
+    """The config of an image's manifest (schema 2 or OCI), checked against its digest."""
+    if manifest.get("schemaVersion") != 2 or not isinstance(manifest.get("config"), dict):
+        raise LabError(f"{ref} has an old (schema 1) or unknown manifest: lab pulls schema 2 and OCI images")
+    try:
+        config = json.loads(fetch_blob(registry, ref, manifest["config"], scope))
+    except ValueError:
+        raise LabError(f"the config of {ref} is not JSON") from None
+    if not isinstance(config, dict):
+        raise LabError(f"the config of {ref} is not a JSON object")
+    return config
+
+
 def download(registry: Registry, ref: Reference, layer: dict, scope: str, progress) -> str:
     """Stream one layer blob to a hidden file in layers/, hashing as it comes; return the file's path.
     It must be exactly as long as the manifest says and match its digest, or it is deleted."""
@@ -203,21 +229,10 @@ def download(registry: Registry, ref: Reference, layer: dict, scope: str, progre
         raise LabError(f"{ref}: layer {short} has no size in its manifest")
     path = layers_dir() / f".{short}-download.{os.getpid()}.tmp"
     response = registry.request("GET", f"/v2/{ref.repository}/blobs/{digest}", scope=scope)
-    sha, done = hashlib.sha256(), 0
     try:
         with open(path, "wb") as f:
-            while chunk := response.read(min(1 << 20, size + 1 - done)):
-                done += len(chunk)
-                if done > size:
-                    raise LabError(f"{ref}: layer {short} is longer than the {size} bytes its manifest says")
-                sha.update(chunk)
-                f.write(chunk)
-                progress.update(short, "Downloading", done, size)
-        if done != size:
-            raise LabError(f"{ref}: layer {short} ended after {done} of its {size} bytes")
-        if "sha256:" + sha.hexdigest() != digest:
-            raise LabError(f"{ref}: layer {short} does not match its digest: the download is corrupt "
-                           "or the registry is lying (nothing was stored)")
+            copy_checked(response, f, digest, size, f"{ref}: layer {short}",
+                         lambda done: progress.update(short, "Downloading", done, size))
         progress.update(short, "Download complete")
         return str(path)
     except BaseException:
@@ -225,6 +240,34 @@ def download(registry: Registry, ref: Reference, layer: dict, scope: str, progre
         raise
     finally:
         response.close()
+
+
+def copy_checked(response, f, digest: str, size: int, what: str, progressed) -> None:
+    """Copy a blob from response to the file f, checked as it streams.
+
+    It must be exactly size bytes (never read past them) whose sha256 is digest; call
+    progressed(bytes so far) after each chunk."""
+    # HINT: a registry can lie or break: hash every chunk as it goes by (hashlib.sha256().update),
+    # HINT: count the bytes, and raise LabError (what says which blob) when the total is wrong.
+    # HINT 2: read in chunks of at most 1 MiB, and never more than size + 1 bytes in all: one byte
+    # HINT 2: too many is enough to know the blob is longer than the manifest says (an endless
+    # HINT 2: answer must not fill the disk). After the loop: too short? Then compare
+    # HINT 2: "sha256:" + sha.hexdigest() with digest.
+    # BEGIN SOLUTION 10
+    sha, done = hashlib.sha256(), 0
+    while chunk := response.read(min(1 << 20, size + 1 - done)):
+        done += len(chunk)
+        if done > size:
+            raise LabError(f"{what} is longer than the {size} bytes its manifest says")
+        sha.update(chunk)
+        f.write(chunk)
+        progressed(done)
+    if done != size:
+        raise LabError(f"{what} ended after {done} of its {size} bytes")
+    if "sha256:" + sha.hexdigest() != digest:
+        raise LabError(f"{what} does not match its digest: the download is corrupt "
+                       "or the registry is lying (nothing was stored)")
+    # END SOLUTION
 
 
 class Progress:
