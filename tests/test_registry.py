@@ -1,4 +1,5 @@
-"""lab pull and lab login against real registries on 127.0.0.1 (chapter 10's first part).
+"""lab login, tokens, redirects, hostile layers, references, run-pulls-first and push, against
+real registries on 127.0.0.1 (chapter 10's pull itself is checked by pytest chapters/10_images).
 
 The registry is the distribution's own server (Debian's docker-registry), filled by skopeo with
 images written here; its login is htpasswd (Basic) or a token server (Bearer), as on Docker Hub.
@@ -7,64 +8,15 @@ import json
 import os
 import stat
 import subprocess
-from pathlib import Path
+import sys
 
 import pytest
-from registries import (PASSWORD, USER, Hostile, RegistryServer, TokenServer, archives, oci_index,
-                        skopeo_copy)
 
-BUSYBOX = Path(os.environ.get("LAB_BUSYBOX") or "/bin/busybox").read_bytes()
-BASE = archives.tar([("bin", None), ("bin/busybox", BUSYBOX, {"mode": 0o755}), ("bin/sh", ("symlink", "busybox")),
-                     ("bin/cat", ("symlink", "busybox")), ("etc", None), ("etc/os-release", b"NAME=lab-test\n")])
-APP = archives.tar([("app", None), ("app/hello.txt", b"hello from layer 2\n")])
-TOP = archives.tar([("etc/.wh.os-release", b"")])          # a whiteout: layer 3 deletes a file of layer 1
-OTHER = archives.tar([("app", None), ("app/hello.txt", b"hello from arm64\n")])
+from chapters.harness import ROOT
 
-
-@pytest.fixture(autouse=True)
-def lab_root(monkeypatch, tmp_path):
-    """A LAB_ROOT of each test's own: every pull starts from an empty store."""
-    monkeypatch.setenv("LAB_ROOT", str(tmp_path / "lab-root"))
-    return tmp_path / "lab-root"
-
-
-@pytest.fixture(scope="module")
-def storage(tmp_path_factory):
-    """A registry's storage, filled once per module by skopeo (through a registry of its own)."""
-    folder = tmp_path_factory.mktemp("registry")
-    server = RegistryServer(folder / "basic", "htpasswd")
-    try:
-        app = oci_index(folder / "app", {archives.ARCH: ([BASE, APP, TOP], ["cat", "/app/hello.txt"]),
-                                         "arm64": ([BASE, OTHER], ["sh"])})
-        skopeo_copy(f"oci:{app}", f"docker://{server.host}/course/app:1", "--all")
-        base = oci_index(folder / "base", {archives.ARCH: ([BASE], ["sh"])})
-        skopeo_copy(f"oci:{base}", f"docker://{server.host}/course/base:1", "--all")
-        twice = oci_index(folder / "twice", {archives.ARCH: ([BASE, APP, APP], ["cat", "/app/hello.txt"])})
-        skopeo_copy(f"oci:{twice}", f"docker://{server.host}/course/twice:1", "--all")
-    finally:
-        server.stop()
-    return folder / "basic"
-
-
-@pytest.fixture
-def registry(storage, monkeypatch, tmp_path):
-    """The filled registry with an htpasswd login; no login stored yet (DOCKER_CONFIG is empty)."""
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    server = RegistryServer(storage, "htpasswd")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def logged_in(registry, lab):
-    result = lab("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD + "\n")
-    assert result.returncode == 0, result.stderr
-    return registry
-
-
-def store_entries(lab_root) -> set[str]:
-    return {p.name for folder in ("layers", "images") if (lab_root / folder).is_dir()
-            for p in (lab_root / folder).iterdir() if p.name != ".lock"}
+sys.path.insert(0, str(ROOT / "chapters" / "10_images"))
+from registries import (PASSWORD, USER, Hostile, RegistryServer, TokenServer, archives,  # noqa: E402,F401
+                        lab_root, logged_in, registry, storage, store_entries)
 
 
 def test_login_stores_the_password_as_docker_does_readable_by_its_owner_only(registry, lab, tmp_path):
@@ -96,56 +48,6 @@ def test_pull_without_a_login_says_to_log_in_and_stores_nothing(registry, lab, l
     assert store_entries(lab_root) == before
 
 
-def test_pull_of_a_multi_layer_image_then_run_it(logged_in, lab):
-    ref = f"{logged_in.host}/course/app:1"
-    result = lab("pull", ref, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == "1: Pulling from course/app"
-    assert result.stdout.count("Pull complete") == 3, result.stdout
-    assert result.stdout.splitlines()[-1] == ref
-    run = lab("run", "--rm", ref)                          # the image's own Cmd: cat /app/hello.txt
-    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
-    gone = lab("run", "--rm", ref, "cat", "/etc/os-release")     # layer 3's whiteout hides layer 1's file
-    assert gone.returncode == 1 and "No such file" in gone.stderr
-    inspected = json.loads(lab("image", "inspect", ref).stdout)[0]
-    assert inspected["Architecture"] == archives.ARCH
-    assert len(inspected["RootFS"]["Layers"] if "RootFS" in inspected else inspected["Layers"]) == 3
-
-
-def test_layers_already_stored_are_not_downloaded_again(logged_in, lab):
-    first = lab("pull", f"{logged_in.host}/course/base:1", timeout=120)
-    assert first.returncode == 0, first.stderr
-    second = lab("pull", f"{logged_in.host}/course/app:1", timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert second.stdout.count("Already exists") == 1, second.stdout     # BASE, shared
-    assert second.stdout.count("Pull complete") == 2, second.stdout
-    again = lab("pull", f"{logged_in.host}/course/app:1", timeout=120)
-    assert "Status: Image is up to date" in again.stdout and "Pull complete" not in again.stdout
-
-
-def test_a_multi_platform_index_gives_this_machine_its_image_and_platform_chooses_another(logged_in, lab):
-    ref = f"{logged_in.host}/course/app:1"
-    result = lab("pull", "--platform", "linux/arm64", ref, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(lab("image", "inspect", ref).stdout)[0]["Architecture"] == "arm64"
-    missing = lab("pull", "--platform", "linux/s390x", ref)
-    assert missing.returncode == 125
-    assert f"has no image for linux/s390x; it has: linux/{archives.ARCH}, linux/arm64" in missing.stderr
-
-
-def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, lab):
-    ref = f"{logged_in.host}/course/app:1"
-    pulled = lab("pull", ref, timeout=120)
-    digest = next(line.split()[1] for line in pulled.stdout.splitlines() if line.startswith("Digest: "))
-    by_digest = f"{logged_in.host}/course/app@{digest}"
-    again = lab("pull", by_digest, timeout=120)
-    assert again.returncode == 0, again.stderr
-    run = lab("run", "--rm", by_digest)
-    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
-    wrong = lab("pull", f"{logged_in.host}/course/app@sha256:{'0' * 64}")
-    assert wrong.returncode == 125
-
-
 def test_a_token_server_gives_anonymous_pulls_and_logins_their_tokens(storage, lab, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     tokens = TokenServer(tmp_path / "tokens")
@@ -169,29 +71,6 @@ def test_a_token_server_gives_anonymous_pulls_and_logins_their_tokens(storage, l
     finally:
         server.stop()
         tokens.stop()
-
-
-BAD = {
-    "digest": "does not match its digest",
-    "longer": "is longer than the",
-    "endless": "larger than 4 MiB",
-}
-
-
-@pytest.mark.parametrize("lie", sorted(BAD))
-def test_a_lying_registry_is_refused_with_one_line_and_nothing_stored(lie, lab, lab_root, monkeypatch, tmp_path):
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    hostile = Hostile(lie, archives.tar([("lie", b"%s\n" % lie.encode())]))
-    try:
-        assert lab("login", "-u", USER, "--password-stdin", hostile.host, input=PASSWORD).returncode == 0
-        before = store_entries(lab_root)
-        result = lab("pull", f"{hostile.host}/lies:{lie}", timeout=60)
-        assert result.returncode == 125
-        errors = [line for line in result.stderr.splitlines() if line.startswith("lab: error:")]
-        assert len(errors) == 1 and BAD[lie] in errors[0], result.stderr
-        assert store_entries(lab_root) == before
-    finally:
-        hostile.stop()
 
 
 def test_a_redirect_to_another_host_gets_the_blob_but_not_the_password(lab, monkeypatch, tmp_path):

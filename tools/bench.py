@@ -305,7 +305,7 @@ def pull_throughput(work: Path, quick: bool) -> list[tuple[str, float]]:
     """lab pull against skopeo copy of the same image from a registry on 127.0.0.1 (Debian's
     docker-registry), interleaved: MB/s of compressed layers, medians. skopeo only stores the
     blobs (oci: layout); lab pull also unpacks each layer into the store."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "chapters" / "10_images"))
     import gzip
     import registries
     size = (16 if quick else 64) << 20

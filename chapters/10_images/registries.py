@@ -1,4 +1,7 @@
-"""Registries for the pull tests, all on 127.0.0.1, none on the internet.
+"""Registries on 127.0.0.1 for chapter 10's lesson and tests; none on the internet.
+
+    python3 chapters/10_images/registries.py &     # the lesson's: localhost:5000, tokens on :5001
+
 
 - RegistryServer: the distribution's own registry (Debian's docker-registry, put in the venv by
   `make setup`), with a login: htpasswd (Basic) or a token server (Bearer), as Docker Hub does.
@@ -6,6 +9,8 @@
   registry trusts, anonymous users get pull tokens, learner:secret gets pull and push.
 - Hostile: a registry written for the occasion that lies (wrong digests, wrong sizes, endless
   answers, redirects elsewhere), answering only what a pull asks.
+- The images the tests pull (filled once per module into `storage`), and the fixtures
+  `registry` (htpasswd login, nothing stored yet) and `logged_in` (lab login done).
 - skopeo_copy: fills a registry, an independent client (Debian's skopeo) pushing the OCI
   layouts written by oci_index.
 """
@@ -27,10 +32,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+if str(Path(__file__).resolve().parents[2]) not in sys.path:      # run as a script, or from a notebook
+    sys.path.append(str(Path(__file__).resolve().parents[2]))     # (chapter 04's archives; never before LAB_IMPL's lab)
 archives = importlib.import_module("chapters.04_overlay.archives")
 
 USER, PASSWORD = "learner", "secret"
-ISSUER, SERVICE = "lab-test-issuer", "lab-test-registry"
+ISSUER, SERVICE = "lab-tokens", "lab-registry"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,9 +57,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serve(handler, address: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
-    """An HTTP server on a free port of address, answering in a thread of its own."""
-    server = http.server.ThreadingHTTPServer((address, 0), handler)
+def serve(handler, address: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on address:port (0: a free one), answering in a thread of its own."""
+    server = http.server.ThreadingHTTPServer((address, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -72,9 +81,9 @@ class RegistryServer:
     """docker-registry serving folder's storage on a free port; auth "htpasswd", a TokenServer,
     or None (anyone may pull and push)."""
 
-    def __init__(self, folder: Path, auth=None):
+    def __init__(self, folder: Path, auth=None, port: int = 0):
         import bcrypt
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         folder.mkdir(parents=True, exist_ok=True)
         auth_config = None
@@ -120,7 +129,7 @@ class RegistryServer:
 class TokenServer:
     """A Bearer token server: GET /token?service=S&scope=repository:NAME:pull,push -> {"token": JWT}."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, port: int = 0):
         import datetime
 
         from cryptography import x509
@@ -155,7 +164,7 @@ class TokenServer:
                 server.asked.append((query.get("scope", ""), user))
                 self.answer(json.dumps({"token": server.token(query, user)}).encode(), "application/json")
 
-        self.httpd = serve(Tokens)
+        self.httpd = serve(Tokens, port=port)
         self.realm = f"http://127.0.0.1:{self.httpd.server_port}/token"
 
     def token(self, query: dict, user: str | None) -> str:
@@ -220,6 +229,61 @@ def skopeo_copy(source: str, dest: str, *options: str) -> None:
     assert result.returncode == 0, f"skopeo copy {source} {dest}: {result.stderr}"
 
 
+BUSYBOX = Path(os.environ.get("LAB_BUSYBOX") or "/bin/busybox").read_bytes()
+BASE = archives.tar([("bin", None), ("bin/busybox", BUSYBOX, {"mode": 0o755}), ("bin/sh", ("symlink", "busybox")),
+                     ("bin/cat", ("symlink", "busybox")), ("etc", None), ("etc/os-release", b"NAME=lab-test\n")])
+APP = archives.tar([("app", None), ("app/hello.txt", b"hello from layer 2\n")])
+TOP = archives.tar([("etc/.wh.os-release", b"")])          # a whiteout: layer 3 deletes a file of layer 1
+OTHER = archives.tar([("app", None), ("app/hello.txt", b"hello from arm64\n")])
+
+
+@pytest.fixture(autouse=True)
+def lab_root(monkeypatch, tmp_path):
+    """A LAB_ROOT of each test's own: every pull starts from an empty store."""
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path / "lab-root"))
+    return tmp_path / "lab-root"
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory):
+    """A registry's storage, filled once per module by skopeo (through a registry of its own)."""
+    folder = tmp_path_factory.mktemp("registry")
+    server = RegistryServer(folder / "basic", "htpasswd")
+    try:
+        app = oci_index(folder / "app", {archives.ARCH: ([BASE, APP, TOP], ["cat", "/app/hello.txt"]),
+                                         "arm64": ([BASE, OTHER], ["sh"])})
+        skopeo_copy(f"oci:{app}", f"docker://{server.host}/course/app:1", "--all")
+        base = oci_index(folder / "base", {archives.ARCH: ([BASE], ["sh"])})
+        skopeo_copy(f"oci:{base}", f"docker://{server.host}/course/base:1", "--all")
+        twice = oci_index(folder / "twice", {archives.ARCH: ([BASE, APP, APP], ["cat", "/app/hello.txt"])})
+        skopeo_copy(f"oci:{twice}", f"docker://{server.host}/course/twice:1", "--all")
+    finally:
+        server.stop()
+    return folder / "basic"
+
+
+@pytest.fixture
+def registry(storage, monkeypatch, tmp_path):
+    """The filled registry with an htpasswd login; no login stored yet (DOCKER_CONFIG is empty)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    server = RegistryServer(storage, "htpasswd")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def logged_in(registry, lab):
+    result = lab("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    return registry
+
+
+def store_entries(lab_root: Path) -> set[str]:
+    """The layers and images in a LAB_ROOT's store."""
+    return {p.name for folder in ("layers", "images") if (lab_root / folder).is_dir()
+            for p in (lab_root / folder).iterdir() if p.name != ".lock"}
+
+
 class Hostile:
     """A registry that serves one image (manifest `m`, its config and layer) and lies as told:
     lie="digest" (a layer whose bytes differ), "longer" (more bytes than the manifest says),
@@ -275,3 +339,36 @@ class Hostile:
         for server in (self.httpd, self.elsewhere):
             server.shutdown()
             server.server_close()
+
+
+def main() -> None:
+    """The lesson's registry, as Docker Hub is: anyone may pull, learner:secret may also push."""
+    import argparse
+    import tempfile
+    parser = argparse.ArgumentParser(description="A registry on 127.0.0.1 with Docker Hub's kind of login "
+                                                 "(Bearer tokens), until Ctrl-C or kill.")
+    parser.add_argument("--port", type=int, default=5000, help="the registry's port (5000); its tokens: the next one")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="lab-registry-"))
+    tokens = server = None
+    try:
+        tokens = TokenServer(folder / "tokens", args.port + 1)
+        server = RegistryServer(folder, tokens, args.port)
+        print(f"registry: localhost:{args.port} (login {USER}/{PASSWORD}; anyone may pull), "
+              f"tokens: {tokens.realm}", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.pause()
+    except OSError as e:
+        sys.exit(f"registries.py: {e} (is a registry already running on port {args.port}?)")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for running in (server, tokens):
+            if running:
+                running.stop()
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Chapter 10: images from registries.   Check your work: pytest chapters/10_images
+
+The registry is the one Docker's registries run (the distribution's server, Debian's
+docker-registry), on 127.0.0.1 with a login, filled by another client (skopeo) with images
+written by the tests: a three-layer image whose top layer deletes a file of the first, a
+two-platform index, a base image that shares its layer with the others. registries.py also
+holds a registry that lies. Nothing here reaches the internet.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from registries import (PASSWORD, USER, Hostile, archives, lab_root, logged_in, registry,  # noqa: E402,F401
+                        storage, store_entries)
+
+
+def test_pull_of_a_multi_layer_image_then_run_it(logged_in, lab):
+    ref = f"{logged_in.host}/course/app:1"
+    result = lab("pull", ref, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "1: Pulling from course/app"
+    assert result.stdout.count("Pull complete") == 3, result.stdout
+    assert result.stdout.splitlines()[-1] == ref
+    run = lab("run", "--rm", ref)                          # the image's own Cmd: cat /app/hello.txt
+    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+    gone = lab("run", "--rm", ref, "cat", "/etc/os-release")     # layer 3's whiteout hides layer 1's file
+    assert gone.returncode == 1 and "No such file" in gone.stderr
+    inspected = json.loads(lab("image", "inspect", ref).stdout)[0]
+    assert inspected["Architecture"] == archives.ARCH
+    assert len(inspected["RootFS"]["Layers"] if "RootFS" in inspected else inspected["Layers"]) == 3
+
+
+def test_layers_already_stored_are_not_downloaded_again(logged_in, lab):
+    first = lab("pull", f"{logged_in.host}/course/base:1", timeout=120)
+    assert first.returncode == 0, first.stderr
+    second = lab("pull", f"{logged_in.host}/course/app:1", timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("Already exists") == 1, second.stdout     # BASE, shared
+    assert second.stdout.count("Pull complete") == 2, second.stdout
+    again = lab("pull", f"{logged_in.host}/course/app:1", timeout=120)
+    assert "Status: Image is up to date" in again.stdout and "Pull complete" not in again.stdout
+
+
+def test_a_multi_platform_index_gives_this_machine_its_image_and_platform_chooses_another(logged_in, lab):
+    ref = f"{logged_in.host}/course/app:1"
+    result = lab("pull", "--platform", "linux/arm64", ref, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(lab("image", "inspect", ref).stdout)[0]["Architecture"] == "arm64"
+    missing = lab("pull", "--platform", "linux/s390x", ref)
+    assert missing.returncode == 125
+    assert f"has no image for linux/s390x; it has: linux/{archives.ARCH}, linux/arm64" in missing.stderr
+
+
+def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, lab):
+    ref = f"{logged_in.host}/course/app:1"
+    pulled = lab("pull", ref, timeout=120)
+    digest = next(line.split()[1] for line in pulled.stdout.splitlines() if line.startswith("Digest: "))
+    by_digest = f"{logged_in.host}/course/app@{digest}"
+    again = lab("pull", by_digest, timeout=120)
+    assert again.returncode == 0, again.stderr
+    run = lab("run", "--rm", by_digest)
+    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+    wrong = lab("pull", f"{logged_in.host}/course/app@sha256:{'0' * 64}")
+    assert wrong.returncode == 125
+
+
+BAD = {
+    "digest": "does not match its digest",
+    "longer": "is longer than the",
+    "endless": "larger than 4 MiB",
+}
+
+
+@pytest.mark.parametrize("lie", sorted(BAD))
+def test_a_lying_registry_is_refused_with_one_line_and_nothing_stored(lie, lab, lab_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    hostile = Hostile(lie, archives.tar([("lie", b"%s\n" % lie.encode())]))
+    try:
+        assert lab("login", "-u", USER, "--password-stdin", hostile.host, input=PASSWORD).returncode == 0
+        before = store_entries(lab_root)
+        result = lab("pull", f"{hostile.host}/lies:{lie}", timeout=60)
+        assert result.returncode == 125
+        errors = [line for line in result.stderr.splitlines() if line.startswith("lab: error:")]
+        assert len(errors) == 1 and BAD[lie] in errors[0], result.stderr
+        assert store_entries(lab_root) == before
+    finally:
+        hostile.stop()
+
+def test_a_build_from_a_pulled_image_is_a_layer_per_step_and_all_cached_the_second_time(logged_in, lab, tmp_path):
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "greeting.txt").write_text("hello from the context\n")
+    (context / "Dockerfile").write_text(f"FROM {logged_in.host}/course/base:1\n"
+                                        "COPY greeting.txt /app/\n"
+                                        "RUN cat /app/greeting.txt > /app/copy.txt\n"
+                                        'CMD ["cat", "/app/copy.txt"]\n')
+    assert lab("pull", f"{logged_in.host}/course/base:1", timeout=120).returncode == 0
+    first = lab("build", "-t", "hello:1", str(context), timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    base = json.loads(lab("image", "inspect", f"{logged_in.host}/course/base:1").stdout)[0]
+    built = json.loads(lab("image", "inspect", "hello:1").stdout)[0]
+    layers = built["RootFS"]["Layers"] if "RootFS" in built else built["Layers"]
+    base_layers = base["RootFS"]["Layers"] if "RootFS" in base else base["Layers"]
+    assert layers[:1] == base_layers and len(layers) == 3            # the base's, then COPY's and RUN's
+    run = lab("run", "--rm", "hello:1")
+    assert (run.returncode, run.stdout) == (0, "hello from the context\n"), run.stderr
+    again = lab("build", "-t", "hello:1", str(context), timeout=120)
+    assert again.returncode == 0 and again.stdout.count("Using cache") == 3, again.stdout
+    assert json.loads(lab("image", "inspect", "hello:1").stdout)[0]["Id"] == built["Id"]
