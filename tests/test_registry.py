@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from chapters.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "chapters" / "10_images"))
 from registries import (PASSWORD, USER, Hostile, RegistryServer, TokenServer, archives,  # noqa: E402,F401
-                        lab_root, logged_in, registry, storage, store_entries)
+                        lab_root, logged_in, oci_index, registry, skopeo_copy, storage, store_entries)
 
 
 def test_login_stores_the_password_as_docker_does_readable_by_its_owner_only(registry, lab, tmp_path):
@@ -220,3 +221,35 @@ def test_an_image_that_lists_a_layer_twice_downloads_it_once(logged_in, lab):
     assert result.stdout.count("Pulling fs layer") == 2 and result.stdout.count("Download complete") == 2
     run = lab("run", "--rm", ref)
     assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+
+
+def debian_layer() -> bytes:
+    """A Debian user space taken from this machine (Debian 12, as the course VM is): bash and
+    cat, the libraries they link (as ldd finds them), the dynamic loader, Debian's release files."""
+    ldd = subprocess.run(["ldd", "/usr/bin/bash", "/usr/bin/cat"], capture_output=True, text=True, check=True).stdout
+    files = {"/usr/bin/bash", "/usr/bin/cat"} | {word for word in ldd.split() if word.startswith("/") and ":" not in word}
+    entries, folders = [], set()
+    for path in sorted(files | {"/etc/os-release", "/etc/debian_version"}):
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in folders:
+                folders.add(folder)
+                entries.append((folder, None))
+        entries.append(("/".join(parts), Path(path).read_bytes(), {"mode": 0o755}))
+    return archives.tar(entries + [("bin", ("symlink", "usr/bin"))])
+
+
+def test_a_debian_user_space_pulled_runs_on_this_kernel(logged_in, lab, tmp_path):
+    layout = oci_index(tmp_path / "debian", {archives.ARCH: ([debian_layer()], ["bash"])})
+    skopeo_copy(f"oci:{layout}", f"docker://{logged_in.host}/course/debian:12")
+    ref = f"{logged_in.host}/course/debian:12"
+    pulled = lab("pull", ref, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr
+    run = lab("run", "--rm", ref, "bash", "-c", 'echo "$BASH_VERSION"; cat /etc/debian_version; . /etc/os-release; '
+              'echo "$ID"; echo /boot/*; cat /proc/sys/kernel/osrelease')
+    assert run.returncode == 0, run.stderr
+    version, release, distribution, boot, kernel = run.stdout.splitlines()
+    host_bash = subprocess.run(["bash", "-c", 'echo "$BASH_VERSION"'], capture_output=True, text=True).stdout.strip()
+    assert (version, release, distribution) == (host_bash, Path("/etc/debian_version").read_text().strip(), "debian")
+    assert (boot, kernel) == ("/boot/*", os.uname().release)        # no kernel of its own: the host's
