@@ -91,9 +91,48 @@ def decompressed(raw):
     if head.startswith(b"BZh"):
         return bz2.BZ2File(raw)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise LabError("zstd-compressed layers are not supported (Python has no zstd before 3.14): "
-                       "export the image with gzip layers, e.g. skopeo copy --dest-compress-format gzip")
+        return zstd_reader(raw)
     return raw
+
+
+ZSTD_MISSING = ("zstd-compressed layers need Python 3.14's compression.zstd or the zstandard package "
+                "(pip install zstandard), or an image with gzip layers")
+
+
+def zstd_reader(raw):
+    """raw, a zstd stream, decompressed: with Python 3.14's own module, else the zstandard package."""
+    try:
+        from compression import zstd
+        return zstd.ZstdFile(raw)
+    except ImportError:
+        pass
+    site_packages()
+    try:
+        import zstandard
+    except ImportError:
+        raise LabError(ZSTD_MISSING) from None
+    return zstandard.ZstdDecompressor().stream_reader(raw)
+
+
+def site_packages() -> None:
+    """The `lab` command starts Python without its site-packages (python -S: faster, and lab
+    needs only the standard library); zstd before Python 3.14 is the one thing that needs them."""
+    import site
+    import sys
+    if sys.flags.no_site:
+        site.main()
+
+
+def can_read_zstd() -> bool:
+    import importlib.util
+    site_packages()
+    for name in ("compression.zstd", "zstandard"):
+        try:
+            if importlib.util.find_spec(name):
+                return True
+        except ModuleNotFoundError:        # (finding compression.zstd imports compression first)
+            pass
+    return False
 
 
 def looks_like_an_archive(path: Path) -> bool:

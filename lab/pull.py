@@ -24,7 +24,7 @@ import sys
 import threading
 
 from lab import LabError
-from lab.image_commands import add_layer, run_config
+from lab.image_commands import ZSTD_MISSING, add_layer, can_read_zstd, run_config
 from lab.images import load
 from lab.layers import locked, save_image
 from lab.names import digest_hex
@@ -79,10 +79,8 @@ def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope:
     layers = manifest.setdefault("layers", [])
     if len(diff_ids) != len(layers):
         raise LabError(f"{ref}: the manifest lists {len(layers)} layers, its config {len(diff_ids)}")
-    for layer in layers:
-        if "zstd" in layer.get("mediaType", ""):
-            raise LabError(f"{ref} has zstd-compressed layers, which lab cannot unpack (Python has no zstd "
-                           "before 3.14): pull a gzip variant of the image")
+    if any("zstd" in layer.get("mediaType", "") for layer in layers) and not can_read_zstd():
+        raise LabError(f"{ref}: {ZSTD_MISSING}")
     return manifest, digest, config
 
 

@@ -16,7 +16,7 @@ import pytest
 from chapters.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "chapters" / "10_images"))
-from registries import (PASSWORD, USER, Hostile, RegistryServer, TokenServer, archives,  # noqa: E402,F401
+from registries import (APP, BASE, PASSWORD, USER, Hostile, RegistryServer, TokenServer, archives,  # noqa: E402,F401
                         lab_root, logged_in, oci_index, registry, skopeo_copy, storage, store_entries)
 
 
@@ -253,3 +253,23 @@ def test_a_debian_user_space_pulled_runs_on_this_kernel(logged_in, lab, tmp_path
     host_bash = subprocess.run(["bash", "-c", 'echo "$BASH_VERSION"'], capture_output=True, text=True).stdout.strip()
     assert (version, release, distribution) == (host_bash, Path("/etc/debian_version").read_text().strip(), "debian")
     assert (boot, kernel) == ("/boot/*", os.uname().release)        # no kernel of its own: the host's
+
+
+def test_an_image_with_zstd_layers_is_pulled_and_runs(logged_in, lab, tmp_path):
+    layout = oci_index(tmp_path / "zstd", {archives.ARCH: ([BASE, APP], ["cat", "/app/hello.txt"])},
+                       compression="zstd")
+    ref = f"{logged_in.host}/course/zstd:1"
+    skopeo_copy(f"oci:{layout}", f"docker://{ref}")
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                          f"docker://{ref}"], capture_output=True, text=True, check=True).stdout
+    manifest = json.loads(raw)
+    if "manifests" in manifest:
+        manifest = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+             f"docker://{logged_in.host}/course/zstd@{manifest['manifests'][0]['digest']}"],
+            capture_output=True, text=True, check=True).stdout)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    pulled = lab("pull", ref, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr
+    run = lab("run", "--rm", ref)
+    assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr

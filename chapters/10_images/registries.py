@@ -196,23 +196,29 @@ def blob(blobs: Path, data: bytes, media_type: str, **extra) -> dict:
     return {"mediaType": media_type, "digest": archives.sha256(data), "size": len(data), **extra}
 
 
-def image_manifest(blobs: Path, layers: list[bytes], cmd: list[str], arch: str = archives.ARCH) -> dict:
-    """One platform's manifest (its config and gzip layers written into blobs)."""
+def image_manifest(blobs: Path, layers: list[bytes], cmd: list[str], arch: str = archives.ARCH,
+                   compression: str = "gzip") -> dict:
+    """One platform's manifest (its config and its layers, gzip or zstd, written into blobs)."""
     config = json.loads(archives.image_config(layers, cmd))
     config["architecture"] = arch
+    if compression == "zstd":
+        import zstandard
+        compress = zstandard.ZstdCompressor().compress
+    else:
+        compress = lambda layer: gzip.compress(layer, mtime=0)      # noqa: E731
     return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": blob(blobs, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"),
-            "layers": [blob(blobs, gzip.compress(layer, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip")
+            "layers": [blob(blobs, compress(layer), f"application/vnd.oci.image.layer.v1.tar+{compression}")
                        for layer in layers]}
 
 
-def oci_index(folder: Path, images: dict[str, tuple[list[bytes], list[str]]]) -> Path:
+def oci_index(folder: Path, images: dict[str, tuple[list[bytes], list[str]]], compression: str = "gzip") -> Path:
     """An OCI layout whose one entry is an index of images, {architecture: (layers, cmd)}."""
     blobs = folder / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     manifests = []
     for arch, (layers, cmd) in images.items():
-        manifest = image_manifest(blobs, layers, cmd, arch)
+        manifest = image_manifest(blobs, layers, cmd, arch, compression)
         manifests.append(blob(blobs, json.dumps(manifest).encode(), manifest["mediaType"],
                               platform={"architecture": arch, "os": "linux"}))
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
