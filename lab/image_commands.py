@@ -11,7 +11,6 @@ import hashlib
 import json
 import lzma
 import os
-import platform
 import re
 import shutil
 import sys
@@ -19,10 +18,10 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from lab import Conflict, LabError, overlay, store
+from lab import Conflict, LabError, overlay, store, tarsplit
 from lab.images import DEFAULT_PATH, find, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer
-from lab.names import digest_hex, parse_reference
+from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
 
 
@@ -48,6 +47,7 @@ def remove_image(ref: str) -> list[str]:
                     layer_path(digest).unlink()
                 else:
                     shutil.rmtree(layer_path(digest))
+                tarsplit.split_path(digest).unlink(missing_ok=True)
                 done.append(f"Deleted: {digest}")
     return done
 
@@ -156,9 +156,10 @@ def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
     work = layers_dir() / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         with open_blob() as raw:
-            reader = HashingReader(decompressed(raw))
+            recorder = tarsplit.Recorder(decompressed(raw))     # the tar's bytes, to push it again as it was
+            reader = HashingReader(recorder)
             stored = diff_id is not None and layer_path(diff_id).is_dir()
-            skipped = 0 if stored else overlay.unpack_layer(reader, work)
+            skipped = 0 if stored else overlay.unpack_layer(reader, work, recorder.note)
             digest = reader.digest()
         if diff_id is not None and digest != diff_id:
             raise LabError(f"a layer's content does not match its digest: expected {diff_id}, got {digest}")
@@ -167,6 +168,7 @@ def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
                   "a container gets its own /dev", file=sys.stderr)
         if not stored and store_layer(work, digest):
             added.append(digest)
+            recorder.save(digest)
         return digest
     except corrupt_errors() as e:
         raise LabError(f"the archive is truncated or corrupt ({e})") from None
@@ -258,9 +260,9 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
                     config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
                     return save_image({"Layers": [digest], "Config": apply_changes(config, changes)}, name, tag)
                 read = read_oci if kind == "oci" else read_docker_save
-                layers, config_digest, config = read(open_member, added)
+                layers, raw, config = read(open_member, added)      # (the same id as where it came from,
                 return save_image({"Layers": layers, "Config": apply_changes(run_config(config), changes)}, name, tag,
-                                  None if changes else config_digest)
+                                  None if changes else raw)               # unless --change changed it)
             except BaseException:
                 for digest in added:                   # nothing half-imported
                     shutil.rmtree(layer_path(digest), ignore_errors=True)
@@ -272,10 +274,18 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
 
 def read_json_member(open_member, member: str, digest: str | None = None):
     """A JSON file of the archive, its sha256 checked when digest is given."""
+    return parse_json(read_member(open_member, member, digest), member)
+
+
+def read_member(open_member, member: str, digest: str | None = None) -> bytes:
     with open_member(member) as f:
         data = f.read()
     if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
         raise LabError(f"{member} does not match its digest {digest}")
+    return data
+
+
+def parse_json(data: bytes, member: str):
     try:
         return json.loads(data)
     except ValueError as e:
@@ -286,9 +296,9 @@ def blob_name(digest: str) -> str:
     return f"blobs/sha256/{digest_hex(digest)}"
 
 
-def read_oci(open_member, added: list[str]) -> tuple[list[str], str, dict]:
+def read_oci(open_member, added: list[str]) -> tuple[list[str], bytes, dict]:
     """An OCI image layout: index.json -> manifest -> config and layers, all by digest."""
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    arch = host_arch().split("/")[0]
     descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json"}
     document = read_json_member(open_member, "index.json")
     while document.get("manifests") is not None:           # an index: pick the manifest for this machine
@@ -299,7 +309,8 @@ def read_oci(open_member, added: list[str]) -> tuple[list[str], str, dict]:
         descriptor = fitting[0]
         document = read_json_member(open_member, blob_name(descriptor["digest"]), descriptor["digest"])
     config_digest = document["config"]["digest"]
-    config = read_json_member(open_member, blob_name(config_digest), config_digest)
+    raw = read_member(open_member, blob_name(config_digest), config_digest)
+    config = parse_json(raw, blob_name(config_digest))
     diff_ids = config.get("rootfs", {}).get("diff_ids", [])
     if len(diff_ids) != len(document.get("layers", [])):
         raise LabError(f"the manifest lists {len(document.get('layers', []))} layers, the config {len(diff_ids)}")
@@ -313,10 +324,10 @@ def read_oci(open_member, added: list[str]) -> tuple[list[str], str, dict]:
             raise LabError(f"the layer blob {layer['digest'][7:19]} does not match its digest")
         return lambda: open_member(blob_name(layer["digest"]))
     layers = [add_layer(checked(layer), diff_id, added) for layer, diff_id in zip(document["layers"], diff_ids)]
-    return layers, config_digest, config
+    return layers, raw, config
 
 
-def read_docker_save(open_member, added: list[str]) -> tuple[list[str], str, dict]:
+def read_docker_save(open_member, added: list[str]) -> tuple[list[str], bytes, dict]:
     """A `docker save` archive: manifest.json -> config (named by its digest) and layer tars."""
     manifest = read_json_member(open_member, "manifest.json")
     if not isinstance(manifest, list) or len(manifest) != 1:
@@ -326,13 +337,14 @@ def read_docker_save(open_member, added: list[str]) -> tuple[list[str], str, dic
     if not named:
         raise LabError(f"the config {entry.get('Config')!r} is not named by its sha256")
     config_digest = f"sha256:{named.group(1)}"
-    config = read_json_member(open_member, entry["Config"], config_digest)
+    raw = read_member(open_member, entry["Config"], config_digest)
+    config = parse_json(raw, entry["Config"])
     diff_ids = config.get("rootfs", {}).get("diff_ids", [])
     if len(diff_ids) != len(entry.get("Layers", [])):
         raise LabError(f"manifest.json lists {len(entry.get('Layers', []))} layers, the config {len(diff_ids)}")
     layers = [add_layer(lambda member=member: open_member(member), diff_id, added)
               for member, diff_id in zip(entry["Layers"], diff_ids)]
-    return layers, config_digest, config
+    return layers, raw, config
 
 
 def commit(container, ref: str | None, changes=(), build_step: bool = False) -> str:

@@ -25,7 +25,7 @@ from lab.names import parse_reference
 from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tags
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-BUSYBOX_RECIPE = 2      # bump when build_busybox_layer changes: older builds are replaced
+BUSYBOX_RECIPE = 3      # bump when build_busybox_layer changes: older builds are replaced
 
 
 def resolve(ref: str) -> dict:

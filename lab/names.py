@@ -11,6 +11,7 @@ containers/ID, execs/ID.json. A name like `../../home` or `/etc` would lead out 
                           Docker Hub's own are stored short: docker.io/library/debian is debian.
     ids                   64 hex digits (containers, execs); sha256:<64 hex digits> (images, blobs)
 """
+import os
 import re
 
 from lab import LabError
@@ -67,3 +68,9 @@ def digest_hex(digest) -> str:
     if not m:
         raise LabError(f"unsupported or malformed digest {shown(digest)}: lab knows sha256:<64 hex digits> only")
     return m[1]
+
+
+def host_arch() -> str:
+    """This machine's architecture as images and seccomp profiles name it (Go's names): amd64, arm64..."""
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(machine, machine)

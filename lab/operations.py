@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lab import (LabError, NotFound, cgroups, container, image_commands, images, layers, names, network, overlay, store,
-                 syscalls, views, volumes)
+                 syscalls, tarsplit, views, volumes)
 from lab.engine import (ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout,
                         virtual_size)
 
@@ -513,17 +513,13 @@ def get_image_save(req):
     with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
         diff_ids, members = [], []
         for n, digest in enumerate(image["Layers"]):
-            path = os.path.join(work, f"{n}.tar")
-            with open(path, "wb") as f:
-                overlay.pack_layer(store.layer_path(digest), f)
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            diff_ids.append("sha256:" + digest.hexdigest())
+            path = Path(work, f"{n}.tar")
+            diff_ids.append(tarsplit.write_tar(digest, path, compress=False)[0])
             members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
-        config = json.dumps({"architecture": "amd64", "os": "linux", "created": views.iso(image["Created"]),
-                             "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        if diff_ids == image["Layers"] and image.get("ConfigJSON"):
+            config = image["ConfigJSON"].encode()           # docker load gives it the same id again
+        else:
+            config = layers.oci_config({**image, "Layers": diff_ids})
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
                                 "Layers": [name for name, _ in members]}]).encode()

@@ -273,3 +273,27 @@ def test_an_image_with_zstd_layers_is_pulled_and_runs(logged_in, lab, tmp_path):
     assert pulled.returncode == 0, pulled.stderr
     run = lab("run", "--rm", ref)
     assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+
+
+def test_an_image_pushed_and_pulled_back_is_the_same_image_layer_for_layer(logged_in, lab, tmp_path):
+    """A pulled image pushed elsewhere, and an image built here, come back with the same id and
+    no layer stored twice: push sends each layer's tar as it came, byte for byte (tar-split)."""
+    pulled = f"{logged_in.host}/course/app:1"
+    assert lab("pull", pulled, timeout=120).returncode == 0
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {pulled}\nRUN echo built here > /built.txt\n")
+    assert lab("build", "-t", "built:1", str(context), timeout=120).returncode == 0
+    for source in (pulled, "built:1", "busybox"):
+        image = json.loads(lab("image", "inspect", source).stdout)[0]
+        copy = f"{logged_in.host}/copies/{source.rsplit('/', 1)[-1].replace(':', '-')}:1"
+        assert lab("tag", source, copy).returncode == 0
+        pushed = lab("push", copy, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr
+        assert lab("rmi", copy).returncode == 0
+        layers = len(list((Path(os.environ["LAB_ROOT"]) / "layers").iterdir()))
+        back = lab("pull", copy, timeout=120)
+        assert back.returncode == 0, back.stderr
+        assert back.stdout.count("Already exists") == len(image["RootFS"]["Layers"]), back.stdout
+        assert json.loads(lab("image", "inspect", copy).stdout)[0]["Id"] == image["Id"], source
+        assert len(list((Path(os.environ["LAB_ROOT"]) / "layers").iterdir())) == layers

@@ -10,6 +10,7 @@ that is `sh`, `ls`, `ps` and 300 other commands, no libraries, no network.
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from lab import LabError
+from lab import LabError, tarsplit
+from lab.names import host_arch
 from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tags, tags_path,
                        write_json)
 from lab.store import locked as locked_file
@@ -43,25 +45,17 @@ def is_static(path: Path) -> bool:
     return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
 
 
-def tar_digest(folder: Path) -> str:
-    """sha256 of a reproducible tar of folder: the layer's content address."""
+def layer_tar(folder: Path) -> bytes:
+    """A reproducible tar of folder (sorted, times 0, numeric owners): busybox's layer."""
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.mtime, info.uname, info.gname = 0, "", ""
         return info
 
-    class Hasher:
-        def __init__(self):
-            self.sha = hashlib.sha256()
-
-        def write(self, data):
-            self.sha.update(data)
-            return len(data)
-
-    hasher = Hasher()
-    with tarfile.open(fileobj=hasher, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in sorted(folder.iterdir()):
             tar.add(entry, arcname=entry.name, filter=normalise)
-    return "sha256:" + hasher.sha.hexdigest()
+    return out.getvalue()
 
 
 def build_busybox(recipe: int, config: dict) -> str:
@@ -98,8 +92,10 @@ def build_busybox_layer(binary: Path) -> str:
     (work / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     for name in ("hostname", "hosts", "resolv.conf"):   # mount points: each container binds its own
         (work / "etc" / name).touch()
-    digest = tar_digest(work)
+    tar = layer_tar(work)
+    digest = "sha256:" + hashlib.sha256(tar).hexdigest()
     store_layer(work, digest)
+    tarsplit.record(io.BytesIO(tar)).save(digest)         # so that push sends this very tar
     shutil.rmtree(work, ignore_errors=True)             # there already: this copy is not needed
     return digest
 
@@ -163,13 +159,27 @@ def layer_size(digest: str) -> int:
     return folder_size(layer_path(digest))
 
 
-def save_image(image: dict, name: str | None, tag: str, image_id: str | None = None) -> str:
+def save_image(image: dict, name: str | None, tag: str, config: bytes | None = None) -> str:
     """Write the image's JSON and point name:tag at it (name None: untagged, as `docker commit
-    CONTAINER` makes one); return its id (the sha256 of its JSON)."""
+    CONTAINER` makes one); return its id. The id is the digest of the image's config as a
+    registry keeps it, as docker's is: config, the one an image was pulled with, else oci_config's."""
     image = {"Created": time.time(), **image}
+    image.pop("ConfigJSON", None)
+    config = config or oci_config(image)
+    image["ConfigJSON"] = config.decode()          # what push sends: the image pulled is the image pushed
     image["Size"] = sum(layer_size(digest) for digest in image["Layers"])
-    image_id = image_id or "sha256:" + hashlib.sha256(json.dumps(image, sort_keys=True).encode()).hexdigest()
+    image_id = "sha256:" + hashlib.sha256(config).hexdigest()
     write_json(image_path(image_id), {"Id": image_id, **image})
     if name is not None:
         write_json(tags_path(), {**tags(), f"{name}:{tag}": image_id})
     return image_id
+
+
+def oci_config(image: dict) -> bytes:
+    """An image made here as an OCI image config: how it runs, its platform, the diff_ids of its
+    layers, and when it was made (to the microsecond: two commits are two images)."""
+    created = image.get("Created") or time.time()
+    return json.dumps({
+        "architecture": image.get("Architecture") or host_arch().split("/")[0], "os": image.get("Os") or "linux",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1e6):06d}Z",
+        "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": image["Layers"]}}, sort_keys=True).encode()

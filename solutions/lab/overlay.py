@@ -112,8 +112,9 @@ def xattr(path: str, name: str) -> bytes | None:
         return None
 
 
-def unpack_layer(stream, layer: Path) -> int:
-    """Unpack the layer tar read from stream into the new folder layer, whiteouts as overlay's.
+def unpack_layer(stream, layer: Path, note=None) -> int:
+    """Unpack the layer tar read from stream into the new folder layer, whiteouts as overlay's;
+    note(member), if given, is told of each member before its content is read (tarsplit.py).
 
     Nothing is written outside layer: every member goes through member_path, a symlink may
     not climb out of the layer, and nothing is ever written through a symlink, nor is a mode,
@@ -126,6 +127,8 @@ def unpack_layer(stream, layer: Path) -> int:
     skipped, folders = 0, []
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
+            if note:
+                note(member)
             path = member_path(layer, member.name)
             if path == layer and not member.isdir():    # "." as a symlink: what follows would go there
                 raise LabError(f"the layer member {member.name!r} would replace the layer's own folder")

@@ -17,7 +17,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -27,7 +26,7 @@ from lab import LabError
 from lab.image_commands import ZSTD_MISSING, add_layer, can_read_zstd, run_config
 from lab.images import load
 from lab.layers import locked, save_image
-from lab.names import digest_hex
+from lab.names import digest_hex, host_arch
 from lab.registry import MANIFEST_TYPES, MAX_DOCUMENT, Reference, Registry, read_limited
 from lab.store import image_path, layer_path, layers_dir, remove_stale_temporaries, tags
 
@@ -36,8 +35,7 @@ DOWNLOADS = 3          # layers downloaded at once, as dockerd's max-concurrent-
 
 
 def host_platform() -> str:
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(platform.machine(), platform.machine())
-    return f"linux/{arch}"
+    return f"linux/{host_arch()}"
 
 
 def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, out=sys.stdout,
@@ -140,7 +138,7 @@ def store_image(ref: Reference, digest: str, manifest: dict, config: dict, files
             if image_path(config_digest).is_file():          # keep the digests it was pulled by before
                 known = load(config_digest).get("RepoDigests", [])
                 image["RepoDigests"] = sorted(set(known + image["RepoDigests"]))
-            save_image(image, ref.name if ref.tag else None, ref.tag or "latest", config_digest)
+            save_image(image, ref.name if ref.tag else None, ref.tag or "latest", getattr(config, "raw", None))
         except BaseException:
             for diff_id in added:
                 shutil.rmtree(layer_path(diff_id), ignore_errors=True)
@@ -209,13 +207,18 @@ def fetch_config(registry: Registry, ref: Reference, manifest: dict, scope: str)
     """The config of an image's manifest (schema 2 or OCI), checked against its digest."""
     if manifest.get("schemaVersion") != 2 or not isinstance(manifest.get("config"), dict):
         raise LabError(f"{ref} has an old (schema 1) or unknown manifest: lab pulls schema 2 and OCI images")
+    data = fetch_blob(registry, ref, manifest["config"], scope)
     try:
-        config = json.loads(fetch_blob(registry, ref, manifest["config"], scope))
-    except ValueError:
-        raise LabError(f"the config of {ref} is not JSON") from None
-    if not isinstance(config, dict):
-        raise LabError(f"the config of {ref} is not a JSON object")
+        config = Config(json.loads(data))
+    except (ValueError, TypeError):
+        raise LabError(f"the config of {ref} is not a JSON object") from None
+    config.raw = data
     return config
+
+
+class Config(dict):
+    """An image's config, and .raw: its bytes as pulled (the image's id is their digest; push sends them again)."""
+    raw = None
 
 
 def download(registry: Registry, ref: Reference, layer: dict, scope: str, progress) -> str:

@@ -1,16 +1,16 @@
 """`lab push`: an image from the store to a registry. Chapter 10.
 
 The pull's walk backwards: every layer becomes a blob (its folder packed as a tar, gzipped),
-then the config that lists the tars' digests, then the manifest that lists the blobs. The
+then the config that lists the tars' digests, then the manifest that lists the blobs. A layer's
+tar is the one it came as, byte for byte (tarsplit.py), so the image pushed is the image pulled. The
 registry takes a blob in two requests: POST .../blobs/uploads/ opens an upload and says where
 (Location), PUT there with ?digest= sends the bytes and closes it; the registry checks the
 digest itself. A blob the registry already has (HEAD answers 200) is not sent again.
 
 The manifest goes last, under the tag: until then the registry has blobs nobody names, and a
-failed push changes no tag. Packing is reproducible (sorted names, the layer's own times, a
-gzip without a time in it), so pushing the same image twice sends the same digests.
+failed push changes no tag. Packing is reproducible (the same tar, a gzip without a time in
+it), so pushing the same image twice sends the same digests.
 """
-import gzip
 import hashlib
 import json
 import os
@@ -19,12 +19,14 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from lab import LabError, overlay, views
+from lab import LabError
 from lab.images import find
 from lab.names import digest_hex
-from lab.pull import Progress, host_platform
+from lab.layers import oci_config
+from lab.pull import Progress
 from lab.registry import Reference, Registry
-from lab.store import layer_path, layers_dir
+from lab.store import layers_dir
+from lab.tarsplit import write_tar
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -48,11 +50,14 @@ def push(text: str, insecure: bool = False, out=sys.stdout, progress=None,
         packed = []
         for n, diff_id in enumerate(image["Layers"]):
             progress.update(digest_hex(diff_id)[:12], "Preparing")
-            packed.append(pack(layer_path(diff_id), Path(work, f"{n}.tar.gz")))
-        config = json.dumps({
-            "architecture": image.get("Architecture") or host_platform().split("/")[1], "os": "linux",
-            "created": views.iso(image["Created"]), "config": image["Config"],
-            "rootfs": {"type": "layers", "diff_ids": [diff for diff, _, _ in packed]}}).encode()
+            path = Path(work, f"{n}.tar.gz")
+            tar_digest, blob_digest, size = write_tar(diff_id, path, compress=True)
+            packed.append((tar_digest, {"mediaType": LAYER, "digest": blob_digest, "size": size}, path))
+        diff_ids = [diff for diff, _, _ in packed]
+        if diff_ids == image["Layers"] and image.get("ConfigJSON"):
+            config = image["ConfigJSON"].encode()         # the config it was pulled or made with: the same id
+        else:                                             # (layers packed anew: their new digests)
+            config = oci_config({**image, "Layers": diff_ids})
         Path(work, "config.json").write_bytes(config)
         config_blob = {"mediaType": CONFIG, "digest": sha256(config), "size": len(config)}
         for diff_id, (_, blob, path) in zip(image["Layers"], packed):
@@ -74,32 +79,6 @@ def push(text: str, insecure: bool = False, out=sys.stdout, progress=None,
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class Hashing:
-    """A binary file to write to that hashes and counts what goes through it."""
-
-    def __init__(self, f):
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-
-    def write(self, data) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def pack(folder: Path, path: Path) -> tuple[str, dict, Path]:
-    """The layer at folder as a gzipped tar at path: (the tar's digest, the blob's descriptor, path)."""
-    with open(path, "wb") as raw:
-        blob = Hashing(raw)
-        with gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) as compressed:
-            tar = Hashing(compressed)
-            overlay.pack_layer(folder, tar)
-    diff_id = "sha256:" + tar.sha.hexdigest()
-    return diff_id, {"mediaType": LAYER, "digest": "sha256:" + blob.sha.hexdigest(), "size": blob.size}, path
 
 
 def upload(registry: Registry, ref: Reference, blob: dict, path: Path, scope: str, progress, short: str) -> None:

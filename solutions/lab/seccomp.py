@@ -22,6 +22,7 @@ import pathlib
 import zlib
 
 from lab import LabError, syscalls
+from lab.names import host_arch
 
 DEFAULT_PROFILE = pathlib.Path(__file__).with_name("seccomp_default.json")
 
@@ -51,7 +52,7 @@ NR_SCMP_ERROR = -1             # "no such syscall"; other negative numbers are l
 EPERM, EEXIST = 1, 17
 
 # Profiles name the host in includes/excludes "arches" the way Go does.
-HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+HOST_ARCH = host_arch().split("/")[0]       # (Go's GOARCH: arm, not arm/v7)
 
 class _ArgCmp(ctypes.Structure):
     """struct scmp_arg_cmp: one check on one argument of a call."""
