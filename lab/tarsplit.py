@@ -131,12 +131,14 @@ def write_tar(digest: str, path: Path, compress: bool) -> tuple[str, str, int]:
             blob = Hashing(raw)
             stream = gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) if compress else blob
             tar = Hashing(stream)
-            try:
-                done = join(digest, tar) if joining else overlay.pack_layer(layer_path(digest), tar) or True
-            except (OSError, LabError):
-                if not joining:
-                    raise
-                done = False
+            if not joining:
+                overlay.pack_layer(layer_path(digest), tar)
+                done = True
+            else:
+                try:
+                    done = join(digest, tar)
+                except (OSError, LabError):       # a file of the layer gone or changed: pack it instead
+                    done = False
             if compress:
                 stream.close()
         if done and (not joining or tar.digest() == digest):

@@ -297,3 +297,44 @@ def test_an_image_pushed_and_pulled_back_is_the_same_image_layer_for_layer(logge
         assert back.stdout.count("Already exists") == len(image["RootFS"]["Layers"]), back.stdout
         assert json.loads(lab("image", "inspect", copy).stdout)[0]["Id"] == image["Id"], source
         assert len(list((Path(os.environ["LAB_ROOT"]) / "layers").iterdir())) == layers
+
+
+@pytest.mark.parametrize("form", ["pax", "gnu", "ustar"])
+def test_a_layer_tar_is_made_again_byte_for_byte_from_its_folder(form, lab_root, tmp_path):
+    """tarsplit: what push and save send is the tar the layer came as, whatever wrote it; a
+    layer whose folder no longer matches its records is packed anew instead."""
+    import io
+    import tarfile
+    from lab import image_commands, tarsplit
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format={"pax": tarfile.PAX_FORMAT, "gnu": tarfile.GNU_FORMAT,
+                                                       "ustar": tarfile.USTAR_FORMAT}[form]) as tar:
+        def add(name, data=None, kind=tarfile.REGTYPE, **meta):
+            info = tarfile.TarInfo(name)
+            info.type, info.mtime, info.mode = kind, 1234567890, 0o644
+            for key, value in meta.items():
+                setattr(info, key, value)
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        add("etc", kind=tarfile.DIRTYPE, mode=0o755)
+        for size in (0, 1, 511, 512, 513, 100_000, 3 << 20):              # around the 512-byte blocks
+            add(f"etc/file-{size}", os.urandom(size))
+        add("etc/link", kind=tarfile.SYMTYPE, linkname="file-1")
+        add("etc/hard", kind=tarfile.LNKTYPE, linkname="etc/file-513")
+        add("etc/.wh.gone", b"")
+        add("dev", kind=tarfile.DIRTYPE, mode=0o755)
+        add("dev/null", kind=tarfile.CHRTYPE, devmajor=1, devminor=3)         # left out of the folder
+        if form != "ustar":
+            add("etc/" + "a-long-name-" * 12, b"long\n")                        # a PAX or GNU long name
+    original = out.getvalue()
+    (tmp_path / "layer.tar").write_bytes(original)
+    (lab_root / "layers").mkdir(parents=True)
+    digest = image_commands.add_layer(lambda: open(tmp_path / "layer.tar", "rb"), None, [])
+    tar_digest, _, _ = tarsplit.write_tar(digest, tmp_path / "again.tar", compress=False)
+    assert (tmp_path / "again.tar").read_bytes() == original and tar_digest == digest
+    (lab_root / "layers" / digest[7:] / "etc" / "file-513").write_bytes(b"changed")
+    tar_digest, _, _ = tarsplit.write_tar(digest, tmp_path / "packed.tar", compress=False)
+    assert tar_digest != digest
+    with tarfile.open(tmp_path / "packed.tar") as packed:
+        assert packed.extractfile("etc/file-513").read() == b"changed"

@@ -156,9 +156,10 @@ def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
     work = layers_dir() / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         with open_blob() as raw:
-            recorder = tarsplit.Recorder(decompressed(raw))     # the tar's bytes, to push it again as it was
-            reader = HashingReader(recorder)
+            stream = decompressed(raw)
             stored = diff_id is not None and layer_path(diff_id).is_dir()
+            recorder = None if stored else tarsplit.Recorder(stream)    # its tar's bytes, to push it as it was
+            reader = HashingReader(recorder or stream)
             skipped = 0 if stored else overlay.unpack_layer(reader, work, recorder.note)
             digest = reader.digest()
         if diff_id is not None and digest != diff_id:
