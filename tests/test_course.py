@@ -8,6 +8,9 @@ For every chapter NN, with a freshly generated skeleton (in a temporary folder, 
 - they all pass, and notebook NN too, with chapters 00..NN solved and the later ones blank:
   what a learner who has just finished chapter NN has. (That the complete reference passes them all is what
   `make test` runs: the chapters under LAB_IMPL=solutions.)
+
+In the course VM (tools/vm-test), the skeleton checks run only for the chapters in VERSIONED and
+the notebook checks not at all: CI's host run does them, and the emulated CPU is slow.
 """
 import os
 import subprocess
@@ -23,6 +26,9 @@ import make_skeleton  # noqa: E402
 from chapters.harness import LAB, ROOT, wait_until  # noqa: E402
 
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
+# The chapters whose tests or code paths differ with the cgroup version (v1 on CI's host, v2 in
+# the course VM): the VM checks their skeletons too.
+VERSIONED = ("02", "08")
 
 
 def passing_tests(impl: Path, tests: Path, tmp_path: Path) -> list[str]:
@@ -50,6 +56,9 @@ def test_the_drift_check_notices_a_lab_that_is_not_the_generated_skeleton(tmp_pa
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 @pytest.mark.parametrize("blank", ["all chapters blank", "only this chapter blank"])
 def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
+    if os.environ.get("LAB_IN_COURSE_VM") == "1" and chapter.name[:2] not in VERSIONED:     # set by tools/vm-test
+        pytest.skip("checked by CI's host run: whether a blank chapter fails its tests does not depend on the "
+                    "cgroup version (in the emulated VM it would add about 6 minutes)")
     only = {chapter.name[:2]} if blank.startswith("only") else None
     make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=only)
     assert passing_tests(tmp_path / "impl", chapter, tmp_path) == []
