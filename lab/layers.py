@@ -183,3 +183,11 @@ def oci_config(image: dict) -> bytes:
         "architecture": image.get("Architecture") or host_arch().split("/")[0], "os": image.get("Os") or "linux",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1e6):06d}Z",
         "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": image["Layers"]}}, sort_keys=True).encode()
+
+
+def sent_config(image: dict, diff_ids: list[str]) -> bytes:
+    """The config to send (push, save) with the image's layers as they were packed: its own,
+    when they came out as the tars they are named by (the same id there), else one for these."""
+    if diff_ids == image["Layers"] and image.get("ConfigJSON"):
+        return image["ConfigJSON"].encode()
+    return oci_config({**image, "Layers": diff_ids})

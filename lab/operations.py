@@ -516,10 +516,7 @@ def get_image_save(req):
             path = Path(work, f"{n}.tar")
             diff_ids.append(tarsplit.write_tar(digest, path, compress=False)[0])
             members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
-        if diff_ids == image["Layers"] and image.get("ConfigJSON"):
-            config = image["ConfigJSON"].encode()           # docker load gives it the same id again
-        else:
-            config = layers.oci_config({**image, "Layers": diff_ids})
+        config = layers.sent_config(image, diff_ids)       # docker load gives it the same id again
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
                                 "Layers": [name for name, _ in members]}]).encode()

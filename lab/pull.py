@@ -23,7 +23,7 @@ import sys
 import threading
 
 from lab import LabError
-from lab.image_commands import ZSTD_MISSING, add_layer, can_read_zstd, run_config
+from lab.image_commands import add_layer, run_config, zstd_opener
 from lab.images import load
 from lab.layers import locked, save_image
 from lab.names import digest_hex, host_arch
@@ -77,8 +77,8 @@ def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope:
     layers = manifest.setdefault("layers", [])
     if len(diff_ids) != len(layers):
         raise LabError(f"{ref}: the manifest lists {len(layers)} layers, its config {len(diff_ids)}")
-    if any("zstd" in layer.get("mediaType", "") for layer in layers) and not can_read_zstd():
-        raise LabError(f"{ref}: {ZSTD_MISSING}")
+    if any("zstd" in layer.get("mediaType", "") for layer in layers):
+        zstd_opener()                 # (before any download: one line if this Python cannot read them)
     return manifest, digest, config
 
 

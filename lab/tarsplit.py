@@ -4,8 +4,9 @@ A layer is stored unpacked, a folder for overlay to stack. Its name, the diff_id
 of the tar it came as. Packing the folder again gives the same files but not the same bytes
 (other header fields, order, padding), so another diff_id: the image pushed would not be the
 image pulled. So while a layer is unpacked, Recorder keeps every byte of its tar that is not a
-file's content (headers, padding, the end), about 1 KiB a file, gzipped in LAB_ROOT/tar-split/;
-join() writes the tar again, the contents read back from the folder.
+file's content (headers, padding, the end: under 1 KiB a file, 296 KB gzipped for a Debian
+layer of 6768), in LAB_ROOT/tar-split/; join() writes the tar again, the contents read back
+from the folder.
 
     stream --> Recorder --> the unpacking          records: raw bytes | (file name, size) | ...
 """
@@ -80,14 +81,10 @@ def record(stream) -> Recorder:
     return recorder
 
 
-def join(digest: str, out) -> bool:
-    """Write the layer's tar again to out, from its records and its folder. False when the layer
-    has no records (made before lab kept them): the caller packs the folder instead."""
-    path = split_path(digest)
-    if not path.is_file():
-        return False
+def join(digest: str, out) -> None:
+    """Write the layer's tar again to out, from its records and its folder."""
     folder = layer_path(digest)
-    with gzip.open(path, "rb") as records:
+    with gzip.open(split_path(digest), "rb") as records:
         while kind := records.read(1):
             if kind == RAW:
                 (size,) = struct.unpack(">Q", records.read(8))
@@ -100,7 +97,6 @@ def join(digest: str, out) -> bool:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise LabError(f"{name} is no longer a file of layer {digest[7:19]}")
                 out.write(content.read(size))      # (a shorter file: the digest will tell)
-    return True
 
 
 class Hashing:
@@ -122,25 +118,27 @@ class Hashing:
 
 
 def write_tar(digest: str, path: Path, compress: bool) -> tuple[str, str, int]:
-    """The layer's tar into the file path, gzipped if compress (reproducibly: no time in it).
-    Its records joined when that gives the tar whose digest the layer has; else its folder
-    packed (a layer lab kept no records of: another tar, another digest). Returns (the tar's
-    digest, the file's digest, the file's size)."""
-    for joining in (True, False):
-        with open(path, "wb") as raw:
-            blob = Hashing(raw)
-            stream = gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) if compress else blob
-            tar = Hashing(stream)
-            if not joining:
-                overlay.pack_layer(layer_path(digest), tar)
-                done = True
-            else:
-                try:
-                    done = join(digest, tar)
-                except (OSError, LabError):       # a file of the layer gone or changed: pack it instead
-                    done = False
-            if compress:
-                stream.close()
-        if done and (not joining or tar.digest() == digest):
-            return tar.digest(), blob.digest(), blob.size
-    raise AssertionError("unreachable")
+    """The layer's tar into the file path, gzipped if compress (reproducibly: no time in it):
+    its records joined when that gives the tar its digest names; else (a layer lab kept no
+    records of, or whose folder changed) its folder packed: another tar, another digest.
+    Returns (the tar's digest, the file's digest, the file's size)."""
+    if split_path(digest).is_file():
+        try:
+            written = write_to(path, compress, lambda tar: join(digest, tar))
+            if written[0] == digest:
+                return written
+        except (OSError, LabError):       # a file of the layer gone or changed
+            pass
+    return write_to(path, compress, lambda tar: overlay.pack_layer(layer_path(digest), tar))
+
+
+def write_to(path: Path, compress: bool, write) -> tuple[str, str, int]:
+    """write(tar) into the file path, gzipped if compress: (the tar's digest, the file's, its size)."""
+    with open(path, "wb") as raw:
+        blob = Hashing(raw)
+        stream = gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) if compress else blob
+        tar = Hashing(stream)
+        write(tar)
+        if compress:
+            stream.close()
+    return tar.digest(), blob.digest(), blob.size

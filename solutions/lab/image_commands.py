@@ -91,48 +91,29 @@ def decompressed(raw):
     if head.startswith(b"BZh"):
         return bz2.BZ2File(raw)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return zstd_reader(raw)
+        return zstd_opener()(raw)
     return raw
 
 
-ZSTD_MISSING = ("zstd-compressed layers need Python 3.14's compression.zstd or the zstandard package "
-                "(pip install zstandard), or an image with gzip layers")
-
-
-def zstd_reader(raw):
-    """raw, a zstd stream, decompressed: with Python 3.14's own module, else the zstandard package."""
+def zstd_opener():
+    """What decompresses a zstd stream: Python 3.14's compression.zstd, else the zstandard
+    package. The `lab` command starts Python without its site-packages (python -S: lab needs
+    only the standard library); zstd before 3.14 is the one thing that needs them."""
     try:
         from compression import zstd
-        return zstd.ZstdFile(raw)
+        return zstd.ZstdFile
     except ImportError:
         pass
-    site_packages()
-    try:
-        import zstandard
-    except ImportError:
-        raise LabError(ZSTD_MISSING) from None
-    return zstandard.ZstdDecompressor().stream_reader(raw)
-
-
-def site_packages() -> None:
-    """The `lab` command starts Python without its site-packages (python -S: faster, and lab
-    needs only the standard library); zstd before Python 3.14 is the one thing that needs them."""
     import site
     import sys
     if sys.flags.no_site:
         site.main()
-
-
-def can_read_zstd() -> bool:
-    import importlib.util
-    site_packages()
-    for name in ("compression.zstd", "zstandard"):
-        try:
-            if importlib.util.find_spec(name):
-                return True
-        except ModuleNotFoundError:        # (finding compression.zstd imports compression first)
-            pass
-    return False
+    try:
+        import zstandard
+    except ImportError:
+        raise LabError("zstd-compressed layers need Python 3.14's compression.zstd or the zstandard "
+                       "package (pip install zstandard), or an image with gzip layers") from None
+    return lambda raw: zstandard.ZstdDecompressor().stream_reader(raw)
 
 
 def looks_like_an_archive(path: Path) -> bool:

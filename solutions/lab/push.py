@@ -22,7 +22,7 @@ from pathlib import Path
 from lab import LabError
 from lab.images import find
 from lab.names import digest_hex
-from lab.layers import oci_config
+from lab.layers import sent_config
 from lab.pull import Progress
 from lab.registry import Reference, Registry
 from lab.store import layers_dir
@@ -53,11 +53,7 @@ def push(text: str, insecure: bool = False, out=sys.stdout, progress=None,
             path = Path(work, f"{n}.tar.gz")
             tar_digest, blob_digest, size = write_tar(diff_id, path, compress=True)
             packed.append((tar_digest, {"mediaType": LAYER, "digest": blob_digest, "size": size}, path))
-        diff_ids = [diff for diff, _, _ in packed]
-        if diff_ids == image["Layers"] and image.get("ConfigJSON"):
-            config = image["ConfigJSON"].encode()         # the config it was pulled or made with: the same id
-        else:                                             # (layers packed anew: their new digests)
-            config = oci_config({**image, "Layers": diff_ids})
+        config = sent_config(image, [diff for diff, _, _ in packed])
         Path(work, "config.json").write_bytes(config)
         config_blob = {"mediaType": CONFIG, "digest": sha256(config), "size": len(config)}
         for diff_id, (_, blob, path) in zip(image["Layers"], packed):
