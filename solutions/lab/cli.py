@@ -254,12 +254,14 @@ def cmd_run(args) -> int:
 def pull_missing(ref: str, missing: LabError) -> None:
     """docker run's first step for an image it lacks: "Unable to find image", then a pull
     (its progress on stderr: stdout is the container's)."""
-    from lab import pull
+    from lab import container, pull
     print(f"Unable to find image '{ref}' locally", file=sys.stderr)
     try:
-        pull.pull(ref, out=sys.stderr)
+        pulled = container.step("10", pull.pull, ref, None, False, sys.stderr)
     except LabError as e:
         raise LabError(f"{missing}; pulling it failed: {e}") from None
+    if pulled is container.NOT_WRITTEN:     # before chapter 10 a runtime cannot pull: not here, then
+        raise missing
 
 
 def cmd_port(args) -> int:

@@ -1,0 +1,198 @@
+"""The lessons' shell sessions print what the lessons say they print.
+
+Every ```console block of a checked lesson has a mark on the line before it:
+
+    <!-- run: at chapter 00 -->       a learner's runtime with chapters 00..NN written, later ones blank
+    <!-- run: on the skeleton -->     every chapter blank (a learner who has just cloned)
+    <!-- run: on the reference -->    solutions/lab
+    <!-- not run: WHY -->             a block that cannot run as a test (interactive, destructive...)
+
+and may add `| varies: REGEX` (more than once) for what changes from run to run and is not
+already a placeholder below. A lesson's blocks run in order in one bash, in the repository
+(its commands are relative to it), as a learner would type them, with LAB_IMPL switched per
+block and the busybox image already made; each command's output (stdout and stderr together) must match the lines under it:
+
+  - a line `...` stands for any lines, none included;
+  - ids and digests (12 to 64 hex digits), durations (0.88s, 31 ms) and pytest's ===/___ rulers
+    match whatever the run prints there, and so do the parts a block's `varies` matches;
+  - this repository's path reads /workshop and the venv's bin folder /workshop/.venv/bin, as in
+    the course VM where the lessons were recorded.
+
+LAB_RECORD_LESSONS=1 writes what a run printed into the lessons, where it differs (and the lesson
+does not elide lines there with `...`): record in the course VM, then read the diff.
+
+The lessons in CHECKED are checked; the others are not converted yet (issue 20, item 2).
+"""
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import make_skeleton  # noqa: E402
+
+from chapters.harness import ROOT  # noqa: E402
+
+# The lessons checked, and whether what they print depends on the cgroup version: those the
+# course VM (cgroup v2, what learners have) checks too; the others CI's host run only (the VM's
+# CPU is emulated, and chapter 00's `lab progress` alone runs every chapter's tests).
+CHECKED = {"chapters/00_process/README.md": False}
+MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
+                  r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
+PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]
+SEPARATOR = "@@ the next command @@"      # printed before each command, to cut the output apart
+
+
+class Command:
+    """One `$ ` line of a block (with its `> ` continuation lines) and the lines under it."""
+
+    def __init__(self, block: "Block", text: str, first: int):
+        self.block, self.text, self.output, self.first = block, text, [], first    # first: output's line index
+
+
+class Block:
+    def __init__(self, path: Path, line: int, mark: re.Match | None, body: list[str]):
+        self.where = f"{path.relative_to(ROOT)}:{line}"
+        self.mark = mark
+        self.varies = re.findall(r" \| varies: (.+?)(?= \| varies: |$)", mark["varies"]) if mark else []
+        self.commands: list[Command] = []
+        for index, text in enumerate(body, line):         # (line: the index of the block's first line)
+            if text.startswith("$ "):
+                self.commands.append(Command(self, text[2:], index + 1))
+            elif text.startswith("> ") and self.commands and not self.commands[-1].output:
+                self.commands[-1].text += "\n" + text[2:]                  # a continued command
+                self.commands[-1].first = index + 1
+            elif self.commands:
+                self.commands[-1].output.append(text)
+
+
+def blocks(path: Path) -> list[Block]:
+    lines = path.read_text().splitlines()
+    found = []
+    for number, text in enumerate(lines):
+        if text.strip() == "```console":
+            end = lines.index("```", number + 1)
+            previous = lines[number - 1] if number else ""
+            found.append(Block(path, number + 1, MARK.fullmatch(previous.strip()), lines[number + 1:end]))
+    return found
+
+
+def pattern(expected: list[str], varies: list[str]) -> re.Pattern:
+    """The regex of a command's expected lines, with the placeholders above as wildcards."""
+    parts = []
+    for line in expected:
+        if line.strip() == "...":
+            parts.append(r"(?:[^\n]*\n)*?")
+            continue
+        spans = sorted(m.span() for p in PLACEHOLDERS + varies for m in re.finditer(p, line) if m.end() > m.start())
+        regex, at = "", 0
+        for start, end in spans:
+            if start < at:
+                continue
+            regex += re.escape(line[at:start]) + r"[^\n]+?"
+            at = end
+        parts.append(regex + re.escape(line[at:].rstrip()) + r"[ \t]*\n")
+    return re.compile("".join(parts))
+
+
+def implementation(mark: re.Match, tmp_path: Path) -> str:
+    impl = mark["impl"]
+    if impl == "on the reference":
+        return "solutions"
+    chapters = make_skeleton.chapters_in()
+    blank = set(chapters) if impl == "on the skeleton" else {c for c in chapters if c > impl[-2:]}
+    folder = tmp_path / ("impl-" + impl.replace(" ", "-"))
+    if not folder.exists():
+        make_skeleton.make_skeleton(folder / "lab", chapters=blank)
+    return str(folder)
+
+
+def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
+    """What a command shows on a terminal of 24 x 80, as the lessons were recorded (lab's notes,
+    pytest's layout and colours depend on it; TERM=dumb turns the colours off)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the session did not end within {timeout} s:\n{shown.decode()[-2000:]}")
+            if select.select([master], [], [], 1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:              # EIO: every end of the terminal is closed
+                    chunk = b""
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+def normalized(output: str) -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    output = output.replace(venv_bin, "/workshop/.venv/bin").replace(str(ROOT), "/workshop")
+    return "".join(line.rstrip() + "\n" for line in output.removesuffix("\n").split("\n"))
+
+
+def test_every_block_of_a_checked_lesson_is_marked():
+    unmarked = [b.where for lesson in CHECKED for b in blocks(ROOT / lesson) if not b.mark]
+    assert not unmarked, ("these console blocks have no <!-- run: ... --> or <!-- not run: why --> "
+                          f"on the line before them: {', '.join(unmarked)}")
+
+
+@pytest.mark.quotes_lab
+@pytest.mark.parametrize("lesson", CHECKED)
+def test_the_lesson_prints_what_it_says(lesson, tmp_path):
+    if os.environ.get("LAB_IN_COURSE_VM") == "1" and not CHECKED[lesson]:      # set by tools/vm-test
+        pytest.skip("what this lesson prints does not depend on the cgroup version: CI's host run checks it")
+    runnable = [b for b in blocks(ROOT / lesson) if b.mark and b.mark["impl"]]
+    assert runnable, f"{lesson} has no block to run"
+    # A learner has made the busybox image by the time a lesson runs lab (its first run makes it).
+    script = ["cd " + str(ROOT), "exec 2>&1", "LAB_IMPL=solutions lab run --rm busybox true >/dev/null"]
+    commands = [c for block in runnable for c in block.commands]
+    for command in commands:
+        if command is command.block.commands[0]:
+            script.append(f"export LAB_IMPL={implementation(command.block.mark, tmp_path)}")
+        script += [f"echo '{SEPARATOR}'", command.text]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "PYTHONUNBUFFERED": "1", "DOCKER_CONFIG": str(tmp_path / "docker-config"), "TERM": "dumb"}
+    env.pop("PYTHONPATH", None)
+    (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
+    output = on_a_terminal(["bash", "--norc", "--noprofile", str(tmp_path / "session.sh")], env)
+    shown = normalized(output).split(SEPARATOR + "\n")[1:]
+    assert len(shown) == len(commands), f"the session stopped early:\n{output[-2000:]}"
+    wrong = [(c, printed) for c, printed in zip(commands, shown)
+             if not pattern(c.output, c.block.varies).fullmatch(printed)]
+    if wrong and os.environ.get("LAB_RECORD_LESSONS") == "1":
+        record(ROOT / lesson, wrong)
+    for command, printed in wrong:
+        wanted = "\n".join(command.output)
+        pytest.fail(f"{command.block.where}: `{command.text}` printed\n{printed}\nbut the lesson shows\n{wanted}",
+                    pytrace=False)
+
+
+def record(lesson: Path, wrong: list) -> None:
+    """LAB_RECORD_LESSONS=1: write what the run printed into the lesson, in place of what it
+    showed, except where the lesson elides lines with `...` (those are left for you to edit)."""
+    lines = lesson.read_text().split("\n")
+    for command, printed in reversed(wrong):
+        if "..." not in (line.strip() for line in command.output):
+            lines[command.first:command.first + len(command.output)] = printed.removesuffix("\n").split("\n")
+    lesson.write_text("\n".join(lines))
