@@ -46,10 +46,17 @@ from chapters.harness import ROOT  # noqa: E402
 # The lessons checked, and whether what they print depends on the cgroup version: those the
 # course VM (cgroup v2, what learners have) checks too; the others CI's host run only (the VM's
 # CPU is emulated, and chapter 00's `lab progress` alone runs every chapter's tests).
-CHECKED = {"chapters/00_process/README.md": False, "chapters/01_namespaces/README.md": False}
+CHECKED = {"chapters/00_process/README.md": False, "chapters/01_namespaces/README.md": False,
+           "chapters/03_rootfs/README.md": False}
 MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
                   r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
 PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]
+# A session runs in namespaces of its own, IPC and mount: the lessons write where a learner's
+# machine has its things (lab's default /var/lib/lab, /tmp/jail, a message queue), and here
+# those are folders of the test's, seen only by the session: /mnt is the test's tmp_path,
+# /tmp its tmp/ and /var/lib/lab its lab-root/ (so lab runs without LAB_ROOT, as in a lesson).
+PRIVATE = """mount --bind "$1" /mnt && mount --bind /mnt/tmp /tmp && mount --bind /mnt/lab-root /var/lib/lab &&
+exec bash --norc --noprofile /mnt/session.sh"""
 SEPARATOR = "@@ the next command @@"      # printed before each command, to cut the output apart
 
 
@@ -108,6 +115,7 @@ def pattern(expected: list[str], varies: list[str]) -> re.Pattern:
 
 
 def implementation(mark: re.Match, tmp_path: Path) -> str:
+    """LAB_IMPL for a block: its folder as the session sees it (tmp_path is its /mnt)."""
     impl = mark["impl"]
     if impl == "on the reference":
         return "solutions"
@@ -116,7 +124,7 @@ def implementation(mark: re.Match, tmp_path: Path) -> str:
     folder = tmp_path / ("impl-" + impl.replace(" ", "-"))
     if not folder.exists():
         make_skeleton.make_skeleton(folder / "lab", chapters=blank)
-    return str(folder)
+    return f"/mnt/{folder.name}"
 
 
 def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
@@ -147,9 +155,13 @@ def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
     return shown.decode(errors="replace").replace("\r\n", "\n")
 
 
-def normalized(output: str) -> str:
+def normalized(output: str, tmp_path: Path) -> str:
+    """The output as in the course VM: the repository at /workshop, the session's folders where
+    the session sees them (mountinfo shows a bind mount's source by its real path)."""
     venv_bin = str(Path(sys.executable).parent)
     output = output.replace(venv_bin, "/workshop/.venv/bin").replace(str(ROOT), "/workshop")
+    for folder, seen in (("lab-root", "/var/lib/lab"), ("tmp", "/tmp"), ("", "/mnt")):
+        output = output.replace(str(tmp_path / folder).rstrip("/"), seen)
     return "".join(line.rstrip() + "\n" for line in output.removesuffix("\n").split("\n"))
 
 
@@ -174,12 +186,21 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
             script.append(f"export LAB_IMPL={implementation(command.block.mark, tmp_path)}")
         script += [f"echo '{SEPARATOR}'", command.text]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "PYTHONUNBUFFERED": "1", "DOCKER_CONFIG": str(tmp_path / "docker-config"), "TERM": "dumb"}
-    env.pop("PYTHONPATH", None)
+           "PYTHONUNBUFFERED": "1", "DOCKER_CONFIG": "/mnt/docker-config", "TERM": "dumb"}
+    for name in ("PYTHONPATH", "LAB_ROOT"):
+        env.pop(name, None)
     (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
-    # (In an IPC namespace of its own: chapter 01 makes a message queue on "the host".)
-    output = on_a_terminal(["unshare", "--ipc", "bash", "--norc", "--noprofile", str(tmp_path / "session.sh")], env)
-    shown = normalized(output).split(SEPARATOR + "\n")[1:]
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "lab-root").mkdir()
+    made_lab_root = not os.path.isdir("/var/lib/lab")
+    os.makedirs("/var/lib/lab", exist_ok=True)       # (a mount point; removed again if made here)
+    try:
+        output = on_a_terminal(["unshare", "--ipc", "--mount", "--propagation", "private", "sh", "-c", PRIVATE,
+                                "sh", str(tmp_path)], env)
+    finally:
+        if made_lab_root:
+            os.rmdir("/var/lib/lab")
+    shown = normalized(output, tmp_path).split(SEPARATOR + "\n")[1:]
     assert len(shown) == len(commands), f"the session stopped early:\n{output[-2000:]}"
     wrong = [(c, printed) for c, printed in zip(commands, shown)
              if not pattern(c.output, c.block.varies).fullmatch(printed)]
