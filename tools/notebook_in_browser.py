@@ -71,7 +71,7 @@ class Browser:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def open(self, url):
+    def visit(self, url):
         if self.session is None:
             target = self.send("Target.createTarget", url=url)["targetId"]
             self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
@@ -213,11 +213,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lab-chromium-") as profile:
         browser = Browser(profile)
         try:
-            browser.open(f"{jupyter}/tree/{folder}?token={token}")        # what a learner opens first
+            browser.visit(f"{jupyter}/tree/{folder}?token={token}")        # what a learner opens first
             browser.wait_for(f"{name} in the listing of {folder or 'the top folder'}", f"""
                 [...document.querySelectorAll('.jp-DirListing-itemText')]
                 .some(e => e.textContent.trim() === {json.dumps(name)})""", 120)
-            browser.open(f"{jupyter}/notebooks/{notebook_path}")             # what its link opens
+            browser.visit(f"{jupyter}/notebooks/{notebook_path}")             # what its link opens
             browser.wait_for("the notebook with its kernel idle", f"""
                 document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === {code_cells}
                 && document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'""", 120)
