@@ -55,7 +55,14 @@ PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{
 # machine has its things (lab's default /var/lib/lab, /tmp/jail, a message queue), and here
 # those are folders of the test's, seen only by the session: /mnt is the test's tmp_path,
 # /tmp its tmp/ and /var/lib/lab its lab-root/ (so lab runs without LAB_ROOT, as in a lesson).
-PRIVATE = """mount --bind "$1" /mnt && mount --bind /mnt/tmp /tmp && mount --bind /mnt/lab-root /var/lib/lab &&
+# The folders given after tmp_path (this repository, the venv) stay where they are, also when
+# they are below /tmp (a clone in /tmp, as CI makes).
+PRIVATE = """set -e
+mount --bind "$1" /mnt; shift
+for keep in "$@"; do mkdir -p "/mnt/keep$keep"; mount --bind "$keep" "/mnt/keep$keep"; done
+mount --bind /mnt/tmp /tmp
+for keep in "$@"; do mkdir -p "$keep"; mount --bind "/mnt/keep$keep" "$keep"; done
+mount --bind /mnt/lab-root /var/lib/lab
 exec bash --norc --noprofile /mnt/session.sh"""
 SEPARATOR = "@@ the next command @@"      # printed before each command, to cut the output apart
 
@@ -155,6 +162,12 @@ def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
     return shown.decode(errors="replace").replace("\r\n", "\n")
 
 
+def below_tmp(*folders: Path) -> list[str]:
+    """Those of the folders that are below /tmp and not inside another one of them."""
+    found = sorted({str(f.resolve()) for f in folders if f.resolve().is_relative_to("/tmp")})
+    return [f for f in found if not any(f != other and f.startswith(other + "/") for other in found)]
+
+
 def normalized(output: str, tmp_path: Path) -> str:
     """The output as in the course VM: the repository at /workshop, the session's folders where
     the session sees them (mountinfo shows a bind mount's source by its real path)."""
@@ -196,7 +209,7 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     os.makedirs("/var/lib/lab", exist_ok=True)       # (a mount point; removed again if made here)
     try:
         output = on_a_terminal(["unshare", "--ipc", "--mount", "--propagation", "private", "sh", "-c", PRIVATE,
-                                "sh", str(tmp_path)], env)
+                                "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))], env)
     finally:
         if made_lab_root:
             os.rmdir("/var/lib/lab")
