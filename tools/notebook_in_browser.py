@@ -110,10 +110,19 @@ class Browser:
 
     def wait_for(self, what, expression, timeout):
         deadline = time.monotonic() + timeout
-        while not self.js(expression):
+        while self.answer_kernel_dialog() or not self.js(expression):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the page did not show {what} within {timeout} s")
             time.sleep(0.5)
+
+    def answer_kernel_dialog(self) -> bool:
+        """Jupyter sometimes asks which kernel to start (when its kernel list came late: the VM is
+        slow), in a modal dialog that takes every click. A learner clicks Select (Python 3)."""
+        if not self.js("document.querySelector('.jp-Dialog .jp-Dialog-header')?.textContent.includes('Select Kernel') === true"):
+            return False
+        print("notebook_in_browser: Jupyter asked which kernel to start: Select (Python 3)", flush=True)
+        self.click(".jp-Dialog .jp-Dialog-button.jp-mod-accept", "Select")
+        return True
 
     def screenshot(self, path):
         data = self.send("Page.captureScreenshot", format="png")["data"]
@@ -142,6 +151,8 @@ CELLS = """[...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell => (
     outputs: [...cell.querySelectorAll('.jp-OutputArea-output')].map(o => ({
         mime: o.dataset.mimeType || '', text: o.textContent }))
 }))"""
+# Run All has started: a code cell waits ([*]:) or has run.
+STARTED = f"{CELLS}.some(c => c.code && c.prompt !== '[ ]:')"
 # Run All has ended: the kernel is idle, no cell waits ([*]:), and either every code cell ran or
 # one shows an error (Jupyter then leaves the cells after it unrun).
 RUN_ENDED = f"""(() => {{
@@ -227,11 +238,12 @@ def main():
             started = time.monotonic()
             browser.menu("Run", "Run All Cells")
             try:
+                browser.wait_for("the first cell started", STARTED, 60)
                 browser.wait_for("the run's end", RUN_ENDED, RUN_TIMEOUT)
-            except TimeoutError:
+            except TimeoutError as error:
                 running = [n for n, c in enumerate(browser.js(CELLS), 1) if c["prompt"] == "[*]:"]
-                sys.exit(f"notebook_in_browser: {name}: cell {running[0] if running else '?'} still runs "
-                         f"after {RUN_TIMEOUT} s (screenshot {screenshot})")
+                where = f"cell {running[0]} still runs" if running else str(error)
+                sys.exit(f"notebook_in_browser: {name}: {where} (screenshot {screenshot})")
             finally:
                 browser.screenshot(screenshot)
             page_cells = browser.js(CELLS)
