@@ -10,7 +10,8 @@ headless Chromium logs in with the token, finds the notebook in the folder's lis
 and clicks Run > Run All Cells with the mouse. Once every code cell shows its execution count,
 the page's outputs are compared with the stored ones: the same text in every cell but those
 tagged nbval-ignore-output, and no error anywhere. The page is saved as a PNG screenshot either
-way. `tools/vm-test` runs this against the course VM's Jupyter, forwarded to this machine.
+way. Against the course VM: `LAB_JUPYTER_IMPL=solutions vagrant up`, then run this on your
+machine with http://localhost:8888 (the forwarded port; `apt-get install chromium` first).
 
 Chromium is driven by its DevTools protocol over a pipe (--remote-debugging-pipe: JSON messages
 ending in a NUL byte on file descriptors 3 and 4), so nothing beyond the standard library is needed.
