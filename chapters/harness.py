@@ -184,13 +184,22 @@ class Terminal:
             if done:
                 break
             assert time.monotonic() < deadline, f"the command on the terminal did not end: {self.output[-400:]!r}"
-            if select.select([self.fd], [], [], 0.1)[0]:
-                try:
-                    self.output += os.read(self.fd, 4096)
-                except OSError:
-                    pass
+            self._read(0.1)
+        while self._read(0):                     # what it wrote just before it ended
+            pass
         os.close(self.fd)
         return os.waitstatus_to_exitcode(status)
+
+    def _read(self, timeout: float) -> bool:
+        """Add what the terminal shows within timeout seconds; False when there was nothing."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return False
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:                          # EIO: every end of the terminal is closed
+            return False
+        self.output += chunk
+        return bool(chunk)
 
     @property
     def text(self) -> str:

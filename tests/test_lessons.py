@@ -23,17 +23,10 @@ does not elide lines there with `...`): record in the course VM, then read the d
 
 The lessons in CHECKED are checked; the others are not converted yet (issue 20, item 2).
 """
-import fcntl
 import os
-import pty
 import re
-import select
-import signal
-import struct
-import subprocess
+import shutil
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +34,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
-from chapters.harness import ROOT  # noqa: E402
+from chapters.harness import ROOT, Terminal  # noqa: E402
 
 # The lessons checked, and whether what they print depends on the cgroup version: those the
 # course VM (cgroup v2, what learners have) checks too; the others CI's host run only (the VM's
@@ -134,34 +127,6 @@ def implementation(mark: re.Match, tmp_path: Path) -> str:
     return f"/mnt/{folder.name}"
 
 
-def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
-    """What a command shows on a terminal of 24 x 80, as the lessons were recorded (lab's notes,
-    pytest's layout and colours depend on it; TERM=dumb turns the colours off)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    shown, deadline = b"", time.monotonic() + timeout
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the session did not end within {timeout} s:\n{shown.decode()[-2000:]}")
-            if select.select([master], [], [], 1)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:              # EIO: every end of the terminal is closed
-                    chunk = b""
-                if not chunk:
-                    break
-                shown += chunk
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    return shown.decode(errors="replace").replace("\r\n", "\n")
-
-
 def below_tmp(*folders: Path) -> list[str]:
     """Those of the folders that are below /tmp and not inside another one of them."""
     found = sorted({str(f.resolve()) for f in folders if f.resolve().is_relative_to("/tmp")})
@@ -208,8 +173,13 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     made_lab_root = not os.path.isdir("/var/lib/lab")
     os.makedirs("/var/lib/lab", exist_ok=True)       # (a mount point; removed again if made here)
     try:
-        output = on_a_terminal(["unshare", "--ipc", "--mount", "--propagation", "private", "sh", "-c", PRIVATE,
-                                "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))], env)
+        # On a terminal of 24 x 80, as the lessons were recorded: lab's notes, ls's columns and
+        # pytest's layout depend on it (TERM=dumb turns the colours off).
+        session = Terminal([shutil.which("unshare"), "--ipc", "--mount", "--propagation", "private",
+                            "sh", "-c", PRIVATE, "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))],
+                           env, rows=24, cols=80)
+        session.close(timeout=600)
+        output = session.text
     finally:
         if made_lab_root:
             os.rmdir("/var/lib/lab")

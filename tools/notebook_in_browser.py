@@ -179,7 +179,7 @@ def stored_text(cell):
 def compare(notebook, page_cells):
     """The differences between the stored notebook and the page, one line each."""
     problems = []
-    stored = [c for c in notebook["cells"]]
+    stored = notebook["cells"]
     if len(page_cells) < len(stored):
         return [f"the page shows {len(page_cells)} cells, the notebook has {len(stored)}"]
     for number, (cell, shown) in enumerate(zip(stored, page_cells), 1):

@@ -257,7 +257,7 @@ def pull_missing(ref: str, missing: LabError) -> None:
     from lab import container, pull
     print(f"Unable to find image '{ref}' locally", file=sys.stderr)
     try:
-        pulled = container.step("10", pull.pull, ref, None, False, sys.stderr)
+        pulled = container.step("10", pull.pull, ref, out=sys.stderr)
     except LabError as e:
         raise LabError(f"{missing}; pulling it failed: {e}") from None
     if pulled is container.NOT_WRITTEN:     # before chapter 10 a runtime cannot pull: not here, then

@@ -24,11 +24,11 @@ TOPICS = {"01": "namespaces", "02": "cgroups", "03": "rootfs", "04": "overlay", 
 NOT_WRITTEN = object()       # what step() returns for a skipped step
 
 
-def step(chapter: str, function, *args):
+def step(chapter: str, function, *args, **kwargs):
     """Run one chapter's step and return its result; NOT_WRITTEN if that chapter is skipped.
     With LAB_TRACE=1, the step's time is recorded under its name (trace.py)."""
     try:
-        result = function(*args)
+        result = function(*args, **kwargs)
         if trace.ENABLED:                   # (the name is made only when someone looks)
             trace.mark(f"{function.__module__.split('.')[-1]}.{function.__name__} ({chapter})")
         return result
