@@ -10,6 +10,7 @@
     engine.py      07  the daemon docker talks to (coming)
     security.py    08  what root in it may still do (coming)
     network.py     09  how it reaches others      (coming)
+    pull.py        10  images from a registry     (coming)
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
 the background; daemon.py serves engine.py's API over HTTP. store.py is where everything lives
