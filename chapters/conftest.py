@@ -253,10 +253,25 @@ def pytest_runtest_makereport(item, call):
         report.user_properties.append(("not written yet", message))
 
 
+def gap_order(message: str) -> tuple:
+    """Where a gap is (chapter, file, line): the order `lab hint` takes them in, so that the
+    first one listed is the one it gives a hint for, whichever test met it first."""
+    m = re.match(r"chapter (\d\d): write (\S+)\(\) in lab/(\S+?):", message)
+    if not m:
+        return (message, "", 0)
+    chapter, name, module = m.groups()
+    try:
+        lines = (lab_impl.folder() / "lab" / module).read_text().splitlines()
+    except OSError:
+        lines = []
+    define = re.compile(rf"\s*def {re.escape(name.split('.')[-1])}\(")
+    return (chapter, module, next((i for i, line in enumerate(lines) if define.match(line)), 0))
+
+
 def pytest_terminal_summary(terminalreporter):
     if NOT_WRITTEN:
         terminalreporter.section("what to write next")
-        for message in NOT_WRITTEN:
+        for message in sorted(NOT_WRITTEN, key=gap_order):
             terminalreporter.line(message)
         terminalreporter.line("stuck? `lab hint` gives a hint for the first one, one level more each time")
 

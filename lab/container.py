@@ -207,10 +207,6 @@ def enter_rootfs(container: store.Container) -> None:
         for folder in ("proc", "sys", "dev"):            # made in its own layer, as docker does
             if not os.path.lexists(f"{root}/{folder}"):
                 os.mkdir(f"{root}/{folder}", 0o755)
-    for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
-                         ("resolv.conf", container.resolv_conf_file)):
-        if os.path.isfile(f"{root}/etc/{name}") and source.exists():   # (a mount point in the image)
-            rootfs.bind_file(str(source), f"{root}/etc/{name}")
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         volumes.mount_volume(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():
@@ -218,14 +214,11 @@ def enter_rootfs(container: store.Container) -> None:
     if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1
         volumes.mount_volume(root, {"Type": "bind", "Name": None, "Source": container.config["Init"],
                                     "Destination": INIT, "RW": False})
-    rootfs.pivot_root(root)
-    try:                                                  # a working directory the image lacks is
-        os.makedirs(container.config["WorkingDir"], exist_ok=True)    # made, as docker does (inside
-    except OSError:                                       # the new /: its symlinks lead nowhere else)
-        pass                                              # (the exec's chdir says what is wrong)
-    if container.config.get("ReadOnly"):                 # --read-only: the mounts above stay as they are
-        rootfs.remount_readonly("/")
-    rootfs.mount_kernel_filesystems()
+    binds = [(str(source), f"/etc/{name}")               # the files lab wrote, where the image has them
+             for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
+                                  ("resolv.conf", container.resolv_conf_file))
+             if os.path.isfile(f"{root}/etc/{name}") and source.exists()]
+    rootfs.enter(root, binds, container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
     if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
         rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
 

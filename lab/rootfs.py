@@ -39,6 +39,19 @@ def make_dev() -> None:
     raise NotImplementedError("chapter 03: write make_dev() in lab/rootfs.py: A tmpfs /dev with the usual device nodes, /dev/pts and /dev/shm: none of the host's devices (see chapters/03_rootfs/README.md, 'Your turn')")
 
 
+def enter(root: str, binds: list[tuple[str, str]], workdir: str, read_only: bool) -> None:
+    """In the child: root becomes the container's /, assembled in the one order that works.
+
+    binds: (a host file, the path inside the container it is mounted over), such as the
+    hostname file lab writes; workdir: the folder the command will start in, made if the image
+    lacks it; read_only: / itself read-only (--read-only), the mounts on top of it unchanged.
+    """
+    # HINT: each step needs something that the next one takes away: a host path is reachable
+    # HINT: only before pivot_root, a folder can be made in / only while it is writable, and the
+    # HINT: kernel's filesystems belong to the new root. Order the steps by what each needs.
+    raise NotImplementedError("chapter 03: write enter() in lab/rootfs.py: In the child: root becomes the container's /, assembled in the one order that works (see chapters/03_rootfs/README.md, 'Your turn')")
+
+
 def bind_readonly(folder: str) -> None:
     """Bind-mount folder onto itself, read-only: a bind of it (pivot_root's) stays read-only.
 

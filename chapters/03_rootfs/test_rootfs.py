@@ -1,6 +1,8 @@
 """Chapter 03: rootfs, which files are the container's /.   Check your work: pytest chapters/03_rootfs"""
+import errno
 import os
 import shutil
+import stat
 import uuid
 
 from chapters.harness import in_child
@@ -77,3 +79,39 @@ def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):
 
     assert in_child(in_chroot) == 0              # chroot: the host's files are back
     assert in_child(after_pivot_root) == 1       # pivot_root: there is nothing to climb back to
+
+
+def test_enter_assembles_the_root_in_the_order_that_works(tmp_path):
+    # A writable copy of the image, so that every step can be seen: in a mount namespace whose /
+    # is shared, as on a systemd host. Each check below fails when one step is out of its place.
+    root = tmp_path / "root"
+    shutil.copytree(store.layer_path(images.resolve("busybox")["Layers"][0]), root, symlinks=True)
+    hostname = tmp_path / "hostname"
+    hostname.write_text("assembled\n")
+    workdir = f"/lab-test-workdir-{uuid.uuid4().hex[:8]}"
+
+    def inside():
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SHARED)
+        rootfs.enter(str(root), [(str(hostname), "/etc/hostname")], workdir + "/app", read_only=True)
+        with open("/etc/hostname") as f:
+            assert f.read() == "assembled\n", "/etc/hostname is the image's: bind before pivot_root, from the host's path"
+        assert os.path.isdir(workdir + "/app"), "no workdir in the new /: make it after pivot_root, before / is read-only"
+        try:
+            open("/written", "w")
+            raise AssertionError("/ is writable: read_only asks for a read-only /")
+        except OSError as e:
+            assert e.errno == errno.EROFS, e
+        assert os.path.exists("/proc/self/mountinfo"), "no /proc in the new /: mount_kernel_filesystems() after pivot_root"
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode), "no /dev/null in the new /"
+        with open("/dev/shm/x", "w"):             # the mounts on top of / stay writable
+            pass
+        return 0
+
+    try:
+        assert in_child(inside) == 0
+    finally:
+        leaked = os.path.isdir(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert not leaked, f"{workdir} was made on the host: the workdir is made after pivot_root"

@@ -74,6 +74,37 @@ def make_dev() -> None:
     # END SOLUTION
 
 
+def enter(root: str, binds: list[tuple[str, str]], workdir: str, read_only: bool) -> None:
+    """In the child: root becomes the container's /, assembled in the one order that works.
+
+    binds: (a host file, the path inside the container it is mounted over), such as the
+    hostname file lab writes; workdir: the folder the command will start in, made if the image
+    lacks it; read_only: / itself read-only (--read-only), the mounts on top of it unchanged.
+    """
+    # HINT: each step needs something that the next one takes away: a host path is reachable
+    # HINT: only before pivot_root, a folder can be made in / only while it is writable, and the
+    # HINT: kernel's filesystems belong to the new root. Order the steps by what each needs.
+    # HINT 2: binds first (their sources are the host's), then pivot_root; then the workdir
+    # HINT 2: (inside the new /: made before pivot_root it would land on the host's disk);
+    # HINT 2: then the read-only remount of / and mount_kernel_filesystems() (either order: a
+    # HINT 2: remount changes / only, not the mounts on it).
+    # HINT 3: bind_file(source, root + target); os.makedirs(workdir, exist_ok=True) may fail
+    # HINT 3: on an image's read-only folder: let it (the command's chdir will say why);
+    # HINT 3: remount_readonly("/") when read_only; pivot_root() and mount_kernel_filesystems() are above.
+    # BEGIN SOLUTION 03
+    for source, target in binds:
+        bind_file(source, root + target)
+    pivot_root(root)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError:
+        pass
+    if read_only:
+        remount_readonly("/")
+    mount_kernel_filesystems()
+    # END SOLUTION
+
+
 def bind_readonly(folder: str) -> None:
     """Bind-mount folder onto itself, read-only: a bind of it (pivot_root's) stays read-only.
 
