@@ -59,6 +59,25 @@ def test_a_committed_image_holds_nothing_of_the_volume(lab):
     lab("rmi", "filled:v1")
 
 
+def test_a_volume_through_a_symlink_of_the_image_makes_nothing_on_the_host(lab, tmp_path):
+    # An image whose /data is a symlink to a host path. Inside the container it leads nowhere;
+    # before pivot_root, where mount points are made, it leads to the host's folder.
+    outside, source = tmp_path / "outside", tmp_path / "source"
+    outside.mkdir()
+    source.mkdir()
+    lab("run", "--name", "linker", "busybox", "ln", "-s", str(outside), "/data")
+    assert lab("commit", "linker", "linked:v1").returncode == 0
+    lab("rm", "linker")
+    try:
+        result = lab("run", "--rm", "-v", f"{source}:/data/made", "linked:v1", "true")
+    finally:
+        lab("rmi", "linked:v1")
+    assert not (outside / "made").exists(), (
+        "the mount point was made on the host, through the image's symlink: check every step of the path first")
+    assert result.returncode == 125 and result.stderr.startswith("lab: error:"), result.stderr
+    assert lab("ps", "-aq").stdout == ""
+
+
 def test_inspect_shows_the_mounts(lab, tmp_path):
     lab("run", "--name", "mounted", "-v", f"{tmp_path}:/host:ro", "-v", "named:/named", "busybox", "true")
     mounts = json.loads(lab("inspect", "mounted").stdout)[0]["Mounts"]

@@ -32,12 +32,14 @@ def parse(spec: str) -> dict:
     {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
     """
     # HINT: -v comes in two shapes, a host path or a volume's name, with an optional mode: check
-    # HINT: everything before anything is made, and refuse what docker refuses.
+    # HINT: everything before anything is made, and refuse what docker refuses (the lesson's
+    # HINT: "Bad input" section shows each refusal, in the words the tests look for).
     # HINT 2: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
     # HINT 2: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
     # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
     # HINT 3: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
-    # HINT 3: every refusal is a LabError that says what was wrong and how to write it.
+    # HINT 3: every refusal is a LabError that says what was wrong and how to write it, in the
+    # HINT 3: words of the lesson's "Bad input" section: the tests look for them.
     # BEGIN SOLUTION 05
     parts = spec.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
@@ -68,12 +70,38 @@ def parse(spec: str) -> dict:
     # END SOLUTION
 
 
+def mount_point(root: str, mount: dict) -> str:
+    """root + mount["Destination"], made if missing (it lands in the container's upper folder):
+    a folder for a folder Source, an empty file for a file. Called before pivot_root."""
+    # HINT: the path leads into the image, and the image is not to be trusted: before pivot_root,
+    # HINT: a symlink in it resolves against the host's /, so making the mount point could make
+    # HINT: it on the host. Check the whole path before making anything.
+    # HINT 2: walk root + Destination one step at a time and refuse (LabError) a step that is a
+    # HINT 2: symlink; then make what is missing: folders for a folder Source, and for a file its
+    # HINT 2: parent folders and an empty file (a bind needs a mount point of the same kind).
+    # HINT 3: os.path.islink(path) for each prefix; os.makedirs(path, exist_ok=True);
+    # HINT 3: open(path, "a").close() makes an empty file and leaves an existing one as it is.
+    # BEGIN SOLUTION 05
+    path = root
+    for part in (p for p in mount["Destination"].split("/") if p):
+        path = os.path.join(path, part)
+        if os.path.islink(path):          # it would resolve against the host's /, not the container's
+            raise LabError(f"the volume's path {mount['Destination']} goes through a symlink in the image")
+    if os.path.isdir(mount["Source"]):
+        os.makedirs(path, exist_ok=True)
+    elif not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "a").close()
+    return path
+    # END SOLUTION
+
+
 def mount_volume(root: str, mount: dict) -> None:
     """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]."""
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     # HINT 2: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
-    # HINT 2: file for a file) inside the container's root and returns its path;
+    # HINT 2: file for a file) inside the container's root, safely, and returns its path;
     # HINT 2: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
     # HINT 2: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
     # BEGIN SOLUTION 05
@@ -107,22 +135,6 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
             data.append(option)
     target = mount_point(root, {"Destination": path, "Source": "/"})      # (a folder)
     syscalls.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
-
-
-def mount_point(root: str, mount: dict) -> str:
-    """root + Destination, made if missing (it lands in the container's upper folder)."""
-    parts = [p for p in mount["Destination"].split("/") if p]
-    path = root
-    for part in parts:
-        path = os.path.join(path, part)
-        if os.path.islink(path):          # it would resolve against the host's /, not the container's
-            raise LabError(f"the volume's path {mount['Destination']} goes through a symlink in the image")
-    if os.path.isdir(mount["Source"]):
-        os.makedirs(path, exist_ok=True)
-    elif not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "a").close()
-    return path
 
 
 def check_against_image(mount: dict, layers: list[str]) -> None:
