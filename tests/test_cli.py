@@ -1,4 +1,5 @@
 """End to end through the `lab` command: docker's exit statuses, one-line errors, nothing left behind."""
+import json
 import os
 import socket
 from pathlib import Path
@@ -45,6 +46,8 @@ def leftovers(lab_root: Path) -> list[str]:
     (["image", "import", "/etc", "x:v1"], 125, "/etc is a folder but not an OCI image layout"),
     (["inspect", "-f", "{{json .}}", "busybox"], 125, "lab understands only a format like '{{.State.Pid}}'"),
     (["inspect", "-f", "{{.NoSuchField}}", "busybox"], 125, "there is no field 'NoSuchField'"),
+    (["inspect", "-f", "{{index .RootFS.Layers 1}}", "busybox"], 125, ".RootFS.Layers has no item 1"),
+    (["inspect", "-f", "{{.RootFS.Layers 0}}", "busybox"], 125, "lab understands only a format like"),
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)
@@ -183,3 +186,9 @@ def test_pid_and_uts_host_give_the_container_the_hosts_processes_and_hostname(la
     refused = lab("run", "--rm", "--uts", "host", "--hostname", "box", "busybox", "true")
     assert refused.returncode == 125 and "conflicting options" in refused.stderr
 
+
+
+def test_inspect_format_picks_a_field_or_an_item_of_a_list(lab):
+    layers = json.loads(lab("image", "inspect", "busybox").stdout)[0]["RootFS"]["Layers"]
+    assert lab("inspect", "-f", "{{.RootFS.Layers}}", "busybox").stdout == json.dumps(layers) + "\n"
+    assert lab("inspect", "-f", "{{ index .RootFS.Layers 0 }}", "busybox").stdout == layers[0] + "\n"

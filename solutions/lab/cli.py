@@ -387,16 +387,24 @@ def cmd_inspect(args) -> int:
 
 
 def field(item: dict, template: str) -> str:
-    """docker inspect -f's simplest form: '{{.State.Pid}}' picks one field."""
+    """docker inspect -f's simplest forms: '{{.State.Pid}}' picks one field, and
+    '{{index .RootFS.Layers 0}}' one item of a list."""
     import json
     import re
-    match = re.fullmatch(r"\{\{\s*((?:\.\w+)+)\s*\}\}", template)
+    match = (re.fullmatch(r"\{\{\s*index\s+((?:\.\w+)+)\s+(\d+)\s*\}\}", template)
+             or re.fullmatch(r"\{\{\s*((?:\.\w+)+)()\s*\}\}", template))
     if not match:
-        raise LabError(f"inspect: lab understands only a format like '{{{{.State.Pid}}}}', not {template!r}")
-    for key in match.group(1).split(".")[1:]:
+        raise LabError(f"inspect: lab understands only a format like '{{{{.State.Pid}}}}' or "
+                       f"'{{{{index .RootFS.Layers 0}}}}', not {template!r}")
+    path, index = match.groups()
+    for key in path.split(".")[1:]:
         if not isinstance(item, dict) or key not in item:
-            raise LabError(f"inspect: there is no field {key!r} in {match.group(1)}")
+            raise LabError(f"inspect: there is no field {key!r} in {path}")
         item = item[key]
+    if index:
+        if not isinstance(item, list) or int(index) >= len(item):
+            raise LabError(f"inspect: {path} has no item {index}")
+        item = item[int(index)]
     return item if isinstance(item, str) else json.dumps(item)
 
 
