@@ -115,9 +115,17 @@ def oci_tar(folder: Path) -> bytes:
 if __name__ == "__main__":
     # python3 chapters/04_overlay/archives.py docker-save|oci ROOTFS_FOLDER OUT: an image of
     # two layers, the folder's files and a hello.txt, as `docker save` or `skopeo copy` would.
+    # python3 chapters/04_overlay/archives.py pack UPPER: the layer tar that lab's pack_layer (your
+    # lab/overlay.py, or the reference's with LAB_IMPL=solutions) makes of an upper folder, on stdout.
     import sys
+    if sys.argv[1:2] == ["pack"] and len(sys.argv) == 3:
+        import lab_impl
+        lab_impl.activate()
+        from lab import overlay
+        overlay.pack_layer(sys.argv[2], sys.stdout.buffer)
+        sys.exit(0)
     if len(sys.argv) != 4 or sys.argv[1] not in ("docker-save", "oci"):
-        sys.exit("usage: archives.py docker-save|oci ROOTFS_FOLDER OUT")
+        sys.exit("usage: archives.py docker-save|oci ROOTFS_FOLDER OUT, or archives.py pack UPPER_FOLDER")
     kind, rootfs, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     image = [folder_tar(rootfs), tar([("hello.txt", b"hello from the second layer\n")])]
     if kind == "docker-save":
