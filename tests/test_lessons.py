@@ -45,7 +45,7 @@ from chapters.harness import ROOT, Terminal  # noqa: E402
 CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README.md": None,
            "chapters/02_cgroups/README.md": "v2", "chapters/03_rootfs/README.md": None,
            "chapters/04_overlay/README.md": None, "chapters/05_volumes/README.md": None,
-           "chapters/06_exec/README.md": "v2"}
+           "chapters/06_exec/README.md": "v2", "chapters/08_security/README.md": "v2", "README.md": None}
 MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
                   r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
 PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]
