@@ -45,14 +45,16 @@ from chapters.harness import ROOT, Terminal  # noqa: E402
 CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README.md": None,
            "chapters/02_cgroups/README.md": "v2", "chapters/03_rootfs/README.md": None,
            "chapters/04_overlay/README.md": None, "chapters/05_volumes/README.md": None,
-           "chapters/06_exec/README.md": "v2", "chapters/08_security/README.md": "v2", "README.md": None}
+           "chapters/06_exec/README.md": "v2", "chapters/08_security/README.md": "v2", "README.md": None,
+           "chapters/07_engine/README.md": None}
 MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
                   r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
 PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]
 # A session runs in namespaces of its own, IPC and mount: the lessons write where a learner's
-# machine has its things (lab's default /var/lib/lab, /tmp/jail, a message queue), and here
-# those are folders of the test's, seen only by the session: /mnt is the test's tmp_path,
-# /tmp its tmp/ and /var/lib/lab its lab-root/ (so lab runs without LAB_ROOT, as in a lesson).
+# machine has its things (lab's default /var/lib/lab, /tmp/jail, a message queue, the daemon's
+# socket in /run/lab), and here those are folders of the test's, seen only by the session:
+# /mnt is the test's tmp_path, /tmp its tmp/, /var/lib/lab its lab-root/ and /run/lab its
+# run-lab/ (so lab runs without LAB_ROOT, as in a lesson).
 # The folders given after tmp_path (this repository, the venv) stay where they are, also when
 # they are below /tmp (a clone in /tmp, as CI makes).
 PRIVATE = """set -e
@@ -61,6 +63,7 @@ for keep in "$@"; do mkdir -p "/mnt/keep$keep"; mount --bind "$keep" "/mnt/keep$
 mount --bind /mnt/tmp /tmp
 for keep in "$@"; do mkdir -p "$keep"; mount --bind "/mnt/keep$keep" "$keep"; done
 mount --bind /mnt/lab-root /var/lib/lab
+mount --bind /mnt/run-lab /run/lab
 exec bash --norc --noprofile /mnt/session.sh"""
 SEPARATOR = "@@ the next command @@"      # printed before each command, to cut the output apart
 
@@ -142,6 +145,7 @@ def normalized(output: str, tmp_path: Path) -> str:
     """The output as in the course VM: the repository at /workshop, the session's folders where
     the session sees them (mountinfo shows a bind mount's source by its real path)."""
     venv_bin = str(Path(sys.executable).parent)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)      # curl -I's bold header names: as they read
     output = output.replace(venv_bin, "/workshop/.venv/bin").replace(str(ROOT), "/workshop")
     for folder, seen in (("lab-root", "/var/lib/lab"), ("tmp", "/tmp"), ("", "/mnt")):
         output = output.replace(str(tmp_path / folder).rstrip("/"), seen)
@@ -184,9 +188,12 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
         env.pop(name, None)
     (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
     (tmp_path / "tmp").mkdir()
-    (tmp_path / "lab-root").mkdir()
-    made_lab_root = not os.path.isdir("/var/lib/lab")
-    os.makedirs("/var/lib/lab", exist_ok=True)       # (a mount point; removed again if made here)
+    made = []                                        # mount points made here, removed afterwards
+    for folder, mount_point in (("lab-root", "/var/lib/lab"), ("run-lab", "/run/lab")):
+        (tmp_path / folder).mkdir()
+        if not os.path.isdir(mount_point):
+            os.makedirs(mount_point)
+            made.append(mount_point)
     try:
         # On a terminal of 24 x 80, as the lessons were recorded: lab's notes, ls's columns and
         # pytest's layout depend on it (TERM=dumb turns the colours off).
@@ -196,8 +203,8 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
         session.close(timeout=600)
         output = session.text
     finally:
-        if made_lab_root:
-            os.rmdir("/var/lib/lab")
+        for mount_point in made:
+            os.rmdir(mount_point)
     shown = normalized(output, tmp_path).split(SEPARATOR + "\n")[1:]
     assert len(shown) == len(commands), f"the session stopped early:\n{output[-2000:]}"
     wrong = [(c, printed) for c, printed in zip(commands, shown)
