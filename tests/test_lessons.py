@@ -46,7 +46,11 @@ CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README
            "chapters/02_cgroups/README.md": "v2", "chapters/03_rootfs/README.md": None,
            "chapters/04_overlay/README.md": None, "chapters/05_volumes/README.md": None,
            "chapters/06_exec/README.md": "v2", "chapters/08_security/README.md": "v2", "README.md": None,
-           "chapters/07_engine/README.md": None}
+           "chapters/07_engine/README.md": None,
+           "chapters/09_network/README.md": None}
+# Lessons whose sessions build networks: they run in a network namespace of their own, which
+# plays the host, with an interface up0 (198.51.100.2/24) whose way out is 198.51.100.1.
+NETWORKED = {"chapters/09_network/README.md"}
 MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
                   r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
 PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]
@@ -64,6 +68,18 @@ mount --bind /mnt/tmp /tmp
 for keep in "$@"; do mkdir -p "$keep"; mount --bind "/mnt/keep$keep" "$keep"; done
 mount --bind /mnt/lab-root /var/lib/lab
 mount --bind /mnt/run-lab /run/lab
+mount --bind /mnt/run-netns /run/netns
+if [ -n "$LAB_LESSON_UPLINK" ]; then     # a network namespace of its own, whose way out is
+    unset LAB_LESSON_UPLINK              # 198.51.100.1 (a second namespace, "outside")
+    ip link set lo up
+    ip netns add outside
+    ip link add up0 type veth peer name up1 netns outside
+    ip addr add 198.51.100.2/24 dev up0
+    ip link set up0 up
+    ip -n outside addr add 198.51.100.1/24 dev up1
+    ip -n outside link set up1 up
+    ip route add default via 198.51.100.1
+fi
 exec bash --norc --noprofile /mnt/session.sh"""
 SEPARATOR = "@@ the next command @@"      # printed before each command, to cut the output apart
 
@@ -189,7 +205,7 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
     (tmp_path / "tmp").mkdir()
     made = []                                        # mount points made here, removed afterwards
-    for folder, mount_point in (("lab-root", "/var/lib/lab"), ("run-lab", "/run/lab")):
+    for folder, mount_point in (("lab-root", "/var/lib/lab"), ("run-lab", "/run/lab"), ("run-netns", "/run/netns")):
         (tmp_path / folder).mkdir()
         if not os.path.isdir(mount_point):
             os.makedirs(mount_point)
@@ -197,7 +213,10 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     try:
         # On a terminal of 24 x 80, as the lessons were recorded: lab's notes, ls's columns and
         # pytest's layout depend on it (TERM=dumb turns the colours off).
+        if lesson in NETWORKED:
+            env["LAB_LESSON_UPLINK"] = "1"
         session = Terminal([shutil.which("unshare"), "--ipc", "--mount", "--propagation", "private",
+                            *(["--net"] if lesson in NETWORKED else []),
                             "sh", "-c", PRIVATE, "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))],
                            env, rows=24, cols=80)
         session.close(timeout=600)

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from chapters.harness import LAB, inspect, wait_running, wait_until
+from chapters.harness import LAB, check_unfinished, inspect, wait_running, wait_until
 from lab import netlink, syscalls
 
 INTERNET, HOST = "203.0.113.1", "203.0.113.2"
@@ -231,15 +231,19 @@ def test_none_host_and_another_containers_network(lab, detached, internet):
 
 def test_addresses_are_never_given_twice_even_to_containers_started_at_once(lab):
     names = [f"many09-{i}" for i in range(6)]
-    runs = [subprocess.Popen([LAB, "run", "-d", "--name", n, "busybox", "sleep", "60"], stdout=subprocess.PIPE)
-            for n in names]
+    runs = [subprocess.Popen([LAB, "run", "-d", "--name", n, "busybox", "sleep", "60"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for n in names]
     try:
-        assert all(run.wait(timeout=60) == 0 for run in runs)
+        said = [run.communicate(timeout=60)[1] for run in runs]
+        for stderr in said:
+            check_unfinished(stderr)
+        assert all(run.returncode == 0 for run in runs), said
         addresses = [inspect(n)["NetworkSettings"]["IPAddress"] for n in names]
         assert len(set(addresses)) == len(names) and all(a.startswith("172.30.") for a in addresses)
     finally:
         for run in runs:
-            run.stdout.close()
+            run.kill()
+            run.communicate()
         lab("rm", "-f", *names)
 
 
@@ -247,7 +251,8 @@ def test_nothing_is_left_after_a_killed_lab_run_and_rm_f(lab, lab_root):
     run = subprocess.Popen([LAB, "run", "--name", "killed09", "-p", "8083:80", "busybox", "sleep", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     info = wait_running("killed09", run)
-    assert veths() and port_rules()
+    # (running is recorded at the fork; the child makes its end of the veth a moment later)
+    wait_until(lambda: veths() and port_rules(), 10, "its veth and its port rule")
     run.kill()
     run.wait()
     assert lab("rm", "-f", "killed09").returncode == 0
