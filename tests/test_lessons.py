@@ -39,7 +39,7 @@ from chapters.harness import ROOT, Terminal  # noqa: E402
 
 # The lessons checked, each with the cgroup version what it prints depends on: None for
 # most; "v2" for those whose sessions show cgroup files, recorded in the course VM (cgroup v2,
-# what learners have): the VM checks those (and skips the others, which CI's host run checks:
+# what learners have; the Makefile's V2_LESSONS lists them too): the VM checks those (and skips the others, which CI's host run checks:
 # the VM's CPU is emulated, and chapter 00's `lab progress` alone runs every chapter's tests),
 # and a v1 host skips them.
 CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README.md": None,
@@ -47,10 +47,10 @@ CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README
            "chapters/04_overlay/README.md": None, "chapters/05_volumes/README.md": None,
            "chapters/06_exec/README.md": "v2", "chapters/08_security/README.md": "v2", "README.md": None,
            "chapters/07_engine/README.md": None,
-           "chapters/09_network/README.md": None}
+           "chapters/09_network/README.md": None, "chapters/10_images/README.md": None}
 # Lessons whose sessions build networks: they run in a network namespace of their own, which
 # plays the host, with an interface up0 (198.51.100.2/24) whose way out is 198.51.100.1.
-NETWORKED = {"chapters/09_network/README.md"}
+NETWORKED = {"chapters/09_network/README.md", "chapters/10_images/README.md"}
 MARK = re.compile(r"<!-- (run: (?P<impl>at chapter \d\d|on the skeleton|on the reference)"
                   r"|not run: (?P<why>.+?))(?P<varies>( \| varies: .+?)*) -->")
 PLACEHOLDERS = [r"\b[0-9a-f]{12,64}\b", r"\b\d+(\.\d+)?\s?m?s\b", r"={5,}", r"_{5,}"]

@@ -273,10 +273,11 @@ def copy_checked(response, f, digest: str, size: int, what: str, progressed) -> 
 
 class Progress:
     """docker pull's display: one line per layer, redrawn in place on a terminal (a bar and the
-    bytes); elsewhere, one plain line each time a layer changes state (no byte counts)."""
+    bytes); elsewhere, and on a terminal that cannot move its cursor (TERM=dumb), one plain
+    line each time a layer changes state (no byte counts)."""
 
     def __init__(self, out):
-        self.out, self.tty = out, out.isatty()
+        self.out, self.tty = out, out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
         self.rows: dict[str, str] = {}
         self.lock = threading.Lock()
 
