@@ -230,10 +230,9 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
              if not pattern(c.output, c.block.varies).fullmatch(printed)]
     if wrong and os.environ.get("LAB_RECORD_LESSONS") == "1":
         record(ROOT / lesson, wrong)
-    for command, printed in wrong:
-        wanted = "\n".join(command.output)
-        pytest.fail(f"{command.block.where}: `{command.text}` printed\n{printed}\nbut the lesson shows\n{wanted}",
-                    pytrace=False)
+    if wrong:                                        # every difference at once, in the lesson's order
+        pytest.fail("\n\n".join(f"{c.block.where}: `{c.text}` printed\n{printed}\nbut the lesson shows\n"
+                                + "\n".join(c.output) for c, printed in wrong), pytrace=False)
 
 
 def record(lesson: Path, wrong: list) -> None:
