@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -253,25 +254,23 @@ def pytest_runtest_makereport(item, call):
         report.user_properties.append(("not written yet", message))
 
 
-def gap_order(message: str) -> tuple:
-    """Where a gap is (chapter, file, line): the order `lab hint` takes them in, so that the
-    first one listed is the one it gives a hint for, whichever test met it first."""
+def gap_order(message: str, gaps: list) -> int:
+    """Where the gap a "write ..." message names comes in gaps (make_skeleton.unwritten's order,
+    which `lab hint` takes them in), so that the first one listed is the one it gives a hint
+    for, whichever test met it first."""
     m = re.match(r"chapter (\d\d): write (\S+)\(\) in lab/(\S+?):", message)
-    if not m:
-        return (message, "", 0)
-    chapter, name, module = m.groups()
-    try:
-        lines = (lab_impl.folder() / "lab" / module).read_text().splitlines()
-    except OSError:
-        lines = []
-    define = re.compile(rf"\s*def {re.escape(name.split('.')[-1])}\(")
-    return (chapter, module, next((i for i, line in enumerate(lines) if define.match(line)), 0))
+    key = (m[1], m[3], m[2].split(".")[-1]) if m else None
+    return gaps.index(key) if key in gaps else len(gaps)
 
 
 def pytest_terminal_summary(terminalreporter):
     if NOT_WRITTEN:
         terminalreporter.section("what to write next")
-        for message in sorted(NOT_WRITTEN, key=gap_order):
+        sys.path.insert(0, str(ROOT / "tools"))
+        import make_skeleton
+        gaps = [(chapter, module, function.split(".")[-1])
+                for chapter, module, function in make_skeleton.unwritten(lab_impl.folder() / "lab")]
+        for message in sorted(NOT_WRITTEN, key=lambda message: gap_order(message, gaps)):
             terminalreporter.line(message)
         terminalreporter.line("stuck? `lab hint` gives a hint for the first one, one level more each time")
 

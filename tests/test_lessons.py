@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
 from chapters.harness import ROOT, Terminal  # noqa: E402
+from lab import cgroups  # noqa: E402
 
 # The lessons checked, each with the cgroup version what it prints depends on: None for
 # most; "v2" for those whose sessions show cgroup files, recorded in the course VM (cgroup v2,
@@ -168,13 +169,6 @@ def normalized(output: str, tmp_path: Path) -> str:
     return "".join(line.rstrip() + "\n" for line in output.removesuffix("\n").split("\n"))
 
 
-def cgroup_version() -> str:
-    """v2 when /sys/fs/cgroup is the unified hierarchy, as lab's cgroups.version() says."""
-    with open("/proc/self/mountinfo") as mounts:
-        return "v2" if any(line.split()[4] == "/sys/fs/cgroup" and line.split(" - ")[1].startswith("cgroup2 ")
-                           for line in mounts) else "v1"
-
-
 def test_every_block_of_a_checked_lesson_is_marked():
     unmarked = [b.where for lesson in CHECKED for b in blocks(ROOT / lesson) if not b.mark]
     assert not unmarked, ("these console blocks have no <!-- run: ... --> or <!-- not run: why --> "
@@ -186,9 +180,9 @@ def test_every_block_of_a_checked_lesson_is_marked():
 def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     if os.environ.get("LAB_IN_COURSE_VM") == "1" and not CHECKED[lesson]:      # set by tools/vm-test
         pytest.skip("what this lesson prints does not depend on the cgroup version: CI's host run checks it")
-    if CHECKED[lesson] and cgroup_version() != CHECKED[lesson]:
+    if CHECKED[lesson] and cgroups.version() != CHECKED[lesson]:
         pytest.skip(f"this lesson shows cgroup {CHECKED[lesson]}'s files, as in the course VM "
-                    f"(`make vm-test` checks it); this machine has cgroup {cgroup_version()}")
+                    f"(`make vm-test` checks it); this machine has cgroup {cgroups.version()}")
     runnable = [b for b in blocks(ROOT / lesson) if b.mark and b.mark["impl"]]
     assert runnable, f"{lesson} has no block to run"
     # A learner has made the busybox image by the time a lesson runs lab (its first run makes it).
