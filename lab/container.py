@@ -287,11 +287,13 @@ def start(container: store.Container, piped: bool = False):
     child's exec (init_container is the child's side).
     """
     config = container.config
+    me = os.getpid()              # lab run, or the supervisor: who will record its start and end
+    watcher = {"Watcher": me, "WatcherStartTime": store.process_start_time(me)}
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
     if cgroup is NOT_WRITTEN:
         cgroup = None
-    else:                                               # so that `lab rm -f` can clean it up
-        container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths})
+    else:               # so that `lab rm -f` can clean it up (and no one else records its start)
+        container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths}, **watcher)
     stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
     trace.before_fork()
     plan = None
@@ -317,9 +319,8 @@ def start(container: store.Container, piped: bool = False):
             plan.close()
     trace.mark("fork and exec")
     stdio.receive_master()
-    me = os.getpid()              # lab run, or the supervisor: who will record its end
     container.save_state(Status="running", Paused=False, Pid=pid, PidStartTime=store.process_start_time(pid),
-                         StartedAt=time.time(), Watcher=me, WatcherStartTime=store.process_start_time(me))
+                         StartedAt=time.time(), **watcher)
     return pid, cgroup, stdio
 
 

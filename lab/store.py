@@ -226,11 +226,12 @@ class Container:
         """Running on disk and its process still alive (the same process: same start time).
 
         A container whose lab was killed between the fork and writing "running" has no pid
-        on disk, but its processes are in its cgroup: it is found there, and recorded."""
+        on disk, but its processes are in its cgroup: it is found there, and recorded. (While
+        that lab lives, it is the one to record it: two writers would lose each other's fields.)"""
         pid, started = self.state.get("Pid"), self.state.get("PidStartTime")
         if self.state.get("Status") == "running" and pid:
             return started is not None and process_start_time(pid) == started     # (None: it was gone)
-        if self.state.get("Status") == "created" and self.state.get("Cgroup"):
+        if self.state.get("Status") == "created" and self.state.get("Cgroup") and not self.watched():
             return self.adopt()
         return False
 

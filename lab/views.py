@@ -18,8 +18,8 @@ def iso_ns(ns: int) -> str:
 
 def container(c: store.Container) -> dict:
     """`lab inspect CONTAINER`, in docker's shape where docker has one."""
+    running = c.is_running()        # first: it may find and record the pid (store.adopt)
     config, state, limits = c.config, c.state, c.config.get("Limits", {})
-    running = c.is_running()
     restarting = not running and state.get("Restarting", False) and c.watched()     # (--restart)
     cgroup = state.get("Cgroup", {})
     stats = cgroup.get("Stats") or {}
