@@ -13,7 +13,7 @@ demo: setup         ## the reference runtime running containers (CHAPTER=NN: tha
 
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
-	LAB_IMPL=solutions $(VENV)/bin/pytest chapters tests notebooks --nbval; \
+	LAB_IMPL=solutions $(VENV)/bin/pytest chapters tests notebooks -p nbval --nbval; \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it

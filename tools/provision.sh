@@ -38,7 +38,9 @@ if [ ! -f "$stamp" ]; then
     build_requires=$(pyproject_list "$venv/bin/python" build-system.requires)
     mapfile -t build_requires <<<"$build_requires"
     "${pip[@]}" "${build_requires[@]}"
-    "${pip[@]}" --no-build-isolation -e '.[course]'
+    # compat: the editable install is a plain path in a .pth file; the default mode's import hook
+    # costs every Python start (pytest, the notebooks' kernels) ~15 ms here, 0.2 s in the emulated VM.
+    "${pip[@]}" --no-build-isolation --config-settings editable_mode=compat -e '.[course]'
     rm -f "$venv"/.provisioned-*
     touch "$stamp"
 fi
@@ -47,7 +49,7 @@ fi
 # Chapter 10's tests start a registry of their own: the distribution's, from Debian's docker-registry.
 [ -x "$venv/bin/docker-registry" ] || bash tools/deb-binary docker-registry /usr/bin/docker-registry "$venv/bin/docker-registry"
 # The `lab` command starts Python without its site machinery (-S): lab needs only the standard
-# library and this folder, and site (with pip's editable-install hook) costs ~13 ms of every
+# library and this folder, and site costs a few ms of every
 # `lab run`. `lab progress`, which runs pytest, turns site on itself (course.py).
 cat > "$venv/bin/lab" <<EOF
 #!$(cd "$venv" && pwd)/bin/python3 -S
