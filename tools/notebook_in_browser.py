@@ -7,11 +7,13 @@
 JUPYTER is the Jupyter server whose root is this repository (in the course VM, /workshop),
 NOTEBOOK a notebook's path in it; its stored outputs are what nbval checks in `make test`. A
 headless Chromium logs in with the token, finds the notebook in the folder's listing, opens it,
-and clicks Run > Run All Cells with the mouse. Once every code cell shows its execution count,
-the page's outputs are compared with the stored ones: the same text in every cell but those
-tagged nbval-ignore-output, and no error anywhere. The page is saved as a PNG screenshot either
-way. Against the course VM: `LAB_JUPYTER_IMPL=solutions vagrant up`, then run this on your
-machine with http://localhost:8888 (the forwarded port; `apt-get install chromium` first).
+waits until its kernel has started and answered, and clicks Run > Run All Cells with the mouse.
+Once every code cell shows its execution count, the page's outputs are compared with the stored
+ones: the same text in every cell but those tagged nbval-ignore-output, and no error anywhere.
+The page is saved as a PNG screenshot either way, and what it logged in its console next to it
+(SCREENSHOT with .console.log). Against the course VM: `LAB_JUPYTER_IMPL=solutions vagrant up`,
+then run this on your machine with http://localhost:8888 (the forwarded port; `apt-get install
+chromium` first).
 
 Chromium is driven by its DevTools protocol over a pipe (--remote-debugging-pipe: JSON messages
 ending in a NUL byte on file descriptors 3 and 4), so nothing beyond the standard library is needed.
@@ -48,6 +50,7 @@ class Browser:
         self._buffer = b""
         self._next_id = 0
         self.session = None
+        self.console = []           # what the page logged (its console, its uncaught errors)
 
     def send(self, method, **params):
         """One command; returns its result (events that arrive meanwhile are dropped)."""
@@ -58,6 +61,13 @@ class Browser:
         os.write(self._write, json.dumps(message).encode() + b"\0")
         while True:
             reply = self._receive()
+            if reply.get("method") == "Runtime.consoleAPICalled":
+                args = reply["params"].get("args", [])
+                self.console.append(f"{time.strftime('%H:%M:%S')} {reply['params'].get('type')}: "
+                                    + " ".join(str(a.get("value", a.get("description", ""))) for a in args)[:500])
+            elif reply.get("method") == "Runtime.exceptionThrown":
+                self.console.append(f"{time.strftime('%H:%M:%S')} exception: "
+                                    + str(reply["params"]["exceptionDetails"].get("exception", {}).get("description", ""))[:500])
             if reply.get("id") == self._next_id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error'].get('message')}")
@@ -76,6 +86,7 @@ class Browser:
         if self.session is None:
             target = self.send("Target.createTarget", url=url)["targetId"]
             self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self.send("Runtime.enable")
         else:
             self.send("Page.navigate", url=url)
 
@@ -109,9 +120,9 @@ class Browser:
         self.click(".lm-Menu-itemLabel", entry)
         self.wait_for(f"the {title} menu closed", "document.querySelector('.lm-Menu-content') === null", 10)
 
-    def wait_for(self, what, expression, timeout):
+    def wait_for(self, what, expression, timeout, server_says=lambda: True):
         deadline = time.monotonic() + timeout
-        while self.answer_kernel_dialog() or not self.js(expression):
+        while self.answer_kernel_dialog() or not self.js(expression) or not server_says():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the page did not show {what} within {timeout} s")
             time.sleep(0.5)
@@ -201,6 +212,12 @@ def compare(notebook, page_cells):
     return problems
 
 
+def kernel_states(jupyter, token, path):
+    """The execution state of each kernel the server runs for the notebook at path."""
+    with urllib.request.urlopen(f"{jupyter}/api/sessions?token={token}", timeout=30) as answer:
+        return [s["kernel"]["execution_state"] for s in json.load(answer) if s.get("path") == path and s.get("kernel")]
+
+
 def wait_for_server(jupyter, token, timeout=300):
     """Jupyter answers its API (in the course VM it starts slowly: the CPU is emulated)."""
     deadline = time.monotonic() + timeout
@@ -230,9 +247,13 @@ def main():
                 [...document.querySelectorAll('.jp-DirListing-itemText')]
                 .some(e => e.textContent.trim() === {json.dumps(name)})""", 120)
             browser.visit(f"{jupyter}/notebooks/{notebook_path}")             # what its link opens
-            browser.wait_for("the notebook with its kernel idle", f"""
+            # Its kernel started and answered, one kernel, known to the page: cells run earlier would
+            # each ask for a kernel of their own while the page still has none (a slow server).
+            browser.wait_for("the notebook with its kernel started and idle", f"""
                 document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === {code_cells}
-                && document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'""", 120)
+                && !['', 'No Kernel'].includes(document.querySelector('.jp-KernelName')?.textContent.trim() ?? '')
+                && document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'""", 300,
+                server_says=lambda: kernel_states(jupyter, token, notebook_path) == ["idle"])
             # Cleared first, so that the stored prompts ([1]:...) cannot pass for a finished run.
             browser.menu("Edit", "Clear Outputs of All Cells")
             browser.wait_for("the outputs cleared", f"{CELLS}.every(c => !c.code || c.prompt === '[ ]:')", 10)
@@ -249,6 +270,7 @@ def main():
                 browser.screenshot(screenshot)
             page_cells = browser.js(CELLS)
         finally:
+            Path(screenshot).with_suffix(".console.log").write_text("".join(line + "\n" for line in browser.console))
             browser.close()
     problems = compare(notebook, page_cells)
     for problem in problems:
