@@ -17,13 +17,13 @@ course_apt=(busybox-static python3 python3-venv make iproute2 procps util-linux 
 lab_pyproject=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/pyproject.toml
 pyproject_list() {
     "$1" - "$lab_pyproject" "${@:2}" <<'EOF'
+import pathlib
 import sys
 try:
     import tomllib
 except ImportError:
     from pip._vendor import tomli as tomllib
-with open(sys.argv[1], "rb") as f:
-    toml = tomllib.load(f)
+toml = tomllib.loads(pathlib.Path(sys.argv[1]).read_text())
 for key in sys.argv[2:]:
     value = toml
     for part in key.split("."):
