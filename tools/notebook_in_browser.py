@@ -53,7 +53,8 @@ class Browser:
         self.console = []           # what the page logged (its console, its uncaught errors)
 
     def send(self, method, **params):
-        """One command; returns its result (events that arrive meanwhile are dropped)."""
+        """One command; returns its result (of the events that arrive meanwhile, only the page's
+        console messages are kept)."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params}
         if self.session:
@@ -213,9 +214,14 @@ def compare(notebook, page_cells):
 
 
 def kernel_states(jupyter, token, path):
-    """The execution state of each kernel the server runs for the notebook at path."""
-    with urllib.request.urlopen(f"{jupyter}/api/sessions?token={token}", timeout=30) as answer:
-        return [s["kernel"]["execution_state"] for s in json.load(answer) if s.get("path") == path and s.get("kernel")]
+    """The execution state of each kernel the server runs for the notebook at path (none known
+    while the server is too busy to answer)."""
+    try:
+        with urllib.request.urlopen(f"{jupyter}/api/sessions?token={token}", timeout=30) as answer:
+            sessions = json.load(answer)
+    except OSError:
+        return []
+    return [s["kernel"]["execution_state"] for s in sessions if s.get("path") == path and s.get("kernel")]
 
 
 def wait_for_server(jupyter, token, timeout=300):
