@@ -155,15 +155,17 @@ class Terminal:
 
     def __init__(self, argv: list[str], env: dict | None = None, rows: int = 30, cols: int = 100):
         self.output = b""
+        self.seen = 0                  # where the text last waited for ends in output
         self.pid, self.fd = os.forkpty()
         if self.pid == 0:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             os.execve(argv[0], argv, env or os.environ)
 
     def wait_for(self, text: bytes, timeout: float = 30) -> None:
-        """Read what it shows until text appears (after what was waited for before)."""
-        start, deadline = len(self.output), time.monotonic() + timeout
-        while text not in self.output[start:]:
+        """Read what it shows until text appears after the text waited for before (what was
+        already read past that counts: a prompt read with the output before it is found)."""
+        deadline = time.monotonic() + timeout
+        while (found := self.output.find(text, self.seen)) < 0:
             assert time.monotonic() < deadline, f"the terminal never showed {text!r}: {self.output[-400:]!r}"
             if select.select([self.fd], [], [], 0.5)[0]:
                 try:
@@ -172,6 +174,7 @@ class Terminal:
                     chunk = b""
                 assert chunk, f"the terminal closed before it showed {text!r}: {self.output[-400:]!r}"
                 self.output += chunk
+        self.seen = found + len(text)
 
     def type(self, keys: bytes) -> None:
         os.write(self.fd, keys)

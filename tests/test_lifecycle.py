@@ -105,15 +105,20 @@ def sleeping(cmdline: bytes) -> bool:
 def test_dash_it_gives_a_real_terminal(lab):
     terminal = Terminal([LAB, "run", "-it", "--rm", "busybox", "sh"], rows=30, cols=100)
     try:
+        # Each line is typed at a prompt, as a person does: typed earlier, the terminal would echo
+        # it amid the output (the emulated VM's shell is slow enough for that).
         terminal.wait_for(b"# ")
         terminal.type(b"tty; stty size\r")
         terminal.wait_for(b"30 100")                                 # its own terminal, your window's size
+        terminal.wait_for(b"# ")
         terminal.type(b"sleep 60\r")
         wait_until(lambda: sleeping(b"sleep\x0060\x00"), what="sleep 60 running")   # (then it has the terminal)
         terminal.type(b"\x03")                                       # Ctrl-C stops sleep, not the shell
+        terminal.wait_for(b"^C")
         terminal.wait_for(b"# ")
         terminal.type(b"echo after $?\r")
         terminal.wait_for(b"after 130")
+        terminal.wait_for(b"# ")
         terminal.type(b"exit 7\r")
     finally:
         status = terminal.close()
@@ -128,7 +133,8 @@ def test_exec_dash_it_gives_a_terminal_too(lab, detached):
     try:
         terminal.wait_for(b"# ")
         terminal.type(b"tty; echo tty-done-$((1+1))\r")
-        terminal.wait_for(b"tty-done-2\r\n")     # (typed while it still prints, "exit" is echoed amid its output)
+        terminal.wait_for(b"tty-done-2\r\n")
+        terminal.wait_for(b"# ")                 # (typed while it still prints, "exit" is echoed amid its output)
         terminal.type(b"exit\r")
     finally:
         status = terminal.close()
