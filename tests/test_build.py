@@ -5,7 +5,6 @@ import os
 import pytest
 
 
-
 @pytest.fixture(autouse=True)
 def lab_root(monkeypatch, tmp_path):
     """A LAB_ROOT of each test's own: a build cache that starts empty."""

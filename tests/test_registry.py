@@ -20,7 +20,6 @@ from registries import (APP, BASE, PASSWORD, USER, Hostile, RegistryServer, Toke
                         lab_root, logged_in, oci_index, registry, skopeo_copy, storage, store_entries)
 
 
-
 def test_login_stores_the_password_as_docker_does_readable_by_its_owner_only(registry, lab, tmp_path):
     result = lab("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD + "\n")
     assert result.returncode == 0, result.stderr

@@ -49,8 +49,8 @@ fi
 # Chapter 10's tests start a registry of their own: the distribution's, from Debian's docker-registry.
 [ -x "$venv/bin/docker-registry" ] || bash tools/deb-binary docker-registry /usr/bin/docker-registry "$venv/bin/docker-registry"
 # The `lab` command starts Python without its site machinery (-S): lab needs only the standard
-# library and this folder, and site costs a few ms of every
-# `lab run`. `lab progress`, which runs pytest, turns site on itself (course.py).
+# library and this folder, and site costs a few ms of every `lab run`. `lab progress`, which
+# runs pytest, turns site on itself (course.py).
 cat > "$venv/bin/lab" <<EOF
 #!$(cd "$venv" && pwd)/bin/python3 -S
 import sys
