@@ -229,10 +229,12 @@ class Daemon:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if self.request("GET", "/_ping")[0] == 200:
-                    return
+                status, body = self.request("GET", "/_ping")
             except OSError:
-                pass
+                pass                                    # not listening yet
+            else:
+                assert status == 200, f"lab daemon answered GET /_ping with {status}: {body}"
+                return
             if self.process.poll() is not None:
                 check_unfinished(self.log.read_text())
                 raise AssertionError(f"lab daemon exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")

@@ -7,7 +7,7 @@
     overlay.py     04  images as layers           (coming)
     volumes.py     05  data that outlives it      (coming)
     exec.py        06  entering a running one     (coming)
-    engine.py      07  the daemon docker talks to (coming)
+    engine.py      07  the daemon docker talks to (coming; and daemon.py, supervisor.py)
     security.py    08  what root in it may still do (coming)
     network.py     09  how it reaches others      (coming)
     pull.py        10  images from a registry     (coming)

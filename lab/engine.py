@@ -103,9 +103,22 @@ def create_container(body: dict, name: str | None) -> dict:
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
-    # HINT: translate docker's JSON into what container.create() takes: every field a docker client
-    # HINT: sends and lab does, under its docker name.
-    raise NotImplementedError("chapter 07: write create_container() in lab/engine.py: POST /containers/create: docker's container config becomes a lab container (see chapters/07_engine/README.md, 'Your turn')")
+    c = container.create(
+        body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
+        entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint, user=body.get("User") or None,
+        workdir=body.get("WorkingDir") or None, interactive=bool(body.get("OpenStdin")),
+        tty=bool(body.get("Tty")), detach=True, hostname=body.get("Hostname") or None,
+        memory=f"{host['Memory']}b" if host.get("Memory") else None,
+        cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
+        pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
+        mounts=host.get("Binds") or [], **more_options(body, host))
+    c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
+                    Labels=body.get("Labels") or {}, RestartPolicy=policy,
+                    StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
+                    ExposedPorts=body.get("ExposedPorts") or None)
+    c.save_config()
+    supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
+    return {"Id": c.id, "Warnings": []}
 
 
 def as_binds(body: dict, host: dict) -> dict:
@@ -196,9 +209,10 @@ def start_container(ref: str) -> None:
     A container that ran and ended starts again (docker start, restart): a new supervisor, the
     same container (its files, its upper layer, its log)."""
     c = store.find_container(ref)
-    # HINT: the container's process is already there, held by its supervisor: starting it means
-    # HINT: telling the supervisor to let it go, unless it runs already.
-    raise NotImplementedError("chapter 07: write start_container() in lab/engine.py: POST /containers/{id}/start: the container's supervisor starts it (chapters 00-05) (see chapters/07_engine/README.md, 'Your turn')")
+    if c.is_running():
+        raise ApiError(304, "")                       # started already: "not modified"
+    supervisor_for(c)
+    supervisor.start(c)
 
 
 def supervisor_for(c: store.Container) -> None:

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
 import docker
 import pytest
@@ -214,24 +213,35 @@ def test_malformed_requests_get_400_with_a_message(daemon):
     assert status == 404 and body["message"].startswith("No such container: nosuch")
 
 
-def test_only_root_may_talk_to_the_daemon(daemon):
-    os.chmod(daemon.folder, 0o711)
-    as_nobody = f"""
-import os, socket
-os.setgroups([]); os.setgid(65534); os.setuid(65534)     # nobody, in no group of root's
-s = socket.socket(socket.AF_UNIX)
-try:
-    s.connect({daemon.socket!r})
-except PermissionError:
-    print("refused by the socket's mode"); raise SystemExit
-s.sendall(b"GET /_ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
-print(s.recv(4096).decode().split("\\r\\n")[0])
-"""
-    run = lambda: subprocess.run([sys.executable, "-c", as_nobody], capture_output=True, text=True, timeout=30)
-    assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
-    assert run().stdout.strip() == "refused by the socket's mode"
-    os.chmod(daemon.socket, 0o666)                  # even then, the daemon checks who is calling
-    assert run().stdout.strip() == "HTTP/1.1 403 Forbidden"
+def create(daemon, config: dict, name: str | None = None) -> str:
+    status, body = daemon.request("POST", "/v1.41/containers/create" + (f"?name={name}" if name else ""),
+                                  json.dumps(config).encode())
+    assert status == 201, body
+    return body["Id"]
+
+
+def test_create_turns_dockers_config_into_a_created_container(daemon, tmp_path):
+    create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "echo $A"], "Env": ["A=1"], "WorkingDir": "/tmp",
+                    "Hostname": "made-host", "HostConfig": {"Memory": 32 << 20, "NanoCpus": 500_000_000,
+                                                            "PidsLimit": 20, "Binds": [f"{tmp_path}:/data:ro"]}},
+           name="made")
+    status, info = daemon.request("GET", "/v1.41/containers/made/json")
+    assert status == 200 and info["State"]["Status"] == "created"        # created, not started
+    assert info["Path"] == "sh" and "A=1" in info["Config"]["Env"] and info["Config"]["WorkingDir"] == "/tmp"
+    assert info["Config"]["Hostname"] == "made-host"
+    assert (info["HostConfig"]["Memory"], info["HostConfig"]["NanoCpus"], info["HostConfig"]["PidsLimit"]) \
+        == (32 << 20, 500_000_000, 20)
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in info["Mounts"]] == [(str(tmp_path), "/data", False)]
+    assert daemon.request("DELETE", "/v1.41/containers/made")[0] == 204
+
+
+def test_bad_input_creates_nothing(daemon):
+    status, body = daemon.request("POST", "/v1.41/containers/create", b'{"Image": "nosuch", "Cmd": ["true"]}')
+    assert status == 404 and "No such image" in body["message"]
+    status, body = daemon.request("POST", "/v1.41/containers/create",
+                                  b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["data:relative"]}}')
+    assert status == 400 and "must be absolute" in body["message"]
+    assert daemon.request("GET", "/v1.41/containers/json?all=1") == (200, [])
 
 
 def test_containers_outlive_a_daemon_restart(daemon):

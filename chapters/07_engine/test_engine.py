@@ -1,5 +1,9 @@
 """Chapter 07: the engine.   Check your work: pytest chapters/07_engine"""
 import json
+import os
+import struct
+import subprocess
+import sys
 
 
 def create(daemon, config: dict, name: str | None = None) -> str:
@@ -7,21 +11,6 @@ def create(daemon, config: dict, name: str | None = None) -> str:
                                   json.dumps(config).encode())
     assert status == 201, body
     return body["Id"]
-
-
-def test_create_turns_dockers_config_into_a_created_container(daemon, tmp_path):
-    create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "echo $A"], "Env": ["A=1"], "WorkingDir": "/tmp",
-                    "Hostname": "made-host", "HostConfig": {"Memory": 32 << 20, "NanoCpus": 500_000_000,
-                                                            "PidsLimit": 20, "Binds": [f"{tmp_path}:/data:ro"]}},
-           name="made")
-    status, info = daemon.request("GET", "/v1.41/containers/made/json")
-    assert status == 200 and info["State"]["Status"] == "created"        # created, not started
-    assert info["Path"] == "sh" and "A=1" in info["Config"]["Env"] and info["Config"]["WorkingDir"] == "/tmp"
-    assert info["Config"]["Hostname"] == "made-host"
-    assert (info["HostConfig"]["Memory"], info["HostConfig"]["NanoCpus"], info["HostConfig"]["PidsLimit"]) \
-        == (32 << 20, 500_000_000, 20)
-    assert [(m["Source"], m["Destination"], m["RW"]) for m in info["Mounts"]] == [(str(tmp_path), "/data", False)]
-    assert daemon.request("DELETE", "/v1.41/containers/made")[0] == 204
 
 
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
@@ -50,10 +39,56 @@ def test_docker_run_drives_your_engine(daemon):
     assert daemon.docker("ps", "-a", "-q").stdout == ""                  # --rm: removed once it ended
 
 
-def test_bad_input_creates_nothing(daemon):
-    status, body = daemon.request("POST", "/v1.41/containers/create", b'{"Image": "nosuch", "Cmd": ["true"]}')
-    assert status == 404 and "No such image" in body["message"]
-    status, body = daemon.request("POST", "/v1.41/containers/create",
-                                  b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["data:relative"]}}')
-    assert status == 400 and "must be absolute" in body["message"]
-    assert daemon.request("GET", "/v1.41/containers/json?all=1") == (200, [])
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Take a multiplexed stream apart as a docker client does; fail on a malformed header."""
+    found = []
+    while data:
+        assert len(data) >= 8, f"a header of {len(data)} bytes: {data!r}"
+        stream, zeros, size = data[0], data[1:4], struct.unpack(">L", data[4:8])[0]
+        assert stream in (1, 2) and zeros == b"\0\0\0", f"not a frame header: {data[:8]!r}"
+        found.append((stream, data[8:8 + size]))
+        data = data[8 + size:]
+    return found
+
+
+def test_output_comes_framed_stdout_and_stderr_apart(daemon):
+    cid = create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2"]})
+    attached = daemon.connection()                  # attach before the start, as docker run does
+    attached.sock.sendall(f"POST /v1.41/containers/{cid}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+                          "Host: lab\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += attached.sock.recv(4096) or b"(the connection closed)\r\n\r\n"
+    head, output = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head                # hijacked: raw bytes from here on
+    assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+    while data := attached.sock.recv(4096):         # the supervisor hangs up when the container ends
+        output += data
+    attached.close()
+    assert sorted(frames(output)) == [(1, b"out\n"), (2, b"err\n")]
+    status, logs = daemon.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1")
+    assert status == 200 and sorted(frames(logs.encode())) == [(1, b"out\n"), (2, b"err\n")]
+    both = daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (both.stdout, both.stderr) == ("out\n", "err\n")   # the docker CLI took them apart
+    daemon.request("DELETE", f"/v1.41/containers/{cid}")
+
+
+def test_only_root_may_talk_to_the_daemon(daemon):
+    os.chmod(daemon.folder, 0o711)
+    as_nobody = f"""
+import os, socket
+os.setgroups([]); os.setgid(65534); os.setuid(65534)     # nobody, in no group of root's
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({daemon.socket!r})
+except PermissionError:
+    print("refused by the socket's mode"); raise SystemExit
+s.sendall(b"GET /_ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+print(s.recv(4096).decode().split("\\r\\n")[0])
+"""
+    run = lambda: subprocess.run([sys.executable, "-c", as_nobody], capture_output=True, text=True, timeout=30)
+    assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
+    assert run().stdout.strip() == "refused by the socket's mode"
+    os.chmod(daemon.socket, 0o666)                  # even then, the daemon asks the kernel who calls
+    assert run().stdout.strip() == "HTTP/1.1 403 Forbidden"
+    assert daemon.request("GET", "/_ping")[0] == 200                     # and root is welcome

@@ -29,6 +29,22 @@ from lab import LabError, NotFound, engine, operations, process
 MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
 
 
+def peer_uid(connection: socket.socket) -> int:
+    """Who is calling: the user id of the process at the other end of a Unix socket.
+
+    The kernel recorded it when that process connected (SO_PEERCRED, man 7 unix), so a client
+    cannot claim to be someone else, as it could with anything it sends."""
+    # HINT: a socket option tells it: getsockopt(SOL_SOCKET, SO_PEERCRED, size) returns the
+    # HINT: kernel's struct ucred as bytes.
+    # HINT 2: struct ucred is three C ints: pid, uid, gid (struct.calcsize("3i") bytes);
+    # HINT 2: struct.unpack("3i", data) takes them apart.
+    # BEGIN SOLUTION 07
+    data = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", data)
+    return uid
+    # END SOLUTION
+
+
 class Request:
     """What a handler gets: path parameters, query, body, and the connection (for streams)."""
 
@@ -139,8 +155,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.server.socket.close()        # in this handler's process: only the daemon listens
-        creds = self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        self.peer_pid, self.peer_uid, _ = struct.unpack("3i", creds)
         signal.signal(signal.SIGALRM, too_slow)
 
     def handle_one_request(self):
@@ -193,7 +207,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self):
         """(status, body) for this request; (None, None) when the handler answered itself."""
-        if self.peer_uid != 0:
+        if peer_uid(self.connection) != 0:
             raise engine.ApiError(403, "permission denied: only root may use lab's daemon "
                                   "(run the client with sudo)")
         url = urlsplit(self.path)

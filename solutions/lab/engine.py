@@ -103,14 +103,6 @@ def create_container(body: dict, name: str | None) -> dict:
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
-    # HINT: translate docker's JSON into what container.create() takes: every field a docker client
-    # HINT: sends and lab does, under its docker name.
-    # HINT 2: the fields are docker's: Cmd, Env, User, WorkingDir, OpenStdin, Tty, Hostname, and in
-    # HINT 2: HostConfig Memory (bytes), NanoCpus (1e9 = one CPU), PidsLimit, Binds ("src:dst:ro");
-    # HINT 2: more_options(body, host) has the rest as create()'s keywords;
-    # HINT 3: entrypoint (None: the image's) goes to create() as it is; keep policy as RestartPolicy
-    # HINT 3: and StopSignal, StopTimeout (for docker stop) as they come.
-    # BEGIN SOLUTION 07
     c = container.create(
         body["Image"], body.get("Cmd") or [], name=name, env=body.get("Env") or [],
         entrypoint=[entrypoint] if isinstance(entrypoint, str) else entrypoint, user=body.get("User") or None,
@@ -127,7 +119,6 @@ def create_container(body: dict, name: str | None) -> dict:
     c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}
-    # END SOLUTION
 
 
 def as_binds(body: dict, host: dict) -> dict:
@@ -218,16 +209,10 @@ def start_container(ref: str) -> None:
     A container that ran and ended starts again (docker start, restart): a new supervisor, the
     same container (its files, its upper layer, its log)."""
     c = store.find_container(ref)
-    # HINT: the container's process is already there, held by its supervisor: starting it means
-    # HINT: telling the supervisor to let it go, unless it runs already.
-    # HINT 2: supervisor.start(c) does it; c.is_running() says whether there is anything to do.
-    # HINT 2: A container that has run before has no supervisor waiting: supervisor_for(c).
-    # BEGIN SOLUTION 07
     if c.is_running():
         raise ApiError(304, "")                       # started already: "not modified"
     supervisor_for(c)
     supervisor.start(c)
-    # END SOLUTION
 
 
 def supervisor_for(c: store.Container) -> None:
