@@ -1,12 +1,13 @@
-"""Chapter 07, the rest of the API: what docker clients ask besides running a container.
+"""Chapter 07, containers beyond `docker run`: what docker clients ask of a container they have.
 
 engine.py walks `docker run` through the runtime. This module answers the other questions
-clients ask, each with a piece of the runtime the course has built:
+clients ask of containers, each with a piece of the runtime the course has built:
 
-  - looking into a container: `docker ps` (with filters), `top` (its cgroup's processes, read
-    from /proc), `stats` (its cgroup's counters), `diff` (its upper layer, chapter 04)
-  - changing one: `rename`, `pause`/`unpause` (the cgroup freezer), `restart`, `commit`
-  - images: `tag`, `history`; tidying up: `prune` of containers, images and volumes, `system df`
+  - looking into one: `docker ps` (with filters), `top` (its cgroup's processes, read from
+    /proc), `stats` (its cgroup's counters), `diff` (its upper layer, chapter 04)
+  - its files: `cp` both ways and `export`, from inside its own root
+  - changing one: `rename`, `update`, `pause`/`unpause` (the cgroup freezer), `restart`,
+    `commit`; tidying up: `container prune`
 
 Each handler gets the request (daemon.Request) and returns (HTTP status, JSON body), or
 answers itself (a stream).
@@ -19,39 +20,14 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import (LabError, NotFound, cgroups, container, image_commands, images, layers, names, network, overlay, store,
-                 syscalls, tarsplit, views, volumes)
-from lab.engine import (ApiError, container_summary, post_pull, restart_policy, start_container, stop_timeout,
-                        virtual_size)
+from lab import NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
+from lab.api import ApiError, check_filters, container_summary, filters, has_labels, restart_policy
+from lab.engine import start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
 
-# --- docker ps, and the filters of the list and prune endpoints
-
-def filters(req) -> dict[str, list[str]]:
-    """?filters={"label": ["a=b"], "status": ["exited"]} (older clients send {"label": {"a=b": true}})."""
-    try:
-        given = json.loads(req.query.get("filters") or "{}")
-    except ValueError:
-        raise ApiError(400, "filters is not valid JSON: send {\"name\": [\"web\"]}") from None
-    if not isinstance(given, dict):
-        raise ApiError(400, "filters must be a JSON object: {\"name\": [\"web\"]}")
-    return {key: list(values) for key, values in given.items()}
-
-
-def check_filters(found: dict, known: tuple) -> None:
-    if unknown := sorted(set(found) - set(known)):
-        raise ApiError(400, f"invalid filter {unknown[0]!r}: lab filters by {', '.join(known)}")
-
-
-def has_labels(labels: dict, wanted: list[str]) -> bool:
-    """label=KEY or label=KEY=VALUE: every one given must match."""
-    for item in wanted:
-        key, _, value = item.partition("=")
-        if key not in labels or ("=" in item and labels[key] != value):
-            return False
-    return True
+# --- docker ps
 
 
 def list_containers(req):
@@ -424,181 +400,6 @@ def post_commit(req):
     return 201, {"Id": image_commands.commit(c, ref, changes)}
 
 
-# --- images
-
-def post_tag(req):
-    """POST /images/{name}/tag?repo=R&tag=T (docker tag)."""
-    if not req.query.get("repo"):
-        raise ApiError(400, "docker tag needs a new name: docker tag IMAGE NAME[:TAG]")
-    image_commands.tag(req.params[0], f"{req.query['repo']}:{req.query.get('tag') or 'latest'}")
-    return 201, None
-
-
-def get_history(req):
-    """GET /images/{name}/history (docker history): its layers, the top one first."""
-    image = images.find(req.params[0])
-    rows = []
-    for n, digest in enumerate(reversed(image["Layers"])):
-        rows.append({"Id": image["Id"] if n == 0 else "<missing>", "Created": int(image["Created"]),
-                     "CreatedBy": "", "Tags": image["RepoTags"] if n == 0 else None,
-                     "Size": layers.layer_size(digest), "Comment": f"layer {digest}"})
-    return 200, rows
-
-
-def post_images_create(req):
-    """POST /images/create: docker pull (engine.py), or docker import (?fromSrc=- and a tar)."""
-    if "fromSrc" not in req.query:
-        return post_pull(req)
-    if req.query["fromSrc"] != "-":
-        raise ApiError(400, "lab imports from the request's body only (docker import FILE), not from a URL")
-    ref = None                                  # (no repo: an untagged image, as docker's)
-    if req.query.get("repo"):
-        name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
-        ref = f"{name}:{req.query.get('tag') or tag}"
-    changes = req.values("changes")
-    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes))
-    return 200, {"status": image_id}
-
-
-def post_images_load(req):
-    """POST /images/load (docker load): a `docker save` archive, under the names it carries."""
-    def load(path):
-        with tarfile.open(path) as archive:
-            try:
-                manifest = json.load(archive.extractfile("manifest.json"))
-                tags = manifest[0].get("RepoTags") or []
-            except (KeyError, ValueError, IndexError, AttributeError, TypeError):
-                raise ApiError(400, "not a docker save archive (no usable manifest.json): "
-                               "docker import takes a plain rootfs tar") from None
-        image_id = image_commands.import_image(path, tags[0] if tags else None)
-        for ref in tags[1:]:
-            image_commands.tag(image_id, ref)
-        return tags or [image_id]
-    try:
-        loaded, error = with_body_in_a_file(req, load), None
-    except (tarfile.TarError, LabError, ApiError) as e:      # docker answers 200, and says it in the stream
-        loaded, error = [], f"not a docker save archive: {e}"
-    out = req.stream("application/json", chunked=True)         # a JSON object a chunk, as docker's
-    if error:
-        out.write(json.dumps({"errorDetail": {"message": error}, "error": error}).encode() + b"\n")
-    for name in loaded:
-        out.write(json.dumps({"stream": f"Loaded image{' ID' if name.startswith('sha256:') else ''}: {name}\n"})
-                  .encode() + b"\n")
-
-
-def with_body_in_a_file(req, use):
-    """use(path of a file that holds the request's body) (image_commands reads files). Named
-    as an unfinished import, so that one killed half-way is cleaned up (layers.py)."""
-    import tempfile
-    store.layers_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-upload-") as f:
-        f.write(req.body)
-        f.flush()
-        return use(f.name)
-
-
-def get_image_save(req):
-    """GET /images/{name}/get, or /images/get?names=NAME (docker save): a `docker save`
-    archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
-    import hashlib
-    import tempfile
-    ref = req.params[0] if req.params else req.query.get("names", "")
-    image = images.find(ref)
-    try:                                      # saved by name: under that name only; by id: none
-        named = ["%s:%s" % names.parse_reference(ref)]
-    except LabError:
-        named = []
-    repo_tags = [tag for tag in image["RepoTags"] if tag in named]
-    store.layers_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
-        diff_ids, members = [], []
-        for n, digest in enumerate(image["Layers"]):
-            path = Path(work, f"{n}.tar")
-            diff_ids.append(tarsplit.write_tar(digest, path, compress=False)[0])
-            members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
-        config = layers.sent_config(image, diff_ids)       # docker load gives it the same id again
-        config_name = hashlib.sha256(config).hexdigest() + ".json"
-        manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
-                                "Layers": [name for name, _ in members]}]).encode()
-        out = req.stream("application/x-tar")
-        with tarfile.open(fileobj=out, mode="w|") as tar:
-            for name, data in (("manifest.json", manifest), (config_name, config)):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            for name, path in members:
-                tar.add(path, arcname=name)
-
-
-# --- docker events
-
-def get_events(req):
-    """GET /events (docker events): what happens to containers, as it happens: create, start,
-    die, pause, unpause, rename, destroy. lab keeps no journal of events: this handler compares
-    the containers' records every 0.1 s and reports what changed, so `since` replays nothing
-    and a container that starts and ends between two looks shows only as `create` or `destroy`.
-    Filters: type, container (name or id), event; `until` ends the stream."""
-    wanted = filters(req)
-    check_filters(wanted, ("type", "container", "event"))
-    until = float(req.query.get("until") or 0)
-    out = req.stream("application/json", chunked=True)
-    before = snapshot()
-    while not until or time.time() < until:
-        time.sleep(0.1)
-        now = snapshot()
-        for event in changes_between(before, now):
-            actor = event["Actor"]
-            if all(any(v in (event["Type"] if key == "type" else event["Action"] if key == "event" else
-                             (actor["ID"], actor["Attributes"]["name"])) for v in values)
-                   for key, values in wanted.items()):
-                out.write(json.dumps(event).encode() + b"\n")
-                out.flush()
-        before = now
-
-
-def snapshot() -> dict[str, dict]:
-    """What events are made of, for every container: its name, image, whether it runs, since
-    when, whether it is paused, its exit status."""
-    found = {}
-    for c in store.list_containers():
-        # Running from the moment its start is recorded until its end is (not is_running(),
-        # which would adopt a container caught half-way through its start: see store.py).
-        running = c.state.get("Status") == "running" and (c.is_running() or c.watched())
-        found[c.id] = {"name": c.name, "image": c.config["Image"], "running": running,
-                       "started": (c.state.get("Pid"), c.state.get("PidStartTime")),
-                       "paused": running and c.state.get("Paused", False),
-                       "exitCode": c.state.get("ExitCode")}
-    return found
-
-
-def changes_between(before: dict, now: dict) -> list[dict]:
-    events = []
-    def event(cid, action, seen, **more):
-        t = time.time_ns()
-        events.append({"status": action, "id": cid, "from": seen["image"], "Type": "container", "Action": action,
-                       "Actor": {"ID": cid, "Attributes": {"image": seen["image"], "name": seen["name"], **more}},
-                       "scope": "local", "time": t // 10**9, "timeNano": t})
-    for cid, seen in now.items():
-        old = before.get(cid)
-        if old is None:
-            event(cid, "create", seen)
-            old = {**seen, "running": False, "started": None, "paused": False}
-        if old["name"] != seen["name"]:
-            event(cid, "rename", seen, oldName="/" + old["name"])
-        if old["running"] and (not seen["running"] or seen["started"] != old["started"]):
-            event(cid, "die", seen, exitCode=str(seen["exitCode"]))
-        if seen["running"] and (not old["running"] or seen["started"] != old["started"]):
-            event(cid, "start", seen)
-        if seen["paused"] != old["paused"] and seen["running"]:
-            event(cid, "pause" if seen["paused"] else "unpause", seen)
-    for cid, seen in before.items():
-        if cid not in now:
-            if seen["running"]:
-                event(cid, "die", seen, exitCode=str(seen["exitCode"]))
-            event(cid, "destroy", seen)
-    return events
-
-
 # --- tidying up
 
 def post_prune_containers(req):
@@ -619,141 +420,14 @@ def post_prune_containers(req):
     return 200, {"ContainersDeleted": deleted or None, "SpaceReclaimed": space}
 
 
-def post_prune_images(req):
-    """POST /images/prune: images with no tag (dangling=false: every image no container uses)."""
-    wanted = filters(req)
-    check_filters(wanted, ("dangling",))
-    every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
-    used = {c.config["ImageId"] for c in store.list_containers()}
-    done, space = [], 0
-    for image in images.list_images():
-        if image["Id"] in used or (image["RepoTags"] and not every):
-            continue
-        before = disk_use()
-        for line in image_commands.remove_image(image["Id"]):
-            kind, _, what = line.partition(": ")
-            done.append({kind: what})
-        space += before - disk_use()
-    return 200, {"ImagesDeleted": done or None, "SpaceReclaimed": max(space, 0)}
-
-
-def disk_use() -> int:
-    return layers.folder_size(store.layers_dir())
-
-
-def post_prune_volumes(req):
-    """POST /volumes/prune: volumes no container uses; only anonymous ones (named by a random
-    id) unless all=true, as docker since API 1.42."""
-    wanted = filters(req)
-    check_filters(wanted, ("all", "label"))
-    every = wanted.get("all", ["false"])[0].lower() in ("true", "1")
-    deleted, space = [], 0
-    for name in volumes.list_volumes():
-        if volumes.users(name) or not (every or volumes.is_anonymous(name)):
-            continue
-        size = layers.folder_size(volumes.volume_path(name))
-        volumes.remove(name)
-        deleted.append(name)
-        space += size
-    return 200, {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
-
-
-def system_df(req):
-    """GET /system/df (docker system df): what the images, containers and volumes take."""
-    everything = store.list_containers()
-    users = {}
-    for c in everything:
-        users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
-    found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
-              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, **virtual_size(req, i["Size"]),
-              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
-    shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
-    kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),
-                                                    "RefCount": len(volumes.users(name))}}
-            for name in volumes.list_volumes()]
-    return 200, {"LayersSize": disk_use(), "Images": found, "Containers": shelf, "Volumes": kept,
-                 "BuildCache": []}
-
-
 ID = r"([^/]+)"
-def list_networks(req):
-    """GET /networks (docker network ls): filters name, id, label, driver."""
-    wanted = filters(req)
-    check_filters(wanted, ("name", "id", "label", "driver", "type"))
-    shown = []
-    for record in network.list_networks():
-        checks = {"name": lambda v: v in record["Name"], "id": lambda v: record["Id"].startswith(v),
-                  "driver": lambda v: v == record["Driver"],
-                  "type": lambda v: v == ("builtin" if record["Name"] in network.PREDEFINED else "custom")}
-        if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
-                and has_labels(record.get("Labels") or {}, wanted.get("label", [])):
-            shown.append(views.network(record))
-    return 200, shown
-
-
-def get_network(req):
-    return 200, views.network(network.find(req.params[0]))
-
-
-def post_network(req):
-    """POST /networks/create: a bridge network (docker network create [--subnet])."""
-    body = req.json() or {}
-    if (body.get("Driver") or "bridge") != "bridge":
-        raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
-    for key in ("Internal", "Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
-        if body.get(key):
-            raise ApiError(400, f"lab's networks do not take {key}: leave it out")
-    subnets = [c for c in (body.get("IPAM") or {}).get("Config") or [] if c]
-    if len(subnets) > 1 or any(set(c) - {"Subnet"} for c in subnets):
-        raise ApiError(400, "lab's networks take one --subnet, and no gateway or address range: leave them out")
-    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {})
-    return 201, {"Id": record["Id"], "Warning": ""}
-
-
-def delete_network(req):
-    network.remove(req.params[0])
-    return 204, None
-
-
-def post_prune_networks(req):
-    """POST /networks/prune: the user networks no running container is on."""
-    removed = []
-    for record in network.list_networks():
-        if record["Name"] not in network.PREDEFINED and not views.network(record)["Containers"]:
-            try:
-                network.remove(record["Id"])
-                removed.append(record["Name"])
-            except LabError:
-                pass                                   # (a container is on it after all)
-    return 200, {"NetworksDeleted": removed}
-
-
-def swarm_leave(req):
-    """Swarm mode answers as a node outside any swarm does (lab has none): clients that clean up
-    with `docker swarm leave --force` go on."""
-    raise ApiError(503, "This node is not part of a swarm")
-
-
-def get_swarm(req):
-    raise ApiError(503, 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
-                   "to connect this node to swarm and try again.")
-
-
 ROUTES = [
-    ("POST", r"/swarm/leave", swarm_leave), ("GET", r"/swarm", get_swarm),
-    ("GET", r"/networks", list_networks), ("POST", r"/networks/create", post_network),
-    ("POST", r"/networks/prune", post_prune_networks), ("GET", rf"/networks/{ID}", get_network),
-    ("DELETE", rf"/networks/{ID}", delete_network),
     ("GET", r"/containers/json", list_containers), ("GET", rf"/containers/{ID}/top", get_top),
     ("GET", rf"/containers/{ID}/stats", get_stats), ("GET", rf"/containers/{ID}/changes", get_changes),
-    ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/update", post_update), ("POST", rf"/containers/{ID}/pause", post_pause),
-    ("POST", rf"/containers/{ID}/unpause", post_unpause), ("POST", rf"/containers/{ID}/restart", post_restart),
-    ("POST", r"/commit", post_commit), ("POST", r"/containers/prune", post_prune_containers),
-    ("POST", r"/images/(.+)/tag", post_tag), ("GET", r"/images/(.+)/history", get_history),
-    ("POST", r"/images/prune", post_prune_images), ("POST", r"/volumes/prune", post_prune_volumes),
-    ("GET", r"/system/df", system_df), ("GET", rf"/containers/{ID}/archive", get_archive),
-    ("HEAD", rf"/containers/{ID}/archive", head_archive), ("PUT", rf"/containers/{ID}/archive", put_archive),
-    ("GET", rf"/containers/{ID}/export", get_export), ("POST", r"/images/create", post_images_create),
-    ("POST", r"/images/load", post_images_load), ("GET", r"/images/get", get_image_save),
-    ("GET", r"/images/(.+)/get", get_image_save), ("GET", r"/events", get_events),
+    ("GET", rf"/containers/{ID}/archive", get_archive), ("HEAD", rf"/containers/{ID}/archive", head_archive),
+    ("PUT", rf"/containers/{ID}/archive", put_archive), ("GET", rf"/containers/{ID}/export", get_export),
+    ("POST", rf"/containers/{ID}/rename", post_rename), ("POST", rf"/containers/{ID}/update", post_update),
+    ("POST", rf"/containers/{ID}/pause", post_pause), ("POST", rf"/containers/{ID}/unpause", post_unpause),
+    ("POST", rf"/containers/{ID}/restart", post_restart), ("POST", r"/commit", post_commit),
+    ("POST", r"/containers/prune", post_prune_containers),
 ]

@@ -17,7 +17,9 @@ twice and has a session of its own, so it is nobody's child but init's, and no t
 It listens on containers/<id>/supervisor.sock. Each connection sends one JSON line, and with
 it, for attach and exec, the client's connection itself (SCM_RIGHTS, man 7 unix):
 {"start": true}, {"attach": [1, 2], "stdin": true}, {"wait": true}, {"resize": [rows, cols]},
-{"exec": ID}. See man 2 pidfd_open for how it waits for a child inside a select loop.
+{"exec": ID}. Those requests are sent by supervisor_client.py; this module is the process
+that answers them (and launch(), which starts it). See man 2 pidfd_open for how it waits for
+a child inside a select loop.
 """
 import fcntl
 import json
@@ -32,11 +34,11 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, health, logs, process, store, syscalls, views, volumes
+from lab import LabError, health, logs, process, store, supervisor_client, syscalls, views, volumes
 from lab import container as runtime
+from lab.supervisor_client import socket_address
 from lab.terminal import Escape, write_all
 
-SOCKET = "supervisor.sock"
 STDOUT, STDERR = 1, 2
 
 
@@ -57,76 +59,6 @@ def send_log(container: store.Container, client: socket.socket, streams: set[int
             client.sendall(data if tty else frame(stream, data))
 
 
-def socket_address(folder: int) -> str:
-    # A Unix socket's path must fit in 108 bytes and LAB_ROOT may be deeper than that: the path
-    # goes through a descriptor of the container's folder instead (/proc/self/fd/N is that folder).
-    return f"/proc/self/fd/{folder}/{SOCKET}"
-
-
-def connect(container: store.Container) -> socket.socket:
-    folder = os.open(container.path, os.O_PATH)
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(socket_address(folder))
-        except OSError:
-            sock.close()
-            raise gone(container) from None
-        return sock
-    finally:
-        os.close(folder)
-
-
-def gone(container: store.Container) -> LabError:
-    return LabError(f"container {container.name} has no supervisor any more "
-                    "(it has ended, or its supervisor was killed)")
-
-
-def request(container: store.Container, message: dict, client: socket.socket | None = None) -> dict:
-    """Send one request (and maybe a client's connection); return the supervisor's answer."""
-    with connect(container) as sock:
-        try:
-            socket.send_fds(sock, [json.dumps(message).encode() + b"\n"], [client.fileno()] if client else [])
-        except OSError:                   # it ended with our connection not yet accepted
-            raise gone(container) from None
-        return json.loads(read_line(sock) or b'{"error": "the supervisor ended"}')
-
-
-def read_line(sock: socket.socket) -> bytes:
-    """One line of answer; empty if the supervisor ended before answering."""
-    line = b""
-    try:
-        while not line.endswith(b"\n") and (data := sock.recv(4096)):
-            line += data
-    except ConnectionResetError:          # it ended with our request unread
-        return b""
-    return line
-
-
-def start(container: store.Container) -> None:
-    """Ask the supervisor to start its container; raise the reason if it could not."""
-    answer = request(container, {"start": True})
-    if "error" in answer:
-        raise process.StartError(answer.get("status", 125), answer["error"])
-
-
-def wait(container: store.Container, removed: bool = False, registered=lambda: None) -> dict:
-    """Wait until the container ends (and, if removed, until it is removed too); return
-    {"StatusCode": N} and, if it failed to start, "Error". registered() is called once the
-    supervisor has the request: a start asked for after that cannot be missed. If the
-    supervisor ends before it answers, the answer is the one on disk."""
-    with connect(container) as sock:
-        try:
-            sock.sendall(b'{"wait": true}\n')
-        except OSError:                   # it ended with our connection not yet accepted
-            sock.close()
-        registered()
-        answer = json.loads(read_line(sock) or b"null") if sock.fileno() != -1 else None
-        while removed and sock.fileno() != -1 and read_line(sock):   # it hangs up once it is gone
-            pass
-    return answer or views.exit_of(container)
-
-
 def launch(container: store.Container, remove: bool, start_it: bool = True) -> None:
     """`lab run -d` and the engine's create: give the container a supervisor, which holds it
     from now on; with start_it (run -d), have it start the container too, else it waits for
@@ -136,7 +68,7 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
     try:
         spawn(container, remove)
         if start_it:
-            start(container)
+            supervisor_client.start(container)
     except BaseException:
         container.wait_for_supervisor(10)
         if not container.path.exists():

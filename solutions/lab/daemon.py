@@ -24,7 +24,7 @@ import time
 import traceback
 from urllib.parse import parse_qsl, urlsplit
 
-from lab import LabError, NotFound, engine, operations, process
+from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process
 
 MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
 
@@ -67,11 +67,11 @@ class Request:
         try:
             body = json.loads(self.body)
         except ValueError as e:
-            raise engine.ApiError(400, f"the request body is not valid JSON: {e}") from None
+            raise api.ApiError(400, f"the request body is not valid JSON: {e}") from None
         if body is None:                      # (docker commit sends null when there is no --change)
             return {}
         if not isinstance(body, dict):
-            raise engine.ApiError(400, "the request body must be a JSON object")
+            raise api.ApiError(400, "the request body must be a JSON object")
         return body
 
     def stream(self, content_type: str, chunked: bool = False, headers: dict | None = None):
@@ -120,7 +120,7 @@ class Request:
         upgrade = "upgrade" in h.headers.get("Connection", "").lower()
         h.status = 101 if upgrade else 200      # (for the log line)
         lines = ["HTTP/1.1 101 UPGRADED" if upgrade else "HTTP/1.1 200 OK",
-                 "Content-Type: application/vnd.docker.raw-stream", f"Api-Version: {engine.API_VERSION}"]
+                 "Content-Type: application/vnd.docker.raw-stream", f"Api-Version: {api.API_VERSION}"]
         if upgrade:
             lines += ["Connection: Upgrade", "Upgrade: tcp"]
         h.close_connection = True
@@ -149,7 +149,7 @@ class Chunks:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = f"lab/{engine.LAB_VERSION}"
+    server_version = f"lab/{api.LAB_VERSION}"
     rbufsize = 0           # unbuffered: after a hijack, what the client sent next is still in the socket
 
     def setup(self):
@@ -193,11 +193,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             print(f"lab daemon: {self.command} {self.path}: {e}", file=sys.stderr)
             return
-        if isinstance(e, engine.ApiError):
+        if isinstance(e, api.ApiError):
             self.reply(e.status, {"message": str(e)} if e.status != 304 else None)
         elif isinstance(e, (LabError, process.StartError)):
             message = str(e)                   # docker's wording, which clients match: "No such container"
-            self.reply(engine.error_status(e), {"message": message[:1].upper() + message[1:]
+            self.reply(api.error_status(e), {"message": message[:1].upper() + message[1:]
                                                 if isinstance(e, NotFound) else message})
         elif isinstance(e, NotImplementedError):   # a chapter not written yet: say which
             self.reply(500, {"message": str(e)})
@@ -208,21 +208,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self):
         """(status, body) for this request; (None, None) when the handler answered itself."""
         if peer_uid(self.connection) != 0:
-            raise engine.ApiError(403, "permission denied: only root may use lab's daemon "
+            raise api.ApiError(403, "permission denied: only root may use lab's daemon "
                                   "(run the client with sudo)")
         url = urlsplit(self.path)
-        path, asked = url.path, version_tuple(engine.API_VERSION)
+        path, asked = url.path, version_tuple(api.API_VERSION)
         if m := re.fullmatch(r"/v(\d+)\.(\d+)(/.*)", path):
             asked, path = (int(m[1]), int(m[2])), m[3]
-            if asked > version_tuple(engine.API_VERSION):
-                raise engine.ApiError(400, f"client version {m[1]}.{m[2]} is too new. Maximum supported "
-                                      f"API version is {engine.API_VERSION}")
-            if asked < version_tuple(engine.MIN_API_VERSION):
-                raise engine.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
-                                      f"API version is {engine.MIN_API_VERSION}, please upgrade your client")
+            if asked > version_tuple(api.API_VERSION):
+                raise api.ApiError(400, f"client version {m[1]}.{m[2]} is too new. Maximum supported "
+                                      f"API version is {api.API_VERSION}")
+            if asked < version_tuple(api.MIN_API_VERSION):
+                raise api.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
+                                      f"API version is {api.MIN_API_VERSION}, please upgrade your client")
         pairs = parse_qsl(url.query)
         body = self.read_body()
-        for method, pattern, handler in operations.ROUTES + engine.ROUTES:
+        for method, pattern, handler in engine.ROUTES + operations.ROUTES + engine_images.ROUTES + engine_system.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
                 req = Request(self, match.groups(), pairs, body, asked)
                 result = handler(req)
@@ -231,7 +231,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return result if result is not None else (None, None)
         # As an engine without that feature: a lookup is a 404 (`docker inspect NAME` then tries
         # the next kind of object), an action a 501. Clients print the message either way.
-        raise engine.ApiError(404 if self.command in ("GET", "HEAD") else 501,
+        raise api.ApiError(404 if self.command in ("GET", "HEAD") else 501,
                               f"lab daemon does not implement {self.command} {path}: "
                               "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
 
@@ -242,12 +242,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.read_chunks()
             length = self.headers.get("Content-Length") or "0"
             if not re.fullmatch(r"[0-9]{1,20}", length):
-                raise engine.ApiError(400, f"invalid Content-Length {length[:20]!r}")
+                raise api.ApiError(400, f"invalid Content-Length {length[:20]!r}")
             return read_exactly(self.rfile, check_size(int(length)))
-        except (TimeoutError, engine.ApiError) as e:
+        except (TimeoutError, api.ApiError) as e:
             self.close_connection = True          # what is left of a bad body is no next request
             if isinstance(e, TimeoutError):
-                raise engine.ApiError(408, f"the request body did not arrive within "
+                raise api.ApiError(408, f"the request body did not arrive within "
                                       f"{self.server.read_timeout:g} s") from None
             raise
         finally:
@@ -260,13 +260,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             line = self.rfile.readline(100)
             size = line.split(b";")[0].strip()               # a size may have ;extensions after it
             if not re.fullmatch(rb"[0-9a-fA-F]{1,15}", size):
-                raise engine.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
+                raise api.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
                                       "(hex digits)")
             if int(size, 16) == 0:
                 break
             body += read_exactly(self.rfile, check_size(len(body) + int(size, 16)) - len(body))
             if self.rfile.readline(3) != b"\r\n":
-                raise engine.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
+                raise api.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
                                       "size says")
         while self.rfile.readline(1000).strip():    # trailers, up to an empty line
             pass
@@ -277,7 +277,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.send_header("Api-Version", engine.API_VERSION)
+        self.send_header("Api-Version", api.API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
         if self.close_connection:
@@ -308,7 +308,7 @@ def too_slow(signum, frame):
 
 def check_size(size: int) -> int:
     if size > MAX_BODY:
-        raise engine.ApiError(413, f"the request body is too large: lab takes at most {MAX_BODY >> 20} MiB")
+        raise api.ApiError(413, f"the request body is too large: lab takes at most {MAX_BODY >> 20} MiB")
     return size
 
 
@@ -317,7 +317,7 @@ def read_exactly(f, size: int) -> bytes:
     while len(data) < size and (chunk := f.read(size - len(data))):
         data += chunk
     if len(data) < size:
-        raise engine.ApiError(400, "the request body ended early")
+        raise api.ApiError(400, "the request body ended early")
     return data
 
 
@@ -362,7 +362,7 @@ def serve(path: str) -> None:
     server.read_timeout = timeout
     os.chown(path, 0, 0)
     signal_handlers(server)
-    print(f"lab daemon: API {engine.API_VERSION} listening on unix://{path} (pid {os.getpid()})",
+    print(f"lab daemon: API {api.API_VERSION} listening on unix://{path} (pid {os.getpid()})",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()

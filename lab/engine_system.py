@@ -1,0 +1,264 @@
+"""Chapter 07, the engine's other objects: volumes, networks (chapter 09), `docker version`,
+`info`, `events`, `system df`, `volume prune`, `network prune`, and swarm's two questions.
+"""
+import json
+import os
+import platform
+import time
+
+from lab import LabError, images, layers, network, store, views, volumes
+from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_filters, container_summary, filters,
+                     has_labels, virtual_size)
+
+
+def version(req=None):
+    kernel = platform.release()
+    engine = {"Version": LAB_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+              "GitCommit": "lab", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
+              "Arch": "amd64", "KernelVersion": kernel, "BuildTime": "", "Experimental": "false"}
+    return 200, {**engine, "Experimental": False, "Platform": {"Name": "lab (a container runtime you write yourself)"},
+                 "Components": [{"Name": "Engine", "Version": LAB_VERSION, "Details": engine}]}
+
+
+def info(req):
+    from lab import cgroups
+    everything = store.list_containers()
+    running = sum(c.is_running() for c in everything)
+    paused = sum(c.is_running() and c.state.get("Paused", False) for c in everything)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 200, {
+        "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
+        "Containers": len(everything), "ContainersRunning": running - paused, "ContainersPaused": paused,
+        "ContainersStopped": len(everything) - running, "Images": len(images.list_images()),
+        "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "lab layers"]],
+        "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgroups.version() == "v2" else "1",
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1", "KernelVersion": platform.release(),
+        "Debug": False, "ExperimentalBuild": False, "NFd": len(os.listdir("/proc/self/fd")),
+        "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux"),
+        "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count(), "MemTotal": memory,
+        "Runtimes": {"lab": {"path": "lab"}}, "DefaultRuntime": "lab", "SecurityOptions": [],
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False},
+        "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file", "none"]},
+        "Warnings": ["lab: containers have no network but their own loopback (no -p, no bridge)"]}
+
+
+def ping(req):
+    return 200, "OK"
+
+
+def list_volumes(req):
+    """GET /volumes (docker volume ls), with the filters name (a part of it), label and dangling."""
+    wanted = json.loads(req.query.get("filters") or "{}")
+    found = []
+    for name in volumes.list_volumes():
+        volume = volumes.inspect(name)
+        if any(part not in name for part in wanted.get("name", [])) or not has_labels(volume["Labels"], wanted.get("label", [])):
+            continue
+        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(volume["UsedBy"]):
+            continue
+        found.append(volume)
+    return 200, {"Volumes": found, "Warnings": []}
+
+
+def post_volume(req):
+    body = req.json() or {}
+    if (body.get("Driver") or "local") != "local":
+        raise ApiError(400, f"lab has the local volume driver only, not {body['Driver']!r}")
+    if body.get("DriverOpts"):
+        raise ApiError(400, "lab's volumes take no driver options (-o): leave them out")
+    name = body.get("Name") or os.urandom(32).hex()
+    volumes.create(name, body.get("Labels") or {})
+    return 201, volumes.inspect(name)
+
+
+def get_volume(req):
+    return 200, volumes.inspect(req.params[0])
+
+
+def delete_volume(req):
+    volumes.remove(req.params[0])
+    return 204, None
+
+
+def get_events(req):
+    """GET /events (docker events): what happens to containers, as it happens: create, start,
+    die, pause, unpause, rename, destroy. lab keeps no journal of events: this handler compares
+    the containers' records every 0.1 s and reports what changed, so `since` replays nothing
+    and a container that starts and ends between two looks shows only as `create` or `destroy`.
+    Filters: type, container (name or id), event; `until` ends the stream."""
+    wanted = filters(req)
+    check_filters(wanted, ("type", "container", "event"))
+    until = float(req.query.get("until") or 0)
+    out = req.stream("application/json", chunked=True)
+    before = snapshot()
+    while not until or time.time() < until:
+        time.sleep(0.1)
+        now = snapshot()
+        for event in changes_between(before, now):
+            actor = event["Actor"]
+            if all(any(v in (event["Type"] if key == "type" else event["Action"] if key == "event" else
+                             (actor["ID"], actor["Attributes"]["name"])) for v in values)
+                   for key, values in wanted.items()):
+                out.write(json.dumps(event).encode() + b"\n")
+                out.flush()
+        before = now
+
+
+def snapshot() -> dict[str, dict]:
+    """What events are made of, for every container: its name, image, whether it runs, since
+    when, whether it is paused, its exit status."""
+    found = {}
+    for c in store.list_containers():
+        # Running from the moment its start is recorded until its end is (not is_running(),
+        # which would adopt a container caught half-way through its start: see store.py).
+        running = c.state.get("Status") == "running" and (c.is_running() or c.watched())
+        found[c.id] = {"name": c.name, "image": c.config["Image"], "running": running,
+                       "started": (c.state.get("Pid"), c.state.get("PidStartTime")),
+                       "paused": running and c.state.get("Paused", False),
+                       "exitCode": c.state.get("ExitCode")}
+    return found
+
+
+def changes_between(before: dict, now: dict) -> list[dict]:
+    events = []
+    def event(cid, action, seen, **more):
+        t = time.time_ns()
+        events.append({"status": action, "id": cid, "from": seen["image"], "Type": "container", "Action": action,
+                       "Actor": {"ID": cid, "Attributes": {"image": seen["image"], "name": seen["name"], **more}},
+                       "scope": "local", "time": t // 10**9, "timeNano": t})
+    for cid, seen in now.items():
+        old = before.get(cid)
+        if old is None:
+            event(cid, "create", seen)
+            old = {**seen, "running": False, "started": None, "paused": False}
+        if old["name"] != seen["name"]:
+            event(cid, "rename", seen, oldName="/" + old["name"])
+        if old["running"] and (not seen["running"] or seen["started"] != old["started"]):
+            event(cid, "die", seen, exitCode=str(seen["exitCode"]))
+        if seen["running"] and (not old["running"] or seen["started"] != old["started"]):
+            event(cid, "start", seen)
+        if seen["paused"] != old["paused"] and seen["running"]:
+            event(cid, "pause" if seen["paused"] else "unpause", seen)
+    for cid, seen in before.items():
+        if cid not in now:
+            if seen["running"]:
+                event(cid, "die", seen, exitCode=str(seen["exitCode"]))
+            event(cid, "destroy", seen)
+    return events
+
+
+def disk_use() -> int:
+    return layers.folder_size(store.layers_dir())
+
+
+def post_prune_volumes(req):
+    """POST /volumes/prune: volumes no container uses; only anonymous ones (named by a random
+    id) unless all=true, as docker since API 1.42."""
+    wanted = filters(req)
+    check_filters(wanted, ("all", "label"))
+    every = wanted.get("all", ["false"])[0].lower() in ("true", "1")
+    deleted, space = [], 0
+    for name in volumes.list_volumes():
+        if volumes.users(name) or not (every or volumes.is_anonymous(name)):
+            continue
+        size = layers.folder_size(volumes.volume_path(name))
+        volumes.remove(name)
+        deleted.append(name)
+        space += size
+    return 200, {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
+
+
+def system_df(req):
+    """GET /system/df (docker system df): what the images, containers and volumes take."""
+    everything = store.list_containers()
+    users = {}
+    for c in everything:
+        users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
+    found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
+              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, **virtual_size(req, i["Size"]),
+              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
+    shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
+    kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),
+                                                    "RefCount": len(volumes.users(name))}}
+            for name in volumes.list_volumes()]
+    return 200, {"LayersSize": disk_use(), "Images": found, "Containers": shelf, "Volumes": kept,
+                 "BuildCache": []}
+
+
+def list_networks(req):
+    """GET /networks (docker network ls): filters name, id, label, driver."""
+    wanted = filters(req)
+    check_filters(wanted, ("name", "id", "label", "driver", "type"))
+    shown = []
+    for record in network.list_networks():
+        checks = {"name": lambda v: v in record["Name"], "id": lambda v: record["Id"].startswith(v),
+                  "driver": lambda v: v == record["Driver"],
+                  "type": lambda v: v == ("builtin" if record["Name"] in network.PREDEFINED else "custom")}
+        if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
+                and has_labels(record.get("Labels") or {}, wanted.get("label", [])):
+            shown.append(views.network(record))
+    return 200, shown
+
+
+def get_network(req):
+    return 200, views.network(network.find(req.params[0]))
+
+
+def post_network(req):
+    """POST /networks/create: a bridge network (docker network create [--subnet])."""
+    body = req.json() or {}
+    if (body.get("Driver") or "bridge") != "bridge":
+        raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
+    for key in ("Internal", "Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
+        if body.get(key):
+            raise ApiError(400, f"lab's networks do not take {key}: leave it out")
+    subnets = [c for c in (body.get("IPAM") or {}).get("Config") or [] if c]
+    if len(subnets) > 1 or any(set(c) - {"Subnet"} for c in subnets):
+        raise ApiError(400, "lab's networks take one --subnet, and no gateway or address range: leave them out")
+    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {})
+    return 201, {"Id": record["Id"], "Warning": ""}
+
+
+def delete_network(req):
+    network.remove(req.params[0])
+    return 204, None
+
+
+def post_prune_networks(req):
+    """POST /networks/prune: the user networks no running container is on."""
+    removed = []
+    for record in network.list_networks():
+        if record["Name"] not in network.PREDEFINED and not views.network(record)["Containers"]:
+            try:
+                network.remove(record["Id"])
+                removed.append(record["Name"])
+            except LabError:
+                pass                                   # (a container is on it after all)
+    return 200, {"NetworksDeleted": removed}
+
+
+def swarm_leave(req):
+    """Swarm mode answers as a node outside any swarm does (lab has none): clients that clean up
+    with `docker swarm leave --force` go on."""
+    raise ApiError(503, "This node is not part of a swarm")
+
+
+def get_swarm(req):
+    raise ApiError(503, 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+                   "to connect this node to swarm and try again.")
+
+
+ID = r"([^/]+)"
+ROUTES = [
+    ("GET", r"/_ping", ping), ("HEAD", r"/_ping", ping), ("GET", r"/version", version), ("GET", r"/info", info),
+    ("GET", r"/events", get_events), ("GET", r"/system/df", system_df),
+    ("GET", r"/volumes", list_volumes), ("POST", r"/volumes/create", post_volume),
+    ("GET", rf"/volumes/{ID}", get_volume), ("DELETE", rf"/volumes/{ID}", delete_volume),
+    ("POST", r"/volumes/prune", post_prune_volumes),
+    ("GET", r"/networks", list_networks), ("POST", r"/networks/create", post_network),
+    ("POST", r"/networks/prune", post_prune_networks), ("GET", rf"/networks/{ID}", get_network),
+    ("DELETE", rf"/networks/{ID}", delete_network),
+    ("POST", r"/swarm/leave", swarm_leave), ("GET", r"/swarm", get_swarm),
+]

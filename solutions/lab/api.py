@@ -1,0 +1,272 @@
+"""Chapter 07: the Engine API's vocabulary, for the handlers (engine.py and the engine_*.py
+beside it) and the HTTP server (daemon.py).
+
+- the API version lab speaks, and the error answers clients print as one line (ApiError);
+- docker's container config read: which fields of a `docker create` lab takes (any other
+  that is set is refused, never silently ignored), and how they become container.create()'s
+  keywords;
+- docker's JSON shapes of what lab has: a container as `docker inspect` and `docker ps` show
+  it, an image as `docker image inspect` does.
+"""
+import json
+import os
+
+from lab import Conflict, NotFound, store, views, volumes
+
+
+API_VERSION = "1.47"          # the Engine API version lab speaks (Docker 27); clients negotiate down
+
+
+# Where answers differ by version, the handler looks at req.version: since 1.44 images have no
+# VirtualSize (Size says the same).
+MIN_API_VERSION = "1.24"
+
+
+LAB_VERSION = "0.7"
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"      # Go's zero time: what docker says for "never"
+
+
+class ApiError(Exception):
+    """An answer other than success: the HTTP status, and the message clients print."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# docker create's fields that lab takes (create_container reads them). Any other field sent
+# with something else than its zero value (or a value lab does anyway, as "default" for the
+# network mode: no network but loopback) is refused with one line, never silently ignored.
+TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
+         "Healthcheck", "Volumes",
+         "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig",
+         "ExposedPorts", "NetworkingConfig", "MacAddress"}
+
+
+HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
+              "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
+              "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
+              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links"}
+
+
+AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
+
+
+FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose", "Devices": "--device",
+         "Mounts": "--mount (use -v)", "VolumesFrom": "--volumes-from", "Links": "--link",
+         "Volumes": "an anonymous volume (-v /path: name it, -v NAME:/path)", "NetworkMode": "--network",
+         "NetworkingConfig": "--network", "Healthcheck": "--health-cmd", "Init": "--init", "Tmpfs": "--tmpfs",
+         "ReadonlyRootfs": "--read-only", "CpuShares": "--cpu-shares", "CpusetCpus": "--cpuset-cpus",
+         "MemorySwap": "--memory-swap", "MemoryReservation": "--memory-reservation", "Ulimits": "--ulimit",
+         "OomKillDisable": "--oom-kill-disable", "LogConfig": "--log-driver/--log-opt", "ShmSize": "--shm-size",
+         "GroupAdd": "--group-add", "CgroupnsMode": "--cgroupns", "Domainname": "--domainname",
+         "PidMode": "--pid", "IpcMode": "--ipc", "UTSMode": "--uts", "UsernsMode": "--userns", "Dns": "--dns",
+         "ExtraHosts": "--add-host", "Sysctls": "--sysctl", "CpuPeriod": "--cpu-period", "CpuQuota": "--cpu-quota",
+         "PublishAllPorts": "-P", "Runtime": "--runtime", "OomScoreAdj": "--oom-score-adj"}
+
+
+ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "IPAddress": "--ip", "GlobalIPv6Address": "--ip6"}
+
+
+def check_supported(body: dict) -> None:
+    host = body.get("HostConfig") or {}
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if len(endpoints) > 1:
+        raise ApiError(400, "a container is connected to one network when it is created: give one --network")
+    for endpoint in endpoints.values():
+        for key, value in (endpoint or {}).items():
+            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links"):
+                raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: "
+                               "run the container without it")
+    for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
+        for key, value in fields.items():
+            if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
+                continue
+            raise ApiError(400, f"lab does not support {FLAGS.get(key, key)}: run the container without it")
+
+
+def restart_policy(host: dict) -> dict:
+    """HostConfig.RestartPolicy, checked: no, always, unless-stopped, on-failure[:N]."""
+    policy = host.get("RestartPolicy") or {}
+    name, retries = policy.get("Name") or "no", policy.get("MaximumRetryCount") or 0
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise ApiError(400, f"invalid restart policy {name!r}: no, always, unless-stopped or on-failure[:N]")
+    if not isinstance(retries, int) or retries < 0 or (retries and name != "on-failure"):
+        raise ApiError(400, f"maximum retry count cannot be used with restart policy {name!r}: "
+                       "only on-failure:N takes one (N >= 0)")
+    if name != "no" and host.get("AutoRemove"):
+        raise ApiError(400, "conflicting options: cannot specify both --restart and --rm")
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
+def as_binds(body: dict, host: dict) -> dict:
+    """HostConfig with --mount (Mounts), --volumes-from (VolumesFrom) and anonymous volumes
+    (-v /path: Volumes) written as -v (Binds) and --tmpfs (Tmpfs), which lab's runtime takes:
+    the same mounts, said another way. An anonymous volume is a volume named by a random id
+    (made on first use, as any): `volume prune` removes it, and so do `rm -v` and `--rm`."""
+    binds, tmpfs = list(host.get("Binds") or []), dict(host.get("Tmpfs") or {})
+
+    def anonymous() -> str:
+        return os.urandom(32).hex()
+    for m in host.get("Mounts") or []:
+        kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
+        if kind == "tmpfs":
+            options = m.get("TmpfsOptions") or {}
+            size, mode = options.get("SizeBytes"), options.get("Mode")
+            tmpfs[target] = ",".join(([f"size={size}"] if size else []) + ([f"mode={mode:o}"] if mode else []))
+        elif kind == "volume" and (m.get("VolumeOptions") or {}).get("Subpath"):
+            subpath = m["VolumeOptions"]["Subpath"]
+            if subpath.startswith("/") or ".." in subpath.split("/"):
+                raise ApiError(400, f"invalid volume subpath {subpath!r}: a relative path inside the volume")
+            binds.append(f"{volumes.volume_path(m.get('Source') or anonymous())}/{subpath}:{target}{ro}")
+        elif kind == "volume":
+            binds.append(f"{m.get('Source') or anonymous()}:{target}{ro}")
+        elif kind == "bind" and m.get("Source"):
+            binds.append(f"{m['Source']}:{target}{ro}")
+        else:
+            raise ApiError(400, f"lab does not support --mount type={kind}: use bind, volume or tmpfs")
+    for ref in host.get("VolumesFrom") or []:
+        name, _, mode = ref.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise ApiError(400, f"invalid --volumes-from {ref!r}: use CONTAINER[:ro|:rw]")
+        for m in store.find_container(name).config.get("Mounts", []):
+            ro = mode == "ro" or (not mode and not m["RW"])
+            binds.append(f"{m['Name'] or m['Source']}:{m['Destination']}{':ro' if ro else ''}")
+    bound = {bind.split(":")[1] for bind in binds if bind.count(":") in (1, 2)} | set(tmpfs)
+    for path in body.get("Volumes") or {}:
+        if path not in bound:
+            binds.append(f"{anonymous()}:{path}")
+    return {**host, "Binds": binds, "Tmpfs": tmpfs}
+
+
+def more_options(body: dict, host: dict) -> dict:
+    """The rest of the container's config, as container.create's keywords: tmpfs mounts, a
+    read-only root, confinement (chapter 08), the log driver, groups, resource limits,
+    /dev/shm's size, an init, the healthcheck."""
+    log = host.get("LogConfig") or {}
+    return dict(healthcheck=body.get("Healthcheck"), tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
+                read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [],
+                cap_drop=host.get("CapDrop") or [], privileged=bool(host.get("Privileged")),
+                security_opt=host.get("SecurityOpt") or [], log_driver=log.get("Type") or None,
+                log_opts=log.get("Config") or {}, group_add=host.get("GroupAdd") or [],
+                ulimits=host.get("Ulimits") or [], shm_size=host.get("ShmSize") or None,
+                cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
+                memory_reservation=host.get("MemoryReservation") or None,
+                oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
+                memory_swappiness=host.get("MemorySwappiness"),
+                network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
+                publish=publish_specs(host.get("PortBindings") or {}), **endpoint_options(body, host),
+                pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None)
+
+
+def endpoint_options(body: dict, host: dict) -> dict:
+    """The container's MAC address, aliases, driver options and links: in NetworkingConfig's entry
+    for its network (an entry for another network is ignored, as docker does), or MacAddress and
+    HostConfig's Links (the default bridge's)."""
+    mode = host.get("NetworkMode") or "default"
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    mine = endpoints.get(mode) or endpoints.get("bridge" if mode == "default" else mode) or {}
+    return dict(mac_address=mine.get("MacAddress") or body.get("MacAddress") or None,
+                network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None,
+                links=(host.get("Links") or []) + (mine.get("Links") or []))
+
+
+def publish_specs(bindings: dict) -> list[str]:
+    """HostConfig.PortBindings as lab run's -p: [IP:][HOST_PORT:]PORT/PROTOCOL."""
+    specs = []
+    for port, bound in bindings.items():
+        for b in bound or [{}]:
+            ip, host_port = b.get("HostIp") or "", b.get("HostPort") or ""
+            specs.append(f"{ip}:{host_port}:{port}" if ip else f"{host_port}:{port}" if host_port else port)
+    return specs
+
+
+def container_json(c: store.Container) -> dict:
+    """GET /containers/{id}/json: lab's inspect, completed to docker's shape."""
+    info, config = views.container(c), c.config
+    state = info["State"]
+    return {**info, "Name": "/" + c.name, "Driver": "overlay", "Platform": "linux",
+            "HostnamePath": str(c.hostname_file),
+            "HostsPath": str(c.hosts_file), "ResolvConfPath": str(c.resolv_conf_file), "ExecIDs": None,
+            "State": {**state, "Dead": False,
+                      "Error": c.state.get("Error", ""), "ExitCode": state["ExitCode"] or 0,
+                      "StartedAt": state["StartedAt"] or ZERO_TIME, "FinishedAt": state["FinishedAt"] or ZERO_TIME},
+            "Config": {**info["Config"], "Tty": config.get("Tty", False), "OpenStdin": config["Interactive"],
+                       "StdinOnce": config.get("StdinOnce", False), "AttachStdin": False,
+                       "AttachStdout": True, "AttachStderr": True, "Labels": config.get("Labels", {}),
+                       "Entrypoint": config.get("Entrypoint") or None, "User": config.get("User") or "",
+                       **({"ExposedPorts": config["ExposedPorts"]} if config.get("ExposedPorts") else {}),
+                       **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
+                       **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
+            "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
+                           "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
+                                     for m in config.get("Mounts", [])] or None,
+                           "VolumesFrom": config.get("VolumesFrom"),
+                           "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
+                           "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
+                           "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"
+                                                       for link in config.get("Links") or []] or None,
+                           "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+                           "Runtime": "lab",
+                           "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
+                           "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}}
+
+
+def container_summary(c: store.Container) -> dict:
+    """One row of GET /containers/json (docker ps)."""
+    info = container_json(c)
+    return {"Id": c.id, "Names": ["/" + c.name], "Image": c.config["Image"], "ImageID": c.config["ImageId"],
+            "Command": " ".join(c.config["Cmd"]), "Created": int(c.config["Created"]),
+            "Ports": [{"IP": b["HostIp"], "PrivatePort": int(key.split("/")[0]), "PublicPort": int(b["HostPort"]),
+                       "Type": key.split("/")[1]} for key, bound in info["NetworkSettings"]["Ports"].items() for b in bound],
+            "Labels": c.config.get("Labels", {}), "State": info["State"]["Status"], "Status": c.status_text(),
+            "HostConfig": {"NetworkMode": info["HostConfig"]["NetworkMode"]},
+            "NetworkSettings": {"Networks": info["NetworkSettings"]["Networks"]}, "Mounts": info["Mounts"]}
+
+
+def virtual_size(req, size: int) -> dict:
+    """VirtualSize, for the clients older than 1.44 that still read it."""
+    return {"VirtualSize": size} if req.version < (1, 44) else {}
+
+
+def image_json(req, image: dict) -> dict:
+    return {**views.image(image), "Author": "", "Comment": "", "DockerVersion": "", **virtual_size(req, image["Size"]),
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": views.lower_dir(image["Layers"])}},
+            "Metadata": {"LastTagTime": ZERO_TIME}}
+
+
+def error_status(error: Exception) -> int:
+    """The HTTP status of a lab error, as docker's for the same case."""
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    return 400
+
+
+def filters(req) -> dict[str, list[str]]:
+    """?filters={"label": ["a=b"], "status": ["exited"]} (older clients send {"label": {"a=b": true}})."""
+    try:
+        given = json.loads(req.query.get("filters") or "{}")
+    except ValueError:
+        raise ApiError(400, "filters is not valid JSON: send {\"name\": [\"web\"]}") from None
+    if not isinstance(given, dict):
+        raise ApiError(400, "filters must be a JSON object: {\"name\": [\"web\"]}")
+    return {key: list(values) for key, values in given.items()}
+
+
+def check_filters(found: dict, known: tuple) -> None:
+    if unknown := sorted(set(found) - set(known)):
+        raise ApiError(400, f"invalid filter {unknown[0]!r}: lab filters by {', '.join(known)}")
+
+
+def has_labels(labels: dict, wanted: list[str]) -> bool:
+    """label=KEY or label=KEY=VALUE: every one given must match."""
+    for item in wanted:
+        key, _, value = item.partition("=")
+        if key not in labels or ("=" in item and labels[key] != value):
+            return False
+    return True

@@ -1,0 +1,317 @@
+"""Chapter 07, images through the engine: `docker images`, `image inspect`, `rmi`, `pull`,
+`push`, `login`, `build`, `tag`, `history`, `import`, `save`, `load`, `image prune`.
+
+Each handler is a few lines over what chapters 04 and 10 built (images.py, image_commands.py,
+pull.py, push.py, build.py); what is particular to the API is how progress streams back to
+the client: one JSON object per line, in a chunked answer (JSONProgress).
+"""
+import io
+import json
+import os
+import platform
+import tarfile
+from pathlib import Path
+
+from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
+from lab.api import ApiError, check_filters, filters, has_labels, image_json, virtual_size
+from lab.engine_system import disk_use
+
+
+def list_images(req):
+    """GET /images/json (docker images), with the filters reference (NAME[:TAG], wildcards as
+    docker's), dangling and label; ?filter=NAME (older clients) is a reference."""
+    import fnmatch
+    wanted = json.loads(req.query.get("filters") or "{}")
+    if req.query.get("filter"):
+        wanted.setdefault("reference", []).append(req.query["filter"])
+
+    def shown(i: dict) -> bool:
+        tags = i["RepoTags"] or []
+        if wanted.get("reference") and not any(
+                fnmatch.fnmatch(tag, ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:*")
+                for ref in wanted["reference"] for tag in tags):
+            return False
+        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(tags):
+            return False
+        return has_labels(i["Config"].get("Labels") or {}, wanted.get("label", []))
+    return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": i["RepoTags"] or [],
+                  "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
+                  "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
+                 for i in images.list_images() if shown(i) and not images.is_intermediate(i)]
+
+
+def get_image(req):
+    return 200, image_json(req, images.find(req.params[0]))
+
+
+def delete_image(req):
+    """DELETE /images/{name} (docker rmi): untag, and delete what no tag and no other image needs."""
+    done = image_commands.remove_image(req.params[0])
+    return 200, [dict([line.split(": ", 1)]) for line in done]      # [{"Untagged": ...}, {"Deleted": ...}]
+
+
+def post_pull(req):
+    """POST /images/create (docker pull): lab pull, its progress as JSON lines the client draws.
+    An image lab made itself (busybox, an import, a commit) is not looked for in a registry."""
+    if "fromImage" not in req.query:
+        raise ApiError(400, "lab does not import images through the API: use lab image import FILE NAME")
+    tag = req.query.get("tag") or "latest"
+    ref = req.query["fromImage"] + ("@" if tag.startswith("sha256:") else ":") + tag
+    platform_asked = req.query.get("platform") or ""
+    try:
+        image = images.resolve(ref)
+        if not image.get("RepoDigests"):
+            os_name, _, arch = platform_asked.partition("/")
+            if platform_asked and (os_name != "linux" or arch.split("/")[0] not in ("", "amd64", platform.machine())):
+                raise ApiError(400, f"invalid platform {platform_asked!r}: unknown operating system or architecture "
+                               f"(lab made {ref} here, for linux/{platform.machine()})")
+            out = req.stream("application/json")
+            out.write(json.dumps({"status": f"{ref}: lab made it here (not pulled): it is up to date"}).encode() + b"\n")
+            out.write(json.dumps({"status": f"Status: Image is up to date for {ref}"}).encode() + b"\n")
+            return
+    except NotFound:
+        pass
+    from lab import pull
+    progress = JSONProgress(req)
+    try:
+        pull.pull(ref, platform_asked or None, progress=progress, login=registry_login(req))
+    except LabError as e:
+        if progress.out is None:             # nothing sent yet: an error status docker shows as is
+            raise
+        progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def post_push(req):
+    """POST /images/{name}/push (docker push): lab push, its progress as JSON lines."""
+    from lab import push
+    tag = req.query.get("tag") or ""
+    ref = req.params[0] + (f":{tag}" if tag else "")
+    images.find(ref)                          # no such image: 404, before any stream
+    progress = JSONProgress(req)
+    try:
+        push.push(ref, progress=progress, login=registry_login(req))
+    except LabError as e:
+        if progress.out is None:
+            raise
+        progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
+
+
+def post_build(req):
+    """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
+    as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
+    and every line it prints goes to the client as {"stream": line}."""
+    import subprocess
+    import sys
+    import tempfile
+    from lab import build
+    if req.query.get("remote"):
+        raise ApiError(400, "lab builds from a context sent with the request, not from a remote URL")
+    if req.query.get("version") == "2":
+        raise ApiError(400, "lab builds with the legacy builder only: DOCKER_BUILDKIT=0 docker build ...")
+    with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
+        context = os.path.join(work, "context")
+        os.mkdir(context)
+        build.unpack_context(req.body, context)
+        command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
+                   "-f", os.path.join(context, req.query.get("dockerfile") or "Dockerfile")]
+        for tag in req.values("t"):
+            command += ["-t", tag]
+        for key, value in json.loads(req.query.get("buildargs") or "{}").items():
+            command += ["--build-arg", f"{key}={value}"]
+        if req.query.get("nocache") in ("1", "true", "True"):
+            command.append("--no-cache")
+        if req.query.get("networkmode") not in (None, "", "default"):
+            command += ["--network", req.query["networkmode"]]
+        package = os.path.dirname(os.path.dirname(os.path.abspath(build.__file__)))
+        child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
+                                 stderr=subprocess.STDOUT, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
+        out = req.stream("application/json", chunked=True)
+        said = ""
+        for line in child.stdout:
+            text = line.decode(errors="replace")
+            if text.startswith("lab: error: "):
+                said = text.removeprefix("lab: error: ").strip()
+                continue
+            out.write(json.dumps({"stream": text}).encode() + b"\n")
+        if child.wait() != 0:
+            message = said or f"lab build exited with status {child.returncode}"
+            out.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n")
+        elif os.path.exists(os.path.join(work, "id")):
+            with open(os.path.join(work, "id")) as f:
+                out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
+
+
+def post_auth(req):
+    """POST /auth (docker login): the daemon tries the login on the registry; the client keeps it."""
+    from lab import registry
+    body = req.json() or {}
+    server = registry.server_name(body.get("serveraddress") or registry.DOCKER_HUB)
+    if not body.get("username") or not body.get("password"):
+        raise ApiError(400, "docker login needs a user name and a password")
+    registry.check_login(server, body["username"], body["password"])
+    return 200, {"Status": "Login Succeeded", "IdentityToken": ""}
+
+
+def registry_login(req) -> tuple[str, str] | None:
+    """The client's login for the registry (docker login's, sent as X-Registry-Auth: base64 JSON)."""
+    import base64
+    sent = req.handler.headers.get("X-Registry-Auth")
+    try:
+        auth = json.loads(base64.urlsafe_b64decode(sent + "=" * (-len(sent) % 4))) if sent else {}
+    except ValueError:
+        raise ApiError(400, "X-Registry-Auth is not base64-encoded JSON") from None
+    return (auth["username"], auth["password"]) if isinstance(auth, dict) and auth.get("username") else None
+
+
+class JSONProgress:
+    """lab pull's progress as the Engine API streams it: one JSON object a line, e.g.
+    {"status": "Downloading", "progressDetail": {"current": 1024, "total": 4096}, "id": "1a2b3c"}."""
+
+    def __init__(self, req):
+        import threading
+        self.req, self.out, self.lock = req, None, threading.Lock()
+
+    def write(self, message: dict) -> None:
+        with self.lock:
+            if self.out is None:
+                self.out = self.req.stream("application/json", chunked=True)
+            self.out.write(json.dumps(message).encode() + b"\n")
+
+    def line(self, text: str) -> None:
+        self.write({"status": text})
+
+    def update(self, short: str, state: str, done: int = 0, total: int = 0) -> None:
+        self.write({"status": state, "progressDetail": {"current": done, "total": total} if total else {}, "id": short})
+
+
+def post_tag(req):
+    """POST /images/{name}/tag?repo=R&tag=T (docker tag)."""
+    if not req.query.get("repo"):
+        raise ApiError(400, "docker tag needs a new name: docker tag IMAGE NAME[:TAG]")
+    image_commands.tag(req.params[0], f"{req.query['repo']}:{req.query.get('tag') or 'latest'}")
+    return 201, None
+
+
+def get_history(req):
+    """GET /images/{name}/history (docker history): its layers, the top one first."""
+    image = images.find(req.params[0])
+    rows = []
+    for n, digest in enumerate(reversed(image["Layers"])):
+        rows.append({"Id": image["Id"] if n == 0 else "<missing>", "Created": int(image["Created"]),
+                     "CreatedBy": "", "Tags": image["RepoTags"] if n == 0 else None,
+                     "Size": layers.layer_size(digest), "Comment": f"layer {digest}"})
+    return 200, rows
+
+
+def post_images_create(req):
+    """POST /images/create: docker pull (post_pull), or docker import (?fromSrc=- and a tar)."""
+    if "fromSrc" not in req.query:
+        return post_pull(req)
+    if req.query["fromSrc"] != "-":
+        raise ApiError(400, "lab imports from the request's body only (docker import FILE), not from a URL")
+    ref = None                                  # (no repo: an untagged image, as docker's)
+    if req.query.get("repo"):
+        name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
+        ref = f"{name}:{req.query.get('tag') or tag}"
+    changes = req.values("changes")
+    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes))
+    return 200, {"status": image_id}
+
+
+def post_images_load(req):
+    """POST /images/load (docker load): a `docker save` archive, under the names it carries."""
+    def load(path):
+        with tarfile.open(path) as archive:
+            try:
+                manifest = json.load(archive.extractfile("manifest.json"))
+                tags = manifest[0].get("RepoTags") or []
+            except (KeyError, ValueError, IndexError, AttributeError, TypeError):
+                raise ApiError(400, "not a docker save archive (no usable manifest.json): "
+                               "docker import takes a plain rootfs tar") from None
+        image_id = image_commands.import_image(path, tags[0] if tags else None)
+        for ref in tags[1:]:
+            image_commands.tag(image_id, ref)
+        return tags or [image_id]
+    try:
+        loaded, error = with_body_in_a_file(req, load), None
+    except (tarfile.TarError, LabError, ApiError) as e:      # docker answers 200, and says it in the stream
+        loaded, error = [], f"not a docker save archive: {e}"
+    out = req.stream("application/json", chunked=True)         # a JSON object a chunk, as docker's
+    if error:
+        out.write(json.dumps({"errorDetail": {"message": error}, "error": error}).encode() + b"\n")
+    for name in loaded:
+        out.write(json.dumps({"stream": f"Loaded image{' ID' if name.startswith('sha256:') else ''}: {name}\n"})
+                  .encode() + b"\n")
+
+
+def with_body_in_a_file(req, use):
+    """use(path of a file that holds the request's body) (image_commands reads files). Named
+    as an unfinished import, so that one killed half-way is cleaned up (layers.py)."""
+    import tempfile
+    store.layers_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-upload-") as f:
+        f.write(req.body)
+        f.flush()
+        return use(f.name)
+
+
+def get_image_save(req):
+    """GET /images/{name}/get, or /images/get?names=NAME (docker save): a `docker save`
+    archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
+    import hashlib
+    import tempfile
+    ref = req.params[0] if req.params else req.query.get("names", "")
+    image = images.find(ref)
+    try:                                      # saved by name: under that name only; by id: none
+        named = ["%s:%s" % names.parse_reference(ref)]
+    except LabError:
+        named = []
+    repo_tags = [tag for tag in image["RepoTags"] if tag in named]
+    store.layers_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
+        diff_ids, members = [], []
+        for n, digest in enumerate(image["Layers"]):
+            path = Path(work, f"{n}.tar")
+            diff_ids.append(tarsplit.write_tar(digest, path, compress=False)[0])
+            members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
+        config = layers.sent_config(image, diff_ids)       # docker load gives it the same id again
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
+                                "Layers": [name for name, _ in members]}]).encode()
+        out = req.stream("application/x-tar")
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            for name, data in (("manifest.json", manifest), (config_name, config)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            for name, path in members:
+                tar.add(path, arcname=name)
+
+
+def post_prune_images(req):
+    """POST /images/prune: images with no tag (dangling=false: every image no container uses)."""
+    wanted = filters(req)
+    check_filters(wanted, ("dangling",))
+    every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
+    used = {c.config["ImageId"] for c in store.list_containers()}
+    done, space = [], 0
+    for image in images.list_images():
+        if image["Id"] in used or (image["RepoTags"] and not every):
+            continue
+        before = disk_use()
+        for line in image_commands.remove_image(image["Id"]):
+            kind, _, what = line.partition(": ")
+            done.append({kind: what})
+        space += before - disk_use()
+    return 200, {"ImagesDeleted": done or None, "SpaceReclaimed": max(space, 0)}
+
+
+ROUTES = [
+    ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
+    ("GET", r"/images/(.+)/history", get_history), ("POST", r"/images/(.+)/tag", post_tag),
+    ("DELETE", r"/images/(.+)", delete_image), ("POST", r"/images/prune", post_prune_images),
+    ("POST", r"/images/create", post_images_create), ("POST", r"/images/(.+)/push", post_push),
+    ("POST", r"/auth", post_auth), ("POST", r"/build", post_build),
+    ("GET", r"/images/get", get_image_save), ("GET", r"/images/(.+)/get", get_image_save),
+    ("POST", r"/images/load", post_images_load),
+]
