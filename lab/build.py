@@ -199,8 +199,10 @@ def unpack_context(data: bytes, folder: str) -> None:
                 if member.isdir():
                     os.makedirs(target, exist_ok=True)
                 elif member.issym():
-                    os.symlink(member.linkname, target)
+                    os.makedirs(parent, exist_ok=True)     # (a client may leave out a folder's own
+                    os.symlink(member.linkname, target)    # entry: .dockerignore's exceptions)
                 elif member.isfile():
+                    os.makedirs(parent, exist_ok=True)
                     with open(target, "wb") as f:
                         f.write(tar.extractfile(member).read())
                     os.chmod(target, member.mode & 0o777)
@@ -233,10 +235,11 @@ def remember(key: str, image_id: str) -> None:
 
 # The build.
 
-def build(context_dir: str, dockerfile: str | None = None, tag: str | None = None, build_args=(),
-          no_cache: bool = False, network: str | None = None, iidfile: str | None = None, out=sys.stdout) -> str:
-    """Build the image; return its id. Each step's output goes to out; a failed step raises."""
-    name, version = parse_reference(tag) if tag else (None, "latest")
+def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(), no_cache: bool = False,
+          network: str | None = None, iidfile: str | None = None, out=sys.stdout, labels=()) -> str:
+    """Build the image, named by each of tags; return its id. Each step's output goes to out; a
+    failed step raises. labels (KEY=VALUE) are set on the image last, as `docker build --label`."""
+    names = [f"{name}:{version}" for name, version in map(parse_reference, tags)]
     context = Context(context_dir)
     path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
     try:
@@ -275,19 +278,28 @@ def build(context_dir: str, dockerfile: str | None = None, tag: str | None = Non
         say(f" ---> {short(image['Id'])}")
     if image is None:
         raise LabError("the Dockerfile has no FROM")
-    if name:
+    if labels:                            # (docker build --label: a last step of its own)
+        text = " ".join(shlex.quote(label if "=" in label else label + "=") for label in labels)
+        config = change_config("LABEL", text, config, {})
+        image = commit_config(image, config, "LABEL", text, no_cache, lambda message: None)
+    if not image["Id"]:
+        raise LabError("no image was made: the Dockerfile has nothing after FROM scratch")
+    if names:
         with locked():
-            write_json(store.tags_path(), {**store.tags(), f"{name}:{version}": image["Id"]})
+            write_json(store.tags_path(), {**store.tags(), **{name: image["Id"] for name in names}})
     if iidfile:
         Path(iidfile).write_text(image["Id"])
     print(f"Successfully built {short(image['Id'])}", file=out)
-    if name:
-        print(f"Successfully tagged {name}:{version}", file=out)
+    for name in names:
+        print(f"Successfully tagged {name}", file=out)
     return image["Id"]
 
 
 def base_image(ref: str, out) -> dict:
-    """FROM's image; one the store lacks is pulled first, as docker build does."""
+    """FROM's image; one the store lacks is pulled first, as docker build does. `scratch` is
+    no image at all: no layers, an empty config (what FROM scratch builds on)."""
+    if ref == "scratch":
+        return {"Id": "", "Layers": [], "Config": {}}
     try:
         return find(ref)
     except NoSuchImage:

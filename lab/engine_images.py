@@ -118,6 +118,8 @@ def post_build(req):
             command += ["-t", tag]
         for key, value in json.loads(req.query.get("buildargs") or "{}").items():
             command += ["--build-arg", f"{key}={value}"]
+        for key, value in json.loads(req.query.get("labels") or "{}").items():
+            command += ["--label", f"{key}={value}"]
         if req.query.get("nocache") in ("1", "true", "True"):
             command.append("--no-cache")
         if req.query.get("networkmode") not in (None, "", "default"):
@@ -132,13 +134,13 @@ def post_build(req):
             if text.startswith("lab: error: "):
                 said = text.removeprefix("lab: error: ").strip()
                 continue
+            if text.startswith("Successfully built "):      # the image's id first, as docker's builder
+                with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
+                    out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
             out.write(json.dumps({"stream": text}).encode() + b"\n")
         if child.wait() != 0:
             message = said or f"lab build exited with status {child.returncode}"
             out.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n")
-        elif os.path.exists(os.path.join(work, "id")):
-            with open(os.path.join(work, "id")) as f:
-                out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
 
 
 def post_auth(req):

@@ -158,6 +158,27 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
     assert "returned a non-zero code: 7" in failed.stderr
 
 
+def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it(daemon, tmp_path):
+    import importlib
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    body = archives.tar([("Dockerfile", b"FROM scratch\nARG who\nUSER $who\n"),
+                         ("kept/inner/file", b"x")])           # (no entry of its own for kept/inner: a
+    query = "t=scratch-made:1&t=scratch-made:2&buildargs=%7B%22who%22%3A%22nobody%22%7D"   # .dockerignore
+    query += "&labels=%7B%22course%22%3A%22lab%22%7D"        # exception sends such contexts)
+    status, answer = daemon.request("POST", f"/v1.41/build?{query}", body)
+    lines = [json.loads(line) for line in answer.splitlines()] if isinstance(answer, str) else [answer]
+    assert status == 200 and not any("error" in line for line in lines), lines
+    aux = next(n for n, line in enumerate(lines) if "aux" in line)
+    assert [line["stream"] for line in lines[aux + 1:]] == [      # the id comes first, the names last
+        f"Successfully built {lines[aux]['aux']['ID'][7:19]}\n", "Successfully tagged scratch-made:1\n",
+        "Successfully tagged scratch-made:2\n"]
+    image = daemon.client().images.get("scratch-made:2")
+    assert image.id == lines[aux]["aux"]["ID"] and "scratch-made:1" in image.tags
+    assert (image.attrs["Config"]["User"], image.attrs["Config"]["Labels"]) == ("nobody", {"course": "lab"})
+    status, answer = daemon.request("POST", "/v1.41/build?t=empty:1", archives.tar([("Dockerfile", b"FROM scratch\n")]))
+    assert "no image was made: the Dockerfile has nothing after FROM scratch" in json.dumps(answer), answer
+
+
 @pytest.mark.parametrize("members", [
     [("../escaped-by-dotdot", b"x")],
     [("link", ("symlink", "/tmp")), ("link/escaped-through-a-symlink", b"x")],

@@ -131,7 +131,9 @@ def build_parser() -> Parser:
     pull.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
     pull.set_defaults(func=cmd_pull)
     build = commands.add_parser("build", help="build an image from a Dockerfile, one layer per step (chapter 10)")
-    build.add_argument("-t", "--tag", metavar="NAME[:TAG]")
+    build.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
+                       help="name the image (each -t one more name)")
+    build.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label on the image")
     build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)")
     build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
     build.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
@@ -460,7 +462,8 @@ def cmd_pull(args) -> int:
 
 def cmd_build(args) -> int:
     from lab import build
-    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile)
+    build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile,
+                labels=args.label)
     return 0
 
 
