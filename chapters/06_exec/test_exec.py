@@ -1,5 +1,7 @@
 """Chapter 06: exec, entering a running container.   Check your work: pytest chapters/06_exec"""
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -35,19 +37,20 @@ def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):
 def test_the_exec_process_counts_in_the_containers_cgroup(lab, box):
     procs = Path(next(iter(box["Cgroup"]["Paths"].values()))) / "cgroup.procs"
     before = set(procs.read_text().split())
-    run = subprocess.Popen([LAB, "exec", "box", "sleep", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen([LAB, "exec", "box", "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     joined = None
     deadline = time.monotonic() + 30
     while joined is None and run.poll() is None and time.monotonic() < deadline:
         for pid in set(procs.read_text().split()) - before:
             try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x003\x00":
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x0030\x00":
                     joined = pid
             except OSError:
                 pass                                               # gone already (lab's helper)
         time.sleep(0.02)
-    assert run.wait(timeout=30) == 0, run.stderr.read().decode()
-    assert joined, "the exec'd process never showed up in the container's cgroup"
+    assert joined, f"the exec'd process never showed up in the container's cgroup: {run.stderr.read().decode()}"
+    os.kill(int(joined), signal.SIGKILL)         # it is the exec's own process: lab exec ends with its status
+    assert run.wait(timeout=30) == 137, run.stderr.read().decode()
 
 
 def test_nsenter_from_the_host_agrees(lab, box):
