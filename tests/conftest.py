@@ -1,9 +1,8 @@
 # The same harness as the chapters: LAB_IMPL, a private LAB_ROOT, root check, short failures.
-import os
-
 import pytest
 
 from chapters.conftest import *  # noqa: F401,F403
+from chapters.harness import IN_COURSE_VM
 
 # In the course VM (tools/vm-test sets LAB_IN_COURSE_VM=1) the CPU is emulated, about six times
 # slower than CI's host, which has run the whole suite just before. There the VM runs what can
@@ -20,7 +19,7 @@ HOST_ONLY = {
 
 
 def pytest_collection_modifyitems(items):
-    if os.environ.get("LAB_IN_COURSE_VM") != "1":
+    if not IN_COURSE_VM:
         return
     for item in items:
         why = HOST_ONLY.get(item.path.name)

@@ -24,13 +24,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
-from chapters.harness import LAB, ROOT, wait_until  # noqa: E402
+from chapters.harness import IN_COURSE_VM, LAB, ROOT, wait_until  # noqa: E402
 
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.name[:2].isdigit())
 # The chapters whose tests or code paths differ with the cgroup version (v1 on CI's host, v2 in
 # the course VM): the VM checks their skeletons too.
 VERSIONED = ("02", "06", "08")
-IN_THE_VM = os.environ.get("LAB_IN_COURSE_VM") == "1"      # set by tools/vm-test
 
 
 def passing_tests(impl: Path, tests: Path, tmp_path: Path) -> list[str]:
@@ -58,7 +57,7 @@ def test_the_drift_check_notices_a_lab_that_is_not_the_generated_skeleton(tmp_pa
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 @pytest.mark.parametrize("blank", ["all chapters blank", "only this chapter blank"])
 def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
-    if IN_THE_VM and chapter.name[:2] not in VERSIONED:
+    if IN_COURSE_VM and chapter.name[:2] not in VERSIONED:
         pytest.skip("checked by CI's host run: whether a blank chapter fails its tests does not depend on the "
                     "cgroup version (in the emulated VM it would add about 6 minutes)")
     only = {chapter.name[:2]} if blank.startswith("only") else None
@@ -68,7 +67,7 @@ def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 def test_a_learner_who_finished_a_chapter_passes_its_tests(chapter, tmp_path):
-    if IN_THE_VM and chapter.name[:2] not in VERSIONED:
+    if IN_COURSE_VM and chapter.name[:2] not in VERSIONED:
         pytest.skip("checked by CI's host run: the VM runs every chapter's tests on the reference, and "
                     "these chapters' code does not depend on the cgroup version")
     later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
@@ -81,7 +80,7 @@ def test_a_learner_who_finished_a_chapter_passes_its_tests(chapter, tmp_path):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 def test_a_learner_who_finished_a_chapter_can_run_its_notebook(chapter, tmp_path):
-    if IN_THE_VM:
+    if IN_COURSE_VM:
         pytest.skip("checked by CI's host run; in the emulated VM it would add about 8 minutes "
                     "(the VM still runs every notebook on the reference)")
     later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
@@ -145,7 +144,7 @@ def test_lab_hint_gives_the_next_gap_one_level_more_each_time(tmp_path):
 
 
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):
-    if IN_THE_VM:
+    if IN_COURSE_VM:
         pytest.skip("checked by CI's host run: lab watch does not depend on the kernel (in the VM: 100 s)")
     make_skeleton.make_skeleton(tmp_path / "lab")            # all blank: a learner at chapter 00
     out = tmp_path / "watch.out"

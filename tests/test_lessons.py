@@ -35,7 +35,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_skeleton  # noqa: E402
 
-from chapters.harness import ROOT, Terminal  # noqa: E402
+from chapters.harness import IN_COURSE_VM, ROOT, Terminal  # noqa: E402
 from lab import cgroups  # noqa: E402
 
 # The lessons checked, each with the cgroup version what it prints depends on: None for
@@ -178,7 +178,7 @@ def test_every_block_of_a_checked_lesson_is_marked():
 @pytest.mark.quotes_lab
 @pytest.mark.parametrize("lesson", CHECKED)
 def test_the_lesson_prints_what_it_says(lesson, tmp_path):
-    if os.environ.get("LAB_IN_COURSE_VM") == "1" and not CHECKED[lesson]:      # set by tools/vm-test
+    if IN_COURSE_VM and not CHECKED[lesson]:
         pytest.skip("what this lesson prints does not depend on the cgroup version: CI's host run checks it")
     if CHECKED[lesson] and cgroups.version() != CHECKED[lesson]:
         pytest.skip(f"this lesson shows cgroup {CHECKED[lesson]}'s files, as in the course VM "
