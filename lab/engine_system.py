@@ -211,13 +211,14 @@ def post_network(req):
     body = req.json() or {}
     if (body.get("Driver") or "bridge") != "bridge":
         raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
-    for key in ("Internal", "Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
+    for key in ("Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
         if body.get(key):
             raise ApiError(400, f"lab's networks do not take {key}: leave it out")
     subnets = [c for c in (body.get("IPAM") or {}).get("Config") or [] if c]
     if len(subnets) > 1 or any(set(c) - {"Subnet"} for c in subnets):
         raise ApiError(400, "lab's networks take one --subnet, and no gateway or address range: leave them out")
-    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {})
+    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {},
+                            internal=bool(body.get("Internal")))
     return 201, {"Id": record["Id"], "Warning": ""}
 
 

@@ -176,6 +176,34 @@ def test_docker_networks_and_published_ports(daemon):
     assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
 
 
+def test_an_internal_network_reaches_its_own_and_the_host_and_nothing_beyond(daemon):
+    import importlib
+    chapter = importlib.import_module("chapters.09_network.test_network")     # its "internet"
+    world = chapter.Internet()
+    try:
+        out = f"timeout 3 wget -q -O- http://{chapter.INTERNET}:8000/; echo status $?"
+        assert "status 0" in daemon.docker("run", "--rm", "busybox", "sh", "-c", out).stdout   # (it is there)
+        assert daemon.docker("network", "create", "--internal", "--subnet", "172.31.78.0/24", "closed").returncode == 0
+        assert daemon.docker("network", "inspect", "-f", "{{.Internal}}", "closed").stdout == "true\n"
+        run = daemon.docker("run", "-d", "--name", "inside", "--network", "closed", "busybox", "httpd", "-f", "-p", "80",
+                            "-h", "/etc")
+        assert run.returncode == 0, run.stderr
+        hostname = daemon.docker("inspect", "-f", "{{.Config.Hostname}}", "inside").stdout
+        fetch = ["busybox", "wget", "-q", "-O-", "http://inside/hostname"]
+        wait_until(lambda: daemon.docker("run", "--rm", "--network", "closed", *fetch).stdout == hostname, 20,
+                   "inside answering its neighbour on the internal network")
+        address = daemon.docker("inspect", "-f", "{{.NetworkSettings.Networks.closed.IPAddress}}", "inside").stdout
+        with socket.create_connection((address.strip(), 80), timeout=10) as s:       # the host reaches it
+            s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+            assert b"".join(iter(lambda: s.recv(4096), b"")).endswith(hostname.encode())
+        shut_in = daemon.docker("run", "--rm", "--network", "closed", "busybox", "sh", "-c", out).stdout
+        assert "status 0" not in shut_in, shut_in                    # but nothing goes out
+    finally:
+        daemon.docker("rm", "-f", "inside")
+        daemon.docker("network", "rm", "closed")
+        world.close()
+
+
 def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):
     def status(*flags):
         shown = daemon.docker("run", "--rm", *flags, "busybox", "cat", "/proc/self/status")

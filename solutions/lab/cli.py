@@ -193,6 +193,7 @@ def build_parser() -> Parser:
     network_commands.required = True
     create = network_commands.add_parser("create", help="create a network: a bridge and a subnet of its own")
     create.add_argument("--subnet", metavar="CIDR", help="its addresses, e.g. 172.31.5.0/24 (default: a free /24)")
+    create.add_argument("--internal", action="store_true", help="no way out: its containers reach each other and the host only")
     create.add_argument("names", nargs=1, metavar="NAME")
     create.set_defaults(func=cmd_network, verb="create")
     for verb, text in (("inspect", "show networks as JSON"), ("rm", "remove networks")):
@@ -278,7 +279,7 @@ def cmd_network(args) -> int:
     import json
     from lab import network, views
     if args.verb == "create":
-        print(network.create(args.names[0], args.subnet)["Id"])
+        print(network.create(args.names[0], args.subnet, internal=args.internal)["Id"])
         return 0
     if args.verb == "rm":
         return each(args.names, lambda ref: network.remove(ref) and ref)

@@ -80,13 +80,26 @@ def network_rules(bridge: str, subnet: str) -> list[list[str]]:
     # END SOLUTION
 
 
-def forward_rules(bridge: str) -> list[list[str]]:
+def forward_rules(bridge: str, internal: bool = False) -> list[list[str]]:
     """What the host forwards for one network (filter FORWARD), in this order: within it; not
-    into another lab network (lab+: every lab bridge); out of it; into it, from outside."""
+    into another lab network (lab+: every lab bridge); out of it; into it, from outside. An
+    internal network (network create --internal) keeps only the first: nothing goes out of it
+    or comes in, whatever the host's own policy."""
+    if internal:
+        return [["filter", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+                ["filter", "FORWARD", "-i", bridge, "-j", "DROP"],
+                ["filter", "FORWARD", "-o", bridge, "-j", "DROP"]]
     return [["filter", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
             ["filter", "FORWARD", "-i", bridge, "-o", "lab+", "-j", "DROP"],
             ["filter", "FORWARD", "-i", bridge, "-j", "ACCEPT"],
             ["filter", "FORWARD", "!", "-i", "lab+", "-o", bridge, "-j", "ACCEPT"]]
+
+
+def rules_of(record: dict) -> list[list[str]]:
+    """A network's NAT and FORWARD rules (an internal one has no way out: no masquerade)."""
+    internal = record.get("Internal", False)
+    nat = [] if internal else network_rules(record["Bridge"], record["Subnet"])
+    return nat + forward_rules(record["Bridge"], internal)
 
 
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
@@ -188,8 +201,9 @@ def list_networks() -> list[dict]:
     return [find(DEFAULT), find("host"), find("none"), *user]
 
 
-def create(name: str, subnet: str | None = None, labels: dict | None = None) -> dict:
-    """`lab network create`: a record, its bridge and its rules. Bad input creates nothing."""
+def create(name: str, subnet: str | None = None, labels: dict | None = None, internal: bool = False) -> dict:
+    """`lab network create`: a record, its bridge and its rules. Bad input creates nothing.
+    An internal network's containers reach each other and the host, nothing beyond."""
     names.check_name(name, "network")
     if name in PREDEFINED:
         raise Conflict(f"network {name} is a predefined network: choose another name")
@@ -209,7 +223,8 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None) -> 
         base, _ = parse_subnet(subnet)
         network_id = os.urandom(32).hex()
         record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet, "Gateway": to_text(base + 1),
-                  "Bridge": f"lab-{network_id[:11]}", "Created": time.time(), "Labels": labels or {}}
+                  "Bridge": f"lab-{network_id[:11]}", "Created": time.time(), "Labels": labels or {},
+                  "Internal": internal}
         store.write_json(record_path(name), record)
         try:
             set_up_bridge(record)
@@ -246,7 +261,7 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     """The bridge with the gateway's address, up, and the network's rules; again after a reboot
     (which removes links and rules, not lab's records). Called under the lock; link: a netlink
     socket of the host's to use (else one of its own)."""
-    rules = CHAIN_JUMPS + network_rules(record["Bridge"], record["Subnet"]) + forward_rules(record["Bridge"])
+    rules = CHAIN_JUMPS + rules_of(record)
     own = link is None
     link = netlink.Netlink() if own else link
     try:
@@ -275,7 +290,7 @@ def tear_down_bridge(record: dict) -> None:
         link.delete_link(record["Bridge"])
     finally:
         link.close()
-    for rule in network_rules(record["Bridge"], record["Subnet"]) + forward_rules(record["Bridge"]):
+    for rule in rules_of(record):
         while iptables("-D", rule, missing_ok=True):
             pass
 

@@ -90,7 +90,7 @@ def network(record: dict) -> dict:
                              "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
     return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
             "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
-            "Internal": False, "Attachable": False, "Ingress": False, "Containers": members,
+            "Internal": record.get("Internal", False), "Attachable": False, "Ingress": False, "Containers": members,
             "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record.get("Bridge") else {},
             "Labels": record.get("Labels") or {}}
 
