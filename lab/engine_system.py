@@ -7,8 +7,8 @@ import platform
 import time
 
 from lab import LabError, images, layers, network, store, views, volumes
-from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_filters, container_summary, filters,
-                     has_labels, virtual_size)
+from lab.api import (API_VERSION, ENDPOINT_FLAGS, LAB_VERSION, MIN_API_VERSION, ApiError, check_filters,
+                     container_summary, filters, has_labels, virtual_size)
 
 
 def version(req=None):
@@ -222,6 +222,26 @@ def post_network(req):
     return 201, {"Id": record["Id"], "Warning": ""}
 
 
+def post_network_connect(req):
+    """POST /networks/{id}/connect (docker network connect [--alias] [--mac-address])."""
+    body = req.json() or {}
+    endpoint = body.get("EndpointConfig") or {}
+    for key, value in endpoint.items():
+        if value and key not in ("Aliases", "MacAddress", "NetworkID", "EndpointID"):
+            raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on network connect: "
+                           "connect without it")
+    network.connect_running(store.find_container(body.get("Container") or ""), req.params[0],
+                            endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None)
+    return 200, None
+
+
+def post_network_disconnect(req):
+    """POST /networks/{id}/disconnect (docker network disconnect [-f])."""
+    body = req.json() or {}
+    network.disconnect_running(store.find_container(body.get("Container") or ""), req.params[0])
+    return 200, None
+
+
 def delete_network(req):
     network.remove(req.params[0])
     return 204, None
@@ -260,6 +280,7 @@ ROUTES = [
     ("POST", r"/volumes/prune", post_prune_volumes),
     ("GET", r"/networks", list_networks), ("POST", r"/networks/create", post_network),
     ("POST", r"/networks/prune", post_prune_networks), ("GET", rf"/networks/{ID}", get_network),
-    ("DELETE", rf"/networks/{ID}", delete_network),
+    ("DELETE", rf"/networks/{ID}", delete_network), ("POST", rf"/networks/{ID}/connect", post_network_connect),
+    ("POST", rf"/networks/{ID}/disconnect", post_network_disconnect),
     ("POST", r"/swarm/leave", swarm_leave), ("GET", r"/swarm", get_swarm),
 ]

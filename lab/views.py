@@ -67,16 +67,24 @@ def network_settings(c: store.Container, running: bool) -> dict:
     """Where the container is on its network (chapter 09): docker's NetworkSettings."""
     mode = c.config.get("NetworkMode") or "bridge"
     here = (c.state.get("Network") or {}) if running else {}
-    endpoint = {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
-                "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
-                "MacAddress": here.get("MacAddress", ""), **{key: (c.config.get("Endpoint") or {}).get(key)
-                                                            for key in ("Aliases", "DriverOpts")}}
+    endpoint = network_endpoint(here, c.config.get("Endpoint") or {})
     default = endpoint if mode == "bridge" else {}          # (the top-level fields: the default bridge's)
+    networks = {} if mode.startswith("container:") or (running and not here and mode not in ("host", "none")) \
+        else {mode: endpoint}                                # (left out: its first network, disconnected)
+    for name, settings in (c.state.get("Connected") or {}).items() if running else ():
+        networks[name] = network_endpoint(settings, settings)   # (network connect's)
     return {"Bridge": here.get("Bridge", ""), "SandboxKey": f"/proc/{c.state['Pid']}/ns/net" if running else "",
             "Ports": here.get("Ports") or {}, "IPAddress": default.get("IPAddress", ""),
             "Gateway": default.get("Gateway", ""), "IPPrefixLen": default.get("IPPrefixLen", 0),
-            "MacAddress": default.get("MacAddress", ""),
-            "Networks": {} if mode.startswith("container:") else {mode: endpoint}}
+            "MacAddress": default.get("MacAddress", ""), "Networks": networks}
+
+
+def network_endpoint(here: dict, asked: dict) -> dict:
+    """One of a container's networks, as docker's NetworkSettings.Networks shows it."""
+    return {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
+            "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
+            "MacAddress": here.get("MacAddress", ""), "Aliases": asked.get("Aliases"),
+            "DriverOpts": asked.get("DriverOpts")}
 
 
 def network(record: dict) -> dict:
@@ -84,10 +92,10 @@ def network(record: dict) -> dict:
     ipam = [{"Subnet": record["Subnet"], "Gateway": record["Gateway"]}] if record.get("Subnet") else []
     members = {}
     for c in store.list_containers():
-        here = c.state.get("Network") or {}
-        if here.get("Id") == record["Id"] and c.is_running():
-            members[c.id] = {"Name": c.name, "EndpointID": here["Veth"], "MacAddress": here.get("MacAddress", ""),
-                             "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
+        for here in [c.state.get("Network") or {}, *(c.state.get("Connected") or {}).values()]:
+            if here.get("Id") == record["Id"] and c.is_running():
+                members[c.id] = {"Name": c.name, "EndpointID": here["Veth"], "MacAddress": here.get("MacAddress", ""),
+                                 "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
     return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
             "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
             "Internal": record.get("Internal", False), "Attachable": False, "Ingress": False, "Containers": members,

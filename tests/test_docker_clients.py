@@ -132,11 +132,11 @@ def test_docker_rmi_untags_and_deletes_what_nothing_uses(daemon):
 
 
 def test_what_lab_lacks_is_one_readable_line(daemon):
-    connect = daemon.docker("network", "connect", "bridge", "nobox")
-    assert connect.returncode == 1
-    assert connect.stderr.strip() == ("Error response from daemon: lab daemon does not implement POST "
-                                      "/networks/bridge/connect: lab serves a subset of the Docker Engine API "
-                                      "(see chapters/07_engine/README.md)")
+    swarm = daemon.docker("swarm", "init")
+    assert swarm.returncode == 1
+    assert swarm.stderr.strip() == ("Error response from daemon: lab daemon does not implement POST "
+                                    "/swarm/init: lab serves a subset of the Docker Engine API "
+                                    "(see chapters/07_engine/README.md)")
     assert daemon.docker("inspect", "nosuchthing").stderr.strip() == "Error: No such object: nosuchthing"
     cpuset = daemon.docker("run", "--rm", "--cpuset-cpus", "0", "busybox", "true")
     assert cpuset.returncode == 125 and "lab does not support --cpuset-cpus" in cpuset.stderr
@@ -202,6 +202,48 @@ def test_an_internal_network_reaches_its_own_and_the_host_and_nothing_beyond(dae
         daemon.docker("rm", "-f", "inside")
         daemon.docker("network", "rm", "closed")
         world.close()
+
+
+def test_network_connect_and_disconnect_a_running_container(daemon):
+    docker = daemon.docker
+    for name, subnet in (("front", "172.31.79.0/24"), ("back", "172.31.80.0/24")):
+        assert docker("network", "create", "--subnet", subnet, name).returncode == 0
+    try:
+        for name, net in (("app", "front"), ("db", "back"), ("brief", "front")):
+            started = docker("run", "-d", "--name", name, "--network", net, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+            assert started.returncode == 0, started.stderr
+        hostname = {name: docker("inspect", "-f", "{{.Config.Hostname}}", name).stdout.strip() for name in ("app", "db")}
+        joined = docker("network", "connect", "--alias", "data", "back", "app")
+        assert joined.returncode == 0, joined.stderr
+        addresses = docker("exec", "app", "ip", "-o", "-4", "addr").stdout
+        assert "eth0    inet 172.31.79." in addresses and "eth1    inet 172.31.80." in addresses, addresses
+        fetch = lambda name, url: docker("exec", name, "wget", "-q", "-O-", url).stdout.strip()    # noqa: E731
+        wait_until(lambda: fetch("app", "http://db/hostname") == hostname["db"], 20, "app reaching db through back")
+        assert fetch("db", "http://data/hostname") == hostname["app"]            # app's alias on back
+        networks = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "app").stdout
+        assert sorted(json.loads(networks)) == ["back", "front"]
+        members = docker("network", "inspect", "-f", "{{json .Containers}}", "back").stdout
+        assert sorted(m["Name"] for m in json.loads(members).values()) == ["app", "db"]
+        again = docker("network", "connect", "back", "app")
+        assert again.returncode == 1 and "already exists in network back" in again.stderr
+        assert docker("network", "connect", "back", "brief").returncode == 0
+        assert docker("rm", "-f", "brief").returncode == 0                       # its address on back goes too
+        assert docker("network", "disconnect", "back", "app").returncode == 0
+        assert "eth1" not in docker("exec", "app", "ip", "-o", "link").stdout
+        assert "data" not in docker("exec", "db", "cat", "/etc/hosts").stdout
+        assert sorted(json.loads(docker("network", "inspect", "-f", "{{json .Containers}}", "back").stdout)) == \
+            [docker("inspect", "-f", "{{.Id}}", "db").stdout.strip()]
+        twice = docker("network", "disconnect", "back", "app")
+        assert twice.returncode == 1 and "is not connected to network back" in twice.stderr
+        assert docker("network", "disconnect", "front", "app").returncode == 0    # its first network, too
+        assert "eth0" not in docker("exec", "app", "ip", "-o", "link").stdout
+        assert docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "app").stdout.strip() == "{}"
+        docker("stop", "-t", "0", "db")
+        stopped = docker("network", "connect", "front", "db")
+        assert stopped.returncode == 1 and "is not running" in stopped.stderr
+    finally:
+        docker("rm", "-f", "app", "db", "brief")
+    assert docker("network", "rm", "front", "back").returncode == 0             # no address left leased
 
 
 def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):

@@ -200,6 +200,14 @@ def build_parser() -> Parser:
         sub = network_commands.add_parser(verb, help=text)
         sub.add_argument("names", nargs="+", metavar="NETWORK")
         sub.set_defaults(func=cmd_network, verb=verb)
+    for verb, text in (("connect", "connect a running container to one more network"),
+                       ("disconnect", "disconnect a running container from a network")):
+        sub = network_commands.add_parser(verb, help=text)
+        if verb == "connect":
+            sub.add_argument("--alias", action="append", default=[], metavar="NAME", help="one more name there")
+        sub.add_argument("names", nargs=1, metavar="NETWORK")
+        sub.add_argument("container", metavar="CONTAINER")
+        sub.set_defaults(func=cmd_network, verb=verb)
     network_commands.add_parser("ls", help="list networks").set_defaults(func=cmd_network, verb="ls", names=[])
 
     daemon = commands.add_parser("daemon", help="serve the Docker Engine API on a Unix socket (chapter 07)")
@@ -283,6 +291,12 @@ def cmd_network(args) -> int:
         return 0
     if args.verb == "rm":
         return each(args.names, lambda ref: network.remove(ref) and ref)
+    if args.verb == "connect":
+        network.connect_running(store.find_container(args.container), args.names[0], args.alias)
+        return 0
+    if args.verb == "disconnect":
+        network.disconnect_running(store.find_container(args.container), args.names[0])
+        return 0
     if args.verb == "inspect":
         print(json.dumps([views.network(network.find(ref)) for ref in args.names], indent=4))
         return 0

@@ -24,7 +24,7 @@ import re
 import time
 from pathlib import Path
 
-from lab import Conflict, LabError, NotFound, names, netlink, store
+from lab import Conflict, LabError, NotFound, names, netlink, store, syscalls
 
 DEFAULT = "bridge"                        # docker's name for the default network
 PREDEFINED = ("bridge", "host", "none")
@@ -556,29 +556,131 @@ def disconnect(container: store.Container) -> None:
     kernel removes eth0, and a veth never outlives its peer. (Deleting it here would cost
     ~13 ms of every `lab run`: the kernel waits for readers of the link to finish, which it
     otherwise does in the background.)"""
-    settings = container.state.get("Network")
-    if not settings:
-        return
-    for rule in settings.get("Rules") or ():
-        iptables("-D", rule, missing_ok=True)
-    try:
-        record = find(settings["Name"])
-    except NotFound:
-        record = None                              # (its network was removed by hand)
-    with locked():
-        if record is not None:
-            release(record, settings["IPAddress"], container.id)
+    for name, settings in endpoints(container).items():
+        for rule in settings.get("Rules") or ():
+            iptables("-D", rule, missing_ok=True)
+        try:
+            record = find(name)
+        except NotFound:
+            record = None                          # (its network was removed by hand)
+        with locked():
+            if record is not None:
+                release(record, settings["IPAddress"], container.id)
+            leave(container, name)
+            if record is not None:
+                write_hosts(record, None)
+
+
+def leave(container: store.Container, name: str) -> None:
+    """Its record forgets one of its networks (under the lock)."""
+    if (container.state.get("Network") or {}).get("Name") == name:
         container.save_state(Network=None)
-        if record is not None:
-            write_hosts(record, None)
+    else:
+        container.save_state(Connected={k: v for k, v in (container.state.get("Connected") or {}).items() if k != name})
+
+
+# --- network connect and disconnect: a running container joins or leaves a network --------------
+
+def connect_running(container: store.Container, ref: str, aliases=(), mac: str | None = None) -> dict:
+    """`lab network connect NETWORK CONTAINER`: one more interface in the running container
+    (eth1, eth2...), its veth's other end on the network's bridge, an address of the network's,
+    its names in the members' /etc/hosts. No route changes: its default route stays its first
+    network's. Its end (or disconnect_running) undoes it all."""
+    record = find(ref)
+    parse_endpoint(mac, aliases)                  # (checked: a LabError says what is wrong)
+    mac = mac and mac.lower()
+    mode = container.config.get("NetworkMode") or DEFAULT
+    if not container.is_running():
+        raise Conflict(f"container {container.name} is not running: lab connects running containers "
+                       "(start it, or give --network when you create it)")
+    if not bridged(mode):
+        raise Conflict(f"container {container.name} runs with --network {mode}: it has no network of its own to connect")
+    if record["Name"] in endpoints(container):
+        raise Conflict(f"endpoint with name {container.name} already exists in network {record['Name']}")
+    used = {here.get("Interface", "eth0") for here in endpoints(container).values()}
+    interface = next(f"eth{n}" for n in range(1, 64) if f"eth{n}" not in used)
+    veth, (_, prefix) = f"v{record['Id'][:5]}{container.id[:9]}", parse_subnet(record["Subnet"])
+    host = netlink.Netlink()
+    theirs = os.open(f"/proc/{container.state['Pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with locked():
+            set_up_bridge(record, host)
+            address = lease(record, container.id)
+            settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
+                        "MacAddress": mac or mac_address(address), "Gateway": record["Gateway"],
+                        "Bridge": record["Bridge"], "Veth": veth, "Interface": interface, "Aliases": list(aliases)}
+            container.save_state(Connected={**(container.state.get("Connected") or {}), record["Name"]: settings})
+            try:
+                host.delete_link(veth)             # (a crash's)
+                host.add_veth(veth, interface, theirs, settings["MacAddress"])
+                host.set_link(veth, master=record["Bridge"])
+                inside = netlink_in(theirs)
+                try:
+                    inside.add_address(interface, address, prefix)
+                    inside.set_link(interface)
+                finally:
+                    inside.close()
+            except BaseException:
+                host.delete_link(veth)
+                release(record, address, container.id)
+                leave(container, record["Name"])
+                raise
+            write_hosts(record, container)
+    finally:
+        os.close(theirs)
+        host.close()
+    return settings
+
+
+def disconnect_running(container: store.Container, ref: str) -> None:
+    """`lab network disconnect NETWORK CONTAINER`: its interface on that network goes (deleting
+    the host's end of a veth deletes both), and so do its address, its published ports there
+    and its names in the members' /etc/hosts. Its own first network too, if asked."""
+    record = find(ref)
+    here = endpoints(container).get(record["Name"]) if container.is_running() else None
+    if here is None:
+        raise Conflict(f"container {container.name} is not connected to network {record['Name']}")
+    link = netlink.Netlink()
+    try:
+        link.delete_link(here["Veth"])
+    finally:
+        link.close()
+    for rule in here.get("Rules") or ():
+        iptables("-D", rule, missing_ok=True)
+    with locked():
+        release(record, here["IPAddress"], container.id)
+        leave(container, record["Name"])
+        write_hosts(record, None)
+        write_hosts_file(container)
+
+
+def write_hosts_file(container: store.Container, joining: store.Container | None = None) -> None:
+    """One container's /etc/hosts again, from the networks it is on now."""
+    try:
+        container.hosts_file.write_text(LOCALHOST + "\n".join(hosts_lines(container, joining)) + "\n")
+    except FileNotFoundError:
+        pass                                       # (removed meanwhile)
+
+
+def netlink_in(netns_fd: int) -> netlink.Netlink:
+    """A netlink socket that speaks to another network namespace: a socket belongs to the
+    namespace it was made in, so this thread goes there to make it, and comes back."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
+        try:
+            return netlink.Netlink()
+        finally:
+            syscalls.setns(home, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(home)
 
 
 def write_hosts(record: dict, joining: store.Container | None) -> None:
-    """/etc/hosts: the container's own name with its address, its links' (--link); on a user
-    network, every member's names, in every member's file (written in place: each is
-    bind-mounted in its container). On the default bridge, only the joining one's file."""
+    """/etc/hosts of the network's members (and of joining, which is not running yet): written
+    again whole, in place (each is bind-mounted in its container), from every network each
+    member is on (hosts_lines). On the default bridge, only the joining one's file."""
     leased = {cid: address for address, cid in leases(record).items()}
-    members = []
     everyone = sorted(leased, key=lambda cid: to_int(leased[cid]))
     for cid in everyone if record["Name"] != DEFAULT else [joining.id] if joining else []:
         try:
@@ -586,23 +688,49 @@ def write_hosts(record: dict, joining: store.Container | None) -> None:
         except FileNotFoundError:
             continue                               # (a lease left by a crash)
         if member.id == (joining.id if joining else None) or member.is_running():
-            members.append(member)
-    for member in members:
-        lines = [f"{leased[member.id]}\t{' '.join(known_as(member, hostname=True))}"]
-        lines += [f"{leased[link['Id']]}\t{link['Alias']} {link['Name']}" for link in member.config.get("Links") or []
-                  if link["Id"] in leased]
-        lines += [f"{leased[m.id]}\t{' '.join(known_as(m))}" for m in members if m.id != member.id and known_as(m)]
+            write_hosts_file(member, joining)
+
+
+def hosts_lines(member: store.Container, joining: store.Container | None) -> list[str]:
+    """A container's /etc/hosts after localhost: its own names with its address on each of its
+    networks, its links' (--link), and on user networks every other member's names."""
+    lines = []
+    for n, here in enumerate(endpoints(member).values()):
         try:
-            member.hosts_file.write_text(LOCALHOST + "\n".join(lines) + "\n")
-        except FileNotFoundError:
-            pass                                   # (removed meanwhile)
+            record = find(here["Name"])
+        except NotFound:
+            continue                               # (its network was removed by hand)
+        leased = {cid: address for address, cid in leases(record).items()}
+        lines.append(f"{here['IPAddress']}\t{' '.join(known_as(member, here, hostname=n == 0))}")
+        if n == 0:
+            lines += [f"{leased[link['Id']]}\t{link['Alias']} {link['Name']}"
+                      for link in member.config.get("Links") or [] if link["Id"] in leased]
+        if record["Name"] == DEFAULT:
+            continue
+        for cid in sorted(leased, key=lambda cid: to_int(leased[cid])):
+            try:
+                other = store.Container(store.containers_dir() / cid)
+            except FileNotFoundError:
+                continue
+            if other.id != member.id and (other.id == (joining.id if joining else None) or other.is_running()):
+                names = known_as(other, endpoints(other).get(record["Name"]) or {})
+                lines += [f"{leased[cid]}\t{' '.join(names)}"] if names else []
+    return lines
 
 
-def known_as(member: store.Container, hostname: bool = False) -> list[str]:
-    """The names a container has on its network: its hostname (in its own file), its name, its aliases."""
+def endpoints(c: store.Container) -> dict[str, dict]:
+    """The networks a container is on now, by name: the one it started on (state Network),
+    then those `network connect` added (state Connected)."""
+    found = {c.state["Network"]["Name"]: c.state["Network"]} if c.state.get("Network") else {}
+    return {**found, **(c.state.get("Connected") or {})}
+
+
+def known_as(member: store.Container, here: dict, hostname: bool = False) -> list[str]:
+    """The names a container has on one of its networks (here: its endpoint there): its hostname
+    (in its own file), its name, its aliases (those of `network connect --alias`, or of its create)."""
     found = [member.config["Hostname"]] if hostname else []
     found += [member.config["Name"]] if member.config.get("Name") else []
-    found += (member.config.get("Endpoint") or {}).get("Aliases") or []
+    found += here["Aliases"] if "Aliases" in here else (member.config.get("Endpoint") or {}).get("Aliases") or []
     return list(dict.fromkeys(found))
 
 
