@@ -246,6 +246,45 @@ def test_network_connect_and_disconnect_a_running_container(daemon):
     assert docker("network", "rm", "front", "back").returncode == 0             # no address left leased
 
 
+def test_a_network_of_its_own_addresses_gateway_range_and_fixed_ones(daemon, lab):
+    docker = daemon.docker
+    made = docker("network", "create", "--subnet", "172.28.0.0/16", "--ip-range", "172.28.5.0/24", "--gateway",
+                  "172.28.5.254", "--aux-address", "router=172.28.5.1", "planned")
+    assert made.returncode == 0, made.stderr
+    try:
+        ipam = json.loads(docker("network", "inspect", "-f", "{{json .IPAM}}", "planned").stdout)
+        assert ipam == {"Driver": "default", "Options": None, "Config": [{
+            "Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254",
+            "AuxiliaryAddresses": {"router": "172.28.5.1"}}]}
+        fixed = docker("run", "-d", "--name", "fixed", "--network", "planned", "--ip", "172.28.5.24", "busybox", "sleep", "600")
+        assert fixed.returncode == 0, fixed.stderr
+        shown = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks.planned}}", "fixed").stdout)
+        assert (shown["IPAddress"], shown["IPAMConfig"], shown["Gateway"]) == \
+            ("172.28.5.24", {"IPv4Address": "172.28.5.24"}, "172.28.5.254")
+        assert "inet 172.28.5.24/16" in docker("exec", "fixed", "ip", "-o", "-4", "addr").stdout
+        assert "default via 172.28.5.254" in docker("exec", "fixed", "ip", "route").stdout
+        docker("run", "-d", "--name", "next", "--network", "planned", "busybox", "sleep", "600")
+        address = docker("inspect", "-f", "{{.NetworkSettings.Networks.planned.IPAddress}}", "next").stdout.strip()
+        assert address.startswith("172.28.5.") and address not in ("172.28.5.1", "172.28.5.24", "172.28.5.254")
+        for ip, said in (("172.28.5.24", "Address already in use"), ("172.28.5.254", "gateway or kept for"),
+                         ("172.28.5.1", "gateway or kept for"), ("10.0.0.1", "not a host address of the subnet")):
+            refused = docker("run", "--rm", "--network", "planned", "--ip", ip, "busybox", "true")
+            assert refused.returncode == 125 and said in refused.stderr, refused.stderr
+        bridged = lab("run", "--rm", "--ip", "172.30.0.9", "busybox", "true")     # (docker's CLI drops --ip
+        assert bridged.returncode == 125 and "not the default bridge" in bridged.stderr   # without --network)
+        assert docker("run", "-d", "--name", "elsewhere", "busybox", "sleep", "600").returncode == 0
+        joined = docker("network", "connect", "--ip", "172.28.5.30", "planned", "elsewhere")
+        assert joined.returncode == 0, joined.stderr
+        assert "eth1    inet 172.28.5.30/16" in docker("exec", "elsewhere", "ip", "-o", "-4", "addr").stdout
+        assert sorted(docker("ps", "-a", "--format", "{{.Names}}").stdout.split()) == ["elsewhere", "fixed", "next"]
+    finally:
+        docker("rm", "-f", "fixed", "next", "elsewhere")
+    assert docker("network", "rm", "planned").returncode == 0
+    bad = lab("network", "create", "--subnet", "172.29.0.0/16", "--ip-range", "172.27.0.0/24", "wrong")   # (docker's
+    assert bad.returncode == 125 and "must be a part of the subnet" in bad.stderr            # CLI checks it too)
+    assert "wrong" not in docker("network", "ls").stdout
+
+
 def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):
     def status(*flags):
         shown = daemon.docker("run", "--rm", *flags, "busybox", "cat", "/proc/self/status")

@@ -77,7 +77,11 @@ def check_supported(body: dict) -> None:
         raise ApiError(400, "a container is connected to one network when it is created: give one --network")
     for endpoint in endpoints.values():
         for key, value in (endpoint or {}).items():
-            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links"):
+            if key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
+                raise ApiError(400, "lab gives a container an IPv4 address of its network only (--ip): no --ip6 "
+                               "or link-local addresses")
+            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links",
+                                     "IPAMConfig"):
                 raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: "
                                "run the container without it")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
@@ -170,6 +174,7 @@ def endpoint_options(body: dict, host: dict) -> dict:
     mine = endpoints.get(mode) or endpoints.get("bridge" if mode == "default" else mode) or {}
     return dict(mac_address=mine.get("MacAddress") or body.get("MacAddress") or None,
                 network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None,
+                ip=(mine.get("IPAMConfig") or {}).get("IPv4Address") or None,
                 links=(host.get("Links") or []) + (mine.get("Links") or []))
 
 

@@ -57,6 +57,7 @@ def build_parser() -> Parser:
     run.add_argument("--network-alias", action="append", default=[], metavar="NAME",
                      help="another name the container has on its user network")
     run.add_argument("--mac-address", metavar="MAC", help="eth0's MAC address (default: 02:42 and its IPv4 address)")
+    run.add_argument("--ip", metavar="ADDRESS", help="its address on its network (one of yours), instead of the next free one")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     run.add_argument("--privileged", action="store_true",
@@ -194,6 +195,10 @@ def build_parser() -> Parser:
     create = network_commands.add_parser("create", help="create a network: a bridge and a subnet of its own")
     create.add_argument("--subnet", metavar="CIDR", help="its addresses, e.g. 172.31.5.0/24 (default: a free /24)")
     create.add_argument("--internal", action="store_true", help="no way out: its containers reach each other and the host only")
+    create.add_argument("--gateway", metavar="ADDRESS", help="the bridge's address in the subnet (default: its first)")
+    create.add_argument("--ip-range", metavar="CIDR", help="the part of the subnet containers get addresses from")
+    create.add_argument("--aux-address", action="append", default=[], metavar="NAME=ADDRESS",
+                        help="an address of the subnet kept for another host")
     create.add_argument("names", nargs=1, metavar="NAME")
     create.set_defaults(func=cmd_network, verb="create")
     for verb, text in (("inspect", "show networks as JSON"), ("rm", "remove networks")):
@@ -205,6 +210,7 @@ def build_parser() -> Parser:
         sub = network_commands.add_parser(verb, help=text)
         if verb == "connect":
             sub.add_argument("--alias", action="append", default=[], metavar="NAME", help="one more name there")
+            sub.add_argument("--ip", metavar="ADDRESS", help="its address there, instead of the next free one")
         sub.add_argument("names", nargs=1, metavar="NETWORK")
         sub.add_argument("container", metavar="CONTAINER")
         sub.set_defaults(func=cmd_network, verb=verb)
@@ -240,7 +246,7 @@ def cmd_run(args) -> int:
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
                    publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
-                   pid_mode=args.pid, uts_mode=args.uts, links=args.link)
+                   pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health
@@ -287,12 +293,14 @@ def cmd_network(args) -> int:
     import json
     from lab import network, views
     if args.verb == "create":
-        print(network.create(args.names[0], args.subnet, internal=args.internal)["Id"])
+        aux = dict(item.partition("=")[::2] for item in args.aux_address)
+        print(network.create(args.names[0], args.subnet, internal=args.internal, gateway=args.gateway,
+                             ip_range=args.ip_range, aux=aux)["Id"])
         return 0
     if args.verb == "rm":
         return each(args.names, lambda ref: network.remove(ref) and ref)
     if args.verb == "connect":
-        network.connect_running(store.find_container(args.container), args.names[0], args.alias)
+        network.connect_running(store.find_container(args.container), args.names[0], args.alias, ip=args.ip)
         return 0
     if args.verb == "disconnect":
         network.disconnect_running(store.find_container(args.container), args.names[0])

@@ -85,7 +85,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
-           uts_mode=None, links=()) -> store.Container:
+           uts_mode=None, links=(), ip=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -101,17 +101,19 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     init = find_init() if init else None
     network_mode = network.parse_mode(network_mode)                  # chapter 09
     ports = network.parse_publish(publish)
-    endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts)
+    endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts, ip)
     links = network.parse_links(links)
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
         if mode not in (None, "", "host"):
             raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
     if uts_mode == "host" and hostname:
         raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
-    for flags, given in (("-p publishes a port of", ports), ("--mac-address and --network-alias are for", endpoint),
+    for flags, given in (("-p publishes a port of", ports), ("--mac-address, --network-alias and --ip are for", endpoint),
                          ("--link is for", links)):
         if given and not network.bridged(network_mode):
             raise LabError(f"{flags} a container on a bridge network, not with --network {network_mode}")
+    if ip is not None and network_mode == network.DEFAULT:
+        raise LabError("--ip is for a network of yours (lab network create --subnet ...), not the default bridge")
     shm_size = cgroups.parse_bytes(shm_size, "--shm-size", "--shm-size 128m") if shm_size not in (None, "", 0) else None
     image = images.find(image_ref)            # (a name, or an image id: docker run sha256:...)
     default = image["Config"].get("Cmd") or []

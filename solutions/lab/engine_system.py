@@ -214,11 +214,17 @@ def post_network(req):
     for key in ("Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
         if body.get(key):
             raise ApiError(400, f"lab's networks do not take {key}: leave it out")
-    subnets = [c for c in (body.get("IPAM") or {}).get("Config") or [] if c]
-    if len(subnets) > 1 or any(set(c) - {"Subnet"} for c in subnets):
-        raise ApiError(400, "lab's networks take one --subnet, and no gateway or address range: leave them out")
-    record = network.create(body.get("Name") or "", subnets[0]["Subnet"] if subnets else None, body.get("Labels") or {},
-                            internal=bool(body.get("Internal")))
+    ipam = body.get("IPAM") or {}
+    if (ipam.get("Driver") or "default") != "default" or ipam.get("Options"):
+        raise ApiError(400, "lab's networks have docker's default IPAM driver only, with no options: leave them out")
+    subnets = [c for c in ipam.get("Config") or [] if c]
+    if len(subnets) > 1 or any(set(c) - {"Subnet", "Gateway", "IPRange", "AuxiliaryAddresses"} for c in subnets):
+        raise ApiError(400, "lab's networks take one IPv4 --subnet (with --gateway, --ip-range, --aux-address): "
+                       "leave the others out")
+    given = subnets[0] if subnets else {}
+    record = network.create(body.get("Name") or "", given.get("Subnet"), body.get("Labels") or {},
+                            internal=bool(body.get("Internal")), gateway=given.get("Gateway") or None,
+                            ip_range=given.get("IPRange") or None, aux=given.get("AuxiliaryAddresses") or None)
     return 201, {"Id": record["Id"], "Warning": ""}
 
 
@@ -227,11 +233,13 @@ def post_network_connect(req):
     body = req.json() or {}
     endpoint = body.get("EndpointConfig") or {}
     for key, value in endpoint.items():
-        if value and key not in ("Aliases", "MacAddress", "NetworkID", "EndpointID"):
+        if value and key not in ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig") or \
+                key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
             raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on network connect: "
                            "connect without it")
     network.connect_running(store.find_container(body.get("Container") or ""), req.params[0],
-                            endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None)
+                            endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None,
+                            (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None)
     return 200, None
 
 

@@ -201,14 +201,25 @@ def list_networks() -> list[dict]:
     return [find(DEFAULT), find("host"), find("none"), *user]
 
 
-def create(name: str, subnet: str | None = None, labels: dict | None = None, internal: bool = False) -> dict:
+def create(name: str, subnet: str | None = None, labels: dict | None = None, internal: bool = False,
+           gateway: str | None = None, ip_range: str | None = None, aux: dict | None = None) -> dict:
     """`lab network create`: a record, its bridge and its rules. Bad input creates nothing.
-    An internal network's containers reach each other and the host, nothing beyond."""
+    An internal network's containers reach each other and the host, nothing beyond. With a
+    subnet: its gateway (default: the first address), the range containers get their
+    addresses from (ip_range, default: all of it), and addresses kept for others (aux, docker's
+    --aux-address NAME=ADDRESS)."""
     names.check_name(name, "network")
     if name in PREDEFINED:
         raise Conflict(f"network {name} is a predefined network: choose another name")
     if subnet is not None:
         parse_subnet(subnet)
+        for what, address in [("--gateway", gateway), *((f"--aux-address {k}", v) for k, v in (aux or {}).items())]:
+            if address is not None:
+                check_host_address(address, subnet, what)
+        if ip_range is not None and (parse_subnet(ip_range)[1] < parse_subnet(subnet)[1] or not overlaps(ip_range, subnet)):
+            raise LabError(f"invalid --ip-range {ip_range}: it must be a part of the subnet {subnet}")
+    elif gateway or ip_range or aux:
+        raise LabError("--gateway, --ip-range and --aux-address need --subnet: give the subnet they belong to")
     with locked():
         if record_path(name).exists():
             raise Conflict(f"network with name {name} already exists: remove it first (lab network rm {name})")
@@ -222,7 +233,8 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
             raise Conflict(f"the subnet {subnet} overlaps another network's: choose another with --subnet")
         base, _ = parse_subnet(subnet)
         network_id = os.urandom(32).hex()
-        record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet, "Gateway": to_text(base + 1),
+        record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet,
+                  "Gateway": gateway or to_text(base + 1), "IPRange": ip_range, "AuxiliaryAddresses": aux or None,
                   "Bridge": f"lab-{network_id[:11]}", "Created": time.time(), "Labels": labels or {},
                   "Internal": internal}
         store.write_json(record_path(name), record)
@@ -322,20 +334,41 @@ def container_exists(container_id: str) -> bool:
     return (store.containers_dir() / container_id).is_dir()
 
 
-def lease(record: dict, container_id: str) -> str:
-    """The first free address of the network, leased to the container (under the lock). A lease
-    is a file made with O_EXCL; one whose container is gone (a crash) is taken back."""
+def check_host_address(address: str, subnet: str, what: str) -> None:
+    """An address a host of the subnet may have: in it, neither its first (the network's) nor its last."""
+    base, prefix = parse_subnet(subnet)
+    try:
+        number = to_int(address)
+    except ValueError:
+        number = -1
+    if not base < number < base + (1 << (32 - prefix)) - 1:
+        raise LabError(f"invalid {what} {address}: not a host address of the subnet {subnet}")
+
+
+def lease(record: dict, container_id: str, wanted: str | None = None) -> str:
+    """The first free address of the network's range, or the one wanted (--ip), leased to the
+    container (under the lock). A lease is a file made with O_EXCL; one whose container is gone
+    (a crash) is taken back. Never the gateway, nor an address kept for others (--aux-address)."""
     folder = store.networks_dir() / record["Name"]
     folder.mkdir(exist_ok=True)
-    base, prefix = parse_subnet(record["Subnet"])
-    for number in range(base + 1, base + (1 << (32 - prefix)) - 1):        # not the network, not broadcast
+    kept = {record["Gateway"], *(record.get("AuxiliaryAddresses") or {}).values()}
+    if wanted is not None:
+        check_host_address(wanted, record["Subnet"], "--ip")
+        if wanted in kept:
+            raise Conflict(f"address {wanted} is the network {record['Name']}'s gateway or kept for another host")
+    subnet_base, subnet_prefix = parse_subnet(record["Subnet"])
+    base, prefix = parse_subnet(record.get("IPRange") or record["Subnet"])
+    numbers = [to_int(wanted)] if wanted else range(base, base + (1 << (32 - prefix)))
+    for number in numbers:
         address = to_text(number)
-        if address == record["Gateway"]:
-            continue
+        if address in kept or number in (subnet_base, subnet_base + (1 << (32 - subnet_prefix)) - 1):
+            continue                               # (the gateway, aux addresses, the network, broadcast)
         try:
             fd = os.open(folder / address, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = (folder / address).read_text()
+            if holder == container_id and wanted:
+                return address                     # (its own already)
             if holder == container_id or container_exists(holder):
                 continue
             (folder / address).unlink()                                   # left by a crash
@@ -343,6 +376,8 @@ def lease(record: dict, container_id: str) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(container_id)
         return address
+    if wanted:
+        raise Conflict(f"Address already in use: {wanted} has another container of network {record['Name']}")
     raise LabError(f"no address left in network {record['Name']} ({record['Subnet']}): remove containers from it")
 
 
@@ -400,18 +435,25 @@ def parse_mode(mode: str | None) -> str:
     return mode
 
 
-def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None) -> dict | None:
-    """--mac-address, --network-alias (names others on a user network also know it by), and
-    the engine's DriverOpts (kept, as docker keeps them for the driver)."""
+def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None, ip: str | None = None) -> dict | None:
+    """--mac-address, --network-alias (names others on a user network also know it by), --ip
+    (checked against its network when it starts), and the engine's DriverOpts (kept, as docker
+    keeps them for the driver)."""
+    if ip is not None:
+        try:
+            to_int(ip)
+        except ValueError:
+            raise LabError(f"invalid --ip {ip!r}: use an IPv4 address of the network, e.g. 172.31.5.20") from None
     if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
         raise LabError(f"invalid MAC address {mac!r}: use six hex pairs, e.g. 02:42:ac:11:00:0a")
     if mac is not None and int(mac[:2], 16) & 1:
         raise LabError(f"invalid MAC address {mac!r}: that is a multicast address (the first byte must be even)")
     for alias in aliases:
         names.check_name(alias, "network alias")
-    if mac is None and not aliases and not driver_opts:
+    if mac is None and not aliases and not driver_opts and ip is None:
         return None
-    return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None}
+    return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None,
+            "IPv4Address": ip}
 
 
 def bridged(mode: str) -> bool:
@@ -504,8 +546,8 @@ def connect_host_side(container: store.Container, record: dict, host: netlink.Ne
     """prepare()'s work in the host: the bridge, a lease, the ports, the files; (address, MAC)."""
     with locked():
         set_up_bridge(record, host)
-        address = lease(record, container.id)
         endpoint = container.config.get("Endpoint") or {}
+        address = lease(record, container.id, endpoint.get("IPv4Address"))
         mac = endpoint.get("MacAddress") or mac_address(address)
         settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
                     "MacAddress": mac,
@@ -581,13 +623,14 @@ def leave(container: store.Container, name: str) -> None:
 
 # --- network connect and disconnect: a running container joins or leaves a network --------------
 
-def connect_running(container: store.Container, ref: str, aliases=(), mac: str | None = None) -> dict:
+def connect_running(container: store.Container, ref: str, aliases=(), mac: str | None = None,
+                    ip: str | None = None) -> dict:
     """`lab network connect NETWORK CONTAINER`: one more interface in the running container
     (eth1, eth2...), its veth's other end on the network's bridge, an address of the network's,
     its names in the members' /etc/hosts. No route changes: its default route stays its first
     network's. Its end (or disconnect_running) undoes it all."""
     record = find(ref)
-    parse_endpoint(mac, aliases)                  # (checked: a LabError says what is wrong)
+    parse_endpoint(mac, aliases, ip=ip)            # (checked: a LabError says what is wrong)
     mac = mac and mac.lower()
     mode = container.config.get("NetworkMode") or DEFAULT
     if not container.is_running():
@@ -605,10 +648,11 @@ def connect_running(container: store.Container, ref: str, aliases=(), mac: str |
     try:
         with locked():
             set_up_bridge(record, host)
-            address = lease(record, container.id)
+            address = lease(record, container.id, ip)
             settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
                         "MacAddress": mac or mac_address(address), "Gateway": record["Gateway"],
-                        "Bridge": record["Bridge"], "Veth": veth, "Interface": interface, "Aliases": list(aliases)}
+                        "Bridge": record["Bridge"], "Veth": veth, "Interface": interface, "Aliases": list(aliases),
+                        "IPv4Address": ip}
             container.save_state(Connected={**(container.state.get("Connected") or {}), record["Name"]: settings})
             try:
                 host.delete_link(veth)             # (a crash's)

@@ -84,12 +84,15 @@ def network_endpoint(here: dict, asked: dict) -> dict:
     return {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
             "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
             "MacAddress": here.get("MacAddress", ""), "Aliases": asked.get("Aliases"),
-            "DriverOpts": asked.get("DriverOpts")}
+            "DriverOpts": asked.get("DriverOpts"),
+            "IPAMConfig": {"IPv4Address": asked["IPv4Address"]} if asked.get("IPv4Address") else None}
 
 
 def network(record: dict) -> dict:
     """`lab network inspect`, in docker's shape."""
-    ipam = [{"Subnet": record["Subnet"], "Gateway": record["Gateway"]}] if record.get("Subnet") else []
+    ipam = [{"Subnet": record["Subnet"], "Gateway": record["Gateway"],
+             **{key: record[key] for key in ("IPRange", "AuxiliaryAddresses") if record.get(key)}}] \
+        if record.get("Subnet") else []
     members = {}
     for c in store.list_containers():
         for here in [c.state.get("Network") or {}, *(c.state.get("Connected") or {}).values()]:
@@ -97,7 +100,7 @@ def network(record: dict) -> dict:
                 members[c.id] = {"Name": c.name, "EndpointID": here["Veth"], "MacAddress": here.get("MacAddress", ""),
                                  "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
     return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
-            "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+            "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
             "Internal": record.get("Internal", False), "Attachable": False, "Ingress": False, "Containers": members,
             "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record.get("Bridge") else {},
             "Labels": record.get("Labels") or {}}
