@@ -119,7 +119,7 @@ class Context:
         result = False
         for pattern in self.patterns:
             negate = pattern.startswith("!")
-            pattern = os.path.normpath(pattern.lstrip("!").strip("/"))
+            pattern = os.path.normpath(pattern.lstrip("!").strip().strip("/"))
             parts = relative.split("/")
             if any(fnmatch.fnmatchcase("/".join(parts[:n]), pattern) for n in range(1, len(parts) + 1)):
                 result = not negate

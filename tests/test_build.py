@@ -154,7 +154,7 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
     failing.write_text("FROM busybox\nRUN echo about to fail; exit 7\n")
     failed = subprocess.run([DOCKER, "build", "--network", "none", "-f", str(failing), str(context)],
                             capture_output=True, text=True, env=env, timeout=120)
-    assert failed.returncode == 1 and "about to fail" in failed.stdout
+    assert failed.returncode == 7 and "about to fail" in failed.stdout     # (the step's status, as docker's)
     assert "returned a non-zero code: 7" in failed.stderr
 
 
@@ -177,6 +177,23 @@ def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it
     assert (image.attrs["Config"]["User"], image.attrs["Config"]["Labels"]) == ("nobody", {"course": "lab"})
     status, answer = daemon.request("POST", "/v1.41/build?t=empty:1", archives.tar([("Dockerfile", b"FROM scratch\n")]))
     assert "no image was made: the Dockerfile has nothing after FROM scratch" in json.dumps(answer), answer
+
+
+def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_failed_step_s_code(daemon, tmp_path):
+    import io
+    (tmp_path / "context").mkdir()
+    (tmp_path / "context" / "kept.txt").write_text("kept\n")
+    (tmp_path / "context" / "left.txt").write_text("left\n")
+    (tmp_path / "context" / ".dockerignore").write_text("*.txt\n!  kept.txt\n")     # (spaces after the !)
+    (tmp_path / "elsewhere.Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\n")
+    api = daemon.client().api
+    logs = list(api.build(path=str(tmp_path / "context"), dockerfile=str(tmp_path / "elsewhere.Dockerfile"),
+                          tag="outside:1", decode=True))
+    assert not any("error" in line for line in logs), logs
+    listed = daemon.docker("run", "--rm", "outside:1", "ls", "/ctx")
+    assert listed.stdout.split() == ["kept.txt"], listed.stderr
+    failed = list(api.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), decode=True))
+    assert failed[-1]["errorDetail"]["code"] == 7, failed[-1]
 
 
 @pytest.mark.parametrize("members", [

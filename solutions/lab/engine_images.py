@@ -9,6 +9,7 @@ import io
 import json
 import os
 import platform
+import re
 import tarfile
 from pathlib import Path
 
@@ -113,7 +114,8 @@ def post_build(req):
         os.mkdir(context)
         build.unpack_context(req.body, context)
         command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
-                   "-f", os.path.join(context, req.query.get("dockerfile") or "Dockerfile")]
+                   "-f", os.path.join(context, (req.values("dockerfile") or ["Dockerfile"])[0])]   # (the first,
+        # as docker's: the SDK sends a Dockerfile from outside the context as a second one, its text)
         for tag in req.values("t"):
             command += ["-t", tag]
         for key, value in json.loads(req.query.get("buildargs") or "{}").items():
@@ -140,7 +142,9 @@ def post_build(req):
             out.write(json.dumps({"stream": text}).encode() + b"\n")
         if child.wait() != 0:
             message = said or f"lab build exited with status {child.returncode}"
-            out.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n")
+            code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
+            detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
+            out.write(json.dumps({"errorDetail": detail, "error": message}).encode() + b"\n")
 
 
 def post_auth(req):
