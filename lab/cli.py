@@ -205,8 +205,8 @@ def build_parser() -> Parser:
         sub = network_commands.add_parser(verb, help=text)
         sub.add_argument("names", nargs="+", metavar="NETWORK")
         sub.set_defaults(func=cmd_network, verb=verb)
-    for verb, text in (("connect", "connect a running container to one more network"),
-                       ("disconnect", "disconnect a running container from a network")):
+    for verb, text in (("connect", "connect a container to one more network (at once if it runs)"),
+                       ("disconnect", "disconnect a container from a network")):
         sub = network_commands.add_parser(verb, help=text)
         if verb == "connect":
             sub.add_argument("--alias", action="append", default=[], metavar="NAME", help="one more name there")
@@ -300,10 +300,10 @@ def cmd_network(args) -> int:
     if args.verb == "rm":
         return each(args.names, lambda ref: network.remove(ref) and ref)
     if args.verb == "connect":
-        network.connect_running(store.find_container(args.container), args.names[0], args.alias, ip=args.ip)
+        network.connect_container(store.find_container(args.container), args.names[0], args.alias, ip=args.ip)
         return 0
     if args.verb == "disconnect":
-        network.disconnect_running(store.find_container(args.container), args.names[0])
+        network.disconnect_container(store.find_container(args.container), args.names[0])
         return 0
     if args.verb == "inspect":
         print(json.dumps([views.network(network.find(ref)) for ref in args.names], indent=4))

@@ -237,7 +237,7 @@ def post_network_connect(req):
                 key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
             raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on network connect: "
                            "connect without it")
-    network.connect_running(store.find_container(body.get("Container") or ""), req.params[0],
+    network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],
                             endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None,
                             (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None)
     return 200, None
@@ -246,7 +246,7 @@ def post_network_connect(req):
 def post_network_disconnect(req):
     """POST /networks/{id}/disconnect (docker network disconnect [-f])."""
     body = req.json() or {}
-    network.disconnect_running(store.find_container(body.get("Container") or ""), req.params[0])
+    network.disconnect_container(store.find_container(body.get("Container") or ""), req.params[0])
     return 200, None
 
 

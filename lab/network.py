@@ -379,8 +379,10 @@ def mac_address(address: str) -> str:
 class Plan:
     """A container's network as its child sees it: a new namespace or not, one to join, an endpoint."""
 
-    def __init__(self, new_namespace: bool = True, join_fd: int | None = None, endpoint: Endpoint | None = None):
+    def __init__(self, new_namespace: bool = True, join_fd: int | None = None, endpoint: Endpoint | None = None,
+                 more: list[dict] = ()):
         self.new_namespace, self.join_fd, self.endpoint = new_namespace, join_fd, endpoint
+        self.more = list(more)                     # its other networks (network connect): plug() each
 
     def close(self) -> None:
         """In lab, after the fork: the child has its copies."""
@@ -503,10 +505,16 @@ def prepare(container: store.Container) -> Plan:
     host = netlink.Netlink()                       # the child's way to the host's namespace
     try:
         address, mac = connect_host_side(container, record, host, veth, prefix)
+        more = []
+        for name, asked in (container.config.get("Networks") or {}).items():
+            if name != record["Name"]:             # (its first network, disconnected and connected again)
+                with locked():
+                    more.append(join(container, find(name), asked, host))
+                    write_hosts(find(name), container)
     except BaseException:
         host.close()
         raise
-    return Plan(endpoint=Endpoint(host, veth, record["Bridge"], address, prefix, record["Gateway"], mac))
+    return Plan(endpoint=Endpoint(host, veth, record["Bridge"], address, prefix, record["Gateway"], mac), more=more)
 
 
 def connect_host_side(container: store.Container, record: dict, host: netlink.Netlink, veth: str,
@@ -589,69 +597,107 @@ def leave(container: store.Container, name: str) -> None:
         container.save_state(Connected={k: v for k, v in (container.state.get("Connected") or {}).items() if k != name})
 
 
-# --- network connect and disconnect: a running container joins or leaves a network --------------
+# --- network connect and disconnect: more networks than the first ------------------------------
 
-def connect_running(container: store.Container, ref: str, aliases=(), mac: str | None = None,
-                    ip: str | None = None) -> dict:
-    """`lab network connect NETWORK CONTAINER`: one more interface in the running container
+def connect_container(container: store.Container, ref: str, aliases=(), mac: str | None = None,
+                      ip: str | None = None) -> None:
+    """`lab network connect NETWORK CONTAINER`: the container is on that network too, from its
+    next start (kept in its config: Networks), and at once if it runs: one more interface
     (eth1, eth2...), its veth's other end on the network's bridge, an address of the network's,
     its names in the members' /etc/hosts. No route changes: its default route stays its first
-    network's. Its end (or disconnect_running) undoes it all."""
+    network's. Its end undoes it all; its next start does it again."""
     record = find(ref)
     parse_endpoint(mac, aliases, ip=ip)            # (checked: a LabError says what is wrong)
-    mac = mac and mac.lower()
     mode = container.config.get("NetworkMode") or DEFAULT
-    if not container.is_running():
-        raise Conflict(f"container {container.name} is not running: lab connects running containers "
-                       "(start it, or give --network when you create it)")
     if not bridged(mode):
         raise Conflict(f"container {container.name} runs with --network {mode}: it has no network of its own to connect")
-    if record["Name"] in endpoints(container):
+    running = container.is_running()
+    more = container.config.get("Networks") or {}
+    on = endpoints(container) if running else {mode: {}, **more}
+    if record["Name"] in on:
         raise Conflict(f"endpoint with name {container.name} already exists in network {record['Name']}")
-    used = {here.get("Interface", "eth0") for here in endpoints(container).values()}
-    interface = next(f"eth{n}" for n in range(1, 64) if f"eth{n}" not in used)
-    veth, (_, prefix) = f"v{record['Id'][:5]}{container.id[:9]}", parse_subnet(record["Subnet"])
-    host = netlink.Netlink()
+    asked = {"Aliases": list(aliases) or None, "MacAddress": mac and mac.lower(), "IPv4Address": ip}
+    container.config["Networks"] = {**more, record["Name"]: asked}
+    container.save_config()
+    if not running:
+        return
     theirs = os.open(f"/proc/{container.state['Pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    host = netlink.Netlink()
     try:
         with locked():
-            set_up_bridge(record, host)
-            address = lease(record, container.id, ip)
-            settings = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address, "IPPrefixLen": prefix,
-                        "MacAddress": mac or mac_address(address), "Gateway": record["Gateway"],
-                        "Bridge": record["Bridge"], "Veth": veth, "Interface": interface, "Aliases": list(aliases),
-                        "IPv4Address": ip}
-            container.save_state(Connected={**(container.state.get("Connected") or {}), record["Name"]: settings})
+            here = join(container, record, asked, host)
             try:
-                host.delete_link(veth)             # (a crash's)
-                host.add_veth(veth, interface, theirs, settings["MacAddress"])
-                host.set_link(veth, master=record["Bridge"])
-                inside = netlink_in(theirs)
-                try:
-                    inside.add_address(interface, address, prefix)
-                    inside.set_link(interface)
-                finally:
-                    inside.close()
+                plug(host, theirs, here)
             except BaseException:
-                host.delete_link(veth)
-                release(record, address, container.id)
+                host.delete_link(here["Veth"])
+                release(record, here["IPAddress"], container.id)
                 leave(container, record["Name"])
                 raise
             write_hosts(record, container)
+    except BaseException:
+        container.config["Networks"] = more
+        container.save_config()
+        raise
     finally:
-        os.close(theirs)
         host.close()
-    return settings
+        os.close(theirs)
 
 
-def disconnect_running(container: store.Container, ref: str) -> None:
-    """`lab network disconnect NETWORK CONTAINER`: its interface on that network goes (deleting
-    the host's end of a veth deletes both), and so do its address, its published ports there
-    and its names in the members' /etc/hosts. Its own first network too, if asked."""
+def join(container: store.Container, record: dict, asked: dict, host: netlink.Netlink) -> dict:
+    """The host's side of one more network (under the lock): the bridge, a lease, the names of
+    its veth and of its interface inside, recorded in its state (Connected); its settings."""
+    set_up_bridge(record, host)
+    address = lease(record, container.id, asked.get("IPv4Address"))
+    used = {here.get("Interface", "eth0") for here in endpoints(container).values()}
+    here = {"Name": record["Name"], "Id": record["Id"], "IPAddress": address,
+            "IPPrefixLen": parse_subnet(record["Subnet"])[1], "MacAddress": asked.get("MacAddress") or mac_address(address),
+            "Gateway": record["Gateway"], "Bridge": record["Bridge"], "Veth": f"v{record['Id'][:5]}{container.id[:9]}",
+            "Interface": next(f"eth{n}" for n in range(1, 64) if f"eth{n}" not in used),
+            "Aliases": asked.get("Aliases") or [], "IPv4Address": asked.get("IPv4Address")}
+    container.save_state(Connected={**(container.state.get("Connected") or {}), record["Name"]: here})
+    return here
+
+
+def plug(host: netlink.Netlink, netns_fd: int, here: dict) -> None:
+    """One more interface in a container's network namespace (netns_fd), as join() planned it:
+    the veth pair from the host's side, its peer made straight in that namespace, the host's end
+    on the bridge; the address and the link up through a netlink socket opened in there."""
+    host.delete_link(here["Veth"])                 # (a crash's)
+    host.add_veth(here["Veth"], here["Interface"], netns_fd, here["MacAddress"])
+    host.set_link(here["Veth"], master=here["Bridge"])
+    inside = netlink_in(netns_fd)
+    try:
+        inside.add_address(here["Interface"], here["IPAddress"], here["IPPrefixLen"])
+        inside.set_link(here["Interface"])
+    finally:
+        inside.close()
+
+
+def plug_here(host: netlink.Netlink, more: list[dict]) -> None:
+    """In the child, in its new network namespace, after connect(): its other networks."""
+    here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for settings in more:
+            plug(host, here, settings)
+    finally:
+        os.close(here)
+
+
+def disconnect_container(container: store.Container, ref: str) -> None:
+    """`lab network disconnect NETWORK CONTAINER`: not on that network any more. If it runs, its
+    interface there goes (deleting the host's end of a veth deletes both), and so do its
+    address, its published ports there and its names in the members' /etc/hosts; its first
+    network too, if asked (until its next start)."""
     record = find(ref)
+    more = container.config.get("Networks") or {}
     here = endpoints(container).get(record["Name"]) if container.is_running() else None
-    if here is None:
+    if here is None and record["Name"] not in more:
         raise Conflict(f"container {container.name} is not connected to network {record['Name']}")
+    if record["Name"] in more:
+        container.config["Networks"] = {k: v for k, v in more.items() if k != record["Name"]}
+        container.save_config()
+    if here is None:
+        return
     link = netlink.Netlink()
     try:
         link.delete_link(here["Veth"])

@@ -73,6 +73,8 @@ def network_settings(c: store.Container, running: bool) -> dict:
         else {mode: endpoint}                                # (left out: its first network, disconnected)
     for name, settings in (c.state.get("Connected") or {}).items() if running else ():
         networks[name] = network_endpoint(settings, settings)   # (network connect's)
+    for name, asked in (c.config.get("Networks") or {}).items() if not running else ():
+        networks[name] = network_endpoint({}, asked)             # (connected, from its next start)
     return {"Bridge": here.get("Bridge", ""), "SandboxKey": f"/proc/{c.state['Pid']}/ns/net" if running else "",
             "Ports": here.get("Ports") or {}, "IPAddress": default.get("IPAddress", ""),
             "Gateway": default.get("Gateway", ""), "IPPrefixLen": default.get("IPPrefixLen", 0),

@@ -239,8 +239,13 @@ def test_network_connect_and_disconnect_a_running_container(daemon):
         assert "eth0" not in docker("exec", "app", "ip", "-o", "link").stdout
         assert docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "app").stdout.strip() == "{}"
         docker("stop", "-t", "0", "db")
-        stopped = docker("network", "connect", "front", "db")
-        assert stopped.returncode == 1 and "is not running" in stopped.stderr
+        assert docker("network", "connect", "front", "db").returncode == 0            # from its next start
+        networks = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "db").stdout
+        assert sorted(json.loads(networks)) == ["back", "front"]
+        assert docker("start", "db").returncode == 0
+        addresses = docker("exec", "db", "ip", "-o", "-4", "addr").stdout
+        assert "eth0    inet 172.31.80." in addresses and "eth1    inet 172.31.79." in addresses, addresses
+        assert docker("network", "disconnect", "front", "db").returncode == 0
     finally:
         docker("rm", "-f", "app", "db", "brief")
     assert docker("network", "rm", "front", "back").returncode == 0             # no address left leased
