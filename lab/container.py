@@ -304,6 +304,7 @@ def start(container: store.Container, piped: bool = False):
         plan = step("09", network.prepare, container)    # its bridge, address, ports
         plan = network.Plan() if plan is NOT_WRITTEN else plan
         trace.mark("network")
+        own_pid_namespace()
         if config.get("PidMode") != "host":               # (--pid host: the host's processes)
             step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
         command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
@@ -324,6 +325,16 @@ def start(container: store.Container, piped: bool = False):
     container.save_state(Status="running", Paused=False, Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time(), **watcher)
     return pid, cgroup, stdio
+
+
+def own_pid_namespace() -> None:
+    """The PID namespace our children get is our own again. After a container's start it is that
+    container's (unshare(CLONE_NEWPID) before the fork), and once that one has ended, a second
+    unshare fails (EINVAL) and a fork too (ENOMEM): a runtime that starts more than one container
+    (a supervisor's restarts, lab build's RUN steps) takes its own back first."""
+    if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
+        with open("/proc/self/ns/pid") as ours:
+            syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)
 
 
 def security_policy(config: dict, cgroup):

@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import LabError, health, logs, process, store, supervisor_client, syscalls, views, volumes
+from lab import LabError, health, logs, process, store, supervisor_client, views, volumes
 from lab import container as runtime
 from lab.supervisor_client import socket_address
 from lab.terminal import Escape, write_all
@@ -508,11 +508,7 @@ class Supervisor:
         self.backing_off = False
         self.main = None
         self.container.save_state(Restarting=False, RestartCount=self.container.state.get("RestartCount", 0) + 1)
-        # unshare(CLONE_NEWPID) only works while the PID namespace our children get is our own
-        # (else EINVAL): it is still the last run's, which has ended. Take our own back first.
-        with open("/proc/self/ns/pid") as ours:
-            syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)
-        self.run()
+        self.run()                        # (container.start takes our PID namespace back: own_pid_namespace)
 
     def ended(self) -> None:
         """The container has ended: record it, tell whoever waits, hang up."""

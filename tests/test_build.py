@@ -179,6 +179,15 @@ def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it
     assert "no image was made: the Dockerfile has nothing after FROM scratch" in json.dumps(answer), answer
 
 
+def test_one_build_runs_many_run_steps(lab, tmp_path):
+    # Each RUN step is a container that lab build starts: after the first, the PID namespace
+    # lab build's children get is that step's (ended) one, unless lab build takes its own back.
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN touch /a\nRUN touch /b\nRUN touch /c\n")
+    built = build(lab, "--no-cache", "-t", "steps:1", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    assert lab("run", "--rm", "--network", "none", "steps:1", "ls", "/a", "/b", "/c").returncode == 0
+
+
 def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_failed_step_s_code(daemon, tmp_path):
     import io
     (tmp_path / "context").mkdir()
