@@ -252,6 +252,8 @@ class Supervisor:
         if self.main is not None or self.failed is not None:
             return {"error": f"container {self.container.name} has already been started"}
         self.container.save_state(WaitsForStart=False, StoppedByUser=False, RestartCount=0)
+        # what changed since its create (network connect, docker update) counts from this start
+        self.container.config = store.read_json(self.container.path / "config.json")
         return self.run()
 
     def run(self) -> dict:

@@ -85,7 +85,7 @@ def network_endpoint(here: dict, asked: dict) -> dict:
     """One of a container's networks, as docker's NetworkSettings.Networks shows it."""
     return {"NetworkID": here.get("Id", ""), "EndpointID": here.get("Veth", ""), "Gateway": here.get("Gateway", ""),
             "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
-            "MacAddress": here.get("MacAddress", ""), "Aliases": asked.get("Aliases"),
+            "MacAddress": here.get("MacAddress") or asked.get("MacAddress") or "", "Aliases": asked.get("Aliases"),
             "DriverOpts": asked.get("DriverOpts"),
             "IPAMConfig": {"IPv4Address": asked["IPv4Address"]} if asked.get("IPv4Address") else None}
 

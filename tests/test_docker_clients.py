@@ -246,8 +246,13 @@ def test_network_connect_and_disconnect_a_running_container(daemon):
         addresses = docker("exec", "db", "ip", "-o", "-4", "addr").stdout
         assert "eth0    inet 172.31.80." in addresses and "eth1    inet 172.31.79." in addresses, addresses
         assert docker("network", "disconnect", "front", "db").returncode == 0
+        assert docker("create", "--name", "fresh", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc").returncode == 0
+        assert docker("network", "connect", "--alias", "new", "back", "fresh").returncode == 0  # (its supervisor,
+        assert docker("start", "fresh").returncode == 0                      # made at create, starts it)
+        assert "eth1    inet 172.31.80." in docker("exec", "fresh", "ip", "-o", "-4", "addr").stdout
+        assert fetch("db", "http://new/hostname") == docker("inspect", "-f", "{{.Config.Hostname}}", "fresh").stdout.strip()
     finally:
-        docker("rm", "-f", "app", "db", "brief")
+        docker("rm", "-f", "app", "db", "brief", "fresh")
     assert docker("network", "rm", "front", "back").returncode == 0             # no address left leased
 
 
