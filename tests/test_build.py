@@ -203,6 +203,9 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     assert listed.stdout.split() == ["kept.txt"], listed.stderr
     failed = list(api.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), decode=True))
     assert failed[-1]["errorDetail"]["code"] == 7, failed[-1]
+    import docker
+    with pytest.raises(docker.errors.APIError, match="lab build does not support --add-host"):    # (never
+        list(api.build(fileobj=io.BytesIO(b"FROM busybox\n"), extra_hosts={"db": "10.0.0.5"}))   # ignored)
 
 
 @pytest.mark.parametrize("members", [

@@ -97,6 +97,14 @@ def post_push(req):
         progress.write({"errorDetail": {"message": str(e)}, "error": str(e)})
 
 
+# Build options lab does not apply: refused when set, never silently ignored.
+BUILD_REFUSED = {"cachefrom": "--cache-from", "extrahosts": "--add-host", "target": "--target", "squash": "--squash",
+                 "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems", "cgroupparent": "--cgroup-parent",
+                 "ulimits": "--ulimit", "isolation": "--isolation", "platform": "--platform", "outputs": "--output",
+                 "memory": "-m/--memory", "memswap": "--memory-swap", "cpushares": "--cpu-shares",
+                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota", "shmsize": "--shm-size"}
+
+
 def post_build(req):
     """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
     as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
@@ -109,6 +117,9 @@ def post_build(req):
         raise ApiError(400, "lab builds from a context sent with the request, not from a remote URL")
     if req.query.get("version") == "2":
         raise ApiError(400, "lab builds with the legacy builder only: DOCKER_BUILDKIT=0 docker build ...")
+    for key, flag in BUILD_REFUSED.items():          # (docker's CLI sends them all, empty or 0, every time)
+        if req.query.get(key) not in (None, "", "0", "[]", "{}", "null", "false", "default"):
+            raise ApiError(400, f"lab build does not support {flag}: build without it")
     with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
         context = os.path.join(work, "context")
         os.mkdir(context)
