@@ -223,7 +223,11 @@ class Daemon:
         self.socket = f"{self.folder}/lab.sock"
         self.log = Path(self.folder, "daemon.log")
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": self.folder}
-        self.start()
+        try:
+            self.start()
+        except BaseException:            # (chapter 07 not written yet, say): no daemon, no folder left
+            self.close()
+            raise
 
     def start(self) -> None:
         with open(self.log, "ab") as log:

@@ -151,11 +151,14 @@ def post_build(req):
                 with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
                     out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
             out.write(json.dumps({"stream": text}).encode() + b"\n")
-        if child.wait() != 0:
-            message = said or f"lab build exited with status {child.returncode}"
-            code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
-            detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
-            out.write(json.dumps({"errorDetail": detail, "error": message}).encode() + b"\n")
+        status = child.wait()
+    # The error goes last, once the context is gone: a client leaves as soon as it reads it, and
+    # a daemon stopped then would take this handler with it, leaving the folder behind.
+    if status != 0:
+        message = said or f"lab build exited with status {status}"
+        code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
+        detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
+        out.write(json.dumps({"errorDetail": detail, "error": message}).encode() + b"\n")
 
 
 def post_auth(req):
