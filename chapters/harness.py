@@ -285,6 +285,13 @@ class Daemon:
         finally:
             conn.close()
 
+    def create(self, config: dict, name: str | None = None) -> str:
+        """POST /containers/create with docker's container config (JSON); the new container's id."""
+        status, body = self.request("POST", "/v1.41/containers/create" + (f"?name={name}" if name else ""),
+                                    json.dumps(config).encode())
+        assert status == 201, body
+        return body["Id"]
+
     def docker(self, *args, input=None, timeout=60) -> subprocess.CompletedProcess:
         """The docker command, talking to this daemon."""
         if not os.path.exists(DOCKER):

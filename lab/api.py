@@ -76,19 +76,26 @@ def check_supported(body: dict) -> None:
     if len(endpoints) > 1:
         raise ApiError(400, "a container is connected to one network when it is created: give one --network")
     for endpoint in endpoints.values():
-        for key, value in (endpoint or {}).items():
-            if key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
-                raise ApiError(400, "lab gives a container an IPv4 address of its network only (--ip): no --ip6 "
-                               "or link-local addresses")
-            if value and key not in ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links",
-                                     "IPAMConfig"):
-                raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: "
-                               "run the container without it")
+        check_endpoint(endpoint or {}, ENDPOINT_TAKEN, "run the container without it")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
         for key, value in fields.items():
             if key in taken or value in (None, "", 0, False, [], {}, set()) or value in AS_LAB_DOES.get(key, ()):
                 continue
             raise ApiError(400, f"lab does not support {FLAGS.get(key, key)}: run the container without it")
+
+
+ENDPOINT_TAKEN = ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links", "IPAMConfig")
+
+
+def check_endpoint(endpoint: dict, taken: tuple, instead: str) -> None:
+    """A container's config on one network (create's NetworkingConfig, network connect's
+    EndpointConfig): every field set is one of taken, and its address an IPv4 one."""
+    for key, value in endpoint.items():
+        if key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
+            raise ApiError(400, "lab gives a container an IPv4 address of its network only (--ip): no --ip6 "
+                           "or link-local addresses")
+        if value and key not in taken:
+            raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: {instead}")
 
 
 def restart_policy(host: dict) -> dict:

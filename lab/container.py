@@ -380,7 +380,8 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
             namespaces.bring_up_loopback()
         if plan.endpoint is not None:
             step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
-            network.plug_here(plan.endpoint.host, plan.more)          # eth1...: network connect's
+            if plan.more:
+                network.plug_here(plan.endpoint.host, plan.more)      # eth1...: network connect's
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx

@@ -7,7 +7,7 @@ import platform
 import time
 
 from lab import LabError, images, layers, network, store, views, volumes
-from lab.api import (API_VERSION, ENDPOINT_FLAGS, LAB_VERSION, MIN_API_VERSION, ApiError, check_filters,
+from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
                      container_summary, filters, has_labels, virtual_size)
 
 
@@ -232,11 +232,7 @@ def post_network_connect(req):
     """POST /networks/{id}/connect (docker network connect [--alias] [--mac-address])."""
     body = req.json() or {}
     endpoint = body.get("EndpointConfig") or {}
-    for key, value in endpoint.items():
-        if value and key not in ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig") or \
-                key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
-            raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on network connect: "
-                           "connect without it")
+    check_endpoint(endpoint, ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig"), "connect without it")
     network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],
                             endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None,
                             (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None)

@@ -36,7 +36,6 @@ from pathlib import Path
 
 from lab import LabError, health, logs, process, store, supervisor_client, views, volumes
 from lab import container as runtime
-from lab.supervisor_client import socket_address
 from lab.terminal import Escape, write_all
 
 STDOUT, STDERR = 1, 2
@@ -156,13 +155,13 @@ class Supervisor:
             self.ballast = self.container.ballast
             with open(self.ballast, "wb") as f:
                 os.posix_fallocate(f.fileno(), 0, 64 << 10)
-            folder = os.open(self.container.path, os.O_PATH)
+            address = supervisor_client.socket_address(os.open(self.container.path, os.O_PATH))
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:                                  # the socket of an earlier supervisor (docker start
-                os.unlink(socket_address(folder)) # of a container that ran before): it has ended
+                os.unlink(address)                # of a container that ran before): it has ended
             except FileNotFoundError:
                 pass
-            listener.bind(socket_address(folder))
+            listener.bind(address)
             listener.listen(64)
             self.selector.register(listener, selectors.EVENT_READ, self.accept)
             self.container.save_state(Supervisor=os.getpid(), WaitsForStart=True,

@@ -332,18 +332,11 @@ def test_malformed_requests_get_400_with_a_message(daemon):
     assert status == 404 and body["message"].startswith("No such container: nosuch")
 
 
-def create(daemon, config: dict, name: str | None = None) -> str:
-    status, body = daemon.request("POST", "/v1.41/containers/create" + (f"?name={name}" if name else ""),
-                                  json.dumps(config).encode())
-    assert status == 201, body
-    return body["Id"]
-
-
 def test_create_turns_dockers_config_into_a_created_container(daemon, tmp_path):
-    create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "echo $A"], "Env": ["A=1"], "WorkingDir": "/tmp",
-                    "Hostname": "made-host", "HostConfig": {"Memory": 32 << 20, "NanoCpus": 500_000_000,
-                                                            "PidsLimit": 20, "Binds": [f"{tmp_path}:/data:ro"]}},
-           name="made")
+    daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "echo $A"], "Env": ["A=1"], "WorkingDir": "/tmp",
+                   "Hostname": "made-host", "HostConfig": {"Memory": 32 << 20, "NanoCpus": 500_000_000,
+                                                           "PidsLimit": 20, "Binds": [f"{tmp_path}:/data:ro"]}},
+                  name="made")
     status, info = daemon.request("GET", "/v1.41/containers/made/json")
     assert status == 200 and info["State"]["Status"] == "created"        # created, not started
     assert info["Path"] == "sh" and "A=1" in info["Config"]["Env"] and info["Config"]["WorkingDir"] == "/tmp"

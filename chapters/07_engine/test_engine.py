@@ -6,22 +6,15 @@ import subprocess
 import sys
 
 
-def create(daemon, config: dict, name: str | None = None) -> str:
-    status, body = daemon.request("POST", "/v1.41/containers/create" + (f"?name={name}" if name else ""),
-                                  json.dumps(config).encode())
-    assert status == 201, body
-    return body["Id"]
-
-
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
-    cid = create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
     assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
     assert daemon.request("POST", f"/v1.41/containers/{cid}/wait") == (200, {"StatusCode": 3, "Error": None})
     assert daemon.request("DELETE", f"/v1.41/containers/{cid}")[0] == 204
 
 
 def test_a_wait_asked_before_the_start_sees_the_end(daemon):
-    cid = create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "exit 5"]})
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "exit 5"]})
     waiting = daemon.connection()
     waiting.request("POST", f"/v1.41/containers/{cid}/wait?condition=next-exit")
     answer = waiting.getresponse()                  # its headers come at once: docker run goes on
@@ -52,7 +45,7 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def test_output_comes_framed_stdout_and_stderr_apart(daemon):
-    cid = create(daemon, {"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2"]})
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2"]})
     attached = daemon.connection()                  # attach before the start, as docker run does
     attached.sock.sendall(f"POST /v1.41/containers/{cid}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n"
                           "Host: lab\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())

@@ -209,17 +209,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """(status, body) for this request; (None, None) when the handler answered itself."""
         if peer_uid(self.connection) != 0:
             raise api.ApiError(403, "permission denied: only root may use lab's daemon "
-                                  "(run the client with sudo)")
+                               "(run the client with sudo)")
         url = urlsplit(self.path)
         path, asked = url.path, version_tuple(api.API_VERSION)
         if m := re.fullmatch(r"/v(\d+)\.(\d+)(/.*)", path):
             asked, path = (int(m[1]), int(m[2])), m[3]
             if asked > version_tuple(api.API_VERSION):
                 raise api.ApiError(400, f"client version {m[1]}.{m[2]} is too new. Maximum supported "
-                                      f"API version is {api.API_VERSION}")
+                                   f"API version is {api.API_VERSION}")
             if asked < version_tuple(api.MIN_API_VERSION):
                 raise api.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
-                                      f"API version is {api.MIN_API_VERSION}, please upgrade your client")
+                                   f"API version is {api.MIN_API_VERSION}, please upgrade your client")
         pairs = parse_qsl(url.query)
         body = self.read_body()
         for method, pattern, handler in engine.ROUTES + operations.ROUTES + engine_images.ROUTES + engine_system.ROUTES:
@@ -232,8 +232,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # As an engine without that feature: a lookup is a 404 (`docker inspect NAME` then tries
         # the next kind of object), an action a 501. Clients print the message either way.
         raise api.ApiError(404 if self.command in ("GET", "HEAD") else 501,
-                              f"lab daemon does not implement {self.command} {path}: "
-                              "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
+                           f"lab daemon does not implement {self.command} {path}: "
+                           "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
 
     def read_body(self) -> bytes:
         """Content-Length bytes, or chunks. Once it is read, handle_one_request's clock stops."""
@@ -248,7 +248,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True          # what is left of a bad body is no next request
             if isinstance(e, TimeoutError):
                 raise api.ApiError(408, f"the request body did not arrive within "
-                                      f"{self.server.read_timeout:g} s") from None
+                                   f"{self.server.read_timeout:g} s") from None
             raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -261,13 +261,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             size = line.split(b";")[0].strip()               # a size may have ;extensions after it
             if not re.fullmatch(rb"[0-9a-fA-F]{1,15}", size):
                 raise api.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
-                                      "(hex digits)")
+                                   "(hex digits)")
             if int(size, 16) == 0:
                 break
             body += read_exactly(self.rfile, check_size(len(body) + int(size, 16)) - len(body))
             if self.rfile.readline(3) != b"\r\n":
                 raise api.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
-                                      "size says")
+                                   "size says")
         while self.rfile.readline(1000).strip():    # trailers, up to an empty line
             pass
         return body

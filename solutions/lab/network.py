@@ -540,9 +540,10 @@ def prepare(container: store.Container) -> Plan:
         more = []
         for name, asked in (container.config.get("Networks") or {}).items():
             if name != record["Name"]:             # (its first network, disconnected and connected again)
+                other = find(name)
                 with locked():
-                    more.append(join(container, find(name), asked, host))
-                    write_hosts(find(name), container)
+                    more.append(join(container, other, asked, host))
+                    write_hosts(other, container)
     except BaseException:
         host.close()
         raise
@@ -607,18 +608,24 @@ def disconnect(container: store.Container) -> None:
     ~13 ms of every `lab run`: the kernel waits for readers of the link to finish, which it
     otherwise does in the background.)"""
     for name, settings in endpoints(container).items():
-        for rule in settings.get("Rules") or ():
-            iptables("-D", rule, missing_ok=True)
-        try:
-            record = find(name)
-        except NotFound:
-            record = None                          # (its network was removed by hand)
-        with locked():
-            if record is not None:
-                release(record, settings["IPAddress"], container.id)
-            leave(container, name)
-            if record is not None:
-                write_hosts(record, None)
+        forget(container, name, settings)
+
+
+def forget(container: store.Container, name: str, settings: dict) -> None:
+    """The host's side of one of its networks undone: its port rules, its lease, its names in
+    the other members' /etc/hosts, its record of it."""
+    for rule in settings.get("Rules") or ():
+        iptables("-D", rule, missing_ok=True)
+    try:
+        record = find(name)
+    except NotFound:
+        record = None                              # (its network was removed by hand)
+    with locked():
+        if record is not None:
+            release(record, settings["IPAddress"], container.id)
+        leave(container, name)
+        if record is not None:
+            write_hosts(record, None)
 
 
 def leave(container: store.Container, name: str) -> None:
@@ -735,13 +742,8 @@ def disconnect_container(container: store.Container, ref: str) -> None:
         link.delete_link(here["Veth"])
     finally:
         link.close()
-    for rule in here.get("Rules") or ():
-        iptables("-D", rule, missing_ok=True)
-    with locked():
-        release(record, here["IPAddress"], container.id)
-        leave(container, record["Name"])
-        write_hosts(record, None)
-        write_hosts_file(container)
+    forget(container, record["Name"], here)
+    write_hosts_file(container)
 
 
 def write_hosts_file(container: store.Container, joining: store.Container | None = None) -> None:
