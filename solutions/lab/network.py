@@ -334,14 +334,18 @@ def container_exists(container_id: str) -> bool:
     return (store.containers_dir() / container_id).is_dir()
 
 
-def check_host_address(address: str, subnet: str, what: str) -> None:
-    """An address a host of the subnet may have: in it, neither its first (the network's) nor its last."""
+def is_host(number: int, subnet: str) -> bool:
+    """Whether an address a host of the subnet may have: in it, neither its first (the network's) nor its last."""
     base, prefix = parse_subnet(subnet)
+    return base < number < base + (1 << (32 - prefix)) - 1
+
+
+def check_host_address(address: str, subnet: str, what: str) -> None:
     try:
         number = to_int(address)
     except ValueError:
         number = -1
-    if not base < number < base + (1 << (32 - prefix)) - 1:
+    if not is_host(number, subnet):
         raise LabError(f"invalid {what} {address}: not a host address of the subnet {subnet}")
 
 
@@ -356,12 +360,11 @@ def lease(record: dict, container_id: str, wanted: str | None = None) -> str:
         check_host_address(wanted, record["Subnet"], "--ip")
         if wanted in kept:
             raise Conflict(f"address {wanted} is the network {record['Name']}'s gateway or kept for another host")
-    subnet_base, subnet_prefix = parse_subnet(record["Subnet"])
     base, prefix = parse_subnet(record.get("IPRange") or record["Subnet"])
     numbers = [to_int(wanted)] if wanted else range(base, base + (1 << (32 - prefix)))
     for number in numbers:
         address = to_text(number)
-        if address in kept or number in (subnet_base, subnet_base + (1 << (32 - subnet_prefix)) - 1):
+        if address in kept or not is_host(number, record["Subnet"]):
             continue                               # (the gateway, aux addresses, the network, broadcast)
         try:
             fd = os.open(folder / address, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -746,10 +749,11 @@ def disconnect_container(container: store.Container, ref: str) -> None:
     write_hosts_file(container)
 
 
-def write_hosts_file(container: store.Container, joining: store.Container | None = None) -> None:
+def write_hosts_file(container: store.Container, joining: store.Container | None = None,
+                     known: dict | None = None) -> None:
     """One container's /etc/hosts again, from the networks it is on now."""
     try:
-        container.hosts_file.write_text(LOCALHOST + "\n".join(hosts_lines(container, joining)) + "\n")
+        container.hosts_file.write_text(LOCALHOST + "\n".join(hosts_lines(container, joining, known or {})) + "\n")
     except FileNotFoundError:
         pass                                       # (removed meanwhile)
 
@@ -772,41 +776,46 @@ def write_hosts(record: dict, joining: store.Container | None) -> None:
     """/etc/hosts of the network's members (and of joining, which is not running yet): written
     again whole, in place (each is bind-mounted in its container), from every network each
     member is on (hosts_lines). On the default bridge, only the joining one's file."""
+    known = {record["Name"]: members_of(record, joining)}
+    _, members = known[record["Name"]]
+    for member in members if record["Name"] != DEFAULT else [joining] if joining else []:
+        write_hosts_file(member, joining, known)
+
+
+def members_of(record: dict, joining: store.Container | None) -> tuple[dict[str, str], list[store.Container]]:
+    """A network's leases (container id -> address), and its members now: those running, and
+    joining (not running yet). None are listed on the default bridge: no one there knows the others."""
     leased = {cid: address for address, cid in leases(record).items()}
-    everyone = sorted(leased, key=lambda cid: to_int(leased[cid]))
-    for cid in everyone if record["Name"] != DEFAULT else [joining.id] if joining else []:
+    members = []
+    for cid in sorted(leased, key=lambda cid: to_int(leased[cid])) if record["Name"] != DEFAULT else ():
         try:
             member = store.Container(store.containers_dir() / cid)
         except FileNotFoundError:
             continue                               # (a lease left by a crash)
         if member.id == (joining.id if joining else None) or member.is_running():
-            write_hosts_file(member, joining)
+            members.append(member)
+    return leased, members
 
 
-def hosts_lines(member: store.Container, joining: store.Container | None) -> list[str]:
+def hosts_lines(member: store.Container, joining: store.Container | None, known: dict) -> list[str]:
     """A container's /etc/hosts after localhost: its own names with its address on each of its
-    networks, its links' (--link), and on user networks every other member's names."""
+    networks, its links' (--link), and on user networks every other member's names. known:
+    members_of() of the networks read so far (each is read once for all the files written)."""
     lines = []
     for n, here in enumerate(endpoints(member).values()):
-        try:
-            record = find(here["Name"])
-        except NotFound:
-            continue                               # (its network was removed by hand)
-        leased = {cid: address for address, cid in leases(record).items()}
+        if here["Name"] not in known:
+            try:
+                known[here["Name"]] = members_of(find(here["Name"]), joining)
+            except NotFound:
+                continue                           # (its network was removed by hand)
+        leased, others = known[here["Name"]]
         lines.append(f"{here['IPAddress']}\t{' '.join(known_as(member, here, hostname=n == 0))}")
         if n == 0:
             lines += [f"{leased[link['Id']]}\t{link['Alias']} {link['Name']}"
                       for link in member.config.get("Links") or [] if link["Id"] in leased]
-        if record["Name"] == DEFAULT:
-            continue
-        for cid in sorted(leased, key=lambda cid: to_int(leased[cid])):
-            try:
-                other = store.Container(store.containers_dir() / cid)
-            except FileNotFoundError:
-                continue
-            if other.id != member.id and (other.id == (joining.id if joining else None) or other.is_running()):
-                names = known_as(other, endpoints(other).get(record["Name"]) or {})
-                lines += [f"{leased[cid]}\t{' '.join(names)}"] if names else []
+        for other in others:
+            names = known_as(other, endpoints(other).get(here["Name"]) or {}) if other.id != member.id else []
+            lines += [f"{leased[other.id]}\t{' '.join(names)}"] if names else []
     return lines
 
 
