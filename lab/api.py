@@ -48,7 +48,8 @@ TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostn
 HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "Privileged", "SecurityOpt",
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
-              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links"}
+              "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
+              "ExtraHosts", "DeviceCgroupRules"}
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
@@ -155,7 +156,7 @@ def as_binds(body: dict, host: dict) -> dict:
 def more_options(body: dict, host: dict) -> dict:
     """The rest of the container's config, as container.create's keywords: tmpfs mounts, a
     read-only root, confinement (chapter 08), the log driver, groups, resource limits,
-    /dev/shm's size, an init, the healthcheck."""
+    /dev/shm's size, an init, the healthcheck, the network and --add-host's hosts."""
     log = host.get("LogConfig") or {}
     return dict(healthcheck=body.get("Healthcheck"), tmpfs=[f"{path}:{options}" for path, options in (host.get("Tmpfs") or {}).items()],
                 read_only=bool(host.get("ReadonlyRootfs")), cap_add=host.get("CapAdd") or [],
@@ -169,7 +170,8 @@ def more_options(body: dict, host: dict) -> dict:
                 memory_swappiness=host.get("MemorySwappiness"),
                 network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
                 publish=publish_specs(host.get("PortBindings") or {}), **endpoint_options(body, host),
-                pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None)
+                pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None,
+                extra_hosts=host.get("ExtraHosts") or [], device_cgroup_rules=host.get("DeviceCgroupRules") or [])
 
 
 def endpoint_options(body: dict, host: dict) -> dict:
@@ -220,7 +222,8 @@ def container_json(c: store.Container) -> dict:
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
                            "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"
                                                        for link in config.get("Links") or []] or None,
-                           "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+                           "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [],
+                           "ExtraHosts": config.get("ExtraHosts"),
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),
                            "RestartPolicy": config.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}}

@@ -8,12 +8,14 @@ The other instructions (ENV, WORKDIR, USER, CMD, ...) change only the image's co
 Every step's result is an image of its own, hidden from `lab images` (an intermediate image),
 and the build cache remembers it under a key: the image it started from, the instruction,
 the build arguments a RUN sees, and the content of the files a COPY reads. The same step on
-the same image gives the same key, and is not run again ("Using cache"). --no-cache runs all.
+the same image gives the same key, and is not run again ("Using cache"). --no-cache runs all;
+--cache-from IMAGE takes a cached step only if it made IMAGE or one IMAGE was built on.
 
 The subset of the Dockerfile reference lab reads: FROM, RUN, COPY, ADD (local files; local
 tar archives are unpacked), ENV, ARG, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT,
-STOPSIGNAL; shell and exec forms, line continuations, comments, .dockerignore. Anything else
-is refused with one line before the first step runs.
+STOPSIGNAL; shell and exec forms, line continuations, comments, .dockerignore; stages (FROM
+IMAGE AS NAME: the last one is the image, or the one --target names). Anything else is refused
+with one line before the first step runs.
 """
 import fnmatch
 import hashlib
@@ -27,9 +29,11 @@ import tarfile
 from pathlib import Path
 
 from lab import LabError, container, image_commands, store
+from lab.cgroups import parse_bytes
 from lab.images import NoSuchImage, find, load
 from lab.layers import locked, save_image
 from lab.names import parse_reference
+from lab.network import parse_extra_hosts
 from lab.store import read_json, write_json
 
 INSTRUCTIONS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "CMD",
@@ -38,10 +42,11 @@ INSTRUCTIONS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "
 
 # Reading the Dockerfile.
 
-def parse(text: str) -> list[tuple[int, str, str]]:
+def parse(text: str, target: str | None = None) -> list[tuple[int, str, str]]:
     """The Dockerfile's instructions: (line number, INSTRUCTION, its arguments), continuations
-    joined and comments dropped; an instruction lab does not know is a LabError."""
-    steps, pending, start = [], "", 0
+    joined and comments dropped; an instruction lab does not know is a LabError. With a target
+    (--target), only those up to the end of the stage it names (FROM IMAGE AS target)."""
+    steps, pending, start, reached = [], "", 0, False
     for number, line in enumerate(text.splitlines(), 1):
         if not pending and (not line.strip() or line.lstrip().startswith("#")):
             continue
@@ -54,12 +59,19 @@ def parse(text: str) -> list[tuple[int, str, str]]:
             continue
         instruction, _, args = (pending + line).strip().partition(" ")
         pending = ""
+        if instruction.upper() == "FROM" and target is not None:
+            if reached:
+                break                                          # (the next stage: not built)
+            reached = re.fullmatch(r"\S+\s+as\s+(\S+)", args.strip(), re.IGNORECASE) is not None and \
+                args.split()[-1].lower() == target.lower()
         if instruction.upper() not in INSTRUCTIONS:
             raise LabError(f"Dockerfile line {start}: lab build does not support {instruction.upper()} "
                            f"(it reads {', '.join(INSTRUCTIONS)})")
         steps.append((start, instruction.upper(), args.strip()))
     if pending:
         steps.append((start, *pending.strip().partition(" ")[::2]))
+    if target is not None and not reached:
+        raise LabError(f"failed to reach build target {target} in Dockerfile: name a stage (FROM IMAGE AS {target})")
     if not steps or steps[0][1] not in ("FROM", "ARG") or not any(s[1] == "FROM" for s in steps):
         raise LabError("the Dockerfile has no FROM: its first instruction must be FROM IMAGE")
     return steps
@@ -216,12 +228,30 @@ def cache_path() -> Path:
     return store.lab_root() / "build-cache.json"
 
 
-def cached(key: str) -> str | None:
+def cached(key: str, usable: set | None) -> str | None:
+    """The image the step with this key made, if it is still there (and among usable, if given)."""
     try:
         image_id = read_json(cache_path()).get(key)
     except (FileNotFoundError, ValueError):
         return None
+    if usable is not None and image_id not in usable:
+        return None
     return image_id if image_id and store.image_path(image_id).is_file() else None
+
+
+def cache_sources(refs) -> set[str]:
+    """--cache-from: each image named, and every image it was built on (its Parent, and so on).
+    A name the store does not have adds nothing, as in docker."""
+    found = set()
+    for ref in refs:
+        try:
+            image = find(ref)
+            while image["Id"] not in found:
+                found.add(image["Id"])
+                image = load(image["Parent"]) if image.get("Parent") else image
+        except (NoSuchImage, FileNotFoundError):
+            continue
+    return found
 
 
 def remember(key: str, image_id: str) -> None:
@@ -236,16 +266,23 @@ def remember(key: str, image_id: str) -> None:
 # The build.
 
 def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(), no_cache: bool = False,
-          network: str | None = None, iidfile: str | None = None, out=sys.stdout, labels=()) -> str:
+          network: str | None = None, iidfile: str | None = None, out=sys.stdout, labels=(), cache_from=None,
+          extra_hosts=(), target=None, shm_size=None) -> str:
     """Build the image, named by each of tags; return its id. Each step's output goes to out; a
-    failed step raises. labels (KEY=VALUE) are set on the image last, as `docker build --label`."""
+    failed step raises. labels (KEY=VALUE) are set on the image last, as `docker build --label`.
+    network, extra_hosts (HOST:IP) and shm_size are the RUN steps' --network, --add-host and
+    --shm-size; target (--target) names the stage to end with."""
     names = [f"{name}:{version}" for name, version in map(parse_reference, tags)]
     context = Context(context_dir)
     path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
     try:
-        steps = parse(path.read_text())
+        steps = parse(path.read_text(), target)
     except FileNotFoundError:
         raise LabError(f"no Dockerfile at {path} (-f names another)") from None
+    run_options = {"network_mode": network, "extra_hosts": parse_extra_hosts(extra_hosts), "shm_size": shm_size}
+    if shm_size is not None:
+        parse_bytes(shm_size, "--shm-size", "--shm-size 128m")         # (checked before the first step)
+    usable = set() if no_cache else cache_sources(cache_from) if cache_from is not None else None
     given = dict(arg.split("=", 1) if "=" in arg else (arg, os.environ.get(arg, "")) for arg in build_args)
     args: dict = {}                       # the ARGs declared so far, with their values
     before_from: dict = {}                # those declared before the first FROM
@@ -270,18 +307,18 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
         if image is None:
             raise LabError(f"Dockerfile line {line}: {instruction} before FROM")
         if instruction in ("RUN", "COPY", "ADD"):
-            image = layer_step(instruction, text, image, config, args, context, no_cache, network, say)
+            image = layer_step(instruction, text, image, config, args, context, usable, run_options, say)
             config = dict(image["Config"])
             continue
         config = change_config(instruction, text, config, variables)
-        image = commit_config(image, config, instruction, text, no_cache, say)
+        image = commit_config(image, config, instruction, text, usable, say)
         say(f" ---> {short(image['Id'])}")
     if image is None:
         raise LabError("the Dockerfile has no FROM")
     if labels:                            # (docker build --label: a last step of its own)
         text = " ".join(shlex.quote(label if "=" in label else label + "=") for label in labels)
         config = change_config("LABEL", text, config, {})
-        image = commit_config(image, config, "LABEL", text, no_cache, lambda message: None)
+        image = commit_config(image, config, "LABEL", text, usable, lambda message: None)
     if not image["Id"]:
         raise LabError("no image was made: the Dockerfile has nothing after FROM scratch")
     if names:
@@ -341,10 +378,10 @@ def change_config(instruction: str, text: str, config: dict, variables: dict) ->
     return config
 
 
-def commit_config(image: dict, config: dict, instruction: str, text: str, no_cache: bool, say) -> dict:
+def commit_config(image: dict, config: dict, instruction: str, text: str, usable: set | None, say) -> dict:
     """An image with the same layers and a new config (cached like any step)."""
     key = step_key(image, f"{instruction} {text}", json.dumps(config, sort_keys=True))
-    found = None if no_cache else cached(key)
+    found = cached(key, usable)
     if found:
         say(" ---> Using cache")
         return load(found)
@@ -360,8 +397,9 @@ def step_key(image: dict, instruction: str, content: str) -> str:
 
 
 def layer_step(instruction: str, text: str, image: dict, config: dict, args: dict, context: Context,
-               no_cache: bool, network: str | None, say) -> dict:
-    """RUN, COPY, ADD: a new layer on top of image."""
+               usable: set | None, run_options: dict, say) -> dict:
+    """RUN, COPY, ADD: a new layer on top of image. usable: the images a cached step may give
+    (None: any, empty: none, as --no-cache); run_options: the RUN container's network and hosts."""
     variables = {**args, **env_dict(config)}
     if instruction == "RUN":
         argv = json_or_shell(text)
@@ -377,13 +415,13 @@ def layer_step(instruction: str, text: str, image: dict, config: dict, args: dic
         tar, content = copy_layer(context, words[:-1], words[-1], config.get("WorkingDir") or "/",
                                   unpack=instruction == "ADD")
         key = step_key(image, f"{instruction} {json.dumps(words)}", content)
-    found = None if no_cache else cached(key)
+    found = cached(key, usable)
     if found:
         say(" ---> Using cache")
         say(f" ---> {short(found)}")
         return load(found)
     if instruction == "RUN":
-        image_id = run_step(image, argv, args, network, say)
+        image_id = run_step(image, argv, args, run_options, say)
     else:
         added: list[str] = []
         with locked():
@@ -395,14 +433,14 @@ def layer_step(instruction: str, text: str, image: dict, config: dict, args: dic
     return load(image_id)
 
 
-def run_step(image: dict, argv: list[str], args: dict, network: str | None, say) -> str:
+def run_step(image: dict, argv: list[str], args: dict, run_options: dict, say) -> str:
     """A container from image runs argv (the build's ARGs in its environment); its changes
     become the new layer. A failed command stops the build, and nothing of the step stays."""
     name = f"build-{os.urandom(6).hex()}"
     say(f" ---> Running in {name}")
     env = [f"{k}={v}" for k, v in args.items()]
     sys.stdout.flush()
-    status = container.run(image["Id"], argv, name=name, env=env, entrypoint=[""], network_mode=network)
+    status = container.run(image["Id"], argv, name=name, env=env, entrypoint=[""], **run_options)
     step_container = store.find_container(name)
     try:
         if status != 0:

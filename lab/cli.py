@@ -57,6 +57,8 @@ def build_parser() -> Parser:
     run.add_argument("--network-alias", action="append", default=[], metavar="NAME",
                      help="another name the container has on its user network")
     run.add_argument("--mac-address", metavar="MAC", help="eth0's MAC address (default: 02:42 and its IPv4 address)")
+    run.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
+                     help="a line of the container's /etc/hosts: HOST is IP")
     run.add_argument("--ip", metavar="ADDRESS", help="its address on its network (one of yours), instead of the next free one")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
@@ -64,6 +66,8 @@ def build_parser() -> Parser:
                      help="no confinement: every capability and device, no seccomp, no masked paths")
     run.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                      help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
+    run.add_argument("--device-cgroup-rule", action="append", default=[], metavar="'c MAJOR:MINOR rwm'",
+                     help="allow the devices of this type and numbers too (chapter 08)")
     run.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a group (name or gid)")
     run.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024")
     run.add_argument("--shm-size", metavar="BYTES", help="the size of /dev/shm (default 64m)")
@@ -138,6 +142,12 @@ def build_parser() -> Parser:
     build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)")
     build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
     build.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
+    build.add_argument("--cache-from", action="append", metavar="IMAGE",
+                       help="take cached steps only from this image's (each --cache-from one more)")
+    build.add_argument("--shm-size", metavar="BYTES", help="the RUN steps' /dev/shm size (default 64m)")
+    build.add_argument("--target", metavar="STAGE", help="build up to this stage (FROM IMAGE AS STAGE) and stop")
+    build.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
+                       help="a line of the RUN steps' /etc/hosts: HOST is IP")
     build.add_argument("--network", metavar="MODE", help="the RUN steps' network (bridge, none, host)")
     build.add_argument("--iidfile", metavar="FILE", help="write the image's id there")
     build.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
@@ -246,7 +256,8 @@ def cmd_run(args) -> int:
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
                    publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
-                   pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip)
+                   pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip,
+                   extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health
@@ -486,7 +497,8 @@ def cmd_pull(args) -> int:
 def cmd_build(args) -> int:
     from lab import build
     build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile,
-                labels=args.label)
+                labels=args.label, cache_from=args.cache_from, extra_hosts=args.add_host, target=args.target,
+                shm_size=args.shm_size)
     return 0
 
 

@@ -85,14 +85,14 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
-           uts_mode=None, links=(), ip=None) -> store.Container:
+           uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit).tune(cpu_shares, memory_swap, memory_reservation,
                                                                  oom_kill_disable, memory_swappiness)
-    confinement = security.options(cap_add, cap_drop, privileged, security_opt)     # chapter 08
+    confinement = security.options(cap_add, cap_drop, privileged, security_opt, device_cgroup_rules)  # chapter 08
     log_config = logs.config(log_driver, log_opts)
     ulimits = [security.parse_ulimit(spec) for spec in ulimits]
     group_add = [str(g) for g in group_add]
@@ -103,6 +103,9 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     ports = network.parse_publish(publish)
     endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts, ip)
     links = network.parse_links(links)
+    extra_hosts = network.parse_extra_hosts(extra_hosts)
+    if extra_hosts and network_mode.startswith("container:"):
+        raise LabError("--add-host is for a container with its own network, not --network container:... (it has the other's)")
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
         if mode not in (None, "", "host"):
             raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
@@ -155,7 +158,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
-              "Links": links}
+              "Links": links, "ExtraHosts": extra_hosts or None}
     container = store.create_container(config)
     try:
         for mount in mounts:
@@ -170,7 +173,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
         container.hostname_file.write_text(f"{name}\n")
         container.hosts_file.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                              f"127.0.1.1\t{name}\n")
+                                        f"{network.extra_hosts_lines(container)}127.0.1.1\t{name}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
         if isinstance(e, FileNotFoundError):
@@ -340,8 +343,9 @@ def own_pid_namespace() -> None:
 def security_policy(config: dict, cgroup):
     """Chapter 08's part of the parent: the device rules on the cgroup, and what the child
     will apply (its seccomp filter compiled here, where libseccomp and the cache are in sight)."""
-    privileged = (config.get("Security") or {}).get("Privileged", False)
-    if cgroup is not None and step("08", cgroup.allow_devices, privileged) is NOT_WRITTEN:
+    security = config.get("Security") or {}
+    privileged, rules = security.get("Privileged", False), security.get("DeviceCgroupRules") or []
+    if cgroup is not None and step("08", cgroup.allow_devices, privileged, rules) is NOT_WRITTEN:
         return None
     policy = policy_of(config, cgroup.cgroupfs_mounts() if cgroup else [])
     trace.mark("security policy")

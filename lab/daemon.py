@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 import traceback
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process
 
@@ -218,7 +218,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.read_body()
         for method, pattern, handler in engine.ROUTES + operations.ROUTES + engine_images.ROUTES + engine_system.ROUTES:
             if method == self.command and (match := re.fullmatch(pattern, path)):
-                req = Request(self, match.groups(), pairs, body, asked)
+                req = Request(self, tuple(g and unquote(g) for g in match.groups()), pairs, body, asked)   # (%20: " ")
                 result = handler(req)
                 if isinstance(req.out, Chunks):
                     req.out.end()

@@ -15,10 +15,11 @@ Documentation/bpf/standardization/instruction-set.rst for the instructions.
 """
 import ctypes
 import os
+import re
 import struct
 from pathlib import Path
 
-from lab import syscalls
+from lab import LabError, syscalls
 
 # A rule: (type, major, minor, access). Type "c" (character) or "b" (block); None is any
 # number ("*"); access is some of "r" (read), "w" (write), "m" (mknod). Docker's default.
@@ -36,6 +37,15 @@ DEFAULT_RULES = [
     ("c", 136, None, "rwm"),     # /dev/pts/*: the container's pseudo-terminals
     ("c", 10, 200, "rwm"),       # /dev/net/tun
 ]
+
+
+def parse_rule(text: str) -> tuple:
+    """docker run --device-cgroup-rule 'c 7:128 rwm' (v1's own line): one more rule."""
+    m = re.fullmatch(r"([cb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", text.strip())
+    if not m or len(set(m[4])) != len(m[4]):
+        raise LabError(f"invalid --device-cgroup-rule {text!r}: use TYPE MAJOR:MINOR ACCESS, e.g. 'c 7:128 rwm' "
+                       "(TYPE c or b; * for any number; ACCESS some of r, w, m)")
+    return m[1], None if m[2] == "*" else int(m[2]), None if m[3] == "*" else int(m[3]), m[4]
 
 
 def rule_text(rule) -> str:

@@ -22,7 +22,7 @@ See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
 import os
 import re
 
-from lab import LabError, syscalls
+from lab import LabError, devices, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 
 # Capability numbers (linux/capability.h): a capability's number is its bit in a set.
@@ -67,8 +67,9 @@ def capability_names(add=(), drop=(), privileged=False) -> list[str]:
     return kept + [c for c in add if c not in kept]
 
 
-def options(cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> dict:
+def options(cap_add=(), cap_drop=(), privileged=False, security_opt=(), device_cgroup_rules=()) -> dict:
     """The container's "Security" record from the flags docker has for it; bad input is one line.
+    device_cgroup_rules: --device-cgroup-rule's, devices allowed beyond docker's list (devices.py).
 
     --security-opt no-new-privileges[:true|false], seccomp=unconfined, seccomp=PROFILE.json
     (read now: a later change to the file does not change the container) or, from the engine,
@@ -77,7 +78,10 @@ def options(cap_add=(), cap_drop=(), privileged=False, security_opt=()) -> dict:
     import json
     record = {"Privileged": bool(privileged), "CapAdd": list(cap_add), "CapDrop": list(cap_drop),
               "Capabilities": capability_names(cap_add, cap_drop, privileged),
-              "NoNewPrivileges": False, "Seccomp": None}
+              "NoNewPrivileges": False, "Seccomp": None,
+              "DeviceCgroupRules": list(device_cgroup_rules) or None}
+    for rule in device_cgroup_rules:
+        devices.parse_rule(rule)                  # (checked now, applied at each start)
     for opt in security_opt:
         key, sep, value = opt.replace(":", "=", 1).partition("=") if opt.startswith("no-new") else opt.partition("=")
         if key == "no-new-privileges" and value in ("", "true", "false"):

@@ -122,7 +122,7 @@ def security_fields(options: dict | None) -> dict:
         (["seccomp=unconfined"] if seccomp == "unconfined" else ["seccomp=<profile>"] if seccomp else [])
     return {"Privileged": options.get("Privileged", False), "CapAdd": options.get("CapAdd") or None,
             "CapDrop": options.get("CapDrop") or None, "SecurityOpt": opts or None,
-            "Capabilities": options.get("Capabilities")}
+            "Capabilities": options.get("Capabilities"), "DeviceCgroupRules": options.get("DeviceCgroupRules")}
 
 
 def exit_of(c: store.Container) -> dict:

@@ -188,6 +188,25 @@ def test_one_build_runs_many_run_steps(lab, tmp_path):
     assert lab("run", "--rm", "--network", "none", "steps:1", "ls", "/a", "/b", "/c").returncode == 0
 
 
+def test_target_ends_at_a_stage_add_host_and_shm_size_reach_run_steps_and_cache_from_picks_the_cache(daemon):
+    import io
+    dockerfile = (b"FROM busybox AS first\nENV FOO=bar\nRUN cp /etc/hosts /hosts-file; df -k /dev/shm > /shm\n"
+                  b"FROM busybox\nONBUILD RUN echo not read: the build ends with the stage first\n")
+    api = daemon.client().api
+
+    def build(**options):
+        logs = list(api.build(fileobj=io.BytesIO(dockerfile), target="first", network_mode="none", decode=True,
+                              **options))
+        assert not any("error" in line for line in logs), logs
+        return sum("Using cache" in line.get("stream", "") for line in logs)
+    build(tag="first:1", extra_hosts={"db.local": "10.0.0.5"}, shmsize=128 << 20)
+    hosts = daemon.docker("run", "--rm", "--network", "none", "first:1", "cat", "/hosts-file", "/shm")
+    assert "\n10.0.0.5\tdb.local\n" in hosts.stdout and " 131072 " in hosts.stdout, hosts.stdout + hosts.stderr
+    assert build(tag="second:1", cache_from=["first:1"]) == 2             # ENV and RUN, from first:1
+    assert build(tag="third:1", cache_from=["no-such-image"]) == 0         # nothing it was built on
+    assert build(tag="fourth:1") == 2                                      # (without: the whole cache)
+
+
 def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_failed_step_s_code(daemon, tmp_path):
     import io
     (tmp_path / "context").mkdir()
@@ -204,8 +223,8 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     failed = list(api.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), decode=True))
     assert failed[-1]["errorDetail"]["code"] == 7, failed[-1]
     import docker
-    with pytest.raises(docker.errors.APIError, match="lab build does not support --add-host"):    # (never
-        list(api.build(fileobj=io.BytesIO(b"FROM busybox\n"), extra_hosts={"db": "10.0.0.5"}))   # ignored)
+    with pytest.raises(docker.errors.APIError, match="lab build does not support --squash"):    # (never
+        list(api.build(fileobj=io.BytesIO(b"FROM busybox\n"), squash=True))                     # ignored)
 
 
 @pytest.mark.parametrize("members", [

@@ -40,6 +40,8 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--cpus", "-1", "busybox", "true"], 125, "--cpus -1 is out of range"),
     (["run", "--cpus", "lots", "busybox", "true"], 125, "invalid --cpus 'lots'"),
     (["run", "--pids-limit", "0", "busybox", "true"], 125, "invalid --pids-limit '0'"),
+    (["run", "--add-host", "db.local", "busybox", "true"], 125, "invalid --add-host 'db.local': use HOST:IP"),
+    (["run", "--device-cgroup-rule", "a *:* rwm", "busybox", "true"], 125, "invalid --device-cgroup-rule 'a *:* rwm'"),
     (["commit", "no-such-container", "x:v1"], 125, "no such container: no-such-container"),
     (["rmi", "no-such-image"], 1, "no such image: no-such-image:latest"),
     (["image", "import", "/no/such/file", "x:v1"], 125, "no such file or folder: /no/such/file"),

@@ -173,7 +173,20 @@ def test_docker_networks_and_published_ports(daemon):
     assert int(box.ports["80/tcp"][0]["HostPort"]) > 0
     box.remove(force=True)
     net.remove()
+    spaced = client.networks.create("test 01")                        # (docker takes spaces in its names)
+    assert client.networks.get("test 01").id == spaced.id
+    spaced.remove()
     assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
+
+
+def test_add_host_is_a_line_of_etc_hosts_with_a_network_or_without(daemon):
+    for network in ("bridge", "none"):
+        hosts = daemon.docker("run", "--rm", "--network", network, "--add-host", "db.local:10.0.0.5",
+                              "busybox", "cat", "/etc/hosts")
+        assert "\n10.0.0.5\tdb.local\n" in hosts.stdout, hosts.stderr
+    box = daemon.client().containers.create("busybox", "true", extra_hosts={"db.local": "10.0.0.5"})
+    assert box.attrs["HostConfig"]["ExtraHosts"] == ["db.local:10.0.0.5"]
+    box.remove()
 
 
 def test_an_internal_network_reaches_its_own_and_the_host_and_nothing_beyond(daemon):
@@ -311,12 +324,19 @@ def test_docker_run_confinement_flags_reach_the_container(daemon, tmp_path):
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
     made = daemon.docker("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "mkdir", "/tmp/x")
     assert made.returncode == 1 and "Function not implemented" in made.stderr
-    daemon.docker("create", "--name", "shown", "--cap-add", "SYS_TIME", "busybox", "true")
+    # c 240:240, a number no driver has: the cgroup answers first (EPERM); with the rule the
+    # kernel goes on to look for the driver, and finds none (ENXIO).
+    device = ["busybox", "sh", "-c", "mknod /d c 240 240 && cat /d"]
+    assert "Operation not permitted" in daemon.docker("run", "--rm", *device).stderr
+    ruled = daemon.docker("run", "--rm", "--device-cgroup-rule", "c 240:240 r", *device)
+    assert "No such device or address" in ruled.stderr
+    daemon.docker("create", "--name", "shown", "--cap-add", "SYS_TIME", "--device-cgroup-rule", "c 240:* rwm",
+                  "busybox", "true")
     try:
         host = json.loads(daemon.docker("inspect", "shown").stdout)[0]["HostConfig"]
     finally:
         daemon.docker("rm", "shown")
-    assert (host["CapAdd"], host["Privileged"]) == (["SYS_TIME"], False)
+    assert (host["CapAdd"], host["Privileged"], host["DeviceCgroupRules"]) == (["SYS_TIME"], False, ["c 240:* rwm"])
 
 
 def test_malformed_requests_get_400_with_a_message(daemon):

@@ -335,9 +335,10 @@ class CgroupV2(Cgroup):
         write(self.path / "cgroup.freeze", int(frozen))
         settle(lambda: f"frozen {int(frozen)}" in read(self.path / "cgroup.events").splitlines())
 
-    def allow_devices(self, privileged: bool) -> None:
-        """Which device nodes its processes may open (chapter 08): a BPF program on v2."""
-        devices.allow_v2(self.path, devices.DEFAULT_RULES, privileged)
+    def allow_devices(self, privileged: bool, more=()) -> None:
+        """Which device nodes its processes may open (chapter 08): a BPF program on v2. more:
+        --device-cgroup-rule's rules, allowed too."""
+        devices.allow_v2(self.path, devices.DEFAULT_RULES + [devices.parse_rule(r) for r in more], privileged)
 
     def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): one cgroup2."""
@@ -448,9 +449,10 @@ class CgroupV1(Cgroup):
         write(self.dirs["freezer"] / "freezer.state", state)
         settle(lambda: read(self.dirs["freezer"] / "freezer.state") == state)
 
-    def allow_devices(self, privileged: bool) -> None:
-        """Which device nodes its processes may open (chapter 08): the devices controller."""
-        devices.allow_v1(self.dirs["devices"], devices.DEFAULT_RULES, privileged)
+    def allow_devices(self, privileged: bool, more=()) -> None:
+        """Which device nodes its processes may open (chapter 08): the devices controller. more:
+        --device-cgroup-rule's rules, allowed too."""
+        devices.allow_v1(self.dirs["devices"], devices.DEFAULT_RULES + [devices.parse_rule(r) for r in more], privileged)
 
     def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): each of its

@@ -98,11 +98,11 @@ def post_push(req):
 
 
 # Build options lab does not apply: refused when set, never silently ignored.
-BUILD_REFUSED = {"cachefrom": "--cache-from", "extrahosts": "--add-host", "target": "--target", "squash": "--squash",
+BUILD_REFUSED = {"squash": "--squash",
                  "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems", "cgroupparent": "--cgroup-parent",
                  "ulimits": "--ulimit", "isolation": "--isolation", "platform": "--platform", "outputs": "--output",
                  "memory": "-m/--memory", "memswap": "--memory-swap", "cpushares": "--cpu-shares",
-                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota", "shmsize": "--shm-size"}
+                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota"}
 
 
 def post_build(req):
@@ -133,6 +133,14 @@ def post_build(req):
             command += ["--build-arg", f"{key}={value}"]
         for key, value in json.loads(req.query.get("labels") or "{}").items():
             command += ["--label", f"{key}={value}"]
+        for hosts in req.values("extrahosts"):          # (HOST:IP, repeated or comma-separated)
+            command += [arg for host in hosts.split(",") if host for arg in ("--add-host", host)]
+        for ref in json.loads(req.query.get("cachefrom") or "[]") or []:
+            command += ["--cache-from", ref]
+        if req.query.get("shmsize") not in (None, "", "0"):
+            command += ["--shm-size", req.query["shmsize"]]
+        if req.query.get("target"):
+            command += ["--target", req.query["target"]]
         if req.query.get("nocache") in ("1", "true", "True"):
             command.append("--no-cache")
         if req.query.get("networkmode") not in (None, "", "default"):

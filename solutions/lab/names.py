@@ -5,6 +5,7 @@ containers/ID, execs/ID.json. A name like `../../home` or `/etc` would lead out 
 (and `lab volume rm` would delete what is there), so every name is checked here first:
 
     containers, volumes   [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most 128 characters
+    networks              the same, and spaces ("test 01": docker takes it)
     images                NAME[:TAG]: lowercase components [a-z0-9]+ joined by '.', '_', '-'
                           (busybox, my-app), separated by '/', maybe after a registry's
                           host[:port]/; at most 255 characters. TAG: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
@@ -19,6 +20,7 @@ from lab import LabError
 MAX_NAME = 128           # docker has no limit for these; a file name may have 255 bytes
 MAX_IMAGE_NAME = 255     # docker's limit
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_. -]+")
 COMPONENT = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
@@ -33,15 +35,16 @@ def shown(value) -> str:
     return text if len(text) <= 60 else f"{text[:40]}...' ({len(value)} characters)"
 
 
-def is_name(value) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_NAME and bool(NAME.fullmatch(value))
+def is_name(value, rule: re.Pattern = NAME) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_NAME and bool(rule.fullmatch(value))
 
 
 def check_name(value, kind: str) -> str:
-    """value, if it is a valid container or volume name (kind says which); else a LabError."""
-    if not is_name(value):
+    """value, if it is a valid name of its kind (container, volume, network, ...); else a LabError."""
+    network = kind == "network"
+    if not is_name(value, NETWORK_NAME if network else NAME):
         raise LabError(f"invalid {kind} name {shown(value)}: use 2 to {MAX_NAME} letters, digits, "
-                       "'_', '.' or '-', starting with a letter or digit")
+                       f"'_', '.'{', spaces' if network else ''} or '-', starting with a letter or digit")
     return value
 
 

@@ -20,6 +20,7 @@ Networks: `bridge` (the default, on lab0), `none` (lo only), `host` (the host's 
 a bridge and a subnet of its own, where containers also find each other by name.
 """
 import os
+import ipaddress
 import re
 import time
 from pathlib import Path
@@ -179,7 +180,7 @@ def find(ref: str) -> dict:
     if ref in ("host", "none"):
         return {"Name": ref, "Id": ref, "Driver": ref, "Subnet": None, "Gateway": None, "Bridge": None,
                 "Created": 0, "Labels": {}}
-    if names.is_name(ref):
+    if names.is_name(ref, names.NETWORK_NAME):
         try:
             return store.read_json(record_path(ref))
         except FileNotFoundError:
@@ -187,7 +188,7 @@ def find(ref: str) -> dict:
         matches = [n for n in stored() if n["Id"].startswith(ref)] if len(ref) >= 3 else []
         if len(matches) == 1:
             return matches[0]
-    raise NotFound(f"network {ref if names.is_name(ref) else names.shown(ref)} not found (lab network ls lists them)")
+    raise NotFound(f"network {ref if names.is_name(ref, names.NETWORK_NAME) else names.shown(ref)} not found (lab network ls lists them)")
 
 
 def stored() -> list[dict]:
@@ -482,6 +483,32 @@ def parse_links(specs) -> list[dict]:
     return links
 
 
+def parse_extra_hosts(specs) -> list[str]:
+    """--add-host HOST:IP (or HOST=IP): more lines in the container's /etc/hosts, kept as docker's
+    ExtraHosts ("HOST:IP")."""
+    found = []
+    for spec in specs:
+        m = re.fullmatch(r"([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)[:=]\[?([0-9A-Fa-f.:]+)\]?", spec)
+        if not m or not is_address(m[2]):
+            raise LabError(f"invalid --add-host {spec!r}: use HOST:IP, e.g. db.local:10.0.0.5")
+        found.append(f"{m[1]}:{m[2]}")
+    return found
+
+
+def is_address(text: str) -> bool:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def extra_hosts_lines(container: store.Container) -> str:
+    """The lines --add-host asked for, each ending in a newline."""
+    return "".join(f"{spec.split(':', 1)[1]}\t{spec.split(':', 1)[0]}\n" for spec in container.config.get("ExtraHosts") or [])
+
+
 def link_environment(name: str, links: list[dict]) -> dict[str, str]:
     """ALIAS_NAME=/name/alias, and ALIAS_ENV_K=V for each of the linked container's variables."""
     env = {}
@@ -753,7 +780,8 @@ def write_hosts_file(container: store.Container, joining: store.Container | None
                      known: dict | None = None) -> None:
     """One container's /etc/hosts again, from the networks it is on now."""
     try:
-        container.hosts_file.write_text(LOCALHOST + "\n".join(hosts_lines(container, joining, known or {})) + "\n")
+        container.hosts_file.write_text(LOCALHOST + extra_hosts_lines(container)
+                                        + "\n".join(hosts_lines(container, joining, known or {})) + "\n")
     except FileNotFoundError:
         pass                                       # (removed meanwhile)
 
