@@ -49,7 +49,7 @@ HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
               "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
-              "ExtraHosts", "DeviceCgroupRules"}
+              "ExtraHosts", "DeviceCgroupRules", "VolumeDriver"}
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
@@ -153,6 +153,14 @@ def as_binds(body: dict, host: dict) -> dict:
     return {**host, "Binds": binds, "Tmpfs": tmpfs}
 
 
+def check_volume_driver(host: dict) -> None:
+    """--volume-driver: the driver of the volumes the container makes. lab has docker's local
+    one only; another is refused when a volume would need it (docker asks it only then too)."""
+    driver = host.get("VolumeDriver") or "local"
+    if driver != "local" and any(not bind.startswith("/") for bind in host["Binds"]):
+        raise ApiError(400, f"lab has only the local volume driver, not {driver!r}: leave --volume-driver out")
+
+
 def more_options(body: dict, host: dict) -> dict:
     """The rest of the container's config, as container.create's keywords: tmpfs mounts, a
     read-only root, confinement (chapter 08), the log driver, groups, resource limits,
@@ -217,7 +225,7 @@ def container_json(c: store.Container) -> dict:
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
                            "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
                                      for m in config.get("Mounts", [])] or None,
-                           "VolumesFrom": config.get("VolumesFrom"),
+                           "VolumesFrom": config.get("VolumesFrom"), "VolumeDriver": config.get("VolumeDriver", ""),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
                            "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"

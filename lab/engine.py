@@ -17,7 +17,7 @@ import json
 import os
 
 from lab import LabError, NotFound, container, logs, names, store, supervisor, supervisor_client, terminal, views, volumes
-from lab.api import ApiError, as_binds, check_supported, container_json, more_options, restart_policy
+from lab.api import ApiError, as_binds, check_supported, check_volume_driver, container_json, more_options, restart_policy
 from lab.process import parse_signal
 
 
@@ -27,6 +27,7 @@ def create_container(body: dict, name: str | None) -> dict:
     Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
     check_supported(body)
     host = as_binds(body, body.get("HostConfig") or {})   # --mount, --volumes-from, -v /path: as -v, --tmpfs
+    check_volume_driver(host)
     policy = restart_policy(host)
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
@@ -43,7 +44,7 @@ def create_container(body: dict, name: str | None) -> dict:
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
                     StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
-                    ExposedPorts=body.get("ExposedPorts") or None)
+                    ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "")
     c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}

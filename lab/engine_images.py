@@ -108,7 +108,8 @@ BUILD_REFUSED = {"squash": "--squash",
 def post_build(req):
     """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
     as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
-    and every line it prints goes to the client as {"stream": line}."""
+    and every line it prints goes to the client as {"stream": line}: in red when a step wrote it
+    to its stderr, as docker's builder sends it."""
     import subprocess
     import sys
     import tempfile
@@ -147,13 +148,15 @@ def post_build(req):
             command += ["--network", req.query["networkmode"]]
         package = os.path.dirname(os.path.dirname(os.path.abspath(build.__file__)))
         child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
-                                 stderr=subprocess.STDOUT, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
+                                 stderr=subprocess.PIPE, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
         out = req.stream("application/json", chunked=True)
         said = ""
-        for line in child.stdout:
-            text = line.decode(errors="replace")
-            if text.startswith("lab: error: "):
+        for from_stderr, text in lines_of(child):
+            if from_stderr and text.startswith("lab: error: "):
                 said = text.removeprefix("lab: error: ").strip()
+                continue
+            if from_stderr:
+                out.write(json.dumps({"stream": f"\x1b[91m{text}\x1b[0m"}).encode() + b"\n")
                 continue
             if text.startswith("Successfully built "):      # the image's id first, as docker's builder
                 with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
@@ -167,6 +170,25 @@ def post_build(req):
         code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
         detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
         out.write(json.dumps({"errorDetail": detail, "error": message}).encode() + b"\n")
+
+
+def lines_of(child):
+    """(whether from stderr, a line) from a child's stdout and stderr, as they come, to the end of both."""
+    import selectors
+    selector, rest = selectors.DefaultSelector(), {child.stdout: b"", child.stderr: b""}
+    for pipe in rest:
+        selector.register(pipe, selectors.EVENT_READ)
+    while selector.get_map():
+        for key, _ in selector.select():
+            pipe, data = key.fileobj, os.read(key.fd, 1 << 16)
+            if data:
+                *whole, rest[pipe] = (rest[pipe] + data).split(b"\n")
+                whole = [line + b"\n" for line in whole]
+            else:                                   # (its end: what is left, if anything)
+                selector.unregister(pipe)
+                whole, rest[pipe] = [rest[pipe]] if rest[pipe] else [], b""
+            for line in whole:
+                yield pipe is child.stderr, line.decode(errors="replace")
 
 
 def post_auth(req):

@@ -220,8 +220,9 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     assert not any("error" in line for line in logs), logs
     listed = daemon.docker("run", "--rm", "outside:1", "ls", "/ctx")
     assert listed.stdout.split() == ["kept.txt"], listed.stderr
-    failed = list(api.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), decode=True))
+    failed = list(api.build(fileobj=io.BytesIO(b"FROM busybox\nRUN echo out; echo oops >&2; exit 7\n"), decode=True))
     assert failed[-1]["errorDetail"]["code"] == 7, failed[-1]
+    assert {"stream": "out\n"} in failed and {"stream": "\x1b[91moops\n\x1b[0m"} in failed     # (stderr: red)
     import docker
     with pytest.raises(docker.errors.APIError, match="lab build does not support --squash"):    # (never
         list(api.build(fileobj=io.BytesIO(b"FROM busybox\n"), squash=True))                     # ignored)

@@ -373,7 +373,13 @@ def test_bad_input_creates_nothing(daemon):
     status, body = daemon.request("POST", "/v1.41/containers/create",
                                   b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["data:relative"]}}')
     assert status == 400 and "must be absolute" in body["message"]
+    status, body = daemon.request("POST", "/v1.41/containers/create", json.dumps(   # (docker asks a volume
+        {"Image": "busybox", "HostConfig": {"Binds": ["data:/data"], "VolumeDriver": "nfs"}}).encode())  # driver
+    assert status == 400 and "only the local volume driver, not 'nfs'" in body["message"]   # only for a volume)
     assert daemon.request("GET", "/v1.41/containers/json?all=1") == (200, [])
+    without = daemon.client().containers.create("busybox", "true", volume_driver="nfs")
+    assert without.attrs["HostConfig"]["VolumeDriver"] == "nfs"
+    without.remove()
 
 
 def test_containers_outlive_a_daemon_restart(daemon):
