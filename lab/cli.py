@@ -356,9 +356,10 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_logs(args) -> int:
-    from lab import logs, supervisor
+    from lab import logs
+    from lab.relay import STDERR, STDOUT
     c = store.find_container(args.container)
-    streams = {supervisor.STDOUT: sys.stdout.buffer, supervisor.STDERR: sys.stderr.buffer}
+    streams = {STDOUT: sys.stdout.buffer, STDERR: sys.stderr.buffer}
     for stream, data, _ in logs.follow(c, args.follow):  # stdout to stdout, stderr to stderr
         streams[stream].write(data)
         streams[stream].flush()

@@ -16,7 +16,7 @@ operations.py, engine_images.py and engine_system.py.
 import json
 import os
 
-from lab import LabError, NotFound, container, logs, names, store, supervisor, supervisor_client, terminal, views, volumes
+from lab import LabError, NotFound, container, logs, names, relay, store, supervisor, supervisor_client, terminal, views, volumes
 from lab.api import ApiError, as_binds, check_supported, check_volume_driver, container_json, more_options, restart_policy
 from lab.process import parse_signal
 
@@ -135,13 +135,13 @@ def post_attach(req):
     live = req.query.get("stream", "1").lower() not in ("0", "false", "no")
     if live and not c.is_running():
         supervisor_for(c)                     # docker start -a attaches first, then starts
-    streams = [n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)]
+    streams = [n for n, key in ((relay.STDOUT, "stdout"), (relay.STDERR, "stderr")) if req.flag(key)]
     keys = checked_detach_keys(req.query.get("detachKeys"))
     with_logs = req.flag("logs") and (c.config.get("LogConfig") or {}).get("Type") != "none" and c.log.exists()
     if not live:                              # what it wrote, and no more
         client = req.hijack()
         if with_logs:
-            supervisor.send_log(c, client, set(streams))
+            relay.send_log(c, client, set(streams))
         client.close()
         return
     client, answer = req.upgrade()            # the supervisor answers, once the client is attached
@@ -177,7 +177,7 @@ def get_logs(req):
     """GET /containers/{id}/logs: one frame per line, as docker sends them; --tail N (the last N
     lines), --since and --until (seconds since the epoch), --timestamps, -f."""
     c = store.find_container(req.params[0])
-    wanted = {n for n, key in ((supervisor.STDOUT, "stdout"), (supervisor.STDERR, "stderr")) if req.flag(key)}
+    wanted = {n for n, key in ((relay.STDOUT, "stdout"), (relay.STDERR, "stderr")) if req.flag(key)}
     try:
         since, until = (float(req.query.get(key) or 0) * 1e9 for key in ("since", "until"))
         tail = None if req.query.get("tail", "all") in ("all", "") else int(req.query["tail"])
@@ -198,7 +198,7 @@ def get_logs(req):
             continue
         if req.flag("timestamps"):
             line = f"{views.iso_ns(when)} ".encode() + line
-        out.write(line if tty else supervisor.frame(stream, line))
+        out.write(line if tty else relay.frame(stream, line))
         out.flush()
 
 

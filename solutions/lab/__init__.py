@@ -7,13 +7,13 @@
     overlay.py     04  images as layers           (coming)
     volumes.py     05  data that outlives it      (coming)
     exec.py        06  entering a running one     (coming)
-    engine.py      07  the daemon docker talks to (coming; and daemon.py, supervisor.py)
+    engine.py      07  the daemon docker talks to (coming; and daemon.py, relay.py)
     security.py    08  what root in it may still do (coming)
     network.py     09  how it reaches others      (coming)
     pull.py        10  images from a registry     (coming)
 
 container.py puts the layers together; supervisor.py stays with each container that runs in
-the background; daemon.py serves engine.py's API over HTTP. store.py is where everything lives
+the background, relay.py is its I/O; daemon.py serves engine.py's API over HTTP. store.py is where everything lives
 under LAB_ROOT, images.py reads images, layers.py and image_commands.py change them; views.py
 shows records in docker's shapes; names.py checks every name before it becomes a path;
 syscalls.py wraps the kernel calls Python lacks; seccomp.py and devices.py are chapter 08's

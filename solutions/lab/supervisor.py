@@ -5,10 +5,8 @@ Whoever creates a container does not stay while it runs: `lab run -d` returns, t
 twice and has a session of its own, so it is nobody's child but init's, and no terminal's. It
 
   - starts the container when asked (create and start are two steps, as in docker),
-  - copies the container's stdout and stderr to whoever is attached, framed as the Engine API
-    frames them: 8 bytes (stream: 1 stdout, 2 stderr; 0 0 0; length), then data; and to its
-    log (logs.py),
-  - passes what an attached client sends on to the container's stdin,
+  - copies the container's stdout and stderr to whoever is attached, and to its log, and
+    passes what a client sends on to its stdin (relay.py: a Supervisor is a Relay),
   - runs `exec` processes inside it, and relays theirs,
   - waits for the container, records how it ended, and tells whoever waits,
   - starts it again if its restart policy says so (docker run --restart),
@@ -21,7 +19,6 @@ it, for attach and exec, the client's connection itself (SCM_RIGHTS, man 7 unix)
 that answers them (and launch(), which starts it). See man 2 pidfd_open for how it waits for
 a child inside a select loop.
 """
-import fcntl
 import json
 import os
 import selectors
@@ -29,37 +26,13 @@ import signal
 import socket
 import struct
 import sys
-import termios
 import time
 import traceback
 from pathlib import Path
 
 from lab import LabError, health, logs, process, store, supervisor_client, views, volumes
 from lab import container as runtime
-from lab.terminal import Escape, write_all
-
-STDOUT, STDERR = 1, 2
-
-
-def frame(stream: int, data: bytes) -> bytes:
-    """A piece of a container's output as the Engine API sends stdout and stderr on one
-    connection (its "multiplexed stream"): a header of 8 bytes, then the data."""
-    # HINT: the header is the stream (1: stdout, 2: stderr) in one byte, three zero bytes, then
-    # HINT: the data's length in 4 bytes, big-endian; docker clients read it to take the streams apart.
-    # HINT 2: struct.pack(">BxxxL", stream, len(data)): > big-endian, B one byte, x a zero byte,
-    # HINT 2: L four bytes.
-    # BEGIN SOLUTION 07
-    return struct.pack(">BxxxL", stream, len(data)) + data
-    # END SOLUTION
-
-
-def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:
-    """attach with logs=1: what the container has written so far, framed as its output is
-    (in the supervisor nothing is written meanwhile: it is busy here)."""
-    tty = container.config.get("Tty", False)
-    for stream, data, _ in logs.follow(container, False):
-        if stream in streams:
-            client.sendall(data if tty else frame(stream, data))
+from lab.relay import STDERR, STDOUT, Process, Relay, frame, send_log
 
 
 def launch(container: store.Container, remove: bool, start_it: bool = True) -> None:
@@ -103,28 +76,7 @@ def spawn(container: store.Container, remove: bool) -> None:
         raise LabError(f"the container's supervisor did not start: {report or 'it ended'}")
 
 
-class Process:
-    """A process the supervisor relays: the container's own, or one started by exec."""
-
-    def __init__(self, pid: int, stdio, stdin_once: bool, log=None, exec_id: str | None = None):
-        self.pid, self.tty, self.stdin_once = pid, stdio.tty, stdin_once
-        self.log, self.exec_id = log, exec_id       # the container's log (its own process only); exec's id
-        self.stdin = stdio.master if stdio.tty else stdio.ours.get("stdin")
-        if self.stdin is not None and not self.tty:
-            os.set_blocking(self.stdin, False)
-        self.pending, self.close_stdin = b"", False     # input the container has not taken yet
-        self.captured = None                            # a healthcheck's output (bytearray), kept here
-        self.outputs = ({stdio.master: STDOUT} if stdio.tty else
-                        {stdio.ours["stdout"]: STDOUT, stdio.ours["stderr"]: STDERR})
-        self.clients: list[tuple[socket.socket, set[int], bool]] = []    # (connection, streams, framed)
-        self.escapes: dict[socket.socket, Escape] = {}  # the clients whose input it reads: their detach keys
-        self.status = None
-
-    def done(self) -> bool:
-        return self.status is not None and not self.outputs
-
-
-class Supervisor:
+class Supervisor(Relay):
     def __init__(self, container: store.Container, remove: bool):
         self.container, self.remove = container, remove
         self.main: Process | None = None          # the container's process, once started
@@ -281,112 +233,15 @@ class Supervisor:
 
     def attach(self, proc, client, streams: set[int], stdin: bool, framed: bool | None = None,
                detach_keys: bytes = b"\x10\x11") -> dict:
-        """A client gets these streams of proc's output (framed unless it has a terminal, or as
-        the client asked: exec start's Tty decides, not exec create's), and maybe its input,
-        watched for the detach keys (ctrl-p,ctrl-q unless the client said otherwise)."""
-        if client is None:
-            return {"error": "attach needs the client's connection"}
-        if proc is None:                     # docker run attaches first, then starts
+        if proc is None and client is not None:    # docker run attaches first, then starts
             self.early.append((client, streams, stdin, detach_keys))
             return {}
-        client.settimeout(5)              # a client that reads nothing for 5 s is dropped (see output)
-        proc.clients.append((client, streams, not proc.tty if framed is None else framed))
-        if stdin and proc.stdin is not None:
-            proc.escapes[client] = Escape(detach_keys)
-            self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
-        return {}
+        return super().attach(proc, client, streams, stdin, framed, detach_keys)
 
-    def watch(self, proc: Process) -> Process:
-        for fd in proc.outputs:
-            self.selector.register(fd, selectors.EVENT_READ, lambda fd, proc=proc: self.output(proc, fd))
-        pidfd = os.pidfd_open(proc.pid)
-        self.selector.register(pidfd, selectors.EVENT_READ, lambda fd, proc=proc: self.exited(proc, fd))
-        return proc
-
-    def output(self, proc: Process, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:                   # EIO: every copy of the terminal's other side is closed
-            data = b""
-        if not data:
-            self.selector.unregister(fd)
-            del proc.outputs[fd]
-            if fd != proc.stdin:
-                os.close(fd)
-            self.check(proc)
-            return
-        stream = proc.outputs[fd]
-        if proc.captured is not None:     # a healthcheck's: for State.Health.Log
-            proc.captured += data[:health.OUTPUT - len(proc.captured)]
-        if proc.log:
-            try:
-                proc.log.write(stream, data)
-            except OSError as e:          # the disk is full: the container goes on, its log stops
-                proc.log = None
-                self.ballast.unlink(missing_ok=True)
-                self.container.save_state(LogStopped=f"{time.ctime()}: {e.strerror}")
-        for client, streams, framed in list(proc.clients):
-            if stream in streams:
-                try:
-                    client.sendall(frame(stream, data) if framed else data)
-                except OSError:           # the client went away
-                    self.drop(proc, client)
-
-    def client_input(self, proc: Process, client: socket.socket) -> None:
-        try:
-            data = client.recv(65536)
-        except OSError:
-            data = b""
-        if data and proc.stdin is not None:
-            data, detached = proc.escapes[client].scan(data)
-            if data:
-                self.feed(proc, client, data)
-            if detached:                  # the detach keys: the client goes, the container stays
-                self.drop(proc, client)
-            return
-        self.selector.unregister(client)
-        if not data and proc.stdin_once and not proc.tty and proc.stdin is not None:
-            proc.close_stdin = True       # the attached input ended: so does the container's
-            self.feed(proc, client, b"")
-
-    def feed(self, proc: Process, client: socket.socket, data: bytes) -> None:
-        """Pass data on to the container's stdin. A container that reads slower than the client
-        writes must not block the supervisor (its output would stop, and it would wait for
-        us): what does not fit waits in proc.pending, and the client is not read meanwhile."""
-        if proc.tty:
-            write_all(proc.stdin, data)   # keys typed on a terminal: a few bytes at a time
-            return
-        proc.pending += data
-        try:
-            proc.pending = proc.pending[os.write(proc.stdin, proc.pending):] if proc.pending else b""
-        except BlockingIOError:
-            pass
-        except OSError:                   # it closed its stdin: what it did not read is lost
-            proc.pending = b""
-        reading = self.watched(client)
-        if proc.pending:
-            if reading:
-                self.selector.unregister(client)
-            if proc.stdin not in self.selector.get_map():
-                self.selector.register(proc.stdin, selectors.EVENT_WRITE, lambda fd: self.feed(proc, client, b""))
-            return
-        if proc.stdin in self.selector.get_map():
-            self.selector.unregister(proc.stdin)
-        if proc.close_stdin:
-            os.close(proc.stdin)
-            proc.stdin = None
-        elif not reading and client.fileno() != -1:
-            self.selector.register(client, selectors.EVENT_READ, lambda c: self.client_input(proc, c))
-
-    def watched(self, sock: socket.socket) -> bool:
-        return any(key.fileobj is sock for key in self.selector.get_map().values())
-
-    def drop(self, proc: Process, client: socket.socket) -> None:
-        proc.clients = [entry for entry in proc.clients if entry[0] is not client]
-        proc.escapes.pop(client, None)
-        if self.watched(client):
-            self.selector.unregister(client)
-        client.close()
+    def log_failed(self, error: OSError) -> None:
+        """The log could not be written (a full disk): room for the last words, and why."""
+        self.ballast.unlink(missing_ok=True)
+        self.container.save_state(LogStopped=f"{time.ctime()}: {error.strerror}")
 
     def exited(self, proc: Process, pidfd: int) -> None:
         self.selector.unregister(pidfd)
@@ -429,23 +284,6 @@ class Supervisor:
         update_exec(self.container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
         self.hang_up(proc)
 
-    def hang_up(self, proc: Process) -> None:
-        if proc.stdin is not None and proc.stdin not in proc.outputs:   # a pipe (or an ended terminal)
-            if proc.stdin in self.selector.get_map():                    # waiting to write to it
-                self.selector.unregister(proc.stdin)
-            os.close(proc.stdin)
-        proc.stdin = None
-        for fd in list(proc.outputs):
-            self.selector.unregister(fd)
-            os.close(fd)
-        proc.outputs.clear()
-        for client, *_ in list(proc.clients):
-            try:
-                client.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            self.drop(proc, client)
-
     def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
         config = read_exec(self.container, exec_id)
         stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
@@ -467,11 +305,6 @@ class Supervisor:
             self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"], framed,
                         bytes(config.get("DetachKeys", b"\x10\x11")))
         return {"Pid": pid}
-
-    def resize(self, proc, rows: int, columns: int) -> dict:
-        if proc is not None and proc.tty:
-            fcntl.ioctl(proc.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        return {}
 
     def restart_due(self) -> bool:
         """docker's restart policies: always, unless-stopped, on-failure[:N] (a non-zero exit,
