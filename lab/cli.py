@@ -302,7 +302,7 @@ def cmd_port(args) -> int:
 
 def cmd_network(args) -> int:
     import json
-    from lab import network, views
+    from lab import container_network, network, views
     if args.verb == "create":
         aux = dict(item.partition("=")[::2] for item in args.aux_address)
         print(network.create(args.names[0], args.subnet, internal=args.internal, gateway=args.gateway,
@@ -311,10 +311,10 @@ def cmd_network(args) -> int:
     if args.verb == "rm":
         return each(args.names, lambda ref: network.remove(ref) and ref)
     if args.verb == "connect":
-        network.connect_container(store.find_container(args.container), args.names[0], args.alias, ip=args.ip)
+        container_network.connect_container(store.find_container(args.container), args.names[0], args.alias, ip=args.ip)
         return 0
     if args.verb == "disconnect":
-        network.disconnect_container(store.find_container(args.container), args.names[0])
+        container_network.disconnect_container(store.find_container(args.container), args.names[0])
         return 0
     if args.verb == "inspect":
         print(json.dumps([views.network(network.find(ref)) for ref in args.names], indent=4))

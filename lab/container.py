@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from lab import (Conflict, LabError, cgroups, health, images, logs, names, namespaces, network, overlay, process,
-                 rootfs, seccomp, security, store, syscalls, trace, volumes)
+from lab import (Conflict, LabError, cgroups, container_network, health, images, logs, names, namespaces, network,
+                 overlay, process, rootfs, seccomp, security, store, syscalls, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -99,11 +99,11 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
         raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
     init = find_init() if init else None
-    network_mode = network.parse_mode(network_mode)                  # chapter 09
-    ports = network.parse_publish(publish)
-    endpoint = network.parse_endpoint(mac_address, network_aliases, driver_opts, ip)
-    links = network.parse_links(links)
-    extra_hosts = network.parse_extra_hosts(extra_hosts)
+    network_mode = container_network.parse_mode(network_mode)                  # chapter 09
+    ports = container_network.parse_publish(publish)
+    endpoint = container_network.parse_endpoint(mac_address, network_aliases, driver_opts, ip)
+    links = container_network.parse_links(links)
+    extra_hosts = container_network.parse_extra_hosts(extra_hosts)
     if extra_hosts and network_mode.startswith("container:"):
         raise LabError("--add-host is for a container with its own network, not --network container:... (it has the other's)")
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
@@ -113,7 +113,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
     for flags, given in (("-p publishes a port of", ports), ("--mac-address, --network-alias and --ip are for", endpoint),
                          ("--link is for", links)):
-        if given and not network.bridged(network_mode):
+        if given and not container_network.bridged(network_mode):
             raise LabError(f"{flags} a container on a bridge network, not with --network {network_mode}")
     if ip is not None and network_mode == network.DEFAULT:
         raise LabError("--ip is for a network of yours (lab network create --subnet ...), not the default bridge")
@@ -165,7 +165,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             if mount["Type"] == "volume":
                 volumes.create(mount["Name"])             # made on first use
         name = container.config["Hostname"] = hostname or container.id[:12]
-        environ = {"HOSTNAME": name, **network.link_environment(container.name, links), **environ}
+        environ = {"HOSTNAME": name, **container_network.link_environment(container.name, links), **environ}
         container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
         container.save_config()
         for folder in (container.upper, container.work, container.merged):   # its own layer (chapter 04)
@@ -173,7 +173,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
         container.hostname_file.write_text(f"{name}\n")
         container.hosts_file.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                        f"{network.extra_hosts_lines(container)}127.0.1.1\t{name}\n")
+                                        f"{container_network.extra_hosts_lines(container)}127.0.1.1\t{name}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
         if isinstance(e, FileNotFoundError):
@@ -304,8 +304,8 @@ def start(container: store.Container, piped: bool = False):
     plan = None
     try:
         policy = security_policy(config, cgroup)
-        plan = step("09", network.prepare, container)    # its bridge, address, ports
-        plan = network.Plan() if plan is NOT_WRITTEN else plan
+        plan = step("09", container_network.prepare, container)    # its bridge, address, ports
+        plan = container_network.Plan() if plan is NOT_WRITTEN else plan
         trace.mark("network")
         own_pid_namespace()
         if config.get("PidMode") != "host":               # (--pid host: the host's processes)
@@ -316,7 +316,7 @@ def start(container: store.Container, piped: bool = False):
     except BaseException:
         if cgroup is not None:
             cgroup.destroy()
-        network.disconnect(container)
+        container_network.disconnect(container)
         raise
     finally:
         trace.after_exec()
@@ -361,7 +361,7 @@ def policy_of(config: dict, cgroupfs: list, user: str | None = None) -> "securit
                            config.get("Ulimits") or ())
 
 
-def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", plan: "network.Plan") -> None:
+def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", plan: "container_network.Plan") -> None:
     """The child's side, between fork and exec, in the order the kernel needs."""
     kinds, flags = ["uts", "mnt", "net"], namespaces.CHILD_NAMESPACES
     if not plan.new_namespace:                       # --network host or container:NAME
@@ -385,7 +385,7 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
         if plan.endpoint is not None:
             step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
             if plan.more:
-                network.plug_here(plan.endpoint.host, plan.more)      # eth1...: network connect's
+                container_network.plug_here(plan.endpoint.host, plan.more)      # eth1...: network connect's
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx
@@ -407,7 +407,7 @@ def finish(container: store.Container, status: int, cgroup) -> None:
             pass                       # gone already (lab rm -f): no counters to keep
         finally:
             cgroup.destroy()
-    network.disconnect(container)                      # its veth, port rules, address (chapter 09)
+    container_network.disconnect(container)                      # its veth, port rules, address (chapter 09)
     stats = None if stats is NOT_WRITTEN else stats
     limit = container.config["Limits"]["memory"]
     oom = status == 137 and limit is not None and bool(stats and stats["OOMKills"])
@@ -610,7 +610,7 @@ def remove(container: store.Container, force: bool = False) -> None:
         paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths   # (its lab killed before recording it)
     if paths:
         cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do
-    network.disconnect(container)
+    container_network.disconnect(container)
     store.remove_container(container)
 
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from lab import LabError, container, image_commands, store
 from lab.cgroups import parse_bytes
+from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
 from lab.layers import locked, save_image
 from lab.names import parse_reference
-from lab.network import parse_extra_hosts
 from lab.store import read_json, write_json
 
 INSTRUCTIONS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "CMD",

@@ -6,7 +6,7 @@ import os
 import platform
 import time
 
-from lab import LabError, images, layers, network, store, views, volumes
+from lab import LabError, container_network, images, layers, network, store, views, volumes
 from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
                      container_summary, filters, has_labels, virtual_size)
 
@@ -233,7 +233,7 @@ def post_network_connect(req):
     body = req.json() or {}
     endpoint = body.get("EndpointConfig") or {}
     check_endpoint(endpoint, ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig"), "connect without it")
-    network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],
+    container_network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],
                             endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None,
                             (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None)
     return 200, None
@@ -242,7 +242,7 @@ def post_network_connect(req):
 def post_network_disconnect(req):
     """POST /networks/{id}/disconnect (docker network disconnect [-f])."""
     body = req.json() or {}
-    network.disconnect_container(store.find_container(body.get("Container") or ""), req.params[0])
+    container_network.disconnect_container(store.find_container(body.get("Container") or ""), req.params[0])
     return 200, None
 
 
