@@ -49,7 +49,7 @@ HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
               "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
-              "ExtraHosts", "DeviceCgroupRules", "VolumeDriver"}
+              "ExtraHosts", "DeviceCgroupRules", "VolumeDriver", "CpusetCpus"}
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
@@ -60,6 +60,7 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
          "Volumes": "an anonymous volume (-v /path: name it, -v NAME:/path)", "NetworkMode": "--network",
          "NetworkingConfig": "--network", "Healthcheck": "--health-cmd", "Init": "--init", "Tmpfs": "--tmpfs",
          "ReadonlyRootfs": "--read-only", "CpuShares": "--cpu-shares", "CpusetCpus": "--cpuset-cpus",
+         "CpusetMems": "--cpuset-mems",
          "MemorySwap": "--memory-swap", "MemoryReservation": "--memory-reservation", "Ulimits": "--ulimit",
          "OomKillDisable": "--oom-kill-disable", "LogConfig": "--log-driver/--log-opt", "ShmSize": "--shm-size",
          "GroupAdd": "--group-add", "CgroupnsMode": "--cgroupns", "Domainname": "--domainname",
@@ -69,6 +70,7 @@ FLAGS = {"User": "-u/--user", "PortBindings": "-p", "ExposedPorts": "-p/--expose
 
 
 ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "IPAddress": "--ip", "GlobalIPv6Address": "--ip6"}
+IPAM_FLAGS = {"IPv4Address": "--ip", "IPv6Address": "--ip6", "LinkLocalIPs": "--link-local-ip"}
 
 
 def check_supported(body: dict) -> None:
@@ -88,13 +90,13 @@ def check_supported(body: dict) -> None:
 ENDPOINT_TAKEN = ("Aliases", "DriverOpts", "MacAddress", "NetworkID", "EndpointID", "Links", "IPAMConfig")
 
 
-def check_endpoint(endpoint: dict, taken: tuple, instead: str) -> None:
+def check_endpoint(endpoint: dict, taken: tuple, instead: str, addresses=("IPv4Address", "LinkLocalIPs")) -> None:
     """A container's config on one network (create's NetworkingConfig, network connect's
-    EndpointConfig): every field set is one of taken, and its address an IPv4 one."""
+    EndpointConfig): every field set is one of taken, and its addresses of those kinds."""
+    asked = {field for field, value in (endpoint.get("IPAMConfig") or {}).items() if value}
+    for field in sorted(asked - set(addresses)):
+        raise ApiError(400, f"lab does not support {IPAM_FLAGS.get(field, field)}: {instead}")
     for key, value in endpoint.items():
-        if key == "IPAMConfig" and value and set(value) - {"IPv4Address"}:
-            raise ApiError(400, "lab gives a container an IPv4 address of its network only (--ip): no --ip6 "
-                           "or link-local addresses")
         if value and key not in taken:
             raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: {instead}")
 
@@ -172,7 +174,8 @@ def more_options(body: dict, host: dict) -> dict:
                 security_opt=host.get("SecurityOpt") or [], log_driver=log.get("Type") or None,
                 log_opts=log.get("Config") or {}, group_add=host.get("GroupAdd") or [],
                 ulimits=host.get("Ulimits") or [], shm_size=host.get("ShmSize") or None,
-                cpu_shares=host.get("CpuShares") or None, memory_swap=host.get("MemorySwap") or None,
+                cpu_shares=host.get("CpuShares") or None, cpuset_cpus=host.get("CpusetCpus") or None,
+                memory_swap=host.get("MemorySwap") or None,
                 memory_reservation=host.get("MemoryReservation") or None,
                 oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
                 memory_swappiness=host.get("MemorySwappiness"),
@@ -192,6 +195,7 @@ def endpoint_options(body: dict, host: dict) -> dict:
     return dict(mac_address=mine.get("MacAddress") or body.get("MacAddress") or None,
                 network_aliases=mine.get("Aliases") or (), driver_opts=mine.get("DriverOpts") or None,
                 ip=(mine.get("IPAMConfig") or {}).get("IPv4Address") or None,
+                link_local_ips=(mine.get("IPAMConfig") or {}).get("LinkLocalIPs") or (),
                 links=(host.get("Links") or []) + (mine.get("Links") or []))
 
 

@@ -39,6 +39,7 @@ def build_parser() -> Parser:
     run.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 0.5 for half a CPU")
     run.add_argument("--pids-limit", metavar="N", help="at most N processes")
     run.add_argument("--cpu-shares", metavar="N", help="CPU weight against other containers (default 1024)")
+    run.add_argument("--cpuset-cpus", metavar="CPUS", help="the CPUs it may run on, e.g. 0-1 or 0,2")
     run.add_argument("--memory-swap", metavar="BYTES", help="memory and swap together (-1: unlimited swap)")
     run.add_argument("--memory-reservation", metavar="BYTES", help="a soft memory limit, below -m")
     run.add_argument("--oom-kill-disable", action="store_true", help="at the memory limit, wait instead of being killed (v1)")
@@ -57,6 +58,8 @@ def build_parser() -> Parser:
     run.add_argument("--network-alias", action="append", default=[], metavar="NAME",
                      help="another name the container has on its user network")
     run.add_argument("--mac-address", metavar="MAC", help="eth0's MAC address (default: 02:42 and its IPv4 address)")
+    run.add_argument("--link-local-ip", action="append", default=[], metavar="ADDRESS",
+                     help="one more address of eth0, link-local (169.254.x.y)")
     run.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
                      help="a line of the container's /etc/hosts: HOST is IP")
     run.add_argument("--ip", metavar="ADDRESS", help="its address on its network (one of yours), instead of the next free one")
@@ -257,7 +260,8 @@ def cmd_run(args) -> int:
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
                    publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
                    pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip,
-                   extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule)
+                   extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule,
+                   cpuset_cpus=args.cpuset_cpus, link_local_ips=args.link_local_ip)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:
         from lab import health

@@ -367,7 +367,8 @@ class Endpoint:
     namespace, the names of its veth and bridge, its address, prefix and gateway."""
 
     def __init__(self, host: netlink.Netlink, veth: str, bridge: str, address: str, prefix: int, gateway: str,
-                 mac: str):
+                 mac: str, link_local=()):
         self.host = host                           # opened by lab, in the host's namespace
         self.veth, self.bridge, self.address, self.prefix, self.gateway = veth, bridge, address, prefix, gateway
         self.mac = mac
+        self.link_local = list(link_local)         # more addresses (--link-local-ip), added after connect

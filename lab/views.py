@@ -43,7 +43,8 @@ def container(c: store.Container) -> dict:
                        "PidsLimit": limits.get("pids"), "CpuShares": limits.get("cpu_shares") or 0,
                        "MemorySwap": limits.get("memory_swap") or 0, "MemoryReservation": limits.get("memory_reservation") or 0,
                        "OomKillDisable": limits.get("oom_kill_disable", False),
-                       "MemorySwappiness": limits.get("memory_swappiness"), **security_fields(config.get("Security")),
+                       "MemorySwappiness": limits.get("memory_swappiness"), "CpusetCpus": limits.get("cpuset_cpus") or "",
+                       **security_fields(config.get("Security")),
                        "LogConfig": config.get("LogConfig") or {"Type": "json-file", "Config": {}},
                        "GroupAdd": config.get("GroupAdd") or None, "Ulimits": config.get("Ulimits") or None,
                        "ShmSize": config.get("ShmSize") or 64 << 20, "Init": bool(config.get("Init")),
@@ -87,7 +88,7 @@ def network_endpoint(here: dict, asked: dict) -> dict:
             "IPAddress": here.get("IPAddress", ""), "IPPrefixLen": here.get("IPPrefixLen", 0),
             "MacAddress": here.get("MacAddress") or asked.get("MacAddress") or "", "Aliases": asked.get("Aliases"),
             "DriverOpts": asked.get("DriverOpts"),
-            "IPAMConfig": {"IPv4Address": asked["IPv4Address"]} if asked.get("IPv4Address") else None}
+            "IPAMConfig": {key: asked[key] for key in ("IPv4Address", "LinkLocalIPs") if asked.get(key)} or None}
 
 
 def network(record: dict) -> dict:

@@ -273,7 +273,7 @@ def test_logs_follow_goes_on_across_rotations(tmp_path):
 
 def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
     for flags, said in ((["--log-driver", "syslog"], "logger: no log driver named 'syslog' is registered"),
-                        (["--cpuset-cpus", "0"], "lab does not support --cpuset-cpus"),
+                        (["--cpuset-mems", "0"], "lab does not support --cpuset-mems"),
                         (["--ipc", "host"], "lab does not support --ipc"),
                         (["--device", "/dev/fuse"], "lab does not support --device")):
         result = daemon.docker("run", "--rm", *flags, "busybox", "true")
@@ -283,22 +283,35 @@ def test_every_option_lab_lacks_is_refused_never_ignored(daemon):
     assert daemon.docker("ps", "-a", "-q").stdout == ""                  # and nothing was created
 
 
+def test_a_device_cgroup_rule_lets_the_container_use_those_devices(daemon):
+    # c 240:240, a number no driver has: the cgroup answers first (EPERM: v1's devices.allow list,
+    # v2's BPF program); with the rule the kernel goes on to look for the driver, finds none (ENXIO).
+    device = ["busybox", "sh", "-c", "mknod /d c 240 240 && cat /d"]
+    assert "Operation not permitted" in daemon.docker("run", "--rm", *device).stderr
+    ruled = daemon.docker("run", "--rm", "--device-cgroup-rule", "c 240:240 r", *device)
+    assert "No such device or address" in ruled.stderr
+    written = daemon.docker("run", "--rm", "--device-cgroup-rule", "c 240:240 r", "busybox", "sh", "-c",
+                            "mknod /d c 240 240 && echo x > /d")                  # (r: reading only)
+    assert "Operation not permitted" in written.stderr
+
+
 def test_resource_options_reach_the_cgroup_and_the_process(daemon):
     v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     files = "cpu.weight memory.swap.max memory.low" if v2 else "cpu*/cpu.shares memory/memory.memsw.limit_in_bytes " \
         "memory/memory.soft_limit_in_bytes"
     ran = daemon.docker("run", "--name", "tuned", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m",
                         "--cpu-shares", "512", "--ulimit", "nofile=100:200", "--shm-size", "8m", "--group-add", "65534",
-                        "busybox", "sh", "-c", f"cd /sys/fs/cgroup; cat {files}; ulimit -n; ulimit -Hn; id -G; "
-                        "df -k /dev/shm | tail -1")
+                        "--cpuset-cpus", "0", "busybox", "sh", "-c", f"cd /sys/fs/cgroup; cat {files}; ulimit -n; "
+                        "ulimit -Hn; id -G; df -k /dev/shm | tail -1; grep Cpus_allowed_list /proc/self/status")
     lines = ran.stdout.splitlines()
     swap = str(64 << 20) if v2 else str(128 << 20)           # v2 counts swap alone, v1 memory and swap
     assert lines[:3] == (["20", swap, str(32 << 20)] if v2 else ["512", swap, str(32 << 20)]), ran.stdout
     assert lines[3:6] == ["100", "200", "0 65534"] and lines[6].split()[1] == "8192", ran.stdout
+    assert lines[7].split() == ["Cpus_allowed_list:", "0"], ran.stdout                  # (its cpuset cgroup)
     shown = daemon.docker("inspect", "-f", "{{.HostConfig.CpuShares}} {{.HostConfig.MemorySwap}} "
                           "{{.HostConfig.MemoryReservation}} {{.HostConfig.ShmSize}} {{.HostConfig.GroupAdd}} "
-                          "{{.HostConfig.Ulimits}}", "tuned").stdout
-    assert shown == f"512 {128 << 20} {32 << 20} {8 << 20} [65534] [map[Hard:200 Name:nofile Soft:100]]\n"
+                          "{{.HostConfig.Ulimits}} {{.HostConfig.CpusetCpus}}", "tuned").stdout
+    assert shown == f"512 {128 << 20} {32 << 20} {8 << 20} [65534] [map[Hard:200 Name:nofile Soft:100]] 0\n"
     daemon.docker("rm", "tuned")
     for flags, said in ((["--memory-swap", "1g"], "--memory-swap needs -m"),
                         (["-m", "64m", "--memory-swap", "32m"], "is below -m"), (["--cpu-shares", "1"], "--cpu-shares"),

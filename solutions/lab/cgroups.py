@@ -26,7 +26,7 @@ MAX_PIDS = 1 << 22                 # the kernel's PID_MAX_LIMIT: pids.max refuse
 class Limits:
     def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None,
                  cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False,
-                 memory_swappiness=None):
+                 memory_swappiness=None, cpuset_cpus=None):
         self.memory = memory       # bytes
         self.cpus = cpus           # CPUs' worth of time, e.g. 0.5
         self.pids = pids           # processes (and threads) at most
@@ -36,6 +36,7 @@ class Limits:
         self.memory_reservation = memory_reservation   # a soft limit: reclaimed down to first
         self.oom_kill_disable = oom_kill_disable   # at the limit, wait for memory instead of a kill
         self.memory_swappiness = memory_swappiness     # 0-100: how readily its memory goes to swap (v1)
+        self.cpuset_cpus = cpuset_cpus             # the CPUs it may run on, as "0-2,5" (a cpuset cgroup)
 
     @classmethod
     def parse(cls, memory=None, cpus=None, pids=None) -> "Limits":
@@ -65,9 +66,9 @@ class Limits:
         return limits
 
     def tune(self, cpu_shares=None, memory_swap=None, memory_reservation=None, oom_kill_disable=False,
-             memory_swappiness=None) -> "Limits":
-        """Check --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable and
-        --memory-swappiness (docker's rules)."""
+             memory_swappiness=None, cpuset_cpus=None) -> "Limits":
+        """Check --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable,
+        --memory-swappiness and --cpuset-cpus (docker's rules)."""
         if cpu_shares not in (None, 0, "0", ""):
             if not str(cpu_shares).isdigit() or not 2 <= int(cpu_shares) <= 262144:
                 raise LabError(f"invalid --cpu-shares {cpu_shares!r}: use a weight from 2 to 262144 (1024 is the default)")
@@ -92,6 +93,15 @@ class Limits:
             if version() == "v2":
                 raise LabError("--memory-swappiness: cgroup v2 has no per-cgroup swappiness")
             self.memory_swappiness = int(memory_swappiness)
+        if cpuset_cpus not in (None, ""):
+            ranges = re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", str(cpuset_cpus)) and [
+                [int(n) for n in part.split("-")] for part in str(cpuset_cpus).split(",")]
+            if not ranges or any(r[0] > r[-1] for r in ranges):
+                raise LabError(f"invalid --cpuset-cpus {cpuset_cpus!r}: use CPU numbers and ranges, e.g. 0-1,3")
+            if max(r[-1] for r in ranges) >= os.cpu_count():
+                raise LabError(f"--cpuset-cpus {cpuset_cpus}: requested CPUs are not available "
+                               f"(this machine has 0-{os.cpu_count() - 1})")
+            self.cpuset_cpus = str(cpuset_cpus)
         return self
 
 
@@ -270,7 +280,7 @@ class CgroupV2(Cgroup):
 
     def create(self, limits: Limits) -> None:
         self.PARENT.mkdir(exist_ok=True)           # two first runs at once may both try
-        wanted = {"memory", "cpu", "pids"}
+        wanted = {"memory", "cpu", "pids"} | ({"cpuset"} if limits.cpuset_cpus else set())
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
         if missing:
             raise LabError(f"cgroup v2: the root cgroup does not hand out {', '.join(sorted(missing))}: "
@@ -301,7 +311,7 @@ class CgroupV2(Cgroup):
 
     def set_tuning(self, limits: Limits) -> None:
         """cpu.weight (1 to 10000; docker's shares mapped as runc maps them), memory.swap.max
-        (the swap alone: v2 counts it apart from memory), memory.low."""
+        (the swap alone: v2 counts it apart from memory), memory.low, cpuset.cpus."""
         if limits.cpu_shares is not None:
             write(self.path / "cpu.weight", 1 + (limits.cpu_shares - 2) * 9999 // 262142)
         if limits.memory_swap is not None:
@@ -309,6 +319,8 @@ class CgroupV2(Cgroup):
                   "max" if limits.memory_swap == -1 else limits.memory_swap - limits.memory)
         if limits.memory_reservation is not None:
             write(self.path / "memory.low", limits.memory_reservation)
+        if limits.cpuset_cpus is not None:
+            write(self.path / "cpuset.cpus", limits.cpuset_cpus)
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""
@@ -371,10 +383,13 @@ class CgroupV1(Cgroup):
 
     @classmethod
     def parents(cls) -> list[Path]:
-        """Where this process's containers' cgroups go: its own cgroup, in each hierarchy."""
+        """Where this process's containers' cgroups go: its own cgroup, in each hierarchy (and
+        in cpuset's, which --cpuset-cpus uses)."""
         table = mountinfo()
         own = own_folders(table)
-        return list(dict.fromkeys(own[mount] for mount, _ in cls.hierarchies(table).values()))
+        cpuset = [Path(m) for m, t, options in table if t == "cgroup" and "cpuset" in options.split(",")]
+        return list(dict.fromkeys([own[mount] for mount, _ in cls.hierarchies(table).values()]
+                                  + [own[mount] for mount in cpuset]))
 
     @classmethod
     def named(cls, name: str) -> "CgroupV1":
@@ -404,9 +419,21 @@ class CgroupV1(Cgroup):
             write(pids / "pids.max", limits.pids)
         # END SOLUTION
 
+    def create(self, limits: Limits) -> None:
+        """With --cpuset-cpus, a folder in the cpuset tree too (only then: a new cpuset folder
+        starts with no CPUs and no memory nodes, and a process cannot join it before both are set)."""
+        if limits.cpuset_cpus is not None and "cpuset" not in self.dirs:
+            table = mountinfo()
+            mount = next((Path(m) for m, t, options in table if t == "cgroup" and "cpuset" in options.split(",")), None)
+            if mount is None:
+                raise LabError("--cpuset-cpus: no cgroup v1 hierarchy for cpuset is mounted")
+            self.dirs["cpuset"] = own_folders(table)[mount] / self.dirs["memory"].name
+        super().create(limits)
+
     def set_tuning(self, limits: Limits) -> None:
         """cpu.shares, memory.memsw.limit_in_bytes (memory and swap together), memory's
-        soft_limit_in_bytes, and memory.oom_control (1: no OOM kill, the process waits)."""
+        soft_limit_in_bytes, memory.oom_control (1: no OOM kill, the process waits), and the
+        cpuset's CPUs (and its memory nodes: its parent's)."""
         memory = self.dirs["memory"]
         if limits.cpu_shares is not None:
             write(self.dirs["cpu"] / "cpu.shares", limits.cpu_shares)
@@ -420,6 +447,11 @@ class CgroupV1(Cgroup):
             write(memory / "memory.oom_control", 1)
         if limits.memory_swappiness is not None:
             write(memory / "memory.swappiness", limits.memory_swappiness)
+        if limits.cpuset_cpus is not None and "cpuset" in self.dirs:
+            cpuset = self.dirs["cpuset"]
+            if not read(cpuset / "cpuset.mems"):
+                write(cpuset / "cpuset.mems", read(cpuset.parent / "cpuset.mems"))
+            write(cpuset / "cpuset.cpus", limits.cpuset_cpus)
 
     def stats(self) -> dict:
         """The counters: MemoryPeak (bytes), CpuUsageNs, CpuPeriods, CpuThrottled, OOMKills, PidsRefused."""

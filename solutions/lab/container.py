@@ -85,13 +85,14 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            group_add=(), ulimits=(), shm_size=None, cpu_shares=None, memory_swap=None, memory_reservation=None,
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
-           uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=()) -> store.Container:
+           uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=(), cpuset_cpus=None,
+           link_local_ips=()) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
     limits = cgroups.Limits.parse(memory, cpus, pids_limit).tune(cpu_shares, memory_swap, memory_reservation,
-                                                                 oom_kill_disable, memory_swappiness)
+                                                                 oom_kill_disable, memory_swappiness, cpuset_cpus)
     confinement = security.options(cap_add, cap_drop, privileged, security_opt, device_cgroup_rules)  # chapter 08
     log_config = logs.config(log_driver, log_opts)
     ulimits = [security.parse_ulimit(spec) for spec in ulimits]
@@ -101,7 +102,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     init = find_init() if init else None
     network_mode = container_network.parse_mode(network_mode)                  # chapter 09
     ports = container_network.parse_publish(publish)
-    endpoint = container_network.parse_endpoint(mac_address, network_aliases, driver_opts, ip)
+    endpoint = container_network.parse_endpoint(mac_address, network_aliases, driver_opts, ip, link_local_ips)
     links = container_network.parse_links(links)
     extra_hosts = container_network.parse_extra_hosts(extra_hosts)
     if extra_hosts and network_mode.startswith("container:"):
@@ -111,7 +112,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             raise LabError(f"invalid {flag} {mode!r}: lab shares only the host's ({flag} host)")
     if uts_mode == "host" and hostname:
         raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
-    for flags, given in (("-p publishes a port of", ports), ("--mac-address, --network-alias and --ip are for", endpoint),
+    for flags, given in (("-p publishes a port of", ports),
+                         ("--mac-address, --network-alias, --ip and --link-local-ip are for", endpoint),
                          ("--link is for", links)):
         if given and not container_network.bridged(network_mode):
             raise LabError(f"{flags} a container on a bridge network, not with --network {network_mode}")
@@ -384,8 +386,8 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
             namespaces.bring_up_loopback()
         if plan.endpoint is not None:
             step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
-            if plan.more:
-                container_network.plug_here(plan.endpoint.host, plan.more)      # eth1...: network connect's
+            if plan.more or plan.endpoint.link_local:                  # eth1...: network connect's
+                container_network.plug_here(plan.endpoint, plan.more)
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx

@@ -51,10 +51,18 @@ def parse_mode(mode: str | None) -> str:
     return mode
 
 
-def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None, ip: str | None = None) -> dict | None:
+def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None, ip: str | None = None,
+                   link_local=()) -> dict | None:
     """--mac-address, --network-alias (names others on a user network also know it by), --ip
-    (checked against its network when it starts), and the engine's DriverOpts (kept, as docker
+    (checked against its network when it starts), --link-local-ip (more addresses of eth0, in
+    169.254.0.0/16: reachable on its link only), and the engine's DriverOpts (kept, as docker
     keeps them for the driver)."""
+    for address in link_local:
+        try:
+            if not 169 << 24 | 254 << 16 <= to_int(address) <= 169 << 24 | 254 << 16 | 0xFFFF:
+                raise ValueError(address)
+        except ValueError:
+            raise LabError(f"invalid --link-local-ip {address!r}: use an IPv4 link-local address (169.254.x.y)") from None
     if ip is not None:
         try:
             to_int(ip)
@@ -66,10 +74,10 @@ def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None,
         raise LabError(f"invalid MAC address {mac!r}: that is a multicast address (the first byte must be even)")
     for alias in aliases:
         names.check_name(alias, "network alias")
-    if mac is None and not aliases and not driver_opts and ip is None:
+    if mac is None and not aliases and not driver_opts and ip is None and not link_local:
         return None
     return {"MacAddress": mac and mac.lower(), "Aliases": list(aliases) or None, "DriverOpts": driver_opts or None,
-            "IPv4Address": ip}
+            "IPv4Address": ip, "LinkLocalIPs": list(link_local) or None}
 
 
 def bridged(mode: str) -> bool:
@@ -187,7 +195,9 @@ def prepare(container: store.Container) -> Plan:
     except BaseException:
         host.close()
         raise
-    return Plan(endpoint=Endpoint(host, veth, record["Bridge"], address, prefix, record["Gateway"], mac), more=more)
+    link_local = (container.config.get("Endpoint") or {}).get("LinkLocalIPs") or []
+    return Plan(endpoint=Endpoint(host, veth, record["Bridge"], address, prefix, record["Gateway"], mac, link_local),
+                more=more)
 
 
 def connect_host_side(container: store.Container, record: dict, host: netlink.Netlink, veth: str,
@@ -352,12 +362,20 @@ def plug(host: netlink.Netlink, netns_fd: int, here: dict) -> None:
         inside.close()
 
 
-def plug_here(host: netlink.Netlink, more: list[dict]) -> None:
-    """In the child, in its new network namespace, after connect(): its other networks."""
+def plug_here(endpoint: Endpoint, more: list[dict]) -> None:
+    """In the child, in its new network namespace, after connect(): eth0's link-local addresses,
+    then its other networks."""
+    if endpoint.link_local:
+        inside = netlink.Netlink()
+        try:
+            for address in endpoint.link_local:
+                inside.add_address("eth0", address, 16)
+        finally:
+            inside.close()
     here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         for settings in more:
-            plug(host, here, settings)
+            plug(endpoint.host, here, settings)
     finally:
         os.close(here)
 

@@ -232,7 +232,8 @@ def post_network_connect(req):
     """POST /networks/{id}/connect (docker network connect [--alias] [--mac-address])."""
     body = req.json() or {}
     endpoint = body.get("EndpointConfig") or {}
-    check_endpoint(endpoint, ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig"), "connect without it")
+    check_endpoint(endpoint, ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig"), "connect without it",
+                   addresses=("IPv4Address",))
     container_network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],
                             endpoint.get("Aliases") or (), endpoint.get("MacAddress") or None,
                             (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None)

@@ -357,7 +357,8 @@ def post_update(req):
                                   body["NanoCpus"] / 1e9 if body.get("NanoCpus") else old.get("cpus"),
                                   body["PidsLimit"] if (body.get("PidsLimit") or 0) > 0 else old.get("pids"))
     limits.tune(given("CpuShares", old.get("cpu_shares")), given("MemorySwap", old.get("memory_swap")),
-                given("MemoryReservation", old.get("memory_reservation")), old.get("oom_kill_disable", False))
+                given("MemoryReservation", old.get("memory_reservation")), old.get("oom_kill_disable", False),
+                old.get("memory_swappiness"), old.get("cpuset_cpus"))
     policy = restart_policy({"RestartPolicy": body["RestartPolicy"], "AutoRemove": c.config.get("AutoRemove")}) \
         if (body.get("RestartPolicy") or {}).get("Name") else c.config.get("RestartPolicy")
     if c.is_running():
