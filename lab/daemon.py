@@ -141,13 +141,38 @@ class Chunks:
         self.f.flush()
 
 
+class Reader:
+    """The request, read from the socket as http.server reads it (readline, read), taking only
+    the request's bytes: what the client sends after it (the input of a hijacked attach) stays
+    in the socket, for the supervisor. A line is looked for with MSG_PEEK and then taken whole:
+    two system calls, where an unbuffered file (rbufsize = 0) makes one a byte."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def readline(self, limit: int = -1) -> bytes:
+        line, limit = b"", limit if limit > 0 else 1 << 16
+        while len(line) < limit and (data := self.sock.recv(limit - len(line), socket.MSG_PEEK)):
+            end = data.find(b"\n")
+            line += self.sock.recv(end + 1 if end >= 0 else len(data))
+            if end >= 0:
+                break
+        return line
+
+    def read(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        pass                             # (the connection is the handler's to close)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"lab/{api.LAB_VERSION}"
-    rbufsize = 0           # unbuffered: after a hijack, what the client sent next is still in the socket
 
     def setup(self):
         super().setup()
+        self.rfile = Reader(self.connection)
         self.server.socket.close()        # in this handler's process: only the daemon listens
         signal.signal(signal.SIGALRM, too_slow)
 
