@@ -155,6 +155,7 @@ class Reader:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.taken = 0                    # bytes of the request being read (handle_one_request: 0)
 
     def readline(self, limit: int = -1) -> bytes:
         line, limit = b"", limit if limit > 0 else 1 << 16
@@ -163,10 +164,13 @@ class Reader:
             line += self.sock.recv(end + 1 if end >= 0 else len(data))
             if end >= 0:
                 break
+        self.taken += len(line)
         return line
 
     def read(self, size: int) -> bytes:
-        return self.sock.recv(size)
+        data = self.sock.recv(size)
+        self.taken += len(data)
+        return data
 
     def close(self) -> None:
         pass                             # (the connection is the handler's to close)
@@ -187,6 +191,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # one that stops half-way, or sends a body without end, would hold this process forever.
         # read_body() stops the clock: what follows may last (wait, logs -f, attach, exec).
         signal.setitimer(signal.ITIMER_REAL, self.server.read_timeout)
+        self.rfile.taken = 0
         super().handle_one_request()
 
     def do_GET(self):
@@ -324,7 +329,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass                                       # dispatch() logs one line per request
 
     def log_error(self, format, *args):            # http.server's own: a request that timed out
-        print(f"lab daemon: {format % args}", file=sys.stderr, flush=True)
+        if self.rfile.taken:                       # (not a kept-alive connection that sent no more:
+            print(f"lab daemon: {format % args}", file=sys.stderr, flush=True)     # that just ends)
 
 
 def too_slow(signum, frame):
