@@ -48,6 +48,11 @@ def parse_rule(text: str) -> tuple:
     return m[1], None if m[2] == "*" else int(m[2]), None if m[3] == "*" else int(m[3]), m[4]
 
 
+def rules(more=()) -> list[tuple]:
+    """docker's default rules, and more (--device-cgroup-rule's, as typed)."""
+    return DEFAULT_RULES + [parse_rule(text) for text in more]
+
+
 def rule_text(rule) -> str:
     """A rule as cgroup v1 writes it: "c 1:3 rwm", "c 136:* rwm"."""
     kind, major, minor, access = rule

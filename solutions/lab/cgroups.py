@@ -350,7 +350,7 @@ class CgroupV2(Cgroup):
     def allow_devices(self, privileged: bool, more=()) -> None:
         """Which device nodes its processes may open (chapter 08): a BPF program on v2. more:
         --device-cgroup-rule's rules, allowed too."""
-        devices.allow_v2(self.path, devices.DEFAULT_RULES + [devices.parse_rule(r) for r in more], privileged)
+        devices.allow_v2(self.path, devices.rules(more), privileged)
 
     def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): one cgroup2."""
@@ -387,9 +387,13 @@ class CgroupV1(Cgroup):
         in cpuset's, which --cpuset-cpus uses)."""
         table = mountinfo()
         own = own_folders(table)
-        cpuset = [Path(m) for m, t, options in table if t == "cgroup" and "cpuset" in options.split(",")]
-        return list(dict.fromkeys([own[mount] for mount, _ in cls.hierarchies(table).values()]
-                                  + [own[mount] for mount in cpuset]))
+        cpuset = [own[mount] for mount in [cls.cpuset_mount(table)] if mount is not None]
+        return list(dict.fromkeys([own[mount] for mount, _ in cls.hierarchies(table).values()] + cpuset))
+
+    @staticmethod
+    def cpuset_mount(table: list[tuple[str, str, str]]) -> Path | None:
+        """Where the cpuset hierarchy is mounted, if it is (--cpuset-cpus uses it)."""
+        return next((Path(m) for m, t, options in table if t == "cgroup" and "cpuset" in options.split(",")), None)
 
     @classmethod
     def named(cls, name: str) -> "CgroupV1":
@@ -424,7 +428,7 @@ class CgroupV1(Cgroup):
         starts with no CPUs and no memory nodes, and a process cannot join it before both are set)."""
         if limits.cpuset_cpus is not None and "cpuset" not in self.dirs:
             table = mountinfo()
-            mount = next((Path(m) for m, t, options in table if t == "cgroup" and "cpuset" in options.split(",")), None)
+            mount = self.cpuset_mount(table)
             if mount is None:
                 raise LabError("--cpuset-cpus: no cgroup v1 hierarchy for cpuset is mounted")
             self.dirs["cpuset"] = own_folders(table)[mount] / self.dirs["memory"].name
@@ -484,7 +488,7 @@ class CgroupV1(Cgroup):
     def allow_devices(self, privileged: bool, more=()) -> None:
         """Which device nodes its processes may open (chapter 08): the devices controller. more:
         --device-cgroup-rule's rules, allowed too."""
-        devices.allow_v1(self.dirs["devices"], devices.DEFAULT_RULES + [devices.parse_rule(r) for r in more], privileged)
+        devices.allow_v1(self.dirs["devices"], devices.rules(more), privileged)
 
     def cgroupfs_mounts(self) -> list[tuple[str, str, str]]:
         """What the container sees at /sys/fs/cgroup (security.mount_cgroupfs): each of its

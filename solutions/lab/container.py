@@ -174,8 +174,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             folder.mkdir()
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
         container.hostname_file.write_text(f"{name}\n")
-        container.hosts_file.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                        f"{container_network.extra_hosts_lines(container)}127.0.1.1\t{name}\n")
+        container.hosts_file.write_text(f"{network.LOCALHOST}{container_network.extra_hosts_lines(container)}"
+                                        f"127.0.1.1\t{name}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
         if isinstance(e, FileNotFoundError):
