@@ -2,7 +2,7 @@
 VENV   ?= .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test check progress skeleton notebooks vm-test vm-lessons bench clean
+.PHONY: setup demo test check progress skeleton notebooks vm-test vm-lessons bench vm-bench clean
 
 setup:              ## system packages, the venv, and the busybox image
 	VENV=$(VENV) bash tools/provision.sh
@@ -35,9 +35,12 @@ vm-lessons:         ## record the lessons that show cgroup v2's files in the cou
 	LAB_VM_FETCH="$(V2_LESSONS)" bash tools/vm-test
 
 bench: setup        ## how fast a container starts: lab against runc, crun and the kernel (results/bench/)
-	@for p in runc crun; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends runc crun >/dev/null; break; }; done
+	@bash -c 'source tools/packages.sh; for p in "$${bench_apt[@]}"; do command -v $$p >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${bench_apt[@]}" >/dev/null; break; }; done'
 	$(VENV)/bin/python tools/bench.py $(BENCH)
+
+vm-bench:           ## make bench inside the course VM (cgroup v2, emulated CPU): results/bench-vm/ (slow)
+	LAB_VM_TEST='make bench BENCH="--runs 10 --quick --out results/bench-vm"' LAB_VM_FETCH=results/bench-vm bash tools/vm-test
 
 notebooks:          ## re-run the notebooks with the reference and store their outputs (what nbval checks)
 	$(VENV)/bin/python tools/run_notebooks.py

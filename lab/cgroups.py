@@ -287,6 +287,15 @@ class CgroupV2(Cgroup):
     def path(self) -> Path:
         return self.dirs["unified"]
 
+    def birthplace(self) -> int:
+        """The folder, opened, for clone3() to create the container's process right in it.
+
+        With CLONE_INTO_CGROUP nothing moves and no global lock is taken (the lesson's
+        "Joining costs"). The caller closes it."""
+        # HINT: the kernel takes the cgroup as a file descriptor of its folder, opened for
+        # HINT: reading; the runtime keeps it only until the fork (no child inherits it).
+        raise NotImplementedError("chapter 02: write birthplace() in lab/cgroups.py: The folder, opened, for clone3() to create the container's process right in it (see chapters/02_cgroups/README.md, 'Your turn')")
+
     def set_limits(self, limits: Limits) -> None:
         """Write the limits into the cgroup's files (memory.max, memory.swap.max, cpu.max, pids.max)."""
         # HINT: each limit is one file of the cgroup's folder, written as text; on v2 their names

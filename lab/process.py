@@ -26,8 +26,11 @@ class StartError(Exception):
         self.status = status
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None) -> int:
-    """Fork a child that runs setup() and then execs argv; return its pid once exec worked."""
+def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None, fork=os.fork) -> int:
+    """Fork a child that runs setup() and then execs argv; return its pid once exec worked.
+
+    fork is os.fork, or one that starts the child somewhere else: on cgroup v2, in its cgroup
+    (chapter 02: syscalls.fork_into_cgroup)."""
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()   # close-on-exec: exec closes it, so EOF means "exec worked"

@@ -35,6 +35,8 @@ MNT_DETACH = 2
 
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
+KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # (6, 1)
+SYS_clone3 = 435              # the same number on every architecture (it is new: Linux 5.3)
 
 
 def _check(result: int, call: str, *args) -> int:
@@ -138,3 +140,38 @@ def bpf(command: int, attr: ctypes.Structure, name: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"bpf({name}): {os.strerror(err)}")
     return result
+
+
+CLONE_INTO_CGROUP = 0x200000000     # linux/sched.h, Linux 5.7
+
+
+class CloneArgs(ctypes.Structure):
+    """struct clone_args (linux/sched.h): what clone3 takes; fields left 0 mean "as fork"."""
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """fork(), with the child born in the cgroup v2 folder cgroup_fd: clone3(CLONE_INTO_CGROUP).
+
+    Returns as os.fork does: 0 in the child, its pid in the parent. Python's own fork
+    bookkeeping runs around it as it does for os.fork (PyOS_BeforeFork, PyOS_AfterFork_*:
+    the import lock, the GIL, os.register_at_fork's hooks). The call goes through a PyDLL,
+    which keeps the GIL held, so the child wakes up holding it, as the only thread.
+    """
+    args = CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)   # 17: SIGCHLD
+    python = ctypes.pythonapi
+    python.PyOS_BeforeFork()
+    pid = _python_libc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        python.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    python.PyOS_AfterFork_Parent()
+    if pid == -1:
+        raise OSError(err, f"clone3(CLONE_INTO_CGROUP, cgroup={cgroup_fd}): {os.strerror(err)}")
+    return pid
+
+
+_python_libc = ctypes.PyDLL(None, use_errno=True)     # a libc whose calls keep the GIL (for clone3)

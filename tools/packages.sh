@@ -10,6 +10,7 @@ course_apt=(busybox-static python3 python3-venv make iproute2 procps util-linux 
 # skopeo: chapter 10's other registry client (the tests fill their registry with it)
 # curl, jq, debootstrap: chapter 10's lesson (a pull by hand; a Debian image made from scratch)
 # strace: chapter 00's lesson (fork, exec, wait as system calls)
+bench_apt=(runc crun)   # make bench's baselines: installed by make bench on demand, in the VM's box always
 
 # pyproject_list PYTHON KEY...: the items of pyproject.toml's lists at these dotted keys, one a line:
 # project.optional-dependencies.course (what the course uses), build-system.requires (what building

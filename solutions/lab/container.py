@@ -303,7 +303,7 @@ def start(container: store.Container, piped: bool = False):
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths}, **watcher)
     stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
     trace.before_fork()
-    plan = None
+    plan = folder = None
     try:
         policy = security_policy(config, cgroup)
         plan = step("09", container_network.prepare, container)    # its bridge, address, ports
@@ -313,8 +313,11 @@ def start(container: store.Container, piped: bool = False):
         if config.get("PidMode") != "host":               # (--pid host: the host's processes)
             step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
         command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
-        pid = process.spawn(command, env_of(config), config["WorkingDir"],
-                            setup=lambda: init_container(container, cgroup, policy, stdio, plan))
+        folder = birthplace(cgroup)                       # v2: the child is born in its cgroup
+        fork = os.fork if folder is None else lambda: syscalls.fork_into_cgroup(folder)
+        to_join = cgroup if folder is None else None       # v1: it joins it
+        pid = process.spawn(command, env_of(config), config["WorkingDir"], fork=fork,
+                            setup=lambda: init_container(container, to_join, policy, stdio, plan))
     except BaseException:
         if cgroup is not None:
             cgroup.destroy()
@@ -325,11 +328,22 @@ def start(container: store.Container, piped: bool = False):
         stdio.close()
         if plan is not None:
             plan.close()
+        if folder is not None:
+            os.close(folder)
     trace.mark("fork and exec")
     stdio.receive_master()
     container.save_state(Status="running", Paused=False, Pid=pid, PidStartTime=store.process_start_time(pid),
                          StartedAt=time.time(), **watcher)
     return pid, cgroup, stdio
+
+
+def birthplace(cgroup) -> int | None:
+    """The cgroup's folder, open, when the child can be born in it (cgroup v2 on Linux 5.7 or
+    later): then it never moves. None: the child joins its cgroup after the fork."""
+    if cgroup is None or cgroup.version != "v2" or syscalls.KERNEL < (5, 7):
+        return None
+    folder = step("02", cgroup.birthplace)
+    return None if folder is NOT_WRITTEN else folder
 
 
 def own_pid_namespace() -> None:
@@ -364,7 +378,8 @@ def policy_of(config: dict, cgroupfs: list, user: str | None = None) -> "securit
 
 
 def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", plan: "container_network.Plan") -> None:
-    """The child's side, between fork and exec, in the order the kernel needs."""
+    """The child's side, between fork and exec, in the order the kernel needs. cgroup is the
+    one it joins (None: it was born in it, or has none)."""
     kinds, flags = ["uts", "mnt", "net"], namespaces.CHILD_NAMESPACES
     if not plan.new_namespace:                       # --network host or container:NAME
         kinds, flags = [k for k in kinds if k != "net"], flags & ~syscalls.CLONE_NEWNET

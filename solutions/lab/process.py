@@ -26,19 +26,23 @@ class StartError(Exception):
         self.status = status
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None) -> int:
-    """Fork a child that runs setup() and then execs argv; return its pid once exec worked."""
+def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None, fork=os.fork) -> int:
+    """Fork a child that runs setup() and then execs argv; return its pid once exec worked.
+
+    fork is os.fork, or one that starts the child somewhere else: on cgroup v2, in its cgroup
+    (chapter 02: syscalls.fork_into_cgroup)."""
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()   # close-on-exec: exec closes it, so EOF means "exec worked"
     # HINT: two processes come out of one call: the child sets itself up and becomes the command;
     # HINT: the parent must learn whether that worked without waiting for the command to end (the
     # HINT: lesson's pipe is how).
-    # HINT 2: os.fork() returns twice: 0 in the child, the child's pid in the parent.
+    # HINT 2: fork() (the parameter: os.fork unless the caller passed another) returns twice: 0 in
+    # HINT 2: the child, the child's pid in the parent.
     # HINT 3: the child runs child_main(...) (it never returns); the parent closes its copy of
     # HINT 3: the pipe's write end, then check_started(read end, pid) says whether exec worked.
     # BEGIN SOLUTION 00
-    pid = os.fork()
+    pid = fork()
     if pid == 0:
         os.close(read_end)
         child_main(argv, env, cwd, setup, write_end)
