@@ -239,9 +239,7 @@ def _applies(rule: dict, capabilities: set[str]) -> bool:
 
 def _kernel_at_least(version: str) -> bool:
     # Like docker, only major.minor count: "6.1.0-18-amd64" is 6.1.
-    def major_minor(text):
-        return tuple(int(n) for n in text.split("-")[0].split(".")[:2])
-    return major_minor(os.uname().release) >= major_minor(version)
+    return syscalls.KERNEL >= tuple(int(n) for n in version.split(".")[:2])
 
 
 def _add_rule(lib: ctypes.CDLL, ctx, rule: dict, default: int) -> None:

@@ -8,8 +8,10 @@ See man 2 unshare, man 2 setns, man 2 mount, man 2 umount2, man 2 pivot_root.
 """
 import ctypes
 import os
+import signal
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_python_libc = ctypes.PyDLL(None, use_errno=True)     # the same, but its calls keep the GIL (clone3)
 
 # Namespace flags (linux/sched.h).
 CLONE_NEWNS = 0x00020000      # mount
@@ -35,7 +37,7 @@ MNT_DETACH = 2
 
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
-KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # (6, 1)
+KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # "6.1.0-18-amd64": (6, 1)
 SYS_clone3 = 435              # the same number on every architecture (it is new: Linux 5.3)
 
 
@@ -160,7 +162,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     the import lock, the GIL, os.register_at_fork's hooks). The call goes through a PyDLL,
     which keeps the GIL held, so the child wakes up holding it, as the only thread.
     """
-    args = CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)   # 17: SIGCHLD
+    args = CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
     python = ctypes.pythonapi
     python.PyOS_BeforeFork()
     pid = _python_libc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
@@ -172,6 +174,3 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     if pid == -1:
         raise OSError(err, f"clone3(CLONE_INTO_CGROUP, cgroup={cgroup_fd}): {os.strerror(err)}")
     return pid
-
-
-_python_libc = ctypes.PyDLL(None, use_errno=True)     # a libc whose calls keep the GIL (for clone3)
