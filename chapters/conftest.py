@@ -1,7 +1,9 @@
 """The harness behind `pytest chapters/NN_topic`: the learner's checklist.
 
 - LAB_IMPL picks the code under test (lab_impl.py): your lab/, or the reference.
-- Every test gets a fresh LAB_ROOT of its own session, never your /var/lib/lab.
+- Every test gets a fresh LAB_ROOT of its own session, never your /var/lib/lab, and the
+  session's own network and mount namespaces. `pytest -n 2` (make test) runs two sessions
+  side by side, each with container cgroups of its own.
 - A test of chapter NN sets LAB_CHAPTER=NN: your runtime may skip chapters after NN that
   you have not written yet, but not chapter NN or earlier ones.
 - Without root on Linux, the run stops at once with one line saying how to get the VM.
@@ -67,6 +69,48 @@ def pytest_report_header(config):
     return f"lab: {shown}/, cgroup {cgroups.version()}, kernel {platform.release()}"
 
 
+def pytest_configure(config):
+    """Parallel sessions (`pytest -n 2`: pytest-xdist's workers) each get container cgroups of
+    their own, so that one session's leftover check never counts, or removes, another's."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None or os.environ.get("LAB_SESSION_CGROUP") or os.geteuid() != 0:
+        return
+    name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
+    os.environ["LAB_SESSION_CGROUP"] = name
+    from lab import cgroups
+    if cgroups.version() == "v2":                  # containers go below /sys/fs/cgroup/<LAB_CGROUP_PARENT>
+        os.environ["LAB_CGROUP_PARENT"] = name
+        cgroups.CgroupV2.PARENT = cgroups.ROOT / name
+        return
+    for parent in cgroups.CgroupV1.parents():     # v1: below lab's own cgroup, so this process moves
+        folder = parent / name                    # into one of its own, made below its own
+        folder.mkdir()
+        if (parent / "cpuset.cpus").exists():
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                (folder / knob).write_text((parent / knob).read_text())
+        (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def session_cgroups_removed(config) -> None:
+    """The run's end: remove its workers' cgroups (made in pytest_configure), once they have left."""
+    if hasattr(config, "workerinput") or os.geteuid() != 0:
+        return
+    from lab import cgroups
+    pattern = f"labtests-{os.getpid()}-*"
+    folders = [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
+    deadline = time.monotonic() + 10
+    for folder in (f for parent in folders for f in parent.glob(pattern)):
+        while True:
+            try:
+                folder.rmdir()
+                break
+            except OSError as error:             # EBUSY until its worker has exited
+                if time.monotonic() > deadline:
+                    print(f"lab tests: cannot remove the cgroup {folder}: {error}", file=sys.stderr)
+                    break
+                time.sleep(0.05)
+
+
 def pytest_sessionstart(session):
     if platform.system() != "Linux" or os.geteuid() != 0:
         pytest.exit(NEEDS, returncode=1)
@@ -81,18 +125,24 @@ def pytest_sessionstart(session):
     os.environ["PYTHONFAULTHANDLER"] = "1"       # a `lab` that hangs says where (see run_lab)
     # A network namespace of the session's own plays the host (chapter 09): its bridges, NAT
     # rules and published ports live there, and no test touches the machine's own network.
+    # And a mount namespace of its own, a private copy of the machine's mounts: what a test
+    # mounts (or lab leaves mounted) is seen by this session's check, and by no one else.
     if os.environ.get("LAB_NETNS_OWNER") != str(os.getpid()):
-        CLONE_NEWNET = 0x40000000
-        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-            pytest.exit(f"cannot make the tests' network namespace: {os.strerror(ctypes.get_errno())}", returncode=1)
+        CLONE_NEWNET, CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x40000000, 0x20000, 0x4000, 1 << 18
+        libc = ctypes.CDLL(None, use_errno=True)
+        if (libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0
+                or libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0):
+            pytest.exit(f"cannot make the tests' namespaces: {os.strerror(ctypes.get_errno())}", returncode=1)
         os.environ["LAB_NETNS_OWNER"] = str(os.getpid())
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
+@pytest.hookimpl(trylast=True)                   # (after pytest-xdist has stopped its workers)
 def pytest_sessionfinish(session):
     root = os.environ.get("LAB_ROOT", "")
     if Path(root).name.startswith("lab-root-"):
         shutil.rmtree(root, ignore_errors=True)
+    session_cgroups_removed(session.config)
 
 
 TEST_TIME_LIMIT = 60    # seconds; a chapter test takes a few
