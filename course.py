@@ -34,17 +34,27 @@ class Collector:
         self.tests: list[str] = []
         self.said: dict[str, str] = {}      # what lab (or its daemon) said, for each failure
         self.paths: dict[str, Path] = {}    # each test's file
+        self.order: dict[str, int] = {}     # each test's place in its file
+        self.root = ROOT
 
-    def pytest_itemcollected(self, item):
-        self.paths[item.nodeid] = Path(item.path)
+    def pytest_configure(self, config):
+        self.root = config.rootpath         # (what reports' locations are relative to)
+        config.option.tbstyle = "line"      # only a failure's first line is shown: no traceback to format
+
+    def pytest_xdist_node_collection_finished(self, node, ids):   # (pytest -n: the workers collect)
+        for nodeid in ids:
+            self.order.setdefault(nodeid, len(self.order))
 
     def in_folder(self, folder: Path) -> list[str]:
-        """The tests that ran from files under folder, in order."""
-        return [t for t in self.tests if folder in self.paths.get(t, Path("/")).parents]
+        """The tests that ran from files under folder, in order (parallel sessions report
+        them as they finish)."""
+        found = [t for t in self.tests if folder in self.paths[t].parents]
+        return sorted(found, key=lambda t: self.order.get(t, len(self.order)))
 
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.tests:
             self.tests.append(report.nodeid)
+            self.paths[report.nodeid] = self.root / report.location[0]
         if report.failed and report.nodeid not in self.failures:
             unfinished = dict(report.user_properties).get("not written yet")
             crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")   # the error's own words
@@ -74,7 +84,11 @@ def load_pytest(tool: str):
 def progress(chapters: list[Path] = CHAPTERS) -> int:
     pytest = load_pytest("progress")
     collector = Collector()
-    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal"], plugins=[collector])
+    # Chapters side by side in parallel sessions (pytest-xdist, as make test): a file at a time,
+    # one session per CPU, at most 4.
+    sessions = min(len(os.sched_getaffinity(0)), 4)
+    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal", "--dist", "loadfile",
+                                                     "-n", str(sessions if sessions > 1 else 0)], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")
         return 1
