@@ -16,6 +16,7 @@ demo: setup         ## the reference runtime running containers (CHAPTER=NN: tha
 JOBS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
+	@$(VENV)/bin/python -c "import xdist" 2>/dev/null || { echo "make test: the venv has no pytest-xdist: run 'make setup'"; exit 1; }
 	LAB_IMPL=solutions $(VENV)/bin/pytest -n $(JOBS) --dist loadfile chapters tests notebooks -p nbval --nbval; \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
 

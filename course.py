@@ -9,6 +9,7 @@ your lab/.
 - `lab watch [NN]` runs the current chapter's tests again each time a file in lab/ changes,
   and moves on to the next chapter once it passes.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -83,6 +84,9 @@ def load_pytest(tool: str):
 
 def progress(chapters: list[Path] = CHAPTERS) -> int:
     pytest = load_pytest("progress")
+    if importlib.util.find_spec("xdist") is None:
+        print("lab progress: the venv has no pytest-xdist, which runs the chapters side by side: run `make setup`")
+        return 1
     collector = Collector()
     # Chapters side by side in parallel sessions (pytest-xdist, as make test): a file at a time,
     # one session per CPU, at most 4.
