@@ -11,13 +11,13 @@ setup:              ## system packages, the venv, and the busybox image
 demo: setup         ## the reference runtime running containers (CHAPTER=NN: that chapter's feature, live)
 	VENV=$(VENV) bash tools/demo.sh $(CHAPTER)
 
-# Tests run in JOBS parallel sessions (pytest-xdist; one per CPU, at most 4), a file at a time
-# each: every session has its own LAB_ROOT, network, mounts and cgroups (chapters/conftest.py).
-JOBS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+# Tests run in JOBS parallel sessions (pytest-xdist; auto: one per CPU core, at most 4), a file
+# at a time each: every session has its own LAB_ROOT, network, mounts and cgroups (chapters/conftest.py).
+JOBS ?= auto
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
 	@$(VENV)/bin/python -c "import xdist" 2>/dev/null || { echo "make test: the venv has no pytest-xdist: run 'make setup'"; exit 1; }
-	LAB_IMPL=solutions $(VENV)/bin/pytest -n $(JOBS) --dist loadfile chapters tests notebooks -p nbval --nbval; \
+	LAB_IMPL=solutions $(VENV)/bin/pytest -n $(JOBS) --maxprocesses 4 --dist loadfile chapters tests notebooks -p nbval --nbval; \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it

@@ -88,11 +88,10 @@ def progress(chapters: list[Path] = CHAPTERS) -> int:
         print("lab progress: the venv has no pytest-xdist, which runs the chapters side by side: run `make setup`")
         return 1
     collector = Collector()
-    # Chapters side by side in parallel sessions (pytest-xdist, as make test): a file at a time,
-    # one session per CPU, at most 4.
-    sessions = min(len(os.sched_getaffinity(0)), 4)
-    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal", "--dist", "loadfile",
-                                                     "-n", str(sessions if sessions > 1 else 0)], plugins=[collector])
+    # Chapters side by side in parallel sessions, as make test runs them (pytest-xdist: a file at
+    # a time, one session per CPU core, at most 4).
+    code = pytest.main([str(c) for c in chapters] + ["-p", "no:terminal", "-n", "auto", "--maxprocesses", "4",
+                                                     "--dist", "loadfile"], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")
         return 1

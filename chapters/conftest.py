@@ -79,8 +79,7 @@ def pytest_configure(config):
     os.environ["LAB_SESSION_CGROUP"] = name
     from lab import cgroups
     if cgroups.version() == "v2":                  # containers go below /sys/fs/cgroup/<LAB_CGROUP_PARENT>
-        os.environ["LAB_CGROUP_PARENT"] = name
-        cgroups.CgroupV2.PARENT = cgroups.ROOT / name
+        os.environ["LAB_CGROUP_PARENT"] = name    # (read as lab.cgroups is imported: here, before the tests)
         return
     for parent in cgroups.CgroupV1.parents():     # v1: below lab's own cgroup, so this process moves
         folder = parent / name                    # into one of its own, made below its own

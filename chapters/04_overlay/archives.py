@@ -20,6 +20,12 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def gz(data: bytes) -> bytes:
+    """data gzip-compressed as the tests' images are: level 1, six times faster than the
+    default 9 on busybox's layer (40 ms against 241), and nothing that lab reads changes."""
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
 def tar(entries) -> bytes:
     """A tar of entries: (name, content) where content is bytes (a file), None (a folder),
     ("symlink", target) or ("hardlink", target); a third item, a dict such as {"mode": 0o777},
@@ -96,7 +102,7 @@ def oci_layout(folder: Path, layers: list[bytes], cmd: list[str]) -> Path:
         (blobs / sha256(data)[7:]).write_bytes(data)
         return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
 
-    compressed = [gzip.compress(layer, compresslevel=1, mtime=0) for layer in layers]   # (level 1: 6x faster than 9)
+    compressed = [gz(layer) for layer in layers]
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": blob(image_config(layers, cmd), "application/vnd.oci.image.config.v1+json"),
                 "layers": [blob(c, "application/vnd.oci.image.layer.v1.tar+gzip") for c in compressed]}

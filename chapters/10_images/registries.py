@@ -15,7 +15,6 @@
   layouts written by oci_index.
 """
 import base64
-import gzip
 import hashlib
 import http.server
 import importlib
@@ -206,7 +205,7 @@ def image_manifest(blobs: Path, layers: list[bytes], cmd: list[str], arch: str =
         import zstandard
         compress = zstandard.ZstdCompressor().compress
     else:
-        compress = lambda layer: gzip.compress(layer, compresslevel=1, mtime=0)   # noqa: E731  (6x faster than 9)
+        compress = archives.gz
     return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": blob(blobs, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"),
             "layers": [blob(blobs, compress(layer), f"application/vnd.oci.image.layer.v1.tar+{compression}")
@@ -298,7 +297,7 @@ class Hostile:
     checks that no password came along), "none" (the truth: for a hostile layer)."""
 
     def __init__(self, lie: str, layer: bytes):
-        gz = gzip.compress(layer, compresslevel=1, mtime=0)
+        gz = archives.gz(layer)
         config = archives.image_config([layer], ["sh"])
         self.blobs = {archives.sha256(config): config, archives.sha256(gz): gz}
         served = gz + b"x" * 1000 if lie == "longer" else gz[:-8] + b"\0" * 8 if lie == "digest" else gz
