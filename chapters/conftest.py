@@ -77,9 +77,10 @@ def pytest_configure(config):
         return
     name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
     os.environ["LAB_SESSION_CGROUP"] = name
-    from lab import cgroups
-    if cgroups.version() == "v2":                  # containers go below /sys/fs/cgroup/<LAB_CGROUP_PARENT>
-        os.environ["LAB_CGROUP_PARENT"] = name    # (read as lab.cgroups is imported: here, before the tests)
+    os.environ["LAB_CGROUP_PARENT"] = name        # v2: containers go below /sys/fs/cgroup/<name>
+    from lab import cgroups                       # (which lab.cgroups reads as it is imported: here)
+    assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
+    if cgroups.version() == "v2":
         return
     for parent in cgroups.CgroupV1.parents():     # v1: below lab's own cgroup, so this process moves
         folder = parent / name                    # into one of its own, made below its own
