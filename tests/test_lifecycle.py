@@ -111,8 +111,9 @@ def test_dash_it_gives_a_real_terminal(lab):
         terminal.type(b"tty; stty size\r")
         terminal.wait_for(b"30 100")                                 # its own terminal, your window's size
         terminal.wait_for(b"# ")
-        terminal.type(b"sleep 60\r")
-        wait_until(lambda: sleeping(b"sleep\x0060\x00"), what="sleep 60 running")   # (then it has the terminal)
+        # (77: a length no other test uses, since sleeping() sees the processes of every session)
+        terminal.type(b"sleep 77\r")
+        wait_until(lambda: sleeping(b"sleep\x0077\x00"), what="sleep 77 running")   # (then it has the terminal)
         terminal.type(b"\x03")                                       # Ctrl-C stops sleep, not the shell
         terminal.wait_for(b"^C")
         terminal.wait_for(b"# ")
