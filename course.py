@@ -52,6 +52,18 @@ class Collector:
         found = [t for t in self.tests if folder in self.paths[t].parents]
         return sorted(found, key=lambda t: self.order.get(t, len(self.order)))
 
+    def pytest_collectreport(self, report):
+        """A test file that does not import (a syntax error in lab/process.py, say): one failure,
+        in its file's place, whose message says where the error is."""
+        if report.failed and report.nodeid not in self.tests:
+            lines = [line.removeprefix("E").strip() for line in str(report.longrepr).splitlines()]
+            where = next((line for line in reversed(lines) if line.startswith('File "')), "")
+            self.tests.append(report.nodeid)
+            self.paths[report.nodeid] = self.root / report.nodeid
+            self.order[report.nodeid] = -1                    # (first in its chapter)
+            self.failures[report.nodeid] = f"{lines[-1]}, {where}" if where else lines[-1]
+            self.said[report.nodeid] = ""
+
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.tests:
             self.tests.append(report.nodeid)

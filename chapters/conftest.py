@@ -59,11 +59,26 @@ def detached():
         run_lab("rm", "-f", name)
 
 
+def cgroups_module():
+    """lab.cgroups of the lab under test, which the harness uses itself. If it does not import
+    (a syntax error in your lab/cgroups.py, say), the run stops with one line saying where,
+    instead of a traceback: no test can run without it."""
+    try:
+        from lab import cgroups
+    except Exception as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if "/lab/" in f.filename]
+        where = "" if isinstance(error, SyntaxError) or not frames else \
+            f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})"
+        pytest.exit(f"lab: {lab_impl.folder() / 'lab'} does not import: {type(error).__name__}: {error}"
+                    f"{where}. Fix that first: no test can run without it.", returncode=1)
+    return cgroups
+
+
 def pytest_report_header(config):
     if getattr(config, "lab_header_shown", False):     # chapters/, tests/ and notebooks/ share it
         return None
     config.lab_header_shown = True
-    from lab import cgroups
+    cgroups = cgroups_module()
     package = lab_impl.folder() / "lab"
     shown = package.relative_to(ROOT) if package.is_relative_to(ROOT) else package
     return f"lab: {shown}/, cgroup {cgroups.version()}, kernel {platform.release()}"
@@ -79,11 +94,13 @@ def pytest_configure(config):
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker is None or os.environ.get("LAB_SESSION_CGROUP") or os.geteuid() != 0:
+        if platform.system() == "Linux":          # (elsewhere pytest_sessionstart says what to do)
+            cgroups_module()                      # it imports, or the run stops here
         return
     name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
     os.environ["LAB_SESSION_CGROUP"] = name
     os.environ["LAB_CGROUP_PARENT"] = name        # v2: containers go below /sys/fs/cgroup/<name>
-    from lab import cgroups                       # (which lab.cgroups reads as it is imported: here)
+    cgroups = cgroups_module()                    # (which lab.cgroups reads as it is imported: here)
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
     if cgroups.version() == "v2":
         return

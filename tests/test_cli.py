@@ -150,6 +150,42 @@ def test_progress_shows_each_chapter_done_in_progress_or_not_started_and_what_is
     assert lines[at + 2] == f"  Read {chapters[1]}/README.md, then check with: pytest {chapters[1]}"
 
 
+def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
+    """A syntax error in lab/ stops a chapter's test file from importing: lab progress shows that
+    error, with its file and line, as what comes next (it used to skip the chapter)."""
+    import subprocess
+    import sys
+    folder = tmp_path / "chapters" / "00_broken"
+    folder.mkdir(parents=True)
+    (folder / "helper.py").write_text("def spawn(:\n    pass\n")            # (as a learner's lab/process.py)
+    (folder / "test_00_broken.py").write_text("from helper import spawn\n\ndef test_it():\n    spawn()\n")
+    script = f"import course, pathlib, sys; sys.exit(course.progress([pathlib.Path({str(folder)!r})]))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    lines = result.stdout.splitlines()
+    assert "  00 broken       [----------]  0/1   not started" in lines, result.stdout + result.stderr
+    at = lines.index(next(line for line in lines if line.startswith("Next: ")))
+    assert lines[at].endswith("test_00_broken.py")
+    assert lines[at + 1] == f'  SyntaxError: invalid syntax, File "{folder}/helper.py", line 1'
+
+
+def test_a_lab_the_harness_cannot_import_stops_the_tests_with_one_line(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    root = Path(__file__).parent.parent
+    shutil.copytree(root / "lab", tmp_path / "impl" / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "impl" / "lab" / "cgroups.py", "a") as f:
+        f.write("\ndef broken(:\n")
+    lines = len((tmp_path / "impl" / "lab" / "cgroups.py").read_text().splitlines())
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(root / "chapters" / "00_process")],
+                         cwd=tmp_path, env={**os.environ, "LAB_IMPL": str(tmp_path / "impl")},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip() == (f"Exit: lab: {tmp_path / 'impl' / 'lab'} does not import: SyntaxError: invalid syntax "
+                                  f"(cgroups.py, line {lines}). Fix that first: no test can run without it.")
+
+
 def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatch):
     monkeypatch.setenv("LAB_BUSYBOX", "/nonexistent/busybox")
     result = lab("doctor")
