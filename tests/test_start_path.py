@@ -25,7 +25,7 @@ ALLOWED = {   # the first part of each module's name -> why lab run needs it (an
     "fcntl": "the store's locks", "signal": "passing signals on to the container",
     "errno": "telling kernel errors apart", "os": "everything", "stat": "os", "posixpath": "os",
     "genericpath": "os", "warnings": "the interpreter's own",
-    "shutil": "--rm removes the container's folder (rmtree); pulls in zlib, bz2, lzma",
+    "shutil": "the terminal's width (argparse's help), --rm's rmtree; pulls in zlib, bz2, lzma",
     "zlib": "shutil", "bz2": "shutil", "lzma": "shutil",
 }
 IGNORED = ("lab", "lab_impl", "encodings", "codecs", "io", "abc", "marshal", "posix", "time", "zipimport", "nt")
