@@ -104,7 +104,7 @@ def progress(chapters: list[Path] = CHAPTERS) -> int:
     # Chapters side by side in parallel sessions (pytest-xdist, a file at a time), the slowest
     # started first. Two sessions per CPU, at most 4: a test spends much of its time waiting (for
     # a container to start or end, for the kernel), when another session can use the CPU. On 2
-    # CPUs, with the reference: 15 s; 21 s with one session per CPU, the chapters in their order.
+    # CPUs, with the reference: 16 s; 21 s with one session per CPU, the chapters in their order.
     sessions = min(4, 2 * len(os.sched_getaffinity(0)))
     slowest_first = sorted(chapters, key=lambda c: SLOWEST.index(c.name[:2]) if c.name[:2] in SLOWEST else len(SLOWEST))
     code = pytest.main([str(c) for c in slowest_first] + ["-p", "no:terminal", "-n", str(sessions),
