@@ -87,17 +87,17 @@ def pytest_report_header(config):
 def pytest_configure(config):
     """What the session's processes inherit. Parallel sessions (`pytest -n 2`: pytest-xdist's
     workers) each get container cgroups of their own, so that one session's leftover check never
-    counts, or removes, another's."""
+    counts, or removes, another's: also those of a run inside a worker (a lesson's `lab progress`)."""
     # The tests start `lab` thousands of times: each should load lab's compiled bytecode, not
     # compile its source again (that doubles a `lab run`: 116 against 61 ms, measured) because
     # PYTHONDONTWRITEBYTECODE is set around us, as it is on some CI machines.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     worker = getattr(config, "workerinput", {}).get("workerid")
-    if worker is None or os.environ.get("LAB_SESSION_CGROUP") or os.geteuid() != 0:
+    name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
+    if worker is None or os.environ.get("LAB_SESSION_CGROUP") == name or os.geteuid() != 0:
         if platform.system() == "Linux":          # (elsewhere pytest_sessionstart says what to do)
             cgroups_module()                      # it imports, or the run stops here
-        return
-    name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
+        return          # (== name: done already; tests/conftest.py imports this hook, so it runs twice)
     os.environ["LAB_SESSION_CGROUP"] = name
     os.environ["LAB_CGROUP_PARENT"] = name        # v2: containers go below /sys/fs/cgroup/<name>
     cgroups = cgroups_module()                    # (which lab.cgroups reads as it is imported: here)

@@ -195,9 +195,8 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "PYTHONUNBUFFERED": "1", "DOCKER_CONFIG": "/mnt/docker-config", "TERM": "dumb"}
     # (vm-test's --durations=25 among PYTEST_ADDOPTS; a parallel session's own cgroup parent, which
-    # the lesson's paths would show, in LAB_CGROUP_PARENT; and LAB_SESSION_CGROUP, with which
-    # `lab progress`'s sessions would share this session's cgroup and see each other's containers)
-    for name in ("PYTHONPATH", "LAB_ROOT", "PYTEST_ADDOPTS", "LAB_CGROUP_PARENT", "LAB_SESSION_CGROUP"):
+    # the lesson's paths would show, in LAB_CGROUP_PARENT)
+    for name in ("PYTHONPATH", "LAB_ROOT", "PYTEST_ADDOPTS", "LAB_CGROUP_PARENT"):
         env.pop(name, None)
     (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
     (tmp_path / "tmp").mkdir()
