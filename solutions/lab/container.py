@@ -10,6 +10,7 @@ chapters up to NN are required, and a missing one is an error that names what to
 """
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -190,7 +191,6 @@ INIT = "/sbin/docker-init"      # --init: where the init goes in the container (
 def find_init() -> str:
     """--init: a small init for PID 1 (it reaps orphans and passes signals on), as docker's
     docker-init, which is tini. Its static build runs in any image."""
-    import shutil
     found = shutil.which("tini-static")
     if found is None:
         raise LabError("--init needs tini's static build, tini-static (apt install tini; make setup installs it)")

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -391,7 +392,6 @@ def find_container(ref: str) -> Container:
 def remove_container(container: Container) -> None:
     """Rename the folder first (atomic), then delete it: a `lab run` that is still writing its
     final state (lab rm -f while it runs) finds no folder to write into, instead of racing rmtree."""
-    import shutil                       # here, not above: it loads bz2 and lzma, which lab run does not need
     doomed = container.path.with_name(f".removing-{container.id}")
     try:
         container.path.rename(doomed)

@@ -14,6 +14,7 @@ gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount o
 See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 """
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -215,7 +216,6 @@ def remove_anonymous(mounts: list[dict]) -> None:
 
 
 def remove(name: str) -> None:
-    import shutil
     inspect(name)                                   # it exists
     if used := users(name):
         raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
