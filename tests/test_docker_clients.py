@@ -9,7 +9,7 @@ import subprocess
 import docker
 import pytest
 
-from chapters.harness import DOCKER, LAB, Terminal, wait_until
+from chapters.harness import DOCKER, LAB, Terminal, children, wait_until
 
 
 # --- the docker CLI
@@ -406,6 +406,20 @@ def test_containers_outlive_a_daemon_restart(daemon):
     assert daemon.docker("logs", "survivor").stdout == "before\n"
     assert daemon.docker("exec", "survivor", "echo", "after").stdout == "after\n"
     assert daemon.docker("rm", "-f", "survivor").returncode == 0
+
+
+def test_a_stopped_daemon_has_ended_its_connections_handlers(daemon):
+    """Each connection has a process of the daemon's (a fork); an idle HTTP/1.1 connection, as
+    the Docker SDK keeps, holds one. When the daemon has stopped, none of them is left."""
+    idle = daemon.connection()
+    idle.request("GET", "/_ping")
+    assert idle.getresponse().read() == b"OK"               # answered; the connection stays open
+    handlers = children(daemon.process.pid)
+    assert handlers, "no process of the daemon's holds the open connection"
+    daemon.stop()
+    left = [pid for pid in handlers if os.path.exists(f"/proc/{pid}")]    # running, or ended but not reaped
+    idle.close()
+    assert not left, f"the daemon stopped before its handlers {left} had ended"
 
 
 def test_a_daemon_killed_with_sigkill_finds_every_container_as_it_was(daemon):

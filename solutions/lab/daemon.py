@@ -369,7 +369,6 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     max_children = 10_000          # each attached `docker run` holds two connections open
     request_queue_size = 4096      # socketserver's 5 overflows under load, and a docker client
                                    # whose connect finds the queue full gives up at once (EAGAIN)
-    block_on_close = False         # stopping: do not wait for `docker wait`s; they are ended
     hijacked = False
     read_timeout = 30.0            # seconds to send a request; LAB_DAEMON_READ_TIMEOUT changes it
 
@@ -406,9 +405,9 @@ def serve(path: str) -> None:
     try:
         server.serve_forever()
     finally:
-        for pid in server.active_children or ():      # handlers still answering (wait, logs -f)
-            os.kill(pid, signal.SIGTERM)
-        server.server_close()
+        for pid in server.active_children or ():      # handlers still answering (wait, logs -f),
+            os.kill(pid, signal.SIGTERM)              # or holding a client's idle connection: ended,
+        server.server_close()                         # and waited for (socketserver's block_on_close)
         try:
             os.unlink(path)
         except FileNotFoundError:
