@@ -30,6 +30,7 @@ import argparse
 import http.client
 import json
 import os
+import platform
 import random
 import shutil
 import socket
@@ -456,7 +457,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     lab_median = stats["lab run"][0]
-    lines = [f"Machine: {os.uname().release}, {os.cpu_count()} CPUs, cgroup {cgroups.version()}, "
+    python = f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"   # lab's interpreter
+    lines = [f"Machine: {os.uname().release}, {os.cpu_count()} CPUs, cgroup {cgroups.version()}, {python}, "
              f"{args.runs} rounds, {time.strftime('%Y-%m-%d')}", "",
              "| runtime | median ms | 10th-90th percentile ms | ratio to lab run | peak memory MB |",
              "|---|---|---|---|---|"]
