@@ -1,6 +1,7 @@
 """End to end through the `lab` command: docker's exit statuses, one-line errors, nothing left behind."""
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -83,6 +84,26 @@ def test_a_missing_static_busybox_names_the_package_to_install(lab, tmp_path, mo
 def test_a_traceback_only_with_lab_debug(lab, monkeypatch):
     monkeypatch.setenv("LAB_DEBUG", "1")
     assert "Traceback" in lab("run", "no-such-image").stderr
+
+
+COMMANDS = ["run", "exec", "ps", "logs", "stop", "kill", "rm", "inspect", "commit", "images", "pull", "build", "push",
+            "login", "logout", "tag", "rmi", "image", "volume", "port", "network", "daemon", "doctor", "progress",
+            "hint", "watch"]
+
+
+@pytest.mark.parametrize("word", ["--help", "frobnicate"])
+def test_lab_without_a_command_it_knows_lists_every_command(lab, word):
+    """lab builds only the parser of the command it runs (cli.py): without one, it builds them all."""
+    result = lab(word)
+    listed = re.findall(r"^    (\w+) ", result.stdout, re.M) if word == "--help" else \
+        re.findall(r"'(\w+)'", result.stderr.split("choose from", 1)[-1])
+    assert listed == COMMANDS, result.stdout + result.stderr
+
+
+def test_a_commands_help_shows_its_own_options_and_a_subcommands_its_own(lab):
+    assert "--rm" in lab("run", "--help").stdout
+    assert "--internal" in lab("network", "create", "--help").stdout
+    assert "NAME[:TAG]" in lab("image", "import", "--help").stdout
 
 
 def test_a_kept_container_is_listed_until_it_is_removed(lab):
