@@ -9,6 +9,11 @@ For every chapter NN, with a freshly generated skeleton (in a temporary folder, 
   what a learner who has just finished chapter NN has. (That the complete reference passes them all is what
   `make test` runs: the chapters under LAB_IMPL=solutions.)
 
+The skeleton checks are here; the finished chapter's tests in test_course_finished.py and its
+notebook in test_course_notebooks.py. Each of the three takes about 45 s, and `make test`'s
+parallel sessions take a file at a time: three files run side by side where one would take
+the longest session 2.5 minutes alone.
+
 In the course VM (tools/vm-test), the skeleton and finished-chapter checks run only for the
 chapters in VERSIONED, and the notebook and `lab watch` checks not at all: CI's host run does them,
 and the emulated CPU is about six times slower.
@@ -30,6 +35,14 @@ CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir() if p.is_dir() and p.n
 # The chapters whose tests or code paths differ with the cgroup version (v1 on CI's host, v2 in
 # the course VM): the VM checks their skeletons too.
 VERSIONED = ("02", "06", "08")
+
+
+def finished(chapter: Path, tmp_path: Path) -> Path:
+    """What a learner who has just finished chapter NN has: chapters 00..NN solved, the later ones blank
+    (the folder to give as LAB_IMPL)."""
+    later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
+    make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=later)
+    return tmp_path / "impl"
 
 
 def passing_tests(impl: Path, tests: Path, tmp_path: Path) -> list[str]:
@@ -63,34 +76,6 @@ def test_every_chapter_test_fails_on_the_skeleton(chapter, blank, tmp_path):
     only = {chapter.name[:2]} if blank.startswith("only") else None
     make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=only)
     assert passing_tests(tmp_path / "impl", chapter, tmp_path) == []
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
-def test_a_learner_who_finished_a_chapter_passes_its_tests(chapter, tmp_path):
-    if IN_COURSE_VM and chapter.name[:2] not in VERSIONED:
-        pytest.skip("checked by CI's host run: the VM runs every chapter's tests on the reference, and "
-                    "these chapters' code does not depend on the cgroup version")
-    later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
-    make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=later)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(chapter)],
-                         cwd=tmp_path, env={**os.environ, "LAB_IMPL": str(tmp_path / "impl")},
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
-def test_a_learner_who_finished_a_chapter_can_run_its_notebook(chapter, tmp_path):
-    if IN_COURSE_VM:
-        pytest.skip("checked by CI's host run; in the emulated VM it would add about 8 minutes "
-                    "(the VM still runs every notebook on the reference)")
-    later = {c for c in make_skeleton.chapters_in() if c > chapter.name[:2]}
-    make_skeleton.make_skeleton(tmp_path / "impl" / "lab", chapters=later)
-    notebook = sorted((ROOT / "notebooks").glob(f"{chapter.name[:2]}_*.ipynb"))
-    assert notebook, f"chapter {chapter.name} has no notebook"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(notebook[0]), "-p", "nbval", "--nbval"],
-                         cwd=tmp_path, env={**os.environ, "LAB_IMPL": str(tmp_path / "impl")},
-                         capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:]
 
 
 def test_the_check_catches_a_test_that_cannot_fail(tmp_path):
