@@ -11,9 +11,11 @@ setup:              ## system packages, the venv, and the busybox image
 demo: setup         ## the reference runtime running containers (CHAPTER=NN: that chapter's feature, live)
 	VENV=$(VENV) bash tools/demo.sh $(CHAPTER)
 
-# Tests run in JOBS parallel sessions (pytest-xdist; auto: one per CPU core, at most 4), a file
-# at a time each: every session has its own LAB_ROOT, network, mounts and cgroups (chapters/conftest.py).
-JOBS ?= auto
+# Tests run in JOBS parallel sessions (pytest-xdist), two per CPU core and at most 4, as lab progress
+# runs the chapters: a test spends much of its time waiting (for a container to start or end, for the
+# kernel) while another session can use the CPU. Each takes a file at a time, and has its own LAB_ROOT,
+# network, mounts and cgroups (chapters/conftest.py).
+JOBS ?= $(shell echo $$((2 * $$(nproc))))
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
 	@$(VENV)/bin/python -c "import xdist" 2>/dev/null || { echo "make test: the venv has no pytest-xdist: run 'make setup'"; exit 1; }
@@ -22,7 +24,7 @@ test:               ## the whole verification: every chapter on the reference, t
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it
 	python3 tools/make_skeleton.py --check
-	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course.py -q
+	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course.py tests/test_course_finished.py tests/test_course_notebooks.py -q
 
 progress:           ## your progress through the chapters (runs your lab/ against the chapter tests)
 	$(VENV)/bin/lab progress
