@@ -24,7 +24,7 @@ test:               ## the whole verification: every chapter on the reference, t
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it
 	python3 tools/make_skeleton.py --check
-	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course.py tests/test_course_finished.py tests/test_course_notebooks.py -q
+	LAB_IMPL=solutions $(VENV)/bin/pytest tests/test_course*.py -q
 
 progress:           ## your progress through the chapters (runs your lab/ against the chapter tests)
 	$(VENV)/bin/lab progress
