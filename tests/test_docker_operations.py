@@ -646,3 +646,25 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
         conn.close()
     ended = daemon.docker("events", "--until", str(int(time.time())), timeout=30)      # until: the stream ends
     assert ended.returncode == 0, ended.stderr
+
+
+def test_a_container_caught_half_created_shows_in_events_once_created(daemon, lab_root):
+    """A create makes the container's folder, then writes its config.json (its name): events that
+    look in between must not report it then, nor its name's arrival later as a rename."""
+    conn = daemon.connection()
+    conn.request("GET", "/v1.41/events")
+    events = conn.getresponse()
+    try:
+        half = lab_root / "containers" / ("c0" * 32)
+        half.mkdir(parents=True)                                     # created, config.json not written yet
+        marker = daemon.docker("create", "--name", "marker", "busybox", "true").stdout.strip()
+        seen = [json.loads(events.readline())]
+        while seen[-1]["id"] != marker:               # (the look that found it came after the mkdir)
+            seen.append(json.loads(events.readline()))
+        config = json.loads((lab_root / "containers" / marker / "config.json").read_text())
+        (half / "config.json").write_text(json.dumps({**config, "Id": half.name, "Name": "late"}))
+        seen.append(json.loads(events.readline()))
+        assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in seen] == [("create", "marker"), ("create", "late")]
+    finally:
+        conn.close()
+        daemon.docker("rm", "marker", "late")

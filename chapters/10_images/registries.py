@@ -362,8 +362,14 @@ def main() -> None:
         server = RegistryServer(folder, tokens, args.port)
         print(f"registry: localhost:{args.port} (login {USER}/{PASSWORD}; anyone may pull), "
               f"tokens: {tokens.realm}", flush=True)
+        # Wait for kill or Ctrl-C. Not with signal.pause(): the kernel may hand the signal to
+        # the token server's thread, and this one's pause() would never return. Python's own
+        # handler writes the signal's number to the wakeup fd, whichever thread it ran in.
+        woken, wake = os.pipe()
+        os.set_blocking(wake, False)
+        signal.set_wakeup_fd(wake)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        signal.pause()
+        os.read(woken, 1)              # then Python runs the handler here, in the main thread
     except OSError as e:
         sys.exit(f"registries.py: {e} (is a registry already running on port {args.port}?)")
     except KeyboardInterrupt:

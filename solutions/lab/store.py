@@ -159,6 +159,8 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 
 # What a container whose config.json cannot be read shows instead: enough for ps and rm -f.
+# (No config.json: a create that a crash interrupted, or one still writing it, an instant.)
+INTERRUPTED = "its creation was interrupted (no config.json)"
 UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [],
                   "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
 
@@ -173,8 +175,7 @@ class Container:
         except (FileNotFoundError, ValueError) as e:
             if not path.is_dir():
                 raise FileNotFoundError(path) from None            # removed meanwhile
-            self.damage = ("its creation was interrupted (no config.json)" if isinstance(e, FileNotFoundError)
-                           else "its config.json is damaged")
+            self.damage = INTERRUPTED if isinstance(e, FileNotFoundError) else "its config.json is damaged"
             self.config = {**UNKNOWN_CONFIG, "Id": self.id, "Created": path.stat().st_mtime}
         self.reload()
 
