@@ -175,14 +175,35 @@ def test_every_block_of_a_checked_lesson_is_marked():
                           f"on the line before them: {', '.join(unmarked)}")
 
 
+def not_checked_here(lesson: str) -> str | None:
+    """Why this machine does not check the lesson; None when it does."""
+    if IN_COURSE_VM and not CHECKED[lesson]:
+        return "what this lesson prints does not depend on the cgroup version: CI's host run checks it"
+    if CHECKED[lesson] and cgroups.version() != CHECKED[lesson]:
+        return (f"this lesson shows cgroup {CHECKED[lesson]}'s files, as in the course VM "
+                f"(`make vm-test` checks it); this machine has cgroup {cgroups.version()}")
+    return None
+
+
+def lesson_showing_it_pass(chapter: str) -> str | None:
+    """The lesson checked here whose session runs `pytest chapters/<chapter>` at that chapter and
+    shows every test passing: what test_course_finished.py checks, so it need not run it again."""
+    for lesson in CHECKED:
+        if not_checked_here(lesson):
+            continue
+        for block in blocks(ROOT / lesson):
+            if block.mark and block.mark["impl"] == f"at chapter {chapter[:2]}" and any(
+                    c.text == f"pytest chapters/{chapter}" and c.output and re.fullmatch(r"=+ \d+ passed in \S+ =+", c.output[-1])
+                    for c in block.commands):
+                return lesson
+    return None
+
+
 @pytest.mark.quotes_lab
 @pytest.mark.parametrize("lesson", CHECKED)
 def test_the_lesson_prints_what_it_says(lesson, tmp_path):
-    if IN_COURSE_VM and not CHECKED[lesson]:
-        pytest.skip("what this lesson prints does not depend on the cgroup version: CI's host run checks it")
-    if CHECKED[lesson] and cgroups.version() != CHECKED[lesson]:
-        pytest.skip(f"this lesson shows cgroup {CHECKED[lesson]}'s files, as in the course VM "
-                    f"(`make vm-test` checks it); this machine has cgroup {cgroups.version()}")
+    if not_checked_here(lesson):
+        pytest.skip(not_checked_here(lesson))
     runnable = [b for b in blocks(ROOT / lesson) if b.mark and b.mark["impl"]]
     assert runnable, f"{lesson} has no block to run"
     # A learner has made the busybox image by the time a lesson runs lab (its first run makes it).
