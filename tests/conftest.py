@@ -40,22 +40,3 @@ def pytest_collection_modifyitems(items):
         why = HOST_ONLY.get(item.path.name) or HOST_ONLY_TESTS.get(getattr(item, "originalname", item.name))
         if why and item.path.parent.name == "tests":
             item.add_marker(pytest.mark.skip(reason=f"checked by CI's host run: {why}"))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    """make test's sessions take a file at a time (--dist loadfile), those with the most tests
-    first. test_lessons.py has 12, but is one session's two minutes: begun half-way, it ended
-    the run alone. It goes first. (Its lessons cannot be spread over sessions: they share the
-    host's /var/lib/lab and /run/lab, made for them if missing and removed when one ends.)"""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class LessonsFirst(LoadFileScheduling):
-        def _assign_work_unit(self, node):
-            for scope in [s for s in self.workqueue if s.endswith("test_lessons.py")]:
-                self.workqueue.move_to_end(scope, last=False)
-            super()._assign_work_unit(node)
-
-    return LessonsFirst(config, log)
