@@ -121,6 +121,7 @@ def post_wait(req):
     ended = wait_container(c, condition, ready)
     if req.out is None:
         raise ApiError(500, "wait_container() never called ready()")
+    req.answering()
     req.out.write(json.dumps(ended).encode() + b"\n")
 
 

@@ -101,7 +101,7 @@ class Request:
 
     def end_if_client_leaves(self) -> None:
         """While a long answer is prepared: if the client hangs up, this handler ends (docker
-        run -d asks for a wait and leaves without reading it)."""
+        run -d asks for a wait and leaves without reading it). Until answering()."""
         import threading
 
         def watch():
@@ -109,9 +109,15 @@ class Request:
                 gone = self.handler.connection.recv(1, socket.MSG_PEEK) == b""
             except OSError:
                 gone = True
-            if gone:
+            if gone and self.watching:
                 os._exit(0)
+        self.watching = True
         threading.Thread(target=watch, daemon=True).start()
+
+    def answering(self) -> None:
+        """The answer is ready: a client that hangs up once it has it no longer ends this
+        handler, which has its request to log yet (lesson 07 waits for that line)."""
+        self.watching = False
 
     def hijack(self) -> socket.socket:
         """Answer 101 UPGRADED (200 if the client did not ask to upgrade); from then on the
