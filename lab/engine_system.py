@@ -111,8 +111,6 @@ def snapshot() -> dict[str, dict]:
     when, whether it is paused, its exit status."""
     found = {}
     for c in store.list_containers():
-        if c.damage == store.INTERRUPTED:
-            continue        # (being created: its create event comes with its config.json, and its name)
         # Running from the moment its start is recorded until its end is (not is_running(),
         # which would adopt a container caught half-way through its start: see store.py).
         running = c.state.get("Status") == "running" and (c.is_running() or c.watched())

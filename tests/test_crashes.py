@@ -24,26 +24,45 @@ def folder(lab, name) -> Path:
 
 
 def test_a_damaged_record_affects_only_its_own_container(lab):
-    for name in ("empty-state", "half-config"):
+    for name in ("empty-state", "half-config", "no-config"):
         assert lab("run", "--name", name, "busybox", "true").returncode == 0
     assert lab("run", "-d", "--name", "healthy", "busybox", "sleep", "600").returncode == 0
     (folder(lab, "empty-state") / "state.json").write_text("")
     half = folder(lab, "half-config")
     (half / "config.json").write_text((half / "config.json").read_text()[:40])
-    interrupted = root() / "containers" / ("ab" * 32)          # a create that never wrote its config
+    lost = folder(lab, "no-config")
+    (lost / "config.json").unlink()
+    interrupted = root() / "containers" / f".{'ab' * 32}.999999999.tmp"    # a create a crash cut short
     interrupted.mkdir()
     (interrupted / ".config.json.999999999.tmp").write_text("{")
     listed = lab("ps", "-a")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("Damaged") == 3 and "healthy" in listed.stdout, listed.stdout
-    assert list(interrupted.iterdir()) == []                          # its writer is gone: ps cleaned up
+    assert not interrupted.exists()                                 # its writer is gone: ps cleaned up
     for command in (["inspect", "healthy"], ["logs", "healthy"], ["exec", "healthy", "true"], ["ps"]):
         assert lab(*command).returncode == 0, command
     assert "is damaged" in lab("rm", "empty-state").stderr             # rm without -f says how
-    removed = lab("rm", "-f", "empty-state", half.name, interrupted.name, "healthy")
+    removed = lab("rm", "-f", "empty-state", half.name, lost.name, "healthy")
     assert removed.returncode == 0, removed.stderr
     assert lab("ps", "-a", "-q").stdout == ""
     assert list((root() / "containers").iterdir()) == [root() / "containers" / ".lock"]
+
+
+def test_docker_lists_inspects_and_removes_damaged_records_too(lab, daemon):
+    for name in ("half-config", "empty-state"):
+        assert daemon.docker("run", "--name", name, "busybox", "true").returncode == 0
+    half = folder(lab, "half-config")
+    (half / "config.json").write_text((half / "config.json").read_text()[:40])
+    (folder(lab, "empty-state") / "state.json").write_text("")
+    listed = daemon.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")
+    assert listed.returncode == 0, listed.stderr                     # (was: KeyError 'Interactive')
+    assert sorted(listed.stdout.splitlines()) == sorted([
+        "empty-state Damaged: its state.json is damaged (lab rm -f removes it)",
+        f"{half.name[:12]} Damaged: its config.json is damaged (lab rm -f removes it)"])
+    shown = daemon.docker("inspect", half.name, "empty-state")
+    assert shown.returncode == 0, shown.stderr
+    assert daemon.docker("rm", "-f", half.name, "empty-state").returncode == 0
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
 
 
 def test_names_are_unique_when_ten_runs_race_for_one(lab):

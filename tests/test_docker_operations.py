@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import tarfile
@@ -16,6 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from chapters import harness
 from chapters.harness import LAB, wait_until
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done"
@@ -672,23 +674,34 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
     assert ended.returncode == 0, ended.stderr
 
 
-def test_a_container_caught_half_created_shows_in_events_once_created(daemon, lab_root):
-    """A create makes the container's folder, then writes its config.json (its name): events that
-    look in between must not report it then, nor its name's arrival later as a rename."""
+def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemon, lab_root):
+    """A create writes the container's config.json (its name) before its folder gets its name:
+    stopped in between, the create is in no listing and no event; once done, events report it
+    once, by name (a look in between used to report a nameless create, then a rename)."""
     conn = daemon.connection()
     conn.request("GET", "/v1.41/events")
     events = conn.getresponse()
+    marker = daemon.docker("create", "--name", "marker", "busybox", "sleep", "600").stdout.strip()
+    # strace stops `lab run` at its first fsync: config.json's, written but not yet in place
+    late = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+                             "inject=fsync:signal=SIGSTOP:when=1", LAB, "run", "--name", "late",
+                             "--network", "none", "busybox", "true"], stderr=subprocess.PIPE, text=True)
     try:
-        half = lab_root / "containers" / ("c0" * 32)
-        half.mkdir(parents=True)                                     # created, config.json not written yet
-        marker = daemon.docker("create", "--name", "marker", "busybox", "true").stdout.strip()
+        wait_until(lambda: list((lab_root / "containers").glob("*/.config.json.*.tmp")), what="config.json written")
+        (tracee,) = harness.children(late.pid)        # (the write's next call, fsync, stops it)
+        assert daemon.docker("ps", "-a", "-q", "--no-trunc").stdout.split() == [marker]
+        assert daemon.docker("start", "marker").returncode == 0
         seen = [json.loads(events.readline())]
-        while seen[-1]["id"] != marker:               # (the look that found it came after the mkdir)
+        while (seen[-1]["id"], seen[-1]["Action"]) != (marker, "start"):   # (events looked meanwhile)
             seen.append(json.loads(events.readline()))
-        config = json.loads((lab_root / "containers" / marker / "config.json").read_text())
-        (half / "config.json").write_text(json.dumps({**config, "Id": half.name, "Name": "late"}))
+        os.kill(tracee, signal.SIGCONT)
+        assert late.wait(timeout=60) == 0, late.stderr.read()
         seen.append(json.loads(events.readline()))
-        assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in seen] == [("create", "marker"), ("create", "late")]
+        assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in seen] == [
+            ("create", "marker"), ("start", "marker"), ("create", "late")]
     finally:
+        if late.poll() is None:
+            late.kill()
+        late.wait()
         conn.close()
-        daemon.docker("rm", "marker", "late")
+        daemon.docker("rm", "-f", "marker", "late")

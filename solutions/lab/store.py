@@ -12,7 +12,8 @@ one place that knows where each thing lives:
                  container's own layer: <id>/upper (its changes), <id>/work (overlay's
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
                  <id>/hostname, hosts and resolv.conf (its /etc files), container.log and supervisor.log
-                 (run -d), execs/<exec id>.json (the engine's exec records)
+                 (run -d), execs/<exec id>.json (the engine's exec records); a hidden
+                 .<id>.PID.tmp is a create in progress, .removing-<id> a removal
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
 Files are written whole or not at all: a temporary file in the same folder, flushed to the
@@ -151,17 +152,18 @@ class locked:
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files (.NAME.PID.tmp) whose writer is gone: a write it never finished."""
+    """Temporary files and folders (.NAME.PID.tmp) whose writer is gone: work it never finished."""
     for tmp in folder.glob(".*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 # What a container whose config.json cannot be read shows instead: enough for ps and rm -f.
-# (No config.json: a create that a crash interrupted, or one still writing it, an instant.)
-INTERRUPTED = "its creation was interrupted (no config.json)"
-UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [],
+UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [], "Interactive": False,
                   "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
 
 
@@ -175,7 +177,7 @@ class Container:
         except (FileNotFoundError, ValueError) as e:
             if not path.is_dir():
                 raise FileNotFoundError(path) from None            # removed meanwhile
-            self.damage = INTERRUPTED if isinstance(e, FileNotFoundError) else "its config.json is damaged"
+            self.damage = f"its config.json is {'missing' if isinstance(e, FileNotFoundError) else 'damaged'}"
             self.config = {**UNKNOWN_CONFIG, "Id": self.id, "Created": path.stat().st_mtime}
         self.reload()
 
@@ -339,15 +341,19 @@ class UniqueName:
 
 
 def create_container(config: dict) -> Container:
-    """A new container's folder and config.json, its name checked under the lock."""
+    """A new container's folder and config.json, its name checked under the lock. The folder is
+    made under a hidden name and renamed into place once its config.json is written: no one sees
+    a container without one (a crash leaves the hidden folder, which the next listing removes)."""
     with UniqueName(config.get("Name")):
         cid = os.urandom(32).hex()
         path = containers_dir() / cid
-        path.mkdir()
+        making = path.with_name(f".{cid}.{os.getpid()}.tmp")
+        making.mkdir()
         try:
-            write_json(path / "config.json", {**config, "Id": cid, "Created": time.time()})
+            write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()})
+            making.rename(path)
         except BaseException:
-            path.rmdir()                # nothing half-created
+            shutil.rmtree(making)       # nothing half-created
             raise
     return Container(path)
 
@@ -363,9 +369,10 @@ def list_containers() -> list[Container]:
     root = containers_dir()
     if not root.is_dir():
         return []
+    remove_stale_temporaries(root)      # creates a crash interrupted
     found = []
     for path in root.iterdir():
-        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*)
+        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*, .ID.PID.tmp)
             try:
                 remove_stale_temporaries(path)
                 found.append(Container(path))
