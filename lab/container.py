@@ -293,7 +293,7 @@ def start(container: store.Container, piped: bool = False):
     apply (security), a new PID namespace for the next child, the fork; then wait for the
     child's exec (init_container is the child's side).
     """
-    config = container.config
+    config = container.whole("start").config
     me = os.getpid()              # lab run, or the supervisor: who will record its start and end
     watcher = {"Watcher": me, "WatcherStartTime": store.process_start_time(me)}
     cgroup = step("02", cgroups.create, f"lab-{container.id[:12]}", cgroups.Limits(**config["Limits"]))
@@ -495,6 +495,7 @@ def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, 
 def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir, user=None) -> int:
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
+    container.whole("exec in")
     if container.state.get("Paused"):      # what joins its cgroup is frozen too, and would hang
         raise Conflict(f"container {container.name} is paused: unpause it before exec")
     cwd = workdir or container.config["WorkingDir"]
@@ -600,8 +601,8 @@ def record_unwatched_end(container: store.Container, status: int | None) -> None
 
 def remove(container: store.Container, force: bool = False) -> None:
     """`lab rm`: a running container only with force (killed first); then nothing of it is left."""
-    if container.damage and not force:
-        raise Conflict(f"container {container.name} is damaged ({container.damage}): remove it with `lab rm -f`")
+    if not force:
+        container.whole("remove")
     if container.is_running() and not force:
         raise Conflict(f"container {container.name} is running: stop the container before removing "
                        "or force remove (lab rm -f)")

@@ -328,7 +328,7 @@ def get_image_save(req):
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
                                 "Layers": [name for name, _ in members]}]).encode()
-        out = req.stream("application/x-tar")
+        out = req.stream("application/x-tar", chunked=True)      # (cut short: no last chunk)
         with tarfile.open(fileobj=out, mode="w|") as tar:
             for name, data in (("manifest.json", manifest), (config_name, config)):
                 info = tarfile.TarInfo(name)

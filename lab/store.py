@@ -210,8 +210,16 @@ class Container:
     def exec_record(self, exec_id: str) -> Path:
         return self.execs / f"{exec_id}.json"
 
+    def whole(self, to: str) -> "Container":
+        """The container, when its record is whole: to start, enter, mount or change it takes its
+        config.json and its state.json. A damaged one only shows (ps, inspect, logs) and goes (rm -f)."""
+        if self.damage:
+            raise Conflict(f"cannot {to} container {self.name}: it is damaged ({self.damage}): "
+                           f"remove it with `lab rm -f {self.name}`")
+        return self
+
     def save_config(self) -> None:
-        write_json(self.path / "config.json", self.config)
+        write_json(self.whole("change").path / "config.json", self.config)
 
     def save_state(self, **changes) -> None:
         """Write changes into state.json, over what is on disk now: the container's supervisor
@@ -360,7 +368,7 @@ def create_container(config: dict) -> Container:
 
 def rename_container(container: Container, name: str) -> None:
     """docker rename: the same container, another name."""
-    with UniqueName(name, by=container.id):
+    with UniqueName(name, by=container.whole("rename").id):
         container.config["Name"] = name
         container.save_config()
 

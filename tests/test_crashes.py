@@ -7,6 +7,7 @@ harness checks that no process, cgroup or mount is left after each test).
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -61,8 +62,26 @@ def test_docker_lists_inspects_and_removes_damaged_records_too(lab, daemon):
         f"{half.name[:12]} Damaged: its config.json is damaged (lab rm -f removes it)"])
     shown = daemon.docker("inspect", half.name, "empty-state")
     assert shown.returncode == 0, shown.stderr
+    damaged = (half / "config.json").read_bytes()
+    for ref in (half.name, "empty-state"):            # what needs the whole record says so, and changes nothing
+        for command in (["start", ref], ["restart", ref], ["rename", ref, "renamed"], ["update", "--memory", "64m", ref],
+                        ["commit", ref], ["cp", f"{ref}:/etc/hostname", "-"], ["export", ref], ["rm", ref]):
+            refused = daemon.docker(*command)
+            assert refused.returncode != 0 and f"{ref[:12]}: it is damaged (" in refused.stderr, (command, refused.stderr)
+    assert (half / "config.json").read_bytes() == damaged
+    assert lab("exec", "empty-state", "true").stderr.startswith("lab: error: cannot exec in container empty-state: it is damaged")
     assert daemon.docker("rm", "-f", half.name, "empty-state").returncode == 0
     assert daemon.docker("ps", "-a", "-q").stdout == ""
+
+
+def test_an_export_that_fails_once_its_answer_began_fails_at_the_client(lab, daemon, tmp_path):
+    # docker export's tar streams from a helper: its 200 is sent before the files are mounted
+    cid = daemon.docker("create", "--name", "lost-upper", "busybox", "true").stdout.strip()
+    shutil.rmtree(root() / "containers" / cid / "upper")
+    exported = daemon.docker("export", "-o", str(tmp_path / "out.tar"), "lost-upper")
+    assert exported.returncode != 0 and "unexpected EOF" in exported.stderr, exported   # (was: 0, an empty tar)
+    assert not (tmp_path / "out.tar").exists()
+    assert daemon.docker("rm", "lost-upper").returncode == 0
 
 
 def test_names_are_unique_when_ten_runs_race_for_one(lab):

@@ -334,7 +334,7 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False) -> 
     (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
     of lab build, whose image keeps its base's config and is marked intermediate."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
-    base = load(container.config["ImageId"])
+    base = load(container.whole("commit").config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
     config = {**base["Config"], "Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}

@@ -207,6 +207,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
     layers and upper folder are mounted as they are when it runs, and its volumes on them, in a
     mount namespace of the child's own: the mounts end with the child. files_only (docker export): its layers and upper
     folder, read-only (upper as the top lower layer), running or not."""
+    c.whole("reach the files of")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -257,14 +258,17 @@ def path_stat(path: str) -> dict:
             "mtime": views.iso_ns(info.st_mtime_ns), "linkTarget": os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""}
 
 
-def write_tar(path: str, fd: int, whole: bool = False) -> None:
-    """A tar of path (its own name at the top; whole: the whole root, names relative to it) to fd."""
-    with os.fdopen(fd, "wb", closefd=False) as out, tarfile.open(fileobj=out, mode="w|") as tar:
+def write_tar(path: str, out, whole: bool = False) -> None:
+    """A tar of path (its own name at the top; whole: the whole root, names relative to it) into
+    out, the answer's body (chunked: should this fail half-way, the body lacks its last chunk,
+    and the client reports the tar as cut short instead of taking it as whole)."""
+    with tarfile.open(fileobj=out, mode="w|") as tar:
         if whole:
             for name in sorted(os.listdir("/")):
                 tar.add("/" + name, arcname=name)
         else:
             tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
+    out.flush()
 
 
 def archive_path(req) -> str:
@@ -283,9 +287,9 @@ def stat_header(c: store.Container, path: str) -> dict:
 def get_archive(req):
     """GET /containers/{id}/archive?path=P (docker cp CONTAINER:P DEST): a tar of P."""
     c, path = store.find_container(req.params[0]), archive_path(req)
-    out = req.stream("application/x-tar", headers=stat_header(c, path))
+    out = req.stream("application/x-tar", chunked=True, headers=stat_header(c, path))
     out.flush()
-    in_root(c, write_tar, path, out.fileno())
+    in_root(c, write_tar, path, out)
 
 
 def head_archive(req):
@@ -324,10 +328,10 @@ def unpack(folder: str, data: bytes) -> None:
 
 def get_export(req):
     """GET /containers/{id}/export (docker export): its whole filesystem, one tar."""
-    c = store.find_container(req.params[0])
-    out = req.stream("application/x-tar")
+    c = store.find_container(req.params[0]).whole("export")         # (before the answer's headers)
+    out = req.stream("application/x-tar", chunked=True)
     out.flush()
-    in_root(c, write_tar, "/", out.fileno(), True, files_only=True)
+    in_root(c, write_tar, "/", out, True, files_only=True)
 
 
 # --- changing a container
@@ -385,7 +389,7 @@ def post_unpause(req):
 
 def post_restart(req):
     """POST /containers/{id}/restart: stop (TERM, then KILL after t seconds) and start again."""
-    c = store.find_container(req.params[0])
+    c = store.find_container(req.params[0]).whole("restart")
     container.stop(c, stop_timeout(req, c))
     start_container(c.id)
     return 204, None
