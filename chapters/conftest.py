@@ -274,6 +274,9 @@ def no_cgroup_or_mount_left_behind(request):
 def no_process_left_behind(request):
     """After each test, no process it started may still run: it is killed and the test fails."""
     yield
+    deadline = time.monotonic() + 10     # (the supervisor of a `run --rm` that has just removed its
+    while time.monotonic() < deadline and any(state != "Z" for state, _ in children().values()):
+        time.sleep(0.02)                 # container is on its way out, later on a busy machine)
     left = {}
     for pid, (state, cmdline) in children().items():
         if state != "Z":

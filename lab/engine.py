@@ -64,7 +64,7 @@ def start_container(ref: str) -> None:
 
 def supervisor_for(c: store.Container) -> None:
     """Make sure a supervisor waits to start c: the one from its create, or a new one."""
-    if not c.waits_for_start():
+    if not c.whole("start").waits_for_start():
         c.wait_for_supervisor(10)                     # the one of its last run is on its way out
         supervisor.launch(c, remove=c.config.get("AutoRemove", False), start_it=False)
 
@@ -248,7 +248,7 @@ def delete_container(req):
 
 
 def post_exec_create(req):
-    c = store.find_container(req.params[0])
+    c = store.find_container(req.params[0]).whole("exec in")
     body = req.json()
     if not c.is_running():
         raise ApiError(409, f"container {c.name} is not running")

@@ -348,7 +348,7 @@ UPDATABLE = {"Memory", "NanoCpus", "PidsLimit", "CpuShares", "MemorySwap", "Memo
 def post_update(req):
     """POST /containers/{id}/update (docker update): new limits, written into the cgroup at once
     if it runs (and kept for its next start), and a new restart policy."""
-    c = store.find_container(req.params[0])
+    c = store.find_container(req.params[0]).whole("update")
     body = req.json()
     for key, value in body.items():
         if key not in UPDATABLE and value not in (None, "", 0, False, [], {}):

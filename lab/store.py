@@ -152,14 +152,11 @@ class locked:
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files and folders (.NAME.PID.tmp) whose writer is gone: work it never finished."""
+    """Temporary files (.NAME.PID.tmp) whose writer is gone: a write it never finished."""
     for tmp in folder.glob(".*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
 
 # What a container whose config.json cannot be read shows instead: enough for ps and rm -f.
@@ -348,22 +345,39 @@ class UniqueName:
         self.lock.close()
 
 
-def create_container(config: dict) -> Container:
-    """A new container's folder and config.json, its name checked under the lock. The folder is
-    made under a hidden name and renamed into place once its config.json is written: no one sees
-    a container without one (a crash leaves the hidden folder, which the next listing removes)."""
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+def create_container(cid: str, config: dict) -> Container:
+    """A new container's folder: its config.json and its own layer's folders, its name checked
+    under the lock. The folder is made under a hidden name and renamed into place once complete:
+    no one sees a container half-created (a crash leaves the hidden folder: see below)."""
     with UniqueName(config.get("Name")):
-        cid = os.urandom(32).hex()
         path = containers_dir() / cid
         making = path.with_name(f".{cid}.{os.getpid()}.tmp")
         making.mkdir()
         try:
             write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()})
+            for folder in ("upper", "work", "merged"):
+                (making / folder).mkdir()
             making.rename(path)
         except BaseException:
-            shutil.rmtree(making)       # nothing half-created
+            shutil.rmtree(making, ignore_errors=True)       # nothing half-created
             raise
     return Container(path)
+
+
+def remove_interrupted_creates(root: Path) -> None:
+    """The hidden folders of creates that a crash cut short. A create holds the containers' lock
+    from its mkdir to its rename: while no one holds it, none is under way."""
+    with open(root / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return                      # (a create is under way: the next listing looks again)
+        for folder in root.glob(".*.tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def rename_container(container: Container, name: str) -> None:
@@ -377,7 +391,7 @@ def list_containers() -> list[Container]:
     root = containers_dir()
     if not root.is_dir():
         return []
-    remove_stale_temporaries(root)      # creates a crash interrupted
+    remove_interrupted_creates(root)
     found = []
     for path in root.iterdir():
         if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*, .ID.PID.tmp)

@@ -70,7 +70,18 @@ def test_docker_lists_inspects_and_removes_damaged_records_too(lab, daemon):
             assert refused.returncode != 0 and f"{ref[:12]}: it is damaged (" in refused.stderr, (command, refused.stderr)
     assert (half / "config.json").read_bytes() == damaged
     assert lab("exec", "empty-state", "true").stderr.startswith("lab: error: cannot exec in container empty-state: it is damaged")
-    assert daemon.docker("rm", "-f", half.name, "empty-state").returncode == 0
+    # Damaged while running, or while its supervisor waits for the start (docker create)
+    assert daemon.docker("run", "-d", "--name", "running", "busybox", "sleep", "600").returncode == 0
+    assert daemon.docker("create", "--name", "created", "busybox", "true").returncode == 0
+    damaged = [folder(lab, "running"), folder(lab, "created")]
+    for record in damaged:
+        (record / "config.json").write_text("{")
+    for record, command in ((damaged[0], ["exec", damaged[0].name, "true"]),
+                            (damaged[0], ["update", "--memory", "64m", damaged[0].name]), (damaged[1], ["start", damaged[1].name])):
+        refused = daemon.docker(*command)
+        assert refused.returncode != 0 and f"{record.name[:12]}: it is damaged (" in refused.stderr, (command, refused.stderr)
+    assert daemon.docker("ps", "-q", "--no-trunc").stdout.split() == [damaged[0].name]   # (it runs still)
+    assert daemon.docker("rm", "-f", half.name, "empty-state", *[d.name for d in damaged]).returncode == 0
     assert daemon.docker("ps", "-a", "-q").stdout == ""
 
 

@@ -674,7 +674,7 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
     assert ended.returncode == 0, ended.stderr
 
 
-def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemon, lab_root):
+def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemon, lab_root, tmp_path):
     """A create writes the container's config.json (its name) before its folder gets its name:
     stopped in between, the create is in no listing and no event; once done, events report it
     once, by name (a look in between used to report a nameless create, then a rename)."""
@@ -683,12 +683,17 @@ def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemo
     events = conn.getresponse()
     marker = daemon.docker("create", "--name", "marker", "busybox", "sleep", "600").stdout.strip()
     # strace stops `lab run` at its first fsync: config.json's, written but not yet in place
-    late = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+    trace = tmp_path / "strace.out"
+    late = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=fsync", "-e",
                              "inject=fsync:signal=SIGSTOP:when=1", LAB, "run", "--name", "late",
                              "--network", "none", "busybox", "true"], stderr=subprocess.PIPE, text=True)
+    tracee = None
     try:
-        wait_until(lambda: list((lab_root / "containers").glob("*/.config.json.*.tmp")), what="config.json written")
-        (tracee,) = harness.children(late.pid)        # (the write's next call, fsync, stops it)
+        stopped = wait_until(lambda: trace.exists() and re.search(r"^(\d+) --- stopped by SIGSTOP",
+                                                                  trace.read_text(), re.M),
+                             what="lab run stopped after its first fsync")
+        tracee = int(stopped[1])
+        assert list((lab_root / "containers").glob("*/.config.json.*.tmp")), "that fsync was not config.json's"
         assert daemon.docker("ps", "-a", "-q", "--no-trunc").stdout.split() == [marker]
         assert daemon.docker("start", "marker").returncode == 0
         seen = [json.loads(events.readline())]
@@ -700,7 +705,9 @@ def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemo
         assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in seen] == [
             ("create", "marker"), ("start", "marker"), ("create", "late")]
     finally:
-        if late.poll() is None:
+        if late.poll() is None:             # (a stopped tracee stays stopped when strace dies)
+            if tracee:
+                os.kill(tracee, signal.SIGKILL)
             late.kill()
         late.wait()
         conn.close()

@@ -154,29 +154,27 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     healthcheck = health.checked(healthcheck) or image["Config"].get("Healthcheck")   # (--no-healthcheck: NONE)
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
+    cid = store.new_id()
+    hostname = hostname or cid[:12]
+    environ = {"HOSTNAME": hostname, **container_network.link_environment(name or cid[:12], links), **environ}
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
+              "Env": [f"{k}={v}" for k, v in environ.items()],
               "WorkingDir": cwd, "Interactive": interactive, "Tty": tty, "Detach": detach, "Hostname": hostname,
               "Limits": vars(limits), "Mounts": mounts, "Tmpfs": tmpfs, "ReadOnly": read_only,
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
               "Links": links, "ExtraHosts": extra_hosts or None}
-    container = store.create_container(config)
+    container = store.create_container(cid, config)      # (with its own layer's folders: chapter 04)
     try:
         for mount in mounts:
             if mount["Type"] == "volume":
                 volumes.create(mount["Name"])             # made on first use
-        name = container.config["Hostname"] = hostname or container.id[:12]
-        environ = {"HOSTNAME": name, **container_network.link_environment(container.name, links), **environ}
-        container.config["Env"] = [f"{k}={v}" for k, v in environ.items()]
-        container.save_config()
-        for folder in (container.upper, container.work, container.merged):   # its own layer (chapter 04)
-            folder.mkdir()
         # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
-        container.hostname_file.write_text(f"{name}\n")
+        container.hostname_file.write_text(f"{hostname}\n")
         container.hosts_file.write_text(f"{network.LOCALHOST}{container_network.extra_hosts_lines(container)}"
-                                        f"127.0.1.1\t{name}\n")
+                                        f"127.0.1.1\t{hostname}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
         if isinstance(e, FileNotFoundError):

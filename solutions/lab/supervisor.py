@@ -40,7 +40,7 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
     from now on; with start_it (run -d), have it start the container too, else it waits for
     the engine's start. Whatever fails, nothing is left behind; a container that has run
     before (docker start, restart) stays as it was."""
-    new = container.whole("start").state.get("Status", "created") == "created"
+    new = container.state.get("Status", "created") == "created"
     try:
         spawn(container, remove)
         if start_it:
