@@ -687,9 +687,8 @@ def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemo
     late = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=fsync", "-e",
                              "inject=fsync:signal=SIGSTOP:when=1", LAB, "run", "--name", "late",
                              "--network", "none", "busybox", "true"], stderr=subprocess.PIPE, text=True)
-    tracee = None
     try:
-        stopped = wait_until(lambda: trace.exists() and re.search(r"^(\d+) --- stopped by SIGSTOP",
+        stopped = wait_until(lambda: trace.exists() and re.search(r"^(\d+) +--- stopped by SIGSTOP",
                                                                   trace.read_text(), re.M),
                              what="lab run stopped after its first fsync")
         tracee = int(stopped[1])
@@ -706,8 +705,8 @@ def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemo
             ("create", "marker"), ("start", "marker"), ("create", "late")]
     finally:
         if late.poll() is None:             # (a stopped tracee stays stopped when strace dies)
-            if tracee:
-                os.kill(tracee, signal.SIGKILL)
+            for pid in harness.children(late.pid):
+                os.kill(pid, signal.SIGKILL)
             late.kill()
         late.wait()
         conn.close()
