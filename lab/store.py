@@ -56,7 +56,12 @@ def layer_path(digest: str) -> Path:
 def layer_folders(digests: list[str]) -> list[str]:
     """An image's layer folders, bottom first, to stack: a layer listed twice is stacked once,
     at its upper place (overlayfs refuses a folder twice; the upper copy covers it all)."""
-    return [str(layer_path(d)) for d in reversed(dict.fromkeys(reversed(digests)))]
+    folders = [layer_path(d) for d in reversed(dict.fromkeys(reversed(digests)))]
+    for folder in folders:
+        if not folder.is_dir():         # (overlay's mount would only say ENOENT)
+            raise LabError(f"the image layer {folder.name[:12]} is missing from {folder.parent} (removed by hand?): "
+                           "remove its containers and the image (lab rm, lab rmi), then import or pull the image again")
+    return [str(folder) for folder in folders]
 
 
 def image_path(image_id: str) -> Path:

@@ -95,6 +95,20 @@ def test_an_export_that_fails_once_its_answer_began_fails_at_the_client(lab, dae
     assert daemon.docker("rm", "lost-upper").returncode == 0
 
 
+def test_an_image_layer_removed_by_hand_is_named_with_what_to_do(lab, daemon, tmp_path):
+    cid = daemon.docker("create", "--name", "unlayered", "busybox", "true").stdout.strip()
+    layer = json.loads((root() / "containers" / cid / "config.json").read_text())["Layers"][0].split(":")[1]
+    (root() / "layers" / layer).rename(tmp_path / "layer")
+    try:
+        said = f"the image layer {layer[:12]} is missing from {root() / 'layers'} (removed by hand?): remove its containers"
+        started, ran = daemon.docker("start", "unlayered"), lab("run", "--rm", "--network", "none", "busybox", "true")
+        assert started.returncode == 1 and said in started.stderr, started.stderr       # (was: overlay's ENOENT)
+        assert ran.returncode == 125 and ran.stderr.startswith(f"lab: error: {said}"), ran.stderr
+    finally:
+        (tmp_path / "layer").rename(root() / "layers" / layer)
+    assert daemon.docker("rm", "unlayered").returncode == 0
+
+
 def test_names_are_unique_when_ten_runs_race_for_one(lab):
     for _ in range(3):                  # (without the lock, one round in five made two "dup"s)
         runs = [subprocess.Popen([LAB, "run", "--name", "dup", "busybox", "true"],
