@@ -67,7 +67,7 @@ def build_busybox(recipe: int, config: dict) -> str:
                        "install it with `apt-get install busybox-static` (or run `make setup`)")
     with locked():                            # two first `lab run`s at once build it once
         current = tags().get("busybox:latest")
-        if current and read_json(image_path(current)).get("Recipe") == recipe:
+        if current and image_path(current).exists() and read_json(image_path(current)).get("Recipe") == recipe:
             return current                    # the other one built it meanwhile
         digest = build_busybox_layer(binary)
         image = {"Layers": [digest], "Config": config, "Recipe": recipe}

@@ -124,8 +124,17 @@ def no_space(what: str = "") -> str:
             f"free){' ' + what if what else ''}: free some space (lab rm, lab rmi, lab volume rm) and try again")
 
 
+class DamagedRecord(LabError, ValueError):
+    """A record that is not JSON: a hand edit, or a disk that filled up under an older lab."""
+
+
 def read_json(path: Path):
-    return json.loads(path.read_text())
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DamagedRecord(f"{path} is damaged (not JSON: a hand edit?): remove it, then make what it "
+                            "recorded again (lab image import or pull, lab network create)") from None
 
 
 def tags() -> dict[str, str]:

@@ -109,6 +109,22 @@ def test_an_image_layer_removed_by_hand_is_named_with_what_to_do(lab, daemon, tm
     assert daemon.docker("rm", "unlayered").returncode == 0
 
 
+def test_a_damaged_image_or_network_record_is_named_and_removing_it_is_the_way_out(lab):
+    assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+    assert lab("network", "create", "mangled").returncode == 0
+    image = next(p for p in (root() / "images").glob("*.json") if p.name != "tags.json")
+    network = root() / "networks" / "mangled.json"
+    for record, command in ((image, ["images"]), (image, ["run", "--rm", "--network", "none", "busybox", "true"]),
+                            (network, ["network", "ls"])):
+        record.write_text("{")
+        failed = lab(*command)
+        assert failed.returncode == 125 and failed.stderr.startswith(
+            f"lab: error: {record} is damaged (not JSON: a hand edit?): remove it, then"), failed.stderr  # (was: JSONDecodeError)
+        record.unlink()
+        assert lab(*command).returncode == 0, lab(*command).stderr        # (busybox is made again)
+    assert "mangled" not in lab("network", "ls").stdout
+
+
 def test_names_are_unique_when_ten_runs_race_for_one(lab):
     for _ in range(3):                  # (without the lock, one round in five made two "dup"s)
         runs = [subprocess.Popen([LAB, "run", "--name", "dup", "busybox", "true"],

@@ -39,7 +39,7 @@ def resolve(ref: str) -> dict:
         raise NoSuchImage(f"no such image: {wanted} (lab pull {wanted} downloads it)")
     name, tag = parse_reference(ref)
     image_id = tags().get(f"{name}:{tag}")
-    image = load(image_id) if image_id else None
+    image = load(image_id) if image_id and image_path(image_id).exists() else None   # (its record removed?)
     if name == "busybox" and tag == "latest" and (image is None or image.get("Recipe") != BUSYBOX_RECIPE):
         from lab import layers           # only to build busybox (on first use): not on lab run's path
         config = {"Cmd": ["sh"], "Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
