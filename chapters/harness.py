@@ -103,14 +103,14 @@ def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
     """The child processes of parent (default: us): pid -> (state, command line)."""
     parent = os.getpid() if parent is None else parent
     found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    for pid in filter(str.isdigit, os.listdir("/proc")):     # (not glob: its stat of a process
+        try:                                                  # that just ended raises ESRCH)
+            state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except (OSError, ValueError):
             continue
         if int(ppid) == parent:
-            found[int(stat.parent.name)] = (state, cmdline)
+            found[int(pid)] = (state, cmdline)
     return found
 
 

@@ -112,17 +112,24 @@ def test_an_image_layer_removed_by_hand_is_named_with_what_to_do(lab, daemon, tm
 def test_a_damaged_image_or_network_record_is_named_and_removing_it_is_the_way_out(lab):
     assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
     assert lab("network", "create", "mangled").returncode == 0
-    image = next(p for p in (root() / "images").glob("*.json") if p.name != "tags.json")
+    busybox = json.loads((root() / "images" / "tags.json").read_text())["busybox:latest"]   # (the session's
+    image = root() / "images" / f"{busybox.split(':')[1]}.json"                             # other images stay)
     network = root() / "networks" / "mangled.json"
-    for record, command in ((image, ["images"]), (image, ["run", "--rm", "--network", "none", "busybox", "true"]),
-                            (network, ["network", "ls"])):
-        record.write_text("{")
-        failed = lab(*command)
-        assert failed.returncode == 125 and failed.stderr.startswith(
-            f"lab: error: {record} is damaged (not JSON: a hand edit?): remove it, then"), failed.stderr  # (was: JSONDecodeError)
-        record.unlink()
-        assert lab(*command).returncode == 0, lab(*command).stderr        # (busybox is made again)
-    assert "mangled" not in lab("network", "ls").stdout
+    try:
+        for record, command in ((image, ["images"]), (image, ["run", "--rm", "--network", "none", "busybox", "true"]),
+                                (network, ["network", "ls"])):
+            record.write_text("{")
+            failed = lab(*command)
+            assert failed.returncode == 125 and failed.stderr.startswith(
+                f"lab: error: {record} is damaged (not JSON: a hand edit?): remove it, then"), failed.stderr  # (was: JSONDecodeError)
+            record.unlink()
+            assert lab(*command).returncode == 0, lab(*command).stderr        # (busybox is made again)
+        assert "mangled" not in lab("network", "ls").stdout
+    finally:                            # whatever failed, the next tests of this session find no damage
+        for record in (image, network):
+            if record.exists() and record.read_text() == "{":
+                record.unlink()
+        lab("network", "rm", "mangled")
 
 
 def test_names_are_unique_when_ten_runs_race_for_one(lab):
@@ -186,7 +193,7 @@ def test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothin
 
 def supervisors() -> list[int]:
     found = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
+    for comm in (Path("/proc", pid, "comm") for pid in os.listdir("/proc") if pid.isdigit()):   # (see harness.children)
         try:
             if comm.read_text().strip() == "lab-supervisor" and \
                     os.environ["LAB_ROOT"] in (comm.parent / "environ").read_bytes().decode(errors="replace"):

@@ -93,7 +93,7 @@ def container_id(lab, name) -> str:
 
 def sleeping(cmdline: bytes) -> bool:
     """Some process runs with this command line (NUL-separated, as /proc shows it)."""
-    for path in Path("/proc").glob("[0-9]*/cmdline"):
+    for path in (Path("/proc", pid, "cmdline") for pid in os.listdir("/proc") if pid.isdigit()):   # (see harness.children)
         try:
             if path.read_bytes() == cmdline:
                 return True
