@@ -13,7 +13,7 @@ from lab import cli
 def leftovers(lab_root: Path) -> list[str]:
     """Containers and half-written files under LAB_ROOT (images and layers are a cache)."""
     found = [str(p) for p in (lab_root / "containers").glob("[!.]*")] if (lab_root / "containers").exists() else []
-    return found + [str(p) for p in lab_root.rglob("*.tmp")]
+    return found + [str(p) for p in [*lab_root.rglob("*.tmp"), *lab_root.glob("containers/.creating-*")]]
 
 
 @pytest.mark.parametrize("args, status, error", [

@@ -33,7 +33,7 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
     (half / "config.json").write_text((half / "config.json").read_text()[:40])
     lost = folder(lab, "no-config")
     (lost / "config.json").unlink()
-    interrupted = root() / "containers" / f".{'ab' * 32}.999999999.tmp"    # a create a crash cut short
+    interrupted = root() / "containers" / f".creating-{'ab' * 32}"        # a create a crash cut short
     interrupted.mkdir()
     (interrupted / ".config.json.999999999.tmp").write_text("{")
     listed = lab("ps", "-a")

@@ -13,7 +13,7 @@ one place that knows where each thing lives:
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
                  <id>/hostname, hosts and resolv.conf (its /etc files), container.log and supervisor.log
                  (run -d), execs/<exec id>.json (the engine's exec records); a hidden
-                 .<id>.PID.tmp is a create in progress, .removing-<id> a removal
+                 .creating-<id> is a create in progress, .removing-<id> a removal
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
 Files are written whole or not at all: a temporary file in the same folder, flushed to the
@@ -174,8 +174,8 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 
 # What a container whose config.json cannot be read shows instead: enough for ps and rm -f.
-UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [], "Interactive": False,
-                  "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
+UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entrypoint": [], "Env": [],
+                  "Interactive": False, "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
 
 
 class Container:
@@ -369,7 +369,7 @@ def create_container(cid: str, config: dict) -> Container:
     no one sees a container half-created (a crash leaves the hidden folder: see below)."""
     with UniqueName(config.get("Name")):
         path = containers_dir() / cid
-        making = path.with_name(f".{cid}.{os.getpid()}.tmp")
+        making = path.with_name(f".creating-{cid}")
         making.mkdir()
         try:
             write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()})
@@ -390,7 +390,7 @@ def remove_interrupted_creates(root: Path) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return                      # (a create is under way: the next listing looks again)
-        for folder in root.glob(".*.tmp"):
+        for folder in root.glob(".creating-*"):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -408,7 +408,7 @@ def list_containers() -> list[Container]:
     remove_interrupted_creates(root)
     found = []
     for path in root.iterdir():
-        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .removing-*, .ID.PID.tmp)
+        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .creating-*, .removing-*)
             try:
                 remove_stale_temporaries(path)
                 found.append(Container(path))
