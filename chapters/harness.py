@@ -83,11 +83,13 @@ def run_lab(*args, input=None, timeout=30) -> subprocess.CompletedProcess:
     return result
 
 
-def wait_until(condition, timeout: float = 30, what: str = "the condition"):
-    """Wait until condition() is true (and return what it returned); fail after timeout s."""
+def wait_until(condition, timeout: float = 30, what: str = "the condition", seen=None):
+    """Wait until condition() is true (and return what it returned); fail after timeout s,
+    showing what seen() returns then (what there was instead), if given."""
     deadline = time.monotonic() + timeout
     while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} was not true after {timeout} s"
+        assert time.monotonic() < deadline, (f"{what} was not true after {timeout} s"
+                                             + (f"; seen:\n{seen()}" if seen else ""))
         time.sleep(0.02)
     return result
 

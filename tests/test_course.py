@@ -138,13 +138,14 @@ def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path
         env.pop("PYTHONPATH", None)
         watch = subprocess.Popen([LAB, "watch"], env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: "watching lab/" in out.read_text(), timeout=120, what="lab watch's first run")
+        wait_until(lambda: "watching lab/" in out.read_text(), timeout=120, what="lab watch's first run",
+                   seen=out.read_text)
         assert "chapter 00 process  [----------] 0/" in out.read_text()
         assert "not written yet" in out.read_text() or "write spawn() in lab/process.py" in out.read_text()
         (tmp_path / "process.py").write_text((ROOT / "solutions" / "lab" / "process.py").read_text())
         os.replace(tmp_path / "process.py", tmp_path / "lab" / "process.py")      # as an editor saves
         wait_until(lambda: "on to chapter 01" in out.read_text() and out.read_text().count("watching lab/") == 2,
-                   timeout=240, what="lab watch: chapter 00 passing, then chapter 01's run")
+                   timeout=240, what="lab watch: chapter 00 passing, then chapter 01's run", seen=out.read_text)
         text = out.read_text()
         assert "chapter 01 namespaces  [----------] 0/" in text and "write unshare_pid_namespace()" in text
     finally:
