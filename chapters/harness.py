@@ -101,12 +101,18 @@ def inspect(name: str) -> dict:
     return json.loads(shown.stdout)[0]
 
 
+def pids() -> list[str]:
+    """The processes there are now, by pid (their folders in /proc). Not Path.glob: it stats
+    each entry, and that of a process that has just ended raises ESRCH."""
+    return [name for name in os.listdir("/proc") if name.isdigit()]
+
+
 def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
     """The child processes of parent (default: us): pid -> (state, command line)."""
     parent = os.getpid() if parent is None else parent
     found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):     # (not glob: its stat of a process
-        try:                                                  # that just ended raises ESRCH)
+    for pid in pids():
+        try:
             state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except (OSError, ValueError):

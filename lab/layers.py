@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab import LabError, tarsplit
 from lab.names import host_arch
-from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tags, tags_path,
+from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tagged, tags, tags_path,
                        write_json)
 from lab.store import locked as locked_file
 
@@ -66,8 +66,8 @@ def build_busybox(recipe: int, config: dict) -> str:
         raise LabError(f"the busybox image needs a static busybox at {binary}: "
                        "install it with `apt-get install busybox-static` (or run `make setup`)")
     with locked():                            # two first `lab run`s at once build it once
-        current = tags().get("busybox:latest")
-        if current and image_path(current).exists() and read_json(image_path(current)).get("Recipe") == recipe:
+        current = tagged("busybox:latest")
+        if current and read_json(image_path(current)).get("Recipe") == recipe:
             return current                    # the other one built it meanwhile
         digest = build_busybox_layer(binary)
         image = {"Layers": [digest], "Config": config, "Recipe": recipe}

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, wait_running
+from chapters.harness import LAB, pids, wait_running
 
 
 def root() -> Path:
@@ -193,7 +193,7 @@ def test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothin
 
 def supervisors() -> list[int]:
     found = []
-    for comm in (Path("/proc", pid, "comm") for pid in os.listdir("/proc") if pid.isdigit()):   # (see harness.children)
+    for comm in (Path("/proc", pid, "comm") for pid in pids()):
         try:
             if comm.read_text().strip() == "lab-supervisor" and \
                     os.environ["LAB_ROOT"] in (comm.parent / "environ").read_bytes().decode(errors="replace"):

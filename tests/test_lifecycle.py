@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, Terminal, inspect, wait_until
+from chapters.harness import LAB, Terminal, inspect, pids, wait_until
 
 
 def state(lab, name) -> dict:
@@ -93,7 +93,7 @@ def container_id(lab, name) -> str:
 
 def sleeping(cmdline: bytes) -> bool:
     """Some process runs with this command line (NUL-separated, as /proc shows it)."""
-    for path in (Path("/proc", pid, "cmdline") for pid in os.listdir("/proc") if pid.isdigit()):   # (see harness.children)
+    for path in (Path("/proc", pid, "cmdline") for pid in pids()):
         try:
             if path.read_bytes() == cmdline:
                 return True

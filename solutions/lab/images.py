@@ -22,7 +22,7 @@ from lab import NotFound
 class NoSuchImage(NotFound):
     """The store has no image of that name: `lab run` pulls it then, as `docker run` does."""
 from lab.names import parse_reference
-from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tags
+from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tagged, tags
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 3      # bump when build_busybox_layer changes: older builds are replaced
@@ -38,8 +38,8 @@ def resolve(ref: str) -> dict:
                 return image
         raise NoSuchImage(f"no such image: {wanted} (lab pull {wanted} downloads it)")
     name, tag = parse_reference(ref)
-    image_id = tags().get(f"{name}:{tag}")
-    image = load(image_id) if image_id and image_path(image_id).exists() else None   # (its record removed?)
+    image_id = tagged(f"{name}:{tag}")
+    image = load(image_id) if image_id else None
     if name == "busybox" and tag == "latest" and (image is None or image.get("Recipe") != BUSYBOX_RECIPE):
         from lab import layers           # only to build busybox (on first use): not on lab run's path
         config = {"Cmd": ["sh"], "Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}

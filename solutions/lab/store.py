@@ -137,6 +137,13 @@ def read_json(path: Path):
                             "recorded again (lab image import or pull, lab network create)") from None
 
 
+def tagged(ref: str) -> str | None:
+    """The id of the image tagged ref (NAME:TAG), if its record is there: a tag left pointing
+    at a record removed by hand counts as no tag."""
+    image_id = tags().get(ref)
+    return image_id if image_id and image_path(image_id).exists() else None
+
+
 def tags() -> dict[str, str]:
     path = tags_path()
     try:
