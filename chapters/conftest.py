@@ -2,8 +2,8 @@
 
 - LAB_IMPL picks the code under test (lab_impl.py): your lab/, or the reference.
 - Every test gets a fresh LAB_ROOT of its own session, never your /var/lib/lab, and the
-  session's own network and mount namespaces. `pytest -n 2` (make test) runs two sessions
-  side by side, each with container cgroups of its own.
+  session's own network and mount namespaces, and container cgroups of its own: `pytest -n 2`
+  (make test) runs two sessions side by side, and you may run one in each of two terminals.
 - A test of chapter NN sets LAB_CHAPTER=NN: your runtime may skip chapters after NN that
   you have not written yet, but not chapter NN or earlier ones.
 - Without root on Linux, the run stops at once with one line saying how to get the VM.
@@ -85,16 +85,18 @@ def pytest_report_header(config):
 
 
 def pytest_configure(config):
-    """What the session's processes inherit. Parallel sessions (`pytest -n 2`: pytest-xdist's
-    workers) each get container cgroups of their own, so that one session's leftover check never
-    counts, or removes, another's: also those of a run inside a worker (a lesson's `lab progress`)."""
+    """What the session's processes inherit. Each session gets container cgroups of its own (a
+    `pytest chapters/NN`, and each worker of `pytest -n 2`, pytest-xdist's), so that its leftover
+    check never counts, or removes, a container it did not start: another terminal's test run's,
+    a `lab progress` run inside a worker's, or one you start with `lab run -d` meanwhile."""
     # The tests start `lab` thousands of times: each should load lab's compiled bytecode, not
     # compile its source again (that doubles a `lab run`: 116 against 61 ms, measured) because
     # PYTHONDONTWRITEBYTECODE is set around us, as it is on some CI machines.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     worker = getattr(config, "workerinput", {}).get("workerid")
-    name = f"labtests-{os.getppid()}-{worker}"    # (not lab-*: a container's name) below the run's pid
-    if worker is None or os.environ.get("LAB_SESSION_CGROUP") == name or os.geteuid() != 0:
+    # (not lab-*: a container's name) named after the run's pid, so that the run removes them all
+    name = f"labtests-{os.getpid()}-main" if worker is None else f"labtests-{os.getppid()}-{worker}"
+    if os.environ.get("LAB_SESSION_CGROUP") == name or os.geteuid() != 0:
         if platform.system() == "Linux":          # (elsewhere pytest_sessionstart says what to do)
             cgroups_module()                      # it imports, or the run stops here
         return          # (== name: done already; tests/conftest.py imports this hook, so it runs twice)
@@ -104,8 +106,11 @@ def pytest_configure(config):
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
     if cgroups.version() == "v2":
         return
-    for parent in cgroups.CgroupV1.parents():     # v1: below lab's own cgroup, so this process moves
-        folder = parent / name                    # into one of its own, made below its own
+    # v1: containers go below lab's own cgroup, so this process moves into one of its own, made
+    # below its own (a worker's: below the run's), and back where it was at the end.
+    config.lab_cgroups_home = cgroups.CgroupV1.parents()
+    for parent in config.lab_cgroups_home:
+        folder = parent / name
         folder.mkdir()
         if (parent / "cpuset.cpus").exists():
             for knob in ("cpuset.cpus", "cpuset.mems"):
@@ -114,14 +119,22 @@ def pytest_configure(config):
 
 
 def session_cgroups_removed(config) -> None:
-    """The run's end: remove its workers' cgroups (made in pytest_configure), once they have left."""
+    """The run's end: remove the cgroups pytest_configure made for it and its workers, once they
+    are empty (v1: once this process is back where it was, and the workers have exited)."""
     if hasattr(config, "workerinput") or os.geteuid() != 0:
         return
     from lab import cgroups
     pattern = f"labtests-{os.getpid()}-*"
-    folders = [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
+    if cgroups.version() == "v2":
+        folders = list(cgroups.ROOT.glob(pattern))
+    else:
+        home = config.__dict__.pop("lab_cgroups_home", [])       # (once: tests/ runs this hook twice)
+        for parent in home:
+            (parent / "cgroup.procs").write_text(str(os.getpid()))
+        ours = [parent / os.environ["LAB_SESSION_CGROUP"] for parent in home]
+        folders = [worker for folder in ours for worker in folder.glob(pattern)] + ours   # (below ours first)
     deadline = time.monotonic() + 10
-    for folder in (f for parent in folders for f in parent.glob(pattern)):
+    for folder in folders:
         while True:
             try:
                 folder.rmdir()

@@ -204,6 +204,38 @@ def test_a_lab_the_harness_cannot_import_stops_the_tests_with_one_line(tmp_path)
                                   f"(cgroups.py, line {lines}). Fix that first: no test can run without it.")
 
 
+def test_a_test_run_leaves_alone_a_container_it_did_not_start(lab, detached, tmp_path):
+    """Two test runs at once (`lab watch` in one terminal, pytest in another), or a `lab run -d`
+    of yours while one runs: each run's leftover check counts only its own containers' cgroups.
+    A run without workers once used its caller's, and removed a container started meanwhile
+    as its own leftover."""
+    import subprocess
+    import sys
+    from chapters.harness import ROOT, wait_until
+    started, go = tmp_path / "started", tmp_path / "go"
+    folder = tmp_path / "chapters" / "00_other"
+    folder.mkdir(parents=True)
+    (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
+    (folder / "test_other.py").write_text(
+        "from pathlib import Path\nfrom chapters.harness import wait_until\n\n"
+        "def test_the_other_run_starts_a_container_meanwhile():\n"
+        f"    Path({str(started)!r}).touch()\n"
+        f"    wait_until(Path({str(go)!r}).exists, 60, 'the first run started its container')\n")
+    other = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: started.exists() or other.poll() is not None, 60, "the other test run reached its test")
+        assert started.exists(), other.communicate()[0]
+        detached("meanwhile", "busybox", "sleep", "60")
+        go.touch()
+        out, _ = other.communicate(timeout=120)
+    finally:
+        other.kill()
+    assert other.returncode == 0, out
+    assert lab("inspect", "-f", "{{.State.Running}}", "meanwhile").stdout.strip() == "true"
+
+
 def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatch):
     monkeypatch.setenv("LAB_BUSYBOX", "/nonexistent/busybox")
     result = lab("doctor")

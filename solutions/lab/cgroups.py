@@ -265,7 +265,7 @@ class CgroupV2(Cgroup):
     runtime, so containers go under /sys/fs/cgroup/lab, a cgroup lab creates and owns, as
     docker's cgroupfs driver uses /sys/fs/cgroup/docker: /sys/fs/cgroup/lab/lab-<id>.
     LAB_CGROUP_PARENT names another (docker's --cgroup-parent): the tests give each of their
-    parallel sessions its own.
+    sessions its own.
     """
     version = "v2"
     PARENT = ROOT / (os.environ.get("LAB_CGROUP_PARENT") or "lab")
