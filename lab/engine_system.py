@@ -29,7 +29,7 @@ def info(req):
     return 200, {
         "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
         "Containers": len(everything), "ContainersRunning": running - paused, "ContainersPaused": paused,
-        "ContainersStopped": len(everything) - running, "Images": len(images.list_images()),
+        "ContainersStopped": len(everything) - running, "Images": len(images.list_images(listing=True)),
         "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "lab layers"]],
         "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgroups.version() == "v2" else "1",
@@ -178,7 +178,7 @@ def system_df(req):
         users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
     found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
               "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, **virtual_size(req, i["Size"]),
-              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images()]
+              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images(listing=True)]
     shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
     kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),
                                                     "RefCount": len(volumes.users(name))}}
@@ -192,7 +192,7 @@ def list_networks(req):
     wanted = filters(req)
     check_filters(wanted, ("name", "id", "label", "driver", "type"))
     shown = []
-    for record in network.list_networks():
+    for record in network.list_networks(listing=True):
         checks = {"name": lambda v: v in record["Name"], "id": lambda v: record["Id"].startswith(v),
                   "driver": lambda v: v == record["Driver"],
                   "type": lambda v: v == ("builtin" if record["Name"] in network.PREDEFINED else "custom")}

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 from lab import Conflict, LabError, overlay, store, tarsplit
-from lab.images import DEFAULT_PATH, find, load, tags, unused_layers
+from lab.images import DEFAULT_PATH, find, list_images, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer
 from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
@@ -33,6 +33,9 @@ def remove_image(ref: str) -> list[str]:
         untag = [named] if named in image["RepoTags"] else image["RepoTags"]
         last = len(untag) == len(image["RepoTags"])          # the last tag goes: the image goes
         if last:
+            # A damaged image record stops rmi here, before anything changes: which layers it
+            # uses, and rmi would delete as unused, is unknown.
+            list_images()
             users = [c.name for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
             if users:
                 raise Conflict(f"the image {ref} is used by the container {users[0]}: "

@@ -109,27 +109,42 @@ def test_an_image_layer_removed_by_hand_is_named_with_what_to_do(lab, daemon, tm
     assert daemon.docker("rm", "unlayered").returncode == 0
 
 
-def test_a_damaged_image_or_network_record_is_named_and_removing_it_is_the_way_out(lab):
-    assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+def test_a_damaged_image_or_network_record_is_named_and_removing_it_is_the_way_out(lab, daemon):
+    """Listings show the rest, and say which record they left out; whatever needs what the record
+    said stops with one line (rmi too: which layers the damaged image uses, it cannot know)."""
+    assert lab("run", "--name", "source", "busybox", "true").returncode == 0
+    assert lab("commit", "source", "spare:v1").returncode == 0 and lab("rm", "source").returncode == 0
     assert lab("network", "create", "mangled").returncode == 0
     busybox = json.loads((root() / "images" / "tags.json").read_text())["busybox:latest"]   # (the session's
     image = root() / "images" / f"{busybox.split(':')[1]}.json"                             # other images stay)
     network = root() / "networks" / "mangled.json"
+    damaged = "is damaged (not JSON: a hand edit?): remove it, then make what it recorded again"
     try:
-        for record, command in ((image, ["images"]), (image, ["run", "--rm", "--network", "none", "busybox", "true"]),
-                                (network, ["network", "ls"])):
+        for record, listing, shown, missing in ((image, ["images"], "spare", "busybox"),
+                                                (network, ["network", "ls"], "bridge", "mangled")):
             record.write_text("{")
+            listed = lab(*listing)
+            assert (listed.returncode, listed.stderr.splitlines()) == (0, [f"lab: warning: not listed: {record} {damaged} "
+                                                                           "(lab image import or pull, lab network create)"])
+            assert shown in listed.stdout and missing not in listed.stdout, listed.stdout
+            by_docker = daemon.docker(*listing, "--format", "{{.Repository}}" if listing == ["images"] else "{{.Name}}")
+            assert by_docker.returncode == 0 and shown in by_docker.stdout.split() and missing not in by_docker.stdout
+        for record, command, status in ((image, ["run", "--rm", "--network", "none", "busybox", "true"], 125),
+                                        (image, ["rmi", "spare:v1"], 1), (network, ["network", "create", "another"], 125)):
             failed = lab(*command)
-            assert failed.returncode == 125 and failed.stderr.startswith(
-                f"lab: error: {record} is damaged (not JSON: a hand edit?): remove it, then"), failed.stderr  # (was: JSONDecodeError)
+            assert (failed.returncode, failed.stderr.startswith(f"lab: error: {record} {damaged}")) == (status, True), failed.stderr
+        assert "spare:v1" in json.loads((root() / "images" / "tags.json").read_text())       # rmi changed nothing
+        for record in (image, network):
             record.unlink()
-            assert lab(*command).returncode == 0, lab(*command).stderr        # (busybox is made again)
+        assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0   # (busybox is made again)
         assert "mangled" not in lab("network", "ls").stdout
+        assert lab("rmi", "spare:v1").returncode == 0
     finally:                            # whatever failed, the next tests of this session find no damage
         for record in (image, network):
             if record.exists() and record.read_text() == "{":
                 record.unlink()
         lab("network", "rm", "mangled")
+        lab("rmi", "spare:v1")
 
 
 def test_names_are_unique_when_ten_runs_race_for_one(lab):

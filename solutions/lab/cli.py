@@ -426,7 +426,7 @@ def cmd_network(args) -> int:
     if args.verb == "inspect":
         print(json.dumps([views.network(network.find(ref)) for ref in args.names], indent=4))
         return 0
-    rows = [(n["Id"][:12], n["Name"], n["Driver"], n.get("Subnet") or "") for n in network.list_networks()]
+    rows = [(n["Id"][:12], n["Name"], n["Driver"], n.get("Subnet") or "") for n in network.list_networks(listing=True)]
     print_table([("NETWORK ID", "NAME", "DRIVER", "SUBNET"), *rows])
     return 0
 
@@ -571,7 +571,7 @@ def cmd_images(args) -> int:
     from lab import images
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
-    for image in images.list_images():
+    for image in images.list_images(listing=True):
         if images.is_intermediate(image):
             continue
         for ref in image["RepoTags"] or ["<none>:<none>"]:

@@ -22,7 +22,7 @@ from lab import NotFound
 class NoSuchImage(NotFound):
     """The store has no image of that name: `lab run` pulls it then, as `docker run` does."""
 from lab.names import parse_reference
-from lab.store import image_files, image_path, images_dir, layers_dir, read_json, tagged, tags
+from lab.store import image_files, image_path, images_dir, layers_dir, read_json, records, tagged, tags
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 3      # bump when build_busybox_layer changes: older builds are replaced
@@ -56,9 +56,10 @@ def load(image_id: str) -> dict:
     return image
 
 
-def list_images() -> list[dict]:
-    """Every image, newest first (an image whose tags all moved elsewhere shows as <none>)."""
-    found = [load(f"sha256:{p.stem}") for p in image_files()]
+def list_images(listing: bool = False) -> list[dict]:
+    """Every image, newest first (an image whose tags all moved elsewhere shows as <none>). A
+    damaged record raises, but for a listing (`lab images`): see store.records."""
+    found = records(image_files(), lambda path: load(f"sha256:{path.stem}"), listing)
     return sorted(found, key=lambda image: image["Created"], reverse=True)
 
 

@@ -189,15 +189,19 @@ def find(ref: str) -> dict:
     raise NotFound(f"network {ref if names.is_name(ref, names.NETWORK_NAME) else names.shown(ref)} not found (lab network ls lists them)")
 
 
-def stored() -> list[dict]:
+def stored(listing: bool = False) -> list[dict]:
+    """The networks' records. A damaged one raises, but for a listing: see store.records."""
     folder = store.networks_dir()
-    return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return store.records(sorted(folder.glob("*.json")), store.read_json, listing) if folder.is_dir() else []
 
 
-def list_networks() -> list[dict]:
+def list_networks(listing: bool = False) -> list[dict]:
     """Every network: the predefined three, then the user's."""
-    user = [n for n in stored() if n["Name"] != DEFAULT]
-    return [find(DEFAULT), find("host"), find("none"), *user]
+    if not record_path(DEFAULT).exists():
+        find(DEFAULT)                           # (which makes bridge's record, on first use)
+    found = stored(listing)
+    bridge = [n for n in found if n["Name"] == DEFAULT]
+    return [*bridge, find("host"), find("none"), *(n for n in found if n["Name"] != DEFAULT)]
 
 
 def create(name: str, subnet: str | None = None, labels: dict | None = None, internal: bool = False,

@@ -137,6 +137,21 @@ def read_json(path: Path):
                             "recorded again (lab image import or pull, lab network create)") from None
 
 
+def records(items, read, listing: bool = False) -> list:
+    """read(item) for each item. A damaged record (DamagedRecord) stops the caller, since what it
+    recorded is unknown: rmi must not take a damaged image's layers for unused, nor a new network
+    a damaged one's subnet. A listing (listing=True) leaves it out with a warning: the rest shows."""
+    found = []
+    for item in items:
+        try:
+            found.append(read(item))
+        except DamagedRecord as damage:
+            if not listing:
+                raise
+            print(f"lab: warning: not listed: {damage}", file=sys.stderr)
+    return found
+
+
 def tagged(ref: str) -> str | None:
     """The id of the image tagged ref (NAME:TAG), if its record is there: a tag left pointing
     at a record removed by hand counts as no tag."""
