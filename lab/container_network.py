@@ -122,9 +122,9 @@ def is_address(text: str) -> bool:
         return False
 
 
-def extra_hosts_lines(container: store.Container) -> str:
-    """The lines --add-host asked for, each ending in a newline."""
-    return "".join(f"{spec.split(':', 1)[1]}\t{spec.split(':', 1)[0]}\n" for spec in container.config.get("ExtraHosts") or [])
+def extra_hosts_lines(config: dict) -> str:
+    """The lines a container's --add-host asked for (config: its config.json), each ending in a newline."""
+    return "".join(f"{spec.split(':', 1)[1]}\t{spec.split(':', 1)[0]}\n" for spec in config.get("ExtraHosts") or [])
 
 
 def link_environment(name: str, links: list[dict]) -> dict[str, str]:
@@ -408,7 +408,7 @@ def write_hosts_file(container: store.Container, joining: store.Container | None
                      known: dict | None = None) -> None:
     """One container's /etc/hosts again, from the networks it is on now."""
     try:
-        container.hosts_file.write_text(LOCALHOST + extra_hosts_lines(container)
+        container.hosts_file.write_text(LOCALHOST + extra_hosts_lines(container.config)
                                         + "\n".join(hosts_lines(container, joining, known or {})) + "\n")
     except FileNotFoundError:
         pass                                       # (removed meanwhile)

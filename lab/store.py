@@ -385,10 +385,11 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
-def create_container(cid: str, config: dict) -> Container:
-    """A new container's folder: its config.json and its own layer's folders, its name checked
-    under the lock. The folder is made under a hidden name and renamed into place once complete:
-    no one sees a container half-created (a crash leaves the hidden folder: see below)."""
+def create_container(cid: str, config: dict, files: dict[str, str]) -> Container:
+    """A new container's folder: its config.json, its own layer's folders and the files given
+    (its /etc/hostname and hosts: name -> text), its name checked under the lock. The folder is
+    made under a hidden name and renamed into place once complete: no one sees a container
+    half-created (a crash leaves the hidden folder: see below)."""
     with UniqueName(config.get("Name")):
         path = containers_dir() / cid
         making = path.with_name(f".creating-{cid}")
@@ -397,6 +398,8 @@ def create_container(cid: str, config: dict) -> Container:
             write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()})
             for folder in ("upper", "work", "merged"):
                 (making / folder).mkdir()
+            for name, text in files.items():
+                (making / name).write_text(text)
             making.rename(path)
         except BaseException:
             shutil.rmtree(making, ignore_errors=True)       # nothing half-created

@@ -166,15 +166,14 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
               "Links": links, "ExtraHosts": extra_hosts or None}
-    container = store.create_container(cid, config)      # (with its own layer's folders: chapter 04)
+    # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
+    etc = {"hostname": f"{hostname}\n",
+           "hosts": f"{network.LOCALHOST}{container_network.extra_hosts_lines(config)}127.0.1.1\t{hostname}\n"}
+    container = store.create_container(cid, config, etc)   # (with its own layer's folders: chapter 04)
     try:
         for mount in mounts:
             if mount["Type"] == "volume":
                 volumes.create(mount["Name"])             # made on first use
-        # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
-        container.hostname_file.write_text(f"{hostname}\n")
-        container.hosts_file.write_text(f"{network.LOCALHOST}{container_network.extra_hosts_lines(container)}"
-                                        f"127.0.1.1\t{hostname}\n")
     except BaseException as e:
         store.remove_container(container)                # (a full disk, say): nothing half-created
         if isinstance(e, FileNotFoundError):
