@@ -177,7 +177,10 @@ def pytest_sessionfinish(session):
     root = os.environ.get("LAB_ROOT", "")
     if Path(root).name.startswith("lab-root-"):
         shutil.rmtree(root, ignore_errors=True)
-    session_cgroups_removed(session.config)
+
+
+def pytest_unconfigure(config):
+    session_cgroups_removed(config)    # (here: `pytest --help` configures, but has no session)
 
 
 TEST_TIME_LIMIT = 60    # seconds; a chapter test takes a few
