@@ -104,6 +104,7 @@ def pytest_configure(config):
     os.environ["LAB_CGROUP_PARENT"] = name        # v2: containers go below /sys/fs/cgroup/<name>
     cgroups = cgroups_module()                    # (which lab.cgroups reads as it is imported: here)
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
+    config.lab_cgroups_home = []                  # (made: session_cgroups_removed removes them)
     if cgroups.version() == "v2":
         return
     # v1: containers go below lab's own cgroup, so this process moves into one of its own, made
@@ -121,14 +122,14 @@ def pytest_configure(config):
 def session_cgroups_removed(config) -> None:
     """The run's end: remove the cgroups pytest_configure made for it and its workers, once they
     are empty (v1: once this process is back where it was, and the workers have exited)."""
-    if hasattr(config, "workerinput") or os.geteuid() != 0:
-        return
+    if hasattr(config, "workerinput") or "lab_cgroups_home" not in config.__dict__:
+        return          # (a worker's: its run removes them; none: lab did not import, or not root)
+    home = config.__dict__.pop("lab_cgroups_home")            # (once: tests/ runs this hook twice)
     from lab import cgroups
     pattern = f"labtests-{os.getpid()}-*"
     if cgroups.version() == "v2":
         folders = list(cgroups.ROOT.glob(pattern))
     else:
-        home = config.__dict__.pop("lab_cgroups_home", [])       # (once: tests/ runs this hook twice)
         for parent in home:
             (parent / "cgroup.procs").write_text(str(os.getpid()))
         ours = [parent / os.environ["LAB_SESSION_CGROUP"] for parent in home]
@@ -138,6 +139,8 @@ def session_cgroups_removed(config) -> None:
         while True:
             try:
                 folder.rmdir()
+                break
+            except FileNotFoundError:
                 break
             except OSError as error:             # EBUSY until its worker has exited
                 if time.monotonic() > deadline:
