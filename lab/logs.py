@@ -151,7 +151,9 @@ def records(container: store.Container, follow: bool):
             if not follow:
                 return
             container.reload()
-            if container.state.get("Status") != "running" or not container.is_running() or not container.path.exists():
+            ended = container.state.get("Status") != "running" or not container.path.exists()
+            # (its process gone, its supervisor may still be reading the last of its output)
+            if ended or not (container.is_running() or container.has_supervisor()):
                 yield from read_records(log)
                 return
             if not container.has_supervisor() and not said:
