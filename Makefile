@@ -13,13 +13,14 @@ demo: setup         ## the reference runtime running containers (CHAPTER=NN: tha
 
 # Tests run in JOBS parallel sessions (pytest-xdist), two per CPU core and at most 4, as lab progress
 # runs the chapters: a test spends much of its time waiting (for a container to start or end, for the
-# kernel) while another session can use the CPU. Each takes a file at a time, and has its own LAB_ROOT,
-# network, mounts and cgroups (chapters/conftest.py).
+# kernel) while another session can use the CPU. Each takes a module at a time (--dist loadfile), or one
+# test of the course's checks (tests/conftest.py says which, and in what order: --no-loadscope-reorder),
+# and has its own LAB_ROOT, network, mounts and cgroups (chapters/conftest.py).
 JOBS ?= $(shell echo $$((2 * $$(nproc))))
 test:               ## the whole verification: every chapter on the reference, the course's self-checks, the notebooks
 	@test -x $(VENV)/bin/pytest || { echo "make test: run 'make setup' first"; exit 1; }
 	@$(VENV)/bin/python -c "import xdist" 2>/dev/null || { echo "make test: the venv has no pytest-xdist: run 'make setup'"; exit 1; }
-	LAB_IMPL=solutions $(VENV)/bin/pytest -n $(JOBS) --maxprocesses 4 --dist loadfile chapters tests notebooks -p nbval --nbval; \
+	LAB_IMPL=solutions $(VENV)/bin/pytest -n $(JOBS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder chapters tests notebooks -p nbval --nbval; \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no test"; exit $$status
 
 check:              ## the course checks itself: lab/ is the generated skeleton, every chapter test fails on it

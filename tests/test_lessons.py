@@ -201,7 +201,7 @@ def lesson_showing_it_pass(chapter: str) -> str | None:
 
 @pytest.mark.quotes_lab
 @pytest.mark.parametrize("lesson", CHECKED)
-def test_the_lesson_prints_what_it_says(lesson, tmp_path):
+def test_the_lesson_prints_what_it_says(lesson, tmp_path, lesson_mount_points):
     if not_checked_here(lesson):
         pytest.skip(not_checked_here(lesson))
     runnable = [b for b in blocks(ROOT / lesson) if b.mark and b.mark["impl"]]
@@ -220,27 +220,18 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path):
     for name in ("PYTHONPATH", "LAB_ROOT", "PYTEST_ADDOPTS", "LAB_CGROUP_PARENT"):
         env.pop(name, None)
     (tmp_path / "session.sh").write_text("\n".join(script) + "\n")
-    (tmp_path / "tmp").mkdir()
-    made = []                                        # mount points made here, removed afterwards
-    for folder, mount_point in (("lab-root", "/var/lib/lab"), ("run-lab", "/run/lab"), ("run-netns", "/run/netns")):
+    for folder in ("tmp", "lab-root", "run-lab", "run-netns"):      # (mounted over lesson_mount_points)
         (tmp_path / folder).mkdir()
-        if not os.path.isdir(mount_point):
-            os.makedirs(mount_point)
-            made.append(mount_point)
-    try:
-        # On a terminal of 24 x 80, as the lessons were recorded: lab's notes, ls's columns and
-        # pytest's layout depend on it (TERM=dumb turns the colours off).
-        if lesson in NETWORKED:
-            env["LAB_LESSON_UPLINK"] = "1"
-        session = Terminal([shutil.which("unshare"), "--ipc", "--mount", "--propagation", "private",
-                            *(["--net"] if lesson in NETWORKED else []),
-                            "sh", "-c", PRIVATE, "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))],
-                           env, rows=24, cols=80)
-        session.close(timeout=600)
-        output = session.text
-    finally:
-        for mount_point in made:
-            os.rmdir(mount_point)
+    # On a terminal of 24 x 80, as the lessons were recorded: lab's notes, ls's columns and
+    # pytest's layout depend on it (TERM=dumb turns the colours off).
+    if lesson in NETWORKED:
+        env["LAB_LESSON_UPLINK"] = "1"
+    session = Terminal([shutil.which("unshare"), "--ipc", "--mount", "--propagation", "private",
+                        *(["--net"] if lesson in NETWORKED else []),
+                        "sh", "-c", PRIVATE, "sh", str(tmp_path), *below_tmp(ROOT, Path(sys.prefix))],
+                       env, rows=24, cols=80)
+    session.close(timeout=600)
+    output = session.text
     shown = normalized(output, tmp_path).split(SEPARATOR + "\n")[1:]
     assert len(shown) == len(commands), f"the session stopped early:\n{output[-2000:]}"
     wrong = [(c, printed) for c, printed in zip(commands, shown)
