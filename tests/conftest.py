@@ -48,9 +48,9 @@ EACH_ON_ITS_OWN = {"test_lessons.py", "test_course.py", "test_course_finished.py
 # follow in their order. Seconds of one run of make test (2026-12-04); only the order uses them.
 LESSON = "tests/test_lessons.py::test_the_lesson_prints_what_it_says"
 SLOWEST_FIRST = [
-    f"{LESSON}[chapters/06_exec/README.md]",        # the course VM's 136 s (a v1 host skips the
-    f"{LESSON}[chapters/08_security/README.md]",    # cgroup v2 lessons), 114 s
-    f"{LESSON}[chapters/02_cgroups/README.md]",     # 81 s
+    f"{LESSON}[chapters/08_security/README.md]",    # in the course VM: 80 s (a v1 host skips
+    f"{LESSON}[chapters/06_exec/README.md]",        # the cgroup v2 lessons), 77 s
+    f"{LESSON}[chapters/02_cgroups/README.md]",     # 66 s
     "tests/test_docker_operations.py",              # on the host: 50 s
     "tests/test_docker_clients.py",                 # 33 s
     f"{LESSON}[chapters/00_process/README.md]",     # 27 s
