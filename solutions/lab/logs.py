@@ -152,11 +152,12 @@ def records(container: store.Container, follow: bool):
                 return
             container.reload()
             ended = container.state.get("Status") != "running" or not container.path.exists()
+            supervised = container.has_supervisor()
             # (its process gone, its supervisor may still be reading the last of its output)
-            if ended or not (container.is_running() or container.has_supervisor()):
+            if ended or not (container.is_running() or supervised):
                 yield from read_records(log)
                 return
-            if not container.has_supervisor() and not said:
+            if not supervised and not said:
                 print(f"lab: the supervisor of {container.name} was killed: its output is no longer logged "
                       "(`lab rm -f` it and run it again)", file=sys.stderr, flush=True)
                 said = True
