@@ -106,10 +106,12 @@ def pytest_configure(config):
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
     config.lab_cgroups_home = []                  # (made: session_cgroups_removed removes them)
     if cgroups.version() == "v2":
+        stale_session_cgroups_removed([cgroups.ROOT])
         return
     # v1: containers go below lab's own cgroup, so this process moves into one of its own, made
     # below its own (a worker's: below the run's), and back where it was at the end.
     config.lab_cgroups_home = cgroups.CgroupV1.parents()
+    stale_session_cgroups_removed(config.lab_cgroups_home)
     for parent in config.lab_cgroups_home:
         folder = parent / name
         folder.mkdir()
@@ -117,6 +119,21 @@ def pytest_configure(config):
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (folder / knob).write_text((parent / knob).read_text())
         (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def stale_session_cgroups_removed(parents: list[Path]) -> None:
+    """A run that was killed (kill -9, a terminal closed under it) could not remove its cgroups.
+    The next run removes those of runs whose process is gone, deepest first. A cgroup that still
+    holds a process (a container left running) stays: the kernel refuses to remove it."""
+    for parent in parents:
+        for folder in parent.glob("labtests-*-*"):
+            if os.path.exists(f"/proc/{folder.name.split('-')[1]}"):
+                continue                                     # (that run is still going)
+            for path, _, _ in os.walk(folder, topdown=False):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
 
 
 def session_cgroups_removed(config) -> None:
