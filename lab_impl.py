@@ -54,11 +54,11 @@ def main():
 def leave(status: int):
     """Exit with status, skipping Python's shutdown once the command is done.
 
-    That shutdown takes every module apart and frees its objects one by one, a few milliseconds
-    after every `lab` command (make bench: 4 to 6 ms of `lab run`'s 55) for memory the kernel
-    takes back whole anyway. Skipping it is safe when what was printed is flushed and no thread
-    is still running; lab registers nothing to run at exit. A command that left a thread running
-    (none does) gets the normal exit, which waits for it.
+    That shutdown takes every module apart and frees its objects one by one: 4 to 6 ms after
+    every `lab` command here (of `lab run`'s 50; the README's "How fast is a container?"), for
+    memory the kernel takes back whole anyway. Skipping it is safe once what was printed is
+    flushed and no thread is still running; lab registers nothing to run at exit. A command
+    that left a thread running (none does) gets the normal exit, which waits for it.
     """
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
