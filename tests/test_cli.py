@@ -236,39 +236,6 @@ def test_a_test_run_leaves_alone_a_container_it_did_not_start(lab, detached, tmp
     assert lab("inspect", "-f", "{{.State.Running}}", "meanwhile").stdout.strip() == "true"
 
 
-def test_a_test_run_removes_the_cgroups_a_killed_run_left(tmp_path):
-    """A test run killed with kill -9 cannot remove its cgroups (labtests-PID-...). The next run
-    removes them once that run's process is gone, and leaves those of a run still going."""
-    import subprocess
-    import sys
-    from chapters.harness import ROOT
-    from lab import cgroups
-    gone = subprocess.Popen(["true"])
-    gone.wait()                                          # its pid: no process has it now
-    parents = [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
-    killed = [parent / f"labtests-{gone.pid}-main" for parent in parents]
-    going = [parent / f"labtests-{os.getpid()}-gw9" for parent in parents]
-    for folder in killed:
-        (folder / f"labtests-{gone.pid}-gw0").mkdir(parents=True)      # (v1: its worker's, below it)
-    for folder in going:
-        folder.mkdir()
-    folder = tmp_path / "chapters" / "00_other"
-    folder.mkdir(parents=True)
-    (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
-    (folder / "test_other.py").write_text("def test_nothing():\n    pass\n")
-    try:
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stdout[-2000:]
-        assert [f for f in killed if f.exists()] == []
-        assert [f for f in going if not f.exists()] == []
-    finally:
-        for path in [f / f"labtests-{gone.pid}-gw0" for f in killed] + killed + going:
-            if path.exists():
-                path.rmdir()
-
-
 def test_doctor_fails_and_says_how_to_fix_what_blocks_the_course(lab, monkeypatch):
     monkeypatch.setenv("LAB_BUSYBOX", "/nonexistent/busybox")
     result = lab("doctor")

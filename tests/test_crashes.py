@@ -288,3 +288,35 @@ def test_logs_f_after_its_supervisor_was_killed_says_so_and_follows_to_the_end(l
     lab("stop", "-t", "0", "lonely")
     assert follow.wait(timeout=30) == 0 and follow.stdout.read() == "hello\n"
     assert lab("rm", "lonely").returncode == 0
+
+
+def test_a_test_run_removes_the_cgroups_a_killed_run_left(tmp_path):
+    """A test run killed with kill -9 cannot remove its cgroups (labtests-PID-...). The next run
+    removes them once that run's process is gone, and leaves those of a run still going."""
+    import sys
+    from chapters.harness import ROOT
+    from lab import cgroups
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                          # its pid: no process has it now
+    parents = [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
+    killed = [parent / f"labtests-{gone.pid}-main" for parent in parents]
+    going = [parent / f"labtests-{os.getpid()}-gw9" for parent in parents]
+    for folder in killed:
+        (folder / f"labtests-{gone.pid}-gw0").mkdir(parents=True)      # (v1: its worker's, below it)
+    for folder in going:
+        folder.mkdir()
+    folder = tmp_path / "chapters" / "00_other"
+    folder.mkdir(parents=True)
+    (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
+    (folder / "test_other.py").write_text("def test_nothing():\n    pass\n")
+    try:
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout[-2000:]
+        assert [f for f in killed if f.exists()] == []
+        assert [f for f in going if not f.exists()] == []
+    finally:
+        for path in [f / f"labtests-{gone.pid}-gw0" for f in killed] + killed + going:
+            if path.exists():
+                path.rmdir()
