@@ -105,20 +105,27 @@ def pytest_configure(config):
     cgroups = cgroups_module()                    # (which lab.cgroups reads as it is imported: here)
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
     config.lab_cgroups_home = []                  # (made: session_cgroups_removed removes them)
+    parents = session_cgroup_parents(cgroups)
+    if worker is None:                            # (the run's first process: its workers' are its own)
+        stale_session_cgroups_removed(parents)
     if cgroups.version() == "v2":
-        stale_session_cgroups_removed([cgroups.ROOT])
         return
     # v1: containers go below lab's own cgroup, so this process moves into one of its own, made
     # below its own (a worker's: below the run's), and back where it was at the end.
-    config.lab_cgroups_home = cgroups.CgroupV1.parents()
-    stale_session_cgroups_removed(config.lab_cgroups_home)
-    for parent in config.lab_cgroups_home:
+    config.lab_cgroups_home = parents
+    for parent in parents:
         folder = parent / name
         folder.mkdir()
         if (parent / "cpuset.cpus").exists():
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (folder / knob).write_text((parent / knob).read_text())
         (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def session_cgroup_parents(cgroups) -> list[Path]:
+    """Where a session's cgroups go: v2, the root (containers go below them, LAB_CGROUP_PARENT);
+    v1, this process's own cgroup in each hierarchy."""
+    return [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
 
 
 def stale_session_cgroups_removed(parents: list[Path]) -> None:

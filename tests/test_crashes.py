@@ -294,11 +294,12 @@ def test_a_test_run_removes_the_cgroups_a_killed_run_left(tmp_path):
     """A test run killed with kill -9 cannot remove its cgroups (labtests-PID-...). The next run
     removes them once that run's process is gone, and leaves those of a run still going."""
     import sys
+    from chapters.conftest import session_cgroup_parents
     from chapters.harness import ROOT
     from lab import cgroups
     gone = subprocess.Popen(["true"])
     gone.wait()                                          # its pid: no process has it now
-    parents = [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
+    parents = session_cgroup_parents(cgroups)
     killed = [parent / f"labtests-{gone.pid}-main" for parent in parents]
     going = [parent / f"labtests-{os.getpid()}-gw9" for parent in parents]
     for folder in killed:
