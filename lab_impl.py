@@ -46,7 +46,7 @@ def main():
     if sys.argv[1:2] in (["progress"], ["hint"], ["watch"]):   # the course's tools, not the runtime's
         import course
         tool = sys.argv[1]
-        sys.exit(course.progress() if tool == "progress" else getattr(course, tool)(sys.argv[2:], where / "lab"))
+        sys.exit(course.progress(package=where / "lab") if tool == "progress" else getattr(course, tool)(sys.argv[2:], where / "lab"))
     from lab.cli import main as cli_main
     leave(cli_main())
 

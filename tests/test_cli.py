@@ -168,6 +168,40 @@ def test_progress_shows_each_chapter_done_in_progress_or_not_started_and_what_is
     assert lines[at + 2] == f"  Read {chapters[1]}/README.md, then check with: pytest {chapters[1]}"
 
 
+def test_progress_counts_the_tests_of_a_chapter_not_started_without_running_them(tmp_path):
+    """A chapter none of whose functions is written yet cannot pass a test (tests/test_course.py
+    checks that every chapter's tests fail on the skeleton): lab progress counts its tests and
+    runs them only for the first such chapter, whose first failure is what to write next. Here
+    the chapters' tests leave a file when they run; chapter 00's passes."""
+    import subprocess
+    import sys
+    import course
+    package = tmp_path / "impl" / "lab"
+    course.make_skeleton.make_skeleton(package, chapters={"01", "02"})     # chapter 00 written
+    chapters = []
+    for name in ("00_first", "01_second", "02_third"):
+        folder = tmp_path / "chapters" / name
+        folder.mkdir(parents=True)
+        (folder / f"test_{name}.py").write_text(
+            f"import pathlib\n\ndef test_it():\n    pathlib.Path({str(tmp_path / name)!r}).touch()\n"
+            f"    assert {name!r} == '00_first', 'write {name}'\n")
+        chapters.append(folder)
+    script = (f"import course, pathlib, sys; sys.exit(course.progress([pathlib.Path(c) for c in {[str(c) for c in chapters]!r}], "
+              f"pathlib.Path({str(package)!r})))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  02 third        [----------]  0/1   not started" in lines, result.stdout
+    assert (tmp_path / "00_first").exists() and (tmp_path / "01_second").exists()
+    assert not (tmp_path / "02_third").exists()                           # counted, not run
+    assert next(line for line in lines if line.startswith("Next: ")).endswith("test_01_second.py::test_it")
+    # A function whose skeleton line is only commented out is written: its chapter has begun.
+    cgroups = package / "cgroups.py"
+    cgroups.write_text(cgroups.read_text().replace('raise NotImplementedError("chapter 02', '# raise NotImplementedError("chapter 02', 1))
+    assert course.not_started(chapters, package) == [chapters[1]]
+
+
 def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
     """A syntax error in lab/ stops a chapter's test file from importing: lab progress shows that
     error, with its file and line, as what comes next (it used to skip the chapter)."""

@@ -41,7 +41,7 @@ from lab import cgroups  # noqa: E402
 # The lessons checked, each with the cgroup version what it prints depends on: None for
 # most; "v2" for those whose sessions show cgroup files, recorded in the course VM (cgroup v2,
 # what learners have; the Makefile's V2_LESSONS lists them too): the VM checks those (and skips the others, which CI's host run checks:
-# the VM's CPU is emulated, and chapter 00's `lab progress` alone runs every chapter's tests),
+# the VM's CPU is emulated),
 # and a v1 host skips them.
 CHECKED = {"chapters/00_process/README.md": None, "chapters/01_namespaces/README.md": None,
            "chapters/02_cgroups/README.md": "v2", "chapters/03_rootfs/README.md": None,

@@ -31,7 +31,7 @@ END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*(?:async\s+)?def (\w+)\(")
 CLASS = re.compile(r"^class (\w+)")
 HINT = re.compile(r"^\s*# HINT(?: ([2-9]))?:(.*)$")
-UNWRITTEN = re.compile(r"raise NotImplementedError\(['\"]chapter (\d\d): write ")
+UNWRITTEN = re.compile(r"^\s*raise NotImplementedError\(['\"]chapter (\d\d): write ")   # (not a comment)
 
 
 def lesson(chapter: str) -> str:
