@@ -128,8 +128,6 @@ def progress(chapters: list[Path] = CHAPTERS, package: Path | None = None) -> in
     # since its first failure says what to write next. On the untouched lab/ that is chapter 00
     # alone: lab progress takes 1.2 to 1.5 s instead of 6.6 to 7.4 (2 CPUs).
     counted = not_started(chapters, package)[1:]
-    if counted:
-        pytest.main([str(c) for c in counted] + ["--collect-only", "-p", "no:terminal"], plugins=[collector])
     chapters_run = [c for c in chapters if c not in counted]
     # Chapters side by side in parallel sessions (pytest-xdist, a file at a time), the slowest
     # started first. Two sessions per CPU, at most 4: a test spends much of its time waiting (for
@@ -139,6 +137,8 @@ def progress(chapters: list[Path] = CHAPTERS, package: Path | None = None) -> in
     slowest_first = sorted(chapters_run, key=lambda c: SLOWEST.index(c.name[:2]) if c.name[:2] in SLOWEST else len(SLOWEST))
     code = pytest.main([str(c) for c in slowest_first] + ["-p", "no:terminal", "-n", str(sessions),
                                                           "--dist", "loadfile", "--no-loadscope-reorder"], plugins=[collector])
+    if counted:         # (after the run: its session made the cgroups, and removed them, for both)
+        pytest.main([str(c) for c in counted] + ["--collect-only", "-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")
         return 1
