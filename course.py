@@ -137,7 +137,7 @@ def progress(chapters: list[Path] = CHAPTERS, package: Path | None = None) -> in
     slowest_first = sorted(chapters_run, key=lambda c: SLOWEST.index(c.name[:2]) if c.name[:2] in SLOWEST else len(SLOWEST))
     code = pytest.main([str(c) for c in slowest_first] + ["-p", "no:terminal", "-n", str(sessions),
                                                           "--dist", "loadfile", "--no-loadscope-reorder"], plugins=[collector])
-    if counted:         # (after the run: its session made the cgroups, and removed them, for both)
+    if counted:
         pytest.main([str(c) for c in counted] + ["--collect-only", "-p", "no:terminal"], plugins=[collector])
     if not collector.tests:
         print(f"lab progress: no chapter test ran (pytest exit status {code}): try pytest chapters")

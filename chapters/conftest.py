@@ -96,11 +96,10 @@ def pytest_configure(config):
     worker = getattr(config, "workerinput", {}).get("workerid")
     # (not lab-*: a container's name) named after the run's pid, so that the run removes them all
     name = f"labtests-{os.getpid()}-main" if worker is None else f"labtests-{os.getppid()}-{worker}"
-    if os.environ.get("LAB_SESSION_CGROUP") == name or os.geteuid() != 0:
+    if "lab_cgroups_home" in config.__dict__ or os.geteuid() != 0:
         if platform.system() == "Linux":          # (elsewhere pytest_sessionstart says what to do)
             cgroups_module()                      # it imports, or the run stops here
-        return          # (== name: done already; tests/conftest.py imports this hook, so it runs twice)
-    os.environ["LAB_SESSION_CGROUP"] = name
+        return          # (made already: tests/conftest.py imports this hook, so it runs twice)
     os.environ["LAB_CGROUP_PARENT"] = name        # v2: containers go below /sys/fs/cgroup/<name>
     cgroups = cgroups_module()                    # (which lab.cgroups reads as it is imported: here)
     assert cgroups.CgroupV2.PARENT.name == name, "lab.cgroups was imported before pytest_configure"
@@ -156,7 +155,7 @@ def session_cgroups_removed(config) -> None:
     else:
         for parent in home:
             (parent / "cgroup.procs").write_text(str(os.getpid()))
-        ours = [parent / os.environ["LAB_SESSION_CGROUP"] for parent in home]
+        ours = [parent / f"labtests-{os.getpid()}-main" for parent in home]
         folders = [worker for folder in ours for worker in folder.glob(pattern)] + ours   # (below ours first)
     deadline = time.monotonic() + 10
     for folder in folders:

@@ -202,6 +202,29 @@ def test_progress_counts_the_tests_of_a_chapter_not_started_without_running_them
     assert course.not_started(chapters, package) == [chapters[1]]
 
 
+def test_two_test_sessions_in_one_process_each_remove_their_cgroups(tmp_path):
+    """lab progress runs two pytest sessions in its process (the chapters it runs, then those it
+    counts): each makes its cgroups and removes them. The harness once marked "made already" in
+    the environment, which outlives a session: the second then made none for its process, and
+    its workers' were left behind."""
+    import subprocess
+    import sys
+    from chapters import conftest as harness
+    from lab import cgroups
+    folder = tmp_path / "chapters" / "00_first"
+    folder.mkdir(parents=True)
+    (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
+    (folder / "test_first.py").write_text("def test_it():\n    pass\n")
+    session = f"pytest.main([{str(folder)!r}, '-q', '-p', 'no:cacheprovider', '-n', '2'])"
+    script = f"import os, pytest; {session}; {session}; print(os.getpid())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 0 and result.stdout.count("1 passed") == 2, result.stdout + result.stderr
+    pid = result.stdout.split()[-1]
+    left = [p for parent in harness.session_cgroup_parents(cgroups) for p in parent.glob(f"labtests-{pid}-*")]
+    assert left == []
+
+
 def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
     """A syntax error in lab/ stops a chapter's test file from importing: lab progress shows that
     error, with its file and line, as what comes next (it used to skip the chapter)."""
