@@ -351,13 +351,15 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    report = (yield).get_result()
-    setattr(item, f"report_{report.when}", report)          # (see passed())
     # Code not written yet shows up as NotImplementedError, or inside another error
     # (lab's own message, a StartError from the child): either way it names the chapter.
     # (Not for a test that quotes lab's output as text, like a lesson's: marked quotes_lab.)
     unfinished = (call.excinfo and not item.get_closest_marker("quotes_lab")
                   and UNFINISHED.search(str(call.excinfo.value)))
+    if unfinished:      # its one line (below) replaces the traceback, which pytest then need not
+        item.repr_failure = lambda excinfo: ""      # format: a fifth of a blank chapter's run
+    report = (yield).get_result()
+    setattr(item, f"report_{report.when}", report)          # (see passed())
     said = [f"$ lab {' '.join(args)}   (exit status {status})\n  {line}" for args, status, stderr in LAB_CALLS
             for line in stderr.splitlines() if line.startswith("lab: error")]
     if report.failed and said and not unfinished:          # lab's own words, next to the assertion
