@@ -112,8 +112,9 @@ def not_started(chapters: list[Path], package: Path | None) -> list[Path]:
         return []
     todo = set(make_skeleton.unwritten(package))
     gaps = make_skeleton.gaps()
-    return [c for c in chapters
-            if (its := {(g.chapter, g.module, g.name) for g in gaps if g.chapter == c.name[:2]}) and its <= todo]
+    begun = {g.chapter for g in gaps if (g.chapter, g.module, g.name) not in todo}
+    blank = {g.chapter for g in gaps} - begun
+    return [c for c in chapters if c.name[:2] in blank]
 
 
 def progress(chapters: list[Path] = CHAPTERS, package: Path | None = None) -> int:
