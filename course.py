@@ -54,14 +54,20 @@ class Collector:
         found = [t for t in self.tests if folder in self.paths[t].parents]
         return sorted(found, key=lambda t: self.order.get(t, len(self.order)))
 
+    def add(self, nodeid: str, path: Path, failure: str | None = None, said: str = "") -> None:
+        """A test seen (run, counted, or a file that did not import), and its first failure."""
+        if nodeid not in self.tests:
+            self.tests.append(nodeid)
+            self.paths[nodeid] = path
+        if failure is not None and nodeid not in self.failures:
+            self.failures[nodeid] = failure
+            self.said[nodeid] = said
+
     def pytest_itemcollected(self, item):
         """(--collect-only: a test of a chapter not started, counted without running it)"""
         if item.config.option.collectonly:
-            self.tests.append(item.nodeid)
-            self.paths[item.nodeid] = Path(item.path)
             self.order.setdefault(item.nodeid, len(self.order))
-            self.failures[item.nodeid] = "not started"
-            self.said[item.nodeid] = ""
+            self.add(item.nodeid, Path(item.path), "not started")
 
     def pytest_collectreport(self, report):
         """A test file that does not import (a syntax error in lab/process.py, say): one failure,
@@ -69,22 +75,18 @@ class Collector:
         if report.failed and report.nodeid not in self.tests:
             lines = [line.removeprefix("E").strip() for line in str(report.longrepr).splitlines()]
             where = next((line for line in reversed(lines) if line.startswith('File "')), "")
-            self.tests.append(report.nodeid)
-            self.paths[report.nodeid] = self.root / report.nodeid
             self.order[report.nodeid] = -1                    # (first in its chapter)
-            self.failures[report.nodeid] = f"{lines[-1]}, {where}" if where else lines[-1]
-            self.said[report.nodeid] = ""
+            self.add(report.nodeid, self.root / report.nodeid, f"{lines[-1]}, {where}" if where else lines[-1])
 
     def pytest_runtest_logreport(self, report):
-        if report.nodeid not in self.tests:
-            self.tests.append(report.nodeid)
-            self.paths[report.nodeid] = self.root / report.location[0]
-        if report.failed and report.nodeid not in self.failures:
+        failure, said = None, ""
+        if report.failed:
             unfinished = dict(report.user_properties).get("not written yet")
             crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")   # the error's own words
             text = (crash or str(report.longrepr)).strip().splitlines()
-            self.failures[report.nodeid] = unfinished or (text[0 if crash else -1] if text else "failed")
-            self.said[report.nodeid] = "\n".join(body for name, body in report.sections if name.startswith("what lab"))
+            failure = unfinished or (text[0 if crash else -1] if text else "failed")
+            said = "\n".join(body for name, body in report.sections if name.startswith("what lab"))
+        self.add(report.nodeid, self.root / report.location[0], failure, said)
 
 
 def bar(done: int, total: int, width: int = BAR) -> str:
