@@ -94,8 +94,7 @@ def pytest_configure(config):
     # PYTHONDONTWRITEBYTECODE is set around us, as it is on some CI machines.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     worker = getattr(config, "workerinput", {}).get("workerid")
-    # (not lab-*: a container's name) named after the run's pid, so that the run removes them all
-    name = f"labtests-{os.getpid()}-main" if worker is None else f"labtests-{os.getppid()}-{worker}"
+    name = session_cgroup(worker)
     if "lab_cgroups_home" in config.__dict__ or os.geteuid() != 0:
         if platform.system() == "Linux":          # (elsewhere pytest_sessionstart says what to do)
             cgroups_module()                      # it imports, or the run stops here
@@ -119,6 +118,13 @@ def pytest_configure(config):
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (folder / knob).write_text((parent / knob).read_text())
         (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def session_cgroup(worker: str | None = None) -> str:
+    """The name of a session's cgroups: labtests-<the run's pid>-main, or -<worker> for one of
+    its pytest-xdist workers; after the run, so that the run removes them all (not lab-*: that
+    is a container's)."""
+    return f"labtests-{os.getpid()}-main" if worker is None else f"labtests-{os.getppid()}-{worker}"
 
 
 def session_cgroup_parents(cgroups) -> list[Path]:
@@ -155,7 +161,7 @@ def session_cgroups_removed(config) -> None:
     else:
         for parent in home:
             (parent / "cgroup.procs").write_text(str(os.getpid()))
-        ours = [parent / f"labtests-{os.getpid()}-main" for parent in home]
+        ours = [parent / session_cgroup() for parent in home]
         folders = [worker for folder in ours for worker in folder.glob(pattern)] + ours   # (below ours first)
     deadline = time.monotonic() + 10
     for folder in folders:

@@ -215,8 +215,8 @@ def test_two_test_sessions_in_one_process_each_remove_their_cgroups(tmp_path):
     folder.mkdir(parents=True)
     (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
     (folder / "test_first.py").write_text("def test_it():\n    pass\n")
-    session = f"pytest.main([{str(folder)!r}, '-q', '-p', 'no:cacheprovider'"
-    script = f"import os, pytest; {session}]); {session}, '-n', '1']); print(os.getpid())"   # (the second with a worker)
+    args = [str(folder), "-q", "-p", "no:cacheprovider"]
+    script = f"import os, pytest; pytest.main({args}); pytest.main({args + ['-n', '1']}); print(os.getpid())"  # (a worker)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert result.returncode == 0 and result.stdout.count("1 passed") == 2, result.stdout + result.stderr
