@@ -262,7 +262,7 @@ def main():
                 server_says=lambda: kernel_states(jupyter, token, notebook_path) == ["idle"])
             # Cleared first, so that the stored prompts ([1]:...) cannot pass for a finished run.
             browser.menu("Edit", "Clear Outputs of All Cells")
-            browser.wait_for("the outputs cleared", f"{CELLS}.every(c => !c.code || c.prompt === '[ ]:')", 10)
+            browser.wait_for("the outputs cleared", f"{CELLS}.every(c => !c.code || c.prompt === '[ ]:')", 60)
             started = time.monotonic()
             browser.menu("Run", "Run All Cells")
             try:
