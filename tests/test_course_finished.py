@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from test_course import CHAPTERS, VERSIONED, finished
+from test_course import CHAPTERS, finished
 from test_lessons import lesson_showing_it_pass
 
-from chapters.harness import IN_COURSE_VM
+from chapters.harness import IN_COURSE_VM, VERSIONED
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
