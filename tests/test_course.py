@@ -19,6 +19,7 @@ chapters in VERSIONED (the skeleton's with only that chapter blank), and the oth
 (tests/conftest.py's IN_THE_VM): CI's host run does them, and the emulated CPU is 5 to 20 times slower.
 """
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -63,6 +64,14 @@ def test_the_drift_check_notices_a_lab_that_is_not_the_generated_skeleton(tmp_pa
     (tmp_path / "lab" / "process.py").write_text("# edited\n")
     (tmp_path / "lab" / "extra.py").write_text("")
     assert make_skeleton.drift(tmp_path / "lab") == ["extra.py", "process.py"]
+
+
+def test_what_the_course_vm_runs_is_there():
+    # (a name misspelt in IN_THE_VM would leave that test to nobody: the VM skips what it lacks)
+    from conftest import IN_THE_VM
+    for module, names in IN_THE_VM.items():
+        defined = set(re.findall(r"^def (test_\w+)", (ROOT / "tests" / module).read_text(), re.M))
+        assert set(names or ()) <= defined, f"{module} has no {sorted(set(names) - defined)}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
