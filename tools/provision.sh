@@ -48,6 +48,9 @@ if [ ! -f "$stamp" ]; then
     rm -f "$venv"/.provisioned-*
     touch "$stamp"
 fi
+# Matplotlib builds its font cache (~/.cache/matplotlib) the first time a chart is drawn; past 5 s
+# (an emulated CPU, as CI's course VM) it says so in red under notebook 00's chart. Built here.
+ls ~/.cache/matplotlib/fontlist-*.json >/dev/null 2>&1 || "$venv/bin/python" -c "import matplotlib.font_manager"
 # Chapter 07's clients: the Docker SDK (in [course]) and the docker command, from Debian's docker.io.
 [ -x "$venv/bin/docker" ] || bash tools/deb-binary docker.io /usr/bin/docker "$venv/bin/docker"
 # Chapter 10's tests start a registry of their own: the distribution's, from Debian's docker-registry.
