@@ -66,10 +66,9 @@ def test_the_drift_check_notices_a_lab_that_is_not_the_generated_skeleton(tmp_pa
     assert make_skeleton.drift(tmp_path / "lab") == ["extra.py", "process.py"]
 
 
-def test_what_the_course_vm_runs_is_there():
+def test_what_the_course_vm_runs_is_there(in_the_vm):
     # (a name misspelt in IN_THE_VM would leave that test to nobody: the VM skips what it lacks)
-    from conftest import IN_THE_VM
-    for module, names in IN_THE_VM.items():
+    for module, names in in_the_vm.items():
         defined = set(re.findall(r"^def (test_\w+)", (ROOT / "tests" / module).read_text(), re.M))
         assert set(names or ()) <= defined, f"{module} has no {sorted(set(names) - defined)}"
 
