@@ -1,10 +1,10 @@
 """Chapter 08: devices, which device files the container may use.
 
 A device file is a door into a driver, and the door's name is not what matters: its type and
-major:minor numbers are. A root process can mknod its own /dev/sda (block 254:0 here) in any
-folder and read the host's disk through it, however small the /dev chapter 03 gave it. So at
-every mknod() and open() of a device the kernel asks the cgroup: may you do this to that
-device? Containers get docker's allow-list: the harmless character devices (null, zero,
+major:minor numbers are. A root process can mknod its own /dev/vda (block 254:0, the course
+VM's disk) in any folder and read the host's disk through it, however small the /dev chapter
+03 gave it. So at every mknod() and open() of a device the kernel asks the cgroup: may you do
+this to that device? Containers get docker's allow-list: the harmless character devices (null, zero,
 random, tty, ptys...), mknod of any device (images may carry device files; they stay unusable),
 nothing else. cgroup v1 has files for it: "a" to devices.deny, one rule a line to
 devices.allow. cgroup v2 has no device files: the cgroup runs a small BPF program the runtime
