@@ -528,12 +528,17 @@ def test_api_versions_up_to_1_47_and_what_changed_in_them(daemon):
     assert "VirtualSize" in old[0] and "VirtualSize" not in new[0]         # gone since 1.44
     status, body = daemon.request("GET", "/v1.48/version")
     assert status == 400 and "Maximum supported API version is 1.47" in body["message"]
-    client = docker.DockerClient(base_url=f"unix://{daemon.socket}")          # the SDK's default: 1.45
-    assert client.info()["Debug"] is False and client.version()["ApiVersion"] == "1.47"
+    client = docker.DockerClient(base_url=f"unix://{daemon.socket}")          # (no version=: it asks GET /version)
+    assert client.api.api_version == "1.47" and client.info()["Debug"] is False
     with pytest.raises(docker.errors.APIError, match="unknown operating system"):
         client.images.pull("busybox", platform="windows/amd64")
     box = client.containers.run("busybox", "sleep 100", detach=True)
     assert set(box.stats(stream=False)["networks"]) == {"lo", "eth0"}       # its own network namespace's
+    conn = daemon.connection()
+    conn.request("GET", f"/v1.47/containers/{box.id}/logs?stdout=1")
+    answer = conn.getresponse()
+    assert answer.status == 200 and answer.getheader("Api-Version") == "1.47"   # a stream says it too
+    conn.close()
     box.remove(force=True)
 
 

@@ -216,6 +216,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_response(self, code, message=None):
         self.status = code
         super().send_response(code, message)
+        self.send_header("Api-Version", api.API_VERSION)    # on every answer, streams and errors too
+        self.send_header("Docker-Experimental", "false")
+        self.send_header("Ostype", "linux")
 
     def dispatch(self):
         started = time.monotonic()
@@ -321,9 +324,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.send_header("Api-Version", api.API_VERSION)
-        self.send_header("Docker-Experimental", "false")
-        self.send_header("Ostype", "linux")
         if self.close_connection:
             self.send_header("Connection", "close")
         if status not in (204, 304):
