@@ -523,6 +523,7 @@ def test_commit_and_import_with_changes_and_the_image_and_volume_filters(daemon,
 
 
 def test_api_versions_up_to_1_47_and_what_changed_in_them(daemon):
+    assert daemon.docker("pull", "busybox").returncode == 0                 # (an image to list: lab makes it)
     old = daemon.request("GET", "/v1.41/images/json")[1]
     new = daemon.request("GET", "/v1.47/images/json")[1]
     assert "VirtualSize" in old[0] and "VirtualSize" not in new[0]         # gone since 1.44

@@ -8,9 +8,10 @@ into the container (-v /usr:/usr:ro), with ctypes for the calls no shell command
 """
 import json
 import os
+import signal
 import subprocess
 
-from chapters.harness import LAB
+from chapters.harness import LAB, children, wait_until
 from lab import security
 
 DEFAULT = security.mask(security.DEFAULT_CAPABILITIES)             # 0xa80425fb
@@ -195,8 +196,25 @@ def test_inspect_shows_the_confinement_as_docker_does(lab):
         (["SYS_TIME"], None, False, ["no-new-privileges"])
 
 
-def test_lab_itself_keeps_its_powers_outside(lab):
-    # The confinement is the container's: the runtime, and the host, are untouched.
-    before = open("/proc/self/status").read()
-    assert lab("run", "--rm", "busybox", "true").returncode == 0
-    assert subprocess.run(["grep", "CapEff", "/proc/self/status"], capture_output=True, text=True).stdout in before
+def capabilities(pid: int) -> int:
+    """A process's effective capabilities (CapEff in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+
+
+def test_lab_itself_keeps_its_powers_outside():
+    # The confinement is the container's: `lab run`, the runtime that made it, keeps its own.
+    run = subprocess.Popen([LAB, "run", "--rm", "busybox", "sleep", "30"], stderr=subprocess.PIPE, text=True)
+    try:
+        def sleeping():
+            return next((pid for pid, (_, command) in children(run.pid).items() if command == "sleep 30"), None)
+        wait_until(lambda: sleeping() or run.poll() is not None, what="the container's sleep 30")
+        assert run.poll() is None, run.stderr.read()
+        assert capabilities(sleeping()) == DEFAULT                      # the container: confined
+        assert capabilities(run.pid) == capabilities(os.getpid())      # lab, outside it: as it was
+        os.kill(sleeping(), signal.SIGKILL)                             # then lab removes it (--rm)
+        assert run.wait(timeout=30) == 128 + signal.SIGKILL
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
