@@ -239,3 +239,14 @@ def test_a_build_context_that_writes_outside_itself_is_refused(daemon, way, tmp_
     status, answer = daemon.request("POST", "/v1.41/build?t=hostile:1", body)
     assert status == 400 and "outside the context: refused" in answer["message"], answer
     assert not target.exists()
+
+
+def test_an_entrypoint_resets_the_base_images_cmd_but_not_its_own_stages(lab, tmp_path):
+    # docker's rule: busybox's CMD ["sh"] would become the new ENTRYPOINT's arguments; a CMD the
+    # Dockerfile wrote before its ENTRYPOINT is meant for it
+    for name, lines, printed in (("reset", 'ENTRYPOINT ["echo", "only"]', "only\n"),
+                                 ("kept", 'CMD ["from", "cmd"]\nENTRYPOINT ["echo"]', "from cmd\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text(f"FROM busybox\n{lines}\n")
+        assert build(lab, "-t", f"{name}:1", str(tmp_path / name)).returncode == 0
+        assert lab("run", "--rm", "--network", "none", f"{name}:1").stdout == printed

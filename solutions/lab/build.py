@@ -287,6 +287,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     args: dict = {}                       # the ARGs declared so far, with their values
     before_from: dict = {}                # those declared before the first FROM
     image, config = None, {}
+    cmd_set = False                       # by a CMD of this stage
 
     def say(message: str) -> None:
         print(message, file=out, flush=True)
@@ -301,7 +302,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
         if instruction == "FROM":
             before_from, args = {**args, **before_from} if image is None else before_from, {}
             base = base_image(substitute(text.split()[0], before_from), out)
-            image, config = base, dict(base["Config"])
+            image, config, cmd_set = base, dict(base["Config"]), False
             say(f" ---> {short(image['Id'])}")
             continue
         if image is None:
@@ -311,6 +312,9 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
             config = dict(image["Config"])
             continue
         config = change_config(instruction, text, config, variables)
+        if instruction == "ENTRYPOINT" and not cmd_set:      # docker's rule: a new ENTRYPOINT resets
+            config.pop("Cmd", None)                          # the base image's CMD, not this stage's
+        cmd_set = cmd_set or instruction == "CMD"
         image = commit_config(image, config, instruction, text, usable, say)
         say(f" ---> {short(image['Id'])}")
     if image is None:
@@ -374,7 +378,6 @@ def change_config(instruction: str, text: str, config: dict, variables: dict) ->
         config["Cmd"] = json_or_shell(text)
     elif instruction == "ENTRYPOINT":
         config["Entrypoint"] = json_or_shell(text)
-        config.pop("Cmd", None)                       # docker's rule: a new ENTRYPOINT resets CMD
     return config
 
 
