@@ -5,7 +5,8 @@ process in the container is root: the kernel checks root's powers, not its view.
 they are, it can make a device node for the host's disk and mount it, reach the kernel's
 settings through /proc/sys, load BPF programs, set the clock. Docker's defaults take those
 powers away in layers; the child applies them last, just before exec, in this order (runc's
-standard_init_linux.go does the same):
+standard_init_linux.go takes the same steps, but sets no_new_privs before it drops the bounding
+set and, with no_new_privs, installs seccomp last, after the capabilities):
 
 1. masked and read-only paths: the /proc and /sys files that show or steer the whole machine;
 2. the capability bounding set: of root's 41 capabilities (man 7 capabilities), 14 stay;
@@ -50,7 +51,8 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 def capability_names(add=(), drop=(), privileged=False) -> list[str]:
     """The container's capabilities from --cap-add, --cap-drop and --privileged, as docker
-    reads them: names with or without CAP_, any case; ALL; drops first, then adds."""
+    reads them: names with or without CAP_, any case; ALL; drops first, then adds (--cap-add ALL:
+    every capability but those dropped)."""
     def names(values, flag):
         found = []
         for value in values:
@@ -61,8 +63,10 @@ def capability_names(add=(), drop=(), privileged=False) -> list[str]:
             found.append(name)
         return found
     add, drop = names(add, "--cap-add"), names(drop, "--cap-drop")
-    if privileged or "ALL" in add:
+    if privileged:
         return list(CAPABILITIES)
+    if "ALL" in add:
+        return [c for c in CAPABILITIES if c not in drop]
     kept = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c not in drop]
     return kept + [c for c in add if c not in kept]
 

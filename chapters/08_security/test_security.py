@@ -160,8 +160,9 @@ def test_a_profile_of_your_own_and_no_new_privileges(lab, tmp_path):
 def test_cap_add_cap_drop_and_privileged(lab, tmp_path):
     assert int(status_of(lab, "--cap-drop", "ALL", "--cap-add", "net_admin")["CapEff"], 16) == 1 << 12
     assert int(status_of(lab, "--cap-drop", "CAP_CHOWN")["CapEff"], 16) == DEFAULT & ~1
-    privileged = status_of(lab, "--privileged")
     ours = [line for line in open("/proc/self/status") if line.startswith("CapPrm")][0].split()[1]
+    assert int(status_of(lab, "--cap-add", "ALL", "--cap-drop", "chown")["CapEff"], 16) == int(ours, 16) & ~1
+    privileged = status_of(lab, "--privileged")
     assert (privileged["CapEff"], privileged["Seccomp"]) == (ours, "0")          # all of the runtime's
     script = "mknod /tmp/disk b %d %d; dd if=/tmp/disk of=/dev/null bs=1 count=0 2>/dev/null && echo opened" % host_disk(tmp_path)
     assert lab("run", "--rm", "--privileged", "busybox", "sh", "-c", script).stdout == "opened\n"
