@@ -37,8 +37,8 @@ class ApiError(Exception):
 
 
 # docker create's fields that lab takes (create_container reads them). Any other field sent
-# with something else than its zero value (or a value lab does anyway, as "default" for the
-# network mode: no network but loopback) is refused with one line, never silently ignored.
+# with something else than its zero value (or a value lab does anyway: AS_LAB_DOES) is refused
+# with one line, never silently ignored.
 TAKEN = {"Image", "Cmd", "Env", "User", "WorkingDir", "OpenStdin", "Tty", "Hostname", "StdinOnce", "Labels", "Entrypoint",
          "Healthcheck", "Volumes",
          "AttachStdin", "AttachStdout", "AttachStderr", "StopSignal", "StopTimeout", "NetworkDisabled", "HostConfig",

@@ -159,7 +159,7 @@ NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", None, None, N
 
 
 def interfaces(pid: int) -> dict:
-    """The counters of the interfaces in the container's network namespace (lab's: lo only),
+    """The counters of the interfaces in the container's network namespace (lo; eth0... on a network),
     from /proc/PID/net/dev, which shows the namespace of that process."""
     found = {}
     try:

@@ -297,10 +297,12 @@ class CgroupV2(Cgroup):
     def birthplace(self) -> int:
         """The folder, opened, for clone3() to create the container's process right in it.
 
-        With CLONE_INTO_CGROUP nothing moves and no global lock is taken (the lesson's
-        "Joining costs"). The caller closes it."""
+        With CLONE_INTO_CGROUP nothing moves, so the write side of the kernel's
+        cgroup_threadgroup_rwsem (and its wait for RCU) is never taken (the lesson's "Joining
+        costs"). The caller closes it."""
         # HINT: the kernel takes the cgroup as a file descriptor of its folder, opened for
-        # HINT: reading; the runtime keeps it only until the fork (no child inherits it).
+        # HINT: reading; the runtime closes it once the child has started, and the container's
+        # HINT: command must not inherit it (close-on-exec).
         # HINT 2: os.open(self.path, ...) with O_RDONLY, O_DIRECTORY and O_CLOEXEC.
         # BEGIN SOLUTION 02
         return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -536,7 +538,8 @@ def manager() -> type[Cgroup]:
 
 
 def create(name: str, limits: Limits) -> Cgroup:
-    """A new cgroup called name, below this process's own, with the given limits."""
+    """A new cgroup called name, with the given limits: on v1 below this process's own cgroup
+    in each hierarchy, on v2 in CgroupV2.PARENT (/sys/fs/cgroup/lab)."""
     cgroup = manager().named(name)
     cgroup.create(limits)
     return cgroup

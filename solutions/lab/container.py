@@ -345,9 +345,10 @@ def birthplace(cgroup) -> int | None:
 
 def own_pid_namespace() -> None:
     """The PID namespace our children get is our own again. After a container's start it is that
-    container's (unshare(CLONE_NEWPID) before the fork), and once that one has ended, a second
-    unshare fails (EINVAL) and a fork too (ENOMEM): a runtime that starts more than one container
-    (a supervisor's restarts, lab build's RUN steps) takes its own back first."""
+    container's (unshare(CLONE_NEWPID) before the fork): a second unshare(CLONE_NEWPID) fails
+    (EINVAL) while it is, and once that container has ended a fork fails too (ENOMEM). A runtime
+    that starts more than one container (a supervisor's restarts, lab build's RUN steps) takes
+    its own back first."""
     if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
         with open("/proc/self/ns/pid") as ours:
             syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)

@@ -144,7 +144,7 @@ def get_container(req):
 
 def post_attach(req):
     """POST /containers/{id}/attach: with logs=1, what it has written so far first; with
-    stream=1 (the default), what it writes from now on."""
+    stream=1 (lab's default; the API's is 0, and the docker CLI sends 1), what it writes from now on."""
     c = store.find_container(req.params[0])
     live = req.query.get("stream", "1").lower() not in ("0", "false", "no")
     if live and not c.is_running():

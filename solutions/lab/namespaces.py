@@ -55,7 +55,7 @@ def make_mounts_private() -> None:
     # HINT: one mount call changes how mounts propagate, without mounting anything: for /
     # HINT: and every mount below it. Which propagation type receives and sends nothing?
     # HINT 2: mount with no source, no type, and the flags MS_REC | MS_PRIVATE, on "/"
-    # HINT 2: (man 7 mount_namespaces, "Changing the propagation type").
+    # HINT 2: (man 2 mount, "Changing the propagation type of an existing mount").
     # BEGIN SOLUTION 01
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     # END SOLUTION

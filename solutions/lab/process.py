@@ -2,8 +2,9 @@
 
 The runtime fork()s; the child exec()s the user's command; the runtime wait()s for it and
 reports how it ended, the way docker does: the command's exit code, 128+N when signal N
-killed it, 126 when the file cannot be executed, 127 when it does not exist. Every later
-chapter only adds steps to what the child does between fork and exec (its `setup`).
+killed it, 126 when the file cannot be executed, 127 when it does not exist. Later chapters
+add steps around the fork: in the runtime before it (container.start), and in the child
+between fork and exec (its `setup`: container.init_container).
 See man 2 fork, man 2 execve, man 2 waitpid, man 7 signal.
 """
 import errno
