@@ -38,7 +38,7 @@ MNT_DETACH = 2
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # "6.1.0-18-amd64": (6, 1)
-SYS_clone3 = 435              # the same number on every architecture (it is new: Linux 5.3)
+SYS_clone3 = 435              # on x86_64 and aarch64 alike (Linux 5.3: new calls got one number, alpha aside)
 
 
 def _check(result: int, call: str, *args) -> int:

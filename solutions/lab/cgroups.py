@@ -19,7 +19,7 @@ from lab import LabError, devices
 ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000            # the scheduler's period for --cpus: 100 ms
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-MAX_MEMORY = (1 << 63) - 1         # bytes: the kernel's largest (a signed 64-bit count); more wraps around
+MAX_MEMORY = (1 << 63) - 1         # bytes: the kernel's largest (a signed 64-bit count); lab refuses more
 MAX_PIDS = 1 << 22                 # the kernel's PID_MAX_LIMIT: pids.max refuses more
 
 
