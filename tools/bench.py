@@ -414,8 +414,8 @@ def main() -> int:
         sys.exit("bench: containers need root: sudo make bench")
     args.out.mkdir(parents=True, exist_ok=True)
     # A network namespace of the benchmark's own: the containers started without --network
-    # none (the engine's, the scaling runs) get lab's bridge and rules there, never on this
-    # machine's network (chapter 09).
+    # none (the scaling runs: run -d, the layered images) get lab's bridge and rules there,
+    # never on this machine's network (chapter 09).
     syscalls.unshare(syscalls.CLONE_NEWNET)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
