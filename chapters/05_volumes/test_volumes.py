@@ -55,7 +55,7 @@ def test_a_committed_image_holds_nothing_of_the_volume(lab):
     assert lab("commit", "filler", "filled:v1").returncode == 0
     lab("rm", "filler")
     result = lab("run", "--rm", "filled:v1", "sh", "-c", "cat /layer-file; ls -A /data")
-    assert result.stdout == "in the layer\n"       # /data is there (its mount point), empty
+    assert (result.returncode, result.stdout) == (0, "in the layer\n"), result.stderr   # /data: its mount point, empty
     lab("rmi", "filled:v1")
 
 

@@ -30,7 +30,9 @@ def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):
     result = lab("exec", "box", "sh", "-c", "hostname; cat /mine /shared/from-host; ps -o pid,args")
     hostname, mine, shared, header, *processes = result.stdout.splitlines()
     assert (hostname, mine, shared) == ("boxhost", "mine", "hello")
-    assert processes[0].split() == ["1", "sleep", "600"]          # its init is PID 1: the same PID namespace
+    assert processes[0].split() == ["1", "sleep", "600"]          # its init is PID 1 (its /proc: its mounts)
+    assert len(processes) >= 2, \
+        f"the exec'd command is not in the container's PID namespace (enter_container() joins 'pid' too): {processes}"
     assert len(processes) <= 4                                     # and nothing of the host's
 
 
@@ -118,5 +120,6 @@ def test_an_exec_shows_up_in_the_container_only_once_it_is_wholly_inside(lab):
         seen = json.loads(lab("logs", "watch").stdout)
     finally:
         lab("rm", "-f", "watch")
-    assert len(seen) >= 6, f"the watcher saw too few processes to tell: {seen}"
+    assert len(seen) >= 6, (f"the watcher saw too few processes to tell: {seen} (did the exec'd ones join "
+                            "the container's PID namespace?)")
     assert all(seen.values()), f"processes seen in another mount namespace: {[p for p, ok in seen.items() if not ok]}"

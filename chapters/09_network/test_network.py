@@ -253,8 +253,9 @@ def test_nothing_is_left_after_a_killed_lab_run_and_rm_f(lab, lab_root):
     run = subprocess.Popen([LAB, "run", "--name", "killed09", "-p", "8083:80", "busybox", "sleep", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     info = wait_running("killed09", run)
-    # (running is recorded at the fork; the child makes its end of the veth a moment later)
-    wait_until(lambda: veths() and port_rules(), 10, "its veth and its port rule")
+    # (running is recorded once the command runs: its port rule was made before the fork, its
+    # veth by the child before exec)
+    assert veths() and port_rules()
     run.kill()
     run.wait()
     assert lab("rm", "-f", "killed09").returncode == 0
