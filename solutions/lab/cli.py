@@ -282,7 +282,7 @@ def add_port(commands) -> None:
 
 
 def add_network(commands) -> None:
-    network = commands.add_parser("network", help="manage networks: create, ls, inspect, rm (chapter 09)")
+    network = commands.add_parser("network", help="manage networks: create, ls, inspect, rm, connect, disconnect (chapter 09)")
     network_commands = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=Parser)
     network_commands.required = True
     create = network_commands.add_parser("create", help="create a network: a bridge and a subnet of its own")
