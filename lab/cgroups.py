@@ -279,9 +279,12 @@ class CgroupV2(Cgroup):
         self.PARENT.mkdir(exist_ok=True)           # two first runs at once may both try
         wanted = {"memory", "cpu", "pids"} | ({"cpuset"} if limits.cpuset_cpus else set())
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
-        if missing:
-            raise LabError(f"cgroup v2: the root cgroup does not hand out {', '.join(sorted(missing))}: "
-                           f"echo +{' +'.join(sorted(missing))} > {ROOT}/cgroup.subtree_control")
+        absent = missing - set(read(ROOT / "cgroup.controllers").split())
+        if absent:
+            raise LabError(f"cgroup v2: this kernel has no {', '.join(sorted(absent))} controller ({ROOT}/"
+                           "cgroup.controllers lists those it has)" + (": leave --cpuset-cpus out" if absent == {"cpuset"} else ""))
+        if missing:        # (often cpuset) the root hands them out to lab's folder, as runc does for docker's
+            write(ROOT / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
         write(self.PARENT / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
         super().create(limits)
 
