@@ -131,6 +131,20 @@ def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
     return found
 
 
+def container_process(run: subprocess.Popen, command: str | None = None, timeout: float = 30) -> int:
+    """The host PID of the container's process: the child of the `lab run` process run (with
+    command: once its command line is that one, after the exec)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := [pid for pid, (_, line) in children(run.pid).items() if command in (None, line)]:
+            return found[0]
+        if run.poll() is not None:
+            check_unfinished(run.stderr.read())
+            raise AssertionError(f"lab run exited with {run.returncode} before its container started")
+        time.sleep(0.02)
+    raise AssertionError(f"no container process under lab (pid {run.pid}) after {timeout} s")
+
+
 def wait_running(name: str, run: subprocess.Popen, timeout: float = 30) -> dict:
     """Wait until `lab inspect NAME` says running (the `lab run` is `run`); return that inspect."""
     deadline = time.monotonic() + timeout

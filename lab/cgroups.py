@@ -279,11 +279,11 @@ class CgroupV2(Cgroup):
         self.PARENT.mkdir(exist_ok=True)           # two first runs at once may both try
         wanted = {"memory", "cpu", "pids"} | ({"cpuset"} if limits.cpuset_cpus else set())
         missing = wanted - set(read(ROOT / "cgroup.subtree_control").split())
-        absent = missing - set(read(ROOT / "cgroup.controllers").split())
-        if absent:
-            raise LabError(f"cgroup v2: this kernel has no {', '.join(sorted(absent))} controller ({ROOT}/"
-                           "cgroup.controllers lists those it has)" + (": leave --cpuset-cpus out" if absent == {"cpuset"} else ""))
         if missing:        # (often cpuset) the root hands them out to lab's folder, as runc does for docker's
+            absent = missing - set(read(ROOT / "cgroup.controllers").split())
+            if absent:
+                raise LabError(f"cgroup v2: this kernel has no {', '.join(sorted(absent))} controller ({ROOT}/"
+                               "cgroup.controllers lists those it has)" + (": leave --cpuset-cpus out" if absent == {"cpuset"} else ""))
             write(ROOT / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
         write(self.PARENT / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
         super().create(limits)

@@ -88,8 +88,8 @@ def test_a_redirect_to_another_host_gets_the_blob_but_not_the_password(lab, monk
 
 def test_a_layer_that_writes_outside_itself_is_refused_and_nothing_stored(lab, lab_root, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    slipped = tmp_path / "slipped"                 # (enough ..s to reach / from wherever it unpacks)
-    hostile = Hostile("none", archives.tar([("../" * 40 + str(slipped).lstrip("/"), b"out\n")]))
+    slipped = tmp_path / "slipped"
+    hostile = Hostile("none", archives.tar([(archives.climbing_to(slipped), b"out\n")]))
     try:
         assert lab("login", "-u", USER, "--password-stdin", hostile.host, input=PASSWORD).returncode == 0
         before = store_entries(lab_root)

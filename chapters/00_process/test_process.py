@@ -2,10 +2,9 @@
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from chapters.harness import LAB, check_unfinished, children, run_lab
+from chapters.harness import LAB, check_unfinished, container_process, run_lab
 from lab import process
 
 
@@ -17,19 +16,6 @@ def test_lab_run_prints_what_the_command_prints(lab):
 def test_lab_run_exits_with_the_commands_exit_code(lab):
     assert lab("run", "--rm", "busybox", "sh", "-c", "exit 3").returncode == 3
     assert lab("run", "--rm", "busybox", "true").returncode == 0
-
-
-def container_process(lab: subprocess.Popen, timeout: float = 30) -> int:
-    """The host PID of the container's process: the child of the `lab run` process."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := children(lab.pid):
-            return next(iter(found))
-        if lab.poll() is not None:
-            check_unfinished(lab.stderr.read())
-            raise AssertionError(f"lab run exited with {lab.returncode} before its container started")
-        time.sleep(0.02)
-    raise AssertionError(f"no container process under lab (pid {lab.pid}) after {timeout} s")
 
 
 def test_a_container_killed_by_signal_n_exits_128_plus_n():

@@ -48,6 +48,12 @@ def tar(entries) -> bytes:
     return out.getvalue()
 
 
+def climbing_to(target: Path) -> str:
+    """A member name that climbs to / from wherever it is unpacked (.. at / stays there), then goes
+    down to target: what an unpacker must refuse."""
+    return "../" * 40 + str(target).lstrip("/")
+
+
 # What a hostile member carries, to be set on whatever its name leads to: the test's host files
 # must keep their own mode, owner and time.
 FOREIGN = {"mode": 0o777, "uid": 4242, "gid": 4242, "mtime": 86400}

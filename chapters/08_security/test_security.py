@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 
-from chapters.harness import LAB, children, wait_until
+from chapters.harness import LAB, container_process
 from lab import security
 
 DEFAULT = security.mask(security.DEFAULT_CAPABILITIES)             # 0xa80425fb
@@ -209,13 +209,10 @@ def test_lab_itself_keeps_its_powers_outside():
     # The confinement is the container's: `lab run`, the runtime that made it, keeps its own.
     run = subprocess.Popen([LAB, "run", "--rm", "busybox", "sleep", "30"], stderr=subprocess.PIPE, text=True)
     try:
-        def sleeping():
-            return next((pid for pid, (_, command) in children(run.pid).items() if command == "sleep 30"), None)
-        wait_until(lambda: sleeping() or run.poll() is not None, what="the container's sleep 30")
-        assert run.poll() is None, run.stderr.read()
-        assert capabilities(sleeping()) == DEFAULT                      # the container: confined
+        container = container_process(run, "sleep 30")                 # (exec'd: confined by then)
+        assert capabilities(container) == DEFAULT                       # the container: confined
         assert capabilities(run.pid) == capabilities(os.getpid())      # lab, outside it: as it was
-        os.kill(sleeping(), signal.SIGKILL)                             # then lab removes it (--rm)
+        os.kill(container, signal.SIGKILL)                              # then lab removes it (--rm)
         assert run.wait(timeout=30) == 128 + signal.SIGKILL
     finally:
         if run.poll() is None:
