@@ -111,6 +111,15 @@ def pids() -> list[str]:
     return [name for name in os.listdir("/proc") if name.isdigit()]
 
 
+def ended(pid: int) -> bool:
+    """The process has ended: it is gone, or a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
     """The child processes of parent (default: us): pid -> (state, command line). Each test
     looks twice or more, over every process of the machine: a command line is read only for a

@@ -539,8 +539,13 @@ def signal_container(container: store.Container, sig: int) -> bool:
 
 def kill(container: store.Container, sig: int) -> None:
     """Send sig to the container's PID 1 (SIGKILL ends the whole PID namespace). After SIGKILL,
-    return once its end is recorded: whoever killed it may look at it next (docker kill does)."""
-    if sig == signal.SIGKILL:
+    return once its end is recorded: whoever killed it may look at it next (docker kill does).
+
+    A kill with what `stop` sends (SIGKILL, or the stop signal: TERM unless --stop-signal) is a
+    stop: --restart does not bring the container back. Other signals (HUP: read your
+    configuration again) ask something of a process that goes on; if it dies of one, it comes
+    back."""
+    if sig in (signal.SIGKILL, stop_signal(container)):
         stopped_by_user(container)
     if not container.is_running() or not signal_container(container, sig):
         raise LabError(f"container {container.name} is not running")
@@ -582,11 +587,15 @@ def stop(container: store.Container, timeout: float) -> None:
             container.reload()
         return
     killed = False
-    sig = process.parse_signal(container.config.get("StopSignal") or "TERM")    # docker run --stop-signal
+    sig = stop_signal(container)
     if signal_container(container, sig) and not wait_ended(container, timeout):
         killed = signal_container(container, signal.SIGKILL)
         wait_ended(container, 10)
     record_unwatched_end(container, 128 + signal.SIGKILL if killed else None)
+
+
+def stop_signal(container: store.Container) -> int:
+    return process.parse_signal(container.config.get("StopSignal") or "TERM")    # docker run --stop-signal
 
 
 def record_unwatched_end(container: store.Container, status: int | None) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, Terminal, inspect, pids, wait_until
+from chapters.harness import LAB, Terminal, ended, inspect, pids, wait_until
 
 
 def state(lab, name) -> dict:
@@ -72,7 +72,7 @@ def test_a_killed_supervisor_leaves_the_container_reachable(lab):
     lab("run", "-d", "--name", "orphan", "busybox", "sleep", "600")
     supervisor = json.loads((lab_root_path() / "containers" / container_id(lab, "orphan") / "state.json").read_text())["Supervisor"]
     os.kill(supervisor, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{supervisor}") or open(f"/proc/{supervisor}/stat").read().split(") ")[1][0] == "Z")
+    wait_until(lambda: ended(supervisor), what="the supervisor's end")
     assert "Up " in lab("ps").stdout                          # state on disk, checked against the process
     assert lab("exec", "orphan", "true").returncode == 0
     assert "unwatched" in lab("ps").stdout                    # nobody is left to record how it ends...

@@ -308,7 +308,8 @@ class Supervisor(Relay):
 
     def restart_due(self) -> bool:
         """docker's restart policies: always, unless-stopped, on-failure[:N] (a non-zero exit,
-        at most N restarts). Never after `stop`, `kill` (SIGKILL) or `rm -f`: those say it should end."""
+        at most N restarts). Never after `stop`, `rm -f` or a `kill` with what stop sends (KILL,
+        or its stop signal): those say it should end."""
         try:                          # (docker update and rename change it meanwhile)
             self.container.config = store.read_json(self.container.path / "config.json")
         except (OSError, ValueError):
