@@ -105,6 +105,12 @@ def inspect(name: str) -> dict:
     return json.loads(shown.stdout)[0]
 
 
+def supervisor_of(name: str) -> int:
+    """The PID of a `lab run -d` container's supervisor, from its record in LAB_ROOT."""
+    record = Path(os.environ["LAB_ROOT"]) / "containers" / inspect(name)["Id"] / "state.json"
+    return json.loads(record.read_text())["Supervisor"]
+
+
 def pids() -> list[str]:
     """The processes there are now, by pid (their folders in /proc). Not Path.glob: it stats
     each entry, and that of a process that has just ended raises ESRCH."""

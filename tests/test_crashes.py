@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, pids, wait_running
+from chapters.harness import LAB, pids, supervisor_of, wait_running
 
 
 def root() -> Path:
@@ -276,12 +276,11 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(lab, tmp_path, 
 
 def test_logs_f_after_its_supervisor_was_killed_says_so_and_follows_to_the_end(lab):
     assert lab("run", "-d", "--name", "lonely", "busybox", "sh", "-c", "echo hello; exec sleep 600").returncode == 0
-    state = folder(lab, "lonely") / "state.json"
     deadline = time.monotonic() + 30
     while "hello" not in lab("logs", "lonely").stdout:
         assert time.monotonic() < deadline, "the container never said hello"
         time.sleep(0.05)
-    os.kill(json.loads(state.read_text())["Supervisor"], signal.SIGKILL)
+    os.kill(supervisor_of("lonely"), signal.SIGKILL)
     follow = subprocess.Popen([LAB, "logs", "-f", "lonely"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "was killed: its output is no longer logged" in follow.stderr.readline()
     assert follow.poll() is None                                   # it follows the container still

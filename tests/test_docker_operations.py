@@ -181,7 +181,7 @@ def test_sdk_operations_on_a_running_container(daemon):
         client.containers.get("sdkops2")
 
 
-def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon, lab_root):
+def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon):
     def shown(name):
         return daemon.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}", name).stdout
     daemon.docker("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo try; exit 3")
@@ -205,7 +205,7 @@ def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon, lab
     assert daemon.docker("start", "always").returncode == 0
     assert shown("always").split()[:2] == ["0", "running"]                 # a start by hand counts anew
     wait_until(lambda: ready(4), what="the trap set again")
-    supervisor = json.loads((lab_root / "containers" / harness.inspect("always")["Id"] / "state.json").read_text())["Supervisor"]
+    supervisor = harness.supervisor_of("always")
     daemon.docker("kill", "-s", "TERM", "always")     # what stop sends is a stop (PID 1 ignores it: no trap)...
     daemon.docker("kill", "-s", "USR1", "always")     # ...so when it ends, it stays down
     wait_until(lambda: harness.ended(supervisor), what="the supervisor's end (no restart)")

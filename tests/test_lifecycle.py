@@ -1,12 +1,11 @@
 """The container lifecycle end to end: -d, logs, ps, stop, kill, rm, -it; many at once."""
-import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, Terminal, ended, inspect, pids, wait_until
+from chapters.harness import LAB, Terminal, ended, inspect, pids, supervisor_of, wait_until
 
 
 def state(lab, name) -> dict:
@@ -70,7 +69,7 @@ def test_twenty_containers_at_once(lab):
 
 def test_a_killed_supervisor_leaves_the_container_reachable(lab):
     lab("run", "-d", "--name", "orphan", "busybox", "sleep", "600")
-    supervisor = json.loads((lab_root_path() / "containers" / container_id(lab, "orphan") / "state.json").read_text())["Supervisor"]
+    supervisor = supervisor_of("orphan")
     os.kill(supervisor, signal.SIGKILL)
     wait_until(lambda: ended(supervisor), what="the supervisor's end")
     assert "Up " in lab("ps").stdout                          # state on disk, checked against the process
@@ -79,15 +78,6 @@ def test_a_killed_supervisor_leaves_the_container_reachable(lab):
     lab("stop", "-t", "0", "orphan")
     assert "Exited (137)" in lab("ps", "-a").stdout           # ...but stop killed it: that much is known
     assert lab("rm", "orphan").returncode == 0
-
-
-def lab_root_path():
-    from pathlib import Path
-    return Path(os.environ["LAB_ROOT"])
-
-
-def container_id(lab, name) -> str:
-    return inspect(name)["Id"]
 
 
 def sleeping(cmdline: bytes) -> bool:

@@ -595,7 +595,8 @@ def stop(container: store.Container, timeout: float) -> None:
 
 
 def stop_signal(container: store.Container) -> int:
-    return process.parse_signal(container.config.get("StopSignal") or "TERM")    # docker run --stop-signal
+    """What `stop` sends first: the container's --stop-signal, or SIGTERM."""
+    return process.parse_signal(container.config.get("StopSignal") or "TERM")
 
 
 def record_unwatched_end(container: store.Container, status: int | None) -> None:
