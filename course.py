@@ -29,6 +29,24 @@ BAR = 24
 SLOWEST = ("02", "09", "04", "05")   # the chapters whose tests take 4 to 8 s (on the reference), slowest first
 
 
+USAGE = {"progress": "lab progress          run the chapters' tests on your lab/: how far you are, and what to write next",
+         "hint": "lab hint [NAME]       a hint for your next unwritten function (or NAME); again for the next one",
+         "watch": "lab watch [NN]        run chapter NN's tests (or your current chapter's) each time lab/ changes"}
+
+
+def main(tool: str, args: list[str], package: Path) -> int:
+    """`lab progress`, `lab hint [NAME]` or `lab watch [NN]` with its arguments (lab_impl.py
+    hands them over, with the lab package in use)."""
+    usage = "usage: " + USAGE[tool]
+    if args[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    if len(args) > (tool != "progress") or any(a.startswith("-") for a in args):
+        print(f"lab {tool}: unexpected {' '.join(args)!r}\n{usage}", file=sys.stderr)
+        return 2
+    return progress(package=package) if tool == "progress" else hint(args, package) if tool == "hint" else watch(args, package)
+
+
 class Collector:
     """A pytest plugin that keeps each test's outcome and first failure message."""
 

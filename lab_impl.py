@@ -45,8 +45,13 @@ def main():
     where = activate()
     if sys.argv[1:2] in (["progress"], ["hint"], ["watch"]):   # the course's tools, not the runtime's
         import course
-        tool = sys.argv[1]
-        sys.exit(course.progress(package=where / "lab") if tool == "progress" else getattr(course, tool)(sys.argv[2:], where / "lab"))
+        try:
+            status = course.main(sys.argv[1], sys.argv[2:], where / "lab")
+            sys.stdout.flush()
+        except BrokenPipeError:                 # lab progress | head: the reader left; that is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            status = 0
+        sys.exit(status)
     from lab.cli import main as cli_main
     leave(cli_main())
 

@@ -151,7 +151,11 @@ def parse_publish(specs) -> dict[str, list[dict]]:
             raise LabError(f"invalid port {spec!r}: use -p HOST_PORT:PORT, -p IP:HOST_PORT:PORT or -p PORT "
                            "(ports 1-65535, /tcp or /udp after)")
         if m.group(1):
-            to_int(m.group(1))
+            try:
+                to_int(m.group(1))
+            except ValueError:
+                raise LabError(f"invalid IP address {m.group(1)!r} in -p {spec}: use an address of the host's, "
+                               "e.g. -p 127.0.0.1:8080:80") from None
         bindings.setdefault(f"{m.group(3)}/{m.group(4) or 'tcp'}", []).append(
             {"HostIp": m.group(1) or "", "HostPort": m.group(2) or ""})
     return bindings

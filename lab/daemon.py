@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import socketserver
+import stat
 import struct
 import sys
 import time
@@ -382,6 +383,10 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 def serve(path: str) -> None:
     """Listen on path (0660, root only) until SIGTERM or Ctrl-C."""
     timeout = read_timeout()
+    if not path or os.path.isdir(path) or (os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode)):
+        what = "is a folder" if os.path.isdir(path) else "is a file, not a socket" if path else "is empty"
+        raise LabError(f"--socket {path!r} {what}: give the path of a socket to create (lab replaces "
+                       "only a socket a killed daemon left behind)")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX)

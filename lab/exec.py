@@ -53,14 +53,6 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
                  env: dict[str, str], cwd: str, setup) -> int:
     """Start argv inside the container through a helper process; return its pid (our child)."""
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)     # the helper's orphan comes to us
-    # The helper must be born outside the container: a supervisor (run -d, the engine) has
-    # unshared the PID namespace for the container's PID 1, and its next child would be born
-    # in there too. Joining our own PID namespace again sets that back.
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY)
-    try:
-        syscalls.setns(own, syscalls.CLONE_NEWPID)
-    finally:
-        os.close(own)
     read_end, write_end = os.pipe()
     helper = os.fork()
     if helper == 0:
@@ -74,7 +66,7 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
         except BaseException as e:
             report = f"125:{process.describe(e)}"
         finally:
-            os.write(write_end, report.encode())
+            os.write(write_end, report.encode(errors="surrogateescape"))   # (a command named in any bytes)
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:

@@ -207,6 +207,8 @@ def parse_ulimit(spec) -> dict:
     hard = int(m.group(3)) if m.group(3) is not None else soft
     if (hard != -1 and (soft == -1 or soft > hard)) or min(soft, hard) < -1:
         raise LabError(f"invalid ulimit {spec!r}: the soft limit may not be above the hard one")
+    if max(soft, hard) >= 2**63:
+        raise LabError(f"invalid ulimit {spec!r}: a limit is at most {2**63 - 1} (-1: unlimited)")
     return {"Name": m.group(1), "Soft": soft, "Hard": hard}
 
 

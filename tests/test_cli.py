@@ -3,10 +3,12 @@ import json
 import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from chapters.harness import LAB
 from lab import cli
 
 
@@ -56,6 +58,15 @@ def leftovers(lab_root: Path) -> list[str]:
     (["inspect", "-f", "{{.NoSuchField}}", "busybox"], 125, "there is no field 'NoSuchField'"),
     (["inspect", "-f", "{{index .RootFS.Layers 1}}", "busybox"], 125, ".RootFS.Layers has no item 1"),
     (["inspect", "-f", "{{.RootFS.Layers 0}}", "busybox"], 125, "lab understands only a format like"),
+    (["run", "--priv", "busybox", "true"], 125, "run: unknown flag --priv"),        # not --privileged: no prefixes
+    (["run", "--rm", "busybox", "\udcff"], 127, "executable file not found in $PATH"),   # a name that is no UTF-8
+    (["run", "-p", "999.1.1.1:8080:80", "busybox", "true"], 125, "invalid IP address '999.1.1.1' in -p"),
+    (["run", "-u", "99999999999", "busybox", "true"], 125, "uids and gids go from 0 to 2147483647"),
+    (["run", "-u", "0:99999999999", "busybox", "true"], 125, "uids and gids go from 0 to 2147483647"),
+    (["run", "--group-add", "99999999999", "busybox", "true"], 125, "uids and gids go from 0 to 2147483647"),
+    (["run", "--ulimit", "nofile=99999999999999999999", "busybox", "true"], 125, "a limit is at most"),
+    (["run", "--tmpfs", "/x:size=abc", "busybox", "true"], 125, "invalid --tmpfs option 'size=abc': size= takes bytes"),
+    (["run", "--tmpfs", "/x:mode=abc", "busybox", "true"], 125, "invalid --tmpfs option 'mode=abc': mode= takes octal"),
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)
@@ -63,6 +74,39 @@ def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, s
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("lab: error: ")
     assert error in result.stderr
     assert leftovers(lab_root) == []
+
+
+def test_exec_of_a_command_with_an_empty_or_undecodable_name_says_so(lab, detached):
+    detached("execname", "busybox", "sleep", "60")
+    for name in ("", "\udcff"):
+        result = lab("exec", "execname", name)
+        assert result.returncode == 127 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "executable file not found in $PATH" in result.stderr
+
+
+def test_a_daemon_socket_path_that_is_a_file_or_a_folder_is_refused_and_left_alone(lab, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    for path, said in ((notes, "is a file, not a socket"), (tmp_path, "is a folder"), ("", "is empty")):
+        result = lab("daemon", "--socket", str(path), timeout=10)
+        assert result.returncode == 125 and said in result.stderr and len(result.stderr.splitlines()) == 1
+    assert notes.read_text() == "keep me\n"
+
+
+def test_the_course_tools_explain_themselves_and_stop_quietly_when_the_reader_leaves(lab):
+    for tool, flag in (("progress", "--help"), ("hint", "--help"), ("watch", "-h")):
+        shown = lab(tool, flag)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: lab {tool}"), shown.stderr
+    wrong = lab("progress", "--bogus")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("lab progress: unexpected '--bogus'")
+    read_end, write_end = os.pipe()
+    os.close(read_end)                    # a reader gone before a word is written (lab progress | head)
+    try:
+        gone = subprocess.run([LAB, "progress", "--help"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=30)
+    finally:
+        os.close(write_end)
+    assert gone.returncode == 0 and gone.stderr == ""
 
 
 def test_commit_to_an_invalid_name_creates_no_image(lab, lab_root):
@@ -119,8 +163,6 @@ def test_run_dash_dash_rm_leaves_no_container(lab, lab_root):
 
 
 def test_the_container_gets_stdin_stdout_stderr_and_nothing_else_lab_had_open(tmp_path):
-    import subprocess
-    from chapters.harness import LAB
     with open(tmp_path / "secret", "w") as secret:          # an open file lab inherits
         shown = subprocess.run([LAB, "run", "--rm", "busybox", "sh", "-c", "ls /proc/1/fd; true"],
                                pass_fds=[secret.fileno()], capture_output=True, text=True, timeout=30)
@@ -144,7 +186,6 @@ def test_progress_shows_each_chapter_done_in_progress_or_not_started_and_what_is
     """lab progress's report, over three small chapters of this test's own (the real chapters
     pass on the reference in make test itself; running them all again here took 5 minutes in
     the VM)."""
-    import subprocess
     import sys
     chapters = []
     for name, results in (("00_first", (True, True)), ("01_second", (True, False)), ("02_third", (False,))):
@@ -173,7 +214,6 @@ def test_progress_counts_the_tests_of_a_chapter_not_started_without_running_them
     checks that every chapter's tests fail on the skeleton): lab progress counts its tests and
     runs them only for the first such chapter, whose first failure is what to write next. Here
     the chapters' tests leave a file when they run; chapter 00's passes."""
-    import subprocess
     import sys
     import course
     package = tmp_path / "impl" / "lab"
@@ -207,7 +247,6 @@ def test_two_test_sessions_in_one_process_each_remove_their_cgroups(tmp_path):
     counts): each makes its cgroups and removes them. The harness once marked "made already" in
     the environment, which outlives a session: the second then made none for its process, and
     its workers' were left behind."""
-    import subprocess
     import sys
     from chapters import conftest as harness
     from lab import cgroups
@@ -228,7 +267,6 @@ def test_two_test_sessions_in_one_process_each_remove_their_cgroups(tmp_path):
 def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
     """A syntax error in lab/ stops a chapter's test file from importing: lab progress shows that
     error, with its file and line, as what comes next (it used to skip the chapter)."""
-    import subprocess
     import sys
     folder = tmp_path / "chapters" / "00_broken"
     folder.mkdir(parents=True)
@@ -246,7 +284,6 @@ def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
 
 def test_a_lab_the_harness_cannot_import_stops_the_tests_with_one_line(tmp_path):
     import shutil
-    import subprocess
     import sys
     root = Path(__file__).parent.parent
     shutil.copytree(root / "lab", tmp_path / "impl" / "lab", ignore=shutil.ignore_patterns("__pycache__"))
@@ -266,7 +303,6 @@ def test_a_test_run_leaves_alone_a_container_it_did_not_start(lab, detached, tmp
     of yours while one runs: each run's leftover check counts only its own containers' cgroups.
     A run without workers once used its caller's, and removed a container started meanwhile
     as its own leftover."""
-    import subprocess
     import sys
     from chapters.harness import ROOT, wait_until
     started, go = tmp_path / "started", tmp_path / "go"
@@ -311,8 +347,7 @@ def test_without_root_the_tests_stop_at_once_with_one_line(monkeypatch):
 
 def test_rm_f_cleans_up_after_a_lab_run_that_was_killed(lab):
     import signal
-    import subprocess
-    from chapters.harness import LAB, wait_running
+    from chapters.harness import wait_running
     run = subprocess.Popen([LAB, "run", "--name", "orphan", "-m", "64m", "busybox", "sleep", "60"])
     paths = wait_running("orphan", run)["Cgroup"]["Paths"]
     run.send_signal(signal.SIGKILL)             # lab dies; its container lives on

@@ -180,12 +180,25 @@ def test_a_published_port_without_a_host_port_gets_a_free_one(lab, detached):
     assert http_get("127.0.0.1", port, "/hostname") == http_get("127.0.0.1", 8081, "/hostname")
 
 
+def test_a_container_that_ends_gives_its_published_port_back(lab):
+    """Its port rule goes when it ends, in the foreground (lab run) or with a supervisor (-d):
+    the same port can be published again at once, and no rule is left."""
+    for _ in range(2):
+        result = lab("run", "--rm", "-p", "8084:80", "busybox", "echo", "served")
+        assert result.returncode == 0 and result.stdout == "served\n", result.stderr
+        assert not port_rules()
+    assert lab("run", "-d", "--rm", "--name", "ended09", "-p", "8084:80", "busybox", "true").returncode == 0
+    wait_until(lambda: lab("inspect", "ended09").returncode != 0, 10, "ended09 removed once it ended (--rm)")
+    assert not port_rules()
+
+
 def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_nothing(lab, detached):
     web_server(detached, "first09", "-p", "8082:80")
     rules = port_rules()
-    result = lab("run", "--rm", "--name", "second09", "-p", "8082:80", "busybox", "true")
-    assert result.returncode == 125 and "port is already allocated" in result.stderr
-    assert port_rules() == rules and lab("inspect", "second09").returncode != 0
+    for detach in ([], ["-d"]):       # (-d: the supervisor's start fails, and says why)
+        result = lab("run", "--rm", *detach, "--name", "second09", "-p", "8082:80", "busybox", "true")
+        assert result.returncode == 125 and "port is already allocated" in result.stderr, (detach, result.stderr)
+        assert port_rules() == rules and lab("inspect", "second09").returncode != 0
     for flags, said in ((["--network", "nowhere"], "network nowhere not found"),
                         (["-p", "99999:80"], "invalid port"),
                         (["--network", "none", "-p", "80"], "-p publishes a port")):

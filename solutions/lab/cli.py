@@ -31,8 +31,9 @@ class Formatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
+    """Options are spelled out, as docker's are: argparse would take `--priv` for `--privileged`."""
     def __init__(self, **kwargs):
-        super().__init__(formatter_class=Formatter, **kwargs)
+        super().__init__(formatter_class=Formatter, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise LabError(f"{self.prog.removeprefix('lab ') or 'lab'}: {message} (see `{self.prog} --help`)")

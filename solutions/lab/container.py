@@ -23,6 +23,7 @@ SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits 
 TOPICS = {"01": "namespaces", "02": "cgroups", "03": "rootfs", "04": "overlay", "05": "volumes",
           "06": "exec", "07": "engine", "08": "security", "09": "network", "10": "images"}
 NOT_WRITTEN = object()       # what step() returns for a skipped step
+MAX_ID = 2**31 - 1             # the largest uid or gid docker takes (-u, --group-add)
 
 
 def step(chapter: str, function, *args, **kwargs):
@@ -74,6 +75,18 @@ def environment(base: dict[str, str], overrides: list[str]) -> dict[str, str]:
     return env
 
 
+def check_user(user: str | None, group_add=()) -> None:
+    """-u NAME|UID[:GROUP|GID] and --group-add's groups: names or numbers, checked before anything
+    is made (names are looked up when it starts, in the container's own /etc/passwd and /etc/group)."""
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", user):
+        raise LabError(f"invalid user {user!r}: use NAME, UID, NAME:GROUP or UID:GID")
+    if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
+        raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
+    for number in [*(user or "").split(":"), *group_add]:
+        if number.isdigit() and int(number) > MAX_ID:
+            raise LabError(f"invalid user or group {number}: uids and gids go from 0 to {MAX_ID}, as docker's")
+
+
 def check_terminal(interactive: bool, tty: bool, supervised: bool = False) -> None:
     """-it in the foreground needs a terminal to read from (supervised, the supervisor holds one)."""
     if tty and interactive and not supervised and not os.isatty(0):
@@ -98,8 +111,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     log_config = logs.config(log_driver, log_opts)
     ulimits = [security.parse_ulimit(spec) for spec in ulimits]
     group_add = [str(g) for g in group_add]
-    if any(not re.fullmatch(r"[A-Za-z0-9_.-]+", g) for g in group_add):
-        raise LabError(f"invalid --group-add {group_add}: use group names or numbers")
+    check_user(user, group_add)
     init = find_init() if init else None
     network_mode = container_network.parse_mode(network_mode)                  # chapter 09
     ports = container_network.parse_publish(publish)
@@ -138,8 +150,6 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     check_terminal(interactive, tty, supervised=detach)
     if name is not None:
         names.check_name(name, "container")
-    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", user):
-        raise LabError(f"invalid user {user!r}: use NAME, UID, NAME:GROUP or UID:GID")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
@@ -306,15 +316,17 @@ def start(container: store.Container, piped: bool = False):
         plan = step("09", container_network.prepare, container)    # its bridge, address, ports
         plan = container_network.Plan() if plan is NOT_WRITTEN else plan
         trace.mark("network")
-        own_pid_namespace()
-        if config.get("PidMode") != "host":               # (--pid host: the host's processes)
-            step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
         command = ([INIT, "--"] if config.get("Init") else []) + config["Cmd"]
         folder = birthplace(cgroup)                       # v2: the child is born in its cgroup
         fork = os.fork if folder is None else lambda: syscalls.fork_into_cgroup(folder)
         to_join = cgroup if folder is None else None       # v1: it joins it
-        pid = process.spawn(command, env_of(config), config["WorkingDir"], fork=fork,
-                            setup=lambda: init_container(container, to_join, policy, stdio, plan))
+        try:
+            if config.get("PidMode") != "host":           # (--pid host: the host's processes)
+                step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
+            pid = process.spawn(command, env_of(config), config["WorkingDir"], fork=fork,
+                                setup=lambda: init_container(container, to_join, policy, stdio, plan))
+        finally:
+            own_pid_namespace()                           # our next child is born beside us again
     except BaseException:
         if cgroup is not None:
             cgroup.destroy()
@@ -344,11 +356,10 @@ def birthplace(cgroup) -> int | None:
 
 
 def own_pid_namespace() -> None:
-    """The PID namespace our children get is our own again. After a container's start it is that
-    container's (unshare(CLONE_NEWPID) before the fork): a second unshare(CLONE_NEWPID) fails
-    (EINVAL) while it is, and once that container has ended a fork fails too (ENOMEM). A runtime
-    that starts more than one container (a supervisor's restarts, lab build's RUN steps) takes
-    its own back first."""
+    """The PID namespace our children get is our own again. unshare(CLONE_NEWPID) made it the
+    container's, for its PID 1; left so, a second unshare(CLONE_NEWPID) fails (EINVAL), and
+    once the container has ended any fork fails (ENOMEM): the iptables that takes its published
+    ports back, a supervisor's restart, lab build's next RUN step, an exec's helper."""
     if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
         with open("/proc/self/ns/pid") as ours:
             syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)
@@ -493,6 +504,8 @@ def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, 
 def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, env, workdir, user=None) -> int:
     if not command:
         raise LabError("exec: requires a container and a command: lab exec CONTAINER CMD [ARG...]")
+    if not command[0]:
+        raise process.StartError(127, 'exec "": executable file not found in $PATH')     # (as run says it)
     container.whole("exec in")
     if container.state.get("Paused"):      # what joins its cgroup is frozen too, and would hang
         raise Conflict(f"container {container.name} is paused: unpause it before exec")
@@ -503,8 +516,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running
-    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", user):
-        raise LabError(f"invalid user {user!r}: use NAME, UID, NAME:GROUP or UID:GID")
+    check_user(user)
     policy = policy_of(container.config, [], user or None)
     try:
         namespaces = enter.open_namespaces(container.state["Pid"])

@@ -105,7 +105,7 @@ def child_main(argv, env, cwd, setup, report_fd: int):
     except BaseException as e:              # a failed setup step: lab's own failure
         message = describe(e)
     try:
-        os.write(report_fd, f"{status}:{message}".encode())
+        os.write(report_fd, f"{status}:{message}".encode(errors="surrogateescape"))  # (argv may hold any bytes)
     finally:
         os._exit(status)
 

@@ -45,9 +45,10 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
         spawn(container, remove)
         if start_it:
             supervisor_client.start(container)
-    except BaseException:
+    except BaseException as e:
         container.wait_for_supervisor(10)
-        if not container.path.exists():
+        said = remove and isinstance(e, process.StartError)      # why it failed: with --rm, it is gone
+        if not container.path.exists() and not said:
             raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
         if new:
             store.remove_container(container)

@@ -14,6 +14,7 @@ gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount o
 See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 """
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,11 @@ from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_
 TMPFS_FLAGS = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "noexec": (MS_NOEXEC, True),
                "exec": (MS_NOEXEC, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
                "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False)}
+# and those tmpfs takes itself (man 5 tmpfs), checked here: the kernel would only say EINVAL
+TMPFS_VALUES = {"size": (r"[0-9]+[kKmMgGtTpPeE%]?", "bytes, with k, m or g after, or a % of memory (size=64m)"),
+                "nr_inodes": (r"[0-9]+[kKmMgG]?", "a number of inodes, with k, m or g after"),
+                "mode": (r"[0-7]{1,4}", "octal permissions (mode=1777)"),
+                "uid": (r"[0-9]+", "a number"), "gid": (r"[0-9]+", "a number")}
 
 
 def parse(spec: str) -> dict:
@@ -119,9 +125,11 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
         raise LabError(f"invalid --tmpfs {spec!r}: use an absolute path other than /, e.g. --tmpfs /run:size=64m")
     for option in filter(None, options.split(",")):
-        key = option.split("=", 1)[0]
-        if key not in TMPFS_FLAGS and key not in ("size", "mode", "uid", "gid", "nr_inodes"):
+        key, _, value = option.partition("=")
+        if key not in TMPFS_FLAGS and key not in TMPFS_VALUES:
             raise LabError(f"invalid --tmpfs option {option!r}: use size=, mode=, uid=, gid=, ro, noexec, nosuid, nodev")
+        if key in TMPFS_VALUES and not re.fullmatch(TMPFS_VALUES[key][0], value):
+            raise LabError(f"invalid --tmpfs option {option!r}: {key}= takes {TMPFS_VALUES[key][1]}")
     return os.path.normpath(path), options
 
 
