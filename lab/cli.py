@@ -495,8 +495,8 @@ def each_container(refs: list[str], action) -> int:
 
 def cmd_stop(args) -> int:
     from lab import container
-    if args.time < 0:
-        raise LabError(f"stop: -t {args.time:g} is negative: give the seconds to wait before SIGKILL")
+    if not 0 <= args.time < float("inf"):          # (float() takes nan and inf too)
+        raise LabError(f"stop: -t {args.time:g} is not a number of seconds: give the seconds to wait before SIGKILL")
     return each_container(args.containers, lambda c: container.stop(c, args.time))
 
 

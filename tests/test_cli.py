@@ -58,6 +58,8 @@ def leftovers(lab_root: Path) -> list[str]:
     (["inspect", "-f", "{{.NoSuchField}}", "busybox"], 125, "there is no field 'NoSuchField'"),
     (["inspect", "-f", "{{index .RootFS.Layers 1}}", "busybox"], 125, ".RootFS.Layers has no item 1"),
     (["inspect", "-f", "{{.RootFS.Layers 0}}", "busybox"], 125, "lab understands only a format like"),
+    (["stop", "-t", "nan", "no-such-container"], 125, "stop: -t nan is not a number of seconds"),
+    (["stop", "-t", "-1", "no-such-container"], 125, "stop: -t -1 is not a number of seconds"),
     (["run", "--priv", "busybox", "true"], 125, "run: unknown flag --priv"),        # not --privileged: no prefixes
     (["run", "--rm", "busybox", "\udcff"], 127, "executable file not found in $PATH"),   # a name that is no UTF-8
     (["run", "-p", "999.1.1.1:8080:80", "busybox", "true"], 125, "invalid IP address '999.1.1.1' in -p"),
