@@ -557,6 +557,7 @@ def kill(container: store.Container, sig: int) -> None:
     stop: --restart does not bring the container back. Other signals (HUP: read your
     configuration again) ask something of a process that goes on; if it dies of one, it comes
     back."""
+    container.whole("kill")                        # (damaged: whether it runs is unknown)
     if sig in (signal.SIGKILL, stop_signal(container)):
         stopped_by_user(container)
     if not container.is_running() or not signal_container(container, sig):
@@ -592,6 +593,7 @@ def stop(container: store.Container, timeout: float) -> None:
     PID 1 of a PID namespace gets only the signals it has a handler for: a shell or a sleep
     as PID 1 ignores SIGTERM, and is killed when the timeout runs out.
     """
+    container.whole("stop")                        # (damaged: whether it runs is unknown)
     stopped_by_user(container)
     if not container.is_running():
         if container.state.get("Restarting"):          # its supervisor waits to restart it: it

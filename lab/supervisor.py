@@ -46,12 +46,14 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
         if start_it:
             supervisor_client.start(container)
     except BaseException as e:
-        container.wait_for_supervisor(10)
+        if not isinstance(e, KeyboardInterrupt):       # (Ctrl-C: it would go on, not end)
+            container.wait_for_supervisor(10)          # it records why it failed, and ends
         said = remove and isinstance(e, process.StartError)      # why it failed: with --rm, it is gone
         if not container.path.exists() and not said:
             raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
-        if new:
-            store.remove_container(container)
+        if new and container.path.exists():            # whatever it got goes too: its supervisor, its
+            container.reload()                         # process (a supervisor killed after its fork),
+            runtime.remove(container, force=True)      # its cgroup and ports, its folder
         raise
 
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, pids, supervisor_of, wait_running
+from chapters.harness import LAB, ended, pids, supervisor_of, wait_running
 
 
 def root() -> Path:
@@ -25,27 +25,47 @@ def folder(lab, name) -> Path:
 
 
 def test_a_damaged_record_affects_only_its_own_container(lab):
-    for name in ("empty-state", "half-config", "no-config"):
+    """Damage of every kind a hand edit or a crash leaves: not JSON, missing, JSON of another
+    shape; a stray file; the hidden folders of a create and of a removal that were cut short."""
+    damages = {"empty-state": ("state.json", ""), "null-state": ("state.json", "null"),
+               "exited-without-code": ("state.json", '{"Status": "exited"}'), "other-config": ("config.json", "{}")}
+    for name in (*damages, "half-config", "no-config"):
         assert lab("run", "--name", name, "busybox", "true").returncode == 0
-    assert lab("run", "-d", "--name", "healthy", "busybox", "sleep", "600").returncode == 0
-    (folder(lab, "empty-state") / "state.json").write_text("")
-    half = folder(lab, "half-config")
+    for name in ("healthy", "running-damaged"):
+        assert lab("run", "-d", "--name", name, "busybox", "sleep", "600").returncode == 0
+    running, half, lost = folder(lab, "running-damaged"), folder(lab, "half-config"), folder(lab, "no-config")
+    folders = {name: folder(lab, name) for name in damages}
+    for name, (file, text) in damages.items():
+        (folders[name] / file).write_text(text)
+    pid = json.loads((running / "state.json").read_text())["Pid"]
+    (running / "state.json").write_text("[]")
     (half / "config.json").write_text((half / "config.json").read_text()[:40])
-    lost = folder(lab, "no-config")
     (lost / "config.json").unlink()
     interrupted = root() / "containers" / f".creating-{'ab' * 32}"        # a create a crash cut short
     interrupted.mkdir()
     (interrupted / ".config.json.999999999.tmp").write_text("{")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    cut_short = root() / "containers" / f".removing-{'cd' * 32}-{gone.pid}"   # a removal whose lab was killed
+    (cut_short / "upper").mkdir(parents=True)
+    (cut_short / "upper" / "file").write_text("left\n")
+    stray = root() / "containers" / ("ef" * 32)                          # a file, not a folder
+    stray.write_text("")
     listed = lab("ps", "-a")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.count("Damaged") == 3 and "healthy" in listed.stdout, listed.stdout
-    assert not interrupted.exists()                                 # its writer is gone: ps cleaned up
+    assert listed.stdout.count("Damaged") == 7 and "healthy" in listed.stdout, listed.stdout
+    assert not interrupted.exists() and not cut_short.exists()       # their writers are gone: ps finished them
     for command in (["inspect", "healthy"], ["logs", "healthy"], ["exec", "healthy", "true"], ["ps"]):
         assert lab(*command).returncode == 0, command
     assert "is damaged" in lab("rm", "empty-state").stderr             # rm without -f says how
-    removed = lab("rm", "-f", "empty-state", half.name, lost.name, "healthy")
+    for command in (["stop", "-t", "1"], ["kill"]):                    # whether it runs is unknown: refused
+        refused = lab(*command, "running-damaged")
+        assert refused.returncode == 1 and "it is damaged" in refused.stderr, (command, refused.stderr)
+    assert not ended(pid)                                               # (and it runs still)
+    removed = lab("rm", "-f", *[f.name for f in folders.values()], half.name, lost.name, "healthy", running.name)
     assert removed.returncode == 0, removed.stderr
     assert lab("ps", "-a", "-q").stdout == ""
+    stray.unlink()                                                      # (not lab's: left alone)
     assert list((root() / "containers").iterdir()) == [root() / "containers" / ".lock"]
 
 

@@ -13,7 +13,7 @@ one place that knows where each thing lives:
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
                  <id>/hostname, hosts and resolv.conf (its /etc files), container.log and supervisor.log
                  (run -d), execs/<exec id>.json (the engine's exec records); a hidden
-                 .creating-<id> is a create in progress, .removing-<id> a removal
+                 .creating-<id> is a create in progress, .removing-<id>-<pid> a removal by process <pid>
 
 State on disk is the truth: `lab ps` reads it and checks it against the live processes.
 Files are written whole or not at all: a temporary file in the same folder, flushed to the
@@ -200,6 +200,22 @@ UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entr
                   "Interactive": False, "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
 
 
+def is_container_config(config) -> bool:
+    """The shape every container's config.json has (a hand edit may leave valid JSON of another)."""
+    return (isinstance(config, dict) and isinstance(config.get("Created"), (int, float))
+            and isinstance(config.get("Image"), str) and isinstance(config.get("Cmd"), list))
+
+
+def is_container_state(state) -> bool:
+    """The shape of a state.json: what lab reads of its status is there (an exited one's exit
+    status and end, a running one's pid)."""
+    if not isinstance(state, dict) or not isinstance(state.get("Status", "created"), str):
+        return False
+    needs = {"exited": {"ExitCode": (int, type(None)), "FinishedAt": (int, float)},   # (None: unknown)
+             "running": {"Pid": (int,)}}.get(state.get("Status"), {})
+    return all(isinstance(state.get(key), kinds) for key, kinds in needs.items())
+
+
 class Container:
     def __init__(self, path: Path):
         self.path = path
@@ -207,6 +223,8 @@ class Container:
         self.damage = None           # what is wrong with its record, if anything
         try:
             self.config = read_json(path / "config.json")
+            if not is_container_config(self.config):
+                raise DamagedRecord(f"{path / 'config.json'} is not a container's config")
         except (FileNotFoundError, ValueError) as e:
             if not path.is_dir():
                 raise FileNotFoundError(path) from None            # removed meanwhile
@@ -218,6 +236,8 @@ class Container:
         """Read state.json again (another process may have changed it)."""
         try:
             self.state = read_json(self.path / "state.json")
+            if not is_container_state(self.state):
+                raise DamagedRecord(f"{self.path / 'state.json'} is not a container's state")
         except FileNotFoundError:
             self.state = getattr(self, "state", None) or {"Status": "created"}
         except ValueError:
@@ -337,8 +357,10 @@ class Container:
         return self.has_supervisor() and self.state.get("WaitsForStart", self.state.get("Status") == "created")
 
     def wait_for_supervisor(self, timeout: float) -> None:
-        """Wait (up to timeout seconds) until its supervisor has exited."""
+        """Wait (up to timeout seconds) until its supervisor has exited. (Its record is read
+        again: one started after this object was made is only on disk.)"""
         deadline = time.monotonic() + timeout
+        self.reload()
         while self.has_supervisor() and time.monotonic() < deadline:
             time.sleep(0.01)
 
@@ -407,9 +429,13 @@ def create_container(cid: str, config: dict, files: dict[str, str]) -> Container
     return Container(path)
 
 
-def remove_interrupted_creates(root: Path) -> None:
-    """The hidden folders of creates that a crash cut short. A create holds the containers' lock
-    from its mkdir to its rename: while no one holds it, none is under way."""
+def remove_interrupted(root: Path) -> None:
+    """The hidden folders of creates and removals that a crash cut short. A create holds the
+    containers' lock from its mkdir to its rename: while no one holds it, none is under way. A
+    removal's folder ends with its process's pid: once that process is gone, no one deletes it."""
+    for folder in root.glob(".removing-*-*"):
+        if not os.path.exists(f"/proc/{folder.name.rsplit('-', 1)[1]}"):
+            shutil.rmtree(folder, ignore_errors=True)
     with open(root / ".lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -430,10 +456,10 @@ def list_containers() -> list[Container]:
     root = containers_dir()
     if not root.is_dir():
         return []
-    remove_interrupted_creates(root)
+    remove_interrupted(root)
     found = []
     for path in root.iterdir():
-        if names.ID.fullmatch(path.name) and not path.is_symlink():     # (not .lock, .creating-*, .removing-*)
+        if names.ID.fullmatch(path.name) and path.is_dir() and not path.is_symlink():  # (not .lock, .creating-*...)
             try:
                 remove_stale_temporaries(path)
                 found.append(Container(path))
@@ -460,8 +486,10 @@ def find_container(ref: str) -> Container:
 
 def remove_container(container: Container) -> None:
     """Rename the folder first (atomic), then delete it: a `lab run` that is still writing its
-    final state (lab rm -f while it runs) finds no folder to write into, instead of racing rmtree."""
-    doomed = container.path.with_name(f".removing-{container.id}")
+    final state (lab rm -f while it runs) finds no folder to write into, instead of racing rmtree.
+    The hidden name says who deletes it: if that process is gone before it is done (Ctrl-C, a
+    kill), the next listing finishes (remove_interrupted)."""
+    doomed = container.path.with_name(f".removing-{container.id}-{os.getpid()}")
     try:
         container.path.rename(doomed)
     except FileNotFoundError:
