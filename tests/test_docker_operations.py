@@ -210,7 +210,13 @@ def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon):
     daemon.docker("kill", "-s", "USR1", "always")     # ...so when it ends, it stays down
     wait_until(lambda: harness.ended(supervisor), what="the supervisor's end (no restart)")
     assert shown("always") == "0 exited 1\n"
-    assert daemon.docker("rm", "-f", "always", "flaky").returncode == 0
+    daemon.docker("run", "-d", "--name", "looping", "--restart", "always", "busybox", "false")
+    wait_until(lambda: int(shown("looping").split()[0]) >= 3, what="three restarts (then it waits 0.8 s and more)")
+    supervisor = harness.supervisor_of("looping")
+    assert daemon.docker("stop", "looping").returncode == 0           # between two runs: no more of them
+    wait_until(lambda: harness.ended(supervisor), what="the looping container's supervisor's end")
+    assert shown("looping").split()[1] == "exited"
+    assert daemon.docker("rm", "-f", "always", "flaky", "looping").returncode == 0
     assert daemon.docker("ps", "-a", "-q").stdout == ""
     bad = daemon.docker("run", "-d", "--restart", "sometimes", "busybox", "true")
     assert bad.returncode == 125 and "sometimes" in bad.stderr
