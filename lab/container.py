@@ -323,7 +323,7 @@ def start(container: store.Container, piped: bool = False):
         try:
             if config.get("PidMode") != "host":           # (--pid host: the host's processes)
                 step("01", namespaces.unshare_pid_namespace)  # the child we fork next is PID 1
-            pid = process.spawn(command, env_of(config), config["WorkingDir"], fork=fork,
+            pid = process.spawn(command, env_of(config, stdio.tty), config["WorkingDir"], fork=fork,
                                 setup=lambda: init_container(container, to_join, policy, stdio, plan))
         finally:
             own_pid_namespace()                           # our next child is born beside us again
@@ -419,8 +419,12 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
         step("08", security.apply, policy, own_mounts)   # last: what root in it may no longer do
 
 
-def env_of(config: dict) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in config["Env"] if "=" in item)   # (the API's bare NAME: unset)
+def env_of(config: dict, tty: bool = False) -> dict[str, str]:
+    """The command's environment: the container's, after TERM=xterm when it has a terminal (as
+    docker's: vi, top, clear and less ask TERM what the terminal can do)."""
+    env = {"TERM": "xterm"} if tty else {}
+    env.update(item.split("=", 1) for item in config["Env"] if "=" in item)   # (the API's bare NAME: unset)
+    return env
 
 
 def finish(container: store.Container, status: int, cgroup) -> None:
@@ -512,7 +516,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     cwd = workdir or container.config["WorkingDir"]
     if not cwd.startswith("/"):
         raise LabError(f"the working directory {cwd!r} is not absolute: use -w /some/path")
-    environ = environment(env_of(container.config), list(env))
+    environ = environment(env_of(container.config, stdio.tty), list(env))
     not_running = LabError(f"container {container.name} is not running (`lab ps -a` shows how it ended)")
     if not container.is_running():
         raise not_running

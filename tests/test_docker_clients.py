@@ -456,14 +456,16 @@ def in_terminal(daemon, args: list[str], typed: bytes, shown: bytes) -> tuple[in
 
 
 def test_docker_run_it_gives_a_terminal(daemon):
-    status, shown = in_terminal(daemon, ["run", "-it", "--rm", "busybox", "sh"], b"tty; exit 3\r", b"/dev/pts/0")
-    assert status == 3
+    """A terminal, and TERM=xterm saying what it can do (vi, top, clear ask), as docker's."""
+    status, shown = in_terminal(daemon, ["run", "-it", "--rm", "busybox", "sh"], b"tty; echo T=$TERM; exit 3\r", b"T=xterm")
+    assert status == 3 and b"/dev/pts/0" in shown
 
 
 def test_docker_exec_it_gives_a_terminal_of_its_own(daemon):
     daemon.docker("run", "-d", "--name", "host", "busybox", "sleep", "600")
-    status, shown = in_terminal(daemon, ["exec", "-it", "host", "sh"], b"tty; exit 5\r", b"/dev/pts/0")
-    assert status == 5
+    status, shown = in_terminal(daemon, ["exec", "-it", "host", "sh"], b"tty; echo T=$TERM; exit 5\r", b"T=xterm")
+    assert status == 5 and b"/dev/pts/0" in shown
+    assert daemon.docker("exec", "host", "sh", "-c", "echo T=$TERM").stdout == "T=\n"     # no terminal, no TERM
     assert daemon.docker("rm", "-f", "host").returncode == 0
 
 
