@@ -20,22 +20,28 @@ from lab.engine_system import disk_use
 
 def list_images(req):
     """GET /images/json (docker images), with the filters reference (NAME[:TAG], wildcards as
-    docker's), dangling and label; ?filter=NAME (older clients) is a reference."""
+    docker's: an image shows only its tags that match), dangling, label, before and since (an
+    image: those made before or after it); ?filter=NAME (older clients) is a reference."""
     import fnmatch
-    wanted = json.loads(req.query.get("filters") or "{}")
+    wanted = filters(req)
+    check_filters(wanted, ("reference", "dangling", "label", "before", "since"))
     if req.query.get("filter"):
         wanted.setdefault("reference", []).append(req.query["filter"])
+    made = {key: images.find(wanted[key][0])["Created"] for key in ("before", "since") if wanted.get(key)}
+
+    def matching(tags: list[str]) -> list[str]:
+        return [tag for tag in tags if any(fnmatch.fnmatch(tag, ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:*")
+                                           for ref in wanted["reference"])] if wanted.get("reference") else tags
 
     def shown(i: dict) -> bool:
-        tags = i["RepoTags"] or []
-        if wanted.get("reference") and not any(
-                fnmatch.fnmatch(tag, ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:*")
-                for ref in wanted["reference"] for tag in tags):
+        if wanted.get("reference") and not matching(i["RepoTags"] or []):
             return False
-        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(tags):
+        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(i["RepoTags"]):
+            return False
+        if i["Created"] >= made.get("before", float("inf")) or i["Created"] <= made.get("since", float("-inf")):
             return False
         return has_labels(i["Config"].get("Labels") or {}, wanted.get("label", []))
-    return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": i["RepoTags"] or [],
+    return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": matching(i["RepoTags"] or []),
                   "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
                   "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
                  for i in images.list_images(listing=True) if shown(i) and not images.is_intermediate(i)]

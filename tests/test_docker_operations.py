@@ -508,8 +508,18 @@ def test_commit_and_import_with_changes_and_the_image_and_volume_filters(daemon,
     assert client.containers.run(untagged, remove=True) == b"made\n"               # run by its id
     assert [i.id for i in client.images.list(filters={"label": "kind=made"})] == [untagged]
     assert untagged in [i.id for i in client.images.list(filters={"dangling": True})]
+    dangling = daemon.docker("images", "-q", "--no-trunc", "--filter", "dangling=true")   # (the CLI's old filter form)
+    assert dangling.returncode == 0 and untagged in dangling.stdout.split(), dangling.stderr
     client.images.get(untagged).tag("made", "v1")
+    client.images.get(untagged).tag("also-made", "v1")
     assert [i.id for i in client.images.list("made")] == [untagged] and client.images.list("nosuch") == []
+    listed = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}", "made")       # only the tags asked for
+    assert listed.stdout == "made:v1\n", listed.stderr
+    before = daemon.docker("images", "-q", "--no-trunc", "--filter", "before=made:v1").stdout.split()
+    assert untagged not in before and client.images.get("busybox").id in before
+    since = daemon.docker("images", "-q", "--no-trunc", "--filter", "since=busybox").stdout.split()
+    assert untagged in since and client.images.get("busybox").id not in since
+    client.images.remove("also-made:v1")
     box.remove()
     with tarfile.open(tmp_path / "root.tar", "w") as tar:
         tar.add(tmp_path, ".", filter=lambda info: None if info.name.endswith(".tar") else info)
