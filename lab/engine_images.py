@@ -362,7 +362,22 @@ def post_prune_images(req):
     return 200, {"ImagesDeleted": done or None, "SpaceReclaimed": max(space, 0)}
 
 
+def post_prune_build(req):
+    """POST /build/prune (docker builder prune, and system prune's last step): lab build's cache,
+    the images of its steps that no tag names (images.is_intermediate), but those a container uses."""
+    used = {c.config["ImageId"] for c in store.list_containers()}
+    deleted, space = [], 0
+    for image in images.list_images():
+        if images.is_intermediate(image) and image["Id"] not in used:
+            before = disk_use()
+            image_commands.remove_image(image["Id"])
+            deleted.append(image["Id"])
+            space += before - disk_use()
+    return 200, {"CachesDeleted": deleted or None, "SpaceReclaimed": max(space, 0)}
+
+
 ROUTES = [
+    ("POST", r"/build/prune", post_prune_build),
     ("GET", r"/images/json", list_images), ("GET", r"/images/(.+)/json", get_image),
     ("GET", r"/images/(.+)/history", get_history), ("POST", r"/images/(.+)/tag", post_tag),
     ("DELETE", r"/images/(.+)", delete_image), ("POST", r"/images/prune", post_prune_images),

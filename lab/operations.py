@@ -35,9 +35,10 @@ def list_containers(req):
     wanted = filters(req)
     check_filters(wanted, ("id", "name", "label", "status", "ancestor", "exited"))
     shown = []
+    limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
         row = container_summary(c)
-        if not (req.flag("all") or c.is_running() or wanted.get("status")):
+        if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
             continue
         image = c.config["Image"]
         checks = {"id": lambda v: c.id.startswith(v), "name": lambda v: v.lstrip("/") in c.name,
@@ -47,7 +48,6 @@ def list_containers(req):
         if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
                 and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
             shown.append(row)
-    limit = int(req.query.get("limit") or -1)
     return 200, shown[:limit] if limit > 0 else shown
 
 

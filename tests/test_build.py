@@ -156,6 +156,15 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
                             capture_output=True, text=True, env=env, timeout=120)
     assert failed.returncode == 7 and "about to fail" in failed.stdout     # (the step's status, as docker's)
     assert "returned a non-zero code: 7" in failed.stderr
+    from lab import images
+    assert any(images.is_intermediate(i) for i in images.list_images())     # (each step's image: the cache)
+    cache = daemon.docker("builder", "prune", "-f")              # the steps' images go, the named ones stay
+    assert cache.returncode == 0 and "Total reclaimed space" in cache.stdout, cache.stderr
+    assert not any(images.is_intermediate(i) for i in images.list_images())
+    rerun = daemon.docker("run", "--rm", "engine-built:1")
+    assert (rerun.returncode, rerun.stdout) == (0, "hi from RUN\n"), rerun.stderr
+    pruned = daemon.docker("system", "prune", "-f")               # containers, networks, images, build cache
+    assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout, pruned.stderr
 
 
 def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it(daemon, tmp_path):

@@ -132,6 +132,8 @@ def test_prune_removes_what_nothing_uses_and_nothing_else(daemon):
     daemon.docker("run", "--name", "labelled", "--label", "team=blue", "busybox", "true")
     assert daemon.docker("ps", "-a", "--filter", "label=team=blue", "--format", "{{.Names}}").stdout == "labelled\n"
     assert daemon.docker("ps", "-a", "--filter", "status=exited", "-q").stdout.count("\n") == 2
+    assert daemon.docker("ps", "-l", "--format", "{{.Names}}").stdout == "labelled\n"       # the last made, ended or not
+    assert daemon.docker("ps", "-n", "2", "--format", "{{.Names}}").stdout == "labelled\nended\n"
     pruned = daemon.docker("container", "prune", "-f")
     assert pruned.returncode == 0 and pruned.stdout.count("\n") >= 2, pruned.stderr
     assert daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout == "keeper\n"
