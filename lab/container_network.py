@@ -218,7 +218,6 @@ def connect_host_side(container: store.Container, record: dict, host: netlink.Ne
         container.save_state(Network=settings)     # from here on, disconnect() undoes it
         if container.config.get("PortBindings"):
             publish(container, settings)
-            container.save_state(Network=settings)
         write_hosts(record, container)
     container.resolv_conf_file.write_text(container_resolv_conf())
     host.delete_link(veth)                         # its last run's, if the kernel has not yet
@@ -239,9 +238,10 @@ def publish(container: store.Container, settings: dict) -> None:
                 raise Conflict(f"Bind for {host_ip}:{host_port} failed: port is already allocated "
                                "(another container publishes it: choose another host port)")
             rule = port_rule(host_ip, int(host_port), protocol, settings["IPAddress"], int(port))
-            iptables("-A", rule)
             settings["Rules"].append(rule)
             settings["Ports"].setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
+            container.save_state(Network=settings)   # recorded before it is made: killed in between,
+            iptables("-A", rule)                     # rm -f still deletes it (a rule never made: no harm)
             taken.append((host_ip, host_port, key))
 
 

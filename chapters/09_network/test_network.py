@@ -8,6 +8,7 @@ sees the request come from; the host reaches it as 203.0.113.2.
 """
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -276,3 +277,26 @@ def test_nothing_is_left_after_a_killed_lab_run_and_rm_f(lab, lab_root):
     assert not port_rules()
     assert info["NetworkSettings"]["IPAddress"] not in os.listdir(lab_root / "networks" / "bridge")
     run.stderr.close()
+
+
+def test_a_port_rule_is_recorded_before_it_is_made(lab, tmp_path):
+    """lab killed while iptables adds its -p rule: the rule is made all the same (iptables goes
+    on), and rm -f deletes it, since it was recorded first. An iptables of the test's own,
+    first on PATH, holds the rule until lab is gone."""
+    adding, go, folder = tmp_path / "adding", tmp_path / "go", tmp_path / "bin"
+    folder.mkdir()
+    (folder / "iptables").write_text(f"#!/bin/sh\ncase \" $* \" in *\" -A LAB \"*) touch {adding}\n"
+                                     f"    while [ ! -e {go} ]; do sleep 0.01; done;; esac\nexec {shutil.which('iptables')} \"$@\"\n")
+    (folder / "iptables").chmod(0o755)
+    run = subprocess.Popen([LAB, "run", "--name", "cut09", "-p", "8090:80", "busybox", "true"],
+                           env={**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: adding.exists() or run.poll() is not None, 10, "lab adding its port rule")
+    run.kill()
+    said = run.communicate()[1]
+    check_unfinished(said)
+    assert adding.exists(), f"lab ended before it published the port: {said}"
+    go.touch()
+    wait_until(port_rules, 10, "the rule made after all")
+    assert lab("rm", "-f", "cut09").returncode == 0
+    assert not port_rules()
