@@ -16,6 +16,7 @@ See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 import os
 import re
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -58,6 +59,36 @@ def mount_volume(root: str, mount: dict) -> None:
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
+
+
+def fill_from_image(root: str, mount: dict) -> None:
+    """In the child, before the volume is mounted: an empty volume gets what the image has at its
+    path, as docker's does (-v data:/var/lib/app starts with the image's /var/lib/app): the files,
+    folders and symlinks, with their owners and modes; the folder's owner and mode go to the
+    volume's own. A volume with anything in it is left as it is. Only regular files, folders and
+    symlinks are copied: a device node or a FIFO in an image is no data to copy (reading a device
+    would read the host's)."""
+    path = root
+    for part in mount["Destination"].strip("/").split("/"):
+        path = os.path.join(path, part)
+        if os.path.islink(path) or not os.path.exists(path):
+            return                       # (a symlink resolves against the host's / here: mount_point refuses it)
+    volume = mount["Source"]
+    if not os.path.isdir(path) or os.listdir(volume):
+        return
+
+    def special(folder, entries):
+        return [e for e in entries if not stat.S_ISREG(mode := os.lstat(os.path.join(folder, e)).st_mode)
+                and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode)]
+    shutil.copytree(path, volume, symlinks=True, ignore=special, dirs_exist_ok=True)
+    for folder, dirs, files in os.walk(path):        # copytree keeps modes and times, not owners
+        for name in ["", *dirs, *files]:
+            source = os.path.join(folder, name)
+            copied = os.path.join(volume, os.path.relpath(source, path))
+            if os.path.lexists(copied):
+                st = os.lstat(source)
+                os.lchown(copied, st.st_uid, st.st_gid)
+    os.chmod(volume, os.stat(path).st_mode & 0o7777)
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:

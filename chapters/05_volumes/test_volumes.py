@@ -17,6 +17,25 @@ def test_a_named_volume_outlives_its_container(lab):
     assert lab("volume", "rm", "notes").returncode == 0
 
 
+def test_an_empty_volume_starts_with_the_images_files_at_its_path(lab):
+    """As docker's: a new, empty volume gets what the image has where it is mounted, with their
+    owners and modes (a FIFO or a device is no data: not copied); one with files keeps its own."""
+    made = lab("run", "--name", "app05", "busybox", "sh", "-c", "mkdir -p /srv/app/sub && echo conf > /srv/app/app.conf "
+               "&& ln -s app.conf /srv/app/link && mkfifo /srv/app/pipe && chown -R 1000:1000 /srv/app && chmod 750 /srv/app")
+    assert made.returncode == 0, made.stderr
+    assert lab("commit", "app05", "app05:v1").returncode == 0 and lab("rm", "app05").returncode == 0
+    listing = "cd /srv/app && for f in *; do stat -c '%n %u %F' $f; done; stat -c '%a %u' .; cat link"
+    in_image = lab("run", "--rm", "app05:v1", "sh", "-c", listing).stdout
+    assert "pipe 1000 fifo" in in_image, in_image
+    in_volume = lab("run", "--rm", "-v", "appdata05:/srv/app", "app05:v1", "sh", "-c", listing)
+    assert in_volume.stdout == in_image.replace("pipe 1000 fifo\n", ""), in_volume.stderr
+    assert lab("run", "--rm", "-v", "appdata05:/srv/app", "app05:v1", "sh", "-c",
+               "rm /srv/app/app.conf; echo mine > /srv/app/mine").returncode == 0
+    kept = lab("run", "--rm", "-v", "appdata05:/srv/app", "app05:v1", "ls", "/srv/app")
+    assert kept.stdout == "link\nmine\nsub\n", kept.stderr      # not filled again: it has files
+    assert lab("volume", "rm", "appdata05").returncode == 0 and lab("rmi", "app05:v1").returncode == 0
+
+
 def test_two_running_containers_share_a_volume_at_once(lab):
     runs = [subprocess.Popen([LAB, "run", "--name", name, "-v", "shared:/shared", "busybox", "sh", "-c",
                               f"echo {name} > /shared/.{name}; mv /shared/.{name} /shared/{name}; "   # whole or absent: never half-written
