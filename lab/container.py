@@ -529,7 +529,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     except FileNotFoundError:                          # it ended just now
         raise not_running from None
     try:
-        return enter.spawn_inside(namespaces, container.state.get("Cgroup", {}).get("Paths", {}),
+        return enter.spawn_inside(namespaces, container.cgroup_paths(),
                                   command, environ, cwd, setup=lambda: init_exec(stdio, policy))
     finally:
         for fd in namespaces.values():
@@ -585,7 +585,7 @@ def pause(container: store.Container, frozen: bool) -> None:
         raise Conflict(f"container {container.name} is not running")
     if bool(container.state.get("Paused")) == frozen:
         raise Conflict(f"container {container.name} is {'already' if frozen else 'not'} paused")
-    paths = container.state.get("Cgroup", {}).get("Paths")
+    paths = container.cgroup_paths()
     if not paths:
         raise LabError(f"container {container.name} has no cgroup (chapter 02): it cannot be paused")
     cgroups.Cgroup.from_paths(paths).freeze(frozen)
@@ -651,8 +651,8 @@ def remove(container: store.Container, force: bool = False) -> None:
         signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
         container.reload()
-    paths = container.state.get("Cgroup", {}).get("Paths")
-    if container.damage or not paths:                  # what it may have: the cgroup lab names after it
+    paths = container.cgroup_paths()
+    if not paths:                                      # what it may have: the cgroup lab names after it
         paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths   # (its lab killed before recording it)
     if paths:
         cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do

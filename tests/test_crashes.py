@@ -69,6 +69,35 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
     assert list((root() / "containers").iterdir()) == [root() / "containers" / ".lock"]
 
 
+def test_rm_f_never_kills_in_a_cgroup_a_hand_edited_record_names(lab):
+    """A state.json of the right shape that names another cgroup (a hand edit): rm -f removes
+    the container's own cgroup, and leaves that one and its processes alone."""
+    from lab import cgroups
+    manager = cgroups.manager()
+    victim = manager.parents()[0] / f"victim-{os.getpid()}"
+    victim.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (victim / "cgroup.procs").write_text(str(sleeper.pid))
+        assert lab("run", "--name", "edited", "busybox", "true").returncode == 0
+        state = folder(lab, "edited") / "state.json"
+        record = json.loads(state.read_text())
+        key = "unified" if manager is cgroups.CgroupV2 else "pids"
+        state.write_text(json.dumps({**record, "Cgroup": {"Version": record["Cgroup"]["Version"], "Paths": {key: str(victim)}}}))
+        assert lab("rm", "-f", "edited").returncode == 0
+        assert sleeper.poll() is None and victim.is_dir()              # not killed, not removed
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        deadline = time.monotonic() + 5
+        while victim.exists():
+            try:
+                victim.rmdir()
+            except OSError:
+                assert time.monotonic() < deadline, f"{victim} stays busy"
+                time.sleep(0.01)
+
+
 def test_docker_lists_inspects_and_removes_damaged_records_too(lab, daemon):
     for name in ("half-config", "empty-state"):
         assert daemon.docker("run", "--name", name, "busybox", "true").returncode == 0

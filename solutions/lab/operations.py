@@ -61,7 +61,7 @@ def running(ref: str) -> store.Container:
 
 
 def cgroup_of(c: store.Container) -> cgroups.Cgroup:
-    paths = c.state.get("Cgroup", {}).get("Paths")
+    paths = c.cgroup_paths()
     if not paths:
         raise ApiError(409, f"container {c.name} has no cgroup (chapter 02 not written?)")
     return cgroups.Cgroup.from_paths(paths)

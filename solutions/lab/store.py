@@ -302,7 +302,7 @@ class Container:
 
     def adopt(self) -> bool:
         """Find the PID 1 of a container started by a lab that died before recording it."""
-        for path in dict.fromkeys(self.state["Cgroup"].get("Paths", {}).values()):
+        for path in dict.fromkeys(self.cgroup_paths().values()):
             try:
                 pids = (Path(path) / "cgroup.procs").read_text().split()
             except OSError:
@@ -346,6 +346,17 @@ class Container:
         if self.state.get("Status") == "running":
             return "Exited (unknown): its lab was killed before it ended"
         return "Created"
+
+    def cgroup_paths(self) -> dict[str, str]:
+        """Its cgroup's folders, as its state records them ({}: none). Each must be a folder named
+        lab-<its id>: a hand edit could name another cgroup, whose processes rm -f would kill."""
+        paths = (self.state.get("Cgroup") or {}).get("Paths") or {}
+        mine = f"lab-{self.id[:12]}"
+        if not isinstance(paths, dict) or not all(isinstance(p, str) and p.startswith("/") and
+                                                  os.path.normpath(p) == p and os.path.basename(p) == mine
+                                                  for p in paths.values()):
+            return {}
+        return paths
 
     def has_supervisor(self) -> bool:
         """Its supervisor (supervisor.py: run -d, the engine) is still there."""
