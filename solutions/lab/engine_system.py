@@ -155,10 +155,11 @@ def disk_use() -> int:
 
 def post_prune_volumes(req):
     """POST /volumes/prune: volumes no container uses; only anonymous ones (named by a random
-    id) unless all=true, as docker since API 1.42."""
+    id) unless all=true, as docker since API 1.42. A client of an older API (docker 20.10's CLI
+    speaks 1.41) gets what it was promised: every unused volume, as dockerd does for it."""
     wanted = filters(req)
     check_filters(wanted, ("all", "label"))
-    every = wanted.get("all", ["false"])[0].lower() in ("true", "1")
+    every = wanted.get("all", ["false"])[0].lower() in ("true", "1") or req.version < (1, 42)
     deleted, space = [], 0
     for name in volumes.list_volumes():
         if volumes.users(name) or not (every or volumes.is_anonymous(name)):
