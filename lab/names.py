@@ -54,7 +54,7 @@ def parse_reference(ref) -> tuple[str, str]:
     if not m or len(m["name"]) > MAX_IMAGE_NAME:
         raise LabError(f"invalid image name {shown(ref)}: use lowercase NAME[:TAG] (a NAME of at most "
                        f"{MAX_IMAGE_NAME} characters), e.g. busybox or busybox:latest")
-    name = re.sub(r"^(?:index\.)?docker\.io/(?:library/(?=[^/]+$))?", "", m["name"])   # docker.io/library/x = x
+    name = re.sub(r"^(?:(?:index\.)?docker\.io/)?(?:library/(?=[^/]+$))?", "", m["name"])   # docker.io/library/x = library/x = x
     return name, m["tag"] or "latest"
 
 

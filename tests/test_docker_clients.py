@@ -113,6 +113,11 @@ def test_version_info_images_and_pull(daemon):
     assert daemon.docker("pull", "busybox").returncode == 0
     assert "busybox:latest" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     assert json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]["Os"] == "linux"
+    for name in ("library/busybox", "docker.io/library/busybox"):       # Docker Hub's names of busybox
+        ran = daemon.docker("run", "--rm", "--network", "none", name, "echo", "hi")
+        assert (ran.returncode, ran.stdout) == (0, "hi\n"), (name, ran.stderr)
+    unknown = daemon.docker("inspect", "k")                        # not a container, image, volume...
+    assert unknown.returncode == 1 and unknown.stderr.strip() == "Error: No such object: k"
     nowhere = "127.0.0.1:9/nosuch"                                # port 9: no registry listens there
     missing = daemon.docker("pull", nowhere)
     assert missing.returncode == 1 and "cannot reach the registry at 127.0.0.1:9" in missing.stderr

@@ -6,7 +6,7 @@ import os
 import platform
 import time
 
-from lab import LabError, container_network, images, layers, network, store, views, volumes
+from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes
 from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
                      container_summary, filters, has_labels, virtual_size)
 
@@ -74,6 +74,8 @@ def post_volume(req):
 
 
 def get_volume(req):
+    if not names.is_name(req.params[0]):       # no volume has such a name: not found (docker inspect goes on)
+        raise NotFound(f"no such volume: {names.shown(req.params[0])}")
     return 200, volumes.inspect(req.params[0])
 
 
