@@ -332,14 +332,18 @@ def read_docker_save(open_member, added: list[str]) -> tuple[list[str], bytes, d
     return layers, raw, config
 
 
-def commit(container, ref: str | None, changes=(), build_step: bool = False) -> str:
+def commit(container, ref: str | None, changes=(), build_step: bool = False, author: str = "", comment: str = "") -> str:
     """`lab commit`: the container's upper folder becomes a new layer on top of its image
     (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
-    of lab build, whose image keeps its base's config and is marked intermediate."""
+    of lab build, whose image keeps its base's config and is marked intermediate. The image's
+    Env is the container's but for what lab adds to every container (HOSTNAME, and HOME=/root
+    unless the image had it): a user of the new image gets their own."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
     base = load(container.whole("commit").config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
-    config = {**base["Config"], "Env": [e for e in container.config["Env"] if not e.startswith("HOSTNAME=")],
+    had_home = "HOME=/root" in (base["Config"].get("Env") or [])
+    env = [e for e in container.config["Env"] if not e.startswith("HOSTNAME=") and (had_home or e != "HOME=/root")]
+    config = {**base["Config"], "Env": env,
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}
     config = base["Config"] if build_step else apply_changes(config, changes)
     added: list[str] = []
@@ -351,5 +355,6 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False) -> 
             digest = add_layer(lambda: open(tar_file, "rb"), None, added)
         finally:
             tar_file.unlink(missing_ok=True)
-        image = {"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"]}
+        image = {"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"],
+                 **({"Author": author} if author else {}), **({"Comment": comment} if comment else {})}
         return save_image({**image, "Intermediate": True} if build_step else image, name, tag)

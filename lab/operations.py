@@ -402,7 +402,8 @@ def post_commit(req):
     changes = req.values("changes") + [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint")
                                        if body.get(key)]
     ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}" if req.query.get("repo") else None
-    return 201, {"Id": image_commands.commit(c, ref, changes)}
+    return 201, {"Id": image_commands.commit(c, ref, changes, author=req.query.get("author", ""),
+                                             comment=req.query.get("comment", ""))}
 
 
 # --- tidying up

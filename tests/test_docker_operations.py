@@ -113,8 +113,11 @@ def test_docker_stats_shows_the_cgroups_counters(daemon):
 
 def test_commit_tag_history_and_run_the_new_image(daemon):
     daemon.docker("run", "--name", "maker", "busybox", "sh", "-c", "echo baked > /baked")
-    committed = daemon.docker("commit", "maker", "baked:v1")
+    committed = daemon.docker("commit", "-a", "A. Baker", "-m", "the first batch", "maker", "baked:v1")
     assert committed.stdout.startswith("sha256:"), committed.stderr
+    made = json.loads(daemon.docker("image", "inspect", "baked:v1").stdout)[0]
+    assert (made["Author"], made["Comment"]) == ("A. Baker", "the first batch")
+    assert not [e for e in made["Config"]["Env"] if e.startswith(("HOSTNAME=", "HOME="))]   # each run's own
     assert daemon.docker("tag", "baked:v1", "baked:latest").returncode == 0
     tags = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.splitlines()
     assert {line.split()[0] for line in tags} >= {"baked:v1", "baked:latest", "busybox:latest"}

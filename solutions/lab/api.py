@@ -259,7 +259,7 @@ def virtual_size(req, size: int) -> dict:
 
 
 def image_json(req, image: dict) -> dict:
-    return {**views.image(image), "Author": "", "Comment": "", "DockerVersion": "", **virtual_size(req, image["Size"]),
+    return {**views.image(image), "Author": image.get("Author", ""), "Comment": image.get("Comment", ""), "DockerVersion": "", **virtual_size(req, image["Size"]),
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": views.lower_dir(image["Layers"])}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
