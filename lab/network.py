@@ -93,8 +93,11 @@ CHAIN_JUMPS = [["nat", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-
 # --- addresses --------------------------------------------------------------------------------
 
 def to_int(address: str) -> int:
+    """'172.30.0.2' -> its number; ValueError for anything else (010.0.0.1 too: docker's Go reads no
+    leading zero, which some readers take for octal)."""
     parts = address.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and int(p) < 256 and (p == "0" or p[0] != "0")
+                                  for p in parts):
         raise ValueError(address)
     return int.from_bytes(bytes(int(p) for p in parts), "big")
 
@@ -103,15 +106,16 @@ def to_text(number: int) -> str:
     return ".".join(str(b) for b in number.to_bytes(4, "big"))
 
 
-def parse_subnet(subnet: str) -> tuple[int, int]:
-    """'172.31.1.0/24' -> (its first address as a number, 24); a bad one is a LabError."""
+def parse_subnet(subnet: str, what: str = "subnet") -> tuple[int, int]:
+    """'172.31.1.0/24' -> (its first address as a number, 24); a bad one is a LabError (what: the
+    option it came from)."""
     address, _, prefix = subnet.partition("/")
     try:
         base, bits = to_int(address), int(prefix)
         if not 8 <= bits <= 30 or base & ((1 << (32 - bits)) - 1):
             raise ValueError(subnet)
     except ValueError:
-        raise LabError(f"invalid subnet {subnet!r}: use ADDRESS/PREFIX with the host bits 0, "
+        raise LabError(f"invalid {what} {subnet!r}: use ADDRESS/PREFIX with the host bits 0, "
                        "e.g. 172.31.5.0/24 (prefix 8 to 30)") from None
     return base, bits
 
@@ -187,7 +191,8 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
         for what, address in [("--gateway", gateway), *((f"--aux-address {k}", v) for k, v in (aux or {}).items())]:
             if address is not None:
                 check_host_address(address, subnet, what)
-        if ip_range is not None and (parse_subnet(ip_range)[1] < parse_subnet(subnet)[1] or not overlaps(ip_range, subnet)):
+        if ip_range is not None and (parse_subnet(ip_range, "--ip-range")[1] < parse_subnet(subnet)[1]
+                                     or not overlaps(ip_range, subnet)):
             raise LabError(f"invalid --ip-range {ip_range}: it must be a part of the subnet {subnet}")
     elif gateway or ip_range or aux:
         raise LabError("--gateway, --ip-range and --aux-address need --subnet: give the subnet they belong to")

@@ -60,6 +60,8 @@ def leftovers(lab_root: Path) -> list[str]:
     (["inspect", "-f", "{{.RootFS.Layers 0}}", "busybox"], 125, "lab understands only a format like"),
     (["stop", "-t", "nan", "no-such-container"], 125, "stop: -t nan is not a number of seconds"),
     (["stop", "-t", "-1", "no-such-container"], 125, "stop: -t -1 is not a number of seconds"),
+    (["network", "create", "--subnet", "010.5.0.0/24", "zeros"], 125, "invalid subnet '010.5.0.0/24'"),
+    (["network", "create", "--subnet", "10.5.0.0/16", "--ip-range", "abc", "ranged"], 125, "invalid --ip-range 'abc'"),
     (["run", "--priv", "busybox", "true"], 125, "run: unknown flag --priv"),        # not --privileged: no prefixes
     (["run", "--rm", "busybox", "\udcff"], 127, "executable file not found in $PATH"),   # a name that is no UTF-8
     (["run", "-p", "999.1.1.1:8080:80", "busybox", "true"], 125, "invalid IP address '999.1.1.1' in -p"),
