@@ -153,7 +153,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
-    environ = environment({"PATH": images.DEFAULT_PATH, **image_env, "HOME": "/root"}, list(env))
+    environ = environment({"PATH": images.DEFAULT_PATH, "HOME": "/root", **image_env}, list(env))   # (the image's own win)
     mounts = [volumes.parse(spec) for spec in mounts]                 # -v: chapter 05
     tmpfs = dict(volumes.parse_tmpfs(spec) for spec in tmpfs)
     for i, mount in enumerate(mounts):
@@ -601,10 +601,10 @@ def stop(container: store.Container, timeout: float) -> None:
     """
     container.whole("stop")                        # (damaged: whether it runs is unknown)
     stopped_by_user(container)
+    if not container.is_running() and container.restarting():   # its supervisor waits to restart
+        container.wait_for_supervisor(5)                         # it: it sees the stop, and ends
+        container.reload()                             # (unless it had just started it again: below)
     if not container.is_running():
-        if container.state.get("Restarting"):          # its supervisor waits to restart it: it
-            container.wait_for_supervisor(5)           # sees the stop, and ends
-            container.reload()
         return
     killed = False
     sig = stop_signal(container)
@@ -634,7 +634,7 @@ def remove(container: store.Container, force: bool = False) -> None:
     if container.is_running() and not force:
         raise Conflict(f"container {container.name} is running: stop the container before removing "
                        "or force remove (lab rm -f)")
-    if container.state.get("Restarting") and container.has_supervisor() and not force:    # (--restart)
+    if container.restarting() and not force:                                  # (--restart)
         raise Conflict(f"container {container.name} is restarting: stop the container before removing "
                        "or force remove (lab rm -f)")
     if not container.is_running() and container.has_supervisor():   # created: its supervisor waits

@@ -205,7 +205,7 @@ def get_logs(req):
 
 def post_stop(req):
     c = store.find_container(req.params[0])
-    if not c.is_running() and not restarting(c):     # (a restarting one: stop ends its restarts)
+    if not c.is_running() and not c.restarting():    # (a restarting one: stop ends its restarts)
         raise ApiError(304, "")
     container.stop(c, stop_timeout(req, c))
     return 204, None
@@ -220,15 +220,10 @@ def stop_timeout(req, c: store.Container) -> float:
 def post_kill(req):
     c = store.find_container(req.params[0])
     if not c.is_running():
-        raise ApiError(409, f"container {c.name} is restarting, wait until the container is running" if restarting(c)
+        raise ApiError(409, f"container {c.name} is restarting, wait until the container is running" if c.restarting()
                        else f"container {c.name} is not running")
     container.kill(c, parse_signal(req.query.get("signal") or "KILL"))
     return 204, None
-
-
-def restarting(c: store.Container) -> bool:
-    """Between two runs of its restart policy: its supervisor waits to start it again."""
-    return bool(c.state.get("Restarting")) and c.has_supervisor()
 
 
 def delete_link(req):

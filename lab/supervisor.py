@@ -48,12 +48,15 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
     except BaseException as e:
         if not isinstance(e, KeyboardInterrupt):       # (Ctrl-C: it would go on, not end)
             container.wait_for_supervisor(10)          # it records why it failed, and ends
-        said = remove and isinstance(e, process.StartError)      # why it failed: with --rm, it is gone
-        if not container.path.exists() and not said:
+        removed_by_supervisor = remove and isinstance(e, process.StartError)   # (--rm: it said why, and went)
+        if not container.path.exists() and not removed_by_supervisor:
             raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
         if new and container.path.exists():            # whatever it got goes too: its supervisor, its
             container.reload()                         # process (a supervisor killed after its fork),
-            runtime.remove(container, force=True)      # its cgroup and ports, its folder
+            try:                                       # its cgroup and ports, its folder
+                runtime.remove(container, force=True)
+            except Exception as cleanup:               # (the start's error is the one to tell)
+                e.add_note(f"and removing the container failed: {cleanup}")
         raise
 
 

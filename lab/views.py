@@ -20,7 +20,7 @@ def container(c: store.Container) -> dict:
     """`lab inspect CONTAINER`, in docker's shape where docker has one."""
     running = c.is_running()        # first: it may find and record the pid (store.adopt)
     config, state, limits = c.config, c.state, c.config.get("Limits", {})
-    restarting = not running and state.get("Restarting", False) and c.watched()     # (--restart)
+    restarting = not running and c.restarting()                                     # (--restart)
     cgroup = state.get("Cgroup", {})
     stats = cgroup.get("Stats") or {}
     return {

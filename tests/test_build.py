@@ -189,8 +189,8 @@ def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it
 
 
 def test_one_build_runs_many_run_steps(lab, tmp_path):
-    # Each RUN step is a container that lab build starts: after the first, the PID namespace
-    # lab build's children get is that step's (ended) one, unless lab build takes its own back.
+    # Each RUN step is a container that lab build starts, one after another: each start must
+    # leave lab build's next child to its own PID namespace, not the last step's (ended) one.
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN touch /a\nRUN touch /b\nRUN touch /c\n")
     built = build(lab, "--no-cache", "-t", "steps:1", str(tmp_path))
     assert built.returncode == 0, built.stderr

@@ -28,7 +28,9 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
     """Damage of every kind a hand edit or a crash leaves: not JSON, missing, JSON of another
     shape; a stray file; the hidden folders of a create and of a removal that were cut short."""
     damages = {"empty-state": ("state.json", ""), "null-state": ("state.json", "null"),
-               "exited-without-code": ("state.json", '{"Status": "exited"}'), "other-config": ("config.json", "{}")}
+               "exited-without-code": ("state.json", '{"Status": "exited", "FinishedAt": 1}'),
+               "cgroup-not-a-record": ("state.json", '{"Status": "created", "Cgroup": "x"}'),
+               "other-config": ("config.json", "{}")}
     for name in (*damages, "half-config", "no-config"):
         assert lab("run", "--name", name, "busybox", "true").returncode == 0
     for name in ("healthy", "running-damaged"):
@@ -53,7 +55,7 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
     stray.write_text("")
     listed = lab("ps", "-a")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.count("Damaged") == 7 and "healthy" in listed.stdout, listed.stdout
+    assert listed.stdout.count("Damaged") == 8 and "healthy" in listed.stdout, listed.stdout
     assert not interrupted.exists() and not cut_short.exists()       # their writers are gone: ps finished them
     for command in (["inspect", "healthy"], ["logs", "healthy"], ["exec", "healthy", "true"], ["ps"]):
         assert lab(*command).returncode == 0, command

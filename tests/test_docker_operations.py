@@ -118,6 +118,10 @@ def test_commit_tag_history_and_run_the_new_image(daemon):
     made = json.loads(daemon.docker("image", "inspect", "baked:v1").stdout)[0]
     assert (made["Author"], made["Comment"]) == ("A. Baker", "the first batch")
     assert not [e for e in made["Config"]["Env"] if e.startswith(("HOSTNAME=", "HOME="))]   # each run's own
+    homed = daemon.docker("commit", "--change", "ENV HOME=/home/baker", "maker", "homed:v1")
+    assert homed.returncode == 0, homed.stderr                        # an image's own HOME is kept, and wins
+    assert daemon.docker("run", "--rm", "homed:v1", "sh", "-c", "echo $HOME").stdout == "/home/baker\n"
+    assert daemon.docker("rmi", "homed:v1").returncode == 0
     assert daemon.docker("tag", "baked:v1", "baked:latest").returncode == 0
     tags = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.splitlines()
     assert {line.split()[0] for line in tags} >= {"baked:v1", "baked:latest", "busybox:latest"}
@@ -143,11 +147,12 @@ def test_prune_removes_what_nothing_uses_and_nothing_else(daemon):
     client = daemon.client()                                           # (API 1.42 or later)
     client.volumes.create("named")
     anonymous = client.volumes.create().name
-    assert client.volumes.prune()["VolumesDeleted"] == [anonymous]    # named ones: only with all=true
-    assert client.volumes.prune(filters={"all": True})["VolumesDeleted"] == ["named"]
+    deleted = client.volumes.prune()["VolumesDeleted"] or []
+    assert anonymous in deleted and "named" not in deleted            # named ones: only with all=true
+    assert "named" in client.volumes.prune(filters={"all": True})["VolumesDeleted"]
     daemon.docker("volume", "create", "named")
     pruned = daemon.docker("volume", "prune", "-f")                    # docker 20.10's CLI: API 1.41,
-    assert pruned.stdout.startswith("Deleted Volumes:\nnamed\n"), pruned.stderr   # every unused one
+    assert "named" in pruned.stdout.split(), pruned.stderr              # every unused one
     assert daemon.docker("image", "prune", "-a", "-f").returncode == 0
     assert daemon.docker("images", "-q").stdout.count("\n") == 1          # busybox: keeper uses it
     daemon.docker("rm", "-f", "keeper")
@@ -218,6 +223,8 @@ def test_restart_policies_bring_a_container_back_until_it_is_stopped(daemon):
     assert shown("always") == "0 exited 1\n"
     daemon.docker("run", "-d", "--name", "looping", "--restart", "always", "busybox", "false")
     wait_until(lambda: int(shown("looping").split()[0]) >= 3, what="three restarts (then it waits 0.8 s and more)")
+    wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Restarting}}", "looping").stdout == "true\n",
+               what="looping between two runs")
     supervisor = harness.supervisor_of("looping")
     assert daemon.docker("stop", "looping").returncode == 0           # between two runs: no more of them
     wait_until(lambda: harness.ended(supervisor), what="the looping container's supervisor's end")

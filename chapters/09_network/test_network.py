@@ -291,12 +291,15 @@ def test_a_port_rule_is_recorded_before_it_is_made(lab, tmp_path):
     run = subprocess.Popen([LAB, "run", "--name", "cut09", "-p", "8090:80", "busybox", "true"],
                            env={**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: adding.exists() or run.poll() is not None, 10, "lab adding its port rule")
-    run.kill()
-    said = run.communicate()[1]
-    check_unfinished(said)
-    assert adding.exists(), f"lab ended before it published the port: {said}"
-    go.touch()
+    try:
+        wait_until(lambda: adding.exists() or run.poll() is not None, 10, "lab adding its port rule")
+        run.kill()
+        said = run.communicate()[1]
+        check_unfinished(said)
+        assert adding.exists(), f"lab ended before it published the port: {said}"
+    finally:
+        run.kill()
+        go.touch()                                       # (whatever happened: the iptables goes on, and ends)
     wait_until(port_rules, 10, "the rule made after all")
     assert lab("rm", "-f", "cut09").returncode == 0
     assert not port_rules()

@@ -349,31 +349,29 @@ def post_prune_images(req):
     wanted = filters(req)
     check_filters(wanted, ("dangling",))
     every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
+    done, space = prune(lambda image: every or not image["RepoTags"])
+    return 200, {"ImagesDeleted": [dict([line.split(": ", 1)]) for line in done] or None, "SpaceReclaimed": space}
+
+
+def prune(wanted) -> tuple[list[str], int]:
+    """Remove the images wanted(image) says, but those a container uses: what rmi said of
+    each ("Untagged: ...", "Deleted: ..."), and the bytes that freed."""
     used = {c.config["ImageId"] for c in store.list_containers()}
     done, space = [], 0
     for image in images.list_images():
-        if image["Id"] in used or (image["RepoTags"] and not every):
-            continue
-        before = disk_use()
-        for line in image_commands.remove_image(image["Id"]):
-            kind, _, what = line.partition(": ")
-            done.append({kind: what})
-        space += before - disk_use()
-    return 200, {"ImagesDeleted": done or None, "SpaceReclaimed": max(space, 0)}
+        if image["Id"] not in used and wanted(image):
+            before = disk_use()
+            done += image_commands.remove_image(image["Id"])
+            space += before - disk_use()
+    return done, max(space, 0)
 
 
 def post_prune_build(req):
     """POST /build/prune (docker builder prune, and system prune's last step): lab build's cache,
     the images of its steps that no tag names (images.is_intermediate), but those a container uses."""
-    used = {c.config["ImageId"] for c in store.list_containers()}
-    deleted, space = [], 0
-    for image in images.list_images():
-        if images.is_intermediate(image) and image["Id"] not in used:
-            before = disk_use()
-            image_commands.remove_image(image["Id"])
-            deleted.append(image["Id"])
-            space += before - disk_use()
-    return 200, {"CachesDeleted": deleted or None, "SpaceReclaimed": max(space, 0)}
+    done, space = prune(images.is_intermediate)
+    deleted = [line.split(": ", 1)[1] for line in done if line.startswith("Deleted: ")]
+    return 200, {"CachesDeleted": deleted or None, "SpaceReclaimed": space}
 
 
 ROUTES = [

@@ -337,11 +337,11 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
     (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
     of lab build, whose image keeps its base's config and is marked intermediate. The image's
     Env is the container's but for what lab adds to every container (HOSTNAME, and HOME=/root
-    unless the image had it): a user of the new image gets their own."""
+    when the image had no HOME): a user of the new image gets their own."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
     base = load(container.whole("commit").config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
-    had_home = "HOME=/root" in (base["Config"].get("Env") or [])
+    had_home = any(e.startswith("HOME=") for e in base["Config"].get("Env") or [])
     env = [e for e in container.config["Env"] if not e.startswith("HOSTNAME=") and (had_home or e != "HOME=/root")]
     config = {**base["Config"], "Env": env,
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}

@@ -209,11 +209,12 @@ def is_container_config(config) -> bool:
 def is_container_state(state) -> bool:
     """The shape of a state.json: what lab reads of its status is there (an exited one's exit
     status and end, a running one's pid)."""
-    if not isinstance(state, dict) or not isinstance(state.get("Status", "created"), str):
+    if not (isinstance(state, dict) and isinstance(state.get("Status", "created"), str)
+            and isinstance(state.get("Cgroup", {}), dict) and isinstance(state.get("Network") or {}, dict)):
         return False
     needs = {"exited": {"ExitCode": (int, type(None)), "FinishedAt": (int, float)},   # (None: unknown)
              "running": {"Pid": (int,)}}.get(state.get("Status"), {})
-    return all(isinstance(state.get(key), kinds) for key, kinds in needs.items())
+    return all(key in state and isinstance(state[key], kinds) for key, kinds in needs.items())
 
 
 class Container:
@@ -279,9 +280,10 @@ class Container:
         and lab's commands both write it (a stop's "do not restart" must not be lost to a
         supervisor that read the state before it)."""
         try:
-            self.state = {**read_json(self.path / "state.json"), **changes}
+            on_disk = read_json(self.path / "state.json")
         except (FileNotFoundError, ValueError):
-            self.state.update(changes)
+            on_disk = None
+        self.state = {**on_disk, **changes} if is_container_state(on_disk) else {**self.state, **changes}
         try:
             write_json(self.path / "state.json", self.state)
         except FileNotFoundError:
@@ -350,13 +352,17 @@ class Container:
     def cgroup_paths(self) -> dict[str, str]:
         """Its cgroup's folders, as its state records them ({}: none). Each must be a folder named
         lab-<its id>: a hand edit could name another cgroup, whose processes rm -f would kill."""
-        paths = (self.state.get("Cgroup") or {}).get("Paths") or {}
+        paths = (self.state.get("Cgroup") or {}).get("Paths") or {}      # (a dict: is_container_state)
         mine = f"lab-{self.id[:12]}"
         if not isinstance(paths, dict) or not all(isinstance(p, str) and p.startswith("/") and
                                                   os.path.normpath(p) == p and os.path.basename(p) == mine
                                                   for p in paths.values()):
             return {}
         return paths
+
+    def restarting(self) -> bool:
+        """Between two runs of its restart policy (--restart): its supervisor waits to start it again."""
+        return bool(self.state.get("Restarting")) and self.has_supervisor()
 
     def has_supervisor(self) -> bool:
         """Its supervisor (supervisor.py: run -d, the engine) is still there."""
@@ -444,8 +450,9 @@ def remove_interrupted(root: Path) -> None:
     """The hidden folders of creates and removals that a crash cut short. A create holds the
     containers' lock from its mkdir to its rename: while no one holds it, none is under way. A
     removal's folder ends with its process's pid: once that process is gone, no one deletes it."""
-    for folder in root.glob(".removing-*-*"):
-        if not os.path.exists(f"/proc/{folder.name.rsplit('-', 1)[1]}"):
+    for folder in root.glob(".removing-*"):          # (.removing-<id>, an older lab's: no pid, no owner)
+        owner = folder.name.split("-")[2:]
+        if not (owner and owner[0].isdigit() and os.path.exists(f"/proc/{owner[0]}")):
             shutil.rmtree(folder, ignore_errors=True)
     with open(root / ".lock", "a") as lock:
         try:

@@ -122,32 +122,37 @@ def mount_volume(root: str, mount: dict) -> None:
 
 def fill_from_image(root: str, mount: dict) -> None:
     """In the child, before the volume is mounted: an empty volume gets what the image has at its
-    path, as docker's does (-v data:/var/lib/app starts with the image's /var/lib/app): the files,
-    folders and symlinks, with their owners and modes; the folder's owner and mode go to the
-    volume's own. A volume with anything in it is left as it is. Only regular files, folders and
-    symlinks are copied: a device node or a FIFO in an image is no data to copy (reading a device
-    would read the host's)."""
+    path, as docker's does (-v data:/var/lib/app starts with the image's /var/lib/app): its
+    folders, files and symlinks, each with its owner, then its mode, times and extended
+    attributes (in that order: a chown clears setuid bits and file capabilities). A volume with
+    anything in it is left as it is. A device node or a FIFO is no data and is not copied
+    (reading a device would read the host's)."""
     path = root
     for part in mount["Destination"].strip("/").split("/"):
         path = os.path.join(path, part)
         if os.path.islink(path) or not os.path.exists(path):
             return                       # (a symlink resolves against the host's / here: mount_point refuses it)
     volume = mount["Source"]
-    if not os.path.isdir(path) or os.listdir(volume):
+    if not os.path.isdir(path) or not os.path.isdir(volume) or os.listdir(volume):
         return
-
-    def special(folder, entries):
-        return [e for e in entries if not stat.S_ISREG(mode := os.lstat(os.path.join(folder, e)).st_mode)
-                and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode)]
-    shutil.copytree(path, volume, symlinks=True, ignore=special, dirs_exist_ok=True)
-    for folder, dirs, files in os.walk(path):        # copytree keeps modes and times, not owners
-        for name in ["", *dirs, *files]:
+    for folder, dirs, files in os.walk(path):
+        for name in ["", *dirs, *files]:                 # ("": the folder itself, the volume's own)
             source = os.path.join(folder, name)
-            copied = os.path.join(volume, os.path.relpath(source, path))
-            if os.path.lexists(copied):
-                st = os.lstat(source)
-                os.lchown(copied, st.st_uid, st.st_gid)
-    os.chmod(volume, os.stat(path).st_mode & 0o7777)
+            copy = os.path.normpath(os.path.join(volume, os.path.relpath(source, path)))
+            kind = os.lstat(source).st_mode
+            if stat.S_ISDIR(kind):
+                os.makedirs(copy, exist_ok=True)
+            elif stat.S_ISREG(kind):
+                shutil.copyfile(source, copy, follow_symlinks=False)
+            elif stat.S_ISLNK(kind):
+                if not os.path.lexists(copy):            # (two first runs may fill it at once)
+                    os.symlink(os.readlink(source), copy)
+            else:
+                continue                                 # a device node, a FIFO, a socket
+            owner = os.lstat(source)
+            os.lchown(copy, owner.st_uid, owner.st_gid)
+            if not stat.S_ISLNK(kind):
+                shutil.copystat(source, copy, follow_symlinks=False)
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:
