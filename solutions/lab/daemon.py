@@ -389,8 +389,9 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 def serve(path: str) -> None:
     """Listen on path (0660, root only) until SIGTERM or Ctrl-C."""
     timeout = read_timeout()
-    if not path or os.path.isdir(path) or (os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode)):
-        what = "is a folder" if os.path.isdir(path) else "is a file, not a socket" if path else "is empty"
+    kind = os.lstat(path).st_mode if path and os.path.lexists(path) else None
+    if not path or (kind is not None and not stat.S_ISSOCK(kind)):
+        what = "is empty" if not path else "is a folder" if stat.S_ISDIR(kind) else "is a file, not a socket"
         raise LabError(f"--socket {path!r} {what}: give the path of a socket to create (lab replaces "
                        "only a socket a killed daemon left behind)")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

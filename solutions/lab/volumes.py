@@ -139,7 +139,8 @@ def fill_from_image(root: str, mount: dict) -> None:
         for name in ["", *dirs, *files]:                 # ("": the folder itself, the volume's own)
             source = os.path.join(folder, name)
             copy = os.path.normpath(os.path.join(volume, os.path.relpath(source, path)))
-            kind = os.lstat(source).st_mode
+            st = os.lstat(source)
+            kind = st.st_mode
             if stat.S_ISDIR(kind):
                 os.makedirs(copy, exist_ok=True)
             elif stat.S_ISREG(kind):
@@ -149,8 +150,7 @@ def fill_from_image(root: str, mount: dict) -> None:
                     os.symlink(os.readlink(source), copy)
             else:
                 continue                                 # a device node, a FIFO, a socket
-            owner = os.lstat(source)
-            os.lchown(copy, owner.st_uid, owner.st_gid)
+            os.lchown(copy, st.st_uid, st.st_gid)
             if not stat.S_ISLNK(kind):
                 shutil.copystat(source, copy, follow_symlinks=False)
 
