@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes
 from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
@@ -26,6 +27,7 @@ def info(req):
     running = sum(c.is_running() for c in everything)
     paused = sum(c.is_running() and c.state.get("Paused", False) for c in everything)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    support = host_support(cgroups)
     return 200, {
         "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
         "Containers": len(everything), "ContainersRunning": running - paused, "ContainersPaused": paused,
@@ -33,15 +35,45 @@ def info(req):
         "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "lab layers"]],
         "DockerRootDir": str(store.lab_root()), "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgroups.version() == "v2" else "1",
-        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1", "KernelVersion": platform.release(),
+        **support, "KernelVersion": platform.release(),
         "Debug": False, "ExperimentalBuild": False, "NFd": len(os.listdir("/proc/self/fd")),
         "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux"),
         "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count(), "MemTotal": memory,
         "Runtimes": {"lab": {"path": "lab"}}, "DefaultRuntime": "lab", "SecurityOptions": [],
         "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False},
         "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file", "none"]},
-        "Warnings": []}
+        "Warnings": [warning for field, warning in HOST_WARNINGS.items() if not support[field]]}
+
+
+HOST_WARNINGS = {   # what `docker info` says under its table when the host lacks it (dockerd's words)
+    "SwapLimit": "WARNING: No swap limit support", "CPUSet": "WARNING: No cpuset support",
+    "IPv4Forwarding": "WARNING: IPv4 forwarding is disabled",
+    "BridgeNfIptables": "WARNING: bridge-nf-call-iptables is disabled",
+    "BridgeNfIp6tables": "WARNING: bridge-nf-call-ip6tables is disabled"}
+
+
+def host_support(cgroups) -> dict:
+    """What of the limits and the network this host's kernel gives, as dockerd reports it: swap
+    limits need v1's memsw files (a kernel booted with swapaccount=1), --cpuset-cpus a cpuset
+    hierarchy (v1) or controller (v2); the network's switches are read from /proc/sys (lab
+    turns ip_forward on itself when a container first joins a bridge)."""
+    if cgroups.version() == "v2":
+        swap, cpuset = True, "cpuset" in cgroups.read(cgroups.ROOT / "cgroup.controllers").split()
+    else:
+        memory, _ = cgroups.CgroupV1.hierarchies()["memory"]
+        swap = (memory / "memory.memsw.limit_in_bytes").exists()
+        cpuset = cgroups.CgroupV1.cpuset_mount(cgroups.mountinfo()) is not None
+    return {"MemoryLimit": True, "SwapLimit": swap, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+            "CPUSet": cpuset, "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1",
+            "IPv4Forwarding": switched_on("ipv4/ip_forward"),
+            "BridgeNfIptables": switched_on("bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": switched_on("bridge/bridge-nf-call-ip6tables")}
+
+
+def switched_on(name: str) -> bool:
+    """Whether the network switch /proc/sys/net/NAME is 1 (the bridge's exist with br_netfilter)."""
+    path = Path("/proc/sys/net", name)
+    return path.is_file() and path.read_text().strip() == "1"
 
 
 def ping(req):
