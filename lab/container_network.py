@@ -44,7 +44,9 @@ def parse_mode(mode: str | None) -> str:
     if mode == "default":
         return DEFAULT
     if mode.startswith("container:"):
-        names.check_name(mode.split(":", 1)[1] or "?", "container")
+        if not mode.split(":", 1)[1]:
+            raise LabError("--network container: needs the container's name or id after it, e.g. container:web")
+        names.check_name(mode.split(":", 1)[1], "container")
         return mode
     if mode not in PREDEFINED:
         find(mode)                                  # (refused now if there is none)

@@ -71,6 +71,10 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--ulimit", "nofile=99999999999999999999", "busybox", "true"], 125, "a limit is at most"),
     (["run", "--tmpfs", "/x:size=abc", "busybox", "true"], 125, "invalid --tmpfs option 'size=abc': size= takes bytes"),
     (["run", "--tmpfs", "/x:mode=abc", "busybox", "true"], 125, "invalid --tmpfs option 'mode=abc': mode= takes octal"),
+    (["network", "create", "n1", "n2"], 125, "network create: one argument too many: n2"),
+    (["run", "--network", "container:", "busybox", "true"], 125, "--network container: needs the container's name"),
+    (["image", "import", "/dev/null", "x:v1"], 125, "/dev/null is neither a file nor a folder"),
+    (["run", "busybox@sha256:abc", "true"], 125, "invalid reference 'busybox@sha256:abc'"),    # not "Unable to find"
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)

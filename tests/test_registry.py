@@ -29,6 +29,9 @@ def test_login_stores_the_password_as_docker_does_readable_by_its_owner_only(reg
     auth = json.loads(config.read_text())["auths"][registry.host]["auth"]
     import base64
     assert base64.b64decode(auth).decode() == f"{USER}:{PASSWORD}"
+    hub = lab("logout", "")                       # as docker logout "": Docker Hub's login, not this one
+    assert hub.stdout == "Removing login credentials for docker.io\n", hub.stderr
+    assert registry.host in json.loads(config.read_text())["auths"]
     assert lab("logout", registry.host).returncode == 0
     assert registry.host not in json.loads(config.read_text())["auths"]
 

@@ -390,7 +390,8 @@ def cmd_run(args) -> int:
 def pull_missing(ref: str, missing: LabError) -> None:
     """docker run's first step for an image it lacks: "Unable to find image", then a pull
     (its progress on stderr: stdout is the container's)."""
-    from lab import container, pull
+    from lab import container, pull, registry
+    registry.Reference(ref)             # a reference no registry has: refused as it is, before a pull
     print(f"Unable to find image '{ref}' locally", file=sys.stderr)
     try:
         pulled = container.step("10", pull.pull, ref, out=sys.stderr)
@@ -619,7 +620,7 @@ def cmd_push(args) -> int:
 
 def cmd_login(args) -> int:
     from lab import registry
-    server = registry.server_name(args.server)
+    server = registry.server_name(args.server or registry.DOCKER_HUB)     # (docker logout "": Docker Hub)
     if args.command == "logout":
         registry.save_credentials(server, None)
         print(f"Removing login credentials for {server}")
@@ -687,7 +688,9 @@ def main(argv=None) -> int:
         argv = sys.argv[1:] if argv is None else argv
         args, unknown = build_parser(argv).parse_known_args(argv)
         if unknown:
-            raise LabError(f"{args.command}: unknown flag {unknown[0]} (see `lab {args.command} --help`)")
+            command = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
+            what = "unknown flag" if unknown[0].startswith("-") else "one argument too many:"
+            raise LabError(f"{command}: {what} {unknown[0]} (see `lab {command} --help`)")
         return args.func(args)
     except StartError as e:             # the command could not be run: 126, 127, or 125
         return fail(e, e.status)

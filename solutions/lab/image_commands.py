@@ -216,8 +216,11 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
             except FileNotFoundError:
                 raise LabError(f"the OCI layout {source} has no {member}") from None
         kind, archive = "oci", None
-    elif not path.is_file():
+    elif not path.exists():
         raise LabError(f"no such file or folder: {source}")
+    elif not path.is_file():
+        raise LabError(f"{source} is neither a file nor a folder: lab imports a rootfs tarball, a `docker save` "
+                       "archive, or an OCI image layout")
     else:
         try:
             archive = tarfile.open(path, "r:*")
