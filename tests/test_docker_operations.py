@@ -155,6 +155,8 @@ def test_prune_removes_what_nothing_uses_and_nothing_else(daemon):
     assert "named" in pruned.stdout.split(), pruned.stderr              # every unused one
     assert daemon.docker("image", "prune", "-a", "-f").returncode == 0
     assert daemon.docker("images", "-q").stdout.count("\n") == 1          # busybox: keeper uses it
+    df = daemon.docker("system", "df", "--format", "{{.Type}}: {{.Active}} {{.Reclaimable}}").stdout
+    assert "Images: 1 0B (0%)" in df.splitlines(), df                  # so none of it is reclaimable
     daemon.docker("rm", "-f", "keeper")
     assert "Images          1" in daemon.docker("system", "df").stdout
 
@@ -163,6 +165,8 @@ def test_sdk_operations_on_a_running_container(daemon):
     client = daemon.client()
     box = client.containers.run("busybox", ["sh", "-c", "echo hi > /hi; exec sleep 600"], detach=True, name="sdkops")
     wait_until(lambda: [row[-1] for row in box.top()["Processes"]] == ["sleep 600"], what="docker top")
+    sized = client.api.containers(filters={"name": "sdkops"}, size=True)[0]      # docker ps -s
+    assert sized["SizeRw"] >= 3 and sized["SizeRootFs"] == sized["SizeRw"] + client.images.get("busybox").attrs["Size"]
     one = box.stats(stream=False)
     assert one["pids_stats"]["current"] == 1 and one["memory_stats"]["usage"] > 0
     assert one["cpu_stats"]["system_cpu_usage"] > one["precpu_stats"]["system_cpu_usage"] > 0

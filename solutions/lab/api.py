@@ -253,6 +253,18 @@ def container_summary(c: store.Container) -> dict:
             "NetworkSettings": {"Networks": info["NetworkSettings"]["Networks"]}, "Mounts": info["Mounts"]}
 
 
+def container_sizes(c: store.Container) -> dict:
+    """docker ps -s, docker inspect --size: the bytes the container wrote (its upper folder) and
+    all it sees (those and its image's)."""
+    from lab import images, layers
+    written = layers.folder_size(c.upper)
+    try:
+        image = images.load(c.config["ImageId"])["Size"]
+    except (OSError, ValueError):          # (its image's record gone or damaged: what it wrote, then)
+        image = 0
+    return {"SizeRw": written, "SizeRootFs": written + image}
+
+
 def virtual_size(req, size: int) -> dict:
     """VirtualSize, for the clients older than 1.44 that still read it."""
     return {"VirtualSize": size} if req.version < (1, 44) else {}

@@ -17,7 +17,8 @@ import json
 import os
 
 from lab import LabError, NotFound, container, logs, names, relay, store, supervisor, supervisor_client, terminal, views, volumes
-from lab.api import ApiError, as_binds, check_supported, check_volume_driver, container_json, more_options, restart_policy
+from lab.api import (ApiError, as_binds, check_supported, check_volume_driver, container_json, container_sizes,
+                     more_options, restart_policy)
 from lab.process import parse_signal
 
 
@@ -139,7 +140,8 @@ def post_wait(req):
 
 
 def get_container(req):
-    return 200, container_json(store.find_container(req.params[0]))
+    c = store.find_container(req.params[0])
+    return 200, container_json(c) | (container_sizes(c) if req.flag("size") else {})
 
 
 def post_attach(req):

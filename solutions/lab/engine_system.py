@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes
 from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
-                     container_summary, filters, has_labels, virtual_size)
+                     container_sizes, container_summary, filters, has_labels, virtual_size)
 
 
 def version(req=None):
@@ -211,10 +211,19 @@ def system_df(req):
     users = {}
     for c in everything:
         users[c.config["ImageId"]] = users.get(c.config["ImageId"], 0) + 1
+    listed = images.list_images(listing=True)
+    # SharedSize: the bytes of an image's layers that other images have too (the CLI counts an
+    # image in use as its size less those, and the rest as reclaimable)
+    holders = {}
+    for image in listed:
+        for digest in set(image["Layers"]):
+            holders[digest] = holders.get(digest, 0) + 1
+    shared = {digest: layers.layer_size(digest) for digest, count in holders.items() if count > 1}
     found = [{"Id": i["Id"], "ParentId": "", "RepoTags": i["RepoTags"] or None, "RepoDigests": [],
-              "Created": int(i["Created"]), "Size": i["Size"], "SharedSize": -1, **virtual_size(req, i["Size"]),
-              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in images.list_images(listing=True)]
-    shelf = [{**container_summary(c), "SizeRw": layers.folder_size(c.upper), "SizeRootFs": 0} for c in everything]
+              "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
+              "SharedSize": sum(shared.get(digest, 0) for digest in set(i["Layers"])),
+              "Labels": {}, "Containers": users.get(i["Id"], 0)} for i in listed]
+    shelf = [container_summary(c) | container_sizes(c) for c in everything]
     kept = [{**volumes.inspect(name), "UsageData": {"Size": layers.folder_size(volumes.volume_path(name)),
                                                     "RefCount": len(volumes.users(name))}}
             for name in volumes.list_volumes()]

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from lab import NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
-from lab.api import ApiError, check_filters, container_summary, filters, has_labels, restart_policy
+from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
 from lab.engine import start_container, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
@@ -37,7 +37,7 @@ def list_containers(req):
     shown = []
     limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
-        row = container_summary(c)
+        row = container_summary(c) | (container_sizes(c) if req.flag("size") else {})
         if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
             continue
         image = c.config["Image"]
