@@ -271,9 +271,13 @@ def virtual_size(req, size: int) -> dict:
 
 
 def image_json(req, image: dict) -> dict:
-    return {**views.image(image), "Author": image.get("Author", ""), "Comment": image.get("Comment", ""), "DockerVersion": "", **virtual_size(req, image["Size"]),
-            "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": views.lower_dir(image["Layers"])}},
+    shown = views.image(image)
+    # ContainerConfig (the config of the container a step was built in; lab's: the image's own)
+    # went in API 1.45; docker-compose 1.x still reads its Volumes when it recreates a container
+    older = {"Container": "", "ContainerConfig": shown["Config"]} if req.version < (1, 45) else {}
+    return {**shown, "Author": image.get("Author", ""), "Comment": image.get("Comment", ""), "DockerVersion": "",
+            **virtual_size(req, image["Size"]), **older,
+            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": views.lower_dir(image["Layers"])}},
             "Metadata": {"LastTagTime": ZERO_TIME}}
 
 

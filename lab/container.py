@@ -344,7 +344,7 @@ def start(container: store.Container, piped: bool = False):
     trace.mark("fork and exec")
     stdio.receive_master()
     container.save_state(Status="running", Paused=False, Pid=pid, PidStartTime=store.process_start_time(pid),
-                         StartedAt=time.time(), **watcher)
+                         StartedAt=time.time(), Error="", **watcher)     # (Error: a failed start's, before)
     return pid, cgroup, stdio
 
 

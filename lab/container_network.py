@@ -181,6 +181,11 @@ def prepare(container: store.Container) -> Plan:
             return Plan(new_namespace=False, join_fd=os.open(f"/proc/{other.state['Pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
         except FileNotFoundError:
             raise Conflict(f"cannot join network of a non running container: {other.name}") from None
+    if (container.config.get("Endpoint") or {}).get("Disconnected"):
+        if container.config.get("Networks"):
+            raise LabError(f"container {container.name} was disconnected from its first network, {mode}: lab starts a "
+                           f"container on other networks only with its first; connect it again (lab network connect {mode} {container.name})")
+        return Plan()                              # on no network: its own namespace, with lo only
     record = find(mode)
     for link in container.config.get("Links") or []:
         target = store.Container(store.containers_dir() / link["Id"]) if container_exists(link["Id"]) else None
@@ -308,10 +313,18 @@ def connect_container(container: store.Container, ref: str, aliases=(), mac: str
         raise Conflict(f"container {container.name} runs with --network {mode}: it has no network of its own to connect")
     running = container.is_running()
     more = container.config.get("Networks") or {}
-    on = endpoints(container) if running else {mode: {}, **more}
+    first = container.config.get("Endpoint") or {}
+    on = endpoints(container) if running else {**({} if first.get("Disconnected") else {mode: {}}), **more}
     if record["Name"] in on:
         raise Conflict(f"endpoint with name {container.name} already exists in network {record['Name']}")
     asked = {"Aliases": list(aliases) or None, "MacAddress": mac and mac.lower(), "IPv4Address": ip}
+    if not running and record["Name"] == mode:
+        # its first network again, with what this connect asks (docker compose disconnects a container
+        # it has just created from its network, then connects it with the service's name as an alias)
+        kept = {key: value for key, value in first.items() if key != "Disconnected"}
+        container.config["Endpoint"] = kept | {key: value for key, value in asked.items() if value}
+        container.save_config()
+        return
     container.config["Networks"] = {**more, record["Name"]: asked}
     container.save_config()
     if not running:
@@ -393,6 +406,12 @@ def disconnect_container(container: store.Container, ref: str) -> None:
     network too, if asked (until its next start)."""
     record = find(ref)
     more = container.config.get("Networks") or {}
+    first = container.config.get("Endpoint") or {}
+    if not container.is_running() and record["Name"] == container.config.get("NetworkMode") \
+            and not first.get("Disconnected"):     # its first network, before it starts: off until connected again
+        container.config["Endpoint"] = first | {"Disconnected": True}
+        container.save_config()
+        return
     here = endpoints(container).get(record["Name"]) if container.is_running() else None
     if here is None and record["Name"] not in more:
         raise Conflict(f"container {container.name} is not connected to network {record['Name']}")

@@ -177,12 +177,14 @@ def list_networks(listing: bool = False) -> list[dict]:
 
 
 def create(name: str, subnet: str | None = None, labels: dict | None = None, internal: bool = False,
-           gateway: str | None = None, ip_range: str | None = None, aux: dict | None = None) -> dict:
+           gateway: str | None = None, ip_range: str | None = None, aux: dict | None = None,
+           attachable: bool = False) -> dict:
     """`lab network create`: a record, its bridge and its rules. Bad input creates nothing.
     An internal network's containers reach each other and the host, nothing beyond. With a
     subnet: its gateway (default: the first address), the range containers get their
     addresses from (ip_range, default: all of it), and addresses kept for others (aux, docker's
-    --aux-address NAME=ADDRESS)."""
+    --aux-address NAME=ADDRESS). attachable is kept and shown only: it matters to swarm's
+    networks, and docker compose asks it of every network it makes."""
     names.check_name(name, "network")
     if name in PREDEFINED:
         raise Conflict(f"network {name} is a predefined network: choose another name")
@@ -212,7 +214,7 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
         record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet,
                   "Gateway": gateway or to_text(base + 1), "IPRange": ip_range, "AuxiliaryAddresses": aux or None,
                   "Bridge": f"lab-{network_id[:11]}", "Created": time.time(), "Labels": labels or {},
-                  "Internal": internal}
+                  "Internal": internal, "Attachable": attachable}
         store.write_json(record_path(name), record)
         try:
             set_up_bridge(record)

@@ -70,8 +70,9 @@ def network_settings(c: store.Container, running: bool) -> dict:
     here = (c.state.get("Network") or {}) if running else {}
     endpoint = network_endpoint(here, c.config.get("Endpoint") or {})
     default = endpoint if mode == "bridge" else {}          # (the top-level fields: the default bridge's)
-    networks = {} if mode.startswith("container:") or (running and not here and mode not in ("host", "none")) \
-        else {mode: endpoint}                                # (left out: its first network, disconnected)
+    disconnected = (running and not here and mode not in ("host", "none")) or (    # its first network:
+        not running and (c.config.get("Endpoint") or {}).get("Disconnected"))         # then it is left out
+    networks = {} if mode.startswith("container:") or disconnected else {mode: endpoint}
     for name, settings in (c.state.get("Connected") or {}).items() if running else ():
         networks[name] = network_endpoint(settings, settings)   # (network connect's)
     for name, asked in (c.config.get("Networks") or {}).items() if not running else ():
@@ -104,8 +105,10 @@ def network(record: dict) -> dict:
                                  "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
     return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
             "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
-            "Internal": record.get("Internal", False), "Attachable": False, "Ingress": False, "Containers": members,
-            "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record.get("Bridge") else {},
+            "Internal": record.get("Internal", False), "Attachable": record.get("Attachable", False), "Ingress": False, "Containers": members,
+            # (the bridge's name: the default network's only, as docker's; a user network shows the
+            # options it was created with, and docker compose recreates one whose options differ)
+            "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record["Name"] == "bridge" else {},
             "Labels": record.get("Labels") or {}}
 
 

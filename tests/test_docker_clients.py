@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import urllib.parse
 
 import docker
 import pytest
@@ -192,6 +193,64 @@ def test_docker_networks_and_published_ports(daemon):
     assert client.networks.get("test 01").id == spaced.id
     spaced.remove()
     assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
+
+
+def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name(daemon):
+    """What docker-compose 1.x sends for `up` (here with the SDK it uses): an attachable project
+    network; each service's container created on it, disconnected and connected again with the
+    service's name as an alias (from API 1.45 on), started; the project's events followed by its
+    label; and to recreate a container, its image inspected at API 1.44 for ContainerConfig."""
+    client = daemon.client()
+    api = client.api
+    project = {"com.docker.compose.project": "proj"}
+    network = client.networks.create("proj_default", driver="bridge", attachable=True, labels=project)
+    conn = daemon.connection()
+    conn.request("GET", "/v1.47/events?filters=" + urllib.parse.quote(json.dumps({"label": ["com.docker.compose.project=proj"]})))
+    events = conn.getresponse()
+    try:
+        assert events.status == 200, events.read()
+        assert network.attrs["Attachable"] is True and network.attrs["Options"] == {}   # (compose compares them)
+        for service, command in (("web", ["httpd", "-f", "-p", "80", "-h", "/etc"]), ("client", ["sleep", "600"])):
+            made = api.create_container("busybox", command, name=f"proj_{service}_1", labels=project,
+                                        host_config=api.create_host_config(network_mode="proj_default"))
+            api.disconnect_container_from_network(made["Id"], "proj_default")
+            api.connect_container_to_network(made["Id"], "proj_default", aliases=[service])
+            api.start(made["Id"])
+        seen = [json.loads(events.readline()) for _ in range(4)]      # (two containers in one look: either first)
+        assert sorted((e["Actor"]["Attributes"]["name"], e["Action"]) for e in seen) == [
+            ("proj_client_1", "create"), ("proj_client_1", "start"), ("proj_web_1", "create"), ("proj_web_1", "start")]
+        hostname = api.inspect_container("proj_web_1")["Config"]["Hostname"]
+        fetch = lambda: daemon.docker("exec", "proj_client_1", "wget", "-qO-", "http://web/hostname").stdout.strip()  # noqa: E731
+        wait_until(lambda: fetch() == hostname, 20, "the client reaching the web service by its name")
+        assert sorted(api.inspect_container("proj_web_1")["NetworkSettings"]["Networks"]) == ["proj_default"]
+        status, image = daemon.request("GET", "/v1.44/images/busybox/json")
+        assert status == 200 and image["ContainerConfig"]["Cmd"] == ["sh"]
+        status, image = daemon.request("GET", "/v1.45/images/busybox/json")
+        assert status == 200 and "ContainerConfig" not in image                        # gone, as in docker's
+        # disconnected from its only network before its start, and not connected again: lo only
+        assert daemon.docker("create", "--name", "alone", "--network", "proj_default", "busybox", "ip", "-o", "link").returncode == 0
+        assert daemon.docker("network", "disconnect", "proj_default", "alone").returncode == 0
+        alone = daemon.docker("start", "-a", "alone")
+        assert (alone.returncode, [line.split()[1] for line in alone.stdout.splitlines()]) == (0, ["lo:"]), alone.stderr
+    finally:
+        conn.close()
+        daemon.docker("rm", "-f", "proj_web_1", "proj_client_1", "alone")
+        network.remove()
+
+
+def test_a_start_that_works_after_one_that_failed_forgets_the_failure(daemon):
+    docker = daemon.docker
+    try:
+        assert docker("create", "--name", "later", "busybox", "sleep", "600").returncode == 0
+        assert docker("create", "--name", "joiner", "--network", "container:later", "busybox", "echo", "joined").returncode == 0
+        failed = docker("start", "-a", "joiner")                   # later is not running: no network to join
+        assert failed.returncode != 0 and "cannot join network of a non running container" in failed.stderr
+        assert docker("start", "later").returncode == 0
+        again = docker("start", "-a", "joiner")
+        assert (again.returncode, again.stdout) == (0, "joined\n"), again.stderr     # (the wait said the old error)
+        assert docker("inspect", "-f", "{{.State.ExitCode}} [{{.State.Error}}]", "joiner").stdout == "0 []\n"
+    finally:
+        docker("rm", "-f", "joiner", "later")
 
 
 def test_add_host_is_a_line_of_etc_hosts_with_a_network_or_without(daemon):

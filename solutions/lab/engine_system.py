@@ -121,9 +121,11 @@ def get_events(req):
     die, pause, unpause, rename, destroy. lab keeps no journal of events: this handler compares
     the containers' records every 0.1 s and reports what changed, so `since` replays nothing
     and a container that starts and ends between two looks shows only as `create` or `destroy`.
-    Filters: type, container (name or id), event; `until` ends the stream."""
+    Filters: type, container (name or id), event, label (the container's, as docker puts them
+    among the event's attributes; docker compose follows its project's containers by one);
+    `until` ends the stream."""
     wanted = filters(req)
-    check_filters(wanted, ("type", "container", "event"))
+    check_filters(wanted, ("type", "container", "event", "label"))
     until = float(req.query.get("until") or 0)
     out = req.stream("application/json", chunked=True)
     before = snapshot()
@@ -131,13 +133,17 @@ def get_events(req):
         time.sleep(0.1)
         now = snapshot()
         for event in changes_between(before, now):
-            actor = event["Actor"]
-            if all(any(v in (event["Type"] if key == "type" else event["Action"] if key == "event" else
-                             (actor["ID"], actor["Attributes"]["name"])) for v in values)
-                   for key, values in wanted.items()):
+            if is_wanted(event, wanted):
                 out.write(json.dumps(event).encode() + b"\n")
                 out.flush()
         before = now
+
+
+def is_wanted(event: dict, wanted: dict) -> bool:
+    attributes = event["Actor"]["Attributes"]
+    fields = {"type": [event["Type"]], "event": [event["Action"]], "container": [event["id"], attributes["name"]]}
+    return all(any(value in fields[key] for value in values) for key, values in wanted.items() if key in fields) \
+        and has_labels(attributes, wanted.get("label", []))
 
 
 def snapshot() -> dict[str, dict]:
@@ -148,7 +154,8 @@ def snapshot() -> dict[str, dict]:
         # Running from the moment its start is recorded until its end is (not is_running(),
         # which would adopt a container caught half-way through its start: see store.py).
         running = c.state.get("Status") == "running" and (c.is_running() or c.watched())
-        found[c.id] = {"name": c.name, "image": c.config["Image"], "running": running,
+        found[c.id] = {"name": c.name, "image": c.config["Image"], "labels": c.config.get("Labels") or {},
+                       "running": running,
                        "started": (c.state.get("Pid"), c.state.get("PidStartTime")),
                        "paused": running and c.state.get("Paused", False),
                        "exitCode": c.state.get("ExitCode")}
@@ -160,7 +167,8 @@ def changes_between(before: dict, now: dict) -> list[dict]:
     def event(cid, action, seen, **more):
         t = time.time_ns()
         events.append({"status": action, "id": cid, "from": seen["image"], "Type": "container", "Action": action,
-                       "Actor": {"ID": cid, "Attributes": {"image": seen["image"], "name": seen["name"], **more}},
+                       "Actor": {"ID": cid, "Attributes": {**seen["labels"], "image": seen["image"], "name": seen["name"],
+                                                           **more}},
                        "scope": "local", "time": t // 10**9, "timeNano": t})
     for cid, seen in now.items():
         old = before.get(cid)
@@ -255,7 +263,7 @@ def post_network(req):
     body = req.json() or {}
     if (body.get("Driver") or "bridge") != "bridge":
         raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
-    for key in ("Attachable", "Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
+    for key in ("Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
         if body.get(key):
             raise ApiError(400, f"lab's networks do not take {key}: leave it out")
     ipam = body.get("IPAM") or {}
@@ -268,7 +276,8 @@ def post_network(req):
     given = subnets[0] if subnets else {}
     record = network.create(body.get("Name") or "", given.get("Subnet"), body.get("Labels") or {},
                             internal=bool(body.get("Internal")), gateway=given.get("Gateway") or None,
-                            ip_range=given.get("IPRange") or None, aux=given.get("AuxiliaryAddresses") or None)
+                            ip_range=given.get("IPRange") or None, aux=given.get("AuxiliaryAddresses") or None,
+                            attachable=bool(body.get("Attachable")))
     return 201, {"Id": record["Id"], "Warning": ""}
 
 
