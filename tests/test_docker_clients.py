@@ -2,6 +2,7 @@
 Python, each scenario asserting what a user of that client sees."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -236,6 +237,55 @@ def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name
         conn.close()
         daemon.docker("rm", "-f", "proj_web_1", "proj_client_1", "alone")
         network.remove()
+
+
+COMPOSE_FILE = """\
+services:
+  web:
+    image: busybox
+    command: httpd -f -p 8080 -h /site
+    volumes: ["./site:/site:ro", "data:/data"]
+    init: true
+  client:
+    image: busybox
+    command: sleep 600
+    depends_on: [web]
+    init: true
+volumes:
+  data:
+"""
+
+
+def test_docker_compose_brings_a_project_up_and_down(daemon, tmp_path):
+    """docker-compose (1.x, Debian's: it drives the engine with the Docker SDK) on lab daemon: a
+    project network, a volume, two services that find each other by name; a recreate (at API
+    1.44, as with docker's engine since 26: compose 1.x reads ContainerConfig, which 1.45
+    dropped); down takes it all away. (init: a PID 1 that ends on SIGTERM, so stops are quick.)"""
+    compose_command = shutil.which("docker-compose")
+    assert compose_command, "docker-compose is missing: run `make setup` (it installs Debian's docker-compose)"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("hello from compose\n")
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE)
+
+    def compose(*args, api=None):
+        env = {**daemon.env, **({"COMPOSE_API_VERSION": api} if api else {})}
+        return subprocess.run([compose_command, "--ansi", "never", "-p", "proj", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    def fetch():
+        return compose("exec", "-T", "client", "wget", "-qO-", "http://web:8080/").stdout
+    try:
+        up = compose("up", "-d")
+        assert up.returncode == 0 and "Creating network \"proj_default\"" in up.stderr, up.stderr
+        wait_until(lambda: fetch() == "hello from compose\n", 30, "the client reaching web by its service's name")
+        again = compose("up", "-d", "--force-recreate", api="1.44")
+        assert again.returncode == 0 and "Recreating proj_web_1 ... done" in again.stderr, again.stderr
+        wait_until(lambda: fetch() == "hello from compose\n", 30, "the recreated web")
+    finally:
+        down = compose("down", "-v")
+    assert down.returncode == 0 and "Removing volume proj_data" in down.stderr, down.stderr
+    assert daemon.docker("ps", "-a", "-q").stdout == ""
+    assert "proj_default" not in daemon.docker("network", "ls").stdout
 
 
 def test_a_start_that_works_after_one_that_failed_forgets_the_failure(daemon):
