@@ -357,6 +357,17 @@ def pytest_runtest_setup(item):
     LAB_CALLS.clear()
 
 
+def shown_arg(arg: str) -> str:
+    """An argument of a lab command as a failure's report shows it: as it was typed, or escaped
+    where it is not UTF-8 (a test's "\\udcff": pytest-xdist cannot send such a report, and the
+    whole run stops with an internal error that names no test)."""
+    try:
+        arg.encode()
+        return arg
+    except UnicodeEncodeError:
+        return ascii(arg)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Code not written yet shows up as NotImplementedError, or inside another error
@@ -368,7 +379,7 @@ def pytest_runtest_makereport(item, call):
         item.repr_failure = lambda excinfo: ""      # format: a fifth of a blank chapter's run
     report = (yield).get_result()
     setattr(item, f"report_{report.when}", report)          # (see passed())
-    said = [f"$ lab {' '.join(args)}   (exit status {status})\n  {line}" for args, status, stderr in LAB_CALLS
+    said = [f"$ lab {' '.join(map(shown_arg, args))}   (exit status {status})\n  {line}" for args, status, stderr in LAB_CALLS
             for line in stderr.splitlines() if line.startswith("lab: error")]
     if report.failed and said and not unfinished:          # lab's own words, next to the assertion
         report.sections.append(("what lab said", "\n".join(said[-10:])))
