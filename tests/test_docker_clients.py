@@ -272,8 +272,8 @@ def test_docker_compose_brings_a_project_up_and_down(daemon, tmp_path):
         return subprocess.run([compose_command, "--ansi", "never", "-p", "proj", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
 
-    def fetch():
-        return compose("exec", "-T", "client", "wget", "-qO-", "http://web:8080/").stdout
+    def fetch():        # (docker-compose exec runs `docker exec`: the docker CLI's own, tested above)
+        return daemon.docker("exec", "proj_client_1", "wget", "-qO-", "http://web:8080/").stdout
     try:
         up = compose("up", "-d")
         assert up.returncode == 0 and "Creating network \"proj_default\"" in up.stderr, up.stderr
