@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from chapters.harness import IN_COURSE_VM, LAB_CALLS, ROOT, UNFINISHED, Daemon, children, lab_impl, run_lab
+from chapters.harness import IN_COURSE_VM, LAB_CALLS, ROOT, UNFINISHED, Daemon, children, lab_impl, run_lab, shown_arg
 
 NEEDS = ("these tests start real containers, so they need Linux and root: run them as root "
          "(sudo -E .venv/bin/pytest ...) or in the course VM (README, 'The course VM')")
@@ -355,17 +355,6 @@ NOT_WRITTEN: dict[str, None] = {}     # the messages, in order, each once
 
 def pytest_runtest_setup(item):
     LAB_CALLS.clear()
-
-
-def shown_arg(arg: str) -> str:
-    """An argument of a lab command as a failure's report shows it: as it was typed, or escaped
-    where it is not UTF-8 (a test's "\\udcff": pytest-xdist cannot send such a report, and the
-    whole run stops with an internal error that names no test)."""
-    try:
-        arg.encode()
-        return arg
-    except UnicodeEncodeError:
-        return ascii(arg)
 
 
 @pytest.hookimpl(hookwrapper=True)

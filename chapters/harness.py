@@ -54,6 +54,17 @@ def check_unfinished(stderr: str) -> None:
 LAB_CALLS: list[tuple[tuple, int, str]] = []   # this test's `lab` commands: (args, status, stderr)
 
 
+def shown_arg(arg: str) -> str:
+    """An argument of a lab command as a failure's report shows it: as it was typed, or escaped
+    where it is not UTF-8 (a test's "\\udcff": pytest-xdist cannot send such a report, and the
+    whole run stops with an internal error that names no test)."""
+    try:
+        arg.encode()
+        return arg
+    except UnicodeEncodeError:
+        return ascii(arg)
+
+
 def run_lab(*args, input=None, timeout=30) -> subprocess.CompletedProcess:
     """Run `lab ARGS...` and return its exit status and output (text).
 
@@ -78,7 +89,7 @@ def run_lab(*args, input=None, timeout=30) -> subprocess.CompletedProcess:
             said = errors.read()
             check_unfinished(said)
             where = said[said.find("Current thread"):].strip() if "Current thread" in said else said.strip()
-            raise TimeoutError(f"`lab {' '.join(args)}` did not finish within {timeout} s; it was here "
+            raise TimeoutError(f"`lab {' '.join(map(shown_arg, args))}` did not finish within {timeout} s; it was here "
                                f"(most recent call first):\n{where}") from None
         errors.seek(0)
         result = subprocess.CompletedProcess(proc.args, proc.returncode, out, errors.read())

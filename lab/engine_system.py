@@ -60,9 +60,10 @@ def host_support(cgroups) -> dict:
     if cgroups.version() == "v2":
         swap, cpuset = True, "cpuset" in cgroups.read(cgroups.ROOT / "cgroup.controllers").split()
     else:
-        memory, _ = cgroups.CgroupV1.hierarchies()["memory"]
-        swap = (memory / "memory.memsw.limit_in_bytes").exists()
-        cpuset = cgroups.CgroupV1.cpuset_mount(cgroups.mountinfo()) is not None
+        mounted = {c: Path(mount) for mount, fstype, options in cgroups.mountinfo() if fstype == "cgroup"
+                   for c in options.split(",") if c in ("memory", "cpuset")}
+        swap = "memory" in mounted and (mounted["memory"] / "memory.memsw.limit_in_bytes").exists()
+        cpuset = "cpuset" in mounted
     return {"MemoryLimit": True, "SwapLimit": swap, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
             "CPUSet": cpuset, "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1",
             "IPv4Forwarding": switched_on("ipv4/ip_forward"),
@@ -167,8 +168,8 @@ def changes_between(before: dict, now: dict) -> list[dict]:
     def event(cid, action, seen, **more):
         t = time.time_ns()
         events.append({"status": action, "id": cid, "from": seen["image"], "Type": "container", "Action": action,
-                       "Actor": {"ID": cid, "Attributes": {**seen["labels"], "image": seen["image"], "name": seen["name"],
-                                                           **more}},
+                       "Actor": {"ID": cid, "Attributes": {**seen["labels"], "image": seen["image"],
+                                                           "name": seen["name"], **more}},
                        "scope": "local", "time": t // 10**9, "timeNano": t})
     for cid, seen in now.items():
         old = before.get(cid)

@@ -211,13 +211,16 @@ def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name
     try:
         assert events.status == 200, events.read()
         assert network.attrs["Attachable"] is True and network.attrs["Options"] == {}   # (compose compares them)
+        assert daemon.docker("run", "-d", "--name", "stranger", "busybox", "sleep", "600").returncode == 0   # no label
         for service, command in (("web", ["httpd", "-f", "-p", "80", "-h", "/etc"]), ("client", ["sleep", "600"])):
             made = api.create_container("busybox", command, name=f"proj_{service}_1", labels=project,
                                         host_config=api.create_host_config(network_mode="proj_default"))
             api.disconnect_container_from_network(made["Id"], "proj_default")
             api.connect_container_to_network(made["Id"], "proj_default", aliases=[service])
             api.start(made["Id"])
-        seen = [json.loads(events.readline()) for _ in range(4)]      # (two containers in one look: either first)
+        seen = []                                          # (two containers in one look: either first)
+        while sum(event["Action"] == "start" for event in seen) < 2:
+            seen.append(json.loads(events.readline()))
         assert sorted((e["Actor"]["Attributes"]["name"], e["Action"]) for e in seen) == [
             ("proj_client_1", "create"), ("proj_client_1", "start"), ("proj_web_1", "create"), ("proj_web_1", "start")]
         hostname = api.inspect_container("proj_web_1")["Config"]["Hostname"]
@@ -228,14 +231,29 @@ def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name
         assert status == 200 and image["ContainerConfig"]["Cmd"] == ["sh"]
         status, image = daemon.request("GET", "/v1.45/images/busybox/json")
         assert status == 200 and "ContainerConfig" not in image                        # gone, as in docker's
-        # disconnected from its only network before its start, and not connected again: lo only
-        assert daemon.docker("create", "--name", "alone", "--network", "proj_default", "busybox", "ip", "-o", "link").returncode == 0
-        assert daemon.docker("network", "disconnect", "proj_default", "alone").returncode == 0
-        alone = daemon.docker("start", "-a", "alone")
-        assert (alone.returncode, [line.split()[1] for line in alone.stdout.splitlines()]) == (0, ["lo:"]), alone.stderr
+        # disconnected from its only network while it does not run: lo only, until connected again
+        docker = daemon.docker
+        links = lambda: [line.split()[1].split("@")[0].rstrip(":") for line in docker("start", "-a", "alone").stdout.splitlines()]  # noqa: E731
+        assert docker("create", "--name", "alone", "--network", "proj_default", "busybox", "ip", "-o", "link").returncode == 0
+        assert docker("network", "disconnect", "proj_default", "alone").returncode == 0
+        assert links() == ["lo"]
+        for verb in ("connect", "disconnect", "connect"):                 # (compose, at each `up`)
+            assert docker("network", verb, "proj_default", "alone").returncode == 0, verb
+        assert links() == ["lo", "eth0"]
+        assert docker("create", "--name", "hosted", "--network", "host", "busybox", "true").returncode == 0
+        refused = docker("network", "disconnect", "host", "hosted")        # (host: not a network it can leave)
+        assert refused.returncode == 1 and "is not connected to network host" in refused.stderr
+        # connected again while it runs (with lo only): at once, and at its next start too
+        assert docker("create", "--name", "again", "--network", "proj_default", "busybox", "sleep", "600").returncode == 0
+        assert docker("network", "disconnect", "proj_default", "again").returncode == 0
+        assert docker("start", "again").returncode == 0
+        assert docker("network", "connect", "proj_default", "again").returncode == 0
+        assert docker("exec", "again", "ip", "-o", "-4", "addr").stdout.count("inet ") == 2       # lo and proj_default
+        assert docker("restart", "-t", "0", "again").returncode == 0
+        assert docker("exec", "again", "ip", "-o", "-4", "addr").stdout.count("inet ") == 2
     finally:
         conn.close()
-        daemon.docker("rm", "-f", "proj_web_1", "proj_client_1", "alone")
+        daemon.docker("rm", "-f", "proj_web_1", "proj_client_1", "alone", "again", "stranger", "hosted")
         network.remove()
 
 

@@ -181,10 +181,11 @@ def prepare(container: store.Container) -> Plan:
             return Plan(new_namespace=False, join_fd=os.open(f"/proc/{other.state['Pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
         except FileNotFoundError:
             raise Conflict(f"cannot join network of a non running container: {other.name}") from None
-    if (container.config.get("Endpoint") or {}).get("Disconnected"):
+    if (container.config.get("Endpoint") or {}).get("Disconnected"):     # (see disconnect_container)
         if container.config.get("Networks"):
-            raise LabError(f"container {container.name} was disconnected from its first network, {mode}: lab starts a "
-                           f"container on other networks only with its first; connect it again (lab network connect {mode} {container.name})")
+            raise LabError(f"container {container.name} was disconnected from its first network, {mode}, and lab "
+                           "cannot start a container on its other networks without its first: connect it again "
+                           f"(lab network connect {mode} {container.name})")
         return Plan()                              # on no network: its own namespace, with lo only
     record = find(mode)
     for link in container.config.get("Links") or []:
@@ -318,13 +319,14 @@ def connect_container(container: store.Container, ref: str, aliases=(), mac: str
     if record["Name"] in on:
         raise Conflict(f"endpoint with name {container.name} already exists in network {record['Name']}")
     asked = {"Aliases": list(aliases) or None, "MacAddress": mac and mac.lower(), "IPv4Address": ip}
-    if not running and record["Name"] == mode:
-        # its first network again, with what this connect asks (docker compose disconnects a container
-        # it has just created from its network, then connects it with the service's name as an alias)
-        kept = {key: value for key, value in first.items() if key != "Disconnected"}
-        container.config["Endpoint"] = kept | {key: value for key, value in asked.items() if value}
-        container.save_config()
-        return
+    if record["Name"] == mode and first.get("Disconnected"):
+        # its first network again, as this connect asks it (docker compose disconnects each container
+        # it creates from its network, then connects it with the service's name as an alias): from
+        # its next start; and at once too if it runs (below)
+        container.config["Endpoint"] = {key: value for key, value in asked.items() if value} or None
+        if not running:
+            container.save_config()
+            return
     container.config["Networks"] = {**more, record["Name"]: asked}
     container.save_config()
     if not running:
@@ -407,9 +409,12 @@ def disconnect_container(container: store.Container, ref: str) -> None:
     record = find(ref)
     more = container.config.get("Networks") or {}
     first = container.config.get("Endpoint") or {}
-    if not container.is_running() and record["Name"] == container.config.get("NetworkMode") \
-            and not first.get("Disconnected"):     # its first network, before it starts: off until connected again
+    mode = container.config.get("NetworkMode") or DEFAULT
+    if not container.is_running() and record["Name"] == mode and bridged(mode) and not first.get("Disconnected"):
+        # its first network, while it does not run: it starts without it (lo only, if it is on no
+        # other network) until a connect gives it back; Disconnected in its Endpoint says so
         container.config["Endpoint"] = first | {"Disconnected": True}
+        container.config["Networks"] = {k: v for k, v in more.items() if k != mode}   # (connected again once)
         container.save_config()
         return
     here = endpoints(container).get(record["Name"]) if container.is_running() else None

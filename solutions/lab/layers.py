@@ -151,7 +151,11 @@ def folder_size(path) -> int:
     """The bytes of the files under path (a layer, a container's upper folder, a volume)."""
     total = 0
     for folder, _, files in os.walk(path):
-        total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:         # deleted meanwhile (by a running container)
+                pass
     return total
 
 

@@ -105,7 +105,8 @@ def network(record: dict) -> dict:
                                  "IPv4Address": f"{here['IPAddress']}/{here['IPPrefixLen']}", "IPv6Address": ""}
     return {"Name": record["Name"], "Id": record["Id"], "Created": iso(record["Created"]), "Scope": "local",
             "Driver": record["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
-            "Internal": record.get("Internal", False), "Attachable": record.get("Attachable", False), "Ingress": False, "Containers": members,
+            "Internal": record.get("Internal", False), "Attachable": record.get("Attachable", False), "Ingress": False,
+            "Containers": members,
             # (the bridge's name: the default network's only, as docker's; a user network shows the
             # options it was created with, and docker compose recreates one whose options differ)
             "Options": {"com.docker.network.bridge.name": record["Bridge"]} if record["Name"] == "bridge" else {},
