@@ -37,7 +37,7 @@ def list_containers(req):
     shown = []
     limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
-        row = container_summary(c) | (container_sizes(c) if req.flag("size") else {})
+        row = container_summary(c)
         if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
             continue
         image = c.config["Image"]
@@ -47,7 +47,7 @@ def list_containers(req):
                   "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v}
         if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
                 and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
-            shown.append(row)
+            shown.append(row | (container_sizes(c) if req.flag("size") else {}))   # (walks its upper folder)
     return 200, shown[:limit] if limit > 0 else shown
 
 

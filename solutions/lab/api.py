@@ -256,11 +256,11 @@ def container_summary(c: store.Container) -> dict:
 def container_sizes(c: store.Container) -> dict:
     """docker ps -s, docker inspect --size: the bytes the container wrote (its upper folder) and
     all it sees (those and its image's)."""
-    from lab import images, layers
+    from lab import layers
     written = layers.folder_size(c.upper)
     try:
-        image = images.load(c.config["ImageId"])["Size"]
-    except (OSError, ValueError):          # (its image's record gone or damaged: what it wrote, then)
+        image = store.read_json(store.image_path(c.config["ImageId"]))["Size"]
+    except (OSError, ValueError, KeyError):   # (its image's record gone or damaged: what it wrote, then)
         image = 0
     return {"SizeRw": written, "SizeRootFs": written + image}
 

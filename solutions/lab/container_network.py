@@ -315,7 +315,7 @@ def connect_container(container: store.Container, ref: str, aliases=(), mac: str
     running = container.is_running()
     more = container.config.get("Networks") or {}
     first = container.config.get("Endpoint") or {}
-    on = endpoints(container) if running else {**({} if first.get("Disconnected") else {mode: {}}), **more}
+    on = set(endpoints(container)) if running else set(more) | (set() if first.get("Disconnected") else {mode})
     if record["Name"] in on:
         raise Conflict(f"endpoint with name {container.name} already exists in network {record['Name']}")
     asked = {"Aliases": list(aliases) or None, "MacAddress": mac and mac.lower(), "IPv4Address": ip}

@@ -27,7 +27,7 @@ def info(req):
     running = sum(c.is_running() for c in everything)
     paused = sum(c.is_running() and c.state.get("Paused", False) for c in everything)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    support = host_support(cgroups)
+    support = host_support()
     return 200, {
         "ID": "lab", "Name": platform.node(), "ServerVersion": LAB_VERSION,
         "Containers": len(everything), "ContainersRunning": running - paused, "ContainersPaused": paused,
@@ -52,12 +52,14 @@ HOST_WARNINGS = {   # what `docker info` says under its table when the host lack
     "BridgeNfIp6tables": "WARNING: bridge-nf-call-ip6tables is disabled"}
 
 
-def host_support(cgroups) -> dict:
+def host_support() -> dict:
     """What of the limits and the network this host's kernel gives, as dockerd reports it: swap
     limits need v1's memsw files (a kernel booted with swapaccount=1), --cpuset-cpus a cpuset
     hierarchy (v1) or controller (v2); the network's switches are read from /proc/sys (lab
     turns ip_forward on itself when a container first joins a bridge)."""
-    if cgroups.version() == "v2":
+    from lab import cgroups
+    v2 = cgroups.version() == "v2"
+    if v2:
         swap, cpuset = True, "cpuset" in cgroups.read(cgroups.ROOT / "cgroup.controllers").split()
     else:
         mounted = {c: Path(mount) for mount, fstype, options in cgroups.mountinfo() if fstype == "cgroup"
@@ -65,7 +67,7 @@ def host_support(cgroups) -> dict:
         swap = "memory" in mounted and (mounted["memory"] / "memory.memsw.limit_in_bytes").exists()
         cpuset = "cpuset" in mounted
     return {"MemoryLimit": True, "SwapLimit": swap, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-            "CPUSet": cpuset, "PidsLimit": True, "OomKillDisable": cgroups.version() == "v1",
+            "CPUSet": cpuset, "PidsLimit": True, "OomKillDisable": not v2,
             "IPv4Forwarding": switched_on("ipv4/ip_forward"),
             "BridgeNfIptables": switched_on("bridge/bridge-nf-call-iptables"),
             "BridgeNfIp6tables": switched_on("bridge/bridge-nf-call-ip6tables")}
