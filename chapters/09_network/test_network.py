@@ -234,6 +234,31 @@ def test_containers_of_a_user_network_find_each_other_by_name(lab, detached):
     assert "net09" not in lab("network", "ls").stdout
 
 
+def test_new_networks_leave_the_subnets_the_host_routes_to_alone(lab, tmp_path):
+    """A host whose own network is 172.31.0.0/16 (AWS's default): a bridge on 172.31.1.0/24
+    would take those addresses from it. A user network, and the default bridge of a new
+    LAB_ROOT on a host that routes to 172.30.9.0/24, take subnets of their own instead."""
+    def subnet(listing: str, name: str) -> str:
+        return next(line.split()[3] for line in listing.splitlines() if line.split()[1] == name)
+    link = netlink.Netlink()
+    link.add_bridge("vpc09")                                  # plays the host's network card
+    try:
+        link.add_address("vpc09", "172.31.0.5", 16)
+        link.set_link("vpc09")
+        made = lab("network", "create", "cloud09")
+        assert made.returncode == 0, made.stderr
+        assert subnet(lab("network", "ls").stdout, "cloud09") == "192.168.0.0/24"
+        assert lab("network", "rm", "cloud09").returncode == 0
+    finally:
+        link.delete_link("vpc09")
+        link.close()
+    shown = subprocess.run(["unshare", "--net", "sh", "-euc", "ip link add vpc09 type bridge; ip link set vpc09 up; "
+                            "ip address add 172.30.9.5/24 dev vpc09; exec \"$0\" network ls", LAB],
+                           env={**os.environ, "LAB_ROOT": str(tmp_path)}, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert subnet(shown.stdout, "bridge") == "172.29.0.0/16"
+
+
 def test_none_host_and_another_containers_network(lab, detached, internet):
     links = lab("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
     assert "eth0" not in links and "lo" in links

@@ -20,6 +20,7 @@ Networks: `bridge` (the default, on lab0), `none` (lo only), `host` (the host's 
 a bridge and a subnet of its own, where containers also find each other by name.
 """
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from lab import Conflict, LabError, NotFound, names, netlink, store
 
 DEFAULT = "bridge"                        # docker's name for the default network
 PREDEFINED = ("bridge", "host", "none")
-BRIDGE = {"Name": "bridge", "Driver": "bridge", "Subnet": "172.30.0.0/16", "Gateway": "172.30.0.1",
-          "Bridge": "lab0", "Labels": {}}
-USER_SUBNETS = "172.31.{}.0/24"           # user networks get the first of these that is free
+BRIDGE = {"Name": "bridge", "Driver": "bridge", "Bridge": "lab0", "Labels": {}}
+# The subnets lab picks from, the first that is free: neither another network's nor one the
+# host already routes to (see free_subnet).
+BRIDGE_SUBNETS = [f"172.{n}.0.0/16" for n in range(30, 15, -1)]       # bridge's: 172.30, 172.29, ...
+USER_SUBNETS = [*(f"172.31.{n}.0/24" for n in range(1, 256)), *(f"192.168.{n}.0/24" for n in range(256))]
 LOCALHOST = ("127.0.0.1\tlocalhost\n"
              "::1\tlocalhost ip6-localhost ip6-loopback\n")
 
@@ -153,9 +156,36 @@ def parse_subnet(subnet: str, what: str = "subnet") -> tuple[int, int]:
 
 
 def overlaps(a: str, b: str) -> bool:
-    (x, m), (y, n) = parse_subnet(a), parse_subnet(b)
+    """Whether two subnets share addresses (read as they are: a host's route may be a /32)."""
+    (x, m), (y, n) = [(to_int(s.split("/")[0]), int(s.split("/")[1])) for s in (a, b)]
     bits = min(m, n)
     return x >> (32 - bits) == y >> (32 - bits)
+
+
+def free_subnet(candidates: list[str], taken: list[str], ignored: str = "") -> str | None:
+    """The first candidate that overlaps no subnet taken and no route of the host's (but the
+    default route, and those through the interface ignored). A network on a subnet the host
+    already reaches another way would take those addresses from it: on a cloud machine whose
+    own network is 172.31.0.0/16 (AWS's default), a bridge with 172.31.1.0/24 cuts the host off
+    from its neighbours there. Docker skips such subnets in the same way."""
+    taken = taken + [route for interface, route in host_routes() if interface != ignored]
+    return next((subnet for subnet in candidates if not any(overlaps(subnet, t) for t in taken)), None)
+
+
+def host_routes() -> list[tuple[str, str]]:
+    """(interface, subnet) of each route of the main table but the default one, as `ip route`
+    shows them. /proc/net/route is that table: addresses and masks in hexadecimal, bytes in the
+    order of the machine's memory (network order read as a native number)."""
+    def number(field: str) -> int:
+        return int.from_bytes(bytes.fromhex(field), sys.byteorder)
+    routes = []
+    with open("/proc/net/route") as table:
+        for line in table.readlines()[1:]:
+            interface, destination, _, _, _, _, _, mask = line.split()[:8]
+            prefix = bin(number(mask)).count("1")
+            if prefix:
+                routes.append((interface, f"{to_text(number(destination))}/{prefix}"))
+    return routes
 
 
 # --- networks on disk -------------------------------------------------------------------------
@@ -175,7 +205,12 @@ def find(ref: str) -> dict:
         try:
             return store.read_json(record_path(DEFAULT))
         except FileNotFoundError:
-            record = {**BRIDGE, "Id": os.urandom(32).hex(), "Created": time.time()}
+            subnet = free_subnet(BRIDGE_SUBNETS, [], ignored="lab0")     # (lab0 may outlive its record)
+            if subnet is None:
+                raise LabError(f"no subnet left for the default network bridge: the host routes to each of "
+                               f"{BRIDGE_SUBNETS[-1]} to {BRIDGE_SUBNETS[0]} already")
+            record = {**BRIDGE, "Subnet": subnet, "Gateway": to_text(parse_subnet(subnet)[0] + 1),
+                      "Id": os.urandom(32).hex(), "Created": time.time()}
             store.networks_dir().mkdir(parents=True, exist_ok=True)
             store.write_json(record_path(DEFAULT), record)
             return record
@@ -235,10 +270,10 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
             raise Conflict(f"network with name {name} already exists: remove it first (lab network rm {name})")
         taken = [n["Subnet"] for n in [find(DEFAULT), *stored()]]
         if subnet is None:
-            subnet = next((s for s in (USER_SUBNETS.format(i) for i in range(1, 256))
-                           if not any(overlaps(s, t) for t in taken)), None)
+            subnet = free_subnet(USER_SUBNETS, taken)
             if subnet is None:
-                raise LabError("no free subnet left for a new network: give one with --subnet")
+                raise LabError("no free subnet left for a new network (other networks or the host's routes "
+                               "overlap each 172.31.N.0/24 and 192.168.N.0/24): give one with --subnet")
         elif any(overlaps(subnet, t) for t in taken):
             raise Conflict(f"the subnet {subnet} overlaps another network's: choose another with --subnet")
         base, _ = parse_subnet(subnet)
