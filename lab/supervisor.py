@@ -40,7 +40,7 @@ def launch(container: store.Container, remove: bool, start_it: bool = True) -> N
     from now on; with start_it (run -d), have it start the container too, else it waits for
     the engine's start. Whatever fails, nothing is left behind; a container that has run
     before (docker start, restart) stays as it was."""
-    new = container.state.get("Status", "created") == "created"
+    new = container.state.get("Status", "created") == "created" and not container.state.get("Error")
     try:
         spawn(container, remove)
         if start_it:
@@ -225,8 +225,10 @@ class Supervisor(Relay):
             # a chapter not written yet, which `lab run -d` must name as `lab run` does)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
             self.failed = getattr(e, "status", 125)
-            self.container.save_state(Status="exited", ExitCode=self.failed, Error=str(e),
-                                      FinishedAt=time.time(), Pid=0)
+            # as docker's: one that never ran stays "Created", one that ran before "Exited" at the
+            # end of that run; both with this exit status and error
+            ran = self.container.state.get("StartedAt")
+            self.container.save_state(Status="exited" if ran else "created", ExitCode=self.failed, Error=str(e), Pid=0)
             return {"error": str(e), "status": self.failed}
         self.main = self.watch(Process(pid, stdio, self.container.config.get("StdinOnce", False), self.log))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)

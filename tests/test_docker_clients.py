@@ -313,10 +313,17 @@ def test_a_start_that_works_after_one_that_failed_forgets_the_failure(daemon):
         assert docker("create", "--name", "joiner", "--network", "container:later", "busybox", "echo", "joined").returncode == 0
         failed = docker("start", "-a", "joiner")                   # later is not running: no network to join
         assert failed.returncode != 0 and "cannot join network of a non running container" in failed.stderr
+        state = "{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} [{{.State.Error}}]"
+        shown = docker("inspect", "-f", state, "joiner").stdout        # (docker's: it never ran, so "created")
+        assert shown.startswith("created 125 0001-01-01T00:00:00Z [") and "non running" in shown, shown
+        assert docker("ps", "-a", "-f", "name=joiner", "--format", "{{.Status}}").stdout == "Created\n"
         assert docker("start", "later").returncode == 0
         again = docker("start", "-a", "joiner")
         assert (again.returncode, again.stdout) == (0, "joined\n"), again.stderr     # (the wait said the old error)
         assert docker("inspect", "-f", "{{.State.ExitCode}} [{{.State.Error}}]", "joiner").stdout == "0 []\n"
+        assert docker("stop", "-t", "0", "later").returncode == 0
+        assert docker("start", "joiner").returncode != 0             # it ran before: now "exited", with the failure's status
+        assert docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "joiner").stdout == "exited 125\n"
     finally:
         docker("rm", "-f", "joiner", "later")
 
