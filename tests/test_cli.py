@@ -165,6 +165,15 @@ def test_a_kept_container_is_listed_until_it_is_removed(lab):
     assert "keeper" not in lab("ps", "-a").stdout
 
 
+def test_ages_are_said_in_dockers_words():
+    """lab ps and lab images, as docker ps: "Up Less than a second", "Exited (0) About a minute ago"."""
+    from lab import store
+    seconds = [0.4, 1.5, 7, 61, 150, 3600, 5400, 3 * 86400, 20 * 86400, 90 * 86400, 800 * 86400]
+    assert [store.ago(s) for s in seconds] == [
+        "Less than a second", "1 second", "7 seconds", "About a minute", "2 minutes", "About an hour",
+        "2 hours", "3 days", "2 weeks", "3 months", "2 years"]
+
+
 def test_run_dash_dash_rm_leaves_no_container(lab, lab_root):
     assert lab("run", "--rm", "busybox", "true").returncode == 0
     assert leftovers(lab_root) == []

@@ -383,10 +383,18 @@ class Container:
 
 
 def ago(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} seconds"
+    """A duration in docker's words (go-units' HumanDuration): "Up 1 second", "About an hour ago"."""
+    if seconds < 60:
+        return "Less than a second" if seconds < 1 else "1 second" if seconds < 2 else f"{int(seconds)} seconds"
+    if seconds < 3600:
+        return "About a minute" if seconds < 120 else f"{int(seconds // 60)} minutes"
+    hours = int(seconds / 3600 + 0.5)                  # (rounded, from here on)
+    if hours < 48:
+        return "About an hour" if hours == 1 else f"{hours} hours"
+    for unit, size, below in (("days", 24, 24 * 14), ("weeks", 24 * 7, 24 * 60), ("months", 24 * 30, 24 * 730)):
+        if hours < below:
+            return f"{hours // size} {unit}"
+    return f"{int(seconds // 3600) // (24 * 365)} years"
 
 
 def process_start_time(pid: int) -> int | None:
