@@ -135,8 +135,10 @@ def as_binds(body: dict, host: dict) -> dict:
             if subpath.startswith("/") or ".." in subpath.split("/"):
                 raise ApiError(400, f"invalid volume subpath {subpath!r}: a relative path inside the volume")
             binds.append(f"{volumes.volume_path(m.get('Source') or anonymous())}/{subpath}:{target}{ro}")
-        elif kind == "volume":
-            binds.append(f"{m.get('Source') or anonymous()}:{target}{ro}")
+        elif kind == "volume":                        # (NoCopy: --mount ...,volume-nocopy=true)
+            nocopy = (m.get("VolumeOptions") or {}).get("NoCopy")
+            binds.append(volumes.spec({"Name": m.get("Source") or anonymous(), "Source": None, "Destination": target,
+                                       "RW": not ro, "CopyData": not nocopy}))
         elif kind == "bind" and m.get("Source"):
             binds.append(f"{m['Source']}:{target}{ro}")
         else:
@@ -146,8 +148,8 @@ def as_binds(body: dict, host: dict) -> dict:
         if mode not in ("", "ro", "rw"):
             raise ApiError(400, f"invalid --volumes-from {ref!r}: use CONTAINER[:ro|:rw]")
         for m in store.find_container(name).config.get("Mounts", []):
-            ro = mode == "ro" or (not mode and not m["RW"])
-            binds.append(f"{m['Name'] or m['Source']}:{m['Destination']}{':ro' if ro else ''}")
+            ro = mode == "ro" or (not mode and not m["RW"])         # (and nocopy, if it was: as docker's)
+            binds.append(volumes.spec({**m, "RW": not ro}))
     bound = {bind.split(":")[1] for bind in binds if bind.count(":") in (1, 2)} | set(tmpfs)
     for path in body.get("Volumes") or {}:
         if path not in bound:
@@ -227,8 +229,7 @@ def container_json(c: store.Container) -> dict:
                        **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
                        **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
             "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
-                           "Binds": [f"{m['Name'] or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}"
-                                     for m in config.get("Mounts", [])] or None,
+                           "Binds": [volumes.spec(m) for m in config.get("Mounts", [])] or None,
                            "VolumesFrom": config.get("VolumesFrom"), "VolumeDriver": config.get("VolumeDriver", ""),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",

@@ -397,6 +397,11 @@ def ago(seconds: float) -> str:
     return f"{int(seconds // 3600) // (24 * 365)} years"
 
 
+def mount_mode(mount: dict) -> str:
+    """A mount's -v MODE, as docker's inspect shows it: "", "ro", "nocopy" or "ro,nocopy"."""
+    return ",".join(["ro"] * (not mount["RW"]) + ["nocopy"] * (mount.get("CopyData") is False))
+
+
 def process_start_time(pid: int) -> int | None:
     """When pid started, in clock ticks since boot (field 22 of /proc/PID/stat); None when
     there is no such process, or it is a zombie (it has ended; only its status is left)."""

@@ -6,7 +6,8 @@ straight into the host folder, at once, and stays when the container is removed.
 
     -v /host/path:/ctr/path[:ro]   a bind mount of a host folder (or file)
     -v NAME:/ctr/path[:ro]         a named volume: a folder lab keeps, LAB_ROOT/volumes/NAME/_data,
-                                   made on first use or by `lab volume create NAME`
+                                   made on first use or by `lab volume create NAME`; an empty one
+                                   starts with the image's files there, but with :nocopy (:ro,nocopy)
     --tmpfs /ctr/path[:OPTIONS]    a tmpfs: memory, gone with the container (size=64m, mode=1777...)
 
 The child mounts them after the overlay and before pivot_root: after, the host's paths are
@@ -35,14 +36,16 @@ TMPFS_VALUES = {"size": (r"[0-9]+[kKmMgGtTpPeE%]?", "bytes, with k, m or g after
 
 
 def parse(spec: str) -> dict:
-    """Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape.
+    """Turn -v's SOURCE:DESTINATION[:MODE] into a mount, in docker's shape.
 
-    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
+    MODE: ro or rw, nocopy, or one of each with a comma (ro,nocopy).
+    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool},
+    and for a volume "CopyData": bool (False with nocopy: an empty volume is not filled from the image)
     """
     # HINT: -v comes in two shapes, a host path or a volume's name, with an optional mode: check
     # HINT: everything before anything is made, and refuse what docker refuses (the lesson's
     # HINT: "Bad input" section shows each refusal, in the words the tests look for).
-    raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape (see chapters/05_volumes/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 05: write parse() in lab/volumes.py: Turn -v's SOURCE:DESTINATION[:MODE] into a mount, in docker's shape (see chapters/05_volumes/README.md, 'Your turn')")
 
 
 def mount_point(root: str, mount: dict) -> str:
@@ -94,6 +97,11 @@ def fill_from_image(root: str, mount: dict) -> None:
             os.lchown(copy, st.st_uid, st.st_gid)
             if not stat.S_ISLNK(kind):
                 shutil.copystat(source, copy, follow_symlinks=False)
+
+
+def spec(mount: dict) -> str:
+    """The -v that gives this mount: SOURCE:DESTINATION[:MODE] (parse's other way)."""
+    return ":".join([mount["Name"] or mount["Source"], mount["Destination"], store.mount_mode(mount)]).rstrip(":")
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:

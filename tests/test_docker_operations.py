@@ -382,7 +382,15 @@ def test_mount_volumes_from_and_a_missing_workdir(daemon, tmp_path):
     missing = daemon.docker("run", "--rm", "--volumes-from", "nobody", "busybox", "true")
     assert missing.returncode == 125 and "No such container" in missing.stderr
     daemon.docker("rm", "holder")
-    daemon.docker("volume", "rm", "shared")
+    # volume-nocopy: an empty volume is not filled with the image's folder, and --volumes-from keeps that
+    bare = daemon.docker("run", "--name", "bare", "--mount", "type=volume,source=bare,target=/etc,volume-nocopy=true",
+                         "busybox", "sh", "-c", "test -e /etc/passwd || echo not filled")
+    assert (bare.returncode, bare.stdout) == (0, "not filled\n"), bare.stderr
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.Binds}} {{range .Mounts}}{{.Mode}}{{end}}", "bare").stdout \
+        == "[bare:/etc:nocopy] nocopy\n"
+    assert daemon.docker("run", "--rm", "--volumes-from", "bare:ro", "busybox", "ls", "/etc/passwd").returncode == 1
+    daemon.docker("rm", "bare")
+    daemon.docker("volume", "rm", "shared", "bare")
 
 
 def test_docker_update_changes_the_limits_of_a_running_container(daemon):

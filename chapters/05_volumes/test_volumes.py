@@ -17,9 +17,10 @@ def test_a_named_volume_outlives_its_container(lab):
     assert lab("volume", "rm", "notes").returncode == 0
 
 
-def test_an_empty_volume_starts_with_the_images_files_at_its_path(lab):
+def test_an_empty_volume_starts_with_the_images_files_at_its_path_unless_nocopy(lab):
     """As docker's: a new, empty volume gets what the image has where it is mounted, with their
-    owners and modes (a FIFO or a device is no data: not copied); one with files keeps its own."""
+    owners and modes (a FIFO or a device is no data: not copied); one with files keeps its own;
+    one mounted with nocopy (-v NAME:/path:nocopy, or ro,nocopy) stays empty."""
     made = lab("run", "--name", "app05", "busybox", "sh", "-c", "mkdir -p /srv/app/sub && echo conf > /srv/app/app.conf "
                "&& ln -s app.conf /srv/app/link && mkfifo /srv/app/pipe && chown -R 1000:1000 /srv/app && chmod 750 /srv/app")
     assert made.returncode == 0, made.stderr
@@ -33,6 +34,10 @@ def test_an_empty_volume_starts_with_the_images_files_at_its_path(lab):
                "rm /srv/app/app.conf; echo mine > /srv/app/mine").returncode == 0
     kept = lab("run", "--rm", "-v", "appdata05:/srv/app", "app05:v1", "ls", "/srv/app")
     assert kept.stdout == "link\nmine\nsub\n", kept.stderr      # not filled again: it has files
+    for mode in ("nocopy", "ro,nocopy"):
+        bare = lab("run", "--rm", "-v", f"bare05:/srv/app:{mode}", "app05:v1", "sh", "-c", "ls -A /srv/app; touch /srv/app/w")
+        assert bare.stdout == "" and (bare.returncode == 1) == mode.startswith("ro"), (mode, bare.stderr)
+        assert lab("volume", "rm", "bare05").returncode == 0
     assert lab("volume", "rm", "appdata05").returncode == 0 and lab("rmi", "app05:v1").returncode == 0
 
 
@@ -125,6 +130,7 @@ def test_a_volume_in_use_cannot_be_removed(lab):
     ("/etc/passwd:/etc", "cannot mount the file /etc/passwd on /etc: that is a folder in the image"),
     ("/etc:/etc/passwd", "cannot mount the folder /etc on /etc/passwd: that is a file in the image"),
     ("data:/data:rx", "invalid volume 'data:/data:rx'"),
+    ("data:/data:ro,rw", "invalid volume 'data:/data:ro,rw'"),
 ])
 def test_a_bad_volume_is_refused_and_creates_nothing(lab, spec, error):
     before = lab("volume", "ls").stdout

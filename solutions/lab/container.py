@@ -222,7 +222,7 @@ def enter_rootfs(container: store.Container) -> None:
             if not os.path.lexists(f"{root}/{folder}"):
                 os.mkdir(f"{root}/{folder}", 0o755)
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
-        if mount["Type"] == "volume":
+        if mount["Type"] == "volume" and mount.get("CopyData", True):
             volumes.fill_from_image(root, mount)         # an empty one starts with the image's files there
         volumes.mount_volume(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():

@@ -51,7 +51,7 @@ def container(c: store.Container) -> dict:
                        "NetworkMode": config.get("NetworkMode") or "bridge", "PortBindings": config.get("PortBindings") or {}},
         "NetworkSettings": network_settings(c, running),
         "Mounts": [{"Type": m["Type"], **({"Name": m["Name"]} if m["Name"] else {}), "Source": m["Source"],
-                    "Destination": m["Destination"], "Mode": "" if m["RW"] else "ro", "RW": m["RW"],
+                    "Destination": m["Destination"], "Mode": store.mount_mode(m), "RW": m["RW"],
                     "Propagation": "rprivate"} for m in config.get("Mounts", [])],
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": lower_dir(config.get("Layers", [])),

@@ -6,7 +6,8 @@ straight into the host folder, at once, and stays when the container is removed.
 
     -v /host/path:/ctr/path[:ro]   a bind mount of a host folder (or file)
     -v NAME:/ctr/path[:ro]         a named volume: a folder lab keeps, LAB_ROOT/volumes/NAME/_data,
-                                   made on first use or by `lab volume create NAME`
+                                   made on first use or by `lab volume create NAME`; an empty one
+                                   starts with the image's files there, but with :nocopy (:ro,nocopy)
     --tmpfs /ctr/path[:OPTIONS]    a tmpfs: memory, gone with the container (size=64m, mode=1777...)
 
 The child mounts them after the overlay and before pivot_root: after, the host's paths are
@@ -35,14 +36,16 @@ TMPFS_VALUES = {"size": (r"[0-9]+[kKmMgGtTpPeE%]?", "bytes, with k, m or g after
 
 
 def parse(spec: str) -> dict:
-    """Turn -v's SOURCE:DESTINATION[:ro|:rw] into a mount, in docker's shape.
+    """Turn -v's SOURCE:DESTINATION[:MODE] into a mount, in docker's shape.
 
-    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool}
+    MODE: ro or rw, nocopy, or one of each with a comma (ro,nocopy).
+    {"Type": "bind" or "volume", "Name": NAME or None, "Source": host path, "Destination": path, "RW": bool},
+    and for a volume "CopyData": bool (False with nocopy: an empty volume is not filled from the image)
     """
     # HINT: -v comes in two shapes, a host path or a volume's name, with an optional mode: check
     # HINT: everything before anything is made, and refuse what docker refuses (the lesson's
     # HINT: "Bad input" section shows each refusal, in the words the tests look for).
-    # HINT 2: split on ":" into 2 or 3 parts (the third is "ro" or "rw"); DESTINATION must be absolute,
+    # HINT 2: split on ":" into 2 or 3 parts (the third, MODE: its words split on ","); DESTINATION must be absolute,
     # HINT 2: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
     # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
     # HINT 3: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
@@ -50,7 +53,9 @@ def parse(spec: str) -> dict:
     # HINT 3: words of the lesson's "Bad input" section: the tests look for them.
     # BEGIN SOLUTION 05
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+    modes = parts[2].split(",") if len(parts) == 3 else []
+    if (len(parts) not in (2, 3) or not set(modes) <= {"ro", "rw", "nocopy"} or len(set(modes)) < len(modes)
+            or {"ro", "rw"} <= set(modes)):
         raise LabError(f"invalid volume {spec!r}: use -v /host/path:/path/in/container[:ro] "
                        "or -v NAME:/path/in/container[:ro]")
     source, destination = parts[0], parts[1]
@@ -64,7 +69,7 @@ def parse(spec: str) -> dict:
         raise LabError(f"invalid volume {spec!r}: write the path in the container without '.' or '..', "
                        f"e.g. {os.path.normpath(destination)}")
     destination = "/" + "/".join(steps)               # /a//b/ is /a/b
-    read_write = len(parts) == 2 or parts[2] == "rw"
+    read_write = "ro" not in modes
     if source.startswith("/"):
         if not os.path.exists(source):
             raise LabError(f"invalid volume {spec!r}: the host path {source} does not exist (create it first)")
@@ -74,7 +79,7 @@ def parse(spec: str) -> dict:
         raise LabError(f"invalid volume {spec!r}: {source!r} is neither an absolute host path nor a volume "
                        "name (letters, digits, '_', '.', '-'; a host path starts with /)")
     return {"Type": "volume", "Name": source, "Source": str(volume_path(source)),
-            "Destination": destination, "RW": read_write}
+            "Destination": destination, "RW": read_write, "CopyData": "nocopy" not in modes}
     # END SOLUTION
 
 
@@ -153,6 +158,11 @@ def fill_from_image(root: str, mount: dict) -> None:
             os.lchown(copy, st.st_uid, st.st_gid)
             if not stat.S_ISLNK(kind):
                 shutil.copystat(source, copy, follow_symlinks=False)
+
+
+def spec(mount: dict) -> str:
+    """The -v that gives this mount: SOURCE:DESTINATION[:MODE] (parse's other way)."""
+    return ":".join([mount["Name"] or mount["Source"], mount["Destination"], store.mount_mode(mount)]).rstrip(":")
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:
