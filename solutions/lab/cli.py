@@ -74,8 +74,8 @@ def add_run(commands) -> None:
     run.add_argument("--memory-swap", metavar="BYTES", help="memory and swap together (-1: unlimited swap)")
     run.add_argument("--memory-reservation", metavar="BYTES", help="a soft memory limit, below -m")
     run.add_argument("--oom-kill-disable", action="store_true", help="at the memory limit, wait instead of being killed (v1)")
-    run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
-                     help="mount a host path or a named volume")
+    run.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:MODE]",
+                     help="mount a host path or a named volume (MODE: ro, nocopy, ro,nocopy)")
     run.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs, e.g. /run:size=64m")
     run.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
     run.add_argument("--network", "--net", metavar="NETWORK",
