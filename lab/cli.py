@@ -243,6 +243,7 @@ def add_tag(commands) -> None:
 
 def add_rmi(commands) -> None:
     rmi = commands.add_parser("rmi", help="remove images (and the layers no other image uses)")
+    rmi.add_argument("-f", "--force", action="store_true", help="an image named by its id, with tags of several repositories")
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
     rmi.set_defaults(func=cmd_rmi)
 
@@ -261,6 +262,7 @@ def add_image(commands) -> None:
     image_inspect.add_argument("images", nargs="+", metavar="IMAGE")
     image_inspect.set_defaults(func=cmd_image_inspect)
     image_rm = image_commands.add_parser("rm", help="remove images")
+    image_rm.add_argument("-f", "--force", action="store_true", help="an image named by its id, with tags of several repositories")
     image_rm.add_argument("images", nargs="+", metavar="IMAGE")
     image_rm.set_defaults(func=cmd_rmi)
 
@@ -647,7 +649,7 @@ def cmd_tag(args) -> int:
 
 def cmd_rmi(args) -> int:
     from lab import image_commands
-    return each(args.images, lambda ref: "\n".join(image_commands.remove_image(ref)))
+    return each(args.images, lambda ref: "\n".join(image_commands.remove_image(ref, args.force)))
 
 
 def cmd_volume(args) -> int:

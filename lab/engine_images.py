@@ -53,7 +53,7 @@ def get_image(req):
 
 def delete_image(req):
     """DELETE /images/{name} (docker rmi): untag, and delete what no tag and no other image needs."""
-    done = image_commands.remove_image(req.params[0])
+    done = image_commands.remove_image(req.params[0], force=req.flag("force"))
     return 200, [dict([line.split(": ", 1)]) for line in done]      # [{"Untagged": ...}, {"Deleted": ...}]
 
 
@@ -361,7 +361,7 @@ def prune(wanted) -> tuple[list[str], int]:
     for image in images.list_images():
         if image["Id"] not in used and wanted(image):
             before = disk_use()
-            done += image_commands.remove_image(image["Id"])
+            done += image_commands.remove_image(image["Id"], force=True)
             space += before - disk_use()
     return done, max(space, 0)
 

@@ -764,3 +764,32 @@ def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemo
         late.wait()
         conn.close()
         daemon.docker("rm", "-f", "marker", "late")
+
+
+def test_prunes_and_listings_keep_to_their_filters_and_rmi_of_an_id_of_several_repositories_needs_f(daemon):
+    docker = daemon.docker
+    for name, keep in (("kept", "yes"), ("gone", "no")):
+        assert docker("volume", "create", "--label", f"keep={keep}", name).returncode == 0
+        assert docker("network", "create", "--label", f"keep={keep}", f"net-{name}").returncode == 0
+    try:
+        pruned = docker("volume", "prune", "-f", "--filter", "label=keep=no")
+        assert "gone" in pruned.stdout and "kept" not in pruned.stdout, pruned.stderr
+        assert docker("volume", "ls", "-q").stdout.split() == ["kept"]
+        pruned = docker("network", "prune", "-f", "--filter", "label=keep=no")
+        assert "net-gone" in pruned.stdout and "net-kept" not in pruned.stdout, pruned.stderr
+        assert docker("volume", "ls", "-q", "-f", "driver=local").stdout == "kept\n"
+        assert docker("volume", "ls", "-q", "-f", "driver=nfs").stdout == ""
+        unknown = docker("volume", "ls", "-f", "bogus=1")
+        assert unknown.returncode == 1 and "invalid filter 'bogus'" in unknown.stderr
+        swarm = docker("network", "create", "--scope", "swarm", "wide")
+        assert swarm.returncode == 1 and "a swarm scope needs a swarm" in swarm.stderr
+        assert docker("tag", "busybox", "mine:one").returncode == 0
+        image = docker("inspect", "-f", "{{.Id}}", "mine:one").stdout.strip()
+        refused = docker("rmi", image[7:19])
+        assert refused.returncode == 1 and "image is referenced in multiple repositories" in refused.stderr
+        assert docker("image", "inspect", "busybox").returncode == 0
+        assert docker("rmi", "mine:one").returncode == 0 and docker("image", "inspect", "busybox").returncode == 0
+    finally:
+        docker("volume", "rm", "kept", "gone")
+        docker("network", "rm", "net-kept", "net-gone", "wide")
+        docker("rmi", "mine:one")

@@ -84,12 +84,16 @@ def ping(req):
 
 
 def list_volumes(req):
-    """GET /volumes (docker volume ls), with the filters name (a part of it), label and dangling."""
-    wanted = json.loads(req.query.get("filters") or "{}")
+    """GET /volumes (docker volume ls), with the filters name (a part of it), label, dangling and
+    driver (local: lab's only one)."""
+    wanted = filters(req)
+    check_filters(wanted, ("name", "label", "dangling", "driver"))
     found = []
     for name in volumes.list_volumes():
         volume = volumes.inspect(name)
         if any(part not in name for part in wanted.get("name", [])) or not has_labels(volume["Labels"], wanted.get("label", [])):
+            continue
+        if any(driver != "local" for driver in wanted.get("driver", [])):
             continue
         if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(volume["UsedBy"]):
             continue
@@ -209,6 +213,8 @@ def post_prune_volumes(req):
     for name in volumes.list_volumes():
         if volumes.users(name) or not (every or volumes.is_anonymous(name)):
             continue
+        if not has_labels(volumes.inspect(name)["Labels"], wanted.get("label", [])):
+            continue                                   # (label=KEY[=VALUE]: only those)
         size = layers.folder_size(volumes.volume_path(name))
         volumes.remove(name)
         deleted.append(name)
@@ -269,6 +275,8 @@ def post_network(req):
     for key in ("Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
         if body.get(key):
             raise ApiError(400, f"lab's networks do not take {key}: leave it out")
+    if (body.get("Scope") or "local") != "local":
+        raise ApiError(400, f"lab's networks are local, not {body['Scope']!r}: a swarm scope needs a swarm (lab has none)")
     ipam = body.get("IPAM") or {}
     if (ipam.get("Driver") or "default") != "default" or ipam.get("Options"):
         raise ApiError(400, "lab's networks have docker's default IPAM driver only, with no options: leave them out")
@@ -309,10 +317,14 @@ def delete_network(req):
 
 
 def post_prune_networks(req):
-    """POST /networks/prune: the user networks no running container is on."""
+    """POST /networks/prune: the user networks no running container is on (with label=KEY[=VALUE]:
+    those of them that have it)."""
+    wanted = filters(req)
+    check_filters(wanted, ("label",))
     removed = []
     for record in network.list_networks():
-        if record["Name"] not in network.PREDEFINED and not views.network(record)["Containers"]:
+        if (record["Name"] not in network.PREDEFINED and not views.network(record)["Containers"]
+                and has_labels(record.get("Labels") or {}, wanted.get("label", []))):
             try:
                 network.remove(record["Id"])
                 removed.append(record["Name"])

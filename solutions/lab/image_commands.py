@@ -25,12 +25,17 @@ from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
 
 
-def remove_image(ref: str) -> list[str]:
-    """`lab rmi`: untag; when no tag is left, delete the image and the layers nobody else uses."""
+def remove_image(ref: str, force: bool = False) -> list[str]:
+    """`lab rmi`: untag; when no tag is left, delete the image and the layers nobody else uses.
+    An image named by its id loses all its tags, but only with force when they name more than
+    one repository (as docker's: `rmi ID` of busybox, also tagged myapp, is likely a mistake)."""
     with locked():
         image = find(ref)
         named = ":".join(parse_reference(ref))        # an id parses too: it is no tag, so all go
         untag = [named] if named in image["RepoTags"] else image["RepoTags"]
+        if len({tag.rsplit(":", 1)[0] for tag in untag}) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {image['Id'][7:19]} (must be forced) - image is referenced "
+                           f"in multiple repositories ({', '.join(untag)}): remove a tag, or use -f")
         last = len(untag) == len(image["RepoTags"])          # the last tag goes: the image goes
         if last:
             # A damaged image record stops rmi here, before anything changes: which layers it
