@@ -101,6 +101,22 @@ def check_endpoint(endpoint: dict, taken: tuple, instead: str, addresses=("IPv4A
             raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: {instead}")
 
 
+def check_mount_options(m: dict) -> None:
+    """--mount's options lab cannot honour, refused (a bind is recursive and private; a volume is
+    the local driver's, made without labels)."""
+    bind, volume = m.get("BindOptions") or {}, m.get("VolumeOptions") or {}
+    if (bind.get("Propagation") or "rprivate") not in ("rprivate", "private"):
+        raise ApiError(400, f"lab does not support bind-propagation={bind['Propagation']}: its binds are private")
+    for key, flag in (("NonRecursive", "bind-recursive=disabled"), ("ReadOnlyForceRecursive", "bind-recursive=readonly")):
+        if bind.get(key):
+            raise ApiError(400, f"lab does not support {flag}: leave it out")
+    driver = volume.get("DriverConfig") or {}
+    if (driver.get("Name") or "local") != "local" or driver.get("Options"):
+        raise ApiError(400, "lab has the local volume driver only, with no options: leave volume-driver and volume-opt out")
+    if volume.get("Labels"):
+        raise ApiError(400, "lab does not support volume-label in --mount: create the volume first (docker volume create --label)")
+
+
 def restart_policy(host: dict) -> dict:
     """HostConfig.RestartPolicy, checked: no, always, unless-stopped, on-failure[:N]."""
     policy = host.get("RestartPolicy") or {}
@@ -126,10 +142,13 @@ def as_binds(body: dict, host: dict) -> dict:
         return os.urandom(32).hex()
     for m in host.get("Mounts") or []:
         kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
+        check_mount_options(m)
         if kind == "tmpfs":
             options = m.get("TmpfsOptions") or {}
             size, mode = options.get("SizeBytes"), options.get("Mode")
-            tmpfs[target] = ",".join(([f"size={size}"] if size else []) + ([f"mode={mode:o}"] if mode else []))
+            tmpfs[target] = ",".join(([f"size={size}"] if size else []) + ([f"mode={mode:o}"] if mode else [])
+                                     + ["=".join(option) for option in options.get("Options") or []]   # (["exec"], ["uid", "1000"])
+                                     + (["ro"] if m.get("ReadOnly") else []))
         elif kind == "volume" and (m.get("VolumeOptions") or {}).get("Subpath"):
             subpath = m["VolumeOptions"]["Subpath"]
             if subpath.startswith("/") or ".." in subpath.split("/"):

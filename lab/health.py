@@ -50,6 +50,8 @@ def config(cmd=None, interval=None, timeout=None, start_period=None, retries=Non
 
 def checked(check: dict | None) -> dict | None:
     """A Healthcheck as the engine receives it (Test, and durations in ns), checked."""
+    if check and check.get("StartInterval"):
+        raise LabError("lab does not support --health-start-interval: leave it out (checks start at --health-interval)")
     if not check or not check.get("Test"):
         return None
     test = check["Test"]

@@ -793,3 +793,43 @@ def test_prunes_and_listings_keep_to_their_filters_and_rmi_of_an_id_of_several_r
         docker("volume", "rm", "kept", "gone")
         docker("network", "rm", "net-kept", "net-gone", "wide")
         docker("rmi", "mine:one")
+
+
+def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, tmp_path):
+    """An outside review found each of these answered 2xx and then ignored."""
+    api, run = daemon.client().api, daemon.docker
+
+    def create(query: dict | None = None, **body) -> str:
+        try:
+            made = api._result(api._post_json(api._url("/containers/create"), data={"Image": "busybox", "Cmd": ["true"], **body},
+                                              params=query or {}), True)
+        except docker.errors.APIError as e:
+            return e.explanation
+        api.remove_container(made["Id"])
+        return "created"
+    mounts = [({"Type": "bind", "Source": str(tmp_path), "Target": "/x", "BindOptions": options}, said)
+              for options, said in (({"Propagation": "rshared"}, "bind-propagation=rshared"),
+                                    ({"NonRecursive": True}, "bind-recursive=disabled"),
+                                    ({"ReadOnlyForceRecursive": True}, "bind-recursive=readonly"))]
+    mounts += [({"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": options}, said)
+               for options, said in (({"DriverConfig": {"Name": "nfs"}}, "local volume driver only"),
+                                     ({"DriverConfig": {"Options": {"type": "tmpfs"}}}, "local volume driver only"),
+                                     ({"Labels": {"a": "b"}}, "volume-label"))]
+    for mount, said in mounts:
+        assert said in create(HostConfig={"Mounts": [mount]}), mount
+    assert "--health-start-interval" in create(Healthcheck={"Test": ["CMD", "true"], "StartInterval": 10**9})
+    assert "does not match the specified platform: wanted linux/arm64" in create({"platform": "linux/arm64"})
+    assert create({"platform": "linux"}) == "created"
+    tmpfs = run("run", "--rm", "--mount", "type=tmpfs,dst=/t,readonly", "busybox", "touch", "/t/f")
+    assert tmpfs.returncode == 1 and "Read-only file system" in tmpfs.stderr
+    for query, said in (("since=1000000000", "no past events"), ("filters=" + json.dumps({"type": ["image"]}), "container events only")):
+        conn = daemon.connection()
+        conn.request("GET", f"/v1.41/events?{urllib.parse.quote(query, safe='=')}")
+        answer = conn.getresponse()
+        assert answer.status == 400 and said in answer.read().decode()
+    assert run("run", "--name", "copied", "-u", "1000:1000", "busybox", "true").returncode == 0
+    (tmp_path / "f").write_text("x")
+    copied = run("cp", "-a", str(tmp_path / "f"), "copied:/tmp/")
+    assert copied.returncode == 1 and "docker cp -a" in copied.stderr
+    run("rm", "-f", "copied")
+    assert run("ps", "-aq").stdout == "" and "v" not in run("volume", "ls", "-q").stdout.split()

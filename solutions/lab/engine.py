@@ -105,6 +105,11 @@ def post_create(req):
     if not isinstance(body.get("Image"), str) or not body["Image"]:
         raise ApiError(400, "the container config has no Image: give the image to run")
     name = req.query.get("name", "").removeprefix("/") or None
+    asked, actual = req.query.get("platform") or "", f"linux/{names.host_arch()}"    # (docker run --platform:
+    os_name, _, arch = asked.partition("/")                                        # lab's images are all this machine's)
+    if asked and (os_name != "linux" or arch.split("/")[0] not in ("", names.host_arch())):
+        raise ApiError(400, f"image with reference {body['Image']} was found but does not match the specified "
+                       f"platform: wanted {asked}, actual: {actual}")
     # An Env entry without "=" is a name the client did not give a value: docker keeps it in
     # the config and the process does not get it (the CLI's -e NAME takes the value client-side;
     # lab's own -e NAME takes lab's, which here would be the daemon's).

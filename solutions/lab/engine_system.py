@@ -126,14 +126,21 @@ def delete_volume(req):
 def get_events(req):
     """GET /events (docker events): what happens to containers, as it happens: create, start,
     die, pause, unpause, rename, destroy. lab keeps no journal of events: this handler compares
-    the containers' records every 0.1 s and reports what changed, so `since` replays nothing
-    and a container that starts and ends between two looks shows only as `create` or `destroy`.
-    Filters: type, container (name or id), event, label (the container's, as docker puts them
-    among the event's attributes; docker compose follows its project's containers by one);
-    `until` ends the stream."""
+    the containers' records every 0.1 s and reports what changed: a `since` in the past is
+    refused, and a container that starts and ends between two looks shows only as `create` or
+    `destroy`. Filters: type (container), container (name or id), event, label (the
+    container's, as docker puts them among the event's attributes; docker compose follows its
+    project's containers by one); `until` ends the stream."""
     wanted = filters(req)
     check_filters(wanted, ("type", "container", "event", "label"))
-    until = float(req.query.get("until") or 0)
+    if set(wanted.get("type", [])) - {"container"}:
+        raise ApiError(400, "lab reports container events only: filter by type=container, or leave type out")
+    try:
+        since, until = float(req.query.get("since") or time.time()), float(req.query.get("until") or 0)
+    except ValueError:
+        raise ApiError(400, "since and until are times in seconds since 1970 (the docker CLI sends them so)") from None
+    if since < time.time() - 1:
+        raise ApiError(400, "lab keeps no past events: leave --since out (events are reported from now on)")
     out = req.stream("application/json", chunked=True)
     before = snapshot()
     while not until or time.time() < until:

@@ -303,6 +303,8 @@ def put_archive(req):
     DIR, with tarfile's "data" filter: no member may land outside DIR, nor be a device node.
     (The daemon reads bodies of at most 16 MB: a bigger copy is refused.)"""
     c, path = store.find_container(req.params[0]), archive_path(req)
+    if req.flag("copyUIDGID"):
+        raise ApiError(400, "lab does not support docker cp -a: copy without it (files keep the owners in the tar)")
     in_root(c, unpack, path, req.body)
     return 200, None
 
