@@ -592,9 +592,9 @@ def pause(container: store.Container, frozen: bool) -> None:
     container.save_state(Paused=frozen)
 
 
-def stop(container: store.Container, timeout: float) -> None:
-    """`lab stop`: SIGTERM (or its --stop-signal), and SIGKILL if it has not ended after timeout
-    seconds, as docker does.
+def stop(container: store.Container, timeout: float, sig: int | None = None) -> None:
+    """`lab stop`: SIGTERM (or sig, or its --stop-signal), and SIGKILL if it has not ended after
+    timeout seconds, as docker does.
 
     PID 1 of a PID namespace gets only the signals it has a handler for: a shell or a sleep
     as PID 1 ignores SIGTERM, and is killed when the timeout runs out.
@@ -607,7 +607,7 @@ def stop(container: store.Container, timeout: float) -> None:
     if not container.is_running():
         return
     killed = False
-    sig = stop_signal(container)
+    sig = sig or stop_signal(container)
     if signal_container(container, sig) and not wait_ended(container, timeout):
         killed = signal_container(container, signal.SIGKILL)
         wait_ended(container, 10)

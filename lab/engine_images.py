@@ -108,14 +108,14 @@ BUILD_REFUSED = {"squash": "--squash",
                  "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems", "cgroupparent": "--cgroup-parent",
                  "ulimits": "--ulimit", "isolation": "--isolation", "platform": "--platform", "outputs": "--output",
                  "memory": "-m/--memory", "memswap": "--memory-swap", "cpushares": "--cpu-shares",
-                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota"}
+                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota", "pull": "--pull (pull the base image first)"}
 
 
 def post_build(req):
     """POST /build (docker build, the legacy builder: DOCKER_BUILDKIT=0): the context arrives
     as a tar; `lab build` runs on it as a child process (its RUN steps write to their stdout),
     and every line it prints goes to the client as {"stream": line}: in red when a step wrote it
-    to its stderr, as docker's builder sends it."""
+    to its stderr, as docker's builder sends it. Quiet (docker build -q): the image's id only."""
     import subprocess
     import sys
     import tempfile
@@ -125,7 +125,7 @@ def post_build(req):
     if req.query.get("version") == "2":
         raise ApiError(400, "lab builds with the legacy builder only: DOCKER_BUILDKIT=0 docker build ...")
     for key, flag in BUILD_REFUSED.items():          # (docker's CLI sends them all, empty or 0, every time)
-        if req.query.get(key) not in (None, "", "0", "[]", "{}", "null", "false", "default"):
+        if req.query.get(key) not in (None, "", "0", "[]", "{}", "null", "false", "False", "default"):
             raise ApiError(400, f"lab build does not support {flag}: build without it")
     with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
         context = os.path.join(work, "context")
@@ -156,17 +156,21 @@ def post_build(req):
         child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
                                  stderr=subprocess.PIPE, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
         out = req.stream("application/json", chunked=True)
-        said = ""
+        said, quiet = "", req.flag("q")
         for from_stderr, text in lines_of(child):
             if from_stderr and text.startswith("lab: error: "):
                 said = text.removeprefix("lab: error: ").strip()
+                continue
+            if quiet and not text.startswith("Successfully built "):
                 continue
             if from_stderr:
                 out.write(json.dumps({"stream": f"\x1b[91m{text}\x1b[0m"}).encode() + b"\n")
                 continue
             if text.startswith("Successfully built "):      # the image's id first, as docker's builder
                 with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
-                    out.write(json.dumps({"aux": {"ID": f.read().strip()}}).encode() + b"\n")
+                    image_id = f.read().strip()
+                out.write(json.dumps({"aux": {"ID": image_id}}).encode() + b"\n")
+                text = f"{image_id}\n" if quiet else text
             out.write(json.dumps({"stream": text}).encode() + b"\n")
         status = child.wait()
     # The error goes last, once the context is gone: a client leaves as soon as it reads it, and
@@ -316,6 +320,8 @@ def get_image_save(req):
     archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
     import hashlib
     import tempfile
+    if len(req.values("names")) > 1:
+        raise ApiError(400, "lab saves one image into an archive: run docker save once for each image")
     ref = req.params[0] if req.params else req.query.get("names", "")
     image = images.find(ref)
     try:                                      # saved by name: under that name only; by id: none

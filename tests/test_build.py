@@ -146,6 +146,9 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
     assert "Successfully tagged engine-built:1" in built.stdout
     run = daemon.docker("run", "--rm", "engine-built:1")
     assert (run.returncode, run.stdout) == (0, "hi from RUN\n"), run.stderr
+    quiet = subprocess.run([DOCKER, "build", "-q", "--network", "none", str(context)],     # IMAGE=$(docker build -q .)
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.stdout == daemon.docker("inspect", "-f", "{{.Id}}", "engine-built:1").stdout, quiet.stderr
     image, logs = daemon.client().images.build(path=str(context), tag="engine-built:2", network_mode="none",
                                                buildargs={"GREETING": "hey"})
     assert "engine-built:2" in image.tags

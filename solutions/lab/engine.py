@@ -202,6 +202,7 @@ def get_logs(req):
     try:
         since, until = (float(req.query.get(key) or 0) * 1e9 for key in ("since", "until"))
         tail = None if req.query.get("tail", "all") in ("all", "") else int(req.query["tail"])
+        tail = None if tail is not None and tail < 0 else tail          # (-1: all, as docker's)
     except ValueError:
         raise ApiError(400, "since and until are seconds since the epoch, tail a number of lines or all") from None
 
@@ -227,7 +228,7 @@ def post_stop(req):
     c = store.find_container(req.params[0])
     if not c.is_running() and not c.restarting():    # (a restarting one: stop ends its restarts)
         raise ApiError(304, "")
-    container.stop(c, stop_timeout(req, c))
+    container.stop(c, stop_timeout(req, c), stop_signal(req))
     return 204, None
 
 
@@ -235,6 +236,11 @@ def stop_timeout(req, c: store.Container) -> float:
     """?t=SECONDS, else the container's --stop-timeout, else docker's 10 s."""
     given = req.query.get("t")
     return float(given if given not in (None, "") else c.config.get("StopTimeout") or 10)
+
+
+def stop_signal(req) -> int | None:
+    """?signal=NAME (docker stop -s, restart -s), else None: the container's own --stop-signal."""
+    return parse_signal(req.query["signal"]) if req.query.get("signal") else None
 
 
 def post_kill(req):

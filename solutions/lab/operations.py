@@ -15,6 +15,7 @@ answers itself (a stream).
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from lab import NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
 from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
-from lab.engine import start_container, stop_timeout
+from lab.engine import start_container, stop_signal, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
@@ -30,10 +31,23 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 # --- docker ps
 
 
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
 def list_containers(req):
-    """GET /containers/json (docker ps): filters id, name, label, status, ancestor, exited."""
+    """GET /containers/json (docker ps): filters id, name (a regular expression, as docker's:
+    name=^web$), label, status, ancestor, exited."""
     wanted = filters(req)
     check_filters(wanted, ("id", "name", "label", "status", "ancestor", "exited"))
+    if bad := [value for value in wanted.get("status", []) if value not in STATUSES]:
+        raise ApiError(400, f"invalid filter 'status={bad[0]}': a status is one of {', '.join(STATUSES)}")
+    if bad := [value for value in wanted.get("exited", []) if not value.lstrip("-").isdigit()]:
+        raise ApiError(400, f"invalid filter 'exited={bad[0]}': an exit status is a number")
+    for value in wanted.get("name", []):
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ApiError(400, f"invalid filter 'name={value}': not a regular expression ({e})") from None
     shown = []
     limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
@@ -41,7 +55,8 @@ def list_containers(req):
         if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
             continue
         image = c.config["Image"]
-        checks = {"id": lambda v: c.id.startswith(v), "name": lambda v: v.lstrip("/") in c.name,
+        checks = {"id": lambda v: c.id.startswith(v),
+                  "name": lambda v: bool(re.search(v, c.name) or re.search(v, "/" + c.name)),
                   "status": lambda v: v == row["State"],
                   "ancestor": lambda v: v in (image, image.split(":")[0], c.config["ImageId"]),
                   "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v}
@@ -359,9 +374,10 @@ def post_update(req):
     old = c.config.get("Limits", {})
     given = lambda key, was: body.get(key) or was                               # noqa: E731
     memory = given("Memory", old.get("memory"))
+    lifted = body.get("PidsLimit") is not None and body["PidsLimit"] <= 0      # (-1 or 0: no limit, as docker's)
     limits = cgroups.Limits.parse(f"{memory}b" if memory else None,
                                   body["NanoCpus"] / 1e9 if body.get("NanoCpus") else old.get("cpus"),
-                                  body["PidsLimit"] if (body.get("PidsLimit") or 0) > 0 else old.get("pids"))
+                                  None if lifted else body.get("PidsLimit") or old.get("pids"))
     limits.tune(given("CpuShares", old.get("cpu_shares")), given("MemorySwap", old.get("memory_swap")),
                 given("MemoryReservation", old.get("memory_reservation")), old.get("oom_kill_disable", False),
                 old.get("memory_swappiness"), old.get("cpuset_cpus"))
@@ -374,6 +390,8 @@ def post_update(req):
             cgroups.write(memsw, -1)
         cgroup.set_limits(limits)
         cgroup.set_tuning(limits)
+        if lifted and "pids" in cgroup.dirs:
+            cgroups.write(cgroup.dirs["pids"] / "pids.max", "max")
     c.config.update(Limits=vars(limits), RestartPolicy=policy)
     c.save_config()
     return 200, {"Warnings": []}
@@ -392,7 +410,7 @@ def post_unpause(req):
 def post_restart(req):
     """POST /containers/{id}/restart: stop (TERM, then KILL after t seconds) and start again."""
     c = store.find_container(req.params[0]).whole("restart")
-    container.stop(c, stop_timeout(req, c))
+    container.stop(c, stop_timeout(req, c), stop_signal(req))
     start_container(c.id)
     return 204, None
 
