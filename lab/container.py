@@ -249,7 +249,7 @@ class Stdio:
     one end for input and output.
     """
 
-    def __init__(self, interactive: bool, tty: bool, piped: bool = False):
+    def __init__(self, interactive: bool, tty: bool, piped: bool = False, size=None):
         self.tty, self.master = tty, None
         self.given: dict[int, int] = {}      # the child's fd -> what it gets there
         self.ours: dict[str, int] = {}       # "stdin", "stdout", "stderr" -> the end we keep
@@ -257,7 +257,7 @@ class Stdio:
             import socket
             from lab import terminal
             self.lab_end, self.child_end = socket.socketpair()
-            self.size = terminal.window_size()
+            self.size = terminal.packed_size(size) or terminal.window_size()   # (size: the engine's client's)
             return
         if not interactive:
             self.given[0] = os.open(os.devnull, os.O_RDONLY)
@@ -310,7 +310,7 @@ def start(container: store.Container, piped: bool = False):
         cgroup = None
     else:               # so that `lab rm -f` can clean it up (and no one else records its start)
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths}, **watcher)
-    stdio = Stdio(config["Interactive"], config.get("Tty", False), piped)
+    stdio = Stdio(config["Interactive"], config.get("Tty", False), piped, config.get("ConsoleSize"))
     trace.before_fork()
     plan = folder = None
     try:

@@ -30,6 +30,12 @@ def window_size() -> bytes | None:
         return None
 
 
+def packed_size(size) -> bytes | None:
+    """A console size as the engine gets it, [rows, columns] (docker run -t sends its terminal's),
+    packed for TIOCSWINSZ; None for none, or [0, 0]."""
+    return struct.pack("HHHH", size[0], size[1], 0, 0) if size and all(size) else None
+
+
 def attach_child(sock: socket.socket, size: bytes | None) -> None:
     """In the child: open a pty, make it the controlling terminal and stdio, send its master to lab."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)

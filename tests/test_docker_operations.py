@@ -858,3 +858,21 @@ def test_ps_name_is_a_regular_expression_and_stop_update_logs_and_save_take_thei
         assert two.returncode == 1 and "once for each image" in two.stderr
     finally:
         run("rm", "-f", "a1", "xa1y")
+
+
+def test_a_terminal_starts_at_the_console_size_the_client_sends(daemon):
+    """docker run -t and exec -t send their terminal's size (ConsoleSize) before any resize: a
+    program that reads it at once (stty size, a shell's line editor) gets it, not 0 0."""
+    api = daemon.client().api
+    made = api._result(api._post_json(api._url("/containers/create"), data={
+        "Image": "busybox", "Cmd": ["sh", "-c", "stty size; sleep 60"], "Tty": True,
+        "HostConfig": {"ConsoleSize": [40, 100]}}), True)
+    try:
+        api.start(made["Id"])
+        wait_until(lambda: api.logs(made["Id"]), 10, "stty's answer")
+        assert api.logs(made["Id"]) == b"40 100\r\n"
+        exec_id = api._result(api._post_json(api._url(f"/containers/{made['Id']}/exec"), data={
+            "Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "ConsoleSize": [30, 90]}), True)["Id"]
+        assert api.exec_start(exec_id, tty=True) == b"30 90\r\n"
+    finally:
+        api.remove_container(made["Id"], force=True)

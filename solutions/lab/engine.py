@@ -45,7 +45,8 @@ def create_container(body: dict, name: str | None) -> dict:
     c.config.update(StdinOnce=bool(body.get("StdinOnce")), AutoRemove=bool(host.get("AutoRemove")),
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
                     StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
-                    ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "")
+                    ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "",
+                    ConsoleSize=host.get("ConsoleSize") or None)     # (its terminal's first size: -t)
     c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}
@@ -290,7 +291,7 @@ def post_exec_create(req):
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
               "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
               "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0,
-              "DetachKeys": list(checked_detach_keys(body.get("DetachKeys")))}
+              "DetachKeys": list(checked_detach_keys(body.get("DetachKeys"))), "ConsoleSize": body.get("ConsoleSize")}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)
     return 201, {"Id": exec_id}
@@ -315,6 +316,8 @@ def post_exec_start(req):
             raise ApiError(500, answer["error"])
         return 200, None
     framed = not body.get("Tty", config["Tty"])         # the start's Tty says how to frame, as docker's
+    if body.get("ConsoleSize"):                          # (its terminal's first size: a later one than create's)
+        store.write_json(c.exec_record(config["ID"]), {**config, "ConsoleSize": body["ConsoleSize"]})
     supervisor_client.request(c, {"exec": config["ID"], "framed": framed}, req.hijack())
 
 

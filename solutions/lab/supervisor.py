@@ -294,7 +294,7 @@ class Supervisor(Relay):
 
     def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
         config = read_exec(self.container, exec_id)
-        stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True)
+        stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True, size=config.get("ConsoleSize"))
         try:
             pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
                                      workdir=config["WorkingDir"] or None, user=config.get("User") or None)
