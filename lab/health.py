@@ -30,22 +30,32 @@ def duration(text: str, flag: str) -> int:
 
 
 def config(cmd=None, interval=None, timeout=None, start_period=None, retries=None, none=False) -> dict | None:
-    """--health-cmd and its options (durations as text), checked: docker's Healthcheck, or None."""
+    """--health-cmd and its options (durations as text): docker's Healthcheck (without a Test if
+    no command: the options then change the image's, see merged), or None."""
     if none:
         return {"Test": ["NONE"]}
-    if cmd is None:
-        if any(v is not None for v in (interval, timeout, start_period, retries)):
-            raise LabError("--health-interval, --health-timeout, --health-start-period and --health-retries "
-                           "need --health-cmd")
+    if cmd is None and all(v is None for v in (interval, timeout, start_period, retries)):
         return None
-    check = {"Test": ["CMD-SHELL", cmd]}
+    check = {"Test": ["CMD-SHELL", cmd]} if cmd is not None else {}
     for key, value, flag in (("Interval", interval, "--health-interval"), ("Timeout", timeout, "--health-timeout"),
                              ("StartPeriod", start_period, "--health-start-period")):
         if value is not None:
             check[key] = duration(value, flag)
     if retries is not None:
         check["Retries"] = int(retries) if str(retries).isdigit() else -1
-    return checked(check)
+    return check
+
+
+def merged(asked: dict | None, image: dict | None) -> dict | None:
+    """The container's healthcheck, checked: what run asked over the image's HEALTHCHECK, field by
+    field, as docker merges them (--health-interval 5s alone keeps the image's test)."""
+    if not asked:
+        return image or None
+    combined = {**(image or {}), **{key: value for key, value in asked.items() if value}}
+    if not combined.get("Test"):
+        raise LabError("--health-interval, --health-timeout, --health-start-period and --health-retries "
+                       "need --health-cmd (or an image with a HEALTHCHECK)")
+    return checked(combined)
 
 
 def checked(check: dict | None) -> dict | None:

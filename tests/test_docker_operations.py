@@ -876,3 +876,36 @@ def test_a_terminal_starts_at_the_console_size_the_client_sends(daemon):
         assert api.exec_start(exec_id, tty=True) == b"30 90\r\n"
     finally:
         api.remove_container(made["Id"], force=True)
+
+
+def test_health_options_without_a_command_change_the_images_healthcheck(daemon, tmp_path):
+    """As docker merges them: --health-interval 1s on an image with a HEALTHCHECK keeps its test."""
+    import hashlib
+    saved = tmp_path / "busybox.tar"
+    assert daemon.docker("save", "-o", str(saved), "busybox").returncode == 0
+    with tarfile.open(saved) as tar:
+        members = {m.name: tar.extractfile(m).read() if m.isfile() else None for m in tar.getmembers()}
+    manifest = json.loads(members["manifest.json"])
+    config = json.loads(members.pop(manifest[0]["Config"]))
+    config["config"]["Healthcheck"] = {"Test": ["CMD-SHELL", "cat /ok"], "Interval": 3600 * 10**9, "Retries": 7}
+    body = json.dumps(config).encode()
+    manifest[0]["Config"], manifest[0]["RepoTags"] = hashlib.sha256(body).hexdigest() + ".json", ["checked:1"]
+    members.update({manifest[0]["Config"]: body, "manifest.json": json.dumps(manifest).encode()})
+    with tarfile.open(saved, "w") as tar:
+        for name, data in members.items():
+            if data is not None:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert daemon.docker("load", "-i", str(saved)).returncode == 0
+    try:
+        made = daemon.docker("run", "-d", "--name", "merged", "--health-interval", "1s", "--health-retries", "1",
+                             "checked:1", "sleep", "60")
+        assert made.returncode == 0, made.stderr
+        check = json.loads(daemon.docker("inspect", "-f", "{{json .Config.Healthcheck}}", "merged").stdout)
+        assert (check["Test"], check["Interval"], check["Retries"]) == (["CMD-SHELL", "cat /ok"], 10**9, 1)
+        wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Health.Status}}", "merged").stdout == "unhealthy\n",
+                   10, "one failed check (retries 1, every second)")
+    finally:
+        daemon.docker("rm", "-f", "merged")
+        daemon.docker("rmi", "checked:1")

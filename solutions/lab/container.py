@@ -161,7 +161,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
         if mount["Type"] == "bind":
             volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
-    healthcheck = health.checked(healthcheck) or image["Config"].get("Healthcheck")   # (--no-healthcheck: NONE)
+    healthcheck = health.merged(healthcheck, image["Config"].get("Healthcheck"))   # (--no-healthcheck: NONE)
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
     cid = store.new_id()
