@@ -419,11 +419,28 @@ def post_commit(req):
     """POST /commit (docker commit): the container's upper layer becomes an image's top layer."""
     c = store.find_container(req.query.get("container", ""))
     body = req.json() or {}                   # (the SDK's conf: a container config to run the image with)
+    if unknown := sorted(key for key, value in body.items() if value and key not in COMMIT_CONFIG):
+        raise ApiError(400, f"lab's commit does not take {unknown[0]} in its config: only {', '.join(COMMIT_CONFIG)}")
     changes = req.values("changes") + [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint")
                                        if body.get(key)]
+    changes += [f"ENV {item}" for item in body.get("Env") or []] + [f"EXPOSE {port}" for port in body.get("ExposedPorts") or {}]
+    changes += [f"LABEL {key}={value}" for key, value in (body.get("Labels") or {}).items()]
+    changes += [f"{instruction} {body[key]}" for key, instruction in
+                (("WorkingDir", "WORKDIR"), ("User", "USER"), ("StopSignal", "STOPSIGNAL")) if body.get(key)]
     ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}" if req.query.get("repo") else None
-    return 201, {"Id": image_commands.commit(c, ref, changes, author=req.query.get("author", ""),
-                                             comment=req.query.get("comment", ""))}
+    pause = (c.is_running() and not c.state.get("Paused") and bool(c.cgroup_paths())
+             and req.query.get("pause", "true").lower() in ("1", "true"))
+    if pause:                                 # (as docker's: the files stand still while they are read)
+        container.pause(c, True)
+    try:
+        return 201, {"Id": image_commands.commit(c, ref, changes, author=req.query.get("author", ""),
+                                                 comment=req.query.get("comment", ""))}
+    finally:
+        if pause:
+            container.pause(c, False)
+
+
+COMMIT_CONFIG = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "StopSignal")
 
 
 # --- tidying up

@@ -530,6 +530,12 @@ def test_commit_and_import_with_changes_and_the_image_and_volume_filters(daemon,
     box.wait()
     untagged = api.commit(box.id, changes=["CMD [\"cat\", \"/made\"]", "ENV MODE=test", "LABEL kind=made"])["Id"]
     assert client.images.get(untagged).tags == []                               # no name: untagged
+    conf = {"Env": ["Q=1"], "Labels": {"l": "v"}, "WorkingDir": "/tmp", "User": "nobody", "ExposedPorts": {"80/tcp": {}}}
+    configured = client.images.get(api.commit(box.id, conf=conf)["Id"]).attrs["Config"]       # (the SDK's conf)
+    assert ("Q=1" in configured["Env"], configured["Labels"], configured["WorkingDir"], configured["User"],
+            configured["ExposedPorts"]) == (True, {"l": "v"}, "/tmp", "nobody", {"80/tcp": {}})
+    with pytest.raises(docker.errors.APIError, match="does not take Volumes"):
+        api.commit(box.id, conf={"Volumes": {"/data": {}}})
     assert client.containers.run(untagged, remove=True) == b"made\n"               # run by its id
     assert [i.id for i in client.images.list(filters={"label": "kind=made"})] == [untagged]
     assert untagged in [i.id for i in client.images.list(filters={"dangling": True})]
@@ -860,7 +866,7 @@ def test_ps_name_is_a_regular_expression_and_stop_update_logs_and_save_take_thei
         run("rm", "-f", "a1", "xa1y")
 
 
-def test_a_terminal_starts_at_the_console_size_the_client_sends(daemon):
+def test_a_terminal_starts_at_the_console_size_the_client_sends_and_an_exec_gets_the_streams_it_asks(daemon):
     """docker run -t and exec -t send their terminal's size (ConsoleSize) before any resize: a
     program that reads it at once (stty size, a shell's line editor) gets it, not 0 0."""
     api = daemon.client().api
@@ -871,6 +877,10 @@ def test_a_terminal_starts_at_the_console_size_the_client_sends(daemon):
         api.start(made["Id"])
         wait_until(lambda: api.logs(made["Id"]), 10, "stty's answer")
         assert api.logs(made["Id"]) == b"40 100\r\n"
+        box = daemon.client().containers.get(made["Id"])          # an exec gets only the streams it asks for
+        both = "echo OUT; echo ERR >&2"
+        assert box.exec_run(["sh", "-c", both], stdout=False, demux=True).output == (None, b"ERR\n")
+        assert box.exec_run(["sh", "-c", both], stderr=False, demux=True).output == (b"OUT\n", None)
         exec_id = api._result(api._post_json(api._url(f"/containers/{made['Id']}/exec"), data={
             "Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "ConsoleSize": [30, 90]}), True)["Id"]
         assert api.exec_start(exec_id, tty=True) == b"30 90\r\n"

@@ -290,7 +290,8 @@ def post_exec_create(req):
     exec_id = os.urandom(32).hex()
     config = {"ID": exec_id, "ContainerID": c.id, "Cmd": body["Cmd"], "Env": body.get("Env") or [],
               "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
-              "AttachStdin": bool(body.get("AttachStdin")), "Running": False, "ExitCode": None, "Pid": 0,
+              "AttachStdin": bool(body.get("AttachStdin")), "AttachStdout": bool(body.get("AttachStdout", True)),
+              "AttachStderr": bool(body.get("AttachStderr", True)), "Running": False, "ExitCode": None, "Pid": 0,
               "DetachKeys": list(checked_detach_keys(body.get("DetachKeys"))), "ConsoleSize": body.get("ConsoleSize")}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)

@@ -310,8 +310,8 @@ class Supervisor(Relay):
         proc = self.execs[exec_id] = self.watch(Process(pid, stdio, stdin_once=True, exec_id=exec_id))
         update_exec(self.container, exec_id, Running=True, Pid=pid)
         if client is not None:               # (exec -d: nobody reads its output)
-            self.attach(proc, client, {STDOUT, STDERR}, config["AttachStdin"], framed,
-                        bytes(config.get("DetachKeys", b"\x10\x11")))
+            streams = {n for n, key in ((STDOUT, "AttachStdout"), (STDERR, "AttachStderr")) if config.get(key, True)}
+            self.attach(proc, client, streams, config["AttachStdin"], framed, bytes(config.get("DetachKeys", b"\x10\x11")))
         return {"Pid": pid}
 
     def restart_due(self) -> bool:
