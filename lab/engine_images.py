@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
-from lab.api import ApiError, check_filters, filters, has_labels, image_json, virtual_size
+from lab.api import ApiError, check_dangling, check_filters, filters, has_labels, image_json, virtual_size
 from lab.engine_system import disk_use
 
 
@@ -25,6 +25,7 @@ def list_images(req):
     import fnmatch
     wanted = filters(req)
     check_filters(wanted, ("reference", "dangling", "label", "before", "since"))
+    check_dangling(wanted)
     if req.query.get("filter"):
         wanted.setdefault("reference", []).append(req.query["filter"])
     made = {key: images.find(wanted[key][0])["Created"] for key in ("before", "since") if wanted.get(key)}
@@ -354,6 +355,7 @@ def post_prune_images(req):
     """POST /images/prune: images with no tag (dangling=false: every image no container uses)."""
     wanted = filters(req)
     check_filters(wanted, ("dangling",))
+    check_dangling(wanted)
     every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
     done, space = prune(lambda image: every or not image["RepoTags"])
     return 200, {"ImagesDeleted": [dict([line.split(": ", 1)]) for line in done] or None, "SpaceReclaimed": space}
@@ -374,7 +376,11 @@ def prune(wanted) -> tuple[list[str], int]:
 
 def post_prune_build(req):
     """POST /build/prune (docker builder prune, and system prune's last step): lab build's cache,
-    the images of its steps that no tag names (images.is_intermediate), but those a container uses."""
+    the images of its steps that no tag names (images.is_intermediate), but those a container uses.
+    All of them: filters (until, ...) and --keep-storage are refused."""
+    check_filters(filters(req), ())
+    if req.query.get("keep-storage") not in (None, "", "0"):
+        raise ApiError(400, "lab's builder prune keeps nothing: leave --keep-storage out")
     done, space = prune(images.is_intermediate)
     deleted = [line.split(": ", 1)[1] for line in done if line.startswith("Deleted: ")]
     return 200, {"CachesDeleted": deleted or None, "SpaceReclaimed": space}

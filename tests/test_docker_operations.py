@@ -787,6 +787,11 @@ def test_prunes_and_listings_keep_to_their_filters_and_rmi_of_an_id_of_several_r
         assert docker("volume", "ls", "-q", "-f", "driver=nfs").stdout == ""
         unknown = docker("volume", "ls", "-f", "bogus=1")
         assert unknown.returncode == 1 and "invalid filter 'bogus'" in unknown.stderr
+        for command in (["images", "-f", "dangling=bogus"], ["volume", "ls", "-f", "dangling=maybe"]):
+            bad = docker(*command)
+            assert bad.returncode == 1 and "use dangling=true or dangling=false" in bad.stderr, command
+        cache = docker("builder", "prune", "-f", "--filter", "until=1h")
+        assert cache.returncode == 1 and "invalid filter 'until'" in cache.stderr
         swarm = docker("network", "create", "--scope", "swarm", "wide")
         assert swarm.returncode == 1 and "a swarm scope needs a swarm" in swarm.stderr
         assert docker("tag", "busybox", "mine:one").returncode == 0

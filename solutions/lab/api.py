@@ -326,6 +326,12 @@ def check_filters(found: dict, known: tuple) -> None:
         raise ApiError(400, f"invalid filter {unknown[0]!r}: lab filters by {', '.join(known)}")
 
 
+def check_dangling(found: dict) -> None:
+    """dangling=true or false (1 or 0), as docker's: anything else is refused."""
+    if bad := [value for value in found.get("dangling", []) if value.lower() not in ("true", "false", "1", "0")]:
+        raise ApiError(400, f"invalid filter 'dangling={bad[0]}': use dangling=true or dangling=false")
+
+
 def has_labels(labels: dict, wanted: list[str]) -> bool:
     """label=KEY or label=KEY=VALUE: every one given must match."""
     for item in wanted:
