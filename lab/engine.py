@@ -93,6 +93,12 @@ def post_create(req):
     if not isinstance(body.get("Image"), str) or not body["Image"]:
         raise ApiError(400, "the container config has no Image: give the image to run")
     name = req.query.get("name", "").removeprefix("/") or None
+    mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    # From API 1.44 docker connects a new container to every network of EndpointsConfig; lab to one
+    if req.version >= (1, 44) and set(endpoints) - {mode, "bridge" if mode == "default" else mode}:
+        raise ApiError(400, f"a container is connected to one network when it is created, its --network ({mode}), "
+                       f"not {', '.join(sorted(endpoints))}: connect it to the others after (docker network connect)")
     asked, actual = req.query.get("platform") or "", f"linux/{names.host_arch()}"    # (docker run --platform:
     os_name, _, arch = asked.partition("/")                                        # lab's images are all this machine's)
     if asked and (os_name != "linux" or arch.split("/")[0] not in ("", names.host_arch())):

@@ -829,6 +829,8 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
     for mount, said in mounts:
         assert said in create(HostConfig={"Mounts": [mount]}), mount
     assert "--health-start-interval" in create(Healthcheck={"Test": ["CMD", "true"], "StartInterval": 10**9})
+    other = create(HostConfig={"NetworkMode": "bridge"}, NetworkingConfig={"EndpointsConfig": {"none": {}}})
+    assert "connected to one network when it is created, its --network (bridge), not none" in other
     assert "does not match the specified platform: wanted linux/arm64" in create({"platform": "linux/arm64"})
     assert create({"platform": "linux"}) == "created"
     tmpfs = run("run", "--rm", "--mount", "type=tmpfs,dst=/t,readonly", "busybox", "touch", "/t/f")
