@@ -225,6 +225,8 @@ def enter_rootfs(container: store.Container) -> None:
         if mount["Type"] == "volume" and mount.get("CopyData", True):
             volumes.fill_from_image(root, mount)         # an empty one starts with the image's files there
         volumes.mount_volume(root, mount)
+        if not mount["RW"]:                              # read-only all the way down, as docker's (API 1.44)
+            volumes.read_only_below(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():
         volumes.mount_tmpfs(root, path, options)
     if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1

@@ -14,6 +14,7 @@ The child mounts them after the overlay and before pivot_root: after, the host's
 gone. A bind mount ignores MS_RDONLY: read-only takes a second call, a remount of the bind.
 See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 """
+import errno
 import os
 import re
 import shutil
@@ -62,6 +63,19 @@ def mount_volume(root: str, mount: dict) -> None:
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
+
+
+def read_only_below(root: str, mount: dict) -> None:
+    """In the child, after mount_volume: a read-only bind whose source has mounts below it (-v /:/host:ro,
+    a folder with a tmpfs in it) keeps those writable, as MS_REC brings them along with their own
+    flags. mount_setattr(2) makes the whole tree read-only in one call; a kernel before 5.12 has
+    no such call, and its submounts stay as they are (docker before 25 left them so too)."""
+    try:
+        syscalls.mount_setattr(os.path.join(root, mount["Destination"].lstrip("/")), syscalls.AT_RECURSIVE,
+                               syscalls.MOUNT_ATTR_RDONLY)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
 
 
 def fill_from_image(root: str, mount: dict) -> None:

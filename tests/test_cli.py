@@ -165,6 +165,19 @@ def test_a_kept_container_is_listed_until_it_is_removed(lab):
     assert "keeper" not in lab("ps", "-a").stdout
 
 
+def test_a_read_only_bind_is_read_only_below_too(lab, tmp_path):
+    """-v /:/host:ro must not leave /host/tmp writable: MS_REC brings the mounts below a bind
+    along with their own flags, and a remount makes only the top one read-only."""
+    (tmp_path / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "below", str(tmp_path / "sub")], check=True)   # (the session's own mount namespace)
+    try:
+        result = lab("run", "--rm", "-v", f"{tmp_path}:/x:ro", "busybox", "sh", "-c", "touch /x/sub/f")
+        assert result.returncode == 1 and "Read-only file system" in result.stderr, result.stderr
+        assert lab("run", "--rm", "-v", f"{tmp_path}:/x", "busybox", "touch", "/x/sub/f").returncode == 0
+    finally:
+        subprocess.run(["umount", str(tmp_path / "sub")], check=True)
+
+
 def test_ages_are_said_in_dockers_words():
     """lab ps and lab images, as docker ps: "Up Less than a second", "Exited (0) About a minute ago"."""
     from lab import store

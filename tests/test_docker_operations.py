@@ -821,7 +821,7 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
     mounts = [({"Type": "bind", "Source": str(tmp_path), "Target": "/x", "BindOptions": options}, said)
               for options, said in (({"Propagation": "rshared"}, "bind-propagation=rshared"),
                                     ({"NonRecursive": True}, "bind-recursive=disabled"),
-                                    ({"ReadOnlyForceRecursive": True}, "bind-recursive=readonly"))]
+                                    ({"ReadOnlyNonRecursive": True}, "bind-recursive=writable"))]
     mounts += [({"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": options}, said)
                for options, said in (({"DriverConfig": {"Name": "nfs"}}, "local volume driver only"),
                                      ({"DriverConfig": {"Options": {"type": "tmpfs"}}}, "local volume driver only"),

@@ -102,13 +102,13 @@ def check_endpoint(endpoint: dict, taken: tuple, instead: str, addresses=("IPv4A
 
 
 def check_mount_options(m: dict) -> None:
-    """--mount's options lab cannot honour, refused (a bind is recursive and private; a volume is
-    the local driver's, made without labels)."""
+    """--mount's options lab cannot honour, refused (a bind is recursive, private, and read-only all
+    the way down when read-only; a volume is the local driver's, made without labels)."""
     bind, volume = m.get("BindOptions") or {}, m.get("VolumeOptions") or {}
     if (bind.get("Propagation") or "rprivate") not in ("rprivate", "private"):
         raise ApiError(400, f"lab does not support bind-propagation={bind['Propagation']}: its binds are private")
-    for key, flag in (("NonRecursive", "bind-recursive=disabled"), ("ReadOnlyForceRecursive", "bind-recursive=readonly")):
-        if bind.get(key):
+    for key, flag in (("NonRecursive", "bind-recursive=disabled"), ("ReadOnlyNonRecursive", "bind-recursive=writable")):
+        if bind.get(key):            # (ReadOnlyForceRecursive is lab's own way: volumes.read_only_below)
             raise ApiError(400, f"lab does not support {flag}: leave it out")
     driver = volume.get("DriverConfig") or {}
     if (driver.get("Name") or "local") != "local" or driver.get("Options"):

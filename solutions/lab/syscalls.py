@@ -39,6 +39,9 @@ SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # "6.1.0-18-amd64": (6, 1)
 SYS_clone3 = 435              # on x86_64 and aarch64 alike (Linux 5.3: new calls got one number, alpha aside)
+SYS_mount_setattr = 442       # (Linux 5.12)
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY = 0x1
 
 
 def _check(result: int, call: str, *args) -> int:
@@ -77,6 +80,15 @@ def pivot_root(new_root, put_old) -> None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
     _check(result, "pivot_root", str(new_root), str(put_old))
+
+
+def mount_setattr(path, flags: int, attr_set: int, attr_clr: int = 0) -> None:
+    """mount_setattr(2) (glibc has no wrapper): change the flags of the mount at path, and with
+    AT_RECURSIVE of every mount below it too, in one call (struct mount_attr: four __u64)."""
+    attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, 0)
+    result = _libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(AT_FDCWD), _bytes(path),
+                           ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(result, "mount_setattr", str(path), hex(flags), hex(attr_set))
 
 
 def socket(family: int, kind: int) -> int:
