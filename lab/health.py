@@ -51,6 +51,8 @@ def merged(asked: dict | None, image: dict | None) -> dict | None:
     field, as docker merges them (--health-interval 5s alone keeps the image's test)."""
     if not asked:
         return image or None
+    if asked.get("StartInterval"):
+        raise LabError("lab does not support --health-start-interval: leave it out (checks start at --health-interval)")
     combined = {**(image or {}), **{key: value for key, value in asked.items() if value}}
     if not combined.get("Test"):
         raise LabError("--health-interval, --health-timeout, --health-start-period and --health-retries "
@@ -60,8 +62,6 @@ def merged(asked: dict | None, image: dict | None) -> dict | None:
 
 def checked(check: dict | None) -> dict | None:
     """A Healthcheck as the engine receives it (Test, and durations in ns), checked."""
-    if check and check.get("StartInterval"):
-        raise LabError("lab does not support --health-start-interval: leave it out (checks start at --health-interval)")
     if not check or not check.get("Test"):
         return None
     test = check["Test"]

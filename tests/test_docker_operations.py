@@ -780,14 +780,16 @@ def test_prunes_and_listings_keep_to_their_filters_and_rmi_of_an_id_of_several_r
     try:
         pruned = docker("volume", "prune", "-f", "--filter", "label=keep=no")
         assert "gone" in pruned.stdout and "kept" not in pruned.stdout, pruned.stderr
-        assert docker("volume", "ls", "-q").stdout.split() == ["kept"]
+        listed = docker("volume", "ls", "-q").stdout.split()
+        assert "kept" in listed and "gone" not in listed
         pruned = docker("network", "prune", "-f", "--filter", "label=keep=no")
         assert "net-gone" in pruned.stdout and "net-kept" not in pruned.stdout, pruned.stderr
-        assert docker("volume", "ls", "-q", "-f", "driver=local").stdout == "kept\n"
+        assert "kept" in docker("volume", "ls", "-q", "-f", "driver=local").stdout.split()
         assert docker("volume", "ls", "-q", "-f", "driver=nfs").stdout == ""
         unknown = docker("volume", "ls", "-f", "bogus=1")
         assert unknown.returncode == 1 and "invalid filter 'bogus'" in unknown.stderr
-        for command in (["images", "-f", "dangling=bogus"], ["volume", "ls", "-f", "dangling=maybe"]):
+        for command in (["images", "-f", "dangling=bogus"], ["images", "-f", "dangling=True"],
+                        ["volume", "ls", "-f", "dangling=maybe"], ["images", "-f", "dangling=true", "-f", "dangling=0"]):
             bad = docker(*command)
             assert bad.returncode == 1 and "use dangling=true or dangling=false" in bad.stderr, command
         cache = docker("builder", "prune", "-f", "--filter", "until=1h")
@@ -833,6 +835,8 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
     assert "connected to one network when it is created, its --network (bridge), not none" in other
     assert "does not match the specified platform: wanted linux/arm64" in create({"platform": "linux/arm64"})
     assert create({"platform": "linux"}) == "created"
+    assert "invalid ConsoleSize [70000, 1]" in create(Tty=True, HostConfig={"ConsoleSize": [70000, 1]})
+    assert create(Tty=True, HostConfig={"ConsoleSize": [40]}) == "created"                    # ([40, 0])
     tmpfs = run("run", "--rm", "--mount", "type=tmpfs,dst=/t,readonly", "busybox", "touch", "/t/f")
     assert tmpfs.returncode == 1 and "Read-only file system" in tmpfs.stderr
     for query, said in (("since=1000000000", "no past events"), ("filters=" + json.dumps({"type": ["image"]}), "container events only")):
@@ -840,11 +844,13 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
         conn.request("GET", f"/v1.41/events?{urllib.parse.quote(query, safe='=')}")
         answer = conn.getresponse()
         assert answer.status == 400 and said in answer.read().decode()
-    assert run("run", "--name", "copied", "-u", "1000:1000", "busybox", "true").returncode == 0
-    (tmp_path / "f").write_text("x")
-    copied = run("cp", "-a", str(tmp_path / "f"), "copied:/tmp/")
-    assert copied.returncode == 1 and "docker cp -a" in copied.stderr
-    run("rm", "-f", "copied")
+    try:
+        assert run("run", "--name", "copied", "-u", "1000:1000", "busybox", "true").returncode == 0
+        (tmp_path / "f").write_text("x")
+        copied = run("cp", "-a", str(tmp_path / "f"), "copied:/tmp/")
+        assert copied.returncode == 1 and "docker cp -a" in copied.stderr
+    finally:
+        run("rm", "-f", "copied")
     assert run("ps", "-aq").stdout == "" and "v" not in run("volume", "ls", "-q").stdout.split()
 
 
@@ -856,9 +862,10 @@ def test_ps_name_is_a_regular_expression_and_stop_update_logs_and_save_take_thei
     try:
         assert run("ps", "-q", "-f", "name=^a1$").stdout.split() == [run("inspect", "-f", "{{.Id}}", "a1").stdout[:12]]
         assert len(run("ps", "-q", "-f", "name=a1").stdout.split()) == 2
-        for bad in ("status=bogus", "exited=abc", "name=(("):
+        for bad in ("status=bogus", "exited=abc"):
             refused = run("ps", "-f", bad)
             assert refused.returncode == 1 and f"invalid filter '{bad}'" in refused.stderr, refused.stderr
+        assert run("ps", "-q", "-f", "name=((").stdout == ""       # (no regular expression: only that name)
         wait_until(lambda: run("logs", "a1").stdout == "up\n", 10, "a1's trap set")
         assert run("update", "--pids-limit", "-1", "a1").returncode == 0
         assert run("inspect", "-f", "{{.HostConfig.PidsLimit}}", "a1").stdout in ("0\n", "<nil>\n", "-1\n")

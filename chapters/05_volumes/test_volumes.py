@@ -131,6 +131,7 @@ def test_a_volume_in_use_cannot_be_removed(lab):
     ("/etc:/etc/passwd", "cannot mount the folder /etc on /etc/passwd: that is a file in the image"),
     ("data:/data:rx", "invalid volume 'data:/data:rx'"),
     ("data:/data:ro,rw", "invalid volume 'data:/data:ro,rw'"),
+    ("/tmp:/data:nocopy", "nocopy is for a volume"),
 ])
 def test_a_bad_volume_is_refused_and_creates_nothing(lab, spec, error):
     before = lab("volume", "ls").stdout

@@ -323,13 +323,26 @@ def filters(req) -> dict[str, list[str]]:
 
 def check_filters(found: dict, known: tuple) -> None:
     if unknown := sorted(set(found) - set(known)):
-        raise ApiError(400, f"invalid filter {unknown[0]!r}: lab filters by {', '.join(known)}")
+        raise ApiError(400, f"invalid filter {unknown[0]!r}: " + (f"lab filters by {', '.join(known)}" if known
+                                                                    else "lab takes no filter here"))
+
+
+def console_size(value) -> list[int] | None:
+    """ConsoleSize (docker run -t, exec -t: its terminal's [rows, columns]), checked: [40] is
+    [40, 0], as docker's JSON reads it."""
+    if not value:
+        return None
+    if not (isinstance(value, list) and len(value) <= 2
+            and all(isinstance(n, int) and 0 <= n <= 0xFFFF for n in value)):
+        raise ApiError(400, f"invalid ConsoleSize {value!r}: [rows, columns], each 0 to 65535")
+    return [*value, 0, 0][:2]
 
 
 def check_dangling(found: dict) -> None:
-    """dangling=true or false (1 or 0), as docker's: anything else is refused."""
-    if bad := [value for value in found.get("dangling", []) if value.lower() not in ("true", "false", "1", "0")]:
-        raise ApiError(400, f"invalid filter 'dangling={bad[0]}': use dangling=true or dangling=false")
+    """dangling=true or false (1 or 0), as docker's: anything else, or both, is refused."""
+    given = set(found.get("dangling", []))
+    if "dangling" in found and (not given <= {"true", "false", "1", "0"} or len({v in ("true", "1") for v in given}) != 1):
+        raise ApiError(400, f"invalid filter 'dangling={','.join(sorted(given))}': use dangling=true or dangling=false")
 
 
 def has_labels(labels: dict, wanted: list[str]) -> bool:

@@ -17,8 +17,8 @@ import json
 import os
 
 from lab import LabError, NotFound, container, logs, names, relay, store, supervisor, supervisor_client, terminal, views, volumes
-from lab.api import (ApiError, as_binds, check_supported, check_volume_driver, container_json, container_sizes,
-                     more_options, restart_policy)
+from lab.api import (ApiError, as_binds, check_supported, check_volume_driver, console_size, container_json,
+                     container_sizes, more_options, restart_policy)
 from lab.process import parse_signal
 
 
@@ -30,6 +30,7 @@ def create_container(body: dict, name: str | None) -> dict:
     host = as_binds(body, body.get("HostConfig") or {})   # --mount, --volumes-from, -v /path: as -v, --tmpfs
     check_volume_driver(host)
     policy = restart_policy(host)
+    console = console_size(host.get("ConsoleSize"))     # (its terminal's first size: -t)
     entrypoint = body.get("Entrypoint")
     if body.get("StopSignal"):
         parse_signal(body["StopSignal"])                # a LabError (400) if it is no signal
@@ -46,7 +47,7 @@ def create_container(body: dict, name: str | None) -> dict:
                     Labels=body.get("Labels") or {}, RestartPolicy=policy,
                     StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
                     ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "",
-                    ConsoleSize=host.get("ConsoleSize") or None)     # (its terminal's first size: -t)
+                    ConsoleSize=console)
     c.save_config()
     supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
     return {"Id": c.id, "Warnings": []}
@@ -68,7 +69,7 @@ def supervisor_for(c: store.Container) -> None:
     """Make sure a supervisor waits to start c: the one from its create, or a new one."""
     if not c.whole("start").waits_for_start():
         c.wait_for_supervisor(10)                     # the one of its last run is on its way out
-        supervisor.launch(c, remove=c.config.get("AutoRemove", False), start_it=False)
+        supervisor.launch(c, remove=c.config.get("AutoRemove", False), start_it=False, new=False)
 
 
 def wait_container(c: store.Container, condition: str, ready=lambda: None) -> dict:
@@ -109,9 +110,10 @@ def post_create(req):
     mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     # From API 1.44 docker connects a new container to every network of EndpointsConfig; lab to one
-    if req.version >= (1, 44) and set(endpoints) - {mode, "bridge" if mode == "default" else mode}:
+    others = sorted(set(endpoints) - {mode, "bridge" if mode == "default" else mode})
+    if req.version >= (1, 44) and others:
         raise ApiError(400, f"a container is connected to one network when it is created, its --network ({mode}), "
-                       f"not {', '.join(sorted(endpoints))}: connect it to the others after (docker network connect)")
+                       f"not {', '.join(others)}: connect it to the others after (docker network connect)")
     asked, actual = req.query.get("platform") or "", f"linux/{names.host_arch()}"    # (docker run --platform:
     os_name, _, arch = asked.partition("/")                                        # lab's images are all this machine's)
     if asked and (os_name != "linux" or arch.split("/")[0] not in ("", names.host_arch())):
@@ -298,7 +300,8 @@ def post_exec_create(req):
               "WorkingDir": body.get("WorkingDir") or "", "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
               "AttachStdin": bool(body.get("AttachStdin")), "AttachStdout": bool(body.get("AttachStdout", True)),
               "AttachStderr": bool(body.get("AttachStderr", True)), "Running": False, "ExitCode": None, "Pid": 0,
-              "DetachKeys": list(checked_detach_keys(body.get("DetachKeys"))), "ConsoleSize": body.get("ConsoleSize")}
+              "DetachKeys": list(checked_detach_keys(body.get("DetachKeys"))),
+              "ConsoleSize": console_size(body.get("ConsoleSize"))}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)
     return 201, {"Id": exec_id}
@@ -324,7 +327,7 @@ def post_exec_start(req):
         return 200, None
     framed = not body.get("Tty", config["Tty"])         # the start's Tty says how to frame, as docker's
     if body.get("ConsoleSize"):                          # (its terminal's first size: a later one than create's)
-        store.write_json(c.exec_record(config["ID"]), {**config, "ConsoleSize": body["ConsoleSize"]})
+        store.write_json(c.exec_record(config["ID"]), {**config, "ConsoleSize": console_size(body["ConsoleSize"])})
     supervisor_client.request(c, {"exec": config["ID"], "framed": framed}, req.hijack())
 
 

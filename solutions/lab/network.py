@@ -31,7 +31,8 @@ PREDEFINED = ("bridge", "host", "none")
 BRIDGE = {"Name": "bridge", "Driver": "bridge", "Bridge": "lab0", "Labels": {}}
 # The subnets lab picks from, the first that is free: neither another network's nor one the
 # host already routes to (see free_subnet).
-BRIDGE_SUBNETS = [f"172.{n}.0.0/16" for n in range(30, 15, -1)]       # bridge's: 172.30, 172.29, ...
+BRIDGE_SUBNETS = [*(f"172.{n}.0.0/16" for n in range(30, 15, -1)),     # bridge's: 172.30, 172.29, ...
+                  *(f"192.168.{n}.0/20" for n in range(0, 256, 16))]     # then 192.168.0.0/20, ...
 USER_SUBNETS = [*(f"172.31.{n}.0/24" for n in range(1, 256)), *(f"192.168.{n}.0/24" for n in range(256))]
 LOCALHOST = ("127.0.0.1\tlocalhost\n"
              "::1\tlocalhost ip6-localhost ip6-loopback\n")
@@ -207,8 +208,8 @@ def find(ref: str) -> dict:
         except FileNotFoundError:
             subnet = free_subnet(BRIDGE_SUBNETS, [], ignored="lab0")     # (lab0 may outlive its record)
             if subnet is None:
-                raise LabError(f"no subnet left for the default network bridge: the host routes to each of "
-                               f"{BRIDGE_SUBNETS[-1]} to {BRIDGE_SUBNETS[0]} already")
+                raise LabError("no subnet left for the default network bridge: the host routes to all of "
+                               "172.16.0.0/12 and 192.168.0.0/16 already")
             record = {**BRIDGE, "Subnet": subnet, "Gateway": to_text(parse_subnet(subnet)[0] + 1),
                       "Id": os.urandom(32).hex(), "Created": time.time()}
             store.networks_dir().mkdir(parents=True, exist_ok=True)

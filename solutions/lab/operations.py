@@ -21,7 +21,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
+from lab import LabError, NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
 from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
 from lab.engine import start_container, stop_signal, stop_timeout
 
@@ -32,6 +32,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
 
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+COMMIT_CONFIG = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "StopSignal")
 
 
 def list_containers(req):
@@ -43,11 +44,6 @@ def list_containers(req):
         raise ApiError(400, f"invalid filter 'status={bad[0]}': a status is one of {', '.join(STATUSES)}")
     if bad := [value for value in wanted.get("exited", []) if not value.lstrip("-").isdigit()]:
         raise ApiError(400, f"invalid filter 'exited={bad[0]}': an exit status is a number")
-    for value in wanted.get("name", []):
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ApiError(400, f"invalid filter 'name={value}': not a regular expression ({e})") from None
     shown = []
     limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
@@ -56,7 +52,7 @@ def list_containers(req):
             continue
         image = c.config["Image"]
         checks = {"id": lambda v: c.id.startswith(v),
-                  "name": lambda v: bool(re.search(v, c.name) or re.search(v, "/" + c.name)),
+                  "name": lambda v: name_matches(v, c.name),
                   "status": lambda v: v == row["State"],
                   "ancestor": lambda v: v in (image, image.split(":")[0], c.config["ImageId"]),
                   "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v}
@@ -64,6 +60,15 @@ def list_containers(req):
                 and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
             shown.append(row | (container_sizes(c) if req.flag("size") else {}))   # (walks its upper folder)
     return 200, shown[:limit] if limit > 0 else shown
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """docker ps -f name=PATTERN: the name, or a regular expression found in it (or in "/" and
+    it, docker's own form: name=^/web$); one that is no regular expression matches only itself."""
+    try:
+        return pattern in (name, "/" + name) or bool(re.search(pattern, name) or re.search(pattern, "/" + name))
+    except re.error:
+        return False
 
 
 # --- looking into a container
@@ -390,8 +395,8 @@ def post_update(req):
             cgroups.write(memsw, -1)
         cgroup.set_limits(limits)
         cgroup.set_tuning(limits)
-        if lifted and "pids" in cgroup.dirs:
-            cgroups.write(cgroup.dirs["pids"] / "pids.max", "max")
+        if lifted:                                # (set_limits writes only a limit that is set)
+            cgroups.write(cgroup.dirs.get("pids", cgroup.dirs.get("unified")) / "pids.max", "max")
     c.config.update(Limits=vars(limits), RestartPolicy=policy)
     c.save_config()
     return 200, {"Warnings": []}
@@ -421,12 +426,12 @@ def post_commit(req):
     body = req.json() or {}                   # (the SDK's conf: a container config to run the image with)
     if unknown := sorted(key for key, value in body.items() if value and key not in COMMIT_CONFIG):
         raise ApiError(400, f"lab's commit does not take {unknown[0]} in its config: only {', '.join(COMMIT_CONFIG)}")
-    changes = req.values("changes") + [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint")
-                                       if body.get(key)]
+    changes = [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint") if body.get(key)]
     changes += [f"ENV {item}" for item in body.get("Env") or []] + [f"EXPOSE {port}" for port in body.get("ExposedPorts") or {}]
     changes += [f"LABEL {key}={value}" for key, value in (body.get("Labels") or {}).items()]
     changes += [f"{instruction} {body[key]}" for key, instruction in
                 (("WorkingDir", "WORKDIR"), ("User", "USER"), ("StopSignal", "STOPSIGNAL")) if body.get(key)]
+    changes += req.values("changes")                     # (--change last: over the config, as docker's)
     ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}" if req.query.get("repo") else None
     pause = (c.is_running() and not c.state.get("Paused") and bool(c.cgroup_paths())
              and req.query.get("pause", "true").lower() in ("1", "true"))
@@ -437,10 +442,11 @@ def post_commit(req):
                                                  comment=req.query.get("comment", ""))}
     finally:
         if pause:
-            container.pause(c, False)
+            try:
+                container.pause(c, False)
+            except LabError:                  # (it ended, or was unpaused, meanwhile: nothing to undo)
+                pass
 
-
-COMMIT_CONFIG = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "StopSignal")
 
 
 # --- tidying up

@@ -35,12 +35,11 @@ from lab import container as runtime
 from lab.relay import STDERR, STDOUT, Process, Relay, frame, send_log
 
 
-def launch(container: store.Container, remove: bool, start_it: bool = True) -> None:
+def launch(container: store.Container, remove: bool, start_it: bool = True, new: bool = True) -> None:
     """`lab run -d` and the engine's create: give the container a supervisor, which holds it
     from now on; with start_it (run -d), have it start the container too, else it waits for
-    the engine's start. Whatever fails, nothing is left behind; a container that has run
-    before (docker start, restart) stays as it was."""
-    new = container.state.get("Status", "created") == "created" and not container.state.get("Error")
+    the engine's start. Whatever fails, nothing is left behind; a container made before (new
+    False: docker start, restart) stays as it was."""
     try:
         spawn(container, remove)
         if start_it:

@@ -58,7 +58,7 @@ def parse(spec: str) -> dict:
     if (len(parts) not in (2, 3) or not set(modes) <= {"ro", "rw", "nocopy"} or len(set(modes)) < len(modes)
             or {"ro", "rw"} <= set(modes)):
         raise LabError(f"invalid volume {spec!r}: use -v /host/path:/path/in/container[:ro] "
-                       "or -v NAME:/path/in/container[:ro]")
+                       "or -v NAME:/path/in/container[:ro|:nocopy|:ro,nocopy]")
     source, destination = parts[0], parts[1]
     if not destination.startswith("/"):
         raise LabError(f"invalid volume {spec!r}: the path in the container, {destination!r}, must be absolute")
@@ -74,6 +74,8 @@ def parse(spec: str) -> dict:
     if source.startswith("/"):
         if not os.path.exists(source):
             raise LabError(f"invalid volume {spec!r}: the host path {source} does not exist (create it first)")
+        if "nocopy" in modes:
+            raise LabError(f"invalid volume {spec!r}: nocopy is for a volume (a host folder is never filled)")
         return {"Type": "bind", "Name": None, "Source": os.path.normpath(source),
                 "Destination": destination, "RW": read_write}
     if not names.NAME.fullmatch(source):
