@@ -45,7 +45,8 @@ def list_images(req):
     return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": matching(i["RepoTags"] or []),
                   "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
                   "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
-                 for i in images.list_images(listing=True) if shown(i) and not images.is_intermediate(i)]
+                 for i in images.list_images(listing=True)
+                 if shown(i) and (req.flag("all") or not images.is_intermediate(i))]      # (-a: a build's steps too)
 
 
 def get_image(req):

@@ -161,6 +161,8 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
     assert "returned a non-zero code: 7" in failed.stderr
     from lab import images
     assert any(images.is_intermediate(i) for i in images.list_images())     # (each step's image: the cache)
+    listed, every = (daemon.docker("images", "-q", *flag).stdout.split() for flag in ([], ["-a"]))
+    assert set(listed) < set(every), (listed, every)                         # (docker images -a shows them)
     cache = daemon.docker("builder", "prune", "-f")              # the steps' images go, the named ones stay
     assert cache.returncode == 0 and "Total reclaimed space" in cache.stdout, cache.stderr
     assert not any(images.is_intermediate(i) for i in images.list_images())
