@@ -73,11 +73,18 @@ ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "IPAddress": "--ip", "GlobalIPv6Address"
 IPAM_FLAGS = {"IPv4Address": "--ip", "IPv6Address": "--ip6", "LinkLocalIPs": "--link-local-ip"}
 
 
-def check_supported(body: dict) -> None:
+def check_supported(body: dict, version: tuple) -> None:
+    """A create's fields are all ones lab takes (version: the client's API version)."""
     host = body.get("HostConfig") or {}
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if len(endpoints) > 1:
         raise ApiError(400, "a container is connected to one network when it is created: give one --network")
+    # From API 1.44 docker connects a new container to every network of EndpointsConfig; lab to one
+    mode = host.get("NetworkMode") or "default"
+    others = sorted(set(endpoints) - {mode, "bridge" if mode == "default" else mode})
+    if version >= (1, 44) and others:
+        raise ApiError(400, f"a container is connected to one network when it is created, its --network ({mode}), "
+                       f"not {', '.join(others)}: connect it to the others after (docker network connect)")
     for endpoint in endpoints.values():
         check_endpoint(endpoint or {}, ENDPOINT_TAKEN, "run the container without it")
     for fields, taken in ((body, TAKEN), (host, HOST_TAKEN)):
@@ -338,11 +345,15 @@ def console_size(value) -> list[int] | None:
     return [*value, 0, 0][:2]
 
 
-def check_dangling(found: dict) -> None:
-    """dangling=true or false (1 or 0), as docker's: anything else, or both, is refused."""
-    given = set(found.get("dangling", []))
-    if "dangling" in found and (not given <= {"true", "false", "1", "0"} or len({v in ("true", "1") for v in given}) != 1):
+def dangling(found: dict) -> bool | None:
+    """The filter dangling=true or false (1 or 0), None if not given; as docker's, anything else,
+    or both, is refused."""
+    if "dangling" not in found:
+        return None
+    given = set(found["dangling"])
+    if not given <= {"true", "false", "1", "0"} or len({v in ("true", "1") for v in given}) != 1:
         raise ApiError(400, f"invalid filter 'dangling={','.join(sorted(given))}': use dangling=true or dangling=false")
+    return given <= {"true", "1"}
 
 
 def has_labels(labels: dict, wanted: list[str]) -> bool:

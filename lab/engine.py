@@ -22,11 +22,11 @@ from lab.api import (ApiError, as_binds, check_supported, check_volume_driver, c
 from lab.process import parse_signal
 
 
-def create_container(body: dict, name: str | None) -> dict:
+def create_container(body: dict, name: str | None, version: tuple) -> dict:
     """POST /containers/create: docker's container config becomes a lab container.
 
     Its supervisor (supervisor.py) starts at once, and waits to be told to start it."""
-    check_supported(body)
+    check_supported(body, version)
     host = as_binds(body, body.get("HostConfig") or {})   # --mount, --volumes-from, -v /path: as -v, --tmpfs
     check_volume_driver(host)
     policy = restart_policy(host)
@@ -94,23 +94,15 @@ def post_create(req):
     if not isinstance(body.get("Image"), str) or not body["Image"]:
         raise ApiError(400, "the container config has no Image: give the image to run")
     name = req.query.get("name", "").removeprefix("/") or None
-    mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
-    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
-    # From API 1.44 docker connects a new container to every network of EndpointsConfig; lab to one
-    others = sorted(set(endpoints) - {mode, "bridge" if mode == "default" else mode})
-    if req.version >= (1, 44) and others:
-        raise ApiError(400, f"a container is connected to one network when it is created, its --network ({mode}), "
-                       f"not {', '.join(others)}: connect it to the others after (docker network connect)")
-    asked, actual = req.query.get("platform") or "", f"linux/{names.host_arch()}"    # (docker run --platform:
-    os_name, _, arch = asked.partition("/")                                        # lab's images are all this machine's)
-    if asked and (os_name != "linux" or arch.split("/")[0] not in ("", names.host_arch())):
+    asked = req.query.get("platform") or ""                      # (docker run --platform)
+    if asked and not names.runs_here(asked):
         raise ApiError(400, f"image with reference {body['Image']} was found but does not match the specified "
-                       f"platform: wanted {asked}, actual: {actual}")
+                       f"platform: wanted {asked}, actual: linux/{names.host_arch()}")
     # An Env entry without "=" is a name the client did not give a value: docker keeps it in
     # the config and the process does not get it (the CLI's -e NAME takes the value client-side;
     # lab's own -e NAME takes lab's, which here would be the daemon's).
     bare = [item for item in body.get("Env") or [] if "=" not in item]
-    created = create_container({**body, "Env": [item for item in body.get("Env") or [] if "=" in item]}, name)
+    created = create_container({**body, "Env": [item for item in body.get("Env") or [] if "=" in item]}, name, req.version)
     host = body.get("HostConfig") or {}
     if bare or host.get("VolumesFrom") or host.get("Isolation"):    # what inspect shows as it was asked
         c = store.find_container(created["Id"])
@@ -314,7 +306,7 @@ def post_exec_start(req):
         return 200, None
     framed = not body.get("Tty", config["Tty"])         # the start's Tty says how to frame, as docker's
     if body.get("ConsoleSize"):                          # (its terminal's first size: a later one than create's)
-        store.write_json(c.exec_record(config["ID"]), {**config, "ConsoleSize": console_size(body["ConsoleSize"])})
+        supervisor.update_exec(c, config["ID"], ConsoleSize=console_size(body["ConsoleSize"]))
     supervisor_client.request(c, {"exec": config["ID"], "framed": framed}, req.hijack())
 
 

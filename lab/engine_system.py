@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes
-from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_dangling, check_endpoint,
-                     check_filters, container_sizes, container_summary, filters, has_labels, virtual_size)
+from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
+                     container_sizes, container_summary, dangling, filters, has_labels, virtual_size)
 
 
 def version(req=None):
@@ -88,7 +88,7 @@ def list_volumes(req):
     driver (local: lab's only one)."""
     wanted = filters(req)
     check_filters(wanted, ("name", "label", "dangling", "driver"))
-    check_dangling(wanted)
+    unused = dangling(wanted)
     found = []
     for name in volumes.list_volumes():
         volume = volumes.inspect(name)
@@ -96,7 +96,7 @@ def list_volumes(req):
             continue
         if any(driver != "local" for driver in wanted.get("driver", [])):
             continue
-        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(volume["UsedBy"]):
+        if unused is not None and unused == bool(volume["UsedBy"]):
             continue
         found.append(volume)
     return 200, {"Volumes": found, "Warnings": []}

@@ -433,20 +433,22 @@ def post_commit(req):
                 (("WorkingDir", "WORKDIR"), ("User", "USER"), ("StopSignal", "STOPSIGNAL")) if body.get(key)]
     changes += req.values("changes")                     # (--change last: over the config, as docker's)
     ref = f"{req.query['repo']}:{req.query.get('tag') or 'latest'}" if req.query.get("repo") else None
-    pause = (c.is_running() and not c.state.get("Paused") and bool(c.cgroup_paths())
-             and req.query.get("pause", "true").lower() in ("1", "true"))
-    if pause:                                 # (as docker's: the files stand still while they are read)
-        container.pause(c, True)
+    paused = False
+    if req.query.get("pause", "true").lower() in ("1", "true"):     # (as docker's: its files stand still
+        try:                                                          # while they are read)
+            container.pause(c, True)
+            paused = True
+        except LabError:                      # (not running, paused already, or no cgroup: read it as it is)
+            pass
     try:
         return 201, {"Id": image_commands.commit(c, ref, changes, author=req.query.get("author", ""),
                                                  comment=req.query.get("comment", ""))}
     finally:
-        if pause:
+        if paused:
             try:
                 container.pause(c, False)
             except LabError:                  # (it ended, or was unpaused, meanwhile: nothing to undo)
                 pass
-
 
 
 # --- tidying up

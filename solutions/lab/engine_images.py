@@ -8,13 +8,12 @@ the client: one JSON object per line, in a chunked answer (JSONProgress).
 import io
 import json
 import os
-import platform
 import re
 import tarfile
 from pathlib import Path
 
 from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
-from lab.api import ApiError, check_dangling, check_filters, filters, has_labels, image_json, virtual_size
+from lab.api import ApiError, check_filters, dangling, filters, has_labels, image_json, virtual_size
 from lab.engine_system import disk_use
 
 
@@ -25,7 +24,7 @@ def list_images(req):
     import fnmatch
     wanted = filters(req)
     check_filters(wanted, ("reference", "dangling", "label", "before", "since"))
-    check_dangling(wanted)
+    untagged = dangling(wanted)
     if req.query.get("filter"):
         wanted.setdefault("reference", []).append(req.query["filter"])
     made = {key: images.find(wanted[key][0])["Created"] for key in ("before", "since") if wanted.get(key)}
@@ -37,7 +36,7 @@ def list_images(req):
     def shown(i: dict) -> bool:
         if wanted.get("reference") and not matching(i["RepoTags"] or []):
             return False
-        if "dangling" in wanted and (wanted["dangling"][0] in ("true", "1")) == bool(i["RepoTags"]):
+        if untagged is not None and untagged == bool(i["RepoTags"]):
             return False
         if i["Created"] >= made.get("before", float("inf")) or i["Created"] <= made.get("since", float("-inf")):
             return False
@@ -70,10 +69,9 @@ def post_pull(req):
     try:
         image = images.resolve(ref)
         if not image.get("RepoDigests"):
-            os_name, _, arch = platform_asked.partition("/")
-            if platform_asked and (os_name != "linux" or arch.split("/")[0] not in ("", "amd64", platform.machine())):
+            if platform_asked and not names.runs_here(platform_asked):
                 raise ApiError(400, f"invalid platform {platform_asked!r}: unknown operating system or architecture "
-                               f"(lab made {ref} here, for linux/{platform.machine()})")
+                               f"(lab made {ref} here, for linux/{names.host_arch()})")
             out = req.stream("application/json")
             out.write(json.dumps({"status": f"{ref}: lab made it here (not pulled): it is up to date"}).encode() + b"\n")
             out.write(json.dumps({"status": f"Status: Image is up to date for {ref}"}).encode() + b"\n")
@@ -356,8 +354,7 @@ def post_prune_images(req):
     """POST /images/prune: images with no tag (dangling=false: every image no container uses)."""
     wanted = filters(req)
     check_filters(wanted, ("dangling",))
-    check_dangling(wanted)
-    every = wanted.get("dangling", ["true"])[0].lower() in ("false", "0")
+    every = dangling(wanted) is False
     done, space = prune(lambda image: every or not image["RepoTags"])
     return 200, {"ImagesDeleted": [dict([line.split(": ", 1)]) for line in done] or None, "SpaceReclaimed": space}
 

@@ -77,3 +77,9 @@ def host_arch() -> str:
     """This machine's architecture as images and seccomp profiles name it (Go's names): amd64, arm64..."""
     machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(machine, machine)
+
+
+def runs_here(platform: str) -> bool:
+    """Whether docker's --platform OS[/ARCH[/VARIANT]] is this machine's (lab's own images all are)."""
+    os_name, _, arch = platform.partition("/")
+    return os_name == "linux" and arch.split("/")[0] in ("", host_arch(), os.uname().machine)
