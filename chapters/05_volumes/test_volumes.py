@@ -120,6 +120,12 @@ def test_a_volume_in_use_cannot_be_removed(lab):
     assert "busy" not in lab("volume", "ls").stdout.split()
 
 
+def stored_volumes(lab_root) -> list[str]:
+    """What the store holds under volumes/ (a half-made volume too, which `lab volume ls` might not list)."""
+    folder = lab_root / "volumes"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
 @pytest.mark.parametrize("spec, error", [
     ("relative/path:/data", "is neither an absolute host path nor a volume name"),
     ("/no/such/folder:/data", "the host path /no/such/folder does not exist"),
@@ -133,10 +139,11 @@ def test_a_volume_in_use_cannot_be_removed(lab):
     ("data:/data:ro,rw", "invalid volume 'data:/data:ro,rw'"),
     ("/tmp:/data:nocopy", "nocopy is for a volume"),
 ])
-def test_a_bad_volume_is_refused_and_creates_nothing(lab, spec, error):
-    before = lab("volume", "ls").stdout
+def test_a_bad_volume_is_refused_and_creates_nothing(lab, lab_root, spec, error):
+    before = stored_volumes(lab_root)
     result = lab("run", "--rm", "-v", spec, "busybox", "true")
     assert result.returncode == 125 and result.stderr.count("\n") == 1 and error in result.stderr, result.stderr
-    assert lab("volume", "ls").stdout == before and lab("ps", "-aq").stdout == ""
+    assert stored_volumes(lab_root) == before
+    assert lab("ps", "-aq").stdout == ""
     good = lab("run", "--rm", "-v", "good:/data", "busybox", "true")     # and -v works
     assert good.returncode == 0, good.stderr
