@@ -7,7 +7,6 @@ LAB_DEBUG=1 shows the traceback too.
 import argparse
 import errno
 import os
-import shutil
 import sys
 import time
 
@@ -23,8 +22,12 @@ argparse._ = str
 class Formatter(argparse.HelpFormatter):
     """argparse makes a formatter for every option it adds (to check its metavar), and each asks
     the terminal how wide it is: about 160 times per lab command, 1.3 of the 4.8 ms that building
-    the parser takes. Asked once here."""
-    WIDTH = shutil.get_terminal_size().columns - 2      # what argparse would use
+    the parser takes. Asked once here, as argparse would (shutil.get_terminal_size), but without
+    importing shutil, which loads zlib, bz2 and lzma: 2 ms of every lab command."""
+    try:
+        WIDTH = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns) - 2
+    except (AttributeError, ValueError, OSError):      # (no stdout, no terminal: shutil's 80 columns)
+        WIDTH = 78
 
     def __init__(self, prog):
         super().__init__(prog, width=self.WIDTH)

@@ -17,10 +17,10 @@ See man 8 mount (bind mounts), man 2 mount (MS_BIND, MS_REMOUNT).
 import errno
 import os
 import re
-import shutil
 import stat
 import time
 from pathlib import Path
+# (shutil is imported in the functions that use it: store.py says why)
 
 from lab import Conflict, LabError, NotFound, names, store, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
@@ -93,6 +93,7 @@ def fill_from_image(root: str, mount: dict) -> None:
     volume = mount["Source"]
     if not os.path.isdir(path) or not os.path.isdir(volume) or os.listdir(volume):
         return
+    import shutil
     for folder, dirs, files in os.walk(path):
         for name in ["", *dirs, *files]:                 # ("": the folder itself, the volume's own)
             source = os.path.join(folder, name)
@@ -226,4 +227,5 @@ def remove(name: str) -> None:
     inspect(name)                                   # it exists
     if used := users(name):
         raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
+    import shutil
     shutil.rmtree(volume_path(name).parent)

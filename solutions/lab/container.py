@@ -10,10 +10,10 @@ chapters up to NN are required, and a missing one is an error that names what to
 """
 import os
 import re
-import shutil
 import signal
 import sys
 import time
+# (shutil is imported in the functions that use it: store.py says why)
 
 from lab import (Conflict, LabError, cgroups, container_network, health, images, logs, names, namespaces, network,
                  overlay, process, rootfs, seccomp, security, store, syscalls, trace, volumes)
@@ -198,6 +198,7 @@ INIT = "/sbin/docker-init"      # --init: where the init goes in the container (
 def find_init() -> str:
     """--init: a small init for PID 1 (it reaps orphans and passes signals on), as docker's
     docker-init, which is tini. Its static build runs in any image."""
+    import shutil
     found = shutil.which("tini-static")
     if found is None:
         raise LabError("--init needs tini's static build, tini-static (apt install tini; make setup installs it)")

@@ -15,9 +15,9 @@ See the kernel's Documentation/filesystems/overlayfs.rst and the OCI image spec 
 """
 import os
 import posixpath
-import shutil
 import stat
 from pathlib import Path
+# (shutil is imported in the functions that use it: store.py says why)
 
 from lab import LabError, syscalls
 
@@ -122,6 +122,7 @@ def unpack_layer(stream, layer: Path, note=None) -> int:
     owner or time set through one. Device nodes are left out (a container gets its own /dev);
     return how many.
     """
+    import shutil
     import tarfile
     layer.mkdir()
     skipped, folders = 0, []

@@ -25,10 +25,11 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
+# shutil is imported in the functions that use it: it loads zlib, bz2 and lzma (about 2 ms),
+# which the commands that copy and delete nothing (lab ps, inspect, images...) need not pay.
 
 from lab import Conflict, LabError, NotFound, names
 
@@ -454,6 +455,7 @@ def create_container(cid: str, config: dict, files: dict[str, str]) -> Container
                 (making / name).write_text(text)
             making.rename(path)
         except BaseException:
+            import shutil
             shutil.rmtree(making, ignore_errors=True)       # nothing half-created
             raise
     return Container(path)
@@ -466,6 +468,7 @@ def remove_interrupted(root: Path) -> None:
     for folder in root.glob(".removing-*"):          # (.removing-<id>, an older lab's: no pid, no owner)
         owner = folder.name.split("-")[2:]
         if not (owner and owner[0].isdigit() and os.path.exists(f"/proc/{owner[0]}")):
+            import shutil
             shutil.rmtree(folder, ignore_errors=True)
     with open(root / ".lock", "a") as lock:
         try:
@@ -473,6 +476,7 @@ def remove_interrupted(root: Path) -> None:
         except BlockingIOError:
             return                      # (a create is under way: the next listing looks again)
         for folder in root.glob(".creating-*"):
+            import shutil
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -525,6 +529,7 @@ def remove_container(container: Container) -> None:
         container.path.rename(doomed)
     except FileNotFoundError:
         return                          # removed already
+    import shutil
     try:
         shutil.rmtree(doomed)
     except OSError as e:
