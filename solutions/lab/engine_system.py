@@ -142,8 +142,8 @@ def get_events(req):
         raise ApiError(400, "since and until are times in seconds since 1970 (the docker CLI sends them so)") from None
     if since < time.time() - 5:                   # (the SDK sends whole seconds: now is up to 1 s ago)
         raise ApiError(400, "lab keeps no past events: leave --since out (events are reported from now on)")
+    before = snapshot()        # (before the answer's headers: what the client does once it has them is seen)
     out = req.stream("application/json", chunked=True)
-    before = snapshot()
     while not until or time.time() < until:
         time.sleep(0.1)
         now = snapshot()
