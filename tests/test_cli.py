@@ -178,6 +178,36 @@ def test_a_read_only_bind_is_read_only_below_too(lab, tmp_path):
         subprocess.run(["umount", str(tmp_path / "sub")], check=True)
 
 
+def test_an_image_without_etc_files_gets_lab_s_hostname_hosts_and_resolv_conf(lab, tmp_path):
+    """An image from scratch has no /etc/hosts or resolv.conf: docker makes them for its own to be
+    mounted on, and so does lab (or the container could not name localhost, or any host). Never
+    through the image's symlinks, which lead to the host's files before pivot_root."""
+    import shutil
+    import tarfile
+    from lab import images, store
+    assert lab("run", "--rm", "busybox", "true").returncode == 0                   # (busybox is there now)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name, etc in (("bare", None), ("linked", str(outside))):
+        rootfs = tmp_path / name
+        shutil.copytree(store.layer_path(images.resolve("busybox")["Layers"][0]), rootfs, symlinks=True)
+        shutil.rmtree(rootfs / "etc")
+        if etc:
+            (rootfs / "etc").symlink_to(etc)
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as tar:
+            for entry in sorted(rootfs.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        assert lab("image", "import", str(tmp_path / f"{name}.tar"), f"{name}:v1").returncode == 0
+    shown = lab("run", "--rm", "--hostname", "h1", "bare:v1", "sh", "-c", "cat /etc/hostname; "
+                "grep -q localhost /etc/hosts && echo hosts; grep -q nameserver /etc/resolv.conf && echo resolv.conf")
+    assert shown.stdout == "h1\nhosts\nresolv.conf\n", shown.stderr
+    alone = lab("run", "--rm", "--network", "none", "bare:v1", "grep", "-q", "localhost", "/etc/hosts")
+    assert alone.returncode == 0, alone.stderr
+    assert lab("run", "--rm", "linked:v1", "true").returncode == 0
+    assert os.listdir(outside) == []                   # nothing made on the host through /etc
+    assert lab("rmi", "bare:v1", "linked:v1").returncode == 0
+
+
 def test_ages_are_said_in_dockers_words():
     """lab ps and lab images, as docker ps: "Up Less than a second", "Exited (0) About a minute ago"."""
     from lab import store

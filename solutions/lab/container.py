@@ -205,10 +205,26 @@ def find_init() -> str:
     return found
 
 
+def make_etc_files(root: str, names: list[str]) -> None:
+    """Empty files in root's /etc where the image lacks them, for the hostname, hosts and
+    resolv.conf that lab writes to be mounted on: made in the container's own layer, as the
+    proc, sys and dev folders. Never through a symlink: before pivot_root, an image's absolute
+    symlink leads to the host's files."""
+    etc = f"{root}/etc"
+    if os.path.islink(etc) or (os.path.lexists(etc) and not os.path.isdir(etc)):
+        return
+    for name in names:
+        if not os.path.lexists(f"{etc}/{name}"):
+            os.makedirs(etc, 0o755, exist_ok=True)
+            os.close(os.open(f"{etc}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+
+
 def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
     layers = store.layer_folders(container.config["Layers"])
     root, upper, work = str(container.merged), str(container.upper), str(container.work)
+    etc = [(name, source) for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
+                                               ("resolv.conf", container.resolv_conf_file)) if source.exists()]
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.
     lower = overlay.fit_one_page(layers, upper, work, container.config["Image"])
@@ -222,6 +238,7 @@ def enter_rootfs(container: store.Container) -> None:
         for folder in ("proc", "sys", "dev"):            # made in its own layer, as docker does
             if not os.path.lexists(f"{root}/{folder}"):
                 os.mkdir(f"{root}/{folder}", 0o755)
+        make_etc_files(root, [name for name, _ in etc])
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         if mount["Type"] == "volume" and mount.get("CopyData", True):
             volumes.fill_from_image(root, mount)         # an empty one starts with the image's files there
@@ -233,10 +250,7 @@ def enter_rootfs(container: store.Container) -> None:
     if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1
         volumes.mount_volume(root, {"Type": "bind", "Name": None, "Source": container.config["Init"],
                                     "Destination": INIT, "RW": False})
-    binds = [(str(source), f"/etc/{name}")               # the files lab wrote, where the image has them
-             for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
-                                  ("resolv.conf", container.resolv_conf_file))
-             if os.path.isfile(f"{root}/etc/{name}") and source.exists()]
+    binds = [(str(source), f"/etc/{name}") for name, source in etc if os.path.isfile(f"{root}/etc/{name}")]
     rootfs.enter(root, binds, container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
     if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
         rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
