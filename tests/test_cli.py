@@ -165,6 +165,17 @@ def test_a_kept_container_is_listed_until_it_is_removed(lab):
     assert "keeper" not in lab("ps", "-a").stdout
 
 
+def test_inspect_says_whether_a_container_goes_when_it_ends(lab):
+    """HostConfig.AutoRemove, as docker's: true for --rm (whose records lab does not flush to the disk)."""
+    for name, flags in (("gone", ["--rm"]), ("kept", [])):
+        assert lab("run", "-d", *flags, "--name", name, "busybox", "sleep", "60").returncode == 0
+    try:
+        shown = json.loads(lab("inspect", "gone", "kept").stdout)
+        assert [c["HostConfig"]["AutoRemove"] for c in shown] == [True, False]
+    finally:
+        lab("rm", "-f", "gone", "kept")
+
+
 def test_a_read_only_bind_is_read_only_below_too(lab, tmp_path):
     """-v /:/host:ro must not leave /host/tmp writable: MS_REC brings the mounts below a bind
     along with their own flags, and a remount makes only the top one read-only."""

@@ -254,7 +254,7 @@ def container_json(c: store.Container) -> dict:
                        **({"ExposedPorts": config["ExposedPorts"]} if config.get("ExposedPorts") else {}),
                        **({"StopSignal": config["StopSignal"]} if config.get("StopSignal") else {}),
                        **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
-            "HostConfig": {**info["HostConfig"], "AutoRemove": config.get("AutoRemove", False),
+            "HostConfig": {**info["HostConfig"],
                            "Binds": [volumes.spec(m) for m in config.get("Mounts", [])] or None,
                            "VolumesFrom": config.get("VolumesFrom"), "VolumeDriver": config.get("VolumeDriver", ""),
                            "Isolation": config.get("Isolation", ""), "CgroupnsMode": "private", "IpcMode": "private",

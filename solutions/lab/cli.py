@@ -379,7 +379,7 @@ def cmd_run(args) -> int:
     try:
         if not args.detach:
             return container.run(args.image, args.cmd, remove=args.rm, **options)
-        c = container.create(args.image, args.cmd, detach=True, **options)
+        c = container.create(args.image, args.cmd, detach=True, auto_remove=args.rm, **options)
     except container.images.NoSuchImage as e:              # not here: pull it, then start again
         if getattr(args, "pulled", False):
             raise

@@ -100,7 +100,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
            uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=(), cpuset_cpus=None,
-           link_local_ips=()) -> store.Container:
+           link_local_ips=(), auto_remove=False) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
@@ -175,7 +175,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
-              "Links": links, "ExtraHosts": extra_hosts or None}
+              "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove}
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
     etc = {"hostname": f"{hostname}\n",
            "hosts": f"{network.LOCALHOST}{container_network.extra_hosts_lines(config)}127.0.1.1\t{hostname}\n"}
@@ -470,7 +470,7 @@ def finish(container: store.Container, status: int, cgroup) -> None:
 def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     """`lab run` in the foreground: create, start, wait; return the exit status the way docker
     does. (`lab run -d` hands the container to a supervisor instead: supervisor.launch.)"""
-    container = create(image_ref, command, **options)
+    container = create(image_ref, command, auto_remove=remove, **options)
     trace.mark("image and container record")
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:

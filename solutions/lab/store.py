@@ -19,7 +19,9 @@ State on disk is the truth: `lab ps` reads it and checks it against the live pro
 Files are written whole or not at all: a temporary file in the same folder, flushed to the
 disk (fsync), then renamed over the old one; a crash leaves the old file or the new one,
 never half of one. A record that is damaged anyway (a disk that filled up under an older lab,
-a hand edit) makes only its own container show as damaged: `lab rm -f` removes it.
+a hand edit) makes only its own container show as damaged: `lab rm -f` removes it. The
+records of a container that goes when it ends (--rm) are not flushed: they last no longer than
+it runs, and four flushes took about 2 ms of every `lab run --rm` (runc flushes none).
 """
 import errno
 import fcntl
@@ -100,13 +102,15 @@ def containers_dir() -> Path:
     return lab_root() / "containers"
 
 
-def write_json(path: Path, data) -> None:
+def write_json(path: Path, data, durable: bool = True) -> None:
+    """Write data to path as JSON, whole or not at all; durable: flushed to the disk first."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w") as f:
             f.write(json.dumps(data, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -274,7 +278,7 @@ class Container:
         return self
 
     def save_config(self) -> None:
-        write_json(self.whole("change").path / "config.json", self.config)
+        write_json(self.whole("change").path / "config.json", self.config, durable=not self.config.get("AutoRemove"))
 
     def save_state(self, **changes) -> None:
         """Write changes into state.json, over what is on disk now: the container's supervisor
@@ -286,7 +290,7 @@ class Container:
             on_disk = None
         self.state = {**on_disk, **changes} if is_container_state(on_disk) else {**self.state, **changes}
         try:
-            write_json(self.path / "state.json", self.state)
+            write_json(self.path / "state.json", self.state, durable=not self.config.get("AutoRemove"))
         except FileNotFoundError:
             pass                # removed meanwhile (lab rm -f): nothing left to record
 
@@ -448,7 +452,8 @@ def create_container(cid: str, config: dict, files: dict[str, str]) -> Container
         making = path.with_name(f".creating-{cid}")
         making.mkdir()
         try:
-            write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()})
+            write_json(making / "config.json", {**config, "Id": cid, "Created": time.time()},
+                       durable=not config.get("AutoRemove"))
             for folder in ("upper", "work", "merged"):
                 (making / folder).mkdir()
             for name, text in files.items():

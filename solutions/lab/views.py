@@ -38,7 +38,7 @@ def container(c: store.Container) -> dict:
         "Config": {"Hostname": config["Hostname"], "Env": config["Env"], "Cmd": config["Cmd"],
                    "Image": config["Image"], "WorkingDir": config["WorkingDir"],
                    **({"Healthcheck": config["Healthcheck"]} if config.get("Healthcheck") else {})},
-        "HostConfig": {"Memory": limits.get("memory") or 0,
+        "HostConfig": {"Memory": limits.get("memory") or 0, "AutoRemove": config.get("AutoRemove", False),
                        "NanoCpus": round((limits.get("cpus") or 0) * 1e9),
                        "PidsLimit": limits.get("pids"), "CpuShares": limits.get("cpu_shares") or 0,
                        "MemorySwap": limits.get("memory_swap") or 0, "MemoryReservation": limits.get("memory_reservation") or 0,
