@@ -165,6 +165,20 @@ def test_a_kept_container_is_listed_until_it_is_removed(lab):
     assert "keeper" not in lab("ps", "-a").stdout
 
 
+def test_removing_a_container_follows_none_of_its_symlinks(lab, tmp_path):
+    """A container's own layer holds what it made, symlinks to the host's paths too (they lead
+    nowhere inside it): removing it deletes the links, never what they point to."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "kept").write_text("kept\n")
+    (tmp_path / "file").write_text("kept\n")
+    made = lab("run", "--rm", "busybox", "sh", "-c", f"ln -s {tmp_path}/folder /to-folder; ln -s {tmp_path}/file /to-file; "
+               f"mkdir -p /deep/er; ln -s {tmp_path}/folder /deep/er/link")
+    assert made.returncode == 0, made.stderr
+    assert lab("run", "--name", "linker", "busybox", "ln", "-s", f"{tmp_path}/folder", "/tmp/link").returncode == 0
+    assert lab("rm", "linker").returncode == 0
+    assert (tmp_path / "folder" / "kept").read_text() == "kept\n" and (tmp_path / "file").read_text() == "kept\n"
+
+
 def test_inspect_says_whether_a_container_goes_when_it_ends(lab):
     """HostConfig.AutoRemove, as docker's: true for --rm (whose records lab does not flush to the disk)."""
     for name, flags in (("gone", ["--rm"]), ("kept", [])):

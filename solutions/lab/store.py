@@ -534,8 +534,22 @@ def remove_container(container: Container) -> None:
         container.path.rename(doomed)
     except FileNotFoundError:
         return                          # removed already
-    import shutil
     try:
-        shutil.rmtree(doomed)
+        delete_folder(doomed)
     except OSError as e:
         raise LabError(f"could not delete the container's folder {doomed}: {e}") from None
+
+
+def delete_folder(folder: Path) -> None:
+    """Delete folder and all it holds, as shutil.rmtree does: from each folder's own file
+    descriptor (os.fwalk), so that no symlink a container made leads out of it. (Not rmtree
+    itself: shutil loads zlib, bz2 and lzma, 2 ms of every `lab run --rm`.)"""
+    for _, folders, files, fd in os.fwalk(folder, topdown=False):
+        for name in files:
+            os.unlink(name, dir_fd=fd)
+        for name in folders:
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except NotADirectoryError:          # a symlink to a folder: listed with them, not followed
+                os.unlink(name, dir_fd=fd)
+    os.rmdir(folder)
