@@ -32,3 +32,13 @@ class NotFound(LabError):
 
 class Conflict(LabError):
     """Not now: the name is taken, it is running, it is in use (the engine answers 409)."""
+
+
+class StartError(Exception):
+    """The child could not get as far as the command: `status` is what `lab run` exits with.
+    (process.py raises it; it lives here so that every command can tell it apart without
+    importing process.py, and signal with it: 1 ms of `lab ps`.)"""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from lab import LabError, store
+from lab import LabError, StartError, store
 
 # argparse passes each of its own words ("show this help message and exit", "options"...)
 # through gettext, which looks on disk for a translation every time: a few stat()s each, about
@@ -688,7 +688,6 @@ def cmd_progress(args) -> int:
 
 
 def main(argv=None) -> int:
-    from lab.process import StartError
     try:
         argv = sys.argv[1:] if argv is None else argv
         args, unknown = build_parser(argv).parse_known_args(argv)

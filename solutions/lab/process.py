@@ -12,19 +12,11 @@ import os
 import signal
 import sys
 
-from lab import LabError
+from lab import LabError, StartError    # (StartError lives in lab/__init__.py: see there)
 
 # Signals that `lab run` passes on to the container, as `docker run` does (--sig-proxy).
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
              signal.SIGUSR1, signal.SIGUSR2)
-
-
-class StartError(Exception):
-    """The child could not get as far as the command: `status` is what `lab run` exits with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str, setup=None, fork=os.fork) -> int:
