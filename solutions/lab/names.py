@@ -24,7 +24,8 @@ NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_. -]+")
 COMPONENT = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-REFERENCE = re.compile(rf"(?P<name>(?:{HOST})?{COMPONENT}(?:/{COMPONENT})*)(?::(?P<tag>{TAG}))?")
+# (a pattern, compiled by re on its first use and kept: 0.8 ms, which most commands never need)
+REFERENCE = rf"(?P<name>(?:{HOST})?{COMPONENT}(?:/{COMPONENT})*)(?::(?P<tag>{TAG}))?"
 ID = re.compile(r"[0-9a-f]{64}")
 DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
@@ -50,7 +51,7 @@ def check_name(value, kind: str) -> str:
 
 def parse_reference(ref) -> tuple[str, str]:
     """'busybox' -> ('busybox', 'latest'); 'me/app:v1' -> ('me/app', 'v1'); else a LabError."""
-    m = REFERENCE.fullmatch(ref) if isinstance(ref, str) else None
+    m = re.fullmatch(REFERENCE, ref) if isinstance(ref, str) else None
     if not m or len(m["name"]) > MAX_IMAGE_NAME:
         raise LabError(f"invalid image name {shown(ref)}: use lowercase NAME[:TAG] (a NAME of at most "
                        f"{MAX_IMAGE_NAME} characters), e.g. busybox or busybox:latest")
