@@ -19,15 +19,27 @@ from lab import LabError, StartError, store
 argparse._ = str
 
 
+def terminal_width() -> int:
+    """What shutil.get_terminal_size() says, without importing shutil (it loads bz2 and lzma:
+    2 ms of every lab command): COLUMNS if it is a number above 0, else the terminal's width,
+    else 80 (no terminal, or one that says 0, as many do in CI and under docker exec -t)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 class Formatter(argparse.HelpFormatter):
     """argparse makes a formatter for every option it adds (to check its metavar), and each asks
     the terminal how wide it is: about 160 times per lab command, 1.3 of the 4.8 ms that building
-    the parser takes. Asked once here, as argparse would (shutil.get_terminal_size), but without
-    importing shutil, which loads zlib, bz2 and lzma: 2 ms of every lab command."""
-    try:
-        WIDTH = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns) - 2
-    except (AttributeError, ValueError, OSError):      # (no stdout, no terminal: shutil's 80 columns)
-        WIDTH = 78
+    the parser takes. Asked once here."""
+    WIDTH = terminal_width() - 2                         # what argparse would use
 
     def __init__(self, prog):
         super().__init__(prog, width=self.WIDTH)

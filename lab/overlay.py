@@ -17,7 +17,7 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-# (shutil is imported in the functions that use it: store.py says why)
+# (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
 from lab import LabError, syscalls
 

@@ -218,10 +218,10 @@ def test_containers_of_a_user_network_find_each_other_by_name(lab, detached):
         address = web_server(detached, "named09", "--network", "net09")
         assert address.startswith("172.31.9.")
         # a container of another network does not reach it: the packets are dropped, so wget hears
-        # nothing, and is ended after half a second of silence (143), when a server it can reach
-        # answers within milliseconds; or it fails (1), but lab does not. (Started now, heard last.)
+        # nothing, and is ended after 1 s of silence (143), when a server it can reach answers
+        # within milliseconds; or it fails (1), but lab does not. (Started now, heard last.)
         other = subprocess.Popen([LAB, "run", "--rm", "busybox", "sh", "-c", f"wget -q -O- http://{address}/hostname & "
-                                  "sleep 0.5; kill $! 2>/dev/null; wait $!"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  "sleep 1; kill $! 2>/dev/null; wait $!"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         result = wget(lab, "http://named09/hostname", "--network", "net09")
         assert result.returncode == 0, result.stderr
         assert result.stdout == inspect("named09")["Config"]["Hostname"] + "\n"
