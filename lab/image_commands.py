@@ -12,7 +12,6 @@ import json
 import lzma
 import os
 import re
-import shutil
 import sys
 import tarfile
 import zlib
@@ -54,7 +53,7 @@ def remove_image(ref: str, force: bool = False) -> list[str]:
                 if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
                     layer_path(digest).unlink()
                 else:
-                    shutil.rmtree(layer_path(digest))
+                    store.delete_folder(layer_path(digest))
                 tarsplit.split_path(digest).unlink(missing_ok=True)
                 done.append(f"Deleted: {digest}")
     return done
@@ -163,7 +162,7 @@ def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
     except corrupt_errors() as e:
         raise LabError(f"the archive is truncated or corrupt ({e})") from None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        store.delete_quietly(work)
 
 
 def run_config(config: dict) -> dict:
@@ -258,7 +257,7 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
                                   None if changes else raw)               # unless --change changed it)
             except BaseException:
                 for digest in added:                   # nothing half-imported
-                    shutil.rmtree(layer_path(digest), ignore_errors=True)
+                    store.delete_quietly(layer_path(digest))
                 raise
     finally:
         if archive is not None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from lab import LabError, tarsplit
 from lab.names import host_arch
-from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tagged, tags, tags_path,
-                       write_json)
+from lab.store import (delete_folder, delete_quietly, image_path, images_lock, layer_path, layers_dir, read_json,
+                       tagged, tags, tags_path, write_json)
 from lab.store import locked as locked_file
 
 
@@ -76,7 +76,7 @@ def build_busybox(recipe: int, config: dict) -> str:
 
 def build_busybox_layer(binary: Path) -> str:
     work = layers_dir() / f".busybox.{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    delete_quietly(work)
     for folder in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home",
                    "dev", "proc", "sys", "tmp", "var", "run"):
         (work / folder).mkdir(parents=True)
@@ -96,7 +96,7 @@ def build_busybox_layer(binary: Path) -> str:
     digest = "sha256:" + hashlib.sha256(tar).hexdigest()
     store_layer(work, digest)
     tarsplit.record(io.BytesIO(tar)).save(digest)         # so that push sends this very tar
-    shutil.rmtree(work, ignore_errors=True)             # there already: this copy is not needed
+    delete_quietly(work)                                # there already: this copy is not needed
     return digest
 
 
@@ -133,7 +133,7 @@ def remove_unfinished_work() -> None:
     for path in layers_dir().glob(".*"):
         pid = path.name.split("-")[1].split(".")[0] if path.name.startswith((".incoming-", ".commit-")) else ""
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            delete_folder(path) if path.is_dir() else path.unlink()
 
 
 def store_layer(folder: Path, digest: str) -> bool:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 
@@ -28,7 +27,7 @@ from lab.images import load
 from lab.layers import locked, save_image
 from lab.names import digest_hex, host_arch
 from lab.registry import MANIFEST_TYPES, MAX_DOCUMENT, Reference, Registry, read_limited
-from lab.store import image_path, layer_path, layers_dir, remove_stale_temporaries, tags
+from lab.store import delete_quietly, image_path, layer_path, layers_dir, remove_stale_temporaries, tags
 
 INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 DOWNLOADS = 3          # layers downloaded at once, as dockerd's max-concurrent-downloads
@@ -141,7 +140,7 @@ def store_image(ref: Reference, digest: str, manifest: dict, config: dict, files
             save_image(image, ref.name if ref.tag else None, ref.tag or "latest", getattr(config, "raw", None))
         except BaseException:
             for diff_id in added:
-                shutil.rmtree(layer_path(diff_id), ignore_errors=True)
+                delete_quietly(layer_path(diff_id))
             raise
 
 
