@@ -399,7 +399,7 @@ def cmd_run(args) -> int:
         args.pulled = True
         return cmd_run(args)
     from lab import supervisor          # -d: a supervisor starts the container and stays with it
-    supervisor.launch(c, args.rm)
+    supervisor.launch(c)
     print(c.id)
     return 0
 

@@ -35,19 +35,20 @@ from lab import container as runtime
 from lab.relay import STDERR, STDOUT, Process, Relay, frame, send_log
 
 
-def launch(container: store.Container, remove: bool, start_it: bool = True, new: bool = True) -> None:
+def launch(container: store.Container, start_it: bool = True, new: bool = True) -> None:
     """`lab run -d` and the engine's create: give the container a supervisor, which holds it
-    from now on; with start_it (run -d), have it start the container too, else it waits for
-    the engine's start. Whatever fails, nothing is left behind; a container made before (new
-    False: docker start, restart) stays as it was."""
+    from now on (and removes it when it ends, if its config says AutoRemove: --rm); with
+    start_it (run -d), have it start the container too, else it waits for the engine's start.
+    Whatever fails, nothing is left behind; a container made before (new False: docker start,
+    restart) stays as it was."""
     try:
-        spawn(container, remove)
+        spawn(container)
         if start_it:
             supervisor_client.start(container)
     except BaseException as e:
         if not isinstance(e, KeyboardInterrupt):       # (Ctrl-C: it would go on, not end)
             container.wait_for_supervisor(10)          # it records why it failed, and ends
-        removed_by_supervisor = remove and isinstance(e, process.StartError)   # (--rm: it said why, and went)
+        removed_by_supervisor = container.config.get("AutoRemove") and isinstance(e, process.StartError)   # (--rm: it said why, and went)
         if not container.path.exists() and not removed_by_supervisor:
             raise LabError(f"container {container.name} was removed (lab rm -f) while it was starting") from None
         if new and container.path.exists():            # whatever it got goes too: its supervisor, its
@@ -59,7 +60,7 @@ def launch(container: store.Container, remove: bool, start_it: bool = True, new:
         raise
 
 
-def spawn(container: store.Container, remove: bool) -> None:
+def spawn(container: store.Container) -> None:
     """Start the container's supervisor; return once it listens (or raise why it could not)."""
     read_end, write_end = os.pipe()
     sys.stdout.flush()
@@ -70,7 +71,7 @@ def spawn(container: store.Container, remove: bool) -> None:
             os.close(read_end)
             os.setsid()                   # no terminal: closing yours does not stop the container
             if os.fork() == 0:
-                Supervisor(container, remove).serve(write_end)
+                Supervisor(container).serve(write_end)
         finally:
             os._exit(0)
     os.close(write_end)
@@ -82,8 +83,8 @@ def spawn(container: store.Container, remove: bool) -> None:
 
 
 class Supervisor(Relay):
-    def __init__(self, container: store.Container, remove: bool):
-        self.container, self.remove = container, remove
+    def __init__(self, container: store.Container):
+        self.container, self.remove = container, container.config.get("AutoRemove", False)
         self.main: Process | None = None          # the container's process, once started
         self.failed: int | None = None            # its exit status, if it could not start
         self.cgroup = None

@@ -48,7 +48,7 @@ def create_container(body: dict, name: str | None, version: tuple) -> dict:
                     ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "",
                     ConsoleSize=console)
     c.save_config()
-    supervisor.launch(c, remove=c.config["AutoRemove"], start_it=False)     # it waits for the start
+    supervisor.launch(c, start_it=False)                 # it waits for the start
     return {"Id": c.id, "Warnings": []}
 
 
@@ -68,7 +68,7 @@ def supervisor_for(c: store.Container) -> None:
     """Make sure a supervisor waits to start c: the one from its create, or a new one."""
     if not c.whole("start").waits_for_start():
         c.wait_for_supervisor(10)                     # the one of its last run is on its way out
-        supervisor.launch(c, remove=c.config.get("AutoRemove", False), start_it=False, new=False)
+        supervisor.launch(c, start_it=False, new=False)
 
 
 def wait_container(c: store.Container, condition: str, ready=lambda: None) -> dict:

@@ -276,8 +276,13 @@ class Container:
                            f"remove it with `lab rm -f {self.name}`")
         return self
 
+    @property
+    def durable(self) -> bool:
+        """Whether its records are flushed to the disk: not for one that goes when it ends (--rm)."""
+        return not self.config.get("AutoRemove")
+
     def save_config(self) -> None:
-        write_json(self.whole("change").path / "config.json", self.config, durable=not self.config.get("AutoRemove"))
+        write_json(self.whole("change").path / "config.json", self.config, self.durable)
 
     def save_state(self, **changes) -> None:
         """Write changes into state.json, over what is on disk now: the container's supervisor
@@ -289,7 +294,7 @@ class Container:
             on_disk = None
         self.state = {**on_disk, **changes} if is_container_state(on_disk) else {**self.state, **changes}
         try:
-            write_json(self.path / "state.json", self.state, durable=not self.config.get("AutoRemove"))
+            write_json(self.path / "state.json", self.state, self.durable)
         except FileNotFoundError:
             pass                # removed meanwhile (lab rm -f): nothing left to record
 
@@ -547,10 +552,13 @@ def delete_folder(folder: Path) -> None:
         """Unlink all the folder fd holds but its folders (a symlink is unlinked); their names."""
         with os.scandir(fd) as listing:
             entries = list(listing)
+        folders = []
         for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+            else:
                 os.unlink(entry.name, dir_fd=fd)
-        return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        return folders
     opening = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(folder, opening)
     try:
