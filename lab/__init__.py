@@ -16,6 +16,7 @@ container.py puts the layers together; supervisor.py stays with each container t
 the background, relay.py is its I/O; daemon.py serves engine.py's API over HTTP. store.py is where everything lives
 under LAB_ROOT, images.py reads images, layers.py and image_commands.py change them; views.py
 shows records in docker's shapes; names.py checks every name before it becomes a path;
+folders.py walks and deletes the folders that came from outside, never through their symlinks;
 syscalls.py wraps the kernel calls Python lacks; seccomp.py and devices.py are chapter 08's
 filter of system calls and list of devices; cli.py is the `lab` command. ARCHITECTURE.md
 draws who imports whom, and the start sequence.

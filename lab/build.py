@@ -28,7 +28,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lab import LabError, container, image_commands, store
+from lab import LabError, container, folders, image_commands, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
@@ -151,7 +151,7 @@ class Context:
         """path and everything under it that .dockerignore keeps, sorted."""
         yield path
         if path.is_dir() and not path.is_symlink():
-            for folder, dirs, files in os.walk(path):
+            for folder, dirs, files in folders.walk(path):
                 dirs.sort()
                 for name in sorted(dirs + files):
                     full = Path(folder, name)

@@ -17,7 +17,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from lab import Conflict, LabError, overlay, store, tarsplit
+from lab import Conflict, LabError, folders, overlay, store, tarsplit
 from lab.images import DEFAULT_PATH, find, list_images, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer
 from lab.names import digest_hex, host_arch, parse_reference
@@ -53,7 +53,7 @@ def remove_image(ref: str, force: bool = False) -> list[str]:
                 if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
                     layer_path(digest).unlink()
                 else:
-                    store.delete_folder(layer_path(digest))
+                    folders.delete_folder(layer_path(digest))
                 tarsplit.split_path(digest).unlink(missing_ok=True)
                 done.append(f"Deleted: {digest}")
     return done
@@ -162,7 +162,7 @@ def add_layer(open_blob, diff_id: str | None, added: list[str]) -> str:
     except corrupt_errors() as e:
         raise LabError(f"the archive is truncated or corrupt ({e})") from None
     finally:
-        store.delete_quietly(work)
+        folders.delete_quietly(work)
 
 
 def run_config(config: dict) -> dict:
@@ -257,7 +257,7 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
                                   None if changes else raw)               # unless --change changed it)
             except BaseException:
                 for digest in added:                   # nothing half-imported
-                    store.delete_quietly(layer_path(digest))
+                    folders.delete_quietly(layer_path(digest))
                 raise
     finally:
         if archive is not None:

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 from lab import LabError, tarsplit
+from lab.folders import delete_folder, delete_quietly, walk
 from lab.names import host_arch
-from lab.store import (delete_folder, delete_quietly, image_path, images_lock, layer_path, layers_dir, read_json,
+from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json,
                        tagged, tags, tags_path, write_json)
 from lab.store import locked as locked_file
 
@@ -150,7 +151,7 @@ def store_layer(folder: Path, digest: str) -> bool:
 def folder_size(path) -> int:
     """The bytes of the files under path (a layer, a container's upper folder, a volume)."""
     total = 0
-    for folder, _, files in os.walk(path):
+    for folder, _, files in walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size

@@ -21,7 +21,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import LabError, NotFound, cgroups, container, image_commands, layers, names, overlay, store, syscalls, views, volumes
+from lab import LabError, NotFound, cgroups, container, folders, image_commands, layers, names, overlay, store, syscalls, views, volumes
 from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
 from lab.engine import start_container, stop_signal, stop_timeout
 
@@ -205,7 +205,7 @@ def get_changes(req):
     c = store.find_container(req.params[0])
     lower = [store.layer_path(digest) for digest in c.config.get("Layers", [])]
     found = []
-    for folder, subfolders, files in os.walk(c.upper):
+    for folder, subfolders, files in folders.walk(c.upper):
         for name in subfolders + files:
             path = os.path.join(folder, name)
             inside = "/" + os.path.relpath(path, c.upper)

@@ -20,6 +20,7 @@ from pathlib import Path
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
 from lab import LabError, syscalls
+from lab.folders import delete_folder, walk
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT = ".wh."                     # OCI: .wh.NAME in a layer tar deletes NAME below
@@ -104,7 +105,7 @@ def unpack_layer(stream, layer: Path, note=None) -> int:
                 to_overlay_whiteout(path)
                 continue
             if path.is_symlink() or (path.exists() and not (member.isdir() and path.is_dir())):
-                (shutil.rmtree if path.is_dir() and not path.is_symlink() else os.unlink)(path)  # a later entry wins
+                (delete_folder if path.is_dir() and not path.is_symlink() else os.unlink)(path)  # a later entry wins
             if member.isdir():
                 path.mkdir(exist_ok=True)
                 folders.append((path, member))
@@ -150,7 +151,7 @@ def pack_layer(upper: Path, out) -> None:
         return info
 
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for folder, dirs, files in os.walk(upper):
+        for folder, dirs, files in walk(upper):
             dirs.sort()
             for name in sorted(dirs + files):
                 path = os.path.join(folder, name)

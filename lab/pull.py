@@ -27,7 +27,8 @@ from lab.images import load
 from lab.layers import locked, save_image
 from lab.names import digest_hex, host_arch
 from lab.registry import MANIFEST_TYPES, MAX_DOCUMENT, Reference, Registry, read_limited
-from lab.store import delete_quietly, image_path, layer_path, layers_dir, remove_stale_temporaries, tags
+from lab.folders import delete_quietly
+from lab.store import image_path, layer_path, layers_dir, remove_stale_temporaries, tags
 
 INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 DOWNLOADS = 3          # layers downloaded at once, as dockerd's max-concurrent-downloads

@@ -100,6 +100,23 @@ def test_docker_diff_shows_what_the_container_added_changed_and_deleted(daemon):
     daemon.docker("rm", "changer")
 
 
+def test_a_container_with_folders_thousands_deep_can_be_diffed_sized_and_counted(daemon):
+    """Deeper than Python's recursion limit (1000): os.walk raised a RecursionError, and one such
+    container stopped docker diff, ps -s and system df for all (lab walks with folders.walk)."""
+    made = daemon.docker("run", "--name", "deep", "busybox", "sh", "-c",
+                         "i=0; while [ $i -lt 1200 ]; do mkdir d; cd d; i=$((i+1)); done; echo hi > f; ln -s / up")
+    assert made.returncode == 0, made.stderr
+    changes = daemon.docker("diff", "deep")
+    assert changes.returncode == 0, changes.stderr[-300:]
+    shown = changes.stdout.splitlines()
+    assert len(shown) == 1202 and shown[-2:] == ["A /" + "d/" * 1200 + "f", "A /" + "d/" * 1200 + "up"]
+    sized = daemon.docker("ps", "-a", "-s", "--filter", "name=deep", "--format", "{{.Size}}")
+    assert sized.returncode == 0 and sized.stdout.startswith("4B "), sized.stderr[-300:] or sized.stdout  # f, and the link's "/"
+    df = daemon.docker("system", "df", "-v")
+    assert df.returncode == 0 and "deep" in df.stdout, df.stderr[-300:]
+    daemon.docker("rm", "deep")
+
+
 def test_docker_stats_shows_the_cgroups_counters(daemon):
     daemon.docker("run", "-d", "--name", "measured", "-m", "64m", "--pids-limit", "20", "busybox",
                   "sh", "-c", "sleep 1000 & exec sleep 1000")

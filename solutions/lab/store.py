@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from lab import Conflict, LabError, NotFound, names
+from lab.folders import delete_folder, delete_quietly
 
 
 SOCKET = "/run/lab/lab.sock"      # where `lab daemon` serves the Engine API by default (chapter 07)
@@ -539,54 +540,3 @@ def remove_container(container: Container) -> None:
         delete_folder(doomed)
     except OSError as e:
         raise LabError(f"could not delete the container's folder {doomed}: {e}") from None
-
-
-def delete_folder(folder: Path) -> None:
-    """Delete folder and all it holds, as shutil.rmtree does, but neither following nor even
-    looking through a symlink a container made (each folder is opened from its parent's
-    descriptor with O_NOFOLLOW), nor recursing: a container may nest folders thousands deep,
-    past Python's recursion limit and the open files a process may have. One folder is open
-    at a time; the way back up is "..", safe here: nothing runs in the container any more.
-    (Not rmtree itself: shutil loads bz2 and lzma, 2 ms of every `lab run --rm`.)"""
-    def empty_but_folders(fd: int) -> list[str]:
-        """Unlink all the folder fd holds but its folders (a symlink is unlinked); their names."""
-        with os.scandir(fd) as listing:
-            entries = list(listing)
-        folders = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry.name)
-            else:
-                os.unlink(entry.name, dir_fd=fd)
-        return folders
-    opening = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(folder, opening)
-    try:
-        below, names = [empty_but_folders(fd)], []     # each level's folders still to delete; the way down
-        while below:
-            if below[-1]:                                # down into the next one
-                name = below[-1].pop()
-                inner = os.open(name, opening, dir_fd=fd)
-                os.close(fd)
-                fd = inner
-                names.append(name)
-                below.append(empty_but_folders(fd))
-                continue
-            below.pop()                                  # this one is empty now: up, and delete it
-            if names:
-                outer = os.open("..", opening, dir_fd=fd)
-                os.close(fd)
-                fd = outer
-                os.rmdir(names.pop(), dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(folder)
-
-
-def delete_quietly(folder: Path) -> None:
-    """delete_folder, for a folder no one may miss: what cannot be deleted stays (hidden, as a
-    .removing- or .creating- folder), and the command that tried goes on."""
-    try:
-        delete_folder(folder)
-    except OSError:
-        pass

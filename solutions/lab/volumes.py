@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
-from lab import Conflict, LabError, NotFound, names, store, syscalls
+from lab import Conflict, LabError, NotFound, folders, names, store, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 
 # --tmpfs options that are mount flags (the others, size=, mode=, uid=, gid=, go to tmpfs itself)
@@ -157,7 +157,7 @@ def fill_from_image(root: str, mount: dict) -> None:
     if not os.path.isdir(path) or not os.path.isdir(volume) or os.listdir(volume):
         return
     import shutil
-    for folder, dirs, files in os.walk(path):
+    for folder, dirs, files in folders.walk(path):
         for name in ["", *dirs, *files]:                 # ("": the folder itself, the volume's own)
             source = os.path.join(folder, name)
             copy = os.path.normpath(os.path.join(volume, os.path.relpath(source, path)))
@@ -290,4 +290,4 @@ def remove(name: str) -> None:
     inspect(name)                                   # it exists
     if used := users(name):
         raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
-    store.delete_folder(volume_path(name).parent)      # (what containers made there: symlinks, deep folders)
+    folders.delete_folder(volume_path(name).parent)      # (what containers made there: symlinks, deep folders)

@@ -1,0 +1,78 @@
+"""Walking and deleting folders that came from outside: a container's own layer, an image's
+layers, a volume, a build context. Whoever made them may have nested folders thousands deep
+or put symlinks to the host's folders in them: these two functions never recurse (Python
+3.11's os.walk and shutil.rmtree do, and a tree past about a thousand levels stops them with a
+RecursionError) and never follow, nor even look through, a symlink.
+"""
+import os
+
+
+def walk(top):
+    """os.walk(top) without recursion: yield (folder, its folders, its other entries) from top
+    down, a folder before what it holds. Sort or prune the list of folders in place to choose
+    where the walk goes next, as with os.walk. A symlink, to a folder too, is among the other
+    entries: the walk never goes through one. A folder that cannot be read is skipped."""
+    # (Python 3.12's os.walk no longer recurses; Debian 12's Python is 3.11.)
+    waiting = [os.fspath(top)]
+    while waiting:
+        folder = waiting.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        folders = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        others = [entry.name for entry in entries if not entry.is_dir(follow_symlinks=False)]
+        yield folder, folders, others
+        waiting.extend(os.path.join(folder, name) for name in reversed(folders))
+
+
+def delete_folder(folder) -> None:
+    """Delete folder and all it holds, as shutil.rmtree does, but neither following nor even
+    looking through a symlink a container made (each folder is opened from its parent's
+    descriptor with O_NOFOLLOW), nor recursing, nor opening more than one folder at a time
+    (a process may have only so many files open). The way back up is "..", safe here: nothing
+    runs in the container any more. (Not rmtree itself: shutil loads bz2 and lzma, 2 ms of
+    every `lab run --rm`.)"""
+    def empty_but_folders(fd: int) -> list[str]:
+        """Unlink all the folder fd holds but its folders (a symlink is unlinked); their names."""
+        with os.scandir(fd) as listing:
+            entries = list(listing)
+        folders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+        return folders
+    opening = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(folder, opening)
+    try:
+        below, names = [empty_but_folders(fd)], []     # each level's folders still to delete; the way down
+        while below:
+            if below[-1]:                                # down into the next one
+                name = below[-1].pop()
+                inner = os.open(name, opening, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+                names.append(name)
+                below.append(empty_but_folders(fd))
+                continue
+            below.pop()                                  # this one is empty now: up, and delete it
+            if names:
+                outer = os.open("..", opening, dir_fd=fd)
+                os.close(fd)
+                fd = outer
+                os.rmdir(names.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(folder)
+
+
+def delete_quietly(folder) -> None:
+    """delete_folder, for a folder no one may miss: what cannot be deleted stays (hidden, as a
+    .removing- or .creating- folder), and the command that tried goes on."""
+    try:
+        delete_folder(folder)
+    except OSError:
+        pass
