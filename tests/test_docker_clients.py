@@ -353,6 +353,21 @@ def test_a_link_local_ip_is_one_more_address_of_eth0(daemon):
     api.remove_container(box)
 
 
+def test_an_endpoints_sysctls_are_refused_as_sysctl_is(daemon):
+    """docker 25 writes driver-opt com.docker.network.endpoint.sysctls into the container's
+    /proc/sys; lab takes no sysctls, and says so instead of keeping them unused."""
+    api = daemon.client().api
+    sysctls = {"com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.log_martians=1"}
+    with pytest.raises(docker.errors.APIError, match="lab does not set sysctls") as refused:
+        api.create_container("busybox", "true", name="tuned", networking_config=api.create_networking_config(
+            {"bridge": api.create_endpoint_config(driver_opt=sysctls)}))
+    assert refused.value.status_code == 400 and "tuned" not in daemon.docker("ps", "-a").stdout
+    box = api.create_container("busybox", "true", networking_config=api.create_networking_config(
+        {"bridge": api.create_endpoint_config(driver_opt={"com.example.other": "1"})}))   # the driver's own: kept
+    assert api.inspect_container(box)["NetworkSettings"]["Networks"]["bridge"]["DriverOpts"] == {"com.example.other": "1"}
+    api.remove_container(box)
+
+
 def test_an_internal_network_reaches_its_own_and_the_host_and_nothing_beyond(daemon):
     import importlib
     chapter = importlib.import_module("chapters.09_network.test_network")     # its "internet"

@@ -58,7 +58,7 @@ def parse_endpoint(mac: str | None, aliases=(), driver_opts: dict | None = None,
     """--mac-address, --network-alias (names others on a user network also know it by), --ip
     (checked against its network when it starts), --link-local-ip (more addresses of eth0, in
     169.254.0.0/16: reachable on its link only), and the engine's DriverOpts (kept, as docker
-    keeps them for the driver)."""
+    keeps them for the driver; their sysctls are refused: api.check_endpoint)."""
     for address in link_local:
         try:
             if not 169 << 24 | 254 << 16 <= to_int(address) <= 169 << 24 | 254 << 16 | 0xFFFF:
