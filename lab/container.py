@@ -100,8 +100,10 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
            uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=(), cpuset_cpus=None,
-           link_local_ips=(), auto_remove=False) -> store.Container:
+           link_local_ips=(), auto_remove=False, more=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
+    more: fields of the engine's own (Labels, RestartPolicy...), in the record from its first
+    write: `docker events`, which compares the records, never sees the container without them.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
@@ -175,7 +177,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
-              "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove}
+              "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove, **(more or {})}
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
     etc = {"hostname": f"{hostname}\n",
            "hosts": f"{network.LOCALHOST}{container_network.extra_hosts_lines(config)}127.0.1.1\t{hostname}\n"}

@@ -42,12 +42,11 @@ def create_container(body: dict, name: str | None, version: tuple) -> dict:
         memory=f"{host['Memory']}b" if host.get("Memory") else None,
         cpus=host["NanoCpus"] / 1e9 if host.get("NanoCpus") else None,
         pids_limit=host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else None,
-        mounts=host.get("Binds") or [], auto_remove=bool(host.get("AutoRemove")), **more_options(body, host))
-    c.config.update(StdinOnce=bool(body.get("StdinOnce")), Labels=body.get("Labels") or {}, RestartPolicy=policy,
-                    StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
-                    ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "",
-                    ConsoleSize=console)
-    c.save_config()
+        mounts=host.get("Binds") or [], auto_remove=bool(host.get("AutoRemove")), **more_options(body, host),
+        more=dict(StdinOnce=bool(body.get("StdinOnce")), Labels=body.get("Labels") or {}, RestartPolicy=policy,
+                  StopSignal=body.get("StopSignal") or None, StopTimeout=body.get("StopTimeout"),
+                  ExposedPorts=body.get("ExposedPorts") or None, VolumeDriver=host.get("VolumeDriver") or "",
+                  ConsoleSize=console))
     supervisor.launch(c, start_it=False)                 # it waits for the start
     return {"Id": c.id, "Warnings": []}
 
