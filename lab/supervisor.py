@@ -63,23 +63,90 @@ def launch(container: store.Container, start_it: bool = True, new: bool = True) 
 def spawn(container: store.Container) -> None:
     """Start the container's supervisor; return once it listens (or raise why it could not)."""
     read_end, write_end = os.pipe()
+    try:
+        if ZYGOTE is None:
+            fork_supervisor(container.path, write_end)
+        else:
+            try:
+                socket.send_fds(ZYGOTE, [bytes(container.path)], [write_end])
+            except OSError as e:          # it was killed: containers still start, their supervisors fatter
+                print(f"lab daemon: the zygote is gone ({e.strerror}): this supervisor is forked from the "
+                      "daemon itself (restart the daemon for small ones)", file=sys.stderr)
+                fork_supervisor(container.path, write_end)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    if report != "ready":
+        raise LabError(f"the container's supervisor did not start: {report or 'it ended'}")
+
+
+def fork_supervisor(path: Path, report_fd: int) -> None:
+    """Fork the supervisor of the container at path; it says "ready" (or why not) on report_fd."""
     sys.stdout.flush()
     sys.stderr.flush()
     middle = os.fork()
     if middle == 0:                       # fork twice: the supervisor is nobody's child but init's
         try:
-            os.close(read_end)
             os.setsid()                   # no terminal: closing yours does not stop the container
             if os.fork() == 0:
-                Supervisor(container).serve(write_end)
+                Supervisor(store.Container(path)).serve(report_fd)
         finally:
             os._exit(0)
-    os.close(write_end)
     os.waitpid(middle, 0)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode(errors="replace")
-    if report != "ready":
-        raise LabError(f"the container's supervisor did not start: {report or 'it ended'}")
+
+
+# The engine's supervisors are forked from a "zygote" (the word is Android's and Chrome's): a
+# process `lab daemon` forks first thing, before it loads the engine. A supervisor forked from
+# the daemon itself would be a copy of all the daemon holds (22 MB, of which it needs 13), and
+# every page the daemon has touched since would have to be copied first. The daemon's handlers
+# send the zygote the container's path and the pipe to report on (SCM_RIGHTS) over a socket
+# pair; a SOCK_SEQPACKET socket keeps each of their messages whole, whoever sends at once.
+ZYGOTE: socket.socket | None = None       # the daemon's end, inherited by its handlers
+
+
+def start_zygote() -> int:
+    """Fork the zygote, which forks each supervisor the engine asks for, until the daemon and
+    all its handlers are gone (their ends of the pair closed: it reads nothing more); its pid."""
+    global ZYGOTE
+    ZYGOTE, its_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:                       # fork twice: the daemon's children are its handlers only
+        try:
+            if os.fork() == 0:
+                ZYGOTE.close()
+                ZYGOTE = None
+                zygote(its_end)
+        finally:
+            os._exit(0)
+    os.waitpid(middle, 0)
+    its_end.close()
+    return int(ZYGOTE.recv(16))           # (it says its pid once it is there)
+
+
+def zygote(requests: socket.socket):
+    """The zygote's life (it never returns): a supervisor for each request."""
+    try:
+        Path("/proc/self/comm").write_text("lab-zygote")
+        requests.send(str(os.getpid()).encode())
+        while True:
+            message, fds, _, _ = socket.recv_fds(requests, 4096, 1)
+            if not message:
+                break
+            try:
+                fork_supervisor(Path(os.fsdecode(message)), fds[0])
+            except OSError as e:          # (a fork refused: out of memory, pids.max)
+                os.write(fds[0], str(e).encode())
+            finally:
+                os.close(fds[0])
+    except KeyboardInterrupt:             # Ctrl-C: the daemon stops too
+        pass
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(0)
 
 
 class Supervisor(Relay):

@@ -205,6 +205,9 @@ class Engine:
         found["one supervisor's RSS (MB, median)"] = statistics.median(rss_mb(pid) for pid in supervisors)
         found["one supervisor's PSS (MB, median; shared pages split)"] = statistics.median(
             pss_mb(pid) for pid in supervisors)
+        zygote = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/comm")
+                  if read(p) == "lab-zygote\n" and self.ours(int(p.parent.name))]
+        found["the zygote's RSS (MB; it forks the supervisors)"] = rss_mb(zygote[0]) if zygote else "none"
         for cid in ids:
             self.call("DELETE", f"/containers/{cid}?force=1")
         return found

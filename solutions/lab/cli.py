@@ -682,10 +682,12 @@ def cmd_volume(args) -> int:
 
 
 def cmd_daemon(args) -> int:
-    from lab import daemon
     if os.geteuid() != 0:
         raise LabError("daemon: run it as root (it creates namespaces, cgroups and mounts)")
-    daemon.serve(args.socket)
+    from lab import supervisor
+    zygote = supervisor.start_zygote()  # before the engine loads: the supervisors it forks are small
+    from lab import daemon
+    daemon.serve(args.socket, zygote)
     return 0
 
 

@@ -7,8 +7,9 @@ connection: after the answer (101 UPGRADED), the same socket carries the contain
 input and output, and the daemon hands it to the container's supervisor (SCM_RIGHTS).
 
 Each connection is served by a forked process (socketserver.ForkingMixIn): a handler that
-waits (docker wait, logs -f) or forks (a supervisor) never blocks or confuses the others,
-and the daemon itself stays small. Only root may talk to it: the socket is 0660 root:root,
+waits (docker wait, logs -f) or forks (docker cp's child, a build's steps) never blocks or
+confuses the others, and the daemon itself stays small. The containers' supervisors are
+forked by the zygote (supervisor.start_zygote), not by the daemon. Only root may talk to it: the socket is 0660 root:root,
 and the peer's credentials (SO_PEERCRED, man 7 unix) are checked on every connection.
 """
 import http.server
@@ -386,8 +387,9 @@ class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             super().shutdown_request(request)
 
 
-def serve(path: str) -> None:
-    """Listen on path (0660, root only) until SIGTERM or Ctrl-C."""
+def serve(path: str, zygote: int) -> None:
+    """Listen on path (0660, root only) until SIGTERM or Ctrl-C; zygote is the pid of the process
+    that forks the supervisors (supervisor.start_zygote)."""
     timeout = read_timeout()
     kind = os.lstat(path).st_mode if path and os.path.lexists(path) else None
     if not path or (kind is not None and not stat.S_ISSOCK(kind)):
@@ -412,7 +414,7 @@ def serve(path: str) -> None:
     server.read_timeout = timeout
     os.chown(path, 0, 0)
     signal_handlers(server)
-    print(f"lab daemon: API {api.API_VERSION} listening on unix://{path} (pid {os.getpid()})",
+    print(f"lab daemon: API {api.API_VERSION} listening on unix://{path} (pid {os.getpid()}, zygote {zygote})",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()
