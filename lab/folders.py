@@ -1,8 +1,8 @@
 """Walking and deleting folders that came from outside: a container's own layer, an image's
 layers, a volume, a build context. Whoever made them may have nested folders thousands deep
-or put symlinks to the host's folders in them: these two functions never recurse (Python
-3.11's os.walk and shutil.rmtree do, and a tree past about a thousand levels stops them with a
-RecursionError) and never follow, nor even look through, a symlink.
+or put symlinks to the host's folders in them: these functions never recurse (Python 3.11's
+os.walk and shutil.rmtree do, and a tree past about a thousand levels stops them with a
+RecursionError) and never go into a symlink.
 """
 import os
 
@@ -11,16 +11,25 @@ def walk(top):
     """os.walk(top) without recursion: yield (folder, its folders, its other entries) from top
     down, a folder before what it holds. Sort or prune the list of folders in place to choose
     where the walk goes next, as with os.walk. A symlink, to a folder too, is among the other
-    entries: the walk never goes through one. A folder that cannot be read is skipped."""
+    entries, and each folder is opened with O_NOFOLLOW when its turn comes: one that a running
+    container has replaced with a symlink since it was listed is skipped, as are folders that
+    cannot be read and those whose path is longer than the kernel takes (4096 bytes: about
+    2,000 levels). The callers then read the files by their paths, as os.walk's do."""
     # (Python 3.12's os.walk no longer recurses; Debian 12's Python is 3.11.)
     waiting = [os.fspath(top)]
     while waiting:
         folder = waiting.pop()
         try:
-            with os.scandir(folder) as listing:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            with os.scandir(fd) as listing:
                 entries = list(listing)
         except OSError:
             continue
+        finally:
+            os.close(fd)
         folders = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
         others = [entry.name for entry in entries if not entry.is_dir(follow_symlinks=False)]
         yield folder, folders, others

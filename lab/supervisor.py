@@ -123,7 +123,10 @@ def start_zygote() -> int:
             os._exit(0)
     os.waitpid(middle, 0)
     its_end.close()
-    return int(ZYGOTE.recv(16))           # (it says its pid once it is there)
+    pid = ZYGOTE.recv(16)                 # it says its pid once it is there
+    if not pid:
+        raise LabError("the daemon's zygote, which forks the containers' supervisors, did not start")
+    return int(pid)
 
 
 def zygote(requests: socket.socket):
@@ -137,8 +140,11 @@ def zygote(requests: socket.socket):
                 break
             try:
                 fork_supervisor(Path(os.fsdecode(message)), fds[0])
-            except OSError as e:          # (a fork refused: out of memory, pids.max)
-                os.write(fds[0], str(e).encode())
+            except OSError as e:          # a fork refused (out of memory, pids.max), a handler gone:
+                try:                      # this one fails, the next may not
+                    os.write(fds[0], str(e).encode())
+                except OSError:
+                    pass
             finally:
                 os.close(fds[0])
     except KeyboardInterrupt:             # Ctrl-C: the daemon stops too

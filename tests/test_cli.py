@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chapters.harness import LAB
-from lab import cli
+from lab import cli, folders
 
 
 def leftovers(lab_root: Path) -> list[str]:
@@ -189,6 +189,22 @@ def test_a_container_with_folders_thousands_deep_is_removed_and_lab_goes_on(lab,
     assert removed.returncode == 0, removed.stderr
     assert lab("ps", "-aq").returncode == 0 and leftovers(lab_root) == []
     assert not list((lab_root / "containers").glob(".removing-*"))
+
+
+def test_a_walk_never_goes_into_a_folder_a_container_has_made_a_symlink_meanwhile(tmp_path):
+    """docker diff, ps -s and commit walk a running container's layer (folders.walk): a folder
+    it lists, then the container replaces with a symlink to the host's /, is not walked into."""
+    (tmp_path / "layer" / "a").mkdir(parents=True)
+    (tmp_path / "layer" / "b" / "inside").mkdir(parents=True)
+    (tmp_path / "host" / "secret").mkdir(parents=True)
+    seen = []
+    for folder, subfolders, others in folders.walk(tmp_path / "layer"):
+        seen.append((os.path.relpath(folder, tmp_path), sorted(subfolders), others))
+        if folder == str(tmp_path / "layer"):                  # b is listed: now it becomes a link
+            (tmp_path / "layer" / "b" / "inside").rmdir()
+            (tmp_path / "layer" / "b").rmdir()
+            (tmp_path / "layer" / "b").symlink_to(tmp_path / "host")
+    assert seen == [("layer", ["a", "b"], []), ("layer/a", [], [])]
 
 
 def test_the_help_is_as_wide_as_the_terminal_says_or_80_columns(lab):

@@ -18,7 +18,7 @@ import docker
 import pytest
 
 from chapters import harness
-from chapters.harness import LAB, wait_until
+from chapters.harness import DOCKER, LAB, wait_until
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done"
 
@@ -100,9 +100,10 @@ def test_docker_diff_shows_what_the_container_added_changed_and_deleted(daemon):
     daemon.docker("rm", "changer")
 
 
-def test_a_container_with_folders_thousands_deep_can_be_diffed_sized_and_counted(daemon):
+def test_a_container_with_folders_thousands_deep_can_be_diffed_sized_counted_and_copied(daemon, tmp_path):
     """Deeper than Python's recursion limit (1000): os.walk raised a RecursionError, and one such
-    container stopped docker diff, ps -s and system df for all (lab walks with folders.walk)."""
+    container stopped docker diff, ps -s and system df for all, and its cp and export (tarfile.add
+    recursed too): lab walks with folders.walk."""
     made = daemon.docker("run", "--name", "deep", "busybox", "sh", "-c",
                          "i=0; while [ $i -lt 1200 ]; do mkdir d; cd d; i=$((i+1)); done; echo hi > f; ln -s / up")
     assert made.returncode == 0, made.stderr
@@ -114,6 +115,14 @@ def test_a_container_with_folders_thousands_deep_can_be_diffed_sized_and_counted
     assert sized.returncode == 0 and sized.stdout.startswith("4B "), sized.stderr[-300:] or sized.stdout  # f, and the link's "/"
     df = daemon.docker("system", "df", "-v")
     assert df.returncode == 0 and "deep" in df.stdout, df.stderr[-300:]
+    exported = daemon.docker("export", "-o", str(tmp_path / "deep.tar"), "deep")
+    assert exported.returncode == 0, exported.stderr[-300:]
+    with tarfile.open(tmp_path / "deep.tar") as tar:
+        assert ("d/" * 1200 + "f") in tar.getnames()
+    copied = subprocess.run([DOCKER, "cp", "deep:/d", "-"], env=daemon.env, capture_output=True, timeout=60)
+    assert copied.returncode == 0, copied.stderr[-300:]
+    with tarfile.open(fileobj=io.BytesIO(copied.stdout)) as tar:     # (not on disk: pytest's own
+        assert ("d/" * 1200 + "f") in tar.getnames()                  # clean-up of tmp_path recurses)
     daemon.docker("rm", "deep")
 
 

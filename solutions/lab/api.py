@@ -106,7 +106,10 @@ def check_endpoint(endpoint: dict, taken: tuple, instead: str, addresses=("IPv4A
     for key, value in endpoint.items():
         if value and key not in taken:
             raise ApiError(400, f"lab does not support {ENDPOINT_FLAGS.get(key, key)} on a network: {instead}")
-    if (endpoint.get("DriverOpts") or {}).get(SYSCTLS_OPTION):     # docker 25 writes them in the container's
+    options = endpoint.get("DriverOpts") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "an endpoint's DriverOpts is an object of strings: {\"name\": \"value\"}")
+    if options.get(SYSCTLS_OPTION):                                 # docker 25 writes them in the container's
         raise ApiError(400, f"lab does not set sysctls (driver-opt {SYSCTLS_OPTION}, --sysctl): {instead}")
 
 

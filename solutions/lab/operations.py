@@ -285,10 +285,21 @@ def write_tar(path: str, out, whole: bool = False) -> None:
     with tarfile.open(fileobj=out, mode="w|") as tar:
         if whole:
             for name in sorted(os.listdir("/")):
-                tar.add("/" + name, arcname=name)
+                add_tree(tar, "/" + name, name)
         else:
-            tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
+            add_tree(tar, path, os.path.basename(path.rstrip("/")) or ".")
     out.flush()
+
+
+def add_tree(tar: tarfile.TarFile, path: str, arcname: str) -> None:
+    """tar.add(path, arcname), and all below it, without recursing (tarfile.add recurses)."""
+    tar.add(path, arcname, recursive=False)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for folder, subfolders, others in folders.walk(path):
+            subfolders.sort()
+            for name in sorted(subfolders + others):
+                inside = os.path.join(folder, name)
+                tar.add(inside, os.path.join(arcname, os.path.relpath(inside, path)), recursive=False)
 
 
 def archive_path(req) -> str:
