@@ -4,36 +4,53 @@ or put symlinks to the host's folders in them: these functions never recurse (Py
 os.walk and shutil.rmtree do, and a tree past about a thousand levels stops them with a
 RecursionError) and never go into a symlink.
 """
+import errno
 import os
 
+from lab import LabError
 
-def walk(top):
+
+def walk(top, estimate: bool = False):
     """os.walk(top) without recursion: yield (folder, its folders, its other entries) from top
     down, a folder before what it holds. Sort or prune the list of folders in place to choose
     where the walk goes next, as with os.walk. A symlink, to a folder too, is among the other
     entries, and each folder is opened with O_NOFOLLOW when its turn comes: one that a running
-    container has replaced with a symlink since it was listed is skipped, as are folders that
-    cannot be read and those whose path is longer than the kernel takes (4096 bytes: about
-    2,000 levels). The callers then read the files by their paths, as os.walk's do."""
+    container has removed, or replaced with a symlink or a file, since it was listed is
+    skipped. The callers then read the files by their paths, as os.walk's do, and a path has
+    at most 4095 bytes (PATH_MAX): a folder that cannot be read, or whose entries' paths would
+    be longer (about 2,000 levels deep), is a LabError, not a gap in a commit or a diff; with
+    estimate (a size), it is left out."""
     # (Python 3.12's os.walk no longer recurses; Debian 12's Python is 3.11.)
     waiting = [os.fspath(top)]
     while waiting:
         folder = waiting.pop()
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            with os.scandir(fd) as listing:
-                entries = list(listing)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+            try:
+                with os.scandir(fd) as listing:
+                    entries = list(listing)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if estimate or e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue
+            raise LabError(f"cannot read the folder {shown(folder)}: {e.strerror}") from None
+        if entries and len(os.fsencode(folder)) + 1 + max(len(os.fsencode(e.name)) for e in entries) > PATH_MAX:
+            if estimate:
+                continue
+            raise LabError(f"the folder {shown(folder)} is nested too deep: the paths of what it holds "
+                           f"would be longer than the {PATH_MAX} bytes the kernel takes")
         folders = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
         others = [entry.name for entry in entries if not entry.is_dir(follow_symlinks=False)]
         yield folder, folders, others
         waiting.extend(os.path.join(folder, name) for name in reversed(folders))
+
+
+PATH_MAX = 4095          # bytes of a path the kernel takes (4096 with its final 0)
+
+
+def shown(folder: str) -> str:
+    return folder if len(folder) < 160 else f"{folder[:100]}...{folder[-40:]} ({len(folder)} bytes)"
 
 
 def delete_folder(folder) -> None:

@@ -126,6 +126,22 @@ def test_a_container_with_folders_thousands_deep_can_be_diffed_sized_counted_and
     daemon.docker("rm", "deep")
 
 
+def test_a_container_nested_past_the_kernels_path_length_is_refused_in_one_line_not_diffed_in_part(daemon):
+    """Past 4096 bytes a path cannot be opened: diff (and commit) say so rather than leave the
+    deepest folders out; ps -s, an estimate, goes on without them."""
+    made = daemon.docker("run", "--name", "deeper", "busybox", "sh", "-c",
+                         "i=0; while [ $i -lt 2100 ]; do mkdir d; cd d; i=$((i+1)); done; echo hi > f")
+    assert made.returncode == 0, made.stderr
+    changes = daemon.docker("diff", "deeper")
+    assert changes.returncode == 1 and changes.stdout == "", changes.stdout[-200:]
+    assert changes.stderr.startswith("Error response from daemon: the folder ") and \
+        changes.stderr.endswith("bytes) is nested too deep: the paths of what it holds would be longer "
+                                "than the 4095 bytes the kernel takes\n") and len(changes.stderr) < 400, changes.stderr
+    sized = daemon.docker("ps", "-a", "-s", "--filter", "name=deeper", "--format", "{{.Size}}")
+    assert sized.returncode == 0 and sized.stdout.startswith("0B "), sized.stderr[-300:] or sized.stdout
+    assert daemon.docker("rm", "deeper").returncode == 0
+
+
 def test_docker_stats_shows_the_cgroups_counters(daemon):
     daemon.docker("run", "-d", "--name", "measured", "-m", "64m", "--pids-limit", "20", "busybox",
                   "sh", "-c", "sleep 1000 & exec sleep 1000")

@@ -151,7 +151,7 @@ def store_layer(folder: Path, digest: str) -> bool:
 def folder_size(path) -> int:
     """The bytes of the files under path (a layer, a container's upper folder, a volume)."""
     total = 0
-    for folder, _, files in walk(path):
+    for folder, _, files in walk(path, estimate=True):
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size
