@@ -128,6 +128,20 @@ def pids() -> list[str]:
     return [name for name in os.listdir("/proc") if name.isdigit()]
 
 
+def lab_processes(comm: str) -> list[int]:
+    """The processes named comm (lab-supervisor, lab-zygote) of this session's LAB_ROOT (a
+    zombie's environment reads empty: ended ones are left out)."""
+    found = []
+    for pid in pids():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text() == comm + "\n" and \
+                    os.environ["LAB_ROOT"].encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
 def ended(pid: int) -> bool:
     """The process has ended: it is gone, or a zombie its parent has not reaped yet."""
     try:

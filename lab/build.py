@@ -151,12 +151,9 @@ class Context:
         """path and everything under it that .dockerignore keeps, sorted."""
         yield path
         if path.is_dir() and not path.is_symlink():
-            for folder, dirs, files in folders.walk(path):
-                dirs.sort()
-                for name in sorted(dirs + files):
-                    full = Path(folder, name)
-                    if not self.ignored(str(full.relative_to(self.root))):
-                        yield full
+            for full in map(Path, folders.below(path)):
+                if not self.ignored(str(full.relative_to(self.root))):
+                    yield full
 
 
 def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, unpack: bool) -> tuple[bytes, str]:

@@ -46,6 +46,15 @@ def walk(top, estimate: bool = False):
         waiting.extend(os.path.join(folder, name) for name in reversed(folders))
 
 
+def below(top):
+    """The path of everything under top (top left out), a folder before what it holds, each
+    folder's entries in order of name: the same order every time (a layer's tar, its digest)."""
+    for folder, subfolders, others in walk(top):
+        subfolders.sort()
+        for name in sorted(subfolders + others):
+            yield os.path.join(folder, name)
+
+
 PATH_MAX = 4095          # bytes of a path the kernel takes (4096 with its final 0)
 
 

@@ -205,16 +205,14 @@ def get_changes(req):
     c = store.find_container(req.params[0])
     lower = [store.layer_path(digest) for digest in c.config.get("Layers", [])]
     found = []
-    for folder, subfolders, files in folders.walk(c.upper):
-        for name in subfolders + files:
-            path = os.path.join(folder, name)
-            inside = "/" + os.path.relpath(path, c.upper)
-            info = os.lstat(path)
-            if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
-                kind = 2
-            else:
-                kind = 0 if any(os.path.lexists(f"{layer}{inside}") for layer in lower) else 1
-            found.append({"Path": inside, "Kind": kind})
+    for path in folders.below(c.upper):
+        inside = "/" + os.path.relpath(path, c.upper)
+        info = os.lstat(path)
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+            kind = 2
+        else:
+            kind = 0 if any(os.path.lexists(f"{layer}{inside}") for layer in lower) else 1
+        found.append({"Path": inside, "Kind": kind})
     return 200, sorted(found, key=lambda change: change["Path"])
 
 
@@ -295,11 +293,8 @@ def add_tree(tar: tarfile.TarFile, path: str, arcname: str) -> None:
     """tar.add(path, arcname), and all below it, without recursing (tarfile.add recurses)."""
     tar.add(path, arcname, recursive=False)
     if os.path.isdir(path) and not os.path.islink(path):
-        for folder, subfolders, others in folders.walk(path):
-            subfolders.sort()
-            for name in sorted(subfolders + others):
-                inside = os.path.join(folder, name)
-                tar.add(inside, os.path.join(arcname, os.path.relpath(inside, path)), recursive=False)
+        for inside in folders.below(path):
+            tar.add(inside, os.path.join(arcname, os.path.relpath(inside, path)), recursive=False)
 
 
 def archive_path(req) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
 from lab import LabError, syscalls
-from lab.folders import delete_folder, walk
+from lab.folders import below, delete_folder
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT = ".wh."                     # OCI: .wh.NAME in a layer tar deletes NAME below
@@ -151,21 +151,18 @@ def pack_layer(upper: Path, out) -> None:
         return info
 
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for folder, dirs, files in walk(upper):
-            dirs.sort()
-            for name in sorted(dirs + files):
-                path = os.path.join(folder, name)
-                st = os.lstat(path)
-                arcname = os.path.relpath(path, upper)
-                if xattr(path, "trusted.overlay.metacopy") is not None:
-                    raise LabError(f"{arcname} is a metadata-only copy (overlay metacopy=on): "
-                                   "lab commit needs the kernel's default metacopy=off")
-                whiteout = to_oci_whiteout(path, st)
-                if whiteout is not None:
-                    whiteout = tarfile.TarInfo(os.path.relpath(whiteout, upper))   # an empty file
-                    if not stat.S_ISDIR(st.st_mode):
-                        tar.addfile(whiteout)       # .wh.NAME instead of the 0/0 device
-                        continue
-                tar.add(path, arcname, recursive=False, filter=numeric)
-                if whiteout is not None:
-                    tar.addfile(whiteout)           # .wh..wh..opq inside the opaque folder
+        for path in below(upper):
+            st = os.lstat(path)
+            arcname = os.path.relpath(path, upper)
+            if xattr(path, "trusted.overlay.metacopy") is not None:
+                raise LabError(f"{arcname} is a metadata-only copy (overlay metacopy=on): "
+                               "lab commit needs the kernel's default metacopy=off")
+            whiteout = to_oci_whiteout(path, st)
+            if whiteout is not None:
+                whiteout = tarfile.TarInfo(os.path.relpath(whiteout, upper))   # an empty file
+                if not stat.S_ISDIR(st.st_mode):
+                    tar.addfile(whiteout)       # .wh.NAME instead of the 0/0 device
+                    continue
+            tar.add(path, arcname, recursive=False, filter=numeric)
+            if whiteout is not None:
+                tar.addfile(whiteout)           # .wh..wh..opq inside the opaque folder

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, ended, pids, supervisor_of, wait_running
+from chapters.harness import LAB, ended, lab_processes, supervisor_of, wait_running
 
 
 def root() -> Path:
@@ -239,7 +239,7 @@ def test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothin
         time.sleep(rng.uniform(0, 0.08))
         victim.kill()
         victim.wait()
-        for pid in supervisors():                                     # and, sometimes, a supervisor
+        for pid in lab_processes("lab-supervisor"):                                     # and, sometimes, a supervisor
             if rng.random() < 0.5:
                 os.kill(pid, signal.SIGKILL)
         listed = lab("ps", "-a", "-q")
@@ -255,18 +255,6 @@ def test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothin
     lab("image", "import", str(tmp_path / "rootfs.tar"), "cleanup:x")            # the next import cleans up
     lab("rmi", "cleanup:x")
     assert [p.name for p in (root() / "layers").glob(".*") if p.name != ".lock"] == []
-
-
-def supervisors() -> list[int]:
-    found = []
-    for comm in (Path("/proc", pid, "comm") for pid in pids()):
-        try:
-            if comm.read_text().strip() == "lab-supervisor" and \
-                    os.environ["LAB_ROOT"] in (comm.parent / "environ").read_bytes().decode(errors="replace"):
-                found.append(int(comm.parent.name))
-        except OSError:
-            pass
-    return found
 
 
 def test_a_damaged_tags_file_loses_names_but_not_every_run(lab):
@@ -288,9 +276,9 @@ def test_run_d_racing_rm_f_prints_no_traceback_and_leaves_no_supervisor(lab):
         assert "Traceback" not in errors, errors
         lab("rm", "-f", f"race{i}")                     # if the run won the race, it is removed now
     deadline = time.monotonic() + 10                   # a supervisor whose container went ends within 1 s
-    while supervisors() and time.monotonic() < deadline:
+    while lab_processes("lab-supervisor") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert supervisors() == [] and lab("ps", "-a", "-q").stdout == ""
+    assert lab_processes("lab-supervisor") == [] and lab("ps", "-a", "-q").stdout == ""
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(lab, tmp_path, monkeypatch):

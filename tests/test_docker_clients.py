@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from chapters.harness import DOCKER, LAB, Terminal, children, ended, pids, supervisor_of, wait_until
+from chapters.harness import DOCKER, LAB, Terminal, children, lab_processes, supervisor_of, wait_until
 
 
 # --- the docker CLI
@@ -585,19 +585,6 @@ def test_a_stopped_daemon_has_ended_its_connections_handlers(daemon):
     assert not left, f"the daemon stopped before its handlers {left} had ended"
 
 
-def zygotes() -> list[int]:
-    """The lab-zygote processes of this session's LAB_ROOT (ended ones left out)."""
-    found = []
-    for pid in pids():
-        try:
-            if Path(f"/proc/{pid}/comm").read_text() == "lab-zygote\n" and not ended(int(pid)) and \
-                    os.environ["LAB_ROOT"].encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 def libraries(pid: int) -> set[str]:
     """The shared libraries mapped into the process's memory."""
     return {Path(line.split()[-1]).name.split(".so")[0] for line in open(f"/proc/{pid}/maps") if ".so" in line}
@@ -607,7 +594,7 @@ def test_the_engines_supervisors_are_forked_from_a_small_zygote_not_from_the_dae
     """A supervisor forked from the daemon would be a copy of all the daemon has loaded (22 MB):
     the zygote, forked before the engine loads, forks them (13 MB). One per daemon, it ends with
     it, whatever still runs; killed, the daemon forks the supervisors itself."""
-    wait_until(lambda: len(zygotes()) == 1, what="one zygote")
+    wait_until(lambda: len(lab_processes("lab-zygote")) == 1, what="one zygote")
     assert daemon.docker("run", "-d", "--name", "small", "busybox", "sleep", "600").returncode == 0
     assert "libcrypto" in libraries(daemon.process.pid)         # (hashlib and ssl: images, registries)
     assert "libcrypto" not in libraries(supervisor_of("small"))
@@ -615,12 +602,12 @@ def test_the_engines_supervisors_are_forked_from_a_small_zygote_not_from_the_dae
     idle.request("GET", "/_ping")
     assert idle.getresponse().read() == b"OK"
     daemon.stop()
-    wait_until(lambda: not zygotes(), timeout=10, what="the zygote ended with its daemon")
+    wait_until(lambda: not lab_processes("lab-zygote"), timeout=10, what="the zygote ended with its daemon")
     idle.close()
     daemon.start()
-    wait_until(lambda: len(zygotes()) == 1, what="the new daemon's zygote")
-    os.kill(zygotes()[0], signal.SIGKILL)
-    wait_until(lambda: not zygotes(), what="the zygote ended")
+    wait_until(lambda: len(lab_processes("lab-zygote")) == 1, what="the new daemon's zygote")
+    os.kill(lab_processes("lab-zygote")[0], signal.SIGKILL)
+    wait_until(lambda: not lab_processes("lab-zygote"), what="the zygote ended")
     ran = daemon.docker("run", "--rm", "busybox", "echo", "started without it")
     assert ran.stdout == "started without it\n", ran.stderr
     assert "the zygote is gone" in daemon.log.read_text()

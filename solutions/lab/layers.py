@@ -24,8 +24,8 @@ from pathlib import Path
 from lab import LabError, tarsplit
 from lab.folders import delete_folder, delete_quietly, walk
 from lab.names import host_arch
-from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json,
-                       tagged, tags, tags_path, write_json)
+from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tagged, tags, tags_path,
+                       write_json)
 from lab.store import locked as locked_file
 
 

@@ -83,14 +83,20 @@ def spawn(container: store.Container) -> None:
 
 def fork_supervisor(path: Path, report_fd: int) -> None:
     """Fork the supervisor of the container at path; it says "ready" (or why not) on report_fd."""
+    fork_twice(lambda: Supervisor(store.Container(path)).serve(report_fd))
+
+
+def fork_twice(life) -> None:
+    """Run life() (which never returns) in a process that is nobody's child but init's, in a
+    session of its own: no terminal, so closing yours does not stop it."""
     sys.stdout.flush()
     sys.stderr.flush()
     middle = os.fork()
-    if middle == 0:                       # fork twice: the supervisor is nobody's child but init's
+    if middle == 0:
         try:
-            os.setsid()                   # no terminal: closing yours does not stop the container
+            os.setsid()
             if os.fork() == 0:
-                Supervisor(store.Container(path)).serve(report_fd)
+                life()
         finally:
             os._exit(0)
     os.waitpid(middle, 0)
@@ -110,18 +116,7 @@ def start_zygote() -> int:
     all its handlers are gone (their ends of the pair closed: it reads nothing more); its pid."""
     global ZYGOTE
     ZYGOTE, its_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    middle = os.fork()
-    if middle == 0:                       # fork twice: the daemon's children are its handlers only
-        try:
-            if os.fork() == 0:
-                ZYGOTE.close()
-                ZYGOTE = None
-                zygote(its_end)
-        finally:
-            os._exit(0)
-    os.waitpid(middle, 0)
+    fork_twice(lambda: zygote(its_end))   # (the daemon's children are its handlers only)
     its_end.close()
     pid = ZYGOTE.recv(16)                 # it says its pid once it is there
     if not pid:
@@ -131,7 +126,10 @@ def start_zygote() -> int:
 
 def zygote(requests: socket.socket):
     """The zygote's life (it never returns): a supervisor for each request."""
+    global ZYGOTE
     try:
+        ZYGOTE.close()                    # (the daemon's end: with it, it would never read the end)
+        ZYGOTE = None
         Path("/proc/self/comm").write_text("lab-zygote")
         requests.send(str(os.getpid()).encode())
         while True:
@@ -147,8 +145,6 @@ def zygote(requests: socket.socket):
                     pass
             finally:
                 os.close(fds[0])
-    except KeyboardInterrupt:             # Ctrl-C: the daemon stops too
-        pass
     except BaseException:
         traceback.print_exc()
     finally:
@@ -157,7 +153,7 @@ def zygote(requests: socket.socket):
 
 class Supervisor(Relay):
     def __init__(self, container: store.Container):
-        self.container, self.remove = container, container.config.get("AutoRemove", False)
+        self.container = container
         self.main: Process | None = None          # the container's process, once started
         self.failed: int | None = None            # its exit status, if it could not start
         self.cgroup = None
@@ -457,7 +453,7 @@ class Supervisor(Relay):
 
     def finish(self) -> None:
         """Its last end: remove it if asked, and hang up on whoever waits."""
-        if self.remove:                   # --rm: the container, and its anonymous volumes
+        if self.container.config.get("AutoRemove"):    # --rm: the container, and its anonymous volumes
             store.remove_container(self.container)
             volumes.remove_anonymous(self.container.config.get("Mounts", []))
         for conn in self.waiting:             # condition=removed: this says it is gone
