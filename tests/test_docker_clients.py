@@ -614,6 +614,27 @@ def test_the_engines_supervisors_are_forked_from_a_small_zygote_not_from_the_dae
     assert daemon.docker("rm", "-f", "small").returncode == 0
 
 
+def test_a_create_the_zygote_was_killed_before_serving_is_served_all_the_same(daemon):
+    """Killed with a request in its queue, the zygote takes the report pipe's end with it, unread:
+    the handler, waiting on that pipe, forks the supervisor itself."""
+    wait_until(lambda: len(lab_processes("lab-zygote")) == 1, what="one zygote")
+    zygote = lab_processes("lab-zygote")[0]
+    os.kill(zygote, signal.SIGSTOP)                      # it cannot read the request before it is killed
+    try:
+        created = subprocess.Popen([DOCKER, "run", "-d", "--name", "queued", "busybox", "sleep", "600"],
+                                   env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = lambda: any(open(f"/proc/{pid}/wchan").read().endswith("pipe_read")      # noqa: E731
+                              for pid in children(daemon.process.pid))   # the create's handler, on the pipe
+        wait_until(waiting, what="the create's request sent to the stopped zygote")
+    finally:
+        os.kill(zygote, signal.SIGKILL)
+    out, err = created.communicate(timeout=60)
+    assert created.returncode == 0, err
+    assert daemon.docker("exec", "queued", "echo", "supervised").stdout == "supervised\n"
+    assert "the zygote is gone" in daemon.log.read_text()
+    assert daemon.docker("rm", "-f", "queued").returncode == 0
+
+
 def test_a_daemon_killed_with_sigkill_finds_every_container_as_it_was(daemon):
     daemon.docker("run", "-d", "--name", "up", "busybox", "sleep", "600")
     daemon.docker("run", "--name", "done", "busybox", "sh", "-c", "exit 3")

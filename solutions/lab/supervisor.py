@@ -62,23 +62,45 @@ def launch(container: store.Container, start_it: bool = True, new: bool = True) 
 
 def spawn(container: store.Container) -> None:
     """Start the container's supervisor; return once it listens (or raise why it could not)."""
-    read_end, write_end = os.pipe()
-    try:
-        if ZYGOTE is None:
-            fork_supervisor(container.path, write_end)
-        else:
-            try:
-                socket.send_fds(ZYGOTE, [bytes(container.path)], [write_end])
-            except OSError as e:          # it was killed: containers still start, their supervisors fatter
-                print(f"lab daemon: the zygote is gone ({e.strerror}): this supervisor is forked from the "
-                      "daemon itself (restart the daemon for small ones)", file=sys.stderr)
-                fork_supervisor(container.path, write_end)
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode(errors="replace")
+    report = supervisor_report(container, from_zygote=ZYGOTE is not None)
+    if report is None:            # the zygote was killed, before or after this request reached it
+        print("lab daemon: the zygote is gone: this supervisor is forked from the daemon itself "
+              "(restart the daemon for small ones)", file=sys.stderr)
+        report = supervisor_report(container, from_zygote=False)
     if report != "ready":
         raise LabError(f"the container's supervisor did not start: {report or 'it ended'}")
+
+
+def supervisor_report(container: store.Container, from_zygote: bool) -> str | None:
+    """Fork the container's supervisor, or have the zygote fork it; what it says once it listens
+    ("ready", or why it could not), "" if it ended without a word, None if the zygote is gone."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe:
+        try:
+            if not from_zygote:
+                fork_supervisor(container.path, write_end)
+            else:
+                try:
+                    socket.send_fds(ZYGOTE, [bytes(container.path)], [write_end])
+                except OSError:
+                    return None
+        finally:
+            os.close(write_end)
+        report = pipe.read().decode(errors="replace")
+    # Killed with this request in its queue, the zygote took the pipe's other end with it, unread:
+    # no supervisor has it, so another may be forked.
+    return None if from_zygote and not report and not zygote_alive() else report
+
+
+def zygote_alive() -> bool:
+    """Whether the zygote still has its end of the pair. It sends nothing once it started: its end
+    closed reads as b"", or as ECONNRESET if it closed with requests unread."""
+    try:
+        return ZYGOTE.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
 
 
 def fork_supervisor(path: Path, report_fd: int) -> None:
