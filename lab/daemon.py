@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import re
+import select
 import signal
 import socket
 import socketserver
@@ -223,12 +224,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, body, *headers = self.answer()         # (a handler may add headers)
             if status is not None:
                 self.reply(status, body, *headers)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True       # the client went away
+        except (BrokenPipeError, ConnectionResetError) as e:
+            if self.client_left():
+                self.close_connection = True   # the client went away
+            else:
+                self.fail(e)                   # a pipe or socket of the engine's own: say so
         except Exception as e:
             self.fail(e)
         print(f"{self.command} {self.path} -> {self.status} ({(time.monotonic() - started) * 1000:.1f} ms)",
               file=sys.stderr, flush=True)
+
+    def client_left(self) -> bool:
+        """Whether the client has closed its end of the connection (man 2 poll: POLLRDHUP)."""
+        poller = select.poll()
+        poller.register(self.connection, select.POLLRDHUP)
+        return bool(poller.poll(0))
 
     def fail(self, e: Exception) -> None:
         """An error answer, as docker's: a status and {"message": ...}."""
