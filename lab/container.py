@@ -252,7 +252,8 @@ def enter_rootfs(container: store.Container) -> None:
     if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1
         volumes.mount_volume(root, {"Type": "bind", "Name": None, "Source": container.config["Init"],
                                     "Destination": INIT, "RW": False})
-    binds = [(str(source), f"/etc/{name}") for name, source in etc if os.path.isfile(f"{root}/etc/{name}")]
+    binds = [(str(source), f"/etc/{name}") for name, source in etc     # (not through an image's symlink)
+             if os.path.isfile(f"{root}/etc/{name}") and not any(map(os.path.islink, (f"{root}/etc", f"{root}/etc/{name}")))]
     rootfs.enter(root, binds, container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
     if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
         rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
@@ -287,11 +288,16 @@ class Stdio:
             self.ours["stderr"], self.given[2] = os.pipe()
 
     def in_child(self) -> None:
+        """In the child: a session of its own, always. In lab's (or whoever started lab), its
+        `kill 0` would reach them all, and lab's terminal would be its controlling terminal
+        too, into whose input TIOCSTI can push a line for the shell to run (man 2 ioctl_tty)."""
         for fd, source in self.given.items():
             os.dup2(source, fd)
         if self.tty:
             from lab import terminal
-            terminal.attach_child(self.child_end, self.size)
+            terminal.attach_child(self.child_end, self.size)     # setsid(), then its own terminal
+        else:
+            os.setsid()
 
     def close(self) -> None:
         """In lab, once the child has exec'd (or failed): lab's copies of the child's ends."""
@@ -548,17 +554,12 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     except FileNotFoundError:                          # it ended just now
         raise not_running from None
     try:
-        return enter.spawn_inside(namespaces, container.cgroup_paths(),
-                                  command, environ, cwd, setup=lambda: init_exec(stdio, policy))
+        return enter.spawn_inside(namespaces, container.cgroup_paths(), command, environ, cwd,
+                                  setup=stdio.in_child,       # in its mounts: its own /dev/ptmx
+                                  confine=lambda: step("08", security.apply, policy, False))
     finally:
         for fd in namespaces.values():
             os.close(fd)
-
-
-def init_exec(stdio: Stdio, policy) -> None:
-    """The exec'd command's side, inside the container's namespaces, before its exec."""
-    stdio.in_child()                                   # in its mounts: its own /dev/ptmx
-    step("08", security.apply, policy, False)          # the container's capabilities and seccomp
 
 
 def signal_container(container: store.Container, sig: int) -> bool:

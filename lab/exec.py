@@ -50,8 +50,11 @@ def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) ->
 
 
 def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv: list[str],
-                 env: dict[str, str], cwd: str, setup) -> int:
-    """Start argv inside the container through a helper process; return its pid (our child)."""
+                 env: dict[str, str], cwd: str, setup, confine=None) -> int:
+    """Start argv inside the container through a helper process; return its pid (our child).
+    confine() runs in the helper once it is inside, before it forks: what it takes away (the
+    container's capabilities and seccomp filter, chapter 08) the command has from its birth,
+    the moment it shows in the container's /proc; setup() runs in the command before its exec."""
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)     # the helper's orphan comes to us
     read_end, write_end = os.pipe()
     helper = os.fork()
@@ -60,6 +63,8 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
         report = "125:the exec helper failed"
         try:
             enter_container(namespaces, cgroup_paths)
+            if confine is not None:
+                confine()
             report = str(process.spawn(argv, env, cwd, setup))
         except process.StartError as e:
             report = f"{e.status}:{e}"

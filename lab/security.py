@@ -255,10 +255,13 @@ def set_no_new_privs() -> None:
 
 
 def set_capabilities(keep: int) -> None:
-    """Cut the effective, permitted and inheritable sets down to keep; clear the ambient set."""
-    # HINT: set what the container keeps in the three sets at once, and empty the ambient set; it
-    # HINT: comes last, because it takes away what the steps before needed.
-    raise NotImplementedError("chapter 08: write set_capabilities() in lab/security.py: Cut the effective, permitted and inheritable sets down to keep; clear the ambient set (see chapters/08_security/README.md, 'Your turn')")
+    """Cut the effective and permitted sets down to keep; empty the inheritable and ambient sets.
+
+    (An inheritable set of keep, as docker's before 20.10.14, gave them back to a non-root
+    user's program whose file carries them inheritable: CVE-2022-24769.)"""
+    # HINT: set what the container keeps (effective, permitted; nothing inheritable) at once, and
+    # HINT: empty the ambient set; it comes last, because it takes away what the steps before needed.
+    raise NotImplementedError("chapter 08: write set_capabilities() in lab/security.py: Cut the effective and permitted sets down to keep; empty the inheritable and ambient sets (see chapters/08_security/README.md, 'Your turn')")
 
 
 def mount_cgroupfs(mounts: list[tuple[str, str, str]], read_only: bool = True) -> None:

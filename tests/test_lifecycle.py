@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,6 +90,53 @@ def sleeping(cmdline: bytes) -> bool:
         except OSError:
             pass
     return False
+
+
+def test_a_container_has_a_session_of_its_own_without_your_terminal(lab, detached):
+    """Started from your terminal without -t, the container writes to it, but in lab's session it
+    would have it as its controlling terminal too (/dev/tty; TIOCSTI can push a line into its
+    input for your shell to run), and its `kill 0` would reach every process of lab's group: the
+    shell script that ran lab here."""
+    detached("sessions", "busybox", "sleep", "600")
+    check = "echo > /dev/tty && echo has-your-terminal || echo no-terminal; kill -TERM 0"
+    script = f"{LAB} run --rm busybox sh -c '{check}'; {LAB} exec sessions sh -c '{check}'; echo script-survived"
+    terminal = Terminal(["/bin/sh", "-c", script])
+    try:
+        terminal.wait_for(b"script-survived")
+    finally:
+        status = terminal.close()
+    assert terminal.text.count("no-terminal") == 2 and "has-your-terminal" not in terminal.text, terminal.text
+    assert status == 0
+
+
+# Execs `true` in the container named argv[1], whose process, before its exec, tells what
+# capabilities and seccomp mode it has there; prints them.
+PEEKING_EXEC = """
+import os, sys
+from lab import container, store
+said = os.pipe()
+class Peeking(container.Stdio):
+    def in_child(self):
+        super().in_child()
+        status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+        os.write(said[1], f"{status['CapEff'].strip()} {status['Seccomp'].strip()}".encode())
+pid = container.exec_start(store.find_container(sys.argv[1]), ["true"], Peeking(False, False))
+os.waitpid(pid, 0)
+os.close(said[1])
+print(os.read(said[0], 100).decode())
+"""
+
+
+def test_an_exec_is_confined_before_the_container_can_see_it(lab, detached, tmp_path):
+    """The command `lab exec` starts shows in the container's /proc from its fork; until its exec
+    it is lab's Python. Were the container's capabilities and seccomp filter applied only then,
+    a container given CAP_SYS_PTRACE could catch it with all of lab's and take it over."""
+    detached("confined", "--cap-add", "SYS_PTRACE", "busybox", "sleep", "600")
+    run = subprocess.run([sys.executable, "-c", PEEKING_EXEC, "confined"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)       # (not the repository's: its lab/ would come first on the path)
+    assert run.returncode == 0, run.stderr
+    capabilities, seccomp = run.stdout.split()
+    assert int(capabilities, 16) == 0xa80425fb | 1 << 19 and seccomp == "2", run.stdout   # docker's 14, SYS_PTRACE, a filter
 
 
 def test_dash_it_gives_a_real_terminal(lab):

@@ -278,14 +278,17 @@ def set_no_new_privs() -> None:
 
 
 def set_capabilities(keep: int) -> None:
-    """Cut the effective, permitted and inheritable sets down to keep; clear the ambient set."""
-    # HINT: set what the container keeps in the three sets at once, and empty the ambient set; it
-    # HINT: comes last, because it takes away what the steps before needed.
+    """Cut the effective and permitted sets down to keep; empty the inheritable and ambient sets.
+
+    (An inheritable set of keep, as docker's before 20.10.14, gave them back to a non-root
+    user's program whose file carries them inheritable: CVE-2022-24769.)"""
+    # HINT: set what the container keeps (effective, permitted; nothing inheritable) at once, and
+    # HINT: empty the ambient set; it comes last, because it takes away what the steps before needed.
     # HINT 2: one capset call sets all three sets; the ambient set is cleared with
     # HINT 2: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). This comes last: dropping
     # HINT 2: CAP_SYS_ADMIN earlier would forbid the mounts and the seccomp filter.
     # BEGIN SOLUTION 08
-    syscalls.capset(keep, keep, keep)
+    syscalls.capset(keep, keep, 0)
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     # END SOLUTION
 
