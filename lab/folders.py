@@ -55,6 +55,20 @@ def below(top):
             yield os.path.join(folder, name)
 
 
+def open_below(top: int, relative: str) -> int:
+    """A descriptor of the folder at relative (a/b/c, or "") below the folder open as top, opened
+    one name at a time from its parent's descriptor with O_NOFOLLOW: never through a symlink,
+    wherever one is (ELOOP, or ENOTDIR for a file)."""
+    fd = os.dup(top)
+    for name in filter(None, relative.split("/")):
+        try:
+            below_it = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = below_it
+    return fd
+
+
 PATH_MAX = 4095          # bytes of a path the kernel takes (4096 with its final 0)
 
 

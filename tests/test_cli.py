@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chapters.harness import LAB
-from lab import cli, folders
+from lab import cli, folders, volumes
 
 
 def leftovers(lab_root: Path) -> list[str]:
@@ -205,6 +205,28 @@ def test_a_walk_never_goes_into_a_folder_a_container_has_made_a_symlink_meanwhil
             (tmp_path / "layer" / "b").rmdir()
             (tmp_path / "layer" / "b").symlink_to(tmp_path / "host")
     assert seen == [("layer", ["a", "b"], []), ("layer/a", [], [])]
+
+
+def test_filling_a_volume_follows_no_symlink_another_container_puts_there_meanwhile(tmp_path, monkeypatch):
+    """An empty volume gets the image's files at its path (volumes.fill_from_image, as the host's
+    root) while another container that has it mounted may write in it: a symlink it puts where
+    a file or a folder is about to be copied must not lead the copy to the host's files."""
+    (tmp_path / "root" / "etc" / "sub").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "passwd").write_text("the image's\n")
+    (tmp_path / "root" / "etc" / "sub" / "file").write_text("the image's\n")
+    (tmp_path / "volume").mkdir()
+    (tmp_path / "host").write_text("the host's\n")
+    listed = folders.walk
+
+    def racing(top, **options):
+        for folder, subfolders, others in listed(top, **options):
+            if folder.endswith("etc"):       # found empty, its copy begun; the other container is quicker
+                (tmp_path / "volume" / "passwd").symlink_to(tmp_path / "host")
+                (tmp_path / "volume" / "sub").symlink_to(tmp_path)
+            yield folder, subfolders, others
+    monkeypatch.setattr(folders, "walk", racing)
+    volumes.fill_from_image(str(tmp_path / "root"), {"Destination": "/etc", "Source": str(tmp_path / "volume")})
+    assert (tmp_path / "host").read_text() == "the host's\n" and not (tmp_path / "file").exists()
 
 
 def test_the_help_is_as_wide_as_the_terminal_says_or_80_columns(lab):

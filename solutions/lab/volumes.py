@@ -147,7 +147,12 @@ def fill_from_image(root: str, mount: dict) -> None:
     folders, files and symlinks, each with its owner, then its mode, times and extended
     attributes (in that order: a chown clears setuid bits and file capabilities). A volume with
     anything in it is left as it is. A device node or a FIFO is no data and is not copied
-    (reading a device would read the host's)."""
+    (reading a device would read the host's).
+
+    This runs as the host's root, and another container may have the volume mounted and write
+    in it meanwhile: a symlink it puts where a file is about to be copied would have the copy
+    written to the host's file it points to. So each entry is made from its folder's
+    descriptor, never through a symlink, and only if nothing has its name yet (O_EXCL)."""
     path = root
     for part in mount["Destination"].strip("/").split("/"):
         path = os.path.join(path, part)
@@ -156,25 +161,67 @@ def fill_from_image(root: str, mount: dict) -> None:
     volume = mount["Source"]
     if not os.path.isdir(path) or not os.path.isdir(volume) or os.listdir(volume):
         return
-    import shutil
-    for folder, dirs, files in folders.walk(path):
-        for name in ["", *dirs, *files]:                 # ("": the folder itself, the volume's own)
-            source = os.path.join(folder, name)
-            copy = os.path.normpath(os.path.join(volume, os.path.relpath(source, path)))
-            st = os.lstat(source)
-            kind = st.st_mode
-            if stat.S_ISDIR(kind):
-                os.makedirs(copy, exist_ok=True)
-            elif stat.S_ISREG(kind):
-                shutil.copyfile(source, copy, follow_symlinks=False)
-            elif stat.S_ISLNK(kind):
-                if not os.path.lexists(copy):            # (two first runs may fill it at once)
-                    os.symlink(os.readlink(source), copy)
-            else:
-                continue                                 # a device node, a FIFO, a socket
-            os.lchown(copy, st.st_uid, st.st_gid)
-            if not stat.S_ISLNK(kind):
-                shutil.copystat(source, copy, follow_symlinks=False)
+    top = os.open(volume, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        copy_status(path, os.lstat(path), top)           # the volume's own folder
+        for source in folders.below(path):
+            parent, name = os.path.split(os.path.relpath(source, path))
+            try:
+                into = folders.open_below(top, parent)
+            except OSError:                              # not a folder any more: another's doing
+                continue
+            try:
+                copy_entry(source, into, name)
+            finally:
+                os.close(into)
+    finally:
+        os.close(top)
+
+
+def copy_entry(source: str, into: int, name: str) -> None:
+    """Copy the folder, file or symlink at source as name in the folder open as into, if that
+    name is free; a folder that is there already gets the status only."""
+    st = os.lstat(source)
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.mkdir(name, 0o700, dir_fd=into)
+            except FileExistsError:                      # (two first runs may fill it at once)
+                pass
+            made = os.open(name, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=into)
+        elif stat.S_ISREG(st.st_mode):
+            made = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=into)
+            with open(source, "rb") as data:
+                while os.sendfile(made, data.fileno(), None, 1 << 20):
+                    pass
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(source), name, dir_fd=into)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=into, follow_symlinks=False)
+            return
+        else:
+            return                                       # a device node, a FIFO, a socket
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR):   # made meanwhile, or a symlink there
+            return
+        raise
+    try:
+        copy_status(source, st, made)
+    finally:
+        os.close(made)
+
+
+def copy_status(source: str, st: os.stat_result, fd: int) -> None:
+    """Owner, then mode, times and extended attributes, from source (whose lstat is st) to fd."""
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    try:
+        for attribute in os.listxattr(source, follow_symlinks=False):
+            os.setxattr(fd, attribute, os.getxattr(source, attribute, follow_symlinks=False))
+    except OSError as e:             # a filesystem without them, or one the volume's takes not (as shutil's)
+        if e.errno not in (errno.ENOTSUP, errno.ENODATA, errno.EPERM, errno.EINVAL):
+            raise
 
 
 def spec(mount: dict) -> str:
