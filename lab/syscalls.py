@@ -38,6 +38,7 @@ MNT_DETACH = 2
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])   # "6.1.0-18-amd64": (6, 1)
+SYS_keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 SYS_clone3 = 435              # on x86_64 and aarch64 alike (Linux 5.3: new calls got one number, alpha aside)
 SYS_mount_setattr = 442       # (Linux 5.12)
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
@@ -80,6 +81,14 @@ def pivot_root(new_root, put_old) -> None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
     _check(result, "pivot_root", str(new_root), str(put_old))
+
+
+def join_new_session_keyring() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (glibc has no wrapper; man 2 keyctl): a new
+    session keyring of this process's own, instead of the one it shares with whoever started it."""
+    if SYS_keyctl is None:
+        raise OSError(38, f"keyctl: unknown syscall number on {os.uname().machine}")
+    _check(_libc.syscall(ctypes.c_long(SYS_keyctl), ctypes.c_int(1), None), "keyctl", "JOIN_SESSION_KEYRING")
 
 
 def mount_setattr(path, flags: int, attr_set: int, attr_clr: int = 0) -> None:

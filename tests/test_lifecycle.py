@@ -139,6 +139,19 @@ def test_an_exec_is_confined_before_the_container_can_see_it(lab, detached, tmp_
     assert int(capabilities, 16) == 0xa80425fb | 1 << 19 and seccomp == "2", run.stdout   # docker's 14, SYS_PTRACE, a filter
 
 
+def test_a_container_has_a_session_keyring_of_its_own(lab):
+    """Not the one it would share with lab and whoever started it (keys root keeps there, man 7
+    keyrings), even with seccomp off (its filter forbids keyctl), as runc's."""
+    from lab import syscalls
+    session_keyring = f"import ctypes; print(ctypes.CDLL(None).syscall({syscalls.SYS_keyctl}, 0, -3, 0))"  # KEYCTL_GET_KEYRING_ID
+    python = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
+    ran = lab("run", "--rm", "--security-opt", "seccomp=unconfined", *python, "busybox", "/usr/bin/python3", "-I", "-c",
+              session_keyring)
+    assert ran.returncode == 0, ran.stderr
+    ours = subprocess.run([sys.executable, "-I", "-c", session_keyring], capture_output=True, text=True).stdout
+    assert int(ran.stdout) > 0 and int(ours) > 0 and ran.stdout != ours
+
+
 def test_dash_it_gives_a_real_terminal(lab):
     terminal = Terminal([LAB, "run", "-it", "--rm", "busybox", "sh"], rows=30, cols=100)
     try:

@@ -9,17 +9,19 @@ standard_init_linux.go takes the same steps, but sets no_new_privs before it dro
 set and, with no_new_privs, installs seccomp last, after the capabilities):
 
 1. masked and read-only paths: the /proc and /sys files that show or steer the whole machine;
+   and a session keyring of its own, not the host's root's (man 7 keyrings), as runc's;
 2. the capability bounding set: of root's 41 capabilities (man 7 capabilities), 14 stay;
 3. no_new_privs, on request: no exec can gain privileges again (setuid files, file caps);
 4. seccomp: a filter on the system calls themselves (seccomp.py). Without no_new_privs,
    installing one needs CAP_SYS_ADMIN: so it comes before the capabilities go;
 5. -u USER: setgroups, setgid, setuid (CAP_SETUID and CAP_SETGID are still held here);
-6. capset: the effective, permitted and inheritable sets cut down to the 14 (to none for a
-   user other than root, as docker's); ambient cleared.
+6. capset: the effective and permitted sets cut down to the 14 (to none for a user other
+   than root, as docker's); inheritable and ambient emptied.
 Which device nodes may be opened is the devices cgroup's job (devices.py), set by the parent.
 `--privileged` skips all of it: the explicit way out, as docker's.
 See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
 """
+import errno
 import os
 import re
 
@@ -150,6 +152,11 @@ def apply(policy: Policy, mounts: bool = True) -> None:
         mount_cgroupfs(policy.cgroupfs, read_only=not policy.privileged)
         if not policy.privileged:
             mask_paths()
+    try:
+        syscalls.join_new_session_keyring()       # (seccomp forbids keyctl; --security-opt seccomp=unconfined does not)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:               # a kernel without keys
+            raise
     for set_limit in policy.rlimits:              # --ulimit (a hard limit raised needs CAP_SYS_RESOURCE)
         set_limit()
     drop_bounding_set(policy.capabilities, policy.last_cap)
