@@ -28,7 +28,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lab import LabError, container, folders, image_commands, store
+from lab import LabError, container, folders, health, image_commands, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
@@ -37,7 +37,7 @@ from lab.names import parse_reference
 from lab.store import read_json, write_json
 
 INSTRUCTIONS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "CMD",
-                "ENTRYPOINT", "STOPSIGNAL")
+                "ENTRYPOINT", "STOPSIGNAL", "HEALTHCHECK")
 
 
 # Reading the Dockerfile.
@@ -156,11 +156,15 @@ class Context:
                     yield full
 
 
-def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, unpack: bool) -> tuple[bytes, str]:
+def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, unpack: bool,
+               is_folder=lambda path: False) -> tuple[bytes, str]:
     """The layer of a COPY/ADD step, as a tar (in memory: build contexts are small), and a
-    digest of what it copies (for the cache key)."""
-    dest = dest if dest.startswith("/") else os.path.join(workdir, dest)
-    into_folder = dest.endswith("/") or len(sources) > 1
+    digest of what it copies (for the cache key). A file goes into dest when dest says it is
+    a folder (a/, ., a/.), when there are several sources, or when is_folder(dest) (a folder
+    in the image already: COPY a.txt /tmp); else it becomes dest."""
+    into_folder = dest.endswith(("/", "/.")) or dest == "." or len(sources) > 1
+    dest = os.path.normpath(dest if dest.startswith("/") else os.path.join(workdir, dest))
+    into_folder = into_folder or is_folder(dest)
     out = io.BytesIO()
     content = hashlib.sha256()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -192,6 +196,16 @@ def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, un
                 else:
                     tar.addfile(info)
     return out.getvalue(), "sha256:" + content.hexdigest()
+
+
+def has_folder(image: dict, path: str) -> bool:
+    """Whether path is a folder in the image's files: the topmost of its layers that has
+    something at path says (a whiteout there, a character device, says it was deleted)."""
+    for layer in reversed(store.layer_folders(image["Layers"])):
+        here = os.path.join(layer, path.lstrip("/"))
+        if os.path.lexists(here):
+            return os.path.isdir(here) and not os.path.islink(here)
+    return False
 
 
 def unpack_context(data: bytes, folder: str) -> None:
@@ -355,7 +369,7 @@ def env_dict(config: dict) -> dict:
 
 
 def change_config(instruction: str, text: str, config: dict, variables: dict) -> dict:
-    """ENV, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT, STOPSIGNAL: a new config, no layer."""
+    """ENV, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT, STOPSIGNAL, HEALTHCHECK: a new config, no layer."""
     config = dict(config)
     if instruction == "ENV":
         env = env_dict(config)
@@ -375,7 +389,30 @@ def change_config(instruction: str, text: str, config: dict, variables: dict) ->
         config["Cmd"] = json_or_shell(text)
     elif instruction == "ENTRYPOINT":
         config["Entrypoint"] = json_or_shell(text)
+    elif instruction == "HEALTHCHECK":
+        config["Healthcheck"] = healthcheck(text)
     return config
+
+
+def healthcheck(text: str) -> dict:
+    """HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--retries=N] CMD COMMAND, or
+    HEALTHCHECK NONE (no check, not even the base image's): the image's Healthcheck."""
+    if text.upper() == "NONE":
+        return {"Test": ["NONE"]}
+    options, rest = {}, text
+    while rest.startswith("--"):
+        option, _, rest = rest.partition(" ")
+        key, _, value = option[2:].partition("=")
+        if key not in ("interval", "timeout", "start-period", "retries") or not value:
+            raise LabError(f"HEALTHCHECK {text}: {option!r}? use --interval=, --timeout=, --start-period=, --retries=")
+        options[key.replace("-", "_")] = value
+        rest = rest.lstrip()
+    word, _, command = rest.partition(" ")
+    if word.upper() != "CMD" or not command.strip():
+        raise LabError(f"HEALTHCHECK {text}: use HEALTHCHECK [OPTIONS] CMD COMMAND, or HEALTHCHECK NONE")
+    argv = json_or_shell(command.strip())
+    test = ["CMD-SHELL", argv[2]] if argv[:2] == ["/bin/sh", "-c"] else ["CMD", *argv]
+    return health.checked({**health.config(cmd="", **options), "Test": test})
 
 
 def commit_config(image: dict, config: dict, instruction: str, text: str, usable: set | None, say) -> dict:
@@ -402,6 +439,9 @@ def layer_step(instruction: str, text: str, image: dict, config: dict, args: dic
     (None: any, empty: none, as --no-cache); run_options: the RUN container's network and hosts."""
     variables = {**args, **env_dict(config)}
     if instruction == "RUN":
+        if text.startswith("--"):            # (--mount, --network: BuildKit's)
+            raise LabError(f"RUN {text}: lab build does not support RUN's options (--mount=type=cache, "
+                           "--network, ...); docker's own builder neither: the --mount option requires BuildKit")
         argv = json_or_shell(text)
         key = step_key(image, f"RUN {json.dumps(argv)}", json.dumps(sorted(args.items())))
     else:
@@ -413,7 +453,7 @@ def layer_step(instruction: str, text: str, image: dict, config: dict, args: dic
         if len(words) < 2:
             raise LabError(f"{instruction} {text}: use {instruction} SOURCE... DEST")
         tar, content = copy_layer(context, words[:-1], words[-1], config.get("WorkingDir") or "/",
-                                  unpack=instruction == "ADD")
+                                  unpack=instruction == "ADD", is_folder=lambda path: has_folder(image, path))
         key = step_key(image, f"{instruction} {json.dumps(words)}", content)
     found = cached(key, usable)
     if found:

@@ -103,7 +103,9 @@ def test_a_failing_step_stops_the_build_with_its_output_and_status_and_leaves_no
 @pytest.mark.parametrize("dockerfile, context_files, error", [
     ("FROM busybox\nCOPY ../secret /s\n", {}, "COPY ../secret: forbidden path outside the build context"),
     ("FROM busybox\nCOPY link /s\n", {"link": "/etc"}, "COPY link: forbidden path outside the build context"),
-    ("FROM busybox\nHEALTHCHECK CMD true\n", {}, "Dockerfile line 2: lab build does not support HEALTHCHECK"),
+    ("FROM busybox\nSHELL [\"/bin/ash\", \"-c\"]\n", {}, "Dockerfile line 2: lab build does not support SHELL"),
+    ("FROM busybox\nRUN --mount=type=cache,target=/c true\n", {}, "the --mount option requires BuildKit"),
+    ("FROM busybox\nHEALTHCHECK --every=1s CMD true\n", {}, "'--every=1s'? use --interval=, --timeout="),
     ("RUN true\n", {}, "the Dockerfile has no FROM"),
     ("FROM busybox\nCOPY missing.txt /m\n", {}, "COPY missing.txt: no such file in the build context"),
     ("FROM busybox\nADD http://example.org/x /x\n", {}, "lab build adds files of the build context only"),
@@ -133,6 +135,34 @@ def test_add_unpacks_a_local_tar_and_copy_does_not(lab, tmp_path):
     assert build(lab, "-t", "adding:1", str(folder)).returncode == 0
     run = lab("run", "--rm", "adding:1", "sh", "-c", "cat /added/inside.txt; ls /copied")
     assert run.stdout == "from the tar\nfiles.tar.gz\n", run.stderr
+
+
+def test_copy_puts_a_file_into_a_folder_the_image_has_or_the_dest_names(lab, tmp_path):
+    """As docker's: a DEST that is a folder in the image already (/tmp), or says it is one (., x/),
+    gets the file inside it; any other DEST is the file's new name."""
+    folder = tmp_path / "copying"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    (folder / "Dockerfile").write_text("FROM busybox\nWORKDIR /srv\nCOPY a.txt .\nCOPY a.txt /tmp\nCOPY a.txt /etc/b.txt\n"
+                                       "COPY a.txt sub/\nRUN cat /srv/a.txt /tmp/a.txt /etc/b.txt /srv/sub/a.txt\n")
+    result = build(lab, "-t", "copying:1", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "a\na\na\na\n" in result.stdout
+
+
+def test_healthcheck_goes_into_the_image_and_none_takes_the_base_images_away(lab, tmp_path):
+    folder = tmp_path / "checked"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text("FROM busybox\nHEALTHCHECK --interval=5s --retries=2 CMD test -e /tmp/ok\n")
+    assert build(lab, "-t", "checked:1", str(folder)).returncode == 0
+    check = json.loads(lab("image", "inspect", "checked:1").stdout)[0]["Config"]["Healthcheck"]
+    assert check == {"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 5 * 10**9, "Retries": 2}
+    (folder / "Dockerfile").write_text('FROM checked:1\nHEALTHCHECK CMD ["true"]\n')
+    assert build(lab, "-t", "checked:2", str(folder)).returncode == 0
+    assert json.loads(lab("image", "inspect", "checked:2").stdout)[0]["Config"]["Healthcheck"] == {"Test": ["CMD", "true"]}
+    (folder / "Dockerfile").write_text("FROM checked:1\nHEALTHCHECK NONE\n")
+    assert build(lab, "-t", "checked:3", str(folder)).returncode == 0
+    assert json.loads(lab("image", "inspect", "checked:3").stdout)[0]["Config"]["Healthcheck"] == {"Test": ["NONE"]}
 
 
 def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, context, lab):
