@@ -49,7 +49,8 @@ HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "
               "AutoRemove", "RestartPolicy", "ConsoleSize", "Tmpfs", "ReadonlyRootfs", "LogConfig", "GroupAdd",
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
               "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
-              "ExtraHosts", "DeviceCgroupRules", "VolumeDriver", "CpusetCpus"}
+              "ExtraHosts", "DeviceCgroupRules", "VolumeDriver", "CpusetCpus",
+              "ContainerIDFile"}      # (--cidfile: the client writes the id there itself; dockerd ignores it too)
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}

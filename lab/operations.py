@@ -252,8 +252,12 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
             os.chdir("/")
             answer = {"ok": work(*args)}
             status = 0
+        except FileNotFoundError as e:            # (docker's words)
+            answer = {"error": f"Could not find the file {e.filename} in container {c.name}", "status": 404}
+        except OSError as e:
+            answer = {"error": f"{c.name}: {e.filename}: {e.strerror}" if e.filename else f"{c.name}: {e}", "status": 400}
         except Exception as e:
-            answer = {"error": str(e), "status": 404 if isinstance(e, FileNotFoundError) else 400}
+            answer = {"error": f"{c.name}: {e}", "status": 400}
         finally:
             with os.fdopen(write_end, "w") as pipe:
                 json.dump(answer, pipe)
@@ -263,7 +267,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
         answer = json.loads(pipe.read() or '{"error": "the helper process died", "status": 500}')
     os.waitpid(pid, 0)
     if "error" in answer:
-        raise ApiError(answer["status"], f"{c.name}: {answer['error']}")
+        raise ApiError(answer["status"], answer["error"])
     return answer["ok"]
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import socket
 
-from lab import LabError, process, store, views
+from lab import LabError, NotFound, process, store, views
 
 
 SOCKET = "supervisor.sock"
@@ -22,7 +22,10 @@ def socket_address(folder: int) -> str:
 
 
 def connect(container: store.Container) -> socket.socket:
-    folder = os.open(container.path, os.O_PATH)
+    try:
+        folder = os.open(container.path, os.O_PATH)
+    except FileNotFoundError:             # removed meanwhile: --rm once it ended, rm -f
+        raise NotFound(f"no such container: {container.name} (it was removed)") from None
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
