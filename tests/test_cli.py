@@ -4,12 +4,14 @@ import os
 import re
 import socket
 import subprocess
+import time
+import types
 from pathlib import Path
 
 import pytest
 
 from chapters.harness import LAB
-from lab import cli, folders, volumes
+from lab import cli, folders, store, volumes
 
 
 def leftovers(lab_root: Path) -> list[str]:
@@ -227,6 +229,22 @@ def test_filling_a_volume_follows_no_symlink_another_container_puts_there_meanwh
     monkeypatch.setattr(folders, "walk", racing)
     volumes.fill_from_image(str(tmp_path / "root"), {"Destination": "/etc", "Source": str(tmp_path / "volume")})
     assert (tmp_path / "host").read_text() == "the host's\n" and not (tmp_path / "file").exists()
+
+
+def test_the_events_journal_is_followed_across_its_rotations_and_replays_what_it_keeps(tmp_path, monkeypatch):
+    """docker events reads the store's journal as it grows (store.read_events); past its size it
+    becomes events.jsonl.1 and a new one starts: a reader goes on in the new one, missing
+    nothing, and --since replays the two."""
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path))
+    monkeypatch.setattr(store, "EVENTS_KEPT", 2000)                  # bytes: about 6 events
+    box = types.SimpleNamespace(id="a" * 64, name="box", config={"Image": "busybox"})
+    following = store.read_events()                                  # from now on (no journal yet)
+    for n in range(30):
+        store.record_event(box, "start", n=str(n))
+        assert next(following)["Actor"]["Attributes"]["n"] == str(n)
+    assert (tmp_path / "events.jsonl.1").exists()
+    kept = [e["Actor"]["Attributes"]["n"] for e in store.read_events(since=0, until=time.time())]
+    assert 6 <= len(kept) < 20 and kept == [str(n) for n in range(30 - len(kept), 30)]
 
 
 def test_the_help_is_as_wide_as_the_terminal_says_or_80_columns(lab):

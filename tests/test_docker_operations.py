@@ -777,6 +777,26 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
     assert ended.returncode == 0, ended.stderr
 
 
+def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(daemon):
+    """Whoever changes a container's record writes its event to the store's journal: a container
+    that starts and ends within a millisecond has its start and die, and --since replays them."""
+    started = time.time()
+    assert daemon.docker("run", "--rm", "--name", "quick", "busybox", "true").returncode == 0
+    assert daemon.docker("run", "--name", "failing", "busybox", "sh", "-c", "exit 4").returncode == 4
+    assert daemon.docker("start", "failing").returncode == 0
+    wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Status}}", "failing").stdout == "exited\n",
+               what="failing ended again")
+    assert daemon.docker("rename", "failing", "failed").returncode == 0
+    assert daemon.docker("rm", "failed").returncode == 0
+    shown = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
+                          "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.replace(" <no value>", "").splitlines() == [     # (no exitCode but a die's)
+        "create quick", "start quick", "die quick 0", "destroy quick",
+        "create failing", "start failing", "die failing 4", "start failing", "die failing 4",
+        "rename failed", "destroy failed"], shown.stdout
+
+
 def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemon, lab_root, tmp_path):
     """A create writes the container's config.json (its name) before its folder gets its name:
     stopped in between, the create is in no listing and no event; once done, events report it
@@ -883,7 +903,7 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
     assert create(Tty=True, HostConfig={"ConsoleSize": [40]}) == "created"                    # ([40, 0])
     tmpfs = run("run", "--rm", "--mount", "type=tmpfs,dst=/t,readonly", "busybox", "touch", "/t/f")
     assert tmpfs.returncode == 1 and "Read-only file system" in tmpfs.stderr
-    for query, said in (("since=1000000000", "no past events"), ("filters=" + json.dumps({"type": ["image"]}), "container events only")):
+    for query, said in (("since=yesterday", "since and until are times"), ("filters=" + json.dumps({"type": ["image"]}), "container events only")):
         conn = daemon.connection()
         conn.request("GET", f"/v1.41/events?{urllib.parse.quote(query, safe='=')}")
         answer = conn.getresponse()

@@ -8,6 +8,8 @@ one place that knows where each thing lives:
     networks/    NAME.json: a network (chapter 09); NAME/ADDRESS: an address leased to a
                  container (the file holds its id); .lock, which leasing holds
     seccomp/     compiled seccomp filters, a cache (chapter 08)
+    events.jsonl what happened to the containers, a JSON line each, as `docker events`
+                 reports it (events.jsonl.1: the one before, once it grew past a megabyte)
     containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
                  container's own layer: <id>/upper (its changes), <id>/work (overlay's
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
@@ -293,11 +295,14 @@ class Container:
             on_disk = read_json(self.path / "state.json")
         except (FileNotFoundError, ValueError):
             on_disk = None
-        self.state = {**on_disk, **changes} if is_container_state(on_disk) else {**self.state, **changes}
+        before = on_disk if is_container_state(on_disk) else self.state
+        self.state = {**before, **changes}
         try:
             write_json(self.path / "state.json", self.state, self.durable)
         except FileNotFoundError:
-            pass                # removed meanwhile (lab rm -f): nothing left to record
+            return              # removed meanwhile (lab rm -f): nothing left to record
+        for action, attributes in state_events(before, self.state):
+            record_event(self, action, **attributes)
 
     def is_running(self) -> bool:
         """Running on disk and its process still alive (the same process: same start time).
@@ -443,6 +448,124 @@ class UniqueName:
         self.lock.close()
 
 
+# The events journal. Whoever changes a container's record appends what happened (the engine,
+# a supervisor, `lab run`, `lab rm`), so that `docker events` misses nothing, however quick: a
+# container that starts and ends within a millisecond has its start and its die. One write()
+# with O_APPEND adds a whole line at the end, whoever else appends at the same time.
+EVENTS_KEPT = 1 << 20         # bytes: past this, events.jsonl becomes events.jsonl.1 (the older goes)
+
+
+def events_path() -> Path:
+    return lab_root() / "events.jsonl"
+
+
+def record_event(container: Container, action: str, **attributes) -> None:
+    """Append a container's event to the journal, in the shape docker's daemon reports it (its
+    labels among the attributes: docker compose follows its project's containers by one). An
+    event that cannot be written (a full disk) is lost; the command that made it goes on."""
+    now = time.time_ns()
+    image = container.config.get("Image")
+    event = {"status": action, "id": container.id, "from": image, "Type": "container", "Action": action,
+             "Actor": {"ID": container.id, "Attributes": {**(container.config.get("Labels") or {}), "image": image,
+                                                          "name": container.name, **attributes}},
+             "scope": "local", "time": now // 10**9, "timeNano": now}
+    path = events_path()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, json.dumps(event).encode() + b"\n")
+        if os.fstat(fd).st_size > EVENTS_KEPT:
+            fcntl.flock(fd, fcntl.LOCK_EX)            # (two appenders past the size: one rotates)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.replace(path, path.with_name(path.name + ".1"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def state_events(before: dict, after: dict) -> list[tuple[str, dict]]:
+    """The events of a container's state going from before to after: start, die (with its exit
+    code), pause, unpause."""
+    was, now = before.get("Status") == "running", after.get("Status") == "running"
+    again = was and now and (before.get("Pid"), before.get("PidStartTime")) != (after.get("Pid"), after.get("PidStartTime"))
+    events = []
+    if was and (not now or again):
+        events.append(("die", {"exitCode": str(after.get("ExitCode") if not now else before.get("ExitCode"))}))
+    if now and (not was or again):
+        events.append(("start", {}))
+    if was and now and not again and bool(before.get("Paused")) != bool(after.get("Paused")):
+        events.append(("pause" if after.get("Paused") else "unpause", {}))
+    return events
+
+
+def read_events(since: float | None = None, until: float | None = None):
+    """The journal's events from the time since (None: from this call on), then each as it is
+    appended, until the time until (None: for as long as the caller reads): a generator."""
+    path = events_path()
+    journal = open_quietly(path)
+    if journal is not None and since is None:
+        journal.seek(0, os.SEEK_END)
+    return follow_events(path, journal, since, until)
+
+
+def follow_events(path: Path, journal, since: float | None, until: float | None):
+    if since is not None:                           # the older file first
+        for event in whole_lines(open_quietly(path.with_name(path.name + ".1"))):
+            if since <= event["timeNano"] / 1e9 and not (until and event["timeNano"] / 1e9 > until):
+                yield event
+    pending = b""
+    while True:
+        chunk = journal.read() if journal is not None else b""
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            for event in map(parsed, lines):
+                if event is None:
+                    continue
+                if until and event["timeNano"] / 1e9 > until:
+                    return
+                if since is None or since <= event["timeNano"] / 1e9:
+                    yield event
+            continue
+        if until and time.time() > until:
+            return
+        try:
+            rotated = journal is None or os.stat(path).st_ino != os.fstat(journal.fileno()).st_ino
+        except FileNotFoundError:
+            rotated = False
+        if rotated:                                 # (all the old one had is read: on to the new)
+            if journal is not None:
+                journal.close()
+            journal, pending = open_quietly(path), b""
+            continue
+        time.sleep(0.05)
+
+
+def open_quietly(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def whole_lines(journal) -> list[dict]:
+    if journal is None:
+        return []
+    with journal:
+        return [event for event in map(parsed, journal.read().split(b"\n")) if event is not None]
+
+
+def parsed(line: bytes) -> dict | None:
+    """An event of the journal; None for a line damaged (by a hand edit: appends are whole)."""
+    try:
+        event = json.loads(line)
+        return event if isinstance(event, dict) and isinstance(event.get("timeNano"), int) else None
+    except ValueError:
+        return None
+
+
 def new_id() -> str:
     return os.urandom(32).hex()
 
@@ -467,7 +590,9 @@ def create_container(cid: str, config: dict, files: dict[str, str]) -> Container
         except BaseException:
             delete_quietly(making)                          # nothing half-created
             raise
-    return Container(path)
+    container = Container(path)
+    record_event(container, "create")
+    return container
 
 
 def remove_interrupted(root: Path) -> None:
@@ -490,8 +615,10 @@ def remove_interrupted(root: Path) -> None:
 def rename_container(container: Container, name: str) -> None:
     """docker rename: the same container, another name."""
     with UniqueName(name, by=container.whole("rename").id):
+        old = container.name
         container.config["Name"] = name
         container.save_config()
+    record_event(container, "rename", oldName="/" + old)
 
 
 def list_containers() -> list[Container]:
@@ -536,6 +663,13 @@ def remove_container(container: Container) -> None:
         container.path.rename(doomed)
     except FileNotFoundError:
         return                          # removed already
+    try:                                # its end unrecorded (rm -f): no one can record it now
+        ended_unrecorded = read_json(doomed / "state.json").get("Status") == "running"
+    except (OSError, ValueError, AttributeError):
+        ended_unrecorded = False
+    if ended_unrecorded:
+        record_event(container, "die", exitCode="137")
+    record_event(container, "destroy")
     try:
         delete_folder(doomed)
     except OSError as e:
