@@ -27,15 +27,22 @@ import time
 import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process
+from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process, store
 
-MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents
+MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents, but for:
+PIECE = 1 << 20                 # (bytes read at a time)
 
 # The routes' patterns, compiled once, here in the daemon. Each connection's handler is a fresh
 # fork: a pattern it compiled itself (re's cache) would be gone with it, and the next handler
 # would compile them all again (63 routes: 3 ms of every request, more than the rest of a ping).
 ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
           engine.ROUTES + operations.ROUTES + engine_images.ROUTES + engine_system.ROUTES]
+# The uploads: the routes whose body is a tar of any size (docker cp into a container, load,
+# import, build's context). Each is written to a temporary file in the store as it comes (the
+# handler gets it as req.upload), and the clock restarts with every piece: a client sending a
+# docker save of a gigabyte through a pipe takes its time, but must not stop.
+UPLOADS = {operations.put_archive, engine_images.post_images_load, engine_images.post_images_create,
+           engine_images.post_build}
 VERSIONED_PATH = re.compile(r"/v(\d+)\.(\d+)(/.*)")
 DECIMAL, HEX = re.compile(r"[0-9]{1,20}"), re.compile(rb"[0-9a-fA-F]{1,15}")
 
@@ -55,6 +62,7 @@ class Request:
 
     def __init__(self, handler, params, pairs: list[tuple[str, str]], body: bytes, version: tuple[int, int]):
         self.handler, self.params, self.pairs, self.body = handler, params, pairs, body
+        self.upload = None                # an upload's body (UPLOADS): a file, deleted once answered
         self.query = dict(pairs)          # (a parameter given twice: its last value; values() has all)
         self.version = version            # the API version the client speaks: (1, 47)
         self.out = None                   # the answer's body, once stream() has sent its headers
@@ -274,29 +282,77 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise api.ApiError(400, f"client version {m[1]}.{m[2]} is too old. Minimum supported "
                                    f"API version is {api.MIN_API_VERSION}, please upgrade your client")
         pairs = parse_qsl(url.query)
-        body = self.read_body()
         for method, pattern, handler in ROUTES:
             if method == self.command and (match := pattern.fullmatch(path)):
-                req = Request(self, tuple(g and unquote(g) for g in match.groups()), pairs, body, asked)   # (%20: " ")
-                result = handler(req)
-                if isinstance(req.out, Chunks):
-                    req.out.end()
-                return result if result is not None else (None, None)
+                params = tuple(g and unquote(g) for g in match.groups())          # (%20: " ")
+                if handler not in UPLOADS:
+                    return self.run(handler, Request(self, params, pairs, self.read_body(), asked))
+                with self.read_upload() as upload:
+                    req = Request(self, params, pairs, b"", asked)
+                    req.upload = upload
+                    return self.run(handler, req)
         # As an engine without that feature: a lookup is a 404 (`docker inspect NAME` then tries
         # the next kind of object), an action a 501. Clients print the message either way.
+        self.close_connection = True          # (its body, if it has one, is not read)
         raise api.ApiError(404 if self.command in ("GET", "HEAD") else 501,
                            f"lab daemon does not implement {self.command} {path}: "
                            "lab serves a subset of the Docker Engine API (see chapters/07_engine/README.md)")
 
+    @staticmethod
+    def run(handler, req: Request):
+        result = handler(req)
+        if isinstance(req.out, Chunks):
+            req.out.end()
+        return result if result is not None else (None, None)
+
     def read_body(self) -> bytes:
-        """Content-Length bytes, or chunks. Once it is read, handle_one_request's clock stops."""
+        """Content-Length bytes, or chunks, at most MAX_BODY. Once it is read, handle_one_request's
+        clock stops."""
+        return b"".join(self.read_pieces(MAX_BODY))
+
+    def read_upload(self):
+        """An upload's body (UPLOADS), of any size, in a temporary file in the store (deleted when
+        closed), read from its start."""
+        import tempfile
+        store.layers_dir().mkdir(parents=True, exist_ok=True)      # (named as an unfinished import:
+        upload = tempfile.NamedTemporaryFile(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-upload-")
+        try:                                                       # cleaned up after a crash, layers.py)
+            for piece in self.read_pieces(None):
+                upload.write(piece)
+                signal.setitimer(signal.ITIMER_REAL, self.server.read_timeout)    # it is coming: more time
+            upload.flush()
+            upload.seek(0)
+            return upload
+        except BaseException:
+            upload.close()
+            raise
+
+    def read_pieces(self, limit: int | None):
+        """The body's bytes, a piece at a time: Content-Length of them, or chunks (RFC 9112, 7.1:
+        SIZE in hex, CRLF, SIZE bytes, CRLF; a 0 ends them), at most limit (None: any number)."""
         try:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                return self.read_chunks()
-            length = self.headers.get("Content-Length") or "0"
-            if not DECIMAL.fullmatch(length):
-                raise api.ApiError(400, f"invalid Content-Length {length[:20]!r}")
-            return read_exactly(self.rfile, check_size(int(length)))
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = self.headers.get("Content-Length") or "0"
+                if not DECIMAL.fullmatch(length):
+                    raise api.ApiError(400, f"invalid Content-Length {length[:20]!r}")
+                yield from read_exactly(self.rfile, check_size(int(length), limit))
+                return
+            taken = 0
+            while True:
+                line = self.rfile.readline(100)
+                size = line.split(b";")[0].strip()               # a size may have ;extensions after it
+                if not HEX.fullmatch(size):
+                    raise api.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
+                                       "(hex digits)")
+                if int(size, 16) == 0:
+                    break
+                taken = check_size(taken + int(size, 16), limit)
+                yield from read_exactly(self.rfile, int(size, 16))
+                if self.rfile.readline(3) != b"\r\n":
+                    raise api.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
+                                       "size says")
+            while self.rfile.readline(1000).strip():    # trailers, up to an empty line
+                pass
         except (TimeoutError, api.ApiError) as e:
             self.close_connection = True          # what is left of a bad body is no next request
             if isinstance(e, TimeoutError):
@@ -305,25 +361,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def read_chunks(self) -> bytes:
-        """A chunked body (RFC 9112, 7.1): chunks of SIZE (hex) CRLF, SIZE bytes, CRLF; a 0 ends it."""
-        body = b""
-        while True:
-            line = self.rfile.readline(100)
-            size = line.split(b";")[0].strip()               # a size may have ;extensions after it
-            if not HEX.fullmatch(size):
-                raise api.ApiError(400, f"malformed chunked body: {line[:20]!r} is not a chunk size "
-                                   "(hex digits)")
-            if int(size, 16) == 0:
-                break
-            body += read_exactly(self.rfile, check_size(len(body) + int(size, 16)) - len(body))
-            if self.rfile.readline(3) != b"\r\n":
-                raise api.ApiError(400, "malformed chunked body: a chunk does not end (CRLF) where its "
-                                   "size says")
-        while self.rfile.readline(1000).strip():    # trailers, up to an empty line
-            pass
-        return body
 
     def reply(self, status: int, body, headers: dict | None = None) -> None:
         data = b"" if body is None else (body.encode() if isinstance(body, str) else json.dumps(body).encode() + b"\n")
@@ -357,19 +394,20 @@ def too_slow(signum, frame):
     raise TimeoutError("the client did not send a whole request in time")
 
 
-def check_size(size: int) -> int:
-    if size > MAX_BODY:
-        raise api.ApiError(413, f"the request body is too large: lab takes at most {MAX_BODY >> 20} MiB")
+def check_size(size: int, limit: int | None) -> int:
+    if limit is not None and size > limit:
+        raise api.ApiError(413, f"the request body is too large: lab takes at most {limit >> 20} MiB")
     return size
 
 
-def read_exactly(f, size: int) -> bytes:
-    data = b""
-    while len(data) < size and (chunk := f.read(size - len(data))):
-        data += chunk
-    if len(data) < size:
-        raise api.ApiError(400, "the request body ended early")
-    return data
+def read_exactly(f, size: int):
+    """size bytes of f, a piece at a time."""
+    while size > 0:
+        piece = f.read(min(size, PIECE))
+        if not piece:
+            raise api.ApiError(400, "the request body ended early")
+        size -= len(piece)
+        yield piece
 
 
 def version_tuple(text: str) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 containers and images once they have them, through the stock docker CLI and the Docker SDK."""
 import concurrent.futures
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -775,6 +776,29 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
         conn.close()
     ended = daemon.docker("events", "--until", str(int(time.time())), timeout=30)      # until: the stream ends
     assert ended.returncode == 0, ended.stderr
+
+
+def test_uploads_bigger_than_a_json_body_are_taken_whole(daemon, tmp_path):
+    """docker cp into a container, import, load and build send a tar of any size (the daemon
+    takes JSON bodies of at most 16 MiB): each goes to a file as it comes."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 20)                          # 20 MiB
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert daemon.docker("run", "-d", "--name", "receiver", "busybox", "sleep", "600").returncode == 0
+    copied = daemon.docker("cp", str(big), "receiver:/tmp/")
+    assert copied.returncode == 0, copied.stderr
+    assert daemon.docker("exec", "receiver", "sha256sum", "/tmp/big.bin").stdout.split()[0] == digest
+    assert daemon.docker("export", "-o", str(tmp_path / "receiver.tar"), "receiver").returncode == 0
+    imported = daemon.docker("import", str(tmp_path / "receiver.tar"), "bigimage:1")
+    assert imported.returncode == 0, imported.stderr
+    assert daemon.docker("save", "-o", str(tmp_path / "saved.tar"), "bigimage:1").returncode == 0
+    assert daemon.docker("rmi", "bigimage:1").returncode == 0
+    loaded = daemon.docker("load", "-i", str(tmp_path / "saved.tar"))
+    assert loaded.returncode == 0 and "Loaded image: bigimage:1" in loaded.stdout, loaded.stderr
+    ran = daemon.docker("run", "--rm", "bigimage:1", "sha256sum", "/tmp/big.bin")
+    assert ran.stdout.split()[0] == digest, ran.stderr
+    assert daemon.docker("rm", "-f", "receiver").returncode == 0
+    assert daemon.docker("rmi", "bigimage:1").returncode == 0
 
 
 def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(daemon):

@@ -208,12 +208,12 @@ def has_folder(image: dict, path: str) -> bool:
     return False
 
 
-def unpack_context(data: bytes, folder: str) -> None:
+def unpack_context(upload, folder: str) -> None:
     """The engine's build context (a tar, maybe compressed) into folder: files, folders and
     symlinks only, none of them written through a symlink or outside folder."""
     folder = os.path.realpath(folder)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        with tarfile.open(fileobj=upload, mode="r:*") as tar:
             for member in tar:
                 target = os.path.normpath(os.path.join(folder, member.name))
                 parent = os.path.realpath(os.path.dirname(target))

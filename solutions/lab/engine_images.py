@@ -130,7 +130,7 @@ def post_build(req):
     with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
         context = os.path.join(work, "context")
         os.mkdir(context)
-        build.unpack_context(req.body, context)
+        build.unpack_context(req.upload, context)
         command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
                    "-f", os.path.join(context, (req.values("dockerfile") or ["Dockerfile"])[0])]   # (the first,
         # as docker's: the SDK sends a Dockerfile from outside the context as a second one, its text)
@@ -305,14 +305,8 @@ def post_images_load(req):
 
 
 def with_body_in_a_file(req, use):
-    """use(path of a file that holds the request's body) (image_commands reads files). Named
-    as an unfinished import, so that one killed half-way is cleaned up (layers.py)."""
-    import tempfile
-    store.layers_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-upload-") as f:
-        f.write(req.body)
-        f.flush()
-        return use(f.name)
+    """use(path of the file that holds the request's body: an upload, daemon.py)."""
+    return use(req.upload.name)
 
 
 def get_image_save(req):

@@ -12,7 +12,6 @@ clients ask of containers, each with a piece of the runtime the course has built
 Each handler gets the request (daemon.Request) and returns (HTTP status, JSON body), or
 answers itself (a stream).
 """
-import io
 import json
 import os
 import re
@@ -331,21 +330,21 @@ def head_archive(req):
 def put_archive(req):
     """PUT /containers/{id}/archive?path=DIR (docker cp SRC CONTAINER:DIR): unpack the tar in
     DIR, with tarfile's "data" filter: no member may land outside DIR, nor be a device node.
-    (The daemon reads bodies of at most 16 MB: a bigger copy is refused.)"""
+    (The tar is an upload, daemon.py: in a file, whatever its size.)"""
     c, path = store.find_container(req.params[0]), archive_path(req)
     if req.flag("copyUIDGID"):
         raise ApiError(400, "lab does not support docker cp -a: copy without it (files keep the owners in the tar)")
-    in_root(c, unpack, path, req.body)
+    in_root(c, unpack, path, req.upload)
     return 200, None
 
 
-def unpack(folder: str, data: bytes) -> None:
+def unpack(folder: str, upload) -> None:
     """Every member checked first (Python before 3.11.4, as Debian 12's, has no tarfile filter):
     no absolute name, no `..` out of folder, no hard link to outside it, no device node."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder in the container")
     base = os.path.normpath(folder)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=upload) as tar:
         members = tar.getmembers()
         for member in members:
             names_in_it = [member.name] + ([member.linkname] if member.islnk() else [])
