@@ -202,9 +202,13 @@ def has_folder(image: dict, path: str) -> bool:
     """Whether path is a folder in the image's files: the topmost of its layers that has
     something at path says (a whiteout there, a character device, says it was deleted)."""
     for layer in reversed(store.layer_folders(image["Layers"])):
-        here = os.path.join(layer, path.lstrip("/"))
+        here = layer
+        for part in path.strip("/").split("/"):
+            here = os.path.join(here, part)
+            if os.path.islink(here):          # (a link in the image leads elsewhere on the host: no)
+                return False
         if os.path.lexists(here):
-            return os.path.isdir(here) and not os.path.islink(here)
+            return os.path.isdir(here)
     return False
 
 

@@ -15,13 +15,17 @@ The order matters:
   working directory to the container's /. A child that showed up in the container's PID
   namespace while still in the host's mounts could be caught there by the container's root:
   /proc/N/root would be the host's /. So a helper process joins everything first, makes
-  itself undumpable (its /proc/N files are root's only), and only then forks the command,
-  which comes to lab as an orphan (lab is a "subreaper"). runc's nsexec does the same.
+  itself undumpable (its /proc/N files are root's only), takes on the container's
+  confinement (chapter 08: a container allowed CAP_SYS_PTRACE could catch the command before
+  its exec otherwise), and only then forks the command, which comes to lab as an orphan (lab
+  is a "subreaper"). runc's nsexec does the same but for the confinement, which its init
+  applies after the fork.
 See man 2 setns, man 1 nsenter, man 7 pid_namespaces, man 2 prctl (PR_SET_CHILD_SUBREAPER).
 """
+import errno
 import os
 
-from lab import cgroups, process, syscalls
+from lab import LabError, cgroups, process, syscalls
 
 # The namespaces the helper joins, in this order (mnt last); "pid" then, for the fork.
 NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
@@ -49,6 +53,13 @@ def enter_container(namespaces: dict[str, int], cgroup_paths: dict[str, str]) ->
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)    # until exec, nobody in there may ptrace it
 
 
+# What keeps a confined helper from forking the command, as exec's user would put it.
+CONFINED = {errno.EPERM: "the container's seccomp profile forbids fork (clone): lab exec needs it to start "
+                         "the command in the container",
+            errno.EMFILE: "the container's --ulimit nofile is too low for lab exec, whose helper needs a few "
+                          "more open files than the command"}
+
+
 def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv: list[str],
                  env: dict[str, str], cwd: str, setup, confine=None) -> int:
     """Start argv inside the container through a helper process; return its pid (our child).
@@ -65,7 +76,12 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
             enter_container(namespaces, cgroup_paths)
             if confine is not None:
                 confine()
-            report = str(process.spawn(argv, env, cwd, setup))
+            try:
+                report = str(process.spawn(argv, env, cwd, setup))
+            except OSError as e:          # confined as the container is, the helper could not fork
+                if confine is None or e.errno not in CONFINED:
+                    raise
+                raise LabError(CONFINED[e.errno]) from None
         except process.StartError as e:
             report = f"{e.status}:{e}"
         except BaseException as e:

@@ -89,18 +89,16 @@ def supervisor_report(container: store.Container, from_zygote: bool) -> str | No
         report = pipe.read().decode(errors="replace")
     # Killed with this request in its queue, the zygote took the pipe's other end with it, unread:
     # no supervisor has it, so another may be forked.
-    return None if from_zygote and not report and not zygote_alive() else report
+    return None if from_zygote and not report and zygote_gone() else report
 
 
-def zygote_alive() -> bool:
-    """Whether the zygote still has its end of the pair. It sends nothing once it started: its end
-    closed reads as b"", or as ECONNRESET if it closed with requests unread."""
-    try:
-        return ZYGOTE.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        return True
-    except ConnectionResetError:
-        return False
+def zygote_gone() -> bool:
+    """Whether the zygote has closed its end of the pair (it ends when it dies: the pipe's end it
+    received may close a moment before it, hence the wait; its answer is quick)."""
+    import select
+    poller = select.poll()
+    poller.register(ZYGOTE, select.POLLRDHUP)
+    return bool(poller.poll(100))
 
 
 def fork_supervisor(path: Path, report_fd: int) -> None:

@@ -129,9 +129,13 @@ def copy_entry(source: str, into: int, name: str) -> None:
             made = os.open(name, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=into)
         elif stat.S_ISREG(st.st_mode):
             made = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=into)
-            with open(source, "rb") as data:
-                while os.sendfile(made, data.fileno(), None, 1 << 20):
-                    pass
+            try:
+                with open(source, "rb") as data:
+                    while os.sendfile(made, data.fileno(), None, 1 << 20):
+                        pass
+            except BaseException:
+                os.close(made)
+                raise
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(source), name, dir_fd=into)
             os.chown(name, st.st_uid, st.st_gid, dir_fd=into, follow_symlinks=False)

@@ -1,4 +1,5 @@
 """The container lifecycle end to end: -d, logs, ps, stop, kill, rm, -it; many at once."""
+import json
 import os
 import signal
 import subprocess
@@ -137,6 +138,19 @@ def test_an_exec_is_confined_before_the_container_can_see_it(lab, detached, tmp_
     assert run.returncode == 0, run.stderr
     capabilities, seccomp = run.stdout.split()
     assert int(capabilities, 16) == 0xa80425fb | 1 << 19 and seccomp == "2", run.stdout   # docker's 14, SYS_PTRACE, a filter
+
+
+def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, detached, tmp_path):
+    """exec's helper takes on the container's seccomp filter and limits before it forks the
+    command: a profile that forbids fork, or a tiny nofile, stops it there, and exec says which."""
+    profile = tmp_path / "no-fork.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["clone", "clone3", "fork", "vfork"], "action": "SCMP_ACT_ERRNO"}]}))
+    detached("no-fork", "--security-opt", f"seccomp={profile}", "busybox", "sleep", "600")
+    detached("few-files", "--ulimit", "nofile=8", "busybox", "sleep", "600")
+    for name, said in (("no-fork", "seccomp profile forbids fork"), ("few-files", "--ulimit nofile is too low")):
+        refused = lab("exec", name, "true")
+        assert refused.returncode == 125 and refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
 
 
 def test_a_container_has_a_session_keyring_of_its_own(lab):

@@ -505,17 +505,19 @@ def read_events(since: float | None = None, until: float | None = None):
     """The journal's events from the time since (None: from this call on), then each as it is
     appended, until the time until (None: for as long as the caller reads): a generator."""
     path = events_path()
+    if since is None and until is not None:         # (docker's: until alone replays what came before)
+        since = 0
+    older = whole_lines(open_quietly(path.with_name(path.name + ".1"))) if since is not None else []
     journal = open_quietly(path)
     if journal is not None and since is None:
         journal.seek(0, os.SEEK_END)
-    return follow_events(path, journal, since, until)
+    return follow_events(path, journal, older, since, until)
 
 
-def follow_events(path: Path, journal, since: float | None, until: float | None):
-    if since is not None:                           # the older file first
-        for event in whole_lines(open_quietly(path.with_name(path.name + ".1"))):
-            if since <= event["timeNano"] / 1e9 and not (until and event["timeNano"] / 1e9 > until):
-                yield event
+def follow_events(path: Path, journal, older: list[dict], since: float | None, until: float | None):
+    for event in older:                             # the rotated file's first
+        if since <= event["timeNano"] / 1e9 and not (until and event["timeNano"] / 1e9 > until):
+            yield event
     pending = b""
     while True:
         chunk = journal.read() if journal is not None else b""
@@ -539,7 +541,8 @@ def follow_events(path: Path, journal, since: float | None, until: float | None)
             if journal is not None:
                 journal.close()
             journal, pending = open_quietly(path), b""
-            continue
+            if journal is not None:
+                continue
         time.sleep(0.05)
 
 
