@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab import Conflict, LabError, folders, overlay, store, tarsplit
 from lab.images import DEFAULT_PATH, find, list_images, load, tags, unused_layers
-from lab.layers import locked, save_image, store_layer
+from lab.layers import locked, save_image, store_layer, with_history
 from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
 
@@ -205,7 +205,7 @@ def apply_changes(config: dict, changes) -> dict:
     return config
 
 
-def import_image(source: str, ref: str | None, changes=()) -> str:
+def import_image(source: str, ref: str | None, changes=(), message: str = "") -> str:
     """`lab image import`: a rootfs tarball, a `docker save` archive, or an OCI image layout
     (a folder or its tar). Every digest is checked; on any error nothing stays behind."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
@@ -250,7 +250,9 @@ def import_image(source: str, ref: str | None, changes=()) -> str:
                 if kind == "rootfs":
                     digest = add_layer(lambda: open(path, "rb"), None, added)
                     config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
-                    return save_image({"Layers": [digest], "Config": apply_changes(config, changes)}, name, tag)
+                    image = with_history({"Layers": [digest], "Config": apply_changes(config, changes)}, None, "",
+                                         message or f"Imported from {'-' if source.startswith(str(layers_dir())) else source}")
+                    return save_image(image, name, tag)
                 read = read_oci if kind == "oci" else read_docker_save
                 layers, raw, config = read(open_member, added)      # (the same id as where it came from,
                 return save_image({"Layers": layers, "Config": apply_changes(run_config(config), changes)}, name, tag,
@@ -339,7 +341,8 @@ def read_docker_save(open_member, added: list[str]) -> tuple[list[str], bytes, d
     return layers, raw, config
 
 
-def commit(container, ref: str | None, changes=(), build_step: bool = False, author: str = "", comment: str = "") -> str:
+def commit(container, ref: str | None, changes=(), build_step: bool = False, author: str = "", comment: str = "",
+           created_by: str | None = None) -> str:
     """`lab commit`: the container's upper folder becomes a new layer on top of its image
     (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
     of lab build, whose image keeps its base's config and is marked intermediate. The image's
@@ -364,4 +367,5 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
             tar_file.unlink(missing_ok=True)
         image = {"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"],
                  **({"Author": author} if author else {}), **({"Comment": comment} if comment else {})}
+        image = with_history(image, base, " ".join(argv) if created_by is None else created_by, comment)
         return save_image({**image, "Intermediate": True} if build_step else image, name, tag)

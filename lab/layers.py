@@ -182,12 +182,37 @@ def save_image(image: dict, name: str | None, tag: str, config: bytes | None = N
 
 def oci_config(image: dict) -> bytes:
     """An image made here as an OCI image config: how it runs, its platform, the diff_ids of its
-    layers, and when it was made (to the microsecond: two commits are two images)."""
-    created = image.get("Created") or time.time()
+    layers, when it was made (to the microsecond: two commits are two images), and its history
+    when it has one (what made each layer: docker history shows it)."""
     return json.dumps({
         "architecture": image.get("Architecture") or host_arch().split("/")[0], "os": image.get("Os") or "linux",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1e6):06d}Z",
-        "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": image["Layers"]}}, sort_keys=True).encode()
+        "created": iso_time(image.get("Created") or time.time()),
+        "config": image["Config"], "rootfs": {"type": "layers", "diff_ids": image["Layers"]},
+        **({"history": image["History"]} if image.get("History") else {})}, sort_keys=True).encode()
+
+
+def iso_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+def history_of(image: dict) -> list[dict]:
+    """The image's history, as OCI's config has it ({"created", "created_by", "comment",
+    "empty_layer"}, oldest first): its own, else its config's (pulled, loaded), else one
+    unknown step a layer (an image lab made before it kept one)."""
+    history = image.get("History")
+    if history is None and image.get("ConfigJSON"):
+        history = json.loads(image["ConfigJSON"]).get("history")
+    if not history or sum(not h.get("empty_layer") for h in history) != len(image["Layers"]):
+        history = [{"created": iso_time(image.get("Created") or 0), "created_by": ""} for _ in image["Layers"]]
+    return history
+
+
+def with_history(image: dict, base: dict | None, created_by: str, comment: str = "", empty_layer: bool = False) -> dict:
+    """image, its history base's and one more step: what made its top layer (or, empty_layer, its
+    config alone)."""
+    step = {"created": iso_time(time.time()), "created_by": created_by, **({"comment": comment} if comment else {}),
+            **({"empty_layer": True} if empty_layer else {})}
+    return {**image, "History": (history_of(base) if base else []) + [step]}
 
 
 def sent_config(image: dict, diff_ids: list[str]) -> bytes:

@@ -223,6 +223,30 @@ def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it
     assert "no image was made: the Dockerfile has nothing after FROM scratch" in json.dumps(answer), answer
 
 
+def test_docker_history_shows_what_made_each_layer_and_the_messages_given(daemon, lab, tmp_path):
+    """Each step, commit and import adds to the image's history (its config's, as OCI's), and
+    docker history shows it, the newest first: what made each layer, its size, the comment."""
+    folder = tmp_path / "history"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    (folder / "Dockerfile").write_text("FROM busybox\nRUN echo made > /made\nCOPY a.txt /\nCMD [\"cat\", \"/made\"]\n")
+    assert build(lab, "-t", "storied:1", str(folder)).returncode == 0
+    assert daemon.docker("run", "--name", "changer", "storied:1", "touch", "/changed").returncode == 0
+    assert daemon.docker("commit", "-m", "one more file", "changer", "storied:2").returncode == 0
+    assert daemon.docker("export", "-o", str(tmp_path / "flat.tar"), "changer").returncode == 0
+    assert daemon.docker("import", "-m", "flattened", str(tmp_path / "flat.tar"), "flat:1").returncode == 0
+
+    def history(ref):
+        shown = daemon.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", ref)
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout.splitlines()
+    assert history("storied:2")[:4] == ["touch /changed|one more file", '/bin/sh -c #(nop)  CMD ["cat", "/made"]|',
+                                        "/bin/sh -c #(nop) COPY a.txt /|", "/bin/sh -c echo made > /made|"]
+    assert len(history("storied:2")) == 5                      # and busybox's layer, made before
+    assert history("flat:1") == ["|flattened"]
+    assert daemon.docker("rm", "changer").returncode == 0
+
+
 def test_one_build_runs_many_run_steps(lab, tmp_path):
     # Each RUN step is a container that lab build starts, one after another: each start must
     # leave lab build's next child to its own PID namespace, not the last step's (ended) one.

@@ -32,7 +32,7 @@ from lab import LabError, container, folders, health, image_commands, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
-from lab.layers import locked, save_image
+from lab.layers import locked, save_image, with_history
 from lab.names import parse_reference
 from lab.store import read_json, write_json
 
@@ -427,8 +427,9 @@ def commit_config(image: dict, config: dict, instruction: str, text: str, usable
         say(" ---> Using cache")
         return load(found)
     with locked():
-        image_id = save_image({"Layers": image["Layers"], "Config": config, "Parent": image["Id"],
-                               "Intermediate": True}, None, "latest")
+        made = with_history({"Layers": image["Layers"], "Config": config, "Parent": image["Id"], "Intermediate": True},
+                            image, f"/bin/sh -c #(nop)  {instruction} {text}", empty_layer=True)
+        image_id = save_image(made, None, "latest")
     remember(key, image_id)
     return load(image_id)
 
@@ -470,8 +471,9 @@ def layer_step(instruction: str, text: str, image: dict, config: dict, args: dic
         added: list[str] = []
         with locked():
             digest = image_commands.add_layer(lambda: io.BytesIO(tar), None, added)
-            image_id = save_image({"Layers": image["Layers"] + [digest], "Config": config, "Parent": image["Id"],
-                                   "Intermediate": True}, None, "latest")
+            made = with_history({"Layers": image["Layers"] + [digest], "Config": config, "Parent": image["Id"],
+                                 "Intermediate": True}, image, f"/bin/sh -c #(nop) {instruction} {text}")
+            image_id = save_image(made, None, "latest")
     remember(key, image_id)
     say(f" ---> {short(image_id)}")
     return load(image_id)

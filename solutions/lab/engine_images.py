@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tarfile
+import time
 from pathlib import Path
 
 from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
@@ -254,12 +255,16 @@ def post_tag(req):
 
 def get_history(req):
     """GET /images/{name}/history (docker history): its layers, the top one first."""
+    import calendar
     image = images.find(req.params[0])
-    rows = []
-    for n, digest in enumerate(reversed(image["Layers"])):
-        rows.append({"Id": image["Id"] if n == 0 else "<missing>", "Created": int(image["Created"]),
-                     "CreatedBy": "", "Tags": image["RepoTags"] if n == 0 else None,
-                     "Size": layers.layer_size(digest), "Comment": f"layer {digest}"})
+    rows, below = [], list(image["Layers"])
+    for step in reversed(layers.history_of(image)):
+        created = calendar.timegm(time.strptime(step.get("created", "1970-01-01T00:00:00")[:19], "%Y-%m-%dT%H:%M:%S"))
+        rows.append({"Id": "<missing>", "Created": created, "CreatedBy": step.get("created_by", ""), "Tags": None,
+                     "Size": 0 if step.get("empty_layer") else layers.layer_size(below.pop()),
+                     "Comment": step.get("comment", "")})
+    if rows:
+        rows[0].update(Id=image["Id"], Tags=image["RepoTags"])
     return 200, rows
 
 
@@ -274,7 +279,7 @@ def post_images_create(req):
         name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
         ref = f"{name}:{req.query.get('tag') or tag}"
     changes = req.values("changes")
-    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes))
+    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes, req.query.get("message", "")))
     return 200, {"status": image_id}
 
 
