@@ -100,10 +100,12 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
            uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=(), cpuset_cpus=None,
-           link_local_ips=(), auto_remove=False, more=None) -> store.Container:
+           link_local_ips=(), auto_remove=False, publish_all=False, more=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
     more: fields of the engine's own (Labels, RestartPolicy...), in the record from its first
-    write: `docker events`, which compares the records, never sees the container without them.
+    write: `docker events`' create has them (docker compose follows its project by a label).
+    publish_all (-P): every port the image exposes, or more's ExposedPorts (--expose), each on a
+    free port of the host.
 
     entrypoint: None for the image's; a list replaces it, and the image's Cmd with it (docker's
     rule: a new entrypoint would not know what to do with the old arguments); [""] clears it."""
@@ -163,6 +165,9 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
         if mount["Type"] == "bind":
             volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
+    if publish_all and container_network.bridged(network_mode):
+        for port in {**(image["Config"].get("ExposedPorts") or {}), **((more or {}).get("ExposedPorts") or {})}:
+            ports.setdefault(port if "/" in port else f"{port}/tcp", [{"HostIp": "", "HostPort": ""}])
     healthcheck = health.merged(healthcheck, image["Config"].get("Healthcheck"))   # (--no-healthcheck: NONE)
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
@@ -177,7 +182,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "Security": confinement, "LogConfig": log_config, "GroupAdd": group_add, "Ulimits": ulimits,
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
-              "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove, **(more or {})}
+              "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove,
+              **({"PublishAllPorts": True} if publish_all else {}), **(more or {})}
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
     etc = {"hostname": f"{hostname}\n",
            "hosts": f"{network.LOCALHOST}{container_network.extra_hosts_lines(config)}127.0.1.1\t{hostname}\n"}

@@ -191,6 +191,16 @@ def test_docker_networks_and_published_ports(daemon):
     assert int(box.ports["80/tcp"][0]["HostPort"]) > 0
     box.remove(force=True)
     net.remove()
+    every = daemon.docker("run", "-d", "--name", "every", "-P", "--expose", "7000", "--expose", "7001/udp",
+                          "busybox", "httpd", "-f", "-p", "7000", "-h", "/etc")                # -P: all it exposes
+    assert every.returncode == 0, every.stderr
+    shown = dict(line.split(" -> ") for line in daemon.docker("port", "every").stdout.splitlines())
+    assert sorted(shown) == ["7000/tcp", "7001/udp"] and all(int(a.rsplit(":", 1)[1]) > 0 for a in shown.values())
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.PublishAllPorts}}", "every").stdout == "true\n"
+    with socket.create_connection(("127.0.0.1", int(shown["7000/tcp"].rsplit(":", 1)[1])), timeout=10) as s:
+        s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+        assert b"200 OK" in b"".join(iter(lambda: s.recv(4096), b""))
+    daemon.docker("rm", "-f", "every")
     spaced = client.networks.create("test 01")                        # (docker takes spaces in its names)
     assert client.networks.get("test 01").id == spaced.id
     spaced.remove()

@@ -50,7 +50,8 @@ HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "
               "Ulimits", "ShmSize", "CpuShares", "MemorySwap", "MemoryReservation", "OomKillDisable", "Mounts",
               "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
               "ExtraHosts", "DeviceCgroupRules", "VolumeDriver", "CpusetCpus",
-              "ContainerIDFile"}      # (--cidfile: the client writes the id there itself; dockerd ignores it too)
+              "ContainerIDFile",      # (--cidfile: the client writes the id there itself; dockerd ignores it too)
+              "PublishAllPorts"}
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
@@ -217,7 +218,8 @@ def more_options(body: dict, host: dict) -> dict:
                 oom_kill_disable=bool(host.get("OomKillDisable")), init=bool(host.get("Init")),
                 memory_swappiness=host.get("MemorySwappiness"),
                 network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
-                publish=publish_specs(host.get("PortBindings") or {}), **endpoint_options(body, host),
+                publish=publish_specs(host.get("PortBindings") or {}), publish_all=bool(host.get("PublishAllPorts")),
+                **endpoint_options(body, host),
                 pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None,
                 extra_hosts=host.get("ExtraHosts") or [], device_cgroup_rules=host.get("DeviceCgroupRules") or [])
 
@@ -270,7 +272,7 @@ def container_json(c: store.Container) -> dict:
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
                            "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"
                                                        for link in config.get("Links") or []] or None,
-                           "PublishAllPorts": False, "Dns": [], "DnsOptions": [], "DnsSearch": [],
+                           "PublishAllPorts": bool(config.get("PublishAllPorts")), "Dns": [], "DnsOptions": [], "DnsSearch": [],
                            "ExtraHosts": config.get("ExtraHosts"),
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),

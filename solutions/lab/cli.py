@@ -97,6 +97,8 @@ def add_run(commands) -> None:
                      help="bridge (default), none, host, container:NAME, or a network of `lab network create`")
     run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST_PORT:PORT",
                      help="publish a port on the host, e.g. 8080:80 (or just 80: a free host port)")
+    run.add_argument("-P", "--publish-all", action="store_true",
+                     help="publish every port the image exposes, each on a free host port")
     run.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]",
                      help="know container NAME as ALIAS (/etc/hosts, ALIAS_ENV_* variables): docker's legacy links")
     run.add_argument("--pid", choices=["host"], help="host: the host's PID namespace (it sees every process)")
@@ -379,7 +381,7 @@ def cmd_run(args) -> int:
                    group_add=args.group_add, ulimits=args.ulimit, shm_size=args.shm_size, cpu_shares=args.cpu_shares,
                    memory_swap=args.memory_swap, memory_reservation=args.memory_reservation,
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
-                   publish=args.publish, mac_address=args.mac_address, network_aliases=args.network_alias,
+                   publish=args.publish, publish_all=args.publish_all, mac_address=args.mac_address, network_aliases=args.network_alias,
                    pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip,
                    extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule,
                    cpuset_cpus=args.cpuset_cpus, link_local_ips=args.link_local_ip)
