@@ -51,7 +51,7 @@ HOST_TAKEN = {"Memory", "NanoCpus", "PidsLimit", "Binds", "CapAdd", "CapDrop", "
               "VolumesFrom", "Init", "MemorySwappiness", "NetworkMode", "PortBindings", "PidMode", "UTSMode", "Links",
               "ExtraHosts", "DeviceCgroupRules", "VolumeDriver", "CpusetCpus",
               "ContainerIDFile",      # (--cidfile: the client writes the id there itself; dockerd ignores it too)
-              "PublishAllPorts"}
+              "PublishAllPorts", "Dns", "DnsSearch", "DnsOptions"}
 
 
 AS_LAB_DOES = {"CgroupnsMode": ("private",), "IpcMode": ("private",), "Isolation": ("default",)}
@@ -219,6 +219,7 @@ def more_options(body: dict, host: dict) -> dict:
                 memory_swappiness=host.get("MemorySwappiness"),
                 network_mode="none" if body.get("NetworkDisabled") else host.get("NetworkMode") or None,
                 publish=publish_specs(host.get("PortBindings") or {}), publish_all=bool(host.get("PublishAllPorts")),
+                dns=host.get("Dns") or [], dns_search=host.get("DnsSearch") or [], dns_options=host.get("DnsOptions") or [],
                 **endpoint_options(body, host),
                 pid_mode=host.get("PidMode") or None, uts_mode=host.get("UTSMode") or None,
                 extra_hosts=host.get("ExtraHosts") or [], device_cgroup_rules=host.get("DeviceCgroupRules") or [])
@@ -272,7 +273,8 @@ def container_json(c: store.Container) -> dict:
                            "PidMode": config.get("PidMode") or "", "UTSMode": config.get("UTSMode") or "",
                            "UsernsMode": "", "Links": [f"/{link['Name']}:/{c.name}/{link['Alias']}"
                                                        for link in config.get("Links") or []] or None,
-                           "PublishAllPorts": bool(config.get("PublishAllPorts")), "Dns": [], "DnsOptions": [], "DnsSearch": [],
+                           "PublishAllPorts": bool(config.get("PublishAllPorts")), "Dns": config.get("Dns") or [],
+                           "DnsOptions": config.get("DnsOptions") or [], "DnsSearch": config.get("DnsSearch") or [],
                            "ExtraHosts": config.get("ExtraHosts"),
                            "Runtime": "lab",
                            "Tmpfs": config.get("Tmpfs") or None, "ReadonlyRootfs": config.get("ReadOnly", False),

@@ -110,6 +110,9 @@ def add_run(commands) -> None:
                      help="one more address of eth0, link-local (169.254.x.y)")
     run.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
                      help="a line of the container's /etc/hosts: HOST is IP")
+    run.add_argument("--dns", action="append", default=[], metavar="IP", help="a name server for its resolv.conf")
+    run.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain for it")
+    run.add_argument("--dns-option", action="append", default=[], metavar="OPTION", help="an option for it (ndots:2)")
     run.add_argument("--ip", metavar="ADDRESS", help="its address on its network (one of yours), instead of the next free one")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
@@ -383,7 +386,8 @@ def cmd_run(args) -> int:
                    oom_kill_disable=args.oom_kill_disable, init=args.init, network_mode=args.network,
                    publish=args.publish, publish_all=args.publish_all, mac_address=args.mac_address, network_aliases=args.network_alias,
                    pid_mode=args.pid, uts_mode=args.uts, links=args.link, ip=args.ip,
-                   extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule,
+                   extra_hosts=args.add_host, device_cgroup_rules=args.device_cgroup_rule, dns=args.dns,
+                   dns_search=args.dns_search, dns_options=args.dns_option,
                    cpuset_cpus=args.cpuset_cpus, link_local_ips=args.link_local_ip)
     if args.health_cmd or args.no_healthcheck or args.health_interval or args.health_timeout or \
             args.health_start_period or args.health_retries:

@@ -100,7 +100,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
            oom_kill_disable=False, memory_swappiness=None, init=False, healthcheck=None, network_mode=None,
            publish=(), mac_address=None, network_aliases=(), driver_opts=None, pid_mode=None,
            uts_mode=None, links=(), ip=None, extra_hosts=(), device_cgroup_rules=(), cpuset_cpus=None,
-           link_local_ips=(), auto_remove=False, publish_all=False, more=None) -> store.Container:
+           link_local_ips=(), auto_remove=False, publish_all=False, dns=(), dns_search=(), dns_options=(),
+           more=None) -> store.Container:
     """Check everything, then write the container's record. Bad input creates nothing.
     more: fields of the engine's own (Labels, RestartPolicy...), in the record from its first
     write: `docker events`' create has them (docker compose follows its project by a label).
@@ -122,6 +123,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     endpoint = container_network.parse_endpoint(mac_address, network_aliases, driver_opts, ip, link_local_ips)
     links = container_network.parse_links(links)
     extra_hosts = container_network.parse_extra_hosts(extra_hosts)
+    resolver = container_network.parse_dns(dns, dns_search, dns_options)
     if extra_hosts and network_mode.startswith("container:"):
         raise LabError("--add-host is for a container with its own network, not --network container:... (it has the other's)")
     for flag, mode in (("--pid", pid_mode), ("--uts", uts_mode)):
@@ -131,7 +133,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         raise LabError("conflicting options: --hostname and --uts host (the host's hostname): give one of them")
     for flags, given in (("-p publishes a port of", ports),
                          ("--mac-address, --network-alias, --ip and --link-local-ip are for", endpoint),
-                         ("--link is for", links)):
+                         ("--link is for", links), ("--dns, --dns-search and --dns-option are for", resolver)):
         if given and not container_network.bridged(network_mode):
             raise LabError(f"{flags} a container on a bridge network, not with --network {network_mode}")
     if ip is not None and network_mode == network.DEFAULT:
@@ -183,7 +185,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
               "ShmSize": shm_size, "Init": init, "Healthcheck": healthcheck, "NetworkMode": network_mode,
               "PortBindings": ports, "Endpoint": endpoint, "PidMode": pid_mode or None, "UTSMode": uts_mode or None,
               "Links": links, "ExtraHosts": extra_hosts or None, "AutoRemove": auto_remove,
-              **({"PublishAllPorts": True} if publish_all else {}), **(more or {})}
+              **({"PublishAllPorts": True} if publish_all else {}), **resolver, **(more or {})}
     # The files a container gets as /etc/hostname and /etc/hosts (bind-mounted, as docker does).
     etc = {"hostname": f"{hostname}\n",
            "hosts": f"{network.LOCALHOST}{container_network.extra_hosts_lines(config)}127.0.1.1\t{hostname}\n"}

@@ -115,6 +115,20 @@ def parse_extra_hosts(specs) -> list[str]:
     return found
 
 
+def parse_dns(servers=(), search=(), options=()) -> dict:
+    """--dns IP, --dns-search DOMAIN, --dns-option OPTION: what the container's resolv.conf says
+    instead of the host's (docker's Dns, DnsSearch, DnsOptions), only those given."""
+    for server in servers:
+        if not is_address(server):
+            raise LabError(f"invalid --dns {server!r}: give a name server's IP address, e.g. --dns 9.9.9.9")
+    for flag, words in (("--dns-search", search), ("--dns-option", options)):
+        for word in words:
+            if not word or any(c.isspace() for c in word):
+                raise LabError(f"invalid {flag} {word!r}: one word, e.g. {flag} "
+                               f"{'example.com' if flag == '--dns-search' else 'ndots:2'}")
+    return {key: list(value) for key, value in (("Dns", servers), ("DnsSearch", search), ("DnsOptions", options)) if value}
+
+
 def is_address(text: str) -> bool:
     """An IPv4 or IPv6 address."""
     try:
@@ -227,7 +241,7 @@ def connect_host_side(container: store.Container, record: dict, host: netlink.Ne
         if container.config.get("PortBindings"):
             publish(container, settings)
         write_hosts(record, container)
-    container.resolv_conf_file.write_text(container_resolv_conf())
+    container.resolv_conf_file.write_text(container_resolv_conf(container.config))
     host.delete_link(veth)                         # its last run's, if the kernel has not yet
     return address, mac
 
@@ -531,11 +545,15 @@ def host_resolv_conf() -> str:
     return ""
 
 
-def container_resolv_conf() -> str:
+def container_resolv_conf(config: dict) -> str:
     """The host's, without nameservers on 127.x (the host's loopback is not the container's);
-    none left, docker's fallback: Google's public servers."""
+    none left, docker's fallback: Google's public servers. --dns, --dns-search and --dns-option
+    replace the host's nameserver, search and options lines."""
+    given = {"nameserver": config.get("Dns"), "search": config.get("DnsSearch"), "options": config.get("DnsOptions")}
     lines = [line for line in host_resolv_conf().splitlines()
-             if not re.match(r"\s*nameserver\s+(127\.|::1)", line)]
-    if not any(line.split()[:1] == ["nameserver"] for line in lines):
+             if not re.match(r"\s*nameserver\s+(127\.|::1)", line) and not given.get((line.split() or [""])[0])]
+    if not any(line.split()[:1] == ["nameserver"] for line in lines) and not given["nameserver"]:
         lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    lines += [f"nameserver {server}" for server in given["nameserver"] or []]
+    lines += [f"{key} {' '.join(words)}" for key, words in given.items() if key != "nameserver" and words]
     return "\n".join(lines) + "\n"

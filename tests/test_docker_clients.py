@@ -207,6 +207,21 @@ def test_docker_networks_and_published_ports(daemon):
     assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
 
 
+def test_dns_options_make_the_containers_resolv_conf(daemon, lab):
+    """--dns, --dns-search and --dns-option replace the host's nameserver, search and options
+    lines, as docker's; for a container without a network of its own they are refused."""
+    shown = daemon.docker("run", "--rm", "--dns", "9.9.9.9", "--dns", "149.112.112.112", "--dns-search", "example.com",
+                          "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [line for line in lines if line.split()[0] in ("nameserver", "search", "options")] == [
+        "nameserver 9.9.9.9", "nameserver 149.112.112.112", "search example.com", "options ndots:2"], lines
+    refused = lab("run", "--rm", "--network", "host", "--dns", "9.9.9.9", "busybox", "true")
+    assert refused.returncode == 125 and "--dns, --dns-search and --dns-option are for a container" in refused.stderr
+    bad = lab("run", "--rm", "--dns", "nine", "busybox", "true")
+    assert bad.returncode == 125 and "invalid --dns 'nine'" in bad.stderr
+
+
 def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name(daemon):
     """What docker-compose 1.x sends for `up` (here with the SDK it uses): an attachable project
     network; each service's container created on it, disconnected and connected again with the
