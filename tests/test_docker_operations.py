@@ -778,6 +778,33 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
     assert ended.returncode == 0, ended.stderr
 
 
+def test_ps_filters_by_order_network_volume_port_and_health_and_prune_until(daemon):
+    def shown(*filters):
+        listed = daemon.docker("ps", "-a", "--format", "{{.Names}}", *[f"--filter={f}" for f in filters])
+        assert listed.returncode == 0, listed.stderr
+        return sorted(listed.stdout.split())
+    assert daemon.docker("network", "create", "filtered").returncode == 0
+    assert daemon.docker("create", "--name", "first", "-v", "kept:/data", "busybox", "true").returncode == 0
+    assert daemon.docker("create", "--name", "second", "--network", "filtered", "-p", "8093:80", "busybox", "true").returncode == 0
+    assert daemon.docker("create", "--name", "third", "--expose", "7000", "--health-cmd", "true", "busybox", "true").returncode == 0
+    try:
+        assert shown("before=second") == ["first"] and shown("since=second") == ["third"]
+        assert shown("network=filtered") == ["second"] and shown("volume=kept") == shown("volume=/data") == ["first"]
+        assert shown("publish=80") == ["second"] and shown("expose=7000/tcp") == ["third"]
+        assert shown("health=none") == ["first", "second", "third"]       # (none before it starts, as docker's)
+        assert shown("health=starting") == []
+        refused = daemon.docker("ps", "--filter", "health=ill")
+        assert refused.returncode == 1 and "invalid filter 'health=ill'" in refused.stderr
+        kept = daemon.docker("container", "prune", "-f", "--filter", "until=1h")
+        assert kept.returncode == 0 and shown("name=first") == ["first"]              # all made less than 1h ago
+        assert daemon.docker("container", "prune", "-f", "--filter", "until=0s").returncode == 0
+        assert shown("name=first") == [] and shown() == []
+    finally:
+        daemon.docker("rm", "-f", "first", "second", "third")
+        daemon.docker("network", "rm", "filtered")
+        daemon.docker("volume", "rm", "kept")
+
+
 def test_uploads_bigger_than_a_json_body_are_taken_whole(daemon, tmp_path):
     """docker cp into a container, import, load and build send a tar of any size (the daemon
     takes JSON bodies of at most 16 MiB): each goes to a file as it comes."""

@@ -36,13 +36,19 @@ COMMIT_CONFIG = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "Ex
 
 def list_containers(req):
     """GET /containers/json (docker ps): filters id, name (a regular expression, as docker's:
-    name=^web$), label, status, ancestor, exited."""
+    name=^web$), label, status, ancestor, exited, before and since (another container: made
+    before it, after it), network, volume (its name or where it is mounted), publish and expose
+    (a port: 80, 80/tcp), health (starting, healthy, unhealthy, none)."""
     wanted = filters(req)
-    check_filters(wanted, ("id", "name", "label", "status", "ancestor", "exited"))
+    check_filters(wanted, ("id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
+                           "volume", "publish", "expose", "health"))
     if bad := [value for value in wanted.get("status", []) if value not in STATUSES]:
         raise ApiError(400, f"invalid filter 'status={bad[0]}': a status is one of {', '.join(STATUSES)}")
     if bad := [value for value in wanted.get("exited", []) if not value.lstrip("-").isdigit()]:
         raise ApiError(400, f"invalid filter 'exited={bad[0]}': an exit status is a number")
+    if bad := [value for value in wanted.get("health", []) if value not in ("starting", "healthy", "unhealthy", "none")]:
+        raise ApiError(400, f"invalid filter 'health={bad[0]}': starting, healthy, unhealthy or none")
+    made = {ref: store.find_container(ref).config["Created"] for ref in wanted.get("before", []) + wanted.get("since", [])}
     shown = []
     limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
@@ -50,15 +56,27 @@ def list_containers(req):
         if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
             continue
         image = c.config["Image"]
+        networks = row["NetworkSettings"]["Networks"] or {}
+        published = set(c.config.get("PortBindings") or {})
         checks = {"id": lambda v: c.id.startswith(v),
                   "name": lambda v: name_matches(v, c.name),
                   "status": lambda v: v == row["State"],
                   "ancestor": lambda v: v in (image, image.split(":")[0], c.config["ImageId"]),
-                  "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v}
+                  "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v,
+                  "before": lambda v: c.config["Created"] < made[v], "since": lambda v: c.config["Created"] > made[v],
+                  "network": lambda v: v in networks or any(n.get("NetworkID", "").startswith(v) for n in networks.values()),
+                  "volume": lambda v: any(v in (m.get("Name"), m.get("Destination")) for m in row["Mounts"]),
+                  "publish": lambda v: port_key(v) in published,
+                  "expose": lambda v: port_key(v) in published | set(c.config.get("ExposedPorts") or {}),
+                  "health": lambda v: (c.state.get("Health") or {}).get("Status", "none") == v}
         if all(any(checks[key](v) for v in values) for key, values in wanted.items() if key in checks) \
                 and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
             shown.append(row | (container_sizes(c) if req.flag("size") else {}))   # (walks its upper folder)
     return 200, shown[:limit] if limit > 0 else shown
+
+
+def port_key(port: str) -> str:
+    return port if "/" in port else f"{port}/tcp"
 
 
 def name_matches(pattern: str, name: str) -> bool:
@@ -463,12 +481,16 @@ def post_commit(req):
 # --- tidying up
 
 def post_prune_containers(req):
-    """POST /containers/prune: remove every container that is not running."""
+    """POST /containers/prune: remove every container that is not running; filters label, and
+    until (made before then: a time, or a duration ago such as 24h)."""
     wanted = filters(req)
-    check_filters(wanted, ("label",))
+    check_filters(wanted, ("label", "until"))
+    before = min((until_time(value) for value in wanted.get("until", [])), default=None)
     deleted, space = [], 0
     for c in store.list_containers():
         if c.is_running() or not has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
+            continue
+        if before is not None and c.config["Created"] >= before:
             continue
         size = layers.folder_size(c.upper)
         try:
@@ -478,6 +500,27 @@ def post_prune_containers(req):
         deleted.append(c.id)
         space += size
     return 200, {"ContainersDeleted": deleted or None, "SpaceReclaimed": space}
+
+
+def until_time(value: str) -> float:
+    """A prune's until: seconds since 1970, a date (2026-12-01, 2026-12-01T10:00:00), or a
+    duration ago (10m, 24h, 1h30m), as docker takes it."""
+    import datetime
+    from lab import health
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    except ValueError:
+        pass
+    try:
+        return time.time() - health.duration(value, "until") / 1e9
+    except LabError:
+        raise ApiError(400, f"invalid filter 'until={value}': give a time (2026-12-01T10:00:00, seconds since "
+                       "1970) or a duration ago (24h, 10m)") from None
 
 
 ID = r"([^/]+)"
