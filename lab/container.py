@@ -159,7 +159,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", hostname):
         raise LabError(f"invalid hostname {hostname!r}: up to 64 letters, digits, '.' and '-'")
     image_env = dict(item.split("=", 1) for item in image["Config"].get("Env", []))
-    environ = environment({"PATH": images.DEFAULT_PATH, "HOME": "/root", **image_env}, list(env))   # (the image's own win)
+    home = images.default_home(image, user or image["Config"].get("User"))
+    environ = environment({"PATH": images.DEFAULT_PATH, "HOME": home, **image_env}, list(env))   # (the image's own win)
     mounts = [volumes.parse(spec) for spec in mounts]                 # -v: chapter 05
     tmpfs = dict(volumes.parse_tmpfs(spec) for spec in tmpfs)
     for i, mount in enumerate(mounts):

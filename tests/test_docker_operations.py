@@ -165,6 +165,14 @@ def test_commit_tag_history_and_run_the_new_image(daemon):
     assert homed.returncode == 0, homed.stderr                        # an image's own HOME is kept, and wins
     assert daemon.docker("run", "--rm", "homed:v1", "sh", "-c", "echo $HOME").stdout == "/home/baker\n"
     assert daemon.docker("rmi", "homed:v1").returncode == 0
+    homes = [daemon.docker("run", "--rm", *user, "busybox", "sh", "-c", "echo $HOME").stdout for user in
+             ([], ["-u", "nobody"], ["-u", "65534"], ["-u", "1000"], ["-u", "1000", "-e", "HOME=/tmp"])]
+    assert homes == ["/root\n", "/nonexistent\n", "/nonexistent\n", "/\n", "/tmp\n"]   # its user's, as docker's
+    daemon.docker("run", "--name", "nobodys", "-u", "nobody", "busybox", "true")
+    assert daemon.docker("commit", "nobodys", "nobodys:v1").returncode == 0            # (HOME not kept there either)
+    assert not [e for e in json.loads(daemon.docker("image", "inspect", "nobodys:v1").stdout)[0]["Config"]["Env"]
+                if e.startswith("HOME=")]
+    assert daemon.docker("rm", "nobodys").returncode == 0 and daemon.docker("rmi", "nobodys:v1").returncode == 0
     assert daemon.docker("tag", "baked:v1", "baked:latest").returncode == 0
     tags = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.splitlines()
     assert {line.split()[0] for line in tags} >= {"baked:v1", "baked:latest", "busybox:latest"}

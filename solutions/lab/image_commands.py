@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 from lab import Conflict, LabError, folders, overlay, store, tarsplit
-from lab.images import DEFAULT_PATH, find, list_images, load, tags, unused_layers
+from lab.images import DEFAULT_PATH, default_home, find, list_images, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer, with_history
 from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
@@ -346,13 +346,14 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
     """`lab commit`: the container's upper folder becomes a new layer on top of its image
     (ref None: an untagged image, as `docker commit CONTAINER` makes). build_step: a RUN step
     of lab build, whose image keeps its base's config and is marked intermediate. The image's
-    Env is the container's but for what lab adds to every container (HOSTNAME, and HOME=/root
-    when the image had no HOME): a user of the new image gets their own."""
+    Env is the container's but for what lab adds to every container (HOSTNAME, and HOME when
+    the image had none, its user's home): a user of the new image gets their own."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
     base = load(container.whole("commit").config["ImageId"])
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
     had_home = any(e.startswith("HOME=") for e in base["Config"].get("Env") or [])
-    env = [e for e in container.config["Env"] if not e.startswith("HOSTNAME=") and (had_home or e != "HOME=/root")]
+    added_home = "HOME=" + default_home(base, container.config.get("User"))
+    env = [e for e in container.config["Env"] if not e.startswith("HOSTNAME=") and (had_home or e != added_home)]
     config = {**base["Config"], "Env": env,
               "WorkingDir": container.config["WorkingDir"], "Entrypoint": entrypoint, "Cmd": argv[len(entrypoint):]}
     config = base["Config"] if build_step else apply_changes(config, changes)

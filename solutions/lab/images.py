@@ -14,15 +14,18 @@ This module reads the store: what `lab run` needs (resolve an image, its layers)
 busybox: lab run loads it only for busybox's first build) and image_commands.py's (`lab
 image import`, `lab commit`, `lab rmi`).
 """
+import os
 import re
+import stat
 
-from lab import NotFound
+from lab import NotFound, folders
 
 
 class NoSuchImage(NotFound):
     """The store has no image of that name: `lab run` pulls it then, as `docker run` does."""
 from lab.names import parse_reference
-from lab.store import image_files, image_path, images_dir, layers_dir, read_json, records, tagged, tags
+from lab.store import (image_files, image_path, images_dir, layer_folders, layers_dir, read_json, records, tagged,
+                       tags)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 3      # bump when build_busybox_layer changes: older builds are replaced
@@ -76,6 +79,42 @@ def find(ref: str) -> dict:
         if len(matches) == 1:
             return load(f"sha256:{matches[0]}")
     return resolve(ref)
+
+
+def default_home(image: dict, user: str | None) -> str:
+    """HOME, unless the image or -e sets it: the home folder of the container's user in the
+    image's /etc/passwd, "/" for a user it lacks, as docker's (/root for root)."""
+    name = (user or "root").partition(":")[0]
+    if name in ("root", "0"):
+        return "/root"
+    for entry in read_file(image, "etc/passwd").decode(errors="replace").splitlines():
+        fields = entry.split(":")
+        if len(fields) >= 6 and name in (fields[0], fields[2]):
+            return fields[5] or "/"
+    return "/"
+
+
+def read_file(image: dict, path: str) -> bytes:
+    """The file at path (etc/passwd) in the image's files, from the topmost layer that has
+    something there: b"" if none has, or if that is no file (a folder, a whiteout), or if the
+    way to it passes a symlink (which would lead to the host's files here)."""
+    for layer in reversed(layer_folders(image["Layers"])):
+        top = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            folder = folders.open_below(top, os.path.dirname(path))
+            try:
+                fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            finally:
+                os.close(folder)
+        except FileNotFoundError:
+            continue                                # not in this layer: the one below, maybe
+        except OSError:
+            return b""
+        finally:
+            os.close(top)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(1 << 20) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    return b""
 
 
 def unused_layers() -> set[str]:
