@@ -24,8 +24,8 @@ from pathlib import Path
 from lab import LabError, tarsplit
 from lab.folders import delete_folder, delete_quietly, walk
 from lab.names import host_arch
-from lab.store import (image_path, images_lock, layer_path, layers_dir, read_json, tagged, tags, tags_path,
-                       write_json)
+from lab.store import (image_path, images_dir, images_lock, layer_path, layers_dir, read_json, remove_stale_temporaries,
+                       tagged, tags, tags_path, write_json)
 from lab.store import locked as locked_file
 
 
@@ -129,12 +129,14 @@ def locked():
 
 
 def remove_unfinished_work() -> None:
-    """What a killed import or commit left (.incoming-PID-* folders, .commit-PID.tar): the next
-    one to hold the lock removes them, once their PID is gone."""
+    """What a killed import or commit left (.incoming-PID-* folders, .commit-PID.tar, an image's
+    record half-written: images/.ID.json.PID.tmp): the next one to hold the lock removes them,
+    once their PID is gone."""
     for path in layers_dir().glob(".*"):
         pid = path.name.split("-")[1].split(".")[0] if path.name.startswith((".incoming-", ".commit-")) else ""
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             delete_folder(path) if path.is_dir() else path.unlink()
+    remove_stale_temporaries(images_dir())
 
 
 def store_layer(folder: Path, digest: str) -> bool:

@@ -252,9 +252,11 @@ def test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothin
     lab("rm", "-f", "base")
     for ref in ("imported:x", "committed:x"):
         lab("rmi", ref)
+    (root() / "images" / ".0123.json.999999999.tmp").write_text("{")               # (as a killed write leaves)
     lab("image", "import", str(tmp_path / "rootfs.tar"), "cleanup:x")            # the next import cleans up
     lab("rmi", "cleanup:x")
     assert [p.name for p in (root() / "layers").glob(".*") if p.name != ".lock"] == []
+    assert list((root() / "images").glob("*.tmp")) == []
 
 
 def test_a_damaged_tags_file_loses_names_but_not_every_run(lab):
