@@ -170,7 +170,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
             volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
     if publish_all and container_network.bridged(network_mode):
         for port in {**(image["Config"].get("ExposedPorts") or {}), **((more or {}).get("ExposedPorts") or {})}:
-            ports.setdefault(port if "/" in port else f"{port}/tcp", [{"HostIp": "", "HostPort": ""}])
+            ports.setdefault(container_network.port_key(port), [{"HostIp": "", "HostPort": ""}])
     healthcheck = health.merged(healthcheck, image["Config"].get("Healthcheck"))   # (--no-healthcheck: NONE)
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")

@@ -4,7 +4,6 @@
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes

@@ -24,11 +24,12 @@ import json
 import os
 import re
 import shlex
+import stat
 import sys
 import tarfile
 from pathlib import Path
 
-from lab import LabError, container, folders, health, image_commands, store
+from lab import LabError, container, folders, health, image_commands, images, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
@@ -157,7 +158,7 @@ class Context:
 
 
 def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, unpack: bool,
-               is_folder=lambda path: False) -> tuple[bytes, str]:
+               is_folder) -> tuple[bytes, str]:
     """The layer of a COPY/ADD step, as a tar (in memory: build contexts are small), and a
     digest of what it copies (for the cache key). A file goes into dest when dest says it is
     a folder (a/, ., a/.), when there are several sources, or when is_folder(dest) (a folder
@@ -199,17 +200,9 @@ def copy_layer(context: Context, sources: list[str], dest: str, workdir: str, un
 
 
 def has_folder(image: dict, path: str) -> bool:
-    """Whether path is a folder in the image's files: the topmost of its layers that has
-    something at path says (a whiteout there, a character device, says it was deleted)."""
-    for layer in reversed(store.layer_folders(image["Layers"])):
-        here = layer
-        for part in path.strip("/").split("/"):
-            here = os.path.join(here, part)
-            if os.path.islink(here):          # (a link in the image leads elsewhere on the host: no)
-                return False
-        if os.path.lexists(here):
-            return os.path.isdir(here)
-    return False
+    """Whether path is a folder in the image's files (a whiteout there says it was deleted)."""
+    found = images.in_layers(image, path)
+    return found is not None and stat.S_ISDIR(found[1].st_mode)
 
 
 def unpack_context(upload, folder: str) -> None:

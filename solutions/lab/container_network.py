@@ -115,6 +115,11 @@ def parse_extra_hosts(specs) -> list[str]:
     return found
 
 
+def port_key(port: str) -> str:
+    """A port as PortBindings and ExposedPorts name it: 80 -> 80/tcp."""
+    return port if "/" in port else f"{port}/tcp"
+
+
 def parse_dns(servers=(), search=(), options=()) -> dict:
     """--dns IP, --dns-search DOMAIN, --dns-option OPTION: what the container's resolv.conf says
     instead of the host's (docker's Dns, DnsSearch, DnsOptions), only those given."""
@@ -172,7 +177,7 @@ def parse_publish(specs) -> dict[str, list[dict]]:
             except ValueError:
                 raise LabError(f"invalid IP address {m.group(1)!r} in -p {spec}: use an address of the host's, "
                                "e.g. -p 127.0.0.1:8080:80") from None
-        bindings.setdefault(f"{m.group(3)}/{m.group(4) or 'tcp'}", []).append(
+        bindings.setdefault(port_key(m.group(3) + (f"/{m.group(4)}" if m.group(4) else "")), []).append(
             {"HostIp": m.group(1) or "", "HostPort": m.group(2) or ""})
     return bindings
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import tarfile
-import time
 from pathlib import Path
 
 from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
@@ -255,12 +254,11 @@ def post_tag(req):
 
 def get_history(req):
     """GET /images/{name}/history (docker history): its layers, the top one first."""
-    import calendar
+    from lab.pull import created
     image = images.find(req.params[0])
     rows, below = [], list(image["Layers"])
     for step in reversed(layers.history_of(image)):
-        created = calendar.timegm(time.strptime(step.get("created", "1970-01-01T00:00:00")[:19], "%Y-%m-%dT%H:%M:%S"))
-        rows.append({"Id": "<missing>", "Created": created, "CreatedBy": step.get("created_by", ""), "Tags": None,
+        rows.append({"Id": "<missing>", "Created": int(created(step)), "CreatedBy": step.get("created_by", ""), "Tags": None,
                      "Size": 0 if step.get("empty_layer") else layers.layer_size(below.pop()),
                      "Comment": step.get("comment", "")})
     if rows:
@@ -279,7 +277,7 @@ def post_images_create(req):
         name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
         ref = f"{name}:{req.query.get('tag') or tag}"
     changes = req.values("changes")
-    image_id = with_body_in_a_file(req, lambda path: image_commands.import_image(path, ref, changes, req.query.get("message", "")))
+    image_id = image_commands.import_image(req.upload.name, ref, changes, req.query.get("message", ""))
     return 200, {"status": image_id}
 
 
@@ -298,7 +296,7 @@ def post_images_load(req):
             image_commands.tag(image_id, ref)
         return tags or [image_id]
     try:
-        loaded, error = with_body_in_a_file(req, load), None
+        loaded, error = load(req.upload.name), None
     except (tarfile.TarError, LabError, ApiError) as e:      # docker answers 200, and says it in the stream
         loaded, error = [], f"not a docker save archive: {e}"
     out = req.stream("application/json", chunked=True)         # a JSON object a chunk, as docker's
@@ -307,11 +305,6 @@ def post_images_load(req):
     for name in loaded:
         out.write(json.dumps({"stream": f"Loaded image{' ID' if name.startswith('sha256:') else ''}: {name}\n"})
                   .encode() + b"\n")
-
-
-def with_body_in_a_file(req, use):
-    """use(path of the file that holds the request's body: an upload, daemon.py)."""
-    return use(req.upload.name)
 
 
 def get_image_save(req):

@@ -95,26 +95,44 @@ def default_home(image: dict, user: str | None) -> str:
 
 
 def read_file(image: dict, path: str) -> bytes:
-    """The file at path (etc/passwd) in the image's files, from the topmost layer that has
-    something there: b"" if none has, or if that is no file (a folder, a whiteout), or if the
-    way to it passes a symlink (which would lead to the host's files here)."""
+    """The file at path (etc/passwd) in the image's files: b"" if there is none (or a folder, a
+    whiteout, a symlink there)."""
+    found = in_layers(image, path)
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return b""
+    with os.fdopen(opened_below(found[0], path, os.O_RDONLY), "rb") as f:
+        return f.read(1 << 20)
+
+
+def in_layers(image: dict, path: str) -> tuple[str, os.stat_result] | None:
+    """Where path (etc/passwd) is in the image's files: the topmost layer that has something
+    there, and that thing's lstat. None if no layer has it, or if the way to it passes a symlink
+    (which would lead to the host's files here: an image's symlinks are its own)."""
     for layer in reversed(layer_folders(image["Layers"])):
-        top = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            folder = folders.open_below(top, os.path.dirname(path))
-            try:
-                fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-            finally:
-                os.close(folder)
+            fd = opened_below(layer, path, os.O_PATH)
         except FileNotFoundError:
             continue                                # not in this layer: the one below, maybe
         except OSError:
-            return b""
+            return None
+        try:
+            return layer, os.fstat(fd)
         finally:
-            os.close(top)
-        with os.fdopen(fd, "rb") as f:
-            return f.read(1 << 20) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
-    return b""
+            os.close(fd)
+    return None
+
+
+def opened_below(layer: str, path: str, flags: int) -> int:
+    """path below the folder layer, opened with flags, through no symlink, nor as one."""
+    top = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        folder = folders.open_below(top, os.path.dirname(path))
+    finally:
+        os.close(top)
+    try:
+        return os.open(os.path.basename(path) or ".", flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def unused_layers() -> set[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lab import LabError, NotFound, cgroups, container, folders, image_commands, layers, names, overlay, store, syscalls, views, volumes
 from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
+from lab.container_network import port_key
 from lab.engine import start_container, stop_signal, stop_timeout
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")          # /proc's unit of CPU time
@@ -73,10 +74,6 @@ def list_containers(req):
                 and has_labels(c.config.get("Labels") or {}, wanted.get("label", [])):
             shown.append(row | (container_sizes(c) if req.flag("size") else {}))   # (walks its upper folder)
     return 200, shown[:limit] if limit > 0 else shown
-
-
-def port_key(port: str) -> str:
-    return port if "/" in port else f"{port}/tcp"
 
 
 def name_matches(pattern: str, name: str) -> bool:
