@@ -143,7 +143,7 @@ def records(container: store.Container, follow: bool):
     try:
         while True:
             yield from read_records(log)
-            if rotated_since(log, container.log):     # the rest of the old file, then the new one
+            if store.rotated_since(log, container.log):     # the rest of the old file, then the new one
                 yield from read_records(log)
                 log.close()
                 log = open(container.log, "rb")
@@ -165,13 +165,3 @@ def records(container: store.Container, follow: bool):
     finally:
         log.close()
 
-
-def rotated_since(f, path: Path) -> bool:
-    """Whether the file f was opened as has been rotated (a new file at path, or, with max-file
-    1, the same file started again)."""
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(f.fileno())
-    return (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino) or opened.st_size < f.tell()

@@ -533,17 +533,24 @@ def follow_events(path: Path, journal, older: list[dict], since: float | None, u
             continue
         if until and time.time() > until:
             return
-        try:
-            rotated = journal is None or os.stat(path).st_ino != os.fstat(journal.fileno()).st_ino
-        except FileNotFoundError:
-            rotated = False
-        if rotated:                                 # (all the old one had is read: on to the new)
+        if journal is None or rotated_since(journal, path):    # (all the old one had is read: on to the new)
             if journal is not None:
                 journal.close()
             journal, pending = open_quietly(path), b""
             if journal is not None:
                 continue
         time.sleep(0.05)
+
+
+def rotated_since(f, path: Path) -> bool:
+    """Whether the file f was opened as has been rotated (a container's log, the events
+    journal): a new file at path, or, with a log's max-file 1, the same file started again."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(f.fileno())
+    return (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino) or opened.st_size < f.tell()
 
 
 def open_quietly(path: Path):
