@@ -715,6 +715,7 @@ def main(argv=None) -> int:
             command = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
             what = "unknown flag" if unknown[0].startswith("-") else "one argument too many:"
             raise LabError(f"{command}: {what} {unknown[0]} (see `lab {command} --help`)")
+        store.private_root()
         return args.func(args)
     except StartError as e:             # the command could not be run: 126, 127, or 125
         return fail(e, e.status)

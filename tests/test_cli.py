@@ -86,6 +86,19 @@ def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, s
     assert leftovers(lab_root) == []
 
 
+def test_the_store_is_root_s_alone(lab, monkeypatch, tmp_path):
+    """Below LAB_ROOT are a container's upper folder (a setuid program it made) and its config
+    (the secrets of its -e): lab makes the store 0700, and an older one so too, not a shared /tmp."""
+    for folder, mode, after in (("new", None, 0o700), ("older", 0o755, 0o700), ("shared", 0o1777, 0o1777)):
+        root = tmp_path / folder
+        if mode:
+            root.mkdir()
+            root.chmod(mode)
+        monkeypatch.setenv("LAB_ROOT", str(root))
+        assert lab("volume", "ls").returncode == 0
+        assert oct(root.stat().st_mode & 0o7777) == oct(after), folder
+
+
 def test_exec_of_a_command_with_an_empty_or_undecodable_name_says_so(lab, detached):
     detached("execname", "busybox", "sleep", "60")
     for name in ("", "\udcff"):

@@ -218,6 +218,27 @@ def test_tag_and_rmi_of_busybox_on_a_new_store_build_it_first(lab):
     assert lab("run", "--rm", "mine:1", "true").returncode == 0
 
 
+def test_a_config_that_calls_a_host_folder_its_layer_is_refused(lab, lab_root, monkeypatch, tmp_path):
+    """A layer's diff_id names its folder in the store: "sha256:../../somewhere" (or an absolute
+    path) made a host folder one of the image's layers, "Already exists", readable in the container."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    secret = tmp_path / "host-folder"
+    secret.mkdir()
+    (secret / "secret.txt").write_text("the host's\n")
+    climbing = os.path.relpath(secret, lab_root / "layers")
+    for diff_id in (f"sha256:{climbing}", f"sha256:{secret}"):
+        hostile = Hostile("none", archives.tar([("hello", b"hi\n")]), diff_id=diff_id)
+        try:
+            assert lab("login", "-u", USER, "--password-stdin", hostile.host, input=PASSWORD).returncode == 0
+            before = store_entries(lab_root)
+            result = lab("pull", f"{hostile.host}/lies:host-folder", timeout=60)
+            assert result.returncode == 125 and "Already exists" not in result.stdout, result.stdout
+            assert result.stderr.startswith("lab: error: unsupported or malformed digest"), result.stderr
+            assert store_entries(lab_root) == before
+        finally:
+            hostile.stop()
+
+
 def test_an_image_that_lists_a_layer_twice_downloads_it_once(logged_in, lab):
     ref = f"{logged_in.host}/course/twice:1"
     result = lab("pull", ref, timeout=120)

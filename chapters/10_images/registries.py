@@ -294,11 +294,14 @@ class Hostile:
     """A registry that serves one image (manifest `m`, its config and layer) and lies as told:
     lie="digest" (a layer whose bytes differ), "longer" (more bytes than the manifest says),
     "endless" (a manifest that never ends), "redirect" (the layer from another host, which
-    checks that no password came along), "none" (the truth: for a hostile layer)."""
+    checks that no password came along), "none" (the truth: for a hostile layer). diff_id: what
+    the config calls the layer instead of its digest."""
 
-    def __init__(self, lie: str, layer: bytes):
+    def __init__(self, lie: str, layer: bytes, diff_id: str | None = None):
         gz = archives.gz(layer)
         config = archives.image_config([layer], ["sh"])
+        if diff_id:
+            config = config.replace(archives.sha256(layer).encode(), diff_id.encode())
         self.blobs = {archives.sha256(config): config, archives.sha256(gz): gz}
         served = gz + b"x" * 1000 if lie == "longer" else gz[:-8] + b"\0" * 8 if lie == "digest" else gz
         self.manifest = json.dumps({

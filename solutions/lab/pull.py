@@ -88,6 +88,8 @@ def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope:
     layers = manifest.setdefault("layers", [])
     if len(diff_ids) != len(layers):
         raise LabError(f"{ref}: the manifest lists {len(layers)} layers, its config {len(diff_ids)}")
+    for diff_id in diff_ids:                      # (each names a folder of the store: checked before any use)
+        digest_hex(diff_id)
     if any("zstd" in layer.get("mediaType", "") for layer in layers):
         zstd_opener()                 # (before any download: one line if this Python cannot read them)
     return manifest, digest, config

@@ -45,6 +45,21 @@ def lab_root() -> Path:
     return Path(os.environ.get("LAB_ROOT") or "/var/lib/lab")
 
 
+def private_root() -> None:
+    """LAB_ROOT, made if missing, readable by root alone (0700; an older one is made so too):
+    below it are the containers' files, a setuid program one made in its upper folder, the
+    secrets of its -e in its config.json, no other user's business. (Docker's folders of
+    containers and layers are 0710.) A shared folder such as /tmp (sticky) is left as it is."""
+    root = lab_root()
+    try:
+        mode = root.stat().st_mode
+    except FileNotFoundError:
+        os.makedirs(root, 0o700, exist_ok=True)
+        return
+    if mode & 0o077 and not mode & 0o1000:
+        root.chmod(mode & 0o700)
+
+
 def images_dir() -> Path:
     return lab_root() / "images"
 
@@ -54,8 +69,9 @@ def layers_dir() -> Path:
 
 
 def layer_path(digest: str) -> Path:
-    """A layer's folder: layers/<the hex of its sha256>."""
-    return layers_dir() / digest.split(":")[1]
+    """A layer's folder: layers/<the hex of its sha256>. The digest is checked (a pulled image's
+    config names its layers: "sha256:../../home" would make a host folder one of them)."""
+    return layers_dir() / names.digest_hex(digest)
 
 
 def layer_folders(digests: list[str]) -> list[str]:
