@@ -131,9 +131,11 @@ def post_build(req):
         context = os.path.join(work, "context")
         os.mkdir(context)
         build.unpack_context(req.upload, context)
-        command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"),
-                   "-f", os.path.join(context, (req.values("dockerfile") or ["Dockerfile"])[0])]   # (the first,
-        # as docker's: the SDK sends a Dockerfile from outside the context as a second one, its text)
+        name = (req.values("dockerfile") or ["Dockerfile"])[0]     # (the first, as docker's: the SDK sends
+        dockerfile = os.path.realpath(os.path.join(context, name))  # one from outside the context as a second)
+        if not dockerfile.startswith(os.path.realpath(context) + os.sep):
+            raise ApiError(400, f"the Dockerfile {name!r} is outside the build context: name a file in it")
+        command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"), "-f", dockerfile]
         for tag in req.values("t"):
             command += ["-t", tag]
         for key, value in json.loads(req.query.get("buildargs") or "{}").items():

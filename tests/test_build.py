@@ -309,6 +309,30 @@ def test_a_build_context_that_writes_outside_itself_is_refused(daemon, way, tmp_
     assert not target.exists()
 
 
+def test_a_build_context_neither_writes_nor_reads_a_host_file_through_its_symlinks(daemon, lab, tmp_path):
+    import importlib
+    import urllib.parse
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    host_file = tmp_path / "host-file"
+    host_file.write_text("the host's\n")
+    host_file.chmod(0o600)
+    body = archives.tar([("Dockerfile", b"FROM busybox\nCOPY x /x\n"), ("x", ("symlink", str(host_file))),
+                         ("x", b"the context's\n", {"mode": 0o777})])     # a later x replaces the symlink
+    status, _ = daemon.request("POST", "/v1.41/build?t=replaced:1", body)
+    assert status == 200
+    assert (host_file.read_text(), host_file.stat().st_mode & 0o777) == ("the host's\n", 0o600)
+    assert lab("run", "--rm", "--network", "none", "replaced:1", "cat", "/x").stdout == "the context's\n"
+    host_dockerfile = tmp_path / "Dockerfile.host"
+    host_dockerfile.write_text("FROM busybox\nthe host's secret line\n")
+    for query, members in ((f"dockerfile={urllib.parse.quote(str(host_dockerfile))}", []),
+                           (f"dockerfile={urllib.parse.quote(archives.climbing_to(host_dockerfile))}", []),
+                           ("", [("Dockerfile", ("symlink", str(host_dockerfile)))])):
+        status, answer = daemon.request("POST", f"/v1.41/build?t=leaked:1&{query}", archives.tar(members or [("Dockerfile", b"FROM busybox\n")]))
+        assert status == 400 and "is outside the build context" in answer["message"], answer
+        assert "secret" not in answer["message"]
+    assert lab("rmi", "replaced:1").returncode == 0
+
+
 def test_an_entrypoint_resets_the_base_images_cmd_but_not_its_own_stages(lab, tmp_path):
     # docker's rule: busybox's CMD ["sh"] would become the new ENTRYPOINT's arguments; a CMD the
     # Dockerfile wrote before its ENTRYPOINT is meant for it

@@ -218,16 +218,21 @@ def unpack_context(upload, folder: str) -> None:
                     raise LabError(f"the build context has {member.name!r}, outside the context: refused")
                 if member.isdir():
                     os.makedirs(target, exist_ok=True)
-                elif member.issym():
+                elif member.issym() or member.isfile():
                     os.makedirs(parent, exist_ok=True)     # (a client may leave out a folder's own
-                    os.symlink(member.linkname, target)    # entry: .dockerignore's exceptions)
-                elif member.isfile():
-                    os.makedirs(parent, exist_ok=True)
-                    with open(target, "wb") as f:
+                    if os.path.lexists(target):            # entry: .dockerignore's exceptions)
+                        os.unlink(target)                  # a later entry replaces, never writes through, an earlier one
+                    if member.issym():
+                        os.symlink(member.linkname, target)
+                        continue
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    with open(fd, "wb") as f:
                         f.write(tar.extractfile(member).read())
-                    os.chmod(target, member.mode & 0o777)
+                        os.fchmod(fd, member.mode & 0o777)
     except tarfile.TarError as e:
         raise LabError(f"the build context is not a tar archive ({e})") from None
+    except IsADirectoryError as e:
+        raise LabError(f"the build context has a folder and a file both named {e.filename!r}") from None
 
 
 # The cache: step key -> the image that step made.
