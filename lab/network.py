@@ -73,10 +73,15 @@ def forward_rules(bridge: str, internal: bool = False) -> list[list[str]]:
 
 
 def rules_of(record: dict) -> list[list[str]]:
-    """A network's NAT and FORWARD rules (an internal one has no way out: no masquerade)."""
+    """A network's NAT and FORWARD rules (an internal one has no way out: no masquerade), and
+    the guard of the host's loopback: route_localnet (set_up_bridge) lets the host's packets from
+    127.0.0.1 into the bridge, and would let the bridge's packets for 127.0.0.1 in too, to every
+    service the host keeps to itself (CVE-2020-8558). The raw table sees them first, still
+    unanswered (an answer to the host's own masqueraded packets is for the gateway's address)."""
     internal = record.get("Internal", False)
     nat = [] if internal else network_rules(record["Bridge"], record["Subnet"])
-    return nat + forward_rules(record["Bridge"], internal)
+    guard = [["raw", "PREROUTING", "-i", record["Bridge"], "-d", "127.0.0.0/8", "-j", "DROP"]]
+    return guard + nat + forward_rules(record["Bridge"], internal)
 
 
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:

@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -171,6 +172,63 @@ def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, deta
     assert internet.get(HOST, 8080, "/hostname") == hostname              # from outside
     assert http_get("127.0.0.1", 8080, "/hostname") == hostname           # from the host itself
     assert http_get(HOST, 8080, "/hostname") == hostname
+
+
+# Sent from the container's network namespace (nsenter, with the host's Python: busybox has no
+# raw sockets): a TCP SYN to ADDRESS:PORT, by hand, in an Ethernet frame for the gateway's MAC
+# (what a container's root may do: CAP_NET_RAW is docker's default). Prints "answered" if any
+# TCP segment comes back from there (a SYN-ACK, or a reset), "silence" after a second.
+RAW_SYN = r"""
+import random, socket, struct, sys, time
+address, port, gateway, me = sys.argv[1], int(sys.argv[2]), sys.argv[3], socket.inet_aton(sys.argv[4])
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (gateway, 9))      # (its ARP entry)
+time.sleep(0.2)
+mac = next(bytes.fromhex(line.split()[3].replace(":", "")) for line in open("/proc/net/arp") if line.startswith(gateway + " "))
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+raw.bind(("eth0", 0))
+mine = raw.getsockname()[4]
+def checksum(data):
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data + b"\0" * (len(data) % 2)))
+    while total >> 16: total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+sport, dest = random.randint(20000, 60000), socket.inet_aton(address)
+tcp = struct.pack("!HHIIBBHHH", sport, port, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
+tcp = tcp[:16] + struct.pack("!H", checksum(me + dest + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, me, dest)
+ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+raw.send(mac + mine + b"\x08\x00" + ip + tcp)
+raw.settimeout(0.1)
+deadline = time.monotonic() + 1
+while time.monotonic() < deadline:
+    try:
+        frame = raw.recv(2048)[14:]
+    except socket.timeout:
+        continue
+    if frame[9] == 6 and frame[12:16] == dest and struct.unpack("!HH", frame[20:24]) == (port, sport):
+        sys.exit(print("answered"))
+print("silence")
+"""
+
+
+def test_the_hosts_loopback_services_are_out_of_a_containers_reach(lab, detached):
+    """route_localnet on lab0 lets the host's own 127.0.0.1 reach a published port; it would also
+    let a container's packets for 127.0.0.1 in (CVE-2020-8558): lab drops those (raw table)."""
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))            # the host's every address, 127.0.0.1 among them
+    listener.listen()
+    port = listener.getsockname()[1]
+    detached("raw09", "busybox", "sleep", "60")
+    pid, settings = inspect("raw09")["State"]["Pid"], inspect("raw09")["NetworkSettings"]
+    try:
+        def syn_to(address: str) -> str:
+            result = subprocess.run(["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-S", "-c", RAW_SYN,
+                                     address, str(port), settings["Gateway"], settings["IPAddress"]], capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.strip()
+        assert syn_to(settings["Gateway"]) == "answered"      # the way works: the host's address answers
+        assert syn_to("127.0.0.1") == "silence"
+    finally:
+        listener.close()
 
 
 def test_a_published_port_without_a_host_port_gets_a_free_one(lab, detached):
