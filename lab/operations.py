@@ -247,7 +247,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
         try:
             os.close(read_end)
             if c.is_running() and not files_only:
-                os.chroot(f"/proc/{c.state['Pid']}/root")
+                folders.chroot_into(f"/proc/{c.state['Pid']}/root")
             else:
                 syscalls.unshare(syscalls.CLONE_NEWNS)
                 syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -262,8 +262,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                         if mount["Type"] == "volume":
                             volumes.create(mount["Name"])         # (made on first use)
                         volumes.mount_volume(str(c.merged), mount)
-                os.chroot(c.merged)
-            os.chdir("/")
+                folders.chroot_into(str(c.merged))
             answer = {"ok": work(*args)}
             status = 0
         except FileNotFoundError as e:            # (docker's words)
@@ -369,7 +368,8 @@ def unpack(folder: str, upload) -> None:
                     raise ValueError(f"the archive's {name!r} would land outside {folder}")
             if member.isdev():
                 raise ValueError(f"the archive's {member.name!r} is a device node: lab does not copy those")
-        tar.extractall(base, members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        tar.extractall(base, members, numeric_owner=True,          # (the owners' numbers: docker's)
+                       **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def get_export(req):

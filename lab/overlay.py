@@ -13,6 +13,7 @@ Layers travel as tar files (docker save, OCI images) where a whiteout is an empt
 folder overlay can stack, pack_layer turns an upper folder back into a layer tar.
 See the kernel's Documentation/filesystems/overlayfs.rst and the OCI image spec (layer.md).
 """
+import errno
 import os
 import posixpath
 import stat
@@ -142,8 +143,9 @@ def unpack_layer(stream, layer: Path, note=None) -> int:
     return skipped
 
 
-def pack_layer(upper: Path, out) -> None:
-    """Write the folder upper as a layer tar to the binary file out, whiteouts as OCI's."""
+def pack_layer(upper: Path | str, out) -> None:
+    """Write the folder upper as a layer tar to the binary file out, whiteouts as OCI's. (A
+    running container's upper folder: lab commit calls it chrooted there, folders.in_chroot.)"""
     import tarfile
 
     def numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -152,7 +154,10 @@ def pack_layer(upper: Path, out) -> None:
 
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path in below(upper):
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:           # removed by a running container since it was
+                continue                        # listed: as if committed a moment later
             arcname = os.path.relpath(path, upper)
             if xattr(path, "trusted.overlay.metacopy") is not None:
                 raise LabError(f"{arcname} is a metadata-only copy (overlay metacopy=on): "
@@ -163,6 +168,25 @@ def pack_layer(upper: Path, out) -> None:
                 if not stat.S_ISDIR(st.st_mode):
                     tar.addfile(whiteout)       # .wh.NAME instead of the 0/0 device
                     continue
-            tar.add(path, arcname, recursive=False, filter=numeric)
+            if stat.S_ISREG(st.st_mode):
+                add_opened(tar, path, arcname, numeric)
+            else:
+                tar.add(path, arcname, recursive=False, filter=numeric)
             if whiteout is not None:
                 tar.addfile(whiteout)           # .wh..wh..opq inside the opaque folder
+
+
+def add_opened(tar, path: str, arcname: str, numeric) -> None:
+    """The file at path into tar, as what was opened, not following a symlink, nor waiting on a
+    pipe: a running container may have swapped the file for one since it was listed. (tar.add
+    would open whatever is there by then; a pipe with no writer would stop the commit, and the
+    store's lock with it, for good.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        return tar.add(path, arcname, recursive=False, filter=numeric)     # a symlink now: itself
+    with open(fd, "rb") as f:
+        info = numeric(tar.gettarinfo(path, arcname, fileobj=f))
+        tar.addfile(info, f if info.isreg() else None)

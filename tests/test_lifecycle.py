@@ -140,6 +140,40 @@ def test_an_exec_is_confined_before_the_container_can_see_it(lab, detached, tmp_
     assert int(capabilities, 16) == 0xa80425fb | 1 << 19 and seccomp == "2", run.stdout   # docker's 14, SYS_PTRACE, a filter
 
 
+# Commits the container named argv[1] as swapped:1, and swaps its folder /t for a symlink to the
+# host's folder argv[2] once the walk of its upper folder has listed /t/f: what a running
+# container can do at any time (the race made certain).
+SWAPPING_COMMIT = """
+import os, sys
+from lab import image_commands, overlay, store
+listed = overlay.below
+def swapping(top):
+    for path in listed(top):
+        if path == os.path.join(top, "t", "f"):
+            os.rename(os.path.join(top, "t"), os.path.join(top, "t.old"))
+            os.symlink(sys.argv[2], os.path.join(top, "t"))
+        yield path
+overlay.below = swapping
+image_commands.commit(store.find_container(sys.argv[1]), "swapped:1")
+"""
+
+
+def test_a_commit_reads_no_host_file_through_a_folder_the_container_swapped_for_a_symlink(lab, detached, tmp_path):
+    """lab commit reads the upper folder of a running container, whose root may swap a folder
+    for a symlink to the host's at any moment: the commit reads it from a process chrooted
+    there (folders.in_chroot), where that symlink leads back into the container."""
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "f").write_text("the host's\n")
+    detached("swapper", "busybox", "sh", "-c", "mkdir /t; echo mine > /t/f; exec sleep 600")
+    wait_until(lambda: lab("exec", "swapper", "cat", "/t/f").stdout == "mine\n", what="/t/f made")
+    run = subprocess.run([sys.executable, "-c", SWAPPING_COMMIT, "swapper", str(tmp_path / "host")],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    shown = lab("run", "--rm", "--network", "none", "swapped:1", "sh", "-c", "cat /t/f /t.old/f 2>&1")
+    assert "the host's" not in shown.stdout, shown.stdout
+    assert lab("rmi", "swapped:1").returncode == 0
+
+
 def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, detached, tmp_path):
     """exec's helper takes on the container's seccomp filter and limits before it forks the
     command: a profile that forbids fork, or a tiny nofile, stops it there, and exec says which."""

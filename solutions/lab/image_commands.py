@@ -361,8 +361,11 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
     with locked():
         tar_file = layers_dir() / f".commit-{os.getpid()}.tar"
         try:
-            with open(tar_file, "wb") as out:
-                overlay.pack_layer(container.upper, out)
+            def pack(out) -> None:
+                overlay.pack_layer("/", out)
+                out.flush()
+            with open(tar_file, "wb") as out:    # (from a child chrooted into the upper folder: a
+                folders.in_chroot(str(container.upper), pack, out)     # symlink the container swaps in leads back into it)
             digest = add_layer(lambda: open(tar_file, "rb"), None, added)
         finally:
             tar_file.unlink(missing_ok=True)
