@@ -15,8 +15,8 @@ import sys
 import time
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
-from lab import (Conflict, LabError, cgroups, container_network, health, images, logs, names, namespaces, network,
-                 overlay, process, rootfs, seccomp, security, store, syscalls, trace, volumes)
+from lab import (Conflict, LabError, cgroups, container_network, folders, health, images, logs, names, namespaces,
+                 network, overlay, process, rootfs, seccomp, security, store, syscalls, trace, volumes)
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
@@ -448,6 +448,7 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
             step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
             if plan.more or plan.endpoint.link_local:                  # eth1...: network connect's
                 container_network.plug_here(plan.endpoint, plan.more)
+        folders.seal_imports()                       # (from now on / may be the image's: folders.py)
         if step("03", enter_rootfs, container) is NOT_WRITTEN:         # the image's files as /
             step("01", namespaces.mount_proc)        # or at least a /proc of its own
     stdio.in_child()                                 # its terminal comes from its own /dev/ptmx

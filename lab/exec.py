@@ -25,7 +25,7 @@ See man 2 setns, man 1 nsenter, man 7 pid_namespaces, man 2 prctl (PR_SET_CHILD_
 import errno
 import os
 
-from lab import LabError, cgroups, process, syscalls
+from lab import LabError, cgroups, folders, process, syscalls
 
 # The namespaces the helper joins, in this order (mnt last); "pid" then, for the fork.
 NAMESPACES = ["ipc", "uts", "net", "cgroup", "mnt"]
@@ -73,6 +73,7 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
         os.close(read_end)
         report = "125:the exec helper failed"
         try:
+            folders.seal_imports()               # (/ is about to be the container's: folders.py)
             enter_container(namespaces, cgroup_paths)
             if confine is not None:
                 confine()

@@ -174,6 +174,35 @@ def test_a_commit_reads_no_host_file_through_a_folder_the_container_swapped_for_
     assert lab("rmi", "swapped:1").returncode == 0
 
 
+# `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
+# a lazy `import` in lab's code would.
+LATE_IMPORT = """
+import sys
+from lab import cli, container
+entered = container.enter_rootfs
+def entering(c):
+    entered(c)
+    import planted_by_the_image
+container.enter_rootfs = entering
+sys.exit(cli.main(["run", "--rm", "--network", "none", "planted:1", "true"]))
+"""
+
+
+def test_lab_imports_no_module_from_the_image_it_entered(lab, tmp_path):
+    """After pivot_root, Python's module path is the image's folders: a module lab imports only
+    then would be the image's, run as root with every capability. The child refuses to."""
+    import sysconfig
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "planted.py").write_text("print('the image ran its code in lab')\n")
+    (context / "Dockerfile").write_text(f"FROM busybox\nCOPY planted.py {sysconfig.get_path('stdlib')}/planted_by_the_image.py\n")
+    assert lab("build", "-t", "planted:1", str(context)).returncode == 0
+    run = subprocess.run([sys.executable, "-c", LATE_IMPORT], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "the image ran its code" not in run.stdout + run.stderr
+    assert run.returncode == 125 and "lab imports planted_by_the_image in a container's root" in run.stderr, run.stderr
+    assert lab("rmi", "planted:1").returncode == 0
+
+
 def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, detached, tmp_path):
     """exec's helper takes on the container's seccomp filter and limits before it forks the
     command: a profile that forbids fork, or a tiny nofile, stops it there, and exec says which."""

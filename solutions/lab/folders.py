@@ -142,8 +142,25 @@ def chroot_into(root: str) -> None:
             lookup("lab-loads-its-name-services-here")
         except KeyError:
             pass
+    seal_imports()
     os.chroot(root)
     os.chdir("/")
+
+
+class Sealed:
+    """The first of Python's finders (sys.meta_path) in a process of lab's about to enter a
+    container's root (pivot_root, setns, chroot): from there, a module not imported yet would
+    be looked for in the container's /usr/lib/python3.X and what its image put there run as lab,
+    before any confinement. So lab imports nothing more: what it needs there is imported before."""
+
+    def find_spec(self, name, path=None, target=None):
+        raise ImportError(f"lab imports {name} in a container's root, whose files are the container's: "
+                          "import it at the top of the module instead")
+
+
+def seal_imports() -> None:
+    import sys
+    sys.meta_path.insert(0, Sealed())
 
 
 def in_chroot(root: str, work, *args) -> None:
