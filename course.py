@@ -137,11 +137,28 @@ def not_started(chapters: list[Path], package: Path | None) -> list[Path]:
     return [c for c in chapters if c.name[:2] in blank]
 
 
+def does_not_compile(package: Path | None) -> tuple[str, str] | None:
+    """The first file of the lab package that Python cannot compile, and why (a SyntaxError, an
+    IndentationError): lab imports all its modules, so every test would fail on it, and most
+    would not say why."""
+    for file in sorted(package.glob("*.py")) if package else []:
+        try:
+            compile(file.read_bytes(), str(file), "exec")
+        except SyntaxError as e:
+            shown = file.relative_to(ROOT) if ROOT in file.parents else file
+            return str(shown), f'{type(e).__name__}: {e.msg}, File "{file}", line {e.lineno}'
+    return None
+
+
 def progress(chapters: list[Path] = CHAPTERS, package: Path | None = None) -> int:
     """`lab progress` over chapters, for the lab package at package (lab_impl.py says which)."""
     pytest = load_pytest("progress")
     if importlib.util.find_spec("xdist") is None:
         print("lab progress: the venv has no pytest-xdist, which runs the chapters side by side: run `make setup`")
+        return 1
+    if broken := does_not_compile(package):
+        print(f"lab progress: {broken[0]} does not compile, and every lab command imports it:\n  {broken[1]}\n"
+              "Fix it, then run lab progress again.")
         return 1
     collector = Collector()
     # A chapter you have not started cannot pass a test (the course checks that every chapter's

@@ -77,6 +77,8 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--network", "container:", "busybox", "true"], 125, "--network container: needs the container's name"),
     (["image", "import", "/dev/null", "x:v1"], 125, "/dev/null is neither a file nor a folder"),
     (["run", "busybox@sha256:abc", "true"], 125, "invalid reference 'busybox@sha256:abc'"),    # not "Unable to find"
+    ([], 125, "lab: error: the following arguments are required: COMMAND"),       # (not "lab: error: lab: ...")
+    (["cp", "x", "y"], 125, "lab: error: argument COMMAND: invalid choice: 'cp'"),
 ])
 def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, status, error):
     result = lab(*args)
@@ -458,6 +460,44 @@ def test_progress_names_a_file_that_does_not_import_and_where(tmp_path):
     at = lines.index(next(line for line in lines if line.startswith("Next: ")))
     assert lines[at].endswith("test_00_broken.py")
     assert lines[at + 1] == f'  SyntaxError: invalid syntax, File "{folder}/helper.py", line 1'
+
+
+def test_progress_stops_at_a_file_of_lab_that_does_not_compile_and_says_where(tmp_path):
+    """lab imports every module of lab/: a syntax error in any of them fails every test, most of
+    them without saying why. lab progress runs none and names the file and the line."""
+    import sys
+    import course
+    package = tmp_path / "impl" / "lab"
+    course.make_skeleton.make_skeleton(package)
+    namespaces = package / "namespaces.py"
+    namespaces.write_text(namespaces.read_text().replace("def set_hostname(", "def set_hostname(:", 1))
+    line = 1 + namespaces.read_text().split("def set_hostname(:")[0].count("\n")
+    folder = tmp_path / "chapters" / "00_first"
+    folder.mkdir(parents=True)
+    (folder / "test_00_first.py").write_text(f"import pathlib\n\ndef test_it():\n    pathlib.Path({str(tmp_path / 'ran')!r}).touch()\n")
+    script = f"import course, pathlib, sys; sys.exit(course.progress([pathlib.Path({str(folder)!r})], pathlib.Path({str(package)!r})))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"lab progress: {namespaces} does not compile, and every lab command imports it:",
+        f'  SyntaxError: invalid syntax, File "{namespaces}", line {line}', "Fix it, then run lab progress again."]
+    assert not (tmp_path / "ran").exists()
+
+
+def test_an_exit_status_that_is_a_wait_status_is_refused_not_cut_to_its_last_8_bits(lab, monkeypatch, tmp_path):
+    """A learner's exit_status() that returns waitpid's status as it is (768 for `exit 3`):
+    sys.exit(768) would exit 0, and lab run of a failing command would seem to succeed."""
+    import shutil
+    package = tmp_path / "impl" / "lab"
+    shutil.copytree(Path(__file__).parent.parent / "solutions" / "lab", package, ignore=shutil.ignore_patterns("__pycache__"))
+    process = package / "process.py"
+    process.write_text(process.read_text().replace("    if os.WIFSIGNALED(wait_status):", "    return wait_status\n    if os.WIFSIGNALED(wait_status):", 1))
+    monkeypatch.setenv("LAB_IMPL", str(package.parent))
+    result = lab("run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3")
+    assert result.returncode == 125
+    assert result.stderr == ("lab: error: the exit status came out as 768, and one goes from 0 to 255: exit_status() in "
+                             "lab/process.py makes it (see chapters/00_process/README.md, 'Your turn')\n")
 
 
 def test_a_lab_the_harness_cannot_import_stops_the_tests_with_one_line(tmp_path):

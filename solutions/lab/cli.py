@@ -51,7 +51,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(formatter_class=Formatter, allow_abbrev=False, **kwargs)
 
     def error(self, message):
-        raise LabError(f"{self.prog.removeprefix('lab ') or 'lab'}: {message} (see `{self.prog} --help`)")
+        command = self.prog.removeprefix("lab").strip()          # (run, volume create; none for lab itself)
+        raise LabError(f"{command + ': ' if command else ''}{message} (see `{self.prog} --help`)")
 
 
 def build_parser(argv: list[str]) -> Parser:
@@ -716,7 +717,12 @@ def main(argv=None) -> int:
             what = "unknown flag" if unknown[0].startswith("-") else "one argument too many:"
             raise LabError(f"{command}: {what} {unknown[0]} (see `lab {command} --help`)")
         store.private_root()
-        return args.func(args)
+        status = args.func(args)
+        # exit() keeps a status's last 8 bits: 768 (the wait status of `exit 3`) would be 0, a success
+        if isinstance(status, int) and not 0 <= status <= 255:
+            raise LabError(f"the exit status came out as {status}, and one goes from 0 to 255: exit_status() "
+                           "in lab/process.py makes it (see chapters/00_process/README.md, 'Your turn')")
+        return status
     except StartError as e:             # the command could not be run: 126, 127, or 125
         return fail(e, e.status)
     except (LabError, NotImplementedError) as e:
