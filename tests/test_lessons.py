@@ -19,7 +19,8 @@ block and the busybox image already made; each command's output (stdout and stde
     the course VM where the lessons were recorded.
 
 LAB_RECORD_LESSONS=1 writes what a run printed into the lessons, where it differs (and the lesson
-does not elide lines there with `...`). `make vm-lessons` records the cgroup v2 lessons in the
+does not elide lines there with `...`); LAB_RECORD_LESSONS=all writes every output again, so that
+the ids and pids a lesson shows are one run's throughout. `make vm-lessons` records the cgroup v2 lessons in the
 course VM and copies them back; then read the diff.
 
 The lessons in CHECKED are checked; the others are not converted yet (issue 20, item 2).
@@ -238,7 +239,9 @@ def test_the_lesson_prints_what_it_says(lesson, tmp_path, lesson_mount_points):
     assert len(shown) == len(commands), f"the session stopped early:\n{output[-2000:]}"
     wrong = [(c, printed) for c, printed in zip(commands, shown)
              if not pattern(c.output, c.block.varies).fullmatch(printed)]
-    if wrong and os.environ.get("LAB_RECORD_LESSONS") == "1":
+    if os.environ.get("LAB_RECORD_LESSONS") == "all":     # every output again, from this one run: one
+        record(ROOT / lesson, list(zip(commands, shown)))  # session's ids and pids throughout
+    elif wrong and os.environ.get("LAB_RECORD_LESSONS") == "1":
         record(ROOT / lesson, wrong)
     if wrong:                                        # every difference at once, in the lesson's order
         pytest.fail("\n\n".join(f"{c.block.where}: `{c.text}` printed\n{printed}\nbut the lesson shows\n"
@@ -252,5 +255,5 @@ def record(lesson: Path, wrong: list) -> None:
     for command, printed in reversed(wrong):
         if "..." not in (line.strip() for line in command.output):
             lines[command.first:command.first + len(command.output)] = [
-                (command.block.indent + line).rstrip() for line in printed.removesuffix("\n").split("\n")]
+                (command.block.indent + line).rstrip() for line in printed.removesuffix("\n").split("\n") if printed]
     lesson.write_text("\n".join(lines))
