@@ -735,6 +735,21 @@ def test_docker_cp_and_export_never_read_the_containers_name_services(daemon, tm
     daemon.docker("rm", "-f", "nss")
 
 
+def test_docker_diff_tells_nothing_of_the_hosts_files_through_an_images_symlink(daemon, tmp_path):
+    """docker diff says whether a path of the container's layer is in its image too ("C") or new
+    ("A"): looked up on the host through the image's symlink /a -> a host folder, it told
+    whether the host had that file."""
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "x").write_text("the host's\n")
+    assert daemon.docker("run", "--name", "linker", "busybox", "ln", "-s", str(tmp_path / "host"), "/a").returncode == 0
+    assert daemon.docker("commit", "linker", "linked:1").returncode == 0
+    assert daemon.docker("run", "--name", "replacer", "linked:1", "sh", "-c", "rm /a && mkdir /a && touch /a/x").returncode == 0
+    status, changes = daemon.request("GET", "/v1.41/containers/replacer/changes")
+    assert status == 200 and {"Path": "/a/x", "Kind": 1} in changes, changes
+    daemon.docker("rm", "linker", "replacer")
+    daemon.docker("rmi", "linked:1")
+
+
 def test_docker_save_load_and_import_move_images_in_and_out(daemon, tmp_path):
     daemon.docker("run", "--name", "maker", "busybox", "sh", "-c", "echo kept > /kept; rm /bin/ls")
     daemon.docker("commit", "maker", "kept:v1")

@@ -20,7 +20,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import LabError, NotFound, cgroups, container, folders, image_commands, layers, names, overlay, store, syscalls, views, volumes
+from lab import LabError, NotFound, cgroups, container, folders, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
 from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
 from lab.container_network import port_key
 from lab.engine import start_container, stop_signal, stop_timeout
@@ -217,7 +217,7 @@ def get_changes(req):
     """GET /containers/{id}/changes (docker diff): what its upper layer holds (chapter 04).
     Kind 0: changed (it is in the image too), 1: added, 2: deleted (a whiteout, a 0/0 device)."""
     c = store.find_container(req.params[0])
-    lower = [store.layer_path(digest) for digest in c.config.get("Layers", [])]
+    image = {"Layers": c.config.get("Layers", [])}
     found = []
     for path in folders.below(c.upper):
         inside = "/" + os.path.relpath(path, c.upper)
@@ -225,7 +225,7 @@ def get_changes(req):
         if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
             kind = 2
         else:
-            kind = 0 if any(os.path.lexists(f"{layer}{inside}") for layer in lower) else 1
+            kind = 0 if images.in_layers(image, inside[1:]) else 1     # (through no symlink of the image's)
         found.append({"Path": inside, "Kind": kind})
     return 200, sorted(found, key=lambda change: change["Path"])
 
