@@ -194,7 +194,11 @@ class Cgroup:
         made = []
         try:
             for path in self.folders():
-                path.mkdir()
+                try:
+                    path.mkdir()
+                except FileExistsError:          # left by this container's last run, whose supervisor
+                    path.rmdir()                 # was killed: empty, it goes (EBUSY: a process is in it)
+                    path.mkdir()
                 made.append(path)
             self.set_limits(limits)
             self.set_tuning(limits)

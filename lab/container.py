@@ -163,11 +163,12 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     environ = environment({"PATH": images.DEFAULT_PATH, "HOME": home, **image_env}, list(env))   # (the image's own win)
     mounts = [volumes.parse(spec) for spec in mounts]                 # -v: chapter 05
     tmpfs = dict(volumes.parse_tmpfs(spec) for spec in tmpfs)
-    for i, mount in enumerate(mounts):
-        if mount["Destination"] in [m["Destination"] for m in mounts[:i]]:
-            raise LabError(f"two volumes are mounted on {mount['Destination']}: give each its own path")
-        if mount["Type"] == "bind":
-            volumes.check_against_image(mount, [str(store.layer_path(d)) for d in image["Layers"]])
+    targets = mounts + [{"Type": "tmpfs", "Destination": path} for path in tmpfs]
+    for i, mount in enumerate(targets):
+        volumes.check_target(mount["Destination"], [m["Destination"] for m in targets[:i]])
+        if mount["Type"] in ("bind", "tmpfs"):
+            found = images.in_layers(image, mount["Destination"][1:])       # (through no symlink of the image's)
+            volumes.check_against_image(mount, found and found[1])
     if publish_all and container_network.bridged(network_mode):
         for port in {**(image["Config"].get("ExposedPorts") or {}), **((more or {}).get("ExposedPorts") or {})}:
             ports.setdefault(container_network.port_key(port), [{"HostIp": "", "HostPort": ""}])
@@ -655,6 +656,15 @@ def record_unwatched_end(container: store.Container, status: int | None) -> None
     container.reload()
     if container.state.get("Status") == "running" and not container.is_running() and not container.watched():
         container.save_state(Status="exited", ExitCode=status, FinishedAt=time.time(), Pid=0)
+        destroy_cgroup(container)                      # (its supervisor would have: a start makes it again)
+
+
+def destroy_cgroup(container: store.Container) -> None:
+    """The container's cgroup, if it has one left: the one its state records, or the one lab
+    names after it (its lab killed before recording it)."""
+    paths = container.cgroup_paths() or cgroups.manager().named(f"lab-{container.id[:12]}").paths
+    if paths:
+        cgroups.Cgroup.from_paths(paths).destroy()
 
 
 def remove(container: store.Container, force: bool = False) -> None:
@@ -667,11 +677,16 @@ def remove(container: store.Container, force: bool = False) -> None:
     if container.restarting() and not force:                                  # (--restart)
         raise Conflict(f"container {container.name} is restarting: stop the container before removing "
                        "or force remove (lab rm -f)")
-    if not container.is_running() and container.has_supervisor():   # created: its supervisor waits
-        os.kill(container.state["Supervisor"], signal.SIGTERM)       # for a start; end it (a start
-        deadline = time.monotonic() + 10                              # under way ends first: then
+    if not container.is_running() and container.has_supervisor():
+        # Created: its supervisor waits for a start. End it (a start under way ends first: then
+        # it is running, see below); it may also have ended just now.
+        try:
+            os.kill(container.state["Supervisor"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
         while container.has_supervisor() and not container.is_running() and time.monotonic() < deadline:
-            time.sleep(0.01)                                          # it is running, see below)
+            time.sleep(0.01)
             container.reload()
     if container.is_running():
         if not force:
@@ -681,11 +696,7 @@ def remove(container: store.Container, force: bool = False) -> None:
         signal_container(container, signal.SIGKILL)
         container.wait_for_supervisor(10)              # the supervisor records the end: let it
         container.reload()
-    paths = container.cgroup_paths()
-    if not paths:                                      # what it may have: the cgroup lab names after it
-        paths = cgroups.manager().named(f"lab-{container.id[:12]}").paths   # (its lab killed before recording it)
-    if paths:
-        cgroups.Cgroup.from_paths(paths).destroy()     # its lab died before cleaning up: we do
+    destroy_cgroup(container)                          # its lab died before cleaning up: we do
     container_network.disconnect(container)
     store.remove_container(container)
 

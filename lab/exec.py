@@ -94,6 +94,8 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
     with os.fdopen(read_end, "rb") as pipe:
         report = pipe.read().decode(errors="replace")
     os.waitpid(helper, 0)                          # gone: its child is ours now
+    if not report:                                 # killed before it said anything: with the container
+        raise process.StartError(125, "the container ended while lab was starting the command in it")
     if not report.isdigit():
         status, _, message = report.partition(":")
         raise process.StartError(int(status) if status.isdigit() else 125, message or report)

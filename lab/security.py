@@ -216,6 +216,11 @@ def parse_ulimit(spec) -> dict:
         raise LabError(f"invalid ulimit {spec!r}: the soft limit may not be above the hard one")
     if max(soft, hard) >= 2**63:
         raise LabError(f"invalid ulimit {spec!r}: a limit is at most {2**63 - 1} (-1: unlimited)")
+    if m.group(1) == "nofile":                # the kernel's ceiling for open files, which even root
+        ceiling = int(open("/proc/sys/fs/nr_open").read())          # cannot raise (setrlimit: EPERM)
+        if min(soft, hard) == -1 or max(soft, hard) > ceiling:
+            raise LabError(f"invalid ulimit {spec!r}: nofile is at most {ceiling} here (fs.nr_open), "
+                           "and cannot be unlimited")
     return {"Name": m.group(1), "Soft": soft, "Hard": hard}
 
 

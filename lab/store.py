@@ -223,21 +223,42 @@ UNKNOWN_CONFIG = {"Name": None, "Image": "?", "ImageId": "", "Cmd": ["?"], "Entr
                   "Interactive": False, "WorkingDir": "/", "Hostname": "", "Limits": {}, "Mounts": [], "Layers": []}
 
 
+def is_time(value) -> bool:
+    """A Unix time as lab records them (a hand edit's 1e400 is inf, which no clock shows)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2 ** 40
+
+
+def has_kinds(record: dict, kinds: dict) -> bool:
+    """Each of kinds' keys that record has is of its kind(s) ("time": is_time)."""
+    return all(is_time(record[key]) if kind == "time" else isinstance(record[key], kind)
+               for key, kind in kinds.items() if key in record)
+
+
+# What lab reads of a record, for each container it lists, by kind: one of another kind (a hand
+# edit's "Name": 5) would stop `lab ps` for every container, not show this one as damaged.
+CONFIG_KINDS = {"Created": "time", "Image": str, "Cmd": list, "Name": (str, type(None)), "Entrypoint": list,
+                "Env": list, "Mounts": list, "Layers": list, "Labels": (dict, type(None)), "Hostname": str,
+                "Limits": dict, "PortBindings": (dict, type(None))}
+STATE_KINDS = {"Status": str, "Cgroup": dict, "Network": (dict, type(None)), "Pid": int, "PidStartTime": (int, type(None)),
+               "ExitCode": (int, type(None)),
+               "StartedAt": "time", "FinishedAt": "time", "Supervisor": int, "SupervisorStartTime": (int, type(None)),
+               "Watcher": int, "WatcherStartTime": (int, type(None))}
+
+
 def is_container_config(config) -> bool:
     """The shape every container's config.json has (a hand edit may leave valid JSON of another)."""
-    return (isinstance(config, dict) and isinstance(config.get("Created"), (int, float))
-            and isinstance(config.get("Image"), str) and isinstance(config.get("Cmd"), list))
+    return (isinstance(config, dict) and all(key in config for key in ("Created", "Image", "Cmd"))
+            and has_kinds(config, CONFIG_KINDS)
+            and all(isinstance(m, dict) and isinstance(m.get("Type"), str) for m in config.get("Mounts", [])))
 
 
 def is_container_state(state) -> bool:
     """The shape of a state.json: what lab reads of its status is there (an exited one's exit
     status and end, a running one's pid)."""
-    if not (isinstance(state, dict) and isinstance(state.get("Status", "created"), str)
-            and isinstance(state.get("Cgroup", {}), dict) and isinstance(state.get("Network") or {}, dict)):
+    if not (isinstance(state, dict) and has_kinds(state, STATE_KINDS)):
         return False
-    needs = {"exited": {"ExitCode": (int, type(None)), "FinishedAt": (int, float)},   # (None: unknown)
-             "running": {"Pid": (int,)}}.get(state.get("Status"), {})
-    return all(key in state and isinstance(state[key], kinds) for key, kinds in needs.items())
+    needs = {"exited": ("ExitCode", "FinishedAt"), "running": ("Pid",)}.get(state.get("Status"), ())
+    return all(key in state for key in needs)
 
 
 class Container:
@@ -354,11 +375,13 @@ class Container:
 
     def watched(self) -> bool:
         """Someone will record its end: its lab run (foreground) or its supervisor is alive."""
-        for key in ("Watcher", "Supervisor"):
-            pid = self.state.get(key)
-            if pid and process_start_time(pid) == self.state.get(f"{key}StartTime"):
-                return True
-        return False
+        return any(self.alive(key) for key in ("Watcher", "Supervisor"))
+
+    def alive(self, key: str) -> bool:
+        """Whether the process the state records under key (Supervisor, Watcher) is still the one
+        it was: the same PID, started at the same time (a PID is used again)."""
+        pid, started = self.state.get(key), self.state.get(f"{key}StartTime")
+        return bool(pid) and started is not None and process_start_time(pid) == started
 
     def status_text(self) -> str:
         """What `lab ps` says in its STATUS column."""
@@ -397,8 +420,7 @@ class Container:
 
     def has_supervisor(self) -> bool:
         """Its supervisor (supervisor.py: run -d, the engine) is still there."""
-        pid = self.state.get("Supervisor")
-        return bool(pid) and process_start_time(pid) == self.state.get("SupervisorStartTime")
+        return self.alive("Supervisor")
 
     def waits_for_start(self) -> bool:
         """Its supervisor is there and waits to be told to start it (the engine's create)."""

@@ -197,17 +197,32 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
     syscalls.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
 
 
-def check_against_image(mount: dict, layers: list[str]) -> None:
-    """Refuse a folder over a file of the image, or a file over a folder (before anything runs)."""
-    relative = mount["Destination"].lstrip("/")
-    for layer in reversed(layers):                 # the topmost layer that has it decides
-        path = os.path.join(layer, relative)
-        if os.path.lexists(path):
-            if os.path.isdir(path) != os.path.isdir(mount["Source"]):
-                kinds = ("folder", "file") if os.path.isdir(mount["Source"]) else ("file", "folder")
-                raise LabError(f"cannot mount the {kinds[0]} {mount['Source']} on {mount['Destination']}: "
-                               f"that is a {kinds[1]} in the image")
-            return
+def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
+    """Refuse a folder over a file of the image, or a file over a folder (before anything runs).
+    in_image: what the image has at the mount's destination (images.in_layers), None if nothing.
+    A tmpfs (mount["Type"] "tmpfs") is a folder."""
+    if in_image is None:
+        return
+    folder = mount["Type"] == "tmpfs" or os.path.isdir(mount["Source"])
+    if stat.S_ISDIR(in_image.st_mode) != folder:
+        what = "a tmpfs" if mount["Type"] == "tmpfs" else f"the {'folder' if folder else 'file'} {mount['Source']}"
+        raise LabError(f"cannot mount {what} on {mount['Destination']}: that is a "
+                       f"{'file' if folder else 'folder'} in the image")
+
+
+# Where lab mounts the kernel's filesystems and its own /dev, after the volumes: a volume there
+# would be hidden under them (runc refuses them too).
+KERNEL_MOUNTS = ("/proc", "/sys", "/dev")
+
+
+def check_target(destination: str, taken: list[str]) -> None:
+    """Refuse a second mount on one path (taken: those before it), or one on lab's own."""
+    if destination in taken:
+        raise LabError(f"two volumes are mounted on {destination}: give each its own path")
+    for kernel in KERNEL_MOUNTS:
+        if destination == kernel or destination.startswith(kernel + "/"):
+            raise LabError(f"cannot mount a volume on {destination}: lab mounts the container's own "
+                           f"{kernel} there, which would hide it; choose another path")
 
 
 # Named volumes: LAB_ROOT/volumes/NAME/_data. A volume lives until `lab volume rm`.

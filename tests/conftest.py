@@ -33,7 +33,8 @@ IN_THE_VM = {
         "test_killing_lab_run_supervisors_and_imports_at_random_moments_leaves_nothing",
         "test_run_d_racing_rm_f_prints_no_traceback_and_leaves_no_supervisor",
         "test_a_container_whose_lab_run_was_killed_is_found_stopped_and_removed",
-        "test_a_test_run_removes_the_cgroups_a_killed_run_left"},
+        "test_a_test_run_removes_the_cgroups_a_killed_run_left",
+        "test_a_container_whose_supervisor_was_killed_gives_its_cgroup_back_and_starts_again"},
     "test_lifecycle.py": {     # many cgroups made at once; a container stopped or killed without its supervisor
         "test_twenty_containers_at_once", "test_stop_kills_what_ignores_sigterm_after_the_timeout",
         "test_a_killed_supervisor_leaves_the_container_reachable"},

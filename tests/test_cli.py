@@ -77,6 +77,13 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "--network", "container:", "busybox", "true"], 125, "--network container: needs the container's name"),
     (["image", "import", "/dev/null", "x:v1"], 125, "/dev/null is neither a file nor a folder"),
     (["run", "busybox@sha256:abc", "true"], 125, "invalid reference 'busybox@sha256:abc'"),    # not "Unable to find"
+    (["run", "--ulimit", "nofile=-1", "busybox", "true"], 125, "nofile is at most"),     # (not setrlimit's ValueError
+    (["run", "--ulimit", "nofile=99999999", "busybox", "true"], 125, "nofile is at most"),   # in the child)
+    (["run", "--tmpfs", "/etc/passwd", "busybox", "true"], 125, "cannot mount a tmpfs on /etc/passwd: that is a file"),
+    (["run", "--tmpfs", "/x", "-v", "/tmp:/x", "busybox", "true"], 125, "two volumes are mounted on /x"),
+    (["run", "-v", "/tmp:/proc/sys", "busybox", "true"], 125, "lab mounts the container's own /proc there"),
+    (["run", "-v", "kept:/dev", "busybox", "true"], 125, "lab mounts the container's own /dev there"),
+    (["run", "--tmpfs", "/sys", "busybox", "true"], 125, "lab mounts the container's own /sys there"),
     ([], 125, "lab: error: the following arguments are required: COMMAND"),       # (not "lab: error: lab: ...")
     (["cp", "x", "y"], 125, "lab: error: argument COMMAND: invalid choice: 'cp'"),
 ])

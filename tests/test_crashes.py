@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from chapters.harness import LAB, ended, lab_processes, supervisor_of, wait_running
+from chapters import harness
+from chapters.harness import LAB, ended, lab_processes, supervisor_of, wait_running, wait_until
 
 
 def root() -> Path:
@@ -31,14 +32,23 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
                "exited-without-code": ("state.json", '{"Status": "exited", "FinishedAt": 1}'),
                "cgroup-not-a-record": ("state.json", '{"Status": "created", "Cgroup": "x"}'),
                "other-config": ("config.json", "{}")}
-    for name in (*damages, "half-config", "no-config"):
+    # A field of another kind than lab writes (which stopped `lab ps` for every container), or
+    # a supervisor that is gone and whose start time is not recorded (which stopped rm -f).
+    edits = {"name-a-number": ("config.json", {"Name": 5}), "created-at-infinity": ("config.json", {"Created": 1e400}),
+             "mounts-a-word": ("config.json", {"Mounts": "x"}), "mount-untyped": ("config.json", {"Mounts": [{"Name": "x"}]}),
+             "finished-at-infinity": ("state.json", {"FinishedAt": 1e400}),
+             "supervisor-a-word": ("state.json", {"Supervisor": "abc"}),
+             "supervisor-gone": ("state.json", {"Status": "created", "Supervisor": 999999999})}
+    for name in (*damages, *edits, "half-config", "no-config"):
         assert lab("run", "--name", name, "busybox", "true").returncode == 0
     for name in ("healthy", "running-damaged"):
         assert lab("run", "-d", "--name", name, "busybox", "sleep", "600").returncode == 0
     running, half, lost = folder(lab, "running-damaged"), folder(lab, "half-config"), folder(lab, "no-config")
-    folders = {name: folder(lab, name) for name in damages}
+    folders = {name: folder(lab, name) for name in (*damages, *edits)}
     for name, (file, text) in damages.items():
         (folders[name] / file).write_text(text)
+    for name, (file, fields) in edits.items():
+        (folders[name] / file).write_text(json.dumps({**json.loads((folders[name] / file).read_text()), **fields}))
     pid = json.loads((running / "state.json").read_text())["Pid"]
     (running / "state.json").write_text("[]")
     (half / "config.json").write_text((half / "config.json").read_text()[:40])
@@ -55,7 +65,8 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
     stray.write_text("")
     listed = lab("ps", "-a")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.count("Damaged") == 8 and "healthy" in listed.stdout, listed.stdout
+    assert listed.stdout.count("Damaged") == 8 + len(edits) - 1 and "healthy" in listed.stdout, listed.stdout
+    assert [line.split()[-2] for line in listed.stdout.splitlines() if line.endswith(" supervisor-gone")] == ["Created"]
     assert not interrupted.exists() and not cut_short.exists()       # their writers are gone: ps finished them
     for command in (["inspect", "healthy"], ["logs", "healthy"], ["exec", "healthy", "true"], ["ps"]):
         assert lab(*command).returncode == 0, command
@@ -65,6 +76,7 @@ def test_a_damaged_record_affects_only_its_own_container(lab):
         assert refused.returncode == 1 and "it is damaged" in refused.stderr, (command, refused.stderr)
     assert not ended(pid)                                               # (and it runs still)
     removed = lab("rm", "-f", *[f.name for f in folders.values()], half.name, lost.name, "healthy", running.name)
+    assert removed.returncode == 0 and removed.stderr == "", removed.stderr
     assert removed.returncode == 0, removed.stderr
     assert lab("ps", "-a", "-q").stdout == ""
     stray.unlink()                                                      # (not lab's: left alone)
@@ -98,6 +110,23 @@ def test_rm_f_never_kills_in_a_cgroup_a_hand_edited_record_names(lab):
             except OSError:
                 assert time.monotonic() < deadline, f"{victim} stays busy"
                 time.sleep(0.01)
+
+
+def test_a_container_whose_supervisor_was_killed_gives_its_cgroup_back_and_starts_again(daemon):
+    """Its supervisor would have removed its cgroup when it ended: the stop that records its end
+    does, and a start makes it again (it found the folder there: "File exists")."""
+    from lab import cgroups
+    assert daemon.docker("run", "-d", "--name", "orphaned", "busybox", "sleep", "600").returncode == 0
+    name = "lab-" + harness.inspect("orphaned")["Id"][:12]
+    supervisor = supervisor_of("orphaned")
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: ended(supervisor), what="the supervisor's end")
+    assert daemon.docker("stop", "-t", "1", "orphaned").returncode == 0
+    assert not [p for parent in cgroups.manager().parents() for p in parent.glob(name)]
+    start = daemon.docker("start", "orphaned")
+    assert start.returncode == 0, start.stderr
+    assert harness.inspect("orphaned")["State"]["Running"]
+    assert daemon.docker("rm", "-f", "orphaned").returncode == 0
 
 
 def test_docker_lists_inspects_and_removes_damaged_records_too(lab, daemon):

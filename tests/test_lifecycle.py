@@ -203,6 +203,26 @@ def test_lab_imports_no_module_from_the_image_it_entered(lab, tmp_path):
     assert lab("rmi", "planted:1").returncode == 0
 
 
+# Execs `true` in the container named argv[1] with a helper that is killed before it reports
+# (as `lab rm -f` kills it with the container); prints the StartError's status and message.
+KILLED_HELPER = """
+import os, signal, sys
+from lab import container, process, security, store
+security.apply = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+try:
+    container.exec_start(store.find_container(sys.argv[1]), ["true"], container.Stdio(False, False))
+except process.StartError as e:
+    print(e.status, e)
+"""
+
+
+def test_an_exec_whose_helper_is_killed_with_the_container_says_so(lab, detached, tmp_path):
+    detached("short-lived", "busybox", "sleep", "600")
+    run = subprocess.run([sys.executable, "-c", KILLED_HELPER, "short-lived"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.stdout == "125 the container ended while lab was starting the command in it\n", run.stdout + run.stderr
+
+
 def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, detached, tmp_path):
     """exec's helper takes on the container's seccomp filter and limits before it forks the
     command: a profile that forbids fork, or a tiny nofile, stops it there, and exec says which."""
