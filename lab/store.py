@@ -648,8 +648,8 @@ def remove_interrupted(root: Path) -> None:
     containers' lock from its mkdir to its rename: while no one holds it, none is under way. A
     removal's folder ends with its process's pid: once that process is gone, no one deletes it."""
     for folder in root.glob(".removing-*"):          # (.removing-<id>, an older lab's: no pid, no owner)
-        owner = folder.name.split("-")[2:]
-        if not (owner and owner[0].isdigit() and os.path.exists(f"/proc/{owner[0]}")):
+        owner = folder.name.rsplit("-", 1)[1]        # (a volume's name may have a '-' too)
+        if not (owner.isdigit() and os.path.exists(f"/proc/{owner}")):
             delete_quietly(folder)
     with open(root / ".lock", "a") as lock:
         try:

@@ -240,11 +240,18 @@ def volume_path(name: str) -> Path:
     return folder / "_data"
 
 
+def locked() -> store.locked:
+    """The volumes' lock: a removal's check that no container uses the volume, and its rename,
+    against a create (lab run -v) that would make it again or find it half-deleted."""
+    return store.locked(store.volumes_dir() / ".lock")
+
+
 def create(name: str, labels: dict | None = None) -> Path:
     path = volume_path(name)
-    path.mkdir(parents=True, exist_ok=True)
-    if labels:
-        store.write_json(path.parent / "labels.json", labels)
+    with locked():
+        path.mkdir(parents=True, exist_ok=True)
+        if labels:
+            store.write_json(path.parent / "labels.json", labels)
     return path
 
 
@@ -290,7 +297,17 @@ def remove_anonymous(mounts: list[dict]) -> None:
 
 
 def remove(name: str) -> None:
+    """Renamed first (atomic), under the lock, then deleted: a container made meanwhile is
+    either among its users (refused) or makes a new one; a removal cut short (kill -9) leaves a
+    hidden folder, not half a volume, and the next removal finishes it (store.remove_interrupted)."""
     inspect(name)                                   # it exists
-    if used := users(name):
-        raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
-    folders.delete_folder(volume_path(name).parent)      # (what containers made there: symlinks, deep folders)
+    doomed = store.volumes_dir() / f".removing-{name}-{os.getpid()}"
+    with locked():
+        if used := users(name):
+            raise Conflict(f"volume {name} is in use by the container {used[0]}: remove the container first")
+        try:
+            volume_path(name).parent.rename(doomed)
+        except FileNotFoundError:                   # another removal was first
+            raise NotFound(f"no such volume: {name} (`lab volume ls` lists them)") from None
+    store.remove_interrupted(store.volumes_dir())
+    folders.delete_folder(doomed)                   # (what containers made there: symlinks, deep folders)

@@ -4,6 +4,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -93,6 +94,33 @@ def test_bad_input_gets_one_error_line_and_leaves_nothing(lab, lab_root, args, s
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("lab: error: ")
     assert error in result.stderr
     assert leftovers(lab_root) == []
+
+
+# Removes the volume argv[2]; just before its files are deleted, `lab run -v` mounts a volume of
+# that name and lists it (prints what it found).
+RUN_DURING_VOLUME_RM = """
+import subprocess, sys
+from lab import folders, volumes
+deleting = folders.delete_folder
+def meanwhile(folder):
+    run = subprocess.run([sys.argv[1], "run", "--rm", "--network", "none", "-v", sys.argv[2] + ":/d", "busybox", "ls", "/d"],
+                         capture_output=True, text=True)
+    print(run.stdout + run.stderr, end="")
+    deleting(folder)
+folders.delete_folder = meanwhile
+volumes.remove(sys.argv[2])
+"""
+
+
+def test_a_volume_being_removed_is_never_mounted_half_deleted(lab, tmp_path):
+    """volume rm checks that no container uses the volume, then deletes it, which takes a while:
+    a `run -v` meanwhile mounted what was left of it. The volume is renamed away first."""
+    assert lab("run", "--rm", "--network", "none", "-v", "doomed:/d", "busybox", "touch", "/d/kept").returncode == 0
+    run = subprocess.run([sys.executable, "-c", RUN_DURING_VOLUME_RM, LAB, "doomed"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr        # a new volume: empty
+    assert "doomed" in lab("volume", "ls").stdout.split()
+    assert lab("volume", "rm", "doomed").returncode == 0
 
 
 def test_the_store_is_root_s_alone(lab, monkeypatch, tmp_path):
