@@ -735,6 +735,19 @@ def test_docker_cp_and_export_never_read_the_containers_name_services(daemon, tm
     daemon.docker("rm", "-f", "nss")
 
 
+def test_docker_cp_into_a_container_replaces_a_device_node_it_made_instead_of_writing_into_it(daemon, tmp_path):
+    """The container made a device node where a file is copied in: written through it, lab
+    (host root, in no device cgroup) would write to that device; with `b 8 0`, the host's disk.
+    Here it is /dev/full, which says so: "No space left on device"."""
+    daemon.docker("run", "-d", "--name", "noded", "busybox", "sh", "-c", "mkdir /t; mknod /t/full c 1 7; echo ready; exec sleep 600")
+    wait_until(lambda: daemon.docker("logs", "noded").stdout == "ready\n", what="the node made")
+    (tmp_path / "full").write_text("from the host\n")
+    copied = daemon.docker("cp", str(tmp_path / "full"), "noded:/t/")
+    assert copied.returncode == 0, copied.stderr
+    assert daemon.docker("exec", "noded", "cat", "/t/full").stdout == "from the host\n"
+    daemon.docker("rm", "-f", "noded")
+
+
 def test_docker_diff_tells_nothing_of_the_hosts_files_through_an_images_symlink(daemon, tmp_path):
     """docker diff says whether a path of the container's layer is in its image too ("C") or new
     ("A"): looked up on the host through the image's symlink /a -> a host folder, it told

@@ -307,11 +307,12 @@ def write_tar(path: str, out, whole: bool = False) -> None:
 
 
 def add_tree(tar: tarfile.TarFile, path: str, arcname: str) -> None:
-    """tar.add(path, arcname), and all below it, without recursing (tarfile.add recurses)."""
-    tar.add(path, arcname, recursive=False)
+    """tar.add(path, arcname), and all below it, without recursing (tarfile.add recurses), each
+    file as what was opened (overlay.add_entry: the container may swap a file for a device node)."""
+    overlay.add_entry(tar, path, arcname)
     if os.path.isdir(path) and not os.path.islink(path):
         for inside in folders.below(path):
-            tar.add(inside, os.path.join(arcname, os.path.relpath(inside, path)), recursive=False)
+            overlay.add_entry(tar, inside, os.path.join(arcname, os.path.relpath(inside, path)))
 
 
 def archive_path(req) -> str:
@@ -352,13 +353,28 @@ def put_archive(req):
     return 200, None
 
 
+class Unpacker(tarfile.TarFile):
+    """tarfile's extraction, but each file is written as a new one: what the container has at
+    its path (a device node it made, of the host's disk say) is replaced, never written into."""
+
+    def makefile(self, tarinfo, targetpath):
+        try:
+            os.unlink(targetpath)                  # (a folder there: IsADirectoryError, one line)
+        except FileNotFoundError:
+            pass
+        fd = os.open(targetpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as target:
+            self.fileobj.seek(tarinfo.offset_data)
+            tarfile.copyfileobj(self.fileobj, target, tarinfo.size, tarfile.ReadError, self.copybufsize)
+
+
 def unpack(folder: str, upload) -> None:
     """Every member checked first (Python before 3.11.4, as Debian 12's, has no tarfile filter):
     no absolute name, no `..` out of folder, no hard link to outside it, no device node."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder in the container")
     base = os.path.normpath(folder)
-    with tarfile.open(fileobj=upload) as tar:
+    with Unpacker.open(fileobj=upload) as tar:
         members = tar.getmembers()
         for member in members:
             names_in_it = [member.name] + ([member.linkname] if member.islnk() else [])

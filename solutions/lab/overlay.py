@@ -202,19 +202,19 @@ def pack_layer(upper: Path | str, out) -> None:
                 if not stat.S_ISDIR(st.st_mode):
                     tar.addfile(whiteout)       # .wh.NAME instead of the 0/0 device
                     continue
-            if stat.S_ISREG(st.st_mode):
-                add_opened(tar, path, arcname, numeric)
-            else:
-                tar.add(path, arcname, recursive=False, filter=numeric)
+            add_entry(tar, path, arcname, numeric)
             if whiteout is not None:
                 tar.addfile(whiteout)           # .wh..wh..opq inside the opaque folder
 
 
-def add_opened(tar, path: str, arcname: str, numeric) -> None:
-    """The file at path into tar, as what was opened, not following a symlink, nor waiting on a
-    pipe: a running container may have swapped the file for one since it was listed. (tar.add
-    would open whatever is there by then; a pipe with no writer would stop the commit, and the
-    store's lock with it, for good.)"""
+def add_entry(tar, path: str, arcname: str, numeric=None) -> None:
+    """tar.add(path, arcname, recursive=False), but a regular file goes in as what was opened:
+    not through a symlink, nor a pipe waited on, nor a device node read as its content. A running
+    container may have swapped the file for one since it was listed, and tar.add would open
+    whatever is there by then: a pipe with no writer stops it for good (a commit holds the
+    store's lock), and a node of the host's disk would be read for the file's size."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return tar.add(path, arcname, recursive=False, filter=numeric)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
@@ -222,5 +222,6 @@ def add_opened(tar, path: str, arcname: str, numeric) -> None:
             raise
         return tar.add(path, arcname, recursive=False, filter=numeric)     # a symlink now: itself
     with open(fd, "rb") as f:
-        info = numeric(tar.gettarinfo(path, arcname, fileobj=f))
+        info = tar.gettarinfo(path, arcname, fileobj=f)                 # (its fstat: what was opened)
+        info = numeric(info) if numeric else info
         tar.addfile(info, f if info.isreg() else None)
