@@ -106,8 +106,11 @@ def rules_of(record: dict) -> list[list[str]]:
     unanswered (an answer to the host's own masqueraded packets is for the gateway's address)."""
     internal = record.get("Internal", False)
     nat = [] if internal else network_rules(record["Bridge"], record["Subnet"])
-    guard = [["raw", "PREROUTING", "-i", record["Bridge"], "-d", "127.0.0.0/8", "-j", "DROP"]]
-    return guard + nat + forward_rules(record["Bridge"], internal)
+    return [loopback_guard(record["Bridge"])] + nat + forward_rules(record["Bridge"], internal)
+
+
+def loopback_guard(bridge: str) -> list[str]:
+    return ["raw", "PREROUTING", "-i", bridge, "-d", "127.0.0.0/8", "-j", "DROP"]
 
 
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
@@ -328,8 +331,12 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     own = link is None
     link = netlink.Netlink() if own else link
     try:
-        if link.index(record["Bridge"]) is not None:
-            return                                 # (made last: the rules are there already)
+        if link.index(record["Bridge"]) is not None:     # (made last: the rules are there already,
+            if not record.get("LoopbackGuard"):            # but for a bridge an older lab made)
+                if not iptables("-C", loopback_guard(record["Bridge"]), missing_ok=True):
+                    iptables("-I", loopback_guard(record["Bridge"]))
+                store.write_json(record_path(record["Name"]), {**record, "LoopbackGuard": True})
+            return
         if not Path("/proc/sys/net/ipv4/ip_forward").read_text().startswith("1"):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")        # the host routes
         iptables("-N", ["nat", "LAB"], missing_ok=True)
