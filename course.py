@@ -144,9 +144,10 @@ def does_not_compile(package: Path | None) -> tuple[str, str] | None:
     for file in sorted(package.glob("*.py")) if package else []:
         try:
             compile(file.read_bytes(), str(file), "exec")
-        except SyntaxError as e:
+        except (SyntaxError, ValueError) as e:          # (ValueError: a NUL byte in it)
             shown = file.relative_to(ROOT) if ROOT in file.parents else file
-            return str(shown), f'{type(e).__name__}: {e.msg}, File "{file}", line {e.lineno}'
+            where = f", line {e.lineno}" if isinstance(e, SyntaxError) else ""
+            return str(shown), f'{type(e).__name__}: {getattr(e, "msg", e)}, File "{file}"{where}'
     return None
 
 

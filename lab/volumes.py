@@ -181,7 +181,7 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
             raise LabError(f"invalid --tmpfs option {option!r}: use size=, mode=, uid=, gid=, ro, noexec, nosuid, nodev")
         if key in TMPFS_VALUES and not re.fullmatch(TMPFS_VALUES[key][0], value):
             raise LabError(f"invalid --tmpfs option {option!r}: {key}= takes {TMPFS_VALUES[key][1]}")
-    return os.path.normpath(path), options
+    return "/" + os.path.normpath(path).lstrip("/"), options      # (normpath keeps a leading //)
 
 
 def mount_tmpfs(root: str, path: str, options: str) -> None:
@@ -200,8 +200,9 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
 def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
     """Refuse a folder over a file of the image, or a file over a folder (before anything runs).
     in_image: what the image has at the mount's destination (images.in_layers), None if nothing.
-    A tmpfs (mount["Type"] "tmpfs") is a folder."""
-    if in_image is None:
+    A tmpfs (mount["Type"] "tmpfs") is a folder. A whiteout (a 0/0 device: deleted by a layer
+    above) is nothing; a symlink is mount_point's to refuse."""
+    if in_image is None or stat.S_ISLNK(in_image.st_mode) or (stat.S_ISCHR(in_image.st_mode) and in_image.st_rdev == 0):
         return
     folder = mount["Type"] == "tmpfs" or os.path.isdir(mount["Source"])
     if stat.S_ISDIR(in_image.st_mode) != folder:
@@ -211,7 +212,8 @@ def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
 
 
 # Where lab mounts the kernel's filesystems and its own /dev, after the volumes: a volume there
-# would be hidden under them (runc refuses them too).
+# would be hidden under them. (lab's own limit: docker mounts volumes after these, and takes
+# -v /dev/log:/dev/log or -v /sys/fs/cgroup:/sys/fs/cgroup:ro; before, lab hid them silently.)
 KERNEL_MOUNTS = ("/proc", "/sys", "/dev")
 
 
@@ -222,7 +224,8 @@ def check_target(destination: str, taken: list[str]) -> None:
     for kernel in KERNEL_MOUNTS:
         if destination == kernel or destination.startswith(kernel + "/"):
             raise LabError(f"cannot mount a volume on {destination}: lab mounts the container's own "
-                           f"{kernel} there, which would hide it; choose another path")
+                           f"{kernel} there after the volumes, which would hide it (docker mounts it first): "
+                           "choose another path")
 
 
 # Named volumes: LAB_ROOT/volumes/NAME/_data. A volume lives until `lab volume rm`.

@@ -123,6 +123,20 @@ def test_a_volume_being_removed_is_never_mounted_half_deleted(lab, tmp_path):
     assert lab("volume", "rm", "doomed").returncode == 0
 
 
+def test_a_tmpfs_may_go_where_a_layer_deleted_a_file_and_doctor_runs_for_anyone(lab, monkeypatch, tmp_path):
+    """The image's file a layer above deleted (a whiteout) is no file to refuse a tmpfs over; and
+    making LAB_ROOT private is no reason to stop `lab doctor` run by a user who cannot."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN touch /x\nRUN rm /x\n")
+    assert lab("build", "-t", "deleted:1", str(tmp_path)).returncode == 0
+    run = lab("run", "--rm", "--network", "none", "--tmpfs", "/x", "deleted:1", "sh", "-c", "test -d /x && echo a folder")
+    assert (run.returncode, run.stdout) == (0, "a folder\n"), run.stderr
+    assert lab("rmi", "deleted:1").returncode == 0
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path / "not-made"))
+    doctor = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", LAB, "doctor"],
+                            capture_output=True, text=True, timeout=60)
+    assert "Errno" not in doctor.stdout + doctor.stderr and "lab doctor" in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr
+
+
 def test_the_store_is_root_s_alone(lab, monkeypatch, tmp_path):
     """Below LAB_ROOT are a container's upper folder (a setuid program it made) and its config
     (the secrets of its -e): lab makes the store 0700, and an older one so too, not a shared /tmp."""

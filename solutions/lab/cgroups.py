@@ -197,7 +197,11 @@ class Cgroup:
                 try:
                     path.mkdir()
                 except FileExistsError:          # left by this container's last run, whose supervisor
-                    path.rmdir()                 # was killed: empty, it goes (EBUSY: a process is in it)
+                    try:                         # was killed: empty, it goes
+                        path.rmdir()
+                    except OSError as e:
+                        raise LabError(f"{path}, left by this container's last run, is still in use ({e.strerror}): "
+                                       "remove the container (lab rm -f) or end what runs there") from None
                     path.mkdir()
                 made.append(path)
             self.set_limits(limits)

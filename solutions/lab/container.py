@@ -168,7 +168,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
         volumes.check_target(mount["Destination"], [m["Destination"] for m in targets[:i]])
         if mount["Type"] in ("bind", "tmpfs"):
             found = images.in_layers(image, mount["Destination"][1:])       # (through no symlink of the image's)
-            volumes.check_against_image(mount, found and found[1])
+            volumes.check_against_image(mount, found[1] if found else None)
     if publish_all and container_network.bridged(network_mode):
         for port in {**(image["Config"].get("ExposedPorts") or {}), **((more or {}).get("ExposedPorts") or {})}:
             ports.setdefault(container_network.port_key(port), [{"HostIp": "", "HostPort": ""}])

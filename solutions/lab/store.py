@@ -53,11 +53,15 @@ def private_root() -> None:
     root = lab_root()
     try:
         mode = root.stat().st_mode
+        if mode & 0o077 and not mode & 0o1000:
+            root.chmod(mode & 0o700)
     except FileNotFoundError:
-        os.makedirs(root, 0o700, exist_ok=True)
-        return
-    if mode & 0o077 and not mode & 0o1000:
-        root.chmod(mode & 0o700)
+        try:
+            os.makedirs(root, 0o700, exist_ok=True)
+        except PermissionError:          # (not root: lab doctor says so, the rest when it needs root)
+            pass
+    except PermissionError:
+        pass
 
 
 def images_dir() -> Path:
