@@ -85,6 +85,7 @@ def leftovers(lab_root: Path) -> list[str]:
     (["run", "-v", "/tmp:/proc/sys", "busybox", "true"], 125, "lab mounts the container's own /proc there"),
     (["run", "-v", "kept:/dev", "busybox", "true"], 125, "lab mounts the container's own /dev there"),
     (["run", "--tmpfs", "/sys", "busybox", "true"], 125, "lab mounts the container's own /sys there"),
+    (["run", "--tmpfs", "//dev/shm", "busybox", "true"], 125, "lab mounts the container's own /dev there"),
     ([], 125, "lab: error: the following arguments are required: COMMAND"),       # (not "lab: error: lab: ...")
     (["cp", "x", "y"], 125, "lab: error: argument COMMAND: invalid choice: 'cp'"),
 ])
