@@ -2,7 +2,8 @@
 layers, a volume, a build context. Whoever made them may have nested folders thousands deep
 or put symlinks to the host's folders in them: these functions never recurse (Python 3.11's
 os.walk and shutil.rmtree do, and a tree past about a thousand levels stops them with a
-RecursionError) and never go into a symlink.
+RecursionError) and never go into a symlink. And entering one: chroot_into, in_chroot, and
+seal_imports for a process of lab's whose / is about to be a container's.
 """
 import errno
 import os
