@@ -748,6 +748,18 @@ def test_docker_cp_into_a_container_replaces_a_device_node_it_made_instead_of_wr
     daemon.docker("rm", "-f", "noded")
 
 
+def test_starts_at_once_start_the_container_once(daemon):
+    """Six starts of one created container at once: one starts it, the others find it running
+    (304), and its record stays whole (they used to race: "is damaged", a second supervisor)."""
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sleep", "600"]}, name="raced")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(lambda _: daemon.request("POST", f"/v1.41/containers/{cid}/start")[0], range(6)))
+    assert statuses == [204, 304, 304, 304, 304, 304]
+    shown = daemon.docker("ps", "--filter", "name=raced", "--format", "{{.Status}}").stdout
+    assert shown.startswith("Up "), shown
+    assert daemon.docker("rm", "-f", "raced").returncode == 0
+
+
 def test_docker_diff_tells_nothing_of_the_hosts_files_through_an_images_symlink(daemon, tmp_path):
     """docker diff says whether a path of the container's layer is in its image too ("C") or new
     ("A"): looked up on the host through the image's symlink /a -> a host folder, it told

@@ -17,8 +17,8 @@ import json
 import os
 
 from lab import LabError, NotFound, container, logs, names, relay, store, supervisor, supervisor_client, terminal, views, volumes
-from lab.api import (ApiError, as_binds, check_supported, check_volume_driver, console_size, container_json,
-                     container_sizes, more_options, restart_policy)
+from lab.api import (EXEC_KINDS, ApiError, as_binds, check_create_kinds, check_kinds, check_supported, check_volume_driver,
+                     console_size, container_json, container_sizes, more_options, restart_policy)
 from lab.process import parse_signal
 
 
@@ -56,11 +56,23 @@ def start_container(ref: str) -> None:
 
     A container that ran and ended starts again (docker start, restart): a new supervisor, the
     same container (its files, its upper layer, its log)."""
+    import fcntl
     c = store.find_container(ref)
-    if c.is_running():
-        raise ApiError(304, "")                       # started already: "not modified"
-    supervisor_for(c)
-    supervisor_client.start(c)
+    # Two starts at once: one starts it, the other then finds it running. A POSIX lock (lockf):
+    # a supervisor forked meanwhile does not inherit it, as it would flock's.
+    try:
+        lock = os.open(c.path / ".start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    except FileNotFoundError:                         # removed meanwhile
+        raise NotFound(f"no such container: {ref}") from None
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        c.reload()
+        if c.is_running():
+            raise ApiError(304, "")                   # started already: "not modified"
+        supervisor_for(c)
+        supervisor_client.start(c)
+    finally:
+        os.close(lock)
 
 
 def supervisor_for(c: store.Container) -> None:
@@ -102,6 +114,10 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
 
 def post_create(req):
     body = req.json()
+    check_create_kinds(body)
+    for key in ("Cmd", "Entrypoint"):                 # (a string is a command of one word, as docker's)
+        if isinstance(body.get(key), str):
+            body[key] = [body[key]]
     if not isinstance(body.get("Image"), str) or not body["Image"]:
         raise ApiError(400, "the container config has no Image: give the image to run")
     name = req.query.get("name", "").removeprefix("/") or None
@@ -199,7 +215,7 @@ def get_logs(req):
     c = store.find_container(req.params[0])
     wanted = {n for n, key in ((relay.STDOUT, "stdout"), (relay.STDERR, "stderr")) if req.flag(key)}
     try:
-        since, until = (float(req.query.get(key) or 0) * 1e9 for key in ("since", "until"))
+        since, until = (req.number(key, 0) * 1e9 for key in ("since", "until"))
         tail = None if req.query.get("tail", "all") in ("all", "") else int(req.query["tail"])
         tail = None if tail is not None and tail < 0 else tail          # (-1: all, as docker's)
     except ValueError:
@@ -214,6 +230,8 @@ def get_logs(req):
     skip = max(0, sum(1 for _ in lines(logs.follow(c, False))) - tail) if tail is not None else 0
     tty = c.config.get("Tty", False)
     out = req.stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+    if req.flag("follow"):
+        req.end_if_client_leaves()                    # (Ctrl-C of docker logs -f: a quiet container writes nothing)
     for n, (stream, line, when) in enumerate(lines(records)):
         if n < skip:
             continue
@@ -233,8 +251,8 @@ def post_stop(req):
 
 def stop_timeout(req, c: store.Container) -> float:
     """?t=SECONDS, else the container's --stop-timeout, else docker's 10 s."""
-    given = req.query.get("t")
-    return float(given if given not in (None, "") else c.config.get("StopTimeout") or 10)
+    given = req.number("t")
+    return given if given is not None else c.config.get("StopTimeout") or 10
 
 
 def stop_signal(req) -> int | None:
@@ -276,6 +294,9 @@ def delete_container(req):
 def post_exec_create(req):
     c = store.find_container(req.params[0]).whole("exec in")
     body = req.json()
+    check_kinds(body, EXEC_KINDS)
+    if isinstance(body.get("Cmd"), str):
+        body["Cmd"] = [body["Cmd"]]
     if not c.is_running():
         raise ApiError(409, f"container {c.name} is not running")
     if c.state.get("Paused"):
