@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from lab import LabError, NotFound, image_commands, images, layers, names, store, tarsplit
-from lab.api import ApiError, check_filters, dangling, filters, has_labels, image_json, virtual_size
+from lab.api import ApiError, check_filters, check_kinds, dangling, filters, has_labels, image_json, virtual_size
 from lab.engine_system import disk_use
 
 
@@ -138,13 +138,13 @@ def post_build(req):
         command = [sys.executable, "-m", "lab", "build", "--iidfile", os.path.join(work, "id"), "-f", dockerfile]
         for tag in req.values("t"):
             command += ["-t", tag]
-        for key, value in json.loads(req.query.get("buildargs") or "{}").items():
+        for key, value in req.query_json("buildargs", {}, dict).items():
             command += ["--build-arg", f"{key}={value}"]
-        for key, value in json.loads(req.query.get("labels") or "{}").items():
+        for key, value in req.query_json("labels", {}, "labels").items():
             command += ["--label", f"{key}={value}"]
         for hosts in req.values("extrahosts"):          # (HOST:IP, repeated or comma-separated)
             command += [arg for host in hosts.split(",") if host for arg in ("--add-host", host)]
-        for ref in json.loads(req.query.get("cachefrom") or "[]") or []:
+        for ref in req.query_json("cachefrom", [], "strings"):
             command += ["--cache-from", ref]
         if req.query.get("shmsize") not in (None, "", "0"):
             command += ["--shm-size", req.query["shmsize"]]
@@ -207,6 +207,7 @@ def post_auth(req):
     """POST /auth (docker login): the daemon tries the login on the registry; the client keeps it."""
     from lab import registry
     body = req.json() or {}
+    check_kinds(body, {"username": str, "password": str, "serveraddress": str, "email": str})
     server = registry.server_name(body.get("serveraddress") or registry.DOCKER_HUB)
     if not body.get("username") or not body.get("password"):
         raise ApiError(400, "docker login needs a user name and a password")

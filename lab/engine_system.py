@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 from lab import LabError, NotFound, container_network, images, layers, names, network, store, views, volumes
-from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters,
+from lab.api import (API_VERSION, LAB_VERSION, MIN_API_VERSION, ApiError, check_endpoint, check_filters, check_kinds,
                      container_sizes, container_summary, dangling, filters, has_labels, virtual_size)
 
 
@@ -103,6 +103,7 @@ def list_volumes(req):
 
 def post_volume(req):
     body = req.json() or {}
+    check_kinds(body, {"Driver": str, "Labels": "labels", "DriverOpts": "labels"})      # (Name: check_name's)
     if (body.get("Driver") or "local") != "local":
         raise ApiError(400, f"lab has the local volume driver only, not {body['Driver']!r}")
     if body.get("DriverOpts"):
@@ -133,12 +134,11 @@ def get_events(req):
     check_filters(wanted, ("type", "container", "event", "label"))
     if set(wanted.get("type", [])) - {"container"}:
         raise ApiError(400, "lab reports container events only: filter by type=container, or leave type out")
-    try:
-        since, until = (float(req.query[key]) if req.query.get(key) else None for key in ("since", "until"))
-    except ValueError:
-        raise ApiError(400, "since and until are times in seconds since 1970 (the docker CLI sends them so)") from None
+    meaning = "since and until are times in seconds since 1970 (the docker CLI sends them so)"
+    since, until = req.number("since", meaning=meaning), req.number("until", meaning=meaning)
     events = store.read_events(since, until)        # (from now: before the answer's headers)
     out = req.stream("application/json", chunked=True)
+    req.end_if_client_leaves()                        # (Ctrl-C of docker events: maybe no event for hours)
     for event in events:
         if is_wanted(event, wanted):
             out.write(json.dumps(event).encode() + b"\n")
@@ -224,6 +224,12 @@ def get_network(req):
 def post_network(req):
     """POST /networks/create: a bridge network (docker network create [--subnet])."""
     body = req.json() or {}
+    check_kinds(body, {"Name": str, "Driver": str, "Labels": "labels", "Internal": bool, "Attachable": bool,
+                       "IPAM": dict, "Options": dict})
+    ipam = body.get("IPAM") or {}
+    check_kinds(ipam, {"Driver": str, "Config": "objects", "Options": "labels"}, "IPAM.")
+    for config in ipam.get("Config") or []:
+        check_kinds(config, {"Subnet": str, "IPRange": str, "Gateway": str, "AuxiliaryAddresses": "labels"}, "IPAM.Config[].")
     if (body.get("Driver") or "bridge") != "bridge":
         raise ApiError(400, f"lab has the bridge network driver only, not {body['Driver']!r}")
     for key in ("Ingress", "EnableIPv6", "ConfigOnly", "ConfigFrom", "Options"):
@@ -249,7 +255,10 @@ def post_network(req):
 def post_network_connect(req):
     """POST /networks/{id}/connect (docker network connect [--alias] [--mac-address])."""
     body = req.json() or {}
+    check_kinds(body, {"Container": str, "EndpointConfig": dict})
     endpoint = body.get("EndpointConfig") or {}
+    check_kinds(endpoint, {"Aliases": "strings", "MacAddress": str, "IPAMConfig": dict}, "EndpointConfig.")
+    check_kinds(endpoint.get("IPAMConfig") or {}, {"IPv4Address": str}, "EndpointConfig.IPAMConfig.")
     check_endpoint(endpoint, ("Aliases", "MacAddress", "NetworkID", "EndpointID", "IPAMConfig"), "connect without it",
                    addresses=("IPv4Address",))
     container_network.connect_container(store.find_container(body.get("Container") or ""), req.params[0],

@@ -12,6 +12,7 @@ clients ask of containers, each with a piece of the runtime the course has built
 Each handler gets the request (daemon.Request) and returns (HTTP status, JSON body), or
 answers itself (a stream).
 """
+import errno
 import json
 import os
 import re
@@ -21,7 +22,8 @@ import time
 from pathlib import Path
 
 from lab import LabError, NotFound, cgroups, container, folders, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
-from lab.api import ApiError, check_filters, container_sizes, container_summary, filters, has_labels, restart_policy
+from lab.api import (CONFIG_KINDS, HOST_KINDS, ApiError, check_filters, check_kinds, container_sizes, container_summary,
+                     filters, has_labels, restart_policy)
 from lab.container_network import port_key
 from lab.engine import start_container, stop_signal, stop_timeout
 
@@ -51,7 +53,7 @@ def list_containers(req):
         raise ApiError(400, f"invalid filter 'health={bad[0]}': starting, healthy, unhealthy or none")
     made = {ref: store.find_container(ref).config["Created"] for ref in wanted.get("before", []) + wanted.get("since", [])}
     shown = []
-    limit = int(req.query.get("limit") or -1)         # (ps -n N, ps -l: the last N made, whatever their state)
+    limit = req.number("limit", -1, integer=True)     # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
         row = container_summary(c)
         if not (req.flag("all") or limit > 0 or c.is_running() or wanted.get("status")):
@@ -371,8 +373,10 @@ class Unpacker(tarfile.TarFile):
 def unpack(folder: str, upload) -> None:
     """Every member checked first (Python before 3.11.4, as Debian 12's, has no tarfile filter):
     no absolute name, no `..` out of folder, no hard link to outside it, no device node."""
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"extraction point is not a directory: {folder}")        # (docker's words)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder} is not a folder in the container")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", folder)
     base = os.path.normpath(folder)
     with Unpacker.open(fileobj=upload) as tar:
         members = tar.getmembers()
@@ -412,6 +416,7 @@ def post_update(req):
     if it runs (and kept for its next start), and a new restart policy."""
     c = store.find_container(req.params[0]).whole("update")
     body = req.json()
+    check_kinds(body, {key: kind for key, kind in HOST_KINDS.items() if key in UPDATABLE})
     for key, value in body.items():
         if key not in UPDATABLE and value not in (None, "", 0, False, [], {}):
             raise ApiError(400, f"lab does not support docker update of {key}: only -m, --cpus, --pids-limit, "
@@ -464,6 +469,7 @@ def post_commit(req):
     """POST /commit (docker commit): the container's upper layer becomes an image's top layer."""
     c = store.find_container(req.query.get("container", ""))
     body = req.json() or {}                   # (the SDK's conf: a container config to run the image with)
+    check_kinds(body, CONFIG_KINDS)
     if unknown := sorted(key for key, value in body.items() if value and key not in COMMIT_CONFIG):
         raise ApiError(400, f"lab's commit does not take {unknown[0]} in its config: only {', '.join(COMMIT_CONFIG)}")
     changes = [f"{key.upper()} {json.dumps(body[key])}" for key in ("Cmd", "Entrypoint") if body.get(key)]

@@ -302,3 +302,38 @@ def test_the_engine_refuses_names_and_ids_that_are_paths(daemon):
             status, answer = daemon.request(method, path, b"{}")
             assert status == 400 and answer["message"].startswith("invalid exec id"), (path, answer)
     assert "Traceback" not in daemon.log.read_text()
+
+
+# A field of another kind than docker's, a query parameter that is no number, filters of
+# another shape: each a 400 that names it (they were 500s, or stored and then broke `docker ps`
+# or `volume ls` for every client), and nothing made.
+@pytest.mark.parametrize("method, path, body, error", [
+    ("POST", "/containers/create", {"Image": "busybox", "Cmd": [1, 2]}, "invalid Cmd: it must be a string or a list of strings"),
+    ("POST", "/containers/create", {"Image": "busybox", "StopTimeout": "x"}, "invalid StopTimeout: it must be an integer"),
+    ("POST", "/containers/create", {"Image": "busybox", "Labels": {"a": 1}}, "invalid Labels"),
+    ("POST", "/containers/create", {"Image": "busybox", "HostConfig": "x"}, "invalid HostConfig: it must be an object"),
+    ("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Memory": "1g"}}, "invalid HostConfig.Memory"),
+    ("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Binds": [1]}}, "invalid HostConfig.Binds"),
+    ("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"RestartPolicy": "always"}},
+     "invalid HostConfig.RestartPolicy"),
+    ("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": "8080"}}},
+     "invalid HostConfig.PortBindings"),
+    ("POST", "/containers/create", {"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": ["bridge"]}},
+     "invalid NetworkingConfig.EndpointsConfig"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "StopTimeout": NaN}', "not valid JSON"),
+    ("POST", "/containers/create", b"[" * 100000, "not valid JSON"),
+    ("POST", "/volumes/create", {"Labels": "x"}, "invalid Labels"),
+    ("POST", "/networks/create", {"Name": "n1", "Labels": ["a"]}, "invalid Labels"),
+    ("POST", "/networks/create", {"Name": "n1", "IPAM": {"Config": [{"Subnet": 5}]}}, "invalid IPAM.Config[].Subnet"),
+    ("GET", "/containers/json?limit=abc", None, "invalid limit='abc'"),
+    ("GET", "/containers/json?filters=%7B%22name%22%3A5%7D", None, "invalid filter 'name'"),
+    ("GET", "/volumes?filters=%7B%22name%22%3A%5B5%5D%7D", None, "invalid filter 'name'"),
+    ("GET", "/events?since=nan", None, "since and until are times"),
+])
+def test_the_engine_refuses_fields_of_another_kind_with_400_and_makes_nothing(daemon, lab, method, path, body, error):
+    before = lab("ps", "-a", "-q").stdout, lab("volume", "ls").stdout, lab("network", "ls").stdout
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+    status, answer = daemon.request(method, f"/v1.41{path}", data)
+    assert status == 400 and error in answer["message"], answer
+    assert (lab("ps", "-a", "-q").stdout, lab("volume", "ls").stdout, lab("network", "ls").stdout) == before
+    assert "Traceback" not in daemon.log.read_text()

@@ -75,6 +75,69 @@ ENDPOINT_FLAGS = {"IPAMConfig": "--ip", "IPAddress": "--ip", "GlobalIPv6Address"
 IPAM_FLAGS = {"IPv4Address": "--ip", "IPv6Address": "--ip6", "LinkLocalIPs": "--link-local-ip"}
 
 
+# The JSON kinds of the fields lab reads (docker's Go types): a field of another kind is a 400
+# that names it, before anything is made. (Stored as it came, a "Cmd": [1, 2] made every
+# `docker ps` fail; a "Memory": "1g" was a 500.) "command": a string or a list of strings (Go's
+# strslice takes both); "labels": an object of strings.
+KIND_WORDS = {str: "a string", int: "an integer", bool: "true or false", dict: "an object", list: "a list",
+              "strings": "a list of strings", "command": "a string or a list of strings",
+              "labels": "an object whose values are strings", "objects": "a list of objects"}
+CONFIG_KINDS = {"Image": str, "Cmd": "command", "Entrypoint": "command", "Env": "strings", "User": str,
+                "WorkingDir": str, "Hostname": str, "Domainname": str, "Labels": "labels", "StopSignal": str,
+                "StopTimeout": int, "ExposedPorts": dict, "Volumes": dict, "Healthcheck": dict, "Tty": bool,
+                "OpenStdin": bool, "StdinOnce": bool, "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
+                "HostConfig": dict, "NetworkingConfig": dict, "MacAddress": str, "NetworkDisabled": bool}
+HOST_KINDS = {"Binds": "strings", "PortBindings": dict, "Mounts": "objects", "RestartPolicy": dict, "LogConfig": dict,
+              "Memory": int, "MemorySwap": int, "MemoryReservation": int, "MemorySwappiness": int, "NanoCpus": int,
+              "CpuShares": int, "CpuPeriod": int, "CpuQuota": int, "PidsLimit": int, "ShmSize": int, "CpusetCpus": str,
+              "Privileged": bool, "ReadonlyRootfs": bool, "AutoRemove": bool, "PublishAllPorts": bool, "Init": bool,
+              "OomKillDisable": bool, "NetworkMode": str, "PidMode": str, "UTSMode": str, "IpcMode": str,
+              "CapAdd": "strings", "CapDrop": "strings", "SecurityOpt": "strings", "GroupAdd": "strings",
+              "Dns": "strings", "DnsSearch": "strings", "DnsOptions": "strings", "ExtraHosts": "strings",
+              "Links": "strings", "VolumesFrom": "strings", "DeviceCgroupRules": "strings", "Tmpfs": "labels",
+              "Ulimits": "objects", "VolumeDriver": str, "ConsoleSize": list}
+EXEC_KINDS = {"Cmd": "strings", "Env": "strings", "User": str, "WorkingDir": str, "Tty": bool, "AttachStdin": bool,
+              "AttachStdout": bool, "AttachStderr": bool, "Privileged": bool, "DetachKeys": str, "ConsoleSize": list}
+
+
+def is_kind(value, kind) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in (str, bool, dict, list):
+        return isinstance(value, kind)
+    if kind == "command" and isinstance(value, str):
+        return True
+    strings = kind in ("strings", "command")
+    return (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()) if kind == "labels" else
+            isinstance(value, list) and all(isinstance(v, str if strings else dict) for v in value))
+
+
+def check_kinds(body: dict, kinds: dict, where: str = "") -> None:
+    """Each field of body that kinds names is of its kind (None: not given), else a 400."""
+    for key, kind in kinds.items():
+        if body.get(key) is not None and not is_kind(body[key], kind):
+            raise ApiError(400, f"invalid {where}{key}: it must be {KIND_WORDS[kind]}, not {json.dumps(body[key])[:60]}")
+
+
+def check_create_kinds(body: dict) -> None:
+    """A create's config, its HostConfig and its NetworkingConfig, each of its fields of its kind."""
+    check_kinds(body, CONFIG_KINDS)
+    host = body.get("HostConfig") or {}
+    check_kinds(host, HOST_KINDS, "HostConfig.")
+    for key in ("RestartPolicy", "LogConfig"):
+        check_kinds(host.get(key) or {}, {"Name": str, "Type": str, "MaximumRetryCount": int, "Config": "labels"},
+                    f"HostConfig.{key}.")
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        if bindings is not None and not is_kind(bindings, "objects"):
+            raise ApiError(400, f"invalid HostConfig.PortBindings[{port!r}]: it must be a list of objects")
+    for mount in host.get("Mounts") or []:
+        check_kinds(mount, {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "BindOptions": dict,
+                            "VolumeOptions": dict, "TmpfsOptions": dict}, "HostConfig.Mounts[].")
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig")
+    if endpoints is not None and not (isinstance(endpoints, dict) and all(isinstance(e, (dict, type(None))) for e in endpoints.values())):
+        raise ApiError(400, "invalid NetworkingConfig.EndpointsConfig: it must be an object of objects")
+
+
 def check_supported(body: dict, version: tuple) -> None:
     """A create's fields are all ones lab takes (version: the client's API version)."""
     host = body.get("HostConfig") or {}
@@ -338,6 +401,9 @@ def filters(req) -> dict[str, list[str]]:
         raise ApiError(400, "filters is not valid JSON: send {\"name\": [\"web\"]}") from None
     if not isinstance(given, dict):
         raise ApiError(400, "filters must be a JSON object: {\"name\": [\"web\"]}")
+    for key, values in given.items():            # (a list, or an older client's {"a=b": true})
+        if not (isinstance(values, (list, dict)) and all(isinstance(v, str) for v in values)):
+            raise ApiError(400, f"invalid filter {key!r}: its values are a list of strings, as {{\"{key}\": [\"...\"]}}")
     return {key: list(values) for key, values in given.items()}
 
 

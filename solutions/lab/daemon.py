@@ -63,6 +63,11 @@ def peer_uid(connection: socket.socket) -> int:
     # END SOLUTION
 
 
+def no_constant(name: str):
+    """NaN, Infinity: Python's JSON takes them, docker's (Go's) does not."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class Request:
     """What a handler gets: path parameters, query, body, and the connection (for streams)."""
 
@@ -80,12 +85,35 @@ class Request:
     def flag(self, key: str) -> bool:
         return self.query.get(key, "").lower() in ("1", "true", "yes")
 
+    def number(self, key: str, default=None, integer: bool = False, meaning: str = ""):
+        """?KEY=N as a number (an int, with integer), default when not given; else a 400 (nan too)
+        that says what it means."""
+        given = self.query.get(key)
+        if given in (None, ""):
+            return default
+        try:
+            value = int(given) if integer else float(given)
+        except ValueError:
+            value = None
+        if value is None or not -1e15 < value < 1e15:          # (nan compares false)
+            raise api.ApiError(400, f"invalid {key}={given!r}: {meaning or ('a whole number' if integer else 'a number')}")
+        return value
+
+    def query_json(self, key: str, default, kind):
+        """?KEY=JSON (a build's buildargs, labels...), of its kind (api.check_kinds); default when not given."""
+        try:
+            value = json.loads(self.query.get(key) or "null")
+        except ValueError:
+            raise api.ApiError(400, f"invalid {key}: it is not valid JSON") from None
+        api.check_kinds({key: value}, {key: kind}, "query parameter ")
+        return default if value is None else value
+
     def json(self):
         if not self.body.strip():
             return {}
         try:
-            body = json.loads(self.body)
-        except ValueError as e:
+            body = json.loads(self.body, parse_constant=no_constant)
+        except (ValueError, RecursionError) as e:
             raise api.ApiError(400, f"the request body is not valid JSON: {e}") from None
         if body is None:                      # (docker commit sends null when there is no --change)
             return {}
