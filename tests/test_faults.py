@@ -337,3 +337,22 @@ def test_the_engine_refuses_fields_of_another_kind_with_400_and_makes_nothing(da
     assert status == 400 and error in answer["message"], answer
     assert (lab("ps", "-a", "-q").stdout, lab("volume", "ls").stdout, lab("network", "ls").stdout) == before
     assert "Traceback" not in daemon.log.read_text()
+
+
+def test_logs_follow_and_events_end_their_handler_when_the_client_leaves(daemon):
+    """Ctrl-C of `docker logs -f` on a quiet container, or of `docker events`: the daemon's
+    handler process for it ends then, not at the container's next line or the next event."""
+    import socket
+    from chapters.harness import children, wait_until
+    assert daemon.docker("run", "-d", "--name", "quiet", "busybox", "sleep", "600").returncode == 0
+    for path in ("/containers/quiet/logs?stdout=1&follow=1", "/events"):
+        before = set(children(daemon.process.pid))
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(daemon.socket)
+        client.sendall(f"GET /v1.41{path} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+        assert client.recv(100).startswith(b"HTTP/1.1 200")                  # streaming now
+        handlers = set(children(daemon.process.pid)) - before
+        assert handlers, "no handler process"
+        client.close()
+        wait_until(lambda: not handlers & set(children(daemon.process.pid)), 10, f"the handler of {path} ended")
+    assert daemon.docker("rm", "-f", "quiet").returncode == 0
