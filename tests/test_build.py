@@ -1,6 +1,7 @@
 """lab build: a Dockerfile's steps, one layer each, cached; bad Dockerfiles and contexts refused."""
 import json
 import os
+import urllib.parse
 
 import pytest
 
@@ -205,9 +206,10 @@ def test_docker_build_through_the_engine_with_the_cli_and_the_sdk(daemon, contex
 def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it(daemon, tmp_path):
     import importlib
     archives = importlib.import_module("chapters.04_overlay.archives")
-    body = archives.tar([("Dockerfile", b"FROM scratch\nARG who\nUSER $who\n"),
+    body = archives.tar([("Dockerfile", b"FROM scratch\nARG who\nARG also=its-default\nUSER $who\nENV ALSO=$also\n"),
                          ("kept/inner/file", b"x")])           # (no entry of its own for kept/inner: a
-    query = "t=scratch-made:1&t=scratch-made:2&buildargs=%7B%22who%22%3A%22nobody%22%7D"   # .dockerignore
+    query = "t=scratch-made:1&t=scratch-made:2&buildargs=" + urllib.parse.quote(json.dumps(  # .dockerignore
+        {"who": "nobody", "also": None}))    # (null: --build-arg also, unset in the client's env: the default)
     query += "&labels=%7B%22course%22%3A%22lab%22%7D"        # exception sends such contexts)
     status, answer = daemon.request("POST", f"/v1.41/build?{query}", body)
     lines = [json.loads(line) for line in answer.splitlines()] if isinstance(answer, str) else [answer]
@@ -219,6 +221,7 @@ def test_docker_build_from_scratch_with_labels_and_two_names_as_the_sdk_reads_it
     image = daemon.client().images.get("scratch-made:2")
     assert image.id == lines[aux]["aux"]["ID"] and "scratch-made:1" in image.tags
     assert (image.attrs["Config"]["User"], image.attrs["Config"]["Labels"]) == ("nobody", {"course": "lab"})
+    assert "ALSO=its-default" in image.attrs["Config"]["Env"]
     status, answer = daemon.request("POST", "/v1.41/build?t=empty:1", archives.tar([("Dockerfile", b"FROM scratch\n")]))
     assert "no image was made: the Dockerfile has nothing after FROM scratch" in json.dumps(answer), answer
 
@@ -311,7 +314,6 @@ def test_a_build_context_that_writes_outside_itself_is_refused(daemon, way, tmp_
 
 def test_a_build_context_neither_writes_nor_reads_a_host_file_through_its_symlinks(daemon, lab, tmp_path):
     import importlib
-    import urllib.parse
     archives = importlib.import_module("chapters.04_overlay.archives")
     host_file = tmp_path / "host-file"
     host_file.write_text("the host's\n")

@@ -139,7 +139,8 @@ def post_build(req):
         for tag in req.values("t"):
             command += ["-t", tag]
         for key, value in req.query_json("buildargs", {}, dict).items():
-            command += ["--build-arg", f"{key}={value}"]
+            if value is not None:                         # (null: --build-arg NAME the client's env lacks:
+                command += ["--build-arg", f"{key}={value}"]   # the ARG's default, as docker's)
         for key, value in req.query_json("labels", {}, "labels").items():
             command += ["--label", f"{key}={value}"]
         for hosts in req.values("extrahosts"):          # (HOST:IP, repeated or comma-separated)
