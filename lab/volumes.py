@@ -200,9 +200,8 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
 def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
     """Refuse a folder over a file of the image, or a file over a folder (before anything runs).
     in_image: what the image has at the mount's destination (images.in_layers), None if nothing.
-    A tmpfs (mount["Type"] "tmpfs") is a folder. A whiteout (a 0/0 device: deleted by a layer
-    above) is nothing; a symlink is mount_point's to refuse."""
-    if in_image is None or stat.S_ISLNK(in_image.st_mode) or (stat.S_ISCHR(in_image.st_mode) and in_image.st_rdev == 0):
+    A tmpfs (mount["Type"] "tmpfs") is a folder; a symlink is mount_point's to refuse."""
+    if in_image is None or stat.S_ISLNK(in_image.st_mode):
         return
     folder = mount["Type"] == "tmpfs" or os.path.isdir(mount["Source"])
     if stat.S_ISDIR(in_image.st_mode) != folder:

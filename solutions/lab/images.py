@@ -18,7 +18,7 @@ import os
 import re
 import stat
 
-from lab import NotFound, folders
+from lab import NotFound, folders, overlay
 
 
 class NoSuchImage(NotFound):
@@ -106,8 +106,9 @@ def read_file(image: dict, path: str) -> bytes:
 
 def in_layers(image: dict, path: str) -> tuple[str, os.stat_result] | None:
     """Where path (etc/passwd) is in the image's files: the topmost layer that has something
-    there, and that thing's lstat. None if no layer has it, or if the way to it passes a symlink
-    (which would lead to the host's files here: an image's symlinks are its own)."""
+    there, and that thing's lstat. None if no layer has it, if that layer deleted it (a
+    whiteout), or if the way to it passes a symlink (which would lead to the host's files here:
+    an image's symlinks are its own)."""
     for layer in reversed(layer_folders(image["Layers"])):
         try:
             fd = opened_below(layer, path, os.O_PATH)
@@ -116,9 +117,10 @@ def in_layers(image: dict, path: str) -> tuple[str, os.stat_result] | None:
         except OSError:
             return None
         try:
-            return layer, os.fstat(fd)
+            found = os.fstat(fd)
         finally:
             os.close(fd)
+        return None if overlay.is_whiteout(found) else (layer, found)
     return None
 
 

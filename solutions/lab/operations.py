@@ -224,7 +224,7 @@ def get_changes(req):
     for path in folders.below(c.upper):
         inside = "/" + os.path.relpath(path, c.upper)
         info = os.lstat(path)
-        if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+        if overlay.is_whiteout(info):
             kind = 2
         else:
             kind = 0 if images.in_layers(image, inside[1:]) else 1     # (through no symlink of the image's)

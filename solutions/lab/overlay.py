@@ -92,6 +92,11 @@ def to_overlay_whiteout(path: Path) -> None:
     # END SOLUTION
 
 
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs's mark of a file deleted in a layer above the others: a character device 0/0."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
 def to_oci_whiteout(path: str, st: os.stat_result) -> str | None:
     """The OCI whiteout file that stands for path in a layer tar, or None when path is no whiteout."""
     # HINT: the reverse of to_overlay_whiteout: overlayfs's deletion marks become the .wh. files an
