@@ -232,34 +232,52 @@ def is_time(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2 ** 40
 
 
+def is_kind(value, kind) -> bool:
+    """Whether a JSON value is of kind: a type (int: not a bool), a tuple of them, "time"
+    (is_time), "strings" (a list of strings), "command" (a string, or strings), "labels" (an
+    object whose values are strings) or "objects" (a list of objects)."""
+    if isinstance(kind, tuple):
+        return any(is_kind(value, one) for one in kind)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(kind, type):
+        return isinstance(value, kind)
+    if kind == "time":
+        return is_time(value)
+    if kind == "command" and isinstance(value, str):
+        return True
+    if kind == "labels":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, list) and all(isinstance(v, dict if kind == "objects" else str) for v in value)
+
+
 def has_kinds(record: dict, kinds: dict) -> bool:
-    """Each of kinds' keys that record has is of its kind(s) ("time": is_time)."""
-    return all(is_time(record[key]) if kind == "time" else isinstance(record[key], kind)
-               for key, kind in kinds.items() if key in record)
+    """Each of kinds' keys that record has is of its kind (is_kind)."""
+    return all(is_kind(record[key], kind) for key, kind in kinds.items() if key in record)
 
 
 # What lab reads of a record, for each container it lists, by kind: one of another kind (a hand
 # edit's "Name": 5) would stop `lab ps` for every container, not show this one as damaged.
-CONFIG_KINDS = {"Created": "time", "Image": str, "Cmd": list, "Name": (str, type(None)), "Entrypoint": list,
-                "Env": list, "Mounts": list, "Layers": list, "Labels": (dict, type(None)), "Hostname": str,
-                "Limits": dict, "PortBindings": (dict, type(None))}
-STATE_KINDS = {"Status": str, "Cgroup": dict, "Network": (dict, type(None)), "Pid": int, "PidStartTime": (int, type(None)),
-               "ExitCode": (int, type(None)),
-               "StartedAt": "time", "FinishedAt": "time", "Supervisor": int, "SupervisorStartTime": (int, type(None)),
-               "Watcher": int, "WatcherStartTime": (int, type(None))}
+CONFIG_RECORD_KINDS = {"Created": "time", "Image": str, "Cmd": list, "Name": (str, type(None)), "Entrypoint": list,
+                       "Env": list, "Mounts": "objects", "Layers": list, "Labels": (dict, type(None)),
+                       "Hostname": str, "Limits": dict, "PortBindings": (dict, type(None))}
+STATE_RECORD_KINDS = {"Status": str, "Cgroup": dict, "Network": (dict, type(None)), "Pid": int,
+                      "PidStartTime": (int, type(None)), "ExitCode": (int, type(None)), "StartedAt": "time",
+                      "FinishedAt": "time", "Supervisor": int, "SupervisorStartTime": (int, type(None)),
+                      "Watcher": int, "WatcherStartTime": (int, type(None))}
 
 
 def is_container_config(config) -> bool:
     """The shape every container's config.json has (a hand edit may leave valid JSON of another)."""
     return (isinstance(config, dict) and all(key in config for key in ("Created", "Image", "Cmd"))
-            and has_kinds(config, CONFIG_KINDS)
-            and all(isinstance(m, dict) and isinstance(m.get("Type"), str) for m in config.get("Mounts", [])))
+            and has_kinds(config, CONFIG_RECORD_KINDS)
+            and all(isinstance(m.get("Type"), str) for m in config.get("Mounts", [])))
 
 
 def is_container_state(state) -> bool:
     """The shape of a state.json: what lab reads of its status is there (an exited one's exit
     status and end, a running one's pid)."""
-    if not (isinstance(state, dict) and has_kinds(state, STATE_KINDS)):
+    if not (isinstance(state, dict) and has_kinds(state, STATE_RECORD_KINDS)):
         return False
     needs = {"exited": ("ExitCode", "FinishedAt"), "running": ("Pid",)}.get(state.get("Status"), ())
     return all(key in state for key in needs)

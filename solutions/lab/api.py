@@ -100,22 +100,10 @@ EXEC_KINDS = {"Cmd": "strings", "Env": "strings", "User": str, "WorkingDir": str
               "AttachStdout": bool, "AttachStderr": bool, "Privileged": bool, "DetachKeys": str, "ConsoleSize": list}
 
 
-def is_kind(value, kind) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind in (str, bool, dict, list):
-        return isinstance(value, kind)
-    if kind == "command" and isinstance(value, str):
-        return True
-    strings = kind in ("strings", "command")
-    return (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()) if kind == "labels" else
-            isinstance(value, list) and all(isinstance(v, str if strings else dict) for v in value))
-
-
 def check_kinds(body: dict, kinds: dict, where: str = "") -> None:
     """Each field of body that kinds names is of its kind (None: not given), else a 400."""
     for key, kind in kinds.items():
-        if body.get(key) is not None and not is_kind(body[key], kind):
+        if body.get(key) is not None and not store.is_kind(body[key], kind):
             raise ApiError(400, f"invalid {where}{key}: it must be {KIND_WORDS[kind]}, not {json.dumps(body[key])[:60]}")
 
 
@@ -128,7 +116,7 @@ def check_create_kinds(body: dict) -> None:
         check_kinds(host.get(key) or {}, {"Name": str, "Type": str, "MaximumRetryCount": int, "Config": "labels"},
                     f"HostConfig.{key}.")
     for port, bindings in (host.get("PortBindings") or {}).items():
-        if bindings is not None and not is_kind(bindings, "objects"):
+        if bindings is not None and not store.is_kind(bindings, "objects"):
             raise ApiError(400, f"invalid HostConfig.PortBindings[{port!r}]: it must be a list of objects")
     for mount in host.get("Mounts") or []:
         check_kinds(mount, {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "BindOptions": dict,
