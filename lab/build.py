@@ -218,17 +218,16 @@ def unpack_context(upload, folder: str) -> None:
                     raise LabError(f"the build context has {member.name!r}, outside the context: refused")
                 if member.isdir():
                     os.makedirs(target, exist_ok=True)
-                elif member.issym() or member.isfile():
+                elif member.issym() or member.isfile():    # a later entry replaces an earlier one
                     os.makedirs(parent, exist_ok=True)     # (a client may leave out a folder's own
-                    if os.path.lexists(target):            # entry: .dockerignore's exceptions)
-                        os.unlink(target)                  # a later entry replaces, never writes through, an earlier one
-                    if member.issym():
-                        os.symlink(member.linkname, target)
+                    if member.isfile():                    # entry: .dockerignore's exceptions)
+                        with open(folders.new_file(target), "wb") as f:
+                            f.write(tar.extractfile(member).read())
+                            os.fchmod(f.fileno(), member.mode & 0o777)
                         continue
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    with open(fd, "wb") as f:
-                        f.write(tar.extractfile(member).read())
-                        os.fchmod(fd, member.mode & 0o777)
+                    if os.path.lexists(target):            # (never writes through it)
+                        os.unlink(target)
+                    os.symlink(member.linkname, target)
     except tarfile.TarError as e:
         raise LabError(f"the build context is not a tar archive ({e})") from None
     except IsADirectoryError as e:

@@ -70,6 +70,16 @@ def open_below(top: int, relative: str) -> int:
     return fd
 
 
+def new_file(path: str, mode: int = 0o600) -> int:
+    """A new file at path, open for writing: what was there (a symlink, a device node, a file) is
+    removed first, never written through or into; a folder there is an IsADirectoryError."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+
+
 PATH_MAX = 4095          # bytes of a path the kernel takes (4096 with its final 0)
 
 

@@ -360,12 +360,7 @@ class Unpacker(tarfile.TarFile):
     its path (a device node it made, of the host's disk say) is replaced, never written into."""
 
     def makefile(self, tarinfo, targetpath):
-        try:
-            os.unlink(targetpath)                  # (a folder there: IsADirectoryError, one line)
-        except FileNotFoundError:
-            pass
-        fd = os.open(targetpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb") as target:
+        with open(folders.new_file(targetpath), "wb") as target:     # (a folder there: one line)
             self.fileobj.seek(tarinfo.offset_data)
             tarfile.copyfileobj(self.fileobj, target, tarinfo.size, tarfile.ReadError, self.copybufsize)
 
