@@ -84,7 +84,13 @@ class Netlink:
             return answer[HEADER.size:length]  # (RTM_GETLINK: the link itself, then the ACK)
 
     def index(self, name: str) -> int | None:
-        """The index of the interface called name, None if there is none (RTM_GETLINK)."""
+        """The index of the interface called name, None if there is none."""
+        found = self.get_link(name)
+        return None if found is None else found[0]
+
+    def get_link(self, name: str) -> tuple[int, int] | None:
+        """The index and flags (IFF_UP...) of the interface called name, None if there is none
+        (RTM_GETLINK)."""
         try:
             answer = self.request(RTM_GETLINK, IFINFOMSG.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name))
         except OSError as e:
@@ -92,7 +98,8 @@ class Netlink:
                 return None
             raise
         self.drain()
-        return IFINFOMSG.unpack_from(answer)[2]
+        _, _, index, flags, _ = IFINFOMSG.unpack_from(answer)
+        return index, flags
 
     def drain(self) -> None:
         """Read the ACK that follows a GETLINK's answer."""

@@ -292,15 +292,17 @@ def remove(ref: str) -> dict:
 # --- the bridge and its rules -----------------------------------------------------------------
 
 def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
-    """The bridge with the gateway's address, up, and the network's rules; again after a reboot
-    (which removes links and rules, not lab's records). Called under the lock; link: a netlink
-    socket of the host's to use (else one of its own)."""
+    """The network's rules and its bridge with the gateway's address, up; again after a reboot
+    (which removes links and rules, not lab's records), and the rest of it after a `network
+    create` killed half way: the bridge is brought up last, so an up bridge is a whole one.
+    Called under the lock; link: a netlink socket of the host's to use (else one of its own)."""
     rules = CHAIN_JUMPS + rules_of(record)
     own = link is None
     link = netlink.Netlink() if own else link
     try:
-        if link.index(record["Bridge"]) is not None:     # (made last: the rules are there already,
-            if not record.get("LoopbackGuard"):            # but for a bridge an older lab made)
+        found = link.get_link(record["Bridge"])
+        if found is not None and found[1] & netlink.IFF_UP:
+            if not record.get("LoopbackGuard"):            # a bridge an older lab made
                 if not iptables("-C", loopback_guard(record["Bridge"]), missing_ok=True):
                     iptables("-I", loopback_guard(record["Bridge"]))
                 store.write_json(record_path(record["Name"]), {**record, "LoopbackGuard": True})
@@ -312,11 +314,15 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
             if not iptables("-C", rule, missing_ok=True):
                 iptables("-A", rule)
         _, prefix = parse_subnet(record["Subnet"])
-        link.add_bridge(record["Bridge"])
-        link.add_address(record["Bridge"], record["Gateway"], prefix)
-        link.set_link(record["Bridge"])
+        if found is None:
+            link.add_bridge(record["Bridge"])
+        try:
+            link.add_address(record["Bridge"], record["Gateway"], prefix)
+        except FileExistsError:                            # (given before the kill)
+            pass
         # Packets from 127.0.0.1 (curl localhost:8080 on the host) may be routed to the bridge.
         Path(f"/proc/sys/net/ipv4/conf/{record['Bridge']}/route_localnet").write_text("1")
+        link.set_link(record["Bridge"])
     finally:
         if own:
             link.close()

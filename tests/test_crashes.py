@@ -227,6 +227,27 @@ def test_a_damaged_image_or_network_record_is_named_and_removing_it_is_the_way_o
         lab("rmi", "spare:v1")
 
 
+def test_a_network_whose_create_was_killed_half_way_is_finished_by_its_next_container(lab):
+    """`network create` writes its record, its rules, then its bridge: killed after making the
+    bridge (before its address) or after its address (before bringing it up), the network stays
+    listed; the next container on it finishes the bridge and reaches the gateway (it once trusted
+    any bridge of that name and its containers had no way out until `network rm`)."""
+    assert lab("network", "create", "halfway").returncode == 0
+    record = json.loads((root() / "networks" / "halfway.json").read_text())
+    try:
+        for cut_short in (["addr", "flush", "dev", record["Bridge"]], None):
+            if cut_short:
+                subprocess.run(["ip", *cut_short], check=True)
+            subprocess.run(["ip", "link", "set", record["Bridge"], "down"], check=True)
+            ran = lab("run", "--rm", "--network", "halfway", "busybox", "ping", "-c", "1", "-W", "5", record["Gateway"])
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            shown = subprocess.run(["ip", "-4", "-o", "addr", "show", record["Bridge"], "up"],
+                                   capture_output=True, text=True).stdout
+            assert shown.count(f"inet {record['Gateway']}/") == 1, shown
+    finally:
+        lab("network", "rm", "halfway")
+
+
 def test_names_are_unique_when_ten_runs_race_for_one(lab):
     for _ in range(3):                  # (without the lock, one round in five made two "dup"s)
         runs = [subprocess.Popen([LAB, "run", "--name", "dup", "busybox", "true"],
