@@ -127,6 +127,9 @@ def post_build(req):
     for key, flag in BUILD_REFUSED.items():          # (docker's CLI sends them all, empty or 0, every time)
         if req.query.get(key) not in (None, "", "0", "[]", "{}", "null", "false", "False", "default"):
             raise ApiError(400, f"lab build does not support {flag}: build without it")
+    extra_hosts = [host for hosts in req.values("extrahosts") for host in hosts.split(",") if host]  # (HOST:IP)
+    shm_size = None if req.query.get("shmsize") in (None, "", "0") else req.query["shmsize"]
+    build.check_options(req.values("t"), extra_hosts, shm_size)    # (a LabError: 400, before any answer)
     with tempfile.TemporaryDirectory(prefix="lab-build-") as work:
         context = os.path.join(work, "context")
         os.mkdir(context)
@@ -143,12 +146,12 @@ def post_build(req):
                 command += ["--build-arg", f"{key}={value}"]   # the ARG's default, as docker's)
         for key, value in req.query_json("labels", {}, "labels").items():
             command += ["--label", f"{key}={value}"]
-        for hosts in req.values("extrahosts"):          # (HOST:IP, repeated or comma-separated)
-            command += [arg for host in hosts.split(",") if host for arg in ("--add-host", host)]
+        for host in extra_hosts:
+            command += ["--add-host", host]
         for ref in req.query_json("cachefrom", [], "strings"):
             command += ["--cache-from", ref]
-        if req.query.get("shmsize") not in (None, "", "0"):
-            command += ["--shm-size", req.query["shmsize"]]
+        if shm_size is not None:
+            command += ["--shm-size", shm_size]
         if req.query.get("target"):
             command += ["--target", req.query["target"]]
         if req.query.get("nocache") in ("1", "true", "True"):

@@ -297,6 +297,14 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     import docker
     with pytest.raises(docker.errors.APIError, match="lab build does not support --squash"):    # (never
         list(api.build(fileobj=io.BytesIO(b"FROM busybox\n"), squash=True))                     # ignored)
+    import importlib
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    for query, said in (("t=BAD%20NAME", "invalid image name"), ("t=ok:1&shmsize=abc", "--shm-size"),
+                        ("t=ok:1&extrahosts=nocolon", "--add-host")):      # refused before any answer: a 400,
+        status, answer = daemon.request("POST", f"/v1.41/build?{query}",    # as docker's
+                                        archives.tar([("Dockerfile", b"FROM busybox\n")]))
+        assert status == 400 and said in answer["message"], (query, status, answer)
+    assert "ok:1" not in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
 
 
 @pytest.mark.parametrize("way", ["by ..", "through a symlink"])

@@ -277,6 +277,14 @@ def remember(key: str, image_id: str) -> None:
 
 # The build.
 
+def check_options(tags=(), extra_hosts=(), shm_size=None) -> tuple[list[str], list[str]]:
+    """The image's names and the RUN steps' /etc/hosts lines, the options checked before any
+    step (the engine checks them before it answers: a 400, as docker's)."""
+    if shm_size is not None:
+        parse_bytes(shm_size, "--shm-size", "--shm-size 128m")
+    return [f"{name}:{version}" for name, version in map(parse_reference, tags)], parse_extra_hosts(extra_hosts)
+
+
 def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(), no_cache: bool = False,
           network: str | None = None, iidfile: str | None = None, out=sys.stdout, labels=(), cache_from=None,
           extra_hosts=(), target=None, shm_size=None) -> str:
@@ -284,16 +292,14 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     failed step raises. labels (KEY=VALUE) are set on the image last, as `docker build --label`.
     network, extra_hosts (HOST:IP) and shm_size are the RUN steps' --network, --add-host and
     --shm-size; target (--target) names the stage to end with."""
-    names = [f"{name}:{version}" for name, version in map(parse_reference, tags)]
+    names, hosts = check_options(tags, extra_hosts, shm_size)
     context = Context(context_dir)
     path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
     try:
         steps = parse(path.read_text(), target)
     except FileNotFoundError:
         raise LabError(f"no Dockerfile at {path} (-f names another)") from None
-    run_options = {"network_mode": network, "extra_hosts": parse_extra_hosts(extra_hosts), "shm_size": shm_size}
-    if shm_size is not None:
-        parse_bytes(shm_size, "--shm-size", "--shm-size 128m")         # (checked before the first step)
+    run_options = {"network_mode": network, "extra_hosts": hosts, "shm_size": shm_size}
     usable = set() if no_cache else cache_sources(cache_from) if cache_from is not None else None
     given = dict(arg.split("=", 1) if "=" in arg else (arg, os.environ.get(arg, "")) for arg in build_args)
     args: dict = {}                       # the ARGs declared so far, with their values
