@@ -359,8 +359,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The body's bytes, a piece at a time: Content-Length of them, or chunks (RFC 9112, 7.1:
         SIZE in hex, CRLF, SIZE bytes, CRLF; a 0 ends them), at most limit (None: any number)."""
         try:
-            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-                length = self.headers.get("Content-Length") or "0"
+            coding = self.headers.get("Transfer-Encoding", "").strip(" \t").lower()
+            if coding not in ("", "chunked"):                # (gzip, chunked: a body lab cannot read)
+                raise api.ApiError(501, f"unsupported Transfer-Encoding {coding[:40]!r}: send the body as it "
+                                   "is, with a Content-Length or chunked")
+            if coding == "":
+                lengths = {value.strip(" \t") for value in self.headers.get_all("Content-Length", [])}
+                if len(lengths) > 1:                         # which one ends the body? (RFC 9112, 6.3)
+                    raise api.ApiError(400, "two different Content-Length headers: send one")
+                length = lengths.pop() if lengths else "0"
                 if not DECIMAL.fullmatch(length):
                     raise api.ApiError(400, f"invalid Content-Length {length[:20]!r}")
                 yield from read_exactly(self.rfile, check_size(int(length), limit))
@@ -403,6 +410,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and status not in (204, 304):
             self.wfile.write(data)
+
+    def parse_request(self) -> bool:
+        """http.server's, without HTTP/0.9: a request line with no version would be answered
+        with no status line and no headers; docker's answers 400, as lab does."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "the request line has no HTTP version (HTTP/0.9): send HTTP/1.1")
+            return False
+        return True
 
     def send_error(self, code, message=None, explain=None):
         """Malformed HTTP (http.server's own checks): still a JSON error body, as docker's."""

@@ -280,6 +280,30 @@ def test_a_malformed_chunked_body_gets_400_and_no_traceback(daemon, body, error)
     assert "Traceback" not in daemon.log.read_text()
 
 
+@pytest.mark.parametrize("head, status, error", [
+    (b"Transfer-Encoding: gzip, chunked\r\n", 501, "unsupported Transfer-Encoding 'gzip, chunked'"),
+    (b"Content-Length: 2\r\nContent-Length: 20\r\n", 400, "two different Content-Length headers"),
+])
+def test_a_body_lab_cannot_frame_is_refused_and_creates_nothing(daemon, head, status, error):
+    """Once read as an empty body ({} made a volume) or by its first length, the rest of it read
+    as the next request."""
+    before = daemon.request("GET", "/volumes")[1]["Volumes"]
+    answer_status, answer = daemon.request("", "", raw=b"POST /volumes/create HTTP/1.1\r\nHost: lab\r\n" + head
+                                           + b'\r\n{"Name": "framed"}')
+    assert (answer_status, error in answer["message"]) == (status, True), answer
+    assert daemon.request("GET", "/volumes")[1]["Volumes"] == before
+    spaced = daemon.request("", "", raw=b"POST /volumes/create HTTP/1.1\r\nHost: lab\r\nContent-Length: 16 \r\n"
+                                         b'\r\n{"Name": "ok-2"}')                    # (spaces around a value
+    assert spaced[0] == 201 and spaced[1]["Name"] == "ok-2", spaced                      # are not part of it)
+    assert daemon.request("DELETE", "/volumes/ok-2")[0] == 204
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_a_request_line_without_a_version_gets_a_status_line(daemon):
+    status, answer = daemon.request("", "", raw=b"GET /_ping\r\n\r\n")        # HTTP/0.9: http.server
+    assert status == 400 and "no HTTP version" in answer["message"], answer     # answered "OK" bare
+
+
 def test_a_body_too_large_gets_413_before_it_is_read(daemon):
     status, answer = daemon.request("", "", raw=b"POST /volumes/create HTTP/1.1\r\nHost: lab\r\n"
                                                 b"Content-Length: 1000000000000\r\n\r\n{}")
