@@ -205,9 +205,11 @@ def apply_changes(config: dict, changes) -> dict:
     return config
 
 
-def import_image(source: str, ref: str | None, changes=(), message: str = "") -> str:
+def import_image(source: str, ref: str | None, changes=(), message: str = "", upload: bool = False) -> str:
     """`lab image import`: a rootfs tarball, a `docker save` archive, or an OCI image layout
-    (a folder or its tar). Every digest is checked; on any error nothing stays behind."""
+    (a folder or its tar). Every digest is checked; on any error nothing stays behind. upload:
+    source is a request's body in a temporary file, which the errors call "the uploaded archive"."""
+    called = "the uploaded archive" if upload else source
     name, tag = parse_reference(ref) if ref else (None, "latest")
     apply_changes({}, changes)                         # (bad changes: before anything is read)
     path = Path(source)
@@ -231,16 +233,16 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "") ->
             members = {m.name.removeprefix("./"): m for m in archive.getmembers()}
         except tarfile.ReadError:
             if looks_like_an_archive(path):
-                raise LabError(f"the archive {source} is truncated or corrupt: it starts like a tar "
+                raise LabError(f"{called} is truncated or corrupt: it starts like a tar "
                                "archive, but lab cannot read it to the end") from None
-            raise LabError(f"{source} is not a tar archive (plain, gzip, xz or bzip2): lab imports a "
+            raise LabError(f"{called} is not a tar archive (plain, gzip, xz or bzip2): lab imports a "
                            "rootfs tarball, a `docker save` archive, or an OCI image layout") from None
         except corrupt_errors() as e:
-            raise LabError(f"the archive {source} is truncated or corrupt ({e})") from None
+            raise LabError(f"{called} is truncated or corrupt ({e})") from None
         def open_member(member):
             found = members.get(member)
             if found is None or not found.isfile():
-                raise LabError(f"the archive {source} has no file {member}")
+                raise LabError(f"{called} has no file {member}")
             return archive.extractfile(found)
         kind = "oci" if "oci-layout" in members else "docker" if "manifest.json" in members else "rootfs"
     added: list[str] = []
@@ -251,7 +253,7 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "") ->
                     digest = add_layer(lambda: open(path, "rb"), None, added)
                     config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
                     image = with_history({"Layers": [digest], "Config": apply_changes(config, changes)}, None, "",
-                                         message or f"Imported from {'-' if source.startswith(str(layers_dir())) else source}")
+                                         message or f"Imported from {'-' if upload else source}")
                     return save_image(image, name, tag)
                 read = read_oci if kind == "oci" else read_docker_save
                 layers, raw, config = read(open_member, added)      # (the same id as where it came from,

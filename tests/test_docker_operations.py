@@ -802,6 +802,11 @@ def test_docker_save_load_and_import_move_images_in_and_out(daemon, tmp_path):
     assert daemon.docker("import", str(tmp_path / "root.tar"), "rootfs:v2").stdout.startswith("sha256:")
     assert "rootfs:v2" in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     daemon.docker("rmi", "kept:v1", "rootfs:v2")
+    (tmp_path / "notes.txt").write_text("not an archive\n" * 100)
+    for what, said in (("import", "Error response from daemon: the uploaded archive is not a tar archive"),
+                       ("load", "the uploaded archive is not a tar archive")):      # (not the temporary file's
+        failed = daemon.docker(what, *(["-i"] if what == "load" else []), str(tmp_path / "notes.txt"))  # path)
+        assert failed.returncode == 1 and said in failed.stderr and ".incoming" not in failed.stderr, failed.stderr
 
 
 def test_user_runs_the_command_as_that_user_with_no_capabilities(daemon):

@@ -284,21 +284,25 @@ def post_images_create(req):
         name, tag = names.parse_reference(req.query["repo"])     # (the CLI sends repo=NAME:TAG)
         ref = f"{name}:{req.query.get('tag') or tag}"
     changes = req.values("changes")
-    image_id = image_commands.import_image(req.upload.name, ref, changes, req.query.get("message", ""))
+    image_id = image_commands.import_image(req.upload.name, ref, changes, req.query.get("message", ""), upload=True)
     return 200, {"status": image_id}
 
 
 def post_images_load(req):
     """POST /images/load (docker load): a `docker save` archive, under the names it carries."""
     def load(path):
-        with tarfile.open(path) as archive:
+        try:
+            archive = tarfile.open(path)
+        except tarfile.TarError:                # (tarfile's error lists each compression it tried)
+            raise ApiError(400, "the uploaded archive is not a tar archive (plain, gzip, xz or bzip2)") from None
+        with archive:
             try:
                 manifest = json.load(archive.extractfile("manifest.json"))
                 tags = manifest[0].get("RepoTags") or []
             except (KeyError, ValueError, IndexError, AttributeError, TypeError):
                 raise ApiError(400, "not a docker save archive (no usable manifest.json): "
                                "docker import takes a plain rootfs tar") from None
-        image_id = image_commands.import_image(path, tags[0] if tags else None)
+        image_id = image_commands.import_image(path, tags[0] if tags else None, upload=True)
         for ref in tags[1:]:
             image_commands.tag(image_id, ref)
         return tags or [image_id]
