@@ -218,6 +218,38 @@ def test_tag_and_rmi_of_busybox_on_a_new_store_build_it_first(lab):
     assert lab("run", "--rm", "mine:1", "true").returncode == 0
 
 
+def test_busybox_is_built_again_when_lab_s_build_changed_not_when_the_user_made_it_another(lab, lab_root):
+    """A busybox:latest pulled, loaded (docker save of lab's own loses its Recipe), committed or
+    tagged was replaced by a fresh build at its next run; an older build of lab's still is."""
+    def busybox() -> tuple[str, dict]:
+        image_id = json.loads(lab("inspect", "busybox").stdout)[0]["Id"]
+        return image_id, json.loads((lab_root / "images" / f"{image_id.split(':')[1]}.json").read_text())
+    built, image = busybox()
+    record = lab_root / "images" / f"{built.split(':')[1]}.json"
+    kept = record.read_text()
+    record.write_text(json.dumps({**image, "Recipe": image["Recipe"] - 1}))      # as an older lab built it
+    rebuilt = None
+    try:
+        assert lab("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+        rebuilt, again = busybox()
+        assert rebuilt != built and again["Recipe"] == image["Recipe"]
+    finally:
+        record.write_text(kept)
+        lab("tag", built, "busybox:latest")
+        if rebuilt:
+            lab("rmi", rebuilt)
+    assert lab("run", "--name", "variant", "--network", "none", "busybox", "touch", "/mine").returncode == 0
+    assert lab("commit", "variant", "variant:1").returncode == 0 and lab("rm", "variant").returncode == 0
+    try:
+        assert lab("tag", "variant:1", "busybox:latest").returncode == 0
+        ran = lab("run", "--rm", "--network", "none", "busybox", "ls", "/mine")
+        assert (ran.returncode, ran.stdout) == (0, "/mine\n"), ran.stderr
+    finally:
+        lab("tag", built, "busybox:latest")
+        lab("rmi", "variant:1")
+    assert json.loads(lab("inspect", "busybox").stdout)[0]["Id"] == built
+
+
 def test_a_config_that_calls_a_host_folder_its_layer_is_refused(lab, lab_root, monkeypatch, tmp_path):
     """A layer's diff_id names its folder in the store: "sha256:../../somewhere" (or an absolute
     path) made a host folder one of the image's layers, "Already exists", readable in the container."""

@@ -43,7 +43,10 @@ def resolve(ref: str) -> dict:
     name, tag = parse_reference(ref)
     image_id = tagged(f"{name}:{tag}")
     image = load(image_id) if image_id else None
-    if name == "busybox" and tag == "latest" and (image is None or image.get("Recipe") != BUSYBOX_RECIPE):
+    # busybox:latest is lab's own build: made on first use, made again when that build changed
+    # (an older Recipe). One pulled, loaded, committed or tagged so has no Recipe: it stays.
+    outdated = image is not None and image.get("Recipe", BUSYBOX_RECIPE) != BUSYBOX_RECIPE
+    if name == "busybox" and tag == "latest" and (image is None or outdated):
         from lab import layers           # only to build busybox (on first use): not on lab run's path
         config = {"Cmd": ["sh"], "Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
         image = load(layers.build_busybox(BUSYBOX_RECIPE, config))
