@@ -86,41 +86,53 @@ def fill_from_image(root: str, mount: dict) -> None:
     anything in it is left as it is. A device node or a FIFO is no data and is not copied
     (reading a device would read the host's).
 
-    This runs as the host's root, and another container may have the volume mounted and write
-    in it meanwhile: a symlink it puts where a file is about to be copied would have the copy
-    written to the host's file it points to. So each entry is made from its folder's
-    descriptor, never through a symlink, and only if nothing has its name yet (O_EXCL)."""
-    path = root
-    for part in mount["Destination"].strip("/").split("/"):
-        path = os.path.join(path, part)
-        if os.path.islink(path) or not os.path.exists(path):
-            return                       # (a symlink resolves against the host's / here: mount_point refuses it)
+    This runs as the host's root, and another container may have a volume on the way mounted
+    and write in it meanwhile: a folder it swaps for a symlink to the host's would have the
+    host's files read as the image's. So the image's side is read from a process chrooted into
+    the container's root (folders.in_chroot), where every symlink leads back into it. And a
+    symlink put in the volume where a file is about to be copied would have the copy written
+    to the host: so each entry is made from its folder's descriptor, never through a symlink,
+    and only if nothing has its name yet (O_EXCL)."""
     volume = mount["Source"]
-    if not os.path.isdir(path) or not os.path.isdir(volume) or os.listdir(volume):
+    if not os.path.isdir(volume) or os.listdir(volume):
         return
     top = os.open(volume, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        copy_status(path, os.lstat(path), top)           # the volume's own folder
-        for source in folders.below(path):
-            parent, name = os.path.split(os.path.relpath(source, path))
-            try:
-                into = folders.open_below(top, parent)
-            except OSError:                              # not a folder any more: another's doing
-                continue
-            try:
-                copy_entry(source, into, name)
-            finally:
-                os.close(into)
+        folders.in_chroot(root, copy_tree, mount["Destination"], top, names=False)   # (owners by number;
+                                                        # and this child has sealed its imports: no grp now)
     finally:
         os.close(top)
+
+
+def copy_tree(path: str, top: int) -> None:
+    """What the image has at path (none if a symlink is on the way: mount_point refuses it) into
+    the folder open as top."""
+    steps = ""
+    for part in path.strip("/").split("/"):
+        steps += "/" + part
+        if os.path.islink(steps) or not os.path.exists(steps):
+            return
+    if not os.path.isdir(path):
+        return
+    copy_status(path, os.lstat(path), top)               # the volume's own folder
+    for source in folders.below(path):
+        parent, name = os.path.split(os.path.relpath(source, path))
+        try:
+            into = folders.open_below(top, parent)
+        except OSError:                                  # not a folder any more: another's doing
+            continue
+        try:
+            copy_entry(source, into, name)
+        finally:
+            os.close(into)
 
 
 def copy_entry(source: str, into: int, name: str) -> None:
     """Copy the folder, file or symlink at source as name in the folder open as into, if that
     name is free; a folder that is there already gets the status only."""
-    st = os.lstat(source)
     flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
+        st = os.lstat(source)
         if stat.S_ISDIR(st.st_mode):
             try:
                 os.mkdir(name, 0o700, dir_fd=into)
@@ -143,8 +155,8 @@ def copy_entry(source: str, into: int, name: str) -> None:
         else:
             return                                       # a device node, a FIFO, a socket
     except OSError as e:
-        if e.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR):   # made meanwhile, or a symlink there
-            return
+        if e.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.ENOENT):   # made meanwhile, a symlink
+            return                                                                # there, or gone
         raise
     try:
         copy_status(source, st, made)

@@ -174,6 +174,37 @@ def test_a_commit_reads_no_host_file_through_a_folder_the_container_swapped_for_
     assert lab("rmi", "swapped:1").returncode == 0
 
 
+# Fills the empty volume folder argv[2] from the folder /data of the root argv[1], as a container's
+# start does, and swaps /data/t for a symlink to the host's folder argv[3] once the walk has listed
+# /data/t/f: what another container with a volume on the way mounted can do at any time.
+SWAPPING_FILL = """
+import os, sys
+from lab import folders, volumes
+listed = folders.below
+def swapping(top):
+    for path in listed(top):
+        if path.endswith("/t/f"):
+            os.rename(os.path.dirname(path), os.path.dirname(path) + ".old")
+            os.symlink(sys.argv[3], os.path.dirname(path))
+        yield path
+folders.below = swapping
+volumes.fill_from_image(sys.argv[1], {"Source": sys.argv[2], "Destination": "/data"})
+"""
+
+
+def test_filling_a_volume_reads_no_host_file_through_a_folder_swapped_for_a_symlink(tmp_path):
+    for folder in ("root/data/t", "volume", "host"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "root" / "data" / "t" / "f").write_text("the image's\n")
+    (tmp_path / "host" / "f").write_text("the host's\n")
+    run = subprocess.run([sys.executable, "-c", SWAPPING_FILL, str(tmp_path / "root"), str(tmp_path / "volume"),
+                          str(tmp_path / "host")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    copied = tmp_path / "volume" / "t" / "f"
+    assert not copied.exists() or copied.read_text() == "the image's\n", copied.read_text()
+    assert (tmp_path / "volume" / "t").is_dir()       # (the folder was copied before the swap)
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

@@ -138,21 +138,22 @@ def delete_quietly(folder) -> None:
         pass
 
 
-def chroot_into(root: str) -> None:
+def chroot_into(root: str, names: bool = True) -> None:
     """chroot(root) and cd /, for a process of lab's that reads or writes a container's files by
-    their names: the container's symlinks and `..` then lead nowhere else. First, this process
-    loads its name services (glibc's NSS: nsswitch.conf and the libnss_*.so it names) from the
-    host: tarfile looks up owners' names (pwd, grp), and a first lookup under the container's
-    root would read *its* nsswitch.conf and load *its* libnss_*.so, code run by host root
-    (docker cp had that hole: CVE-2019-14271). A name nobody has goes through every module;
+    their names: the container's symlinks and `..` then lead nowhere else. First (names), this
+    process loads its name services (glibc's NSS: nsswitch.conf and the libnss_*.so it names)
+    from the host: tarfile looks up owners' names (pwd, grp), and a first lookup under the
+    container's root would read *its* nsswitch.conf and load *its* libnss_*.so, code run by host
+    root (docker cp had that hole: CVE-2019-14271). A name nobody has goes through every module;
     once they are loaded, glibc reads no nsswitch.conf under another / (it compares / first)."""
-    import grp
-    import pwd
-    for lookup in (pwd.getpwnam, grp.getgrnam):
-        try:
-            lookup("lab-loads-its-name-services-here")
-        except KeyError:
-            pass
+    if names:
+        import grp
+        import pwd
+        for lookup in (pwd.getpwnam, grp.getgrnam):
+            try:
+                lookup("lab-loads-its-name-services-here")
+            except KeyError:
+                pass
     seal_imports()
     os.chroot(root)
     os.chdir("/")
@@ -174,17 +175,18 @@ def seal_imports() -> None:
     sys.meta_path.insert(0, Sealed())
 
 
-def in_chroot(root: str, work, *args) -> None:
-    """work(*args) in a child process chrooted into root (chroot_into); its error (a LabError or
-    an OSError) raised here as a LabError. For a folder a running container can change while lab
-    reads it: a folder swapped for a symlink to the host's files then leads back into root."""
+def in_chroot(root: str, work, *args, names: bool = True) -> None:
+    """work(*args) in a child process chrooted into root (chroot_into, names: for a work that
+    looks up owners' names); its error (a LabError or an OSError) raised here as a LabError. For
+    a folder a running container can change while lab reads it: a folder swapped for a symlink
+    to the host's files then leads back into root."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
             os.close(read_end)
-            chroot_into(root)
+            chroot_into(root, names)
             work(*args)
             status = 0
         except BaseException as e:
