@@ -254,7 +254,10 @@ def enter_rootfs(container: store.Container) -> None:
     for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
         if mount["Type"] == "volume" and mount.get("CopyData", True):
             volumes.fill_from_image(root, mount)         # an empty one starts with the image's files there
+        mount, opened = volumes.pinned(mount)            # (a folder in a volume: never through its symlinks)
         volumes.mount_volume(root, mount)
+        if opened is not None:
+            os.close(opened)
         if not mount["RW"]:                              # read-only all the way down, as docker's (API 1.44)
             volumes.read_only_below(root, mount)
     for path, options in (container.config.get("Tmpfs") or {}).items():

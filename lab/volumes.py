@@ -65,6 +65,27 @@ def mount_volume(root: str, mount: dict) -> None:
     raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
 
 
+def pinned(mount: dict) -> tuple[dict, int | None]:
+    """A bind from inside lab's volumes folder (docker's --mount volume-subpath=a/b is one: a
+    folder in a volume) with its source opened a folder at a time from there, never through a
+    symlink (folders.open_below): a container with the volume mounted can put one in it, to a
+    host folder that would then be mounted in another container. Returns the mount with that
+    descriptor as its Source (/proc/self/fd/N: a bind of it binds the folder it is open on) and
+    the descriptor, to close once mounted; any other mount as it is, and None."""
+    inside = os.path.relpath(mount["Source"], store.volumes_dir())
+    if mount["Type"] != "bind" or inside == ".." or inside.startswith("../"):
+        return mount, None
+    top = os.open(store.volumes_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = folders.open_below(top, inside)
+    except OSError as e:
+        raise LabError(f"the volume's folder {mount['Source']} goes through a symlink or is not a folder "
+                       f"({e.strerror}): a volume's subpath must be a folder in it, reached by folders only") from None
+    finally:
+        os.close(top)
+    return {**mount, "Source": f"/proc/self/fd/{fd}"}, fd
+
+
 def read_only_below(root: str, mount: dict) -> None:
     """In the child, after mount_volume: a read-only bind whose source has mounts below it (-v /:/host:ro,
     a folder with a tmpfs in it) keeps those writable, as MS_REC brings them along with their own

@@ -205,6 +205,33 @@ def test_filling_a_volume_reads_no_host_file_through_a_folder_swapped_for_a_syml
     assert (tmp_path / "volume" / "t").is_dir()       # (the folder was copied before the swap)
 
 
+def test_a_volume_subpath_is_a_folder_in_the_volume_never_a_symlink_a_container_put_there(daemon, lab, tmp_path):
+    """--mount type=volume,volume-subpath=a: a container with the volume could make a a symlink
+    to a host folder, which the next container's start then mounted, read-write."""
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "secret").write_text("the host's\n")
+    planted = lab("run", "--rm", "--network", "none", "-v", "planted:/v", "busybox", "sh", "-c",
+                  f"mkdir /v/sub; echo in-sub > /v/sub/f; ln -s {tmp_path / 'host'} /v/a")
+    assert planted.returncode == 0, planted.stderr
+    try:
+        for subpath, shown in (("sub", "in-sub\n"), ("a", None)):
+            cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "cat /x/*; echo mine > /x/written"],
+                                 "HostConfig": {"NetworkMode": "none", "Mounts": [
+                                     {"Type": "volume", "Source": "planted", "Target": "/x",
+                                      "VolumeOptions": {"Subpath": subpath}}]}})
+            status, answer = daemon.request("POST", f"/v1.41/containers/{cid}/start")
+            if shown:
+                assert status == 204, answer
+                assert daemon.docker("wait", cid).stdout == "0\n"
+                assert daemon.docker("logs", cid).stdout == shown
+            else:
+                assert status == 400 and "goes through a symlink" in answer["message"], answer
+            daemon.docker("rm", "-f", cid)
+        assert sorted(os.listdir(tmp_path / "host")) == ["secret"]
+    finally:
+        lab("volume", "rm", "planted")
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

@@ -263,7 +263,10 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                     for mount in c.config.get("Mounts", []):     # (docker cp reaches volumes too)
                         if mount["Type"] == "volume":
                             volumes.create(mount["Name"])         # (made on first use)
+                        mount, opened = volumes.pinned(mount)
                         volumes.mount_volume(str(c.merged), mount)
+                        if opened is not None:
+                            os.close(opened)
                 folders.chroot_into(str(c.merged))
             answer = {"ok": work(*args)}
             status = 0
