@@ -301,6 +301,8 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     link = netlink.Netlink() if own else link
     try:
         found = link.get_link(record["Bridge"])
+        if found is not None:
+            without_ipv6(record["Bridge"])                 # (a bridge an older lab made has it)
         if found is not None and found[1] & netlink.IFF_UP:
             if not record.get("LoopbackGuard"):            # a bridge an older lab made
                 if not iptables("-C", loopback_guard(record["Bridge"]), missing_ok=True):
@@ -316,6 +318,7 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
         _, prefix = parse_subnet(record["Subnet"])
         if found is None:
             link.add_bridge(record["Bridge"])
+            without_ipv6(record["Bridge"])
         try:
             link.add_address(record["Bridge"], record["Gateway"], prefix)
         except FileExistsError:                            # (given before the kill)
@@ -326,6 +329,16 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     finally:
         if own:
             link.close()
+
+
+def without_ipv6(interface: str) -> None:
+    """No IPv6 on interface: lab's networks have none, and an interface with IPv6 takes the
+    router advertisements that come to it. A container could send one on its network and become
+    the IPv6 router of the host (on the bridge) and of its neighbours (docker's CVE-2020-13401).
+    In a container's new namespace, interface "default" is what its interfaces are made with."""
+    path = Path(f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6")
+    if path.exists() and path.read_text().strip() != "1":            # (a kernel may have no IPv6)
+        path.write_text("1")
 
 
 def tear_down_bridge(record: dict) -> None:

@@ -397,6 +397,21 @@ def test_an_endpoints_sysctls_are_refused_as_sysctl_is(daemon):
         400, {"message": 'an endpoint\'s DriverOpts is an object of strings: {"name": "value"}'})
 
 
+def test_neither_the_bridge_nor_a_container_takes_ipv6_router_advertisements(lab):
+    """lab's networks have no IPv6: with it on, the bridge and each container's interfaces took the
+    router advertisements a container sent, which made it the IPv6 router of the host and of its
+    neighbours (docker's CVE-2020-13401; a review's reproduction set the host's default route)."""
+    shown = lab("run", "--rm", "busybox", "sh", "-c", "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr show eth0")
+    assert shown.returncode == 0 and shown.stdout == "1\n", shown.stdout + shown.stderr
+    assert Path("/proc/sys/net/ipv6/conf/lab0/disable_ipv6").read_text() == "1\n"    # (the session's own netns)
+    assert lab("network", "create", "noipv6").returncode == 0
+    try:
+        bridge = json.loads((Path(os.environ["LAB_ROOT"]) / "networks" / "noipv6.json").read_text())["Bridge"]
+        assert Path(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6").read_text() == "1\n"
+    finally:
+        lab("network", "rm", "noipv6")
+
+
 def test_an_internal_network_reaches_its_own_and_the_host_and_nothing_beyond(daemon):
     import importlib
     chapter = importlib.import_module("chapters.09_network.test_network")     # its "internet"

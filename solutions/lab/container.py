@@ -449,6 +449,7 @@ def init_container(container: store.Container, cgroup, policy, stdio: "Stdio", p
         elif plan.new_namespace:
             namespaces.bring_up_loopback()
         if plan.endpoint is not None:
+            network.without_ipv6("default")          # (its eth0 and the interfaces it gets later)
             step("09", network.connect, plan.endpoint)                # eth0, on the network's bridge
             if plan.more or plan.endpoint.link_local:                  # eth1...: network connect's
                 container_network.plug_here(plan.endpoint, plan.more)
