@@ -264,12 +264,27 @@ def publish(container: store.Container, settings: dict) -> None:
                    for ip, p, k in taken):
                 raise Conflict(f"Bind for {host_ip}:{host_port} failed: port is already allocated "
                                "(another container publishes it: choose another host port)")
+            check_unused(host_ip, int(host_port), protocol)
             rule = port_rule(host_ip, int(host_port), protocol, settings["IPAddress"], int(port))
             settings["Rules"].append(rule)
             settings["Ports"].setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
             container.save_state(Network=settings)   # recorded before it is made: killed in between,
             iptables("-A", rule)                     # rm -f still deletes it (a rule never made: no harm)
             taken.append((host_ip, host_port, key))
+
+
+def check_unused(host_ip: str, host_port: int, protocol: str) -> None:
+    """A port a program of the host listens on (sshd's 22) is not published: the DNAT rule would
+    take its connections from outside and hand them to the container. Binding a socket there
+    says whether one does (SO_REUSEADDR: a closed connection's TIME_WAIT is no use)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host_ip, host_port))
+        except OSError as e:
+            raise Conflict(f"Bind for {host_ip}:{host_port} failed: {e.strerror.lower()} (a program on the host "
+                           "uses it: choose another host port)") from None
 
 
 def free_port(protocol: str) -> int:

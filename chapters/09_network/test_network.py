@@ -280,6 +280,15 @@ def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_not
         result = lab("run", "--rm", *detach, "--name", "second09", "-p", "8082:80", "busybox", "true")
         assert result.returncode == 125 and "port is already allocated" in result.stderr, (detach, result.stderr)
         assert port_rules() == rules and lab("inspect", "second09").returncode != 0
+    import socket
+    with socket.socket() as service:            # a port a program of the host listens on (sshd's 22):
+        service.bind(("127.0.0.1", 0))            # the DNAT rule would hand its connections to the container
+        service.listen()
+        port = service.getsockname()[1]
+        for published in (f"127.0.0.1:{port}:80", f"{port}:80"):
+            result = lab("run", "--rm", "--name", "second09", "-p", published, "busybox", "true")
+            assert result.returncode == 125 and "address already in use" in result.stderr, (published, result.stderr)
+            assert port_rules() == rules and lab("inspect", "second09").returncode != 0
     for flags, said in ((["--network", "nowhere"], "network nowhere not found"),
                         (["-p", "99999:80"], "invalid port"),
                         (["--network", "none", "-p", "80"], "-p publishes a port")):
