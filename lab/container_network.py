@@ -135,7 +135,10 @@ def parse_dns(servers=(), search=(), options=()) -> dict:
 
 
 def is_address(text: str) -> bool:
-    """An IPv4 or IPv6 address."""
+    """An IPv4 or IPv6 address; an IPv6 one's zone (fe80::1%eth0) one word: Python's ipaddress
+    takes any text after the %, a newline too, which would be a line of its own in resolv.conf."""
+    if not text.isprintable() or any(c.isspace() for c in text):
+        return False
     try:
         ipaddress.ip_address(text)
         return True

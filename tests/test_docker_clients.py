@@ -220,6 +220,12 @@ def test_dns_options_make_the_containers_resolv_conf(daemon, lab):
     assert refused.returncode == 125 and "--dns, --dns-search and --dns-option are for a container" in refused.stderr
     bad = lab("run", "--rm", "--dns", "nine", "busybox", "true")
     assert bad.returncode == 125 and "invalid --dns 'nine'" in bad.stderr
+    lines = "fe80::1%x\nnameserver 6.6.6.6"         # (an IPv6 zone is any text to Python's ipaddress)
+    bad = lab("run", "--rm", "--dns", lines, "busybox", "true")
+    assert bad.returncode == 125 and "invalid --dns" in bad.stderr, bad.stderr
+    status, answer = daemon.request("POST", "/v1.41/containers/create", json.dumps(
+        {"Image": "busybox", "HostConfig": {"Dns": [lines]}}).encode())
+    assert status == 400 and "invalid --dns" in answer["message"], answer
 
 
 def test_docker_compose_up_s_requests_give_services_that_find_each_other_by_name(daemon):
