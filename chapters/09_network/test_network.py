@@ -280,7 +280,6 @@ def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_not
         result = lab("run", "--rm", *detach, "--name", "second09", "-p", "8082:80", "busybox", "true")
         assert result.returncode == 125 and "port is already allocated" in result.stderr, (detach, result.stderr)
         assert port_rules() == rules and lab("inspect", "second09").returncode != 0
-    import socket
     with socket.socket() as service:            # a port a program of the host listens on (sshd's 22):
         service.bind(("127.0.0.1", 0))            # the DNAT rule would hand its connections to the container
         service.listen()
@@ -295,8 +294,19 @@ def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_not
         result = lab("run", "--rm", *flags, "busybox", "true")
         assert result.returncode == 125 and said in result.stderr, (flags, result.stderr)
         assert len(result.stderr.splitlines()) == 1
-    bad = lab("network", "create", "--subnet", "10.0.0.1/24", "bad09")
-    assert bad.returncode == 125 and "invalid subnet" in bad.stderr and "bad09" not in lab("network", "ls").stdout
+    subprocess.run(["ip", "link", "add", "uplink09", "type", "veth", "peer", "name", "uplink09p"], check=True)
+    try:                                            # the host's own network, in the tests' namespace
+        subprocess.run(["ip", "addr", "add", "198.51.100.7/24", "dev", "uplink09"], check=True)
+        for link in ("uplink09", "uplink09p"):
+            subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        for subnet, said in (("10.0.0.1/24", "invalid subnet"), ("127.0.0.0/24", "overlaps 127.0.0.0/8 (loopback)"),
+                             ("198.51.100.128/25", "overlaps the host's route to 198.51.100.0/24 (dev uplink09)")):
+            bad = lab("network", "create", "--subnet", subnet, "bad09")
+            assert bad.returncode == 125 and said in bad.stderr, (subnet, bad.stderr)
+            assert "bad09" not in lab("network", "ls").stdout
+    finally:
+        subprocess.run(["ip", "link", "del", "uplink09"])
+        lab("network", "rm", "bad09")
     predefined = lab("network", "rm", "bridge")
     assert predefined.returncode == 1 and "pre-defined network" in predefined.stderr
 

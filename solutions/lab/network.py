@@ -181,6 +181,23 @@ def free_subnet(candidates: list[str], taken: list[str], ignored: str = "") -> s
     return next((subnet for subnet in candidates if not any(overlaps(subnet, t) for t in taken)), None)
 
 
+RESERVED = {"0.0.0.0/8": "this network", "127.0.0.0/8": "loopback", "169.254.0.0/16": "link-local",
+            "224.0.0.0/3": "multicast and reserved"}
+
+
+def check_reachable_otherwise(subnet: str) -> None:
+    """A subnet given with --subnet is refused where its addresses mean something else already:
+    the host's own networks (the bridge's gateway address would become the host's, and the
+    host would lose its way to the real ones: its router too), loopback, link-local, multicast."""
+    for reserved, what in RESERVED.items():
+        if overlaps(subnet, reserved):
+            raise LabError(f"the subnet {subnet} overlaps {reserved} ({what}): choose another with --subnet")
+    for interface, route in host_routes():
+        if not interface.startswith("lab") and overlaps(subnet, route):
+            raise Conflict(f"the subnet {subnet} overlaps the host's route to {route} (dev {interface}): a network "
+                           "there would cut the host off from it; choose another with --subnet")
+
+
 def host_routes() -> list[tuple[str, str]]:
     """(interface, subnet) of each route of the main table but the default one, as `ip route`
     shows them. /proc/net/route is that table: addresses and masks in hexadecimal, bytes in the
@@ -285,6 +302,8 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
                                "overlap each 172.31.N.0/24 and 192.168.N.0/24): give one with --subnet")
         elif any(overlaps(subnet, t) for t in taken):
             raise Conflict(f"the subnet {subnet} overlaps another network's: choose another with --subnet")
+        else:
+            check_reachable_otherwise(subnet)
         base, _ = parse_subnet(subnet)
         network_id = os.urandom(32).hex()
         record = {"Name": name, "Id": network_id, "Driver": "bridge", "Subnet": subnet,
