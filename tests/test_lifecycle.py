@@ -232,6 +232,25 @@ def test_a_volume_subpath_is_a_folder_in_the_volume_never_a_symlink_a_container_
         lab("volume", "rm", "planted")
 
 
+def test_a_supervisor_holds_no_descriptor_of_a_host_folder(lab, detached):
+    """An exec's command and a healthcheck are forked from the supervisor, and a container with
+    --cap-add SYS_PTRACE can take their descriptors before they are closed (pidfd_getfd): the
+    supervisor's O_PATH descriptor of the container's folder let a review's program write a host
+    file through openat(fd, "../../../..")."""
+    import stat
+    detached("holding", "--network", "none", "busybox", "sleep", "600")
+    assert lab("exec", "holding", "true").returncode == 0          # (its socket is in use)
+    supervisor = supervisor_of("holding")
+    folders = []
+    for fd in os.listdir(f"/proc/{supervisor}/fd"):
+        try:
+            if stat.S_ISDIR(os.stat(f"/proc/{supervisor}/fd/{fd}").st_mode):
+                folders.append(os.readlink(f"/proc/{supervisor}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    assert not folders, folders
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

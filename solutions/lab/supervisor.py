@@ -206,13 +206,18 @@ class Supervisor(Relay):
             self.ballast = self.container.ballast
             with open(self.ballast, "wb") as f:
                 os.posix_fallocate(f.fileno(), 0, 64 << 10)
-            address = supervisor_client.socket_address(os.open(self.container.path, os.O_PATH))
+            folder = os.open(self.container.path, os.O_PATH | os.O_CLOEXEC)
+            address = supervisor_client.socket_address(folder)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:                                  # the socket of an earlier supervisor (docker start
                 os.unlink(address)                # of a container that ran before): it has ended
             except FileNotFoundError:
                 pass
             listener.bind(address)
+            # Closed at once: an exec's command or a healthcheck is forked from this process, and
+            # with --cap-add SYS_PTRACE the container could take a descriptor from it before it
+            # closes them (pidfd_getfd): one of a host folder is the host's whole tree (openat ..).
+            os.close(folder)
             listener.listen(64)
             self.selector.register(listener, selectors.EVENT_READ, self.accept)
             self.container.save_state(Supervisor=os.getpid(), WaitsForStart=True,
