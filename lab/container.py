@@ -20,6 +20,8 @@ from lab import (Conflict, LabError, cgroups, container_network, folders, health
 from lab import exec as enter
 
 SKIPPED: set[str] = set()    # chapters skipped in this run (the child inherits it at fork)
+NOTED = sys.stderr.isatty()  # lab's stderr is a terminal: a skipped chapter is noted there (by the
+                             # child too, whose stderr is a pipe to lab's: container.Stdio)
 TOPICS = {"01": "namespaces", "02": "cgroups", "03": "rootfs", "04": "overlay", "05": "volumes",
           "06": "exec", "07": "engine", "08": "security", "09": "network", "10": "images"}
 NOT_WRITTEN = object()       # what step() returns for a skipped step
@@ -37,7 +39,7 @@ def step(chapter: str, function, *args, **kwargs):
     except NotImplementedError:
         if chapter <= os.environ.get("LAB_CHAPTER", "00"):
             raise
-        if sys.stderr.isatty() and chapter not in SKIPPED:
+        if NOTED and chapter not in SKIPPED:
             print(f"lab: note: chapter {chapter} ({TOPICS[chapter]}) is not written yet: running without it",
                   file=sys.stderr)
         SKIPPED.add(chapter)
@@ -275,15 +277,18 @@ def enter_rootfs(container: store.Container) -> None:
 class Stdio:
     """The child's stdin, stdout and stderr.
 
-    In the foreground (lab run), the child shares lab's stdout and stderr, and its stdin is
-    empty unless -i. Supervised (run -d, the engine), each is a pipe whose other end the
-    supervisor keeps (stdin only with -i). With -t, a terminal that the child makes for itself
-    (from its own /dev/ptmx, see terminal.py) and whose master side it sends back: `master`,
-    one end for input and output.
+    Each is a pipe whose other end lab keeps (stdin only with -i: else it is empty), as
+    docker's: in the foreground, lab run and lab exec copy them to and from their own
+    (process.relay_pipes), a supervisor (run -d, the engine) to its log and its clients. Never
+    one of lab's own descriptors: through /proc/self/fd/1 the container could open again the
+    file lab's output goes to (and truncate it), and on lab's terminal change its line
+    discipline or its size, for after the container too. With -t, a terminal that the child
+    makes for itself (from its own /dev/ptmx, see terminal.py) and whose master side it sends
+    back: `master`, one end for input and output.
     """
 
-    def __init__(self, interactive: bool, tty: bool, piped: bool = False, size=None):
-        self.tty, self.master = tty, None
+    def __init__(self, interactive: bool, tty: bool, size=None, foreground: bool = False):
+        self.tty, self.interactive, self.master = tty, interactive, None
         self.given: dict[int, int] = {}      # the child's fd -> what it gets there
         self.ours: dict[str, int] = {}       # "stdin", "stdout", "stderr" -> the end we keep
         if tty:
@@ -292,12 +297,14 @@ class Stdio:
             self.lab_end, self.child_end = socket.socketpair()
             self.size = terminal.packed_size(size) or terminal.window_size()   # (size: the engine's client's)
             return
-        if not interactive:
-            self.given[0] = os.open(os.devnull, os.O_RDONLY)
-        elif piped:
+        if interactive:
             self.given[0], self.ours["stdin"] = os.pipe()
-        if piped:
-            self.ours["stdout"], self.given[1] = os.pipe()
+        else:
+            self.given[0] = os.open(os.devnull, os.O_RDONLY)
+        self.ours["stdout"], self.given[1] = os.pipe()
+        if foreground and together():        # one pipe for both: what it writes keeps its order
+            self.given[2] = os.dup(self.given[1])
+        else:
             self.ours["stderr"], self.given[2] = os.pipe()
 
     def in_child(self) -> None:
@@ -319,9 +326,14 @@ class Stdio:
         if self.tty:
             self.child_end.close()
 
-    def close_ours(self) -> None:
-        """Our ends, when the child could not be started."""
-        for fd in self.ours.values():
+    def close_ours(self, copy: bool = False) -> None:
+        """Our ends, when the child could not be started; copy: what it wrote before it failed
+        goes to lab's own stdout and stderr first (in the foreground: a chapter's note)."""
+        for name, fd in self.ours.items():
+            if copy and name != "stdin":
+                os.set_blocking(fd, False)
+                while process.copy_some(fd, 1 if name == "stdout" else 2):
+                    pass
             os.close(fd)
         if self.tty:
             self.lab_end.close()
@@ -333,7 +345,18 @@ class Stdio:
             self.master = terminal.receive_master(self.lab_end)
 
 
-def start(container: store.Container, piped: bool = False):
+def together() -> bool:
+    """Whether lab's stdout and stderr are one file (a terminal, 2>&1): in the foreground the
+    container then writes both into one pipe, and its errors come among its output where it
+    wrote them, as they would on the terminal (two pipes are read one after the other)."""
+    try:
+        out, err = os.fstat(1), os.fstat(2)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
+
+
+def start(container: store.Container, foreground: bool = False):
     """Start the container's process and record it as running: its pid, its cgroup, its stdio.
 
     The parent's side, in order: the cgroup (with its device rules), what the child will
@@ -348,7 +371,7 @@ def start(container: store.Container, piped: bool = False):
         cgroup = None
     else:               # so that `lab rm -f` can clean it up (and no one else records its start)
         container.save_state(Cgroup={"Version": cgroup.version, "Paths": cgroup.paths}, **watcher)
-    stdio = Stdio(config["Interactive"], config.get("Tty", False), piped, config.get("ConsoleSize"))
+    stdio = Stdio(config["Interactive"], config.get("Tty", False), config.get("ConsoleSize"), foreground)
     trace.before_fork()
     plan = folder = None
     try:
@@ -371,6 +394,8 @@ def start(container: store.Container, piped: bool = False):
         if cgroup is not None:
             cgroup.destroy()
         container_network.disconnect(container)
+        if foreground:
+            stdio.close_ours(copy=True)
         raise
     finally:
         trace.after_exec()
@@ -497,13 +522,13 @@ def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     trace.mark("image and container record")
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
     try:
-        pid, cgroup, stdio = start(container)
+        pid, cgroup, stdio = start(container, foreground=True)
     except BaseException:
         store.remove_container(container)    # it never ran: leave nothing behind
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     try:
-        status = process.wait_for(pid, relay(stdio.master, container.config["Interactive"]))
+        status = process.wait_for(pid, relay(stdio, pid))
         trace.mark("the command runs (wait)")
         finish(container, status, cgroup)
     finally:
@@ -514,26 +539,28 @@ def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
     return status
 
 
-def relay(master: int | None, interactive: bool):
-    """What lab does while the container runs: with -t, copy its terminal (see terminal.py)."""
-    if master is None:
-        return None
-    from lab import terminal
-    return lambda: terminal.relay(master, interactive)
+def relay(stdio: Stdio, pid: int):
+    """What lab does while the container's process pid runs: with -t, copy its terminal (see
+    terminal.py); else its pipes (process.relay_pipes)."""
+    if stdio.master is not None:
+        from lab import terminal
+        return lambda: terminal.relay(stdio.master, stdio.interactive)
+    return lambda: process.relay_pipes(stdio.ours, pid)
 
 
 def exec_in(container: store.Container, command: list[str], *, env=(), workdir=None, user=None,
             interactive=False, tty=False) -> int:
     """`lab exec`: run command inside the running container (its namespaces, cgroup and root)."""
     check_terminal(interactive, tty)
-    stdio = Stdio(interactive, tty)
+    stdio = Stdio(interactive, tty, foreground=True)
     process.hold_signals()
     try:
         pid = exec_start(container, command, stdio, env=env, workdir=workdir, user=user)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
+        stdio.close_ours(copy=True)
         raise
-    return process.wait_for(pid, relay(stdio.master, interactive))
+    return process.wait_for(pid, relay(stdio, pid))
 
 
 def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, env=(), workdir=None,

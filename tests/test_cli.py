@@ -284,15 +284,19 @@ def test_filling_a_volume_follows_no_symlink_another_container_puts_there_meanwh
     (tmp_path / "volume").mkdir()
     (tmp_path / "host").write_text("the host's\n")
     listed = folders.walk
+    volume = os.open(tmp_path / "volume", os.O_RDONLY | os.O_DIRECTORY)   # (the walk runs chrooted into root)
 
     def racing(top, **options):
         for folder, subfolders, others in listed(top, **options):
             if folder.endswith("etc"):       # found empty, its copy begun; the other container is quicker
-                (tmp_path / "volume" / "passwd").symlink_to(tmp_path / "host")
-                (tmp_path / "volume" / "sub").symlink_to(tmp_path)
+                os.symlink(tmp_path / "host", "passwd", dir_fd=volume)
+                os.symlink(tmp_path, "sub", dir_fd=volume)
             yield folder, subfolders, others
     monkeypatch.setattr(folders, "walk", racing)
-    volumes.fill_from_image(str(tmp_path / "root"), {"Destination": "/etc", "Source": str(tmp_path / "volume")})
+    try:
+        volumes.fill_from_image(str(tmp_path / "root"), {"Destination": "/etc", "Source": str(tmp_path / "volume")})
+    finally:
+        os.close(volume)
     assert (tmp_path / "host").read_text() == "the host's\n" and not (tmp_path / "file").exists()
 
 

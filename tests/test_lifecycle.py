@@ -251,6 +251,24 @@ def test_a_supervisor_holds_no_descriptor_of_a_host_folder(lab, detached):
     assert not folders, folders
 
 
+def test_a_container_writes_its_output_through_lab_never_to_lab_s_own_files(lab, tmp_path):
+    """lab run (and exec) without -t gives the container pipes and copies them, as docker's client
+    does: with lab's own descriptors, the container opened the files they were redirected to
+    again through /proc/self/fd (a review truncated an appended log, wrote a read-only input)
+    and set lab's terminal's line discipline, for after the container too."""
+    output, given = tmp_path / "output", tmp_path / "given"
+    output.write_text("kept\n")
+    given.write_text("the input\n")
+    given.chmod(0o444)
+    with open(output, "a") as appended, open(given) as read_only:
+        run = subprocess.run([LAB, "run", "--rm", "-i", "--network", "none", "busybox", "sh", "-c",
+                              "read line; echo \"got $line\" > /proc/self/fd/1; echo written > /proc/self/fd/0"],
+                             stdin=read_only, stdout=appended, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert output.read_text() == "kept\ngot the input\n"
+    assert given.read_text() == "the input\n"
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

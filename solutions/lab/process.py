@@ -167,3 +167,79 @@ def wait_for(pid: int, while_waiting=None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_status(wait_status)
+
+
+def relay_pipes(ours: dict[str, int], pid: int) -> None:
+    """While pid runs (lab run or lab exec without -t): its stdout and stderr copied to lab's
+    (one pipe for both when lab's are one file), and with -i lab's stdin to its stdin, as
+    docker's client does (ours: the ends lab keeps of the pipes, container.Stdio; closed here). Until both outputs end, or pid has ended and
+    what it left in them is copied (a process it started may live on and keep them open).
+    Input is taken from lab's stdin only when the container has taken the last: one that reads
+    none while it writes a lot would otherwise have both sides wait on a full pipe."""
+    import select
+    outputs = {ours["stdout"]: 1, **({ours["stderr"]: 2} if "stderr" in ours else {})}   # our end -> lab's
+    stdin, pending = ours.get("stdin"), b""
+    ended = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in (*outputs, ended):
+        poller.register(fd, select.POLLIN)
+    if stdin is not None:
+        os.set_blocking(stdin, False)
+        poller.register(0, select.POLLIN)
+    try:
+        while outputs:
+            ready = dict(poller.poll())
+            if ended in ready:                   # what is left in the pipes, then done
+                for fd in outputs:
+                    os.set_blocking(fd, False)
+                    while copy_some(fd, outputs[fd]):
+                        pass
+                return
+            for fd in [fd for fd in outputs if fd in ready]:
+                if not copy_some(fd, outputs[fd]):       # its end, or lab's reader has gone
+                    poller.unregister(fd)
+                    del outputs[fd]
+                    os.close(fd)
+            if stdin is not None and 0 in ready:
+                try:
+                    pending = os.read(0, 1 << 16)
+                except OSError:                  # (lab started with no stdin)
+                    pending = b""
+                poller.unregister(0)
+                if pending:
+                    poller.register(stdin, select.POLLOUT)
+                else:                            # lab's stdin ended: so does the container's
+                    os.close(stdin)
+                    stdin = None
+            elif stdin is not None and stdin in ready:
+                try:
+                    pending = pending[os.write(stdin, pending):]
+                except BrokenPipeError:          # it closed its stdin: no more input for it
+                    poller.unregister(stdin)
+                    os.close(stdin)
+                    stdin = None
+                    continue
+                if not pending:
+                    poller.unregister(stdin)
+                    poller.register(0, select.POLLIN)
+    finally:
+        os.close(ended)
+        for fd in [*outputs, *([stdin] if stdin is not None else [])]:
+            os.close(fd)
+
+
+def copy_some(source: int, to: int) -> bool:
+    """One read of source, written whole to to; False at source's end (or nothing to read from
+    a non-blocking one), or when to's reader has gone (lab run ... | head)."""
+    try:
+        data = os.read(source, 1 << 16)
+    except BlockingIOError:
+        return False
+    if not data:
+        return False
+    try:
+        while data:
+            data = data[os.write(to, data):]
+    except BrokenPipeError:
+        return False
+    return True

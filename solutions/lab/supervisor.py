@@ -314,7 +314,7 @@ class Supervisor(Relay):
     def run(self) -> dict:
         signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # until self.main is set
         try:
-            pid, self.cgroup, stdio = runtime.start(self.container, piped=True)
+            pid, self.cgroup, stdio = runtime.start(self.container)
         except (LabError, process.StartError, OSError, NotImplementedError) as e:   # (NotImplementedError:
             # a chapter not written yet, which `lab run -d` must name as `lab run` does)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
@@ -357,7 +357,7 @@ class Supervisor(Relay):
         until there is something to do again."""
         h, now = self.health, time.monotonic()
         if h.probe is None and now >= h.due:
-            stdio = runtime.Stdio(False, False, piped=True)
+            stdio = runtime.Stdio(False, False)
             h.begin()
             try:
                 pid = runtime.exec_start(self.container, h.command, stdio)
@@ -388,7 +388,7 @@ class Supervisor(Relay):
 
     def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
         config = read_exec(self.container, exec_id)
-        stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], piped=True, size=config.get("ConsoleSize"))
+        stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], size=config.get("ConsoleSize"))
         try:
             pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
                                      workdir=config["WorkingDir"] or None, user=config.get("User") or None)
