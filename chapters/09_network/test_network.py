@@ -174,6 +174,23 @@ def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, deta
     assert internet.get(HOST, 8080, "/hostname") == hostname              # from outside
     assert http_get("127.0.0.1", 8080, "/hostname") == hostname           # from the host itself
     assert http_get(HOST, 8080, "/hostname") == hostname
+    # A neighbour that routes the containers' subnet through the host (a LAN's router may) reaches
+    # the published port only, not the container's own ports, even where the host's policy
+    # forwards everything (this course's machines: FORWARD ACCEPT).
+    address = inspect("pub09")["NetworkSettings"]["IPAddress"]
+    subprocess.run(["nsenter", f"--net=/proc/self/fd/{internet.ns}", "ip", "route", "add", "172.16.0.0/12",
+                    "via", HOST], check=True, pass_fds=(internet.ns,))
+    subprocess.run(["iptables", "-w", "-P", "FORWARD", "ACCEPT"], check=True)
+    try:
+        with internet.socket() as direct:
+            direct.settimeout(2)
+            with pytest.raises(OSError):              # (dropped: a timeout)
+                direct.connect((address, 80))
+        assert internet.get(HOST, 8080, "/hostname") == hostname
+    finally:
+        subprocess.run(["iptables", "-w", "-P", "FORWARD", "DROP"], check=True)
+        subprocess.run(["nsenter", f"--net=/proc/self/fd/{internet.ns}", "ip", "route", "del", "172.16.0.0/12"],
+                       pass_fds=(internet.ns,))
 
 
 # Sent from the container's network namespace (nsenter, with the host's Python: busybox has no
@@ -239,16 +256,26 @@ def test_the_hosts_loopback_services_are_out_of_a_containers_reach(lab, detached
         listener.close()
 
 
-def test_a_bridge_an_older_lab_made_gets_its_loopback_guard(lab):
-    """A bridge outlives lab's upgrades (until a reboot): one made before the guard existed gets
-    it at the next container's start on it."""
+def test_a_bridge_an_older_lab_made_gets_today_s_rules(lab):
+    """A bridge outlives lab's upgrades (until a reboot): one made before the loopback guard, and
+    whose FORWARD rules let anything in from outside, gets today's rules at the next container's
+    start on it."""
     assert lab("network", "create", "older09").returncode == 0
     try:
         record = Path(os.environ["LAB_ROOT"], "networks", "older09.json")
-        guard = ["PREROUTING", "-i", json.loads(record.read_text())["Bridge"], "-d", "127.0.0.0/8", "-j", "DROP"]
+        bridge = json.loads(record.read_text())["Bridge"]
+        guard = ["PREROUTING", "-i", bridge, "-d", "127.0.0.0/8", "-j", "DROP"]
+        everything_in = ["FORWARD", "!", "-i", "lab+", "-o", bridge, "-j", "ACCEPT"]
+        only_published = ["FORWARD", "!", "-i", "lab+", "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]
         subprocess.run(["iptables", "-w", "-t", "raw", "-D", *guard], check=True)       # as an older lab left it
-        assert lab("run", "--rm", "--network", "older09", "busybox", "true").returncode == 0
+        subprocess.run(["iptables", "-w", "-D", *only_published], check=True)
+        subprocess.run(["iptables", "-w", "-A", *everything_in], check=True)
+        record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "Rules"}))
+        for _ in range(2):               # (the first start on it may be the one that checks)
+            assert lab("run", "--rm", "--network", "older09", "busybox", "true").returncode == 0
         assert subprocess.run(["iptables", "-w", "-t", "raw", "-C", *guard]).returncode == 0
+        assert subprocess.run(["iptables", "-w", "-C", *only_published]).returncode == 0
+        assert subprocess.run(["iptables", "-w", "-C", *everything_in], capture_output=True).returncode != 0
     finally:
         lab("network", "rm", "older09")
 

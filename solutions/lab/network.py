@@ -85,9 +85,11 @@ def network_rules(bridge: str, subnet: str) -> list[list[str]]:
 
 def forward_rules(bridge: str, internal: bool = False) -> list[list[str]]:
     """What the host forwards for one network (filter FORWARD), in this order: within it; not
-    into another lab network (lab+: every lab bridge); out of it; into it, from outside. An
-    internal network (network create --internal) keeps only the first: nothing goes out of it
-    or comes in, whatever the host's own policy."""
+    into another lab network (lab+: every lab bridge); out of it; into it, the answers to its
+    own connections and, from outside, what a published port sent there (conntrack's DNAT);
+    nothing else into it, whatever the host's own policy: a neighbour that routes the subnet
+    through the host would reach every port of every container. An internal network (network
+    create --internal) keeps only the first: nothing goes out of it or comes in."""
     if internal:
         return [["filter", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
                 ["filter", "FORWARD", "-i", bridge, "-j", "DROP"],
@@ -95,7 +97,9 @@ def forward_rules(bridge: str, internal: bool = False) -> list[list[str]]:
     return [["filter", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
             ["filter", "FORWARD", "-i", bridge, "-o", "lab+", "-j", "DROP"],
             ["filter", "FORWARD", "-i", bridge, "-j", "ACCEPT"],
-            ["filter", "FORWARD", "!", "-i", "lab+", "-o", bridge, "-j", "ACCEPT"]]
+            ["filter", "FORWARD", "-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            ["filter", "FORWARD", "!", "-i", "lab+", "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
+            ["filter", "FORWARD", "-o", bridge, "-j", "DROP"]]
 
 
 def rules_of(record: dict) -> list[list[str]]:
@@ -107,6 +111,14 @@ def rules_of(record: dict) -> list[list[str]]:
     internal = record.get("Internal", False)
     nat = [] if internal else network_rules(record["Bridge"], record["Subnet"])
     return [loopback_guard(record["Bridge"])] + nat + forward_rules(record["Bridge"], internal)
+
+
+RULES = 2    # which rules_of() a bridge has: bump it when they change (obsolete_rules: what goes)
+
+
+def obsolete_rules(bridge: str) -> list[list[str]]:
+    """What an older lab let into a network: anything from outside (RULES 1)."""
+    return [["filter", "FORWARD", "!", "-i", "lab+", "-o", bridge, "-j", "ACCEPT"]]
 
 
 def loopback_guard(bridge: str) -> list[str]:
@@ -355,10 +367,13 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
         if found is not None:
             without_ipv6(record["Bridge"])                 # (a bridge an older lab made has it)
         if found is not None and found[1] & netlink.IFF_UP:
-            if not record.get("LoopbackGuard"):            # a bridge an older lab made
-                if not iptables("-C", loopback_guard(record["Bridge"]), missing_ok=True):
-                    iptables("-I", loopback_guard(record["Bridge"]))
-                store.write_json(record_path(record["Name"]), {**record, "LoopbackGuard": True})
+            if record.get("Rules") != RULES:               # made by an older lab, or not checked
+                for rule in obsolete_rules(record["Bridge"]):   # since: today's rules, once
+                    iptables("-D", rule, missing_ok=True)
+                for rule in rules:
+                    if not iptables("-C", rule, missing_ok=True):
+                        iptables("-A", rule)
+                store.write_json(record_path(record["Name"]), {**record, "Rules": RULES})
             return
         if not Path("/proc/sys/net/ipv4/ip_forward").read_text().startswith("1"):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")        # the host routes
