@@ -27,6 +27,8 @@ def test_its_mount_table_has_only_its_own_mounts(lab):
     chapter_09 = {"/etc/resolv.conf"}          # (the network's name servers)
     mounts = {line.split()[4] for line in mountinfo.splitlines()}
     assert {m for m in mounts if m not in chapter_08 | chapter_09 and not m.startswith("/sys/fs/cgroup")} == CONTAINER_MOUNTS
+    proc = next(line.split()[5].split(",") for line in mountinfo.splitlines() if line.split()[4] == "/proc")
+    assert {"nosuid", "nodev", "noexec"} <= set(proc), f"/proc is mounted {','.join(proc)}: nosuid, nodev, noexec?"
 
 
 def test_the_hostname_files_are_the_containers(lab):
@@ -48,6 +50,10 @@ def test_dev_has_the_usual_nodes_and_nothing_of_the_hosts(lab):
     result = lab("run", "--rm", "busybox", "sh", "-c", "ls /dev; echo gone > /dev/null; head -c 3 /dev/zero | wc -c")
     *listing, count = result.stdout.split()
     assert set(listing) == DEV and count == "3"
+    modes = lab("run", "--rm", "busybox", "stat", "-c", "%a %n", "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                "/dev/urandom", "/dev/tty").stdout.splitlines()
+    assert all(line.startswith("666 ") for line in modes) and len(modes) == 6, \
+        f"{modes}: everyone may read and write these (0o666; mknod's mode passes through the umask)"
 
 
 def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):

@@ -71,6 +71,8 @@ def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
     result = lab("run", "--rm", "-v", f"{tmp_path}:/project", "busybox", "sh", "-c", "cat /project/in; echo from the container > /project/out")
     assert result.stdout == "from the host\n"
     assert (tmp_path / "out").read_text() == "from the container\n"
+    single = lab("run", "--rm", "-v", f"{tmp_path / 'in'}:/new/in", "busybox", "cat", "/new/in")   # a file, where
+    assert (single.stdout, single.stderr) == ("from the host\n", ""), single.stderr   # the image has none: a file
 
 
 def test_a_committed_image_holds_nothing_of_the_volume(lab):
