@@ -202,6 +202,18 @@ def test_a_missing_static_busybox_names_the_package_to_install(lab, tmp_path, mo
     assert leftovers(tmp_path / "empty-root") == []
 
 
+def test_a_bug_s_one_line_names_the_function_it_came_from():
+    """A learner's typo (stats() reading cpu["nr_periodz"]) said only "lab: error: 'nr_periodz'
+    (KeyError)": the last of lab's functions the error went through is named now."""
+    from lab import process
+    try:
+        store.ago(None)                       # (a TypeError raised in lab's own code)
+    except TypeError as e:
+        error = e
+    assert re.fullmatch(r".* \(TypeError in lab/store\.py, ago; LAB_DEBUG=1 shows the traceback\)", cli.bug(error))
+    assert process.describe(error).endswith(" (in lab/store.py, ago)")       # (the child's, as it reports it)
+
+
 def test_a_traceback_only_with_lab_debug(lab, monkeypatch):
     monkeypatch.setenv("LAB_DEBUG", "1")
     assert "Traceback" in lab("run", "no-such-image").stderr

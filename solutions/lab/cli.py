@@ -735,9 +735,16 @@ def main(argv=None) -> int:
     except OSError as e:
         if e.errno == errno.ENOSPC:
             return fail(store.no_space(), 125)
-        return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
+        return fail(bug(e), 125)
     except Exception as e:
-        return fail(f"{e} ({type(e).__name__}; LAB_DEBUG=1 shows where)", 125)
+        return fail(bug(e), 125)
+
+
+def bug(e: Exception) -> str:
+    """An error lab did not expect, in one line: its words, its kind, the function it came from."""
+    from lab import process
+    where = process.raised_in(e)
+    return f"{e} ({type(e).__name__}{f' in {where}' if where else ''}; LAB_DEBUG=1 shows the traceback)"
 
 
 def fail(message, status: int) -> int:

@@ -70,10 +70,27 @@ def exit_status(wait_status: int) -> int:
 
 def describe(e: BaseException) -> str:
     """An error's words for the user: a LabError's or an unwritten exercise's as they are
-    (written for you); anything else is a bug, and says its kind ('pid' alone says nothing)."""
+    (written for you); anything else is a bug, and says its kind ('pid' alone says nothing)
+    and where in lab it came from."""
     if isinstance(e, (LabError, NotImplementedError)):
         return str(e)
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    where = raised_in(e)
+    return (f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) + (f" (in {where})" if where else "")
+
+
+def raised_in(e: BaseException) -> str:
+    """The last of lab's own functions an error went through, where it was raised or passed
+    on: "lab/cgroups.py, CgroupV1.stats" ("" if none). A bug's one line then names the
+    function to look at, yours while you write a chapter."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    found, frame = None, e.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.startswith(package):
+            found = frame.tb_frame.f_code
+        frame = frame.tb_next
+    if found is None:
+        return ""
+    return f"lab/{os.path.basename(found.co_filename)}, {getattr(found, 'co_qualname', found.co_name)}"
 
 
 def child_main(argv, env, cwd, setup, report_fd: int):

@@ -422,7 +422,7 @@ class Container:
         if self.state.get("Status") == "exited":
             return f"Exited ({self.state['ExitCode']}) {ago(time.time() - self.state['FinishedAt'])} ago"
         if self.state.get("Status") == "running":
-            return "Exited (unknown): its lab was killed before it ended"
+            return "Exited (unknown): its lab stopped before recording the end (killed, or an error it printed)"
         return "Created"
 
     def cgroup_paths(self) -> dict[str, str]:
