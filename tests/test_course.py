@@ -129,6 +129,10 @@ def test_lab_hint_gives_the_next_gap_one_level_more_each_time(tmp_path):
     (tmp_path / "lab" / gap.module).write_text((ROOT / "solutions" / "lab" / gap.module).read_text())
     nxt = course_tool(tmp_path, "hint").communicate(timeout=30)[0]   # written: the next gap, from its nudge
     assert nxt.startswith("chapter 02: Cgroup.join() in lab/cgroups.py   (hint 1 of")
+    here, other = ("V2", "V1") if Path("/sys/fs/cgroup/cgroup.controllers").exists() else ("V1", "V2")
+    for asked, shown in (("stats", here), (f"Cgroup{other}.stats", other)):    # this machine's manager first
+        said = course_tool(tmp_path, "hint", asked).communicate(timeout=30)[0]
+        assert said.startswith(f"chapter 02: Cgroup{shown}.stats() in lab/cgroups.py"), said
 
 
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):
