@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from chapters.harness import LAB
+from chapters.harness import LAB, in_child
+from lab import syscalls, volumes
 
 
 def test_a_named_volume_outlives_its_container(lab):
@@ -56,7 +57,7 @@ def test_two_running_containers_share_a_volume_at_once(lab):
     assert outputs == ["right\n", "left\n"]          # each saw the other's write while both ran
 
 
-def test_a_read_only_volume_cannot_be_written(lab):
+def test_a_read_only_volume_cannot_be_written(lab, tmp_path):
     lab("run", "--rm", "-v", "ro-data:/data", "busybox", "sh", "-c", "echo original > /data/f")
     result = lab("run", "--rm", "-v", "ro-data:/data:ro", "busybox", "sh", "-c", "cat /data/f; echo new > /data/f")
     assert result.stdout == "original\n"
@@ -64,6 +65,18 @@ def test_a_read_only_volume_cannot_be_written(lab):
         "the container could write into a :ro volume: a bind mount is made read-only by a second, remount call")
     mounts = json.loads(lab("volume", "inspect", "ro-data").stdout)
     assert open(os.path.join(mounts[0]["Mountpoint"], "f")).read() == "original\n"
+    # mount_volume alone (lab run also makes a :ro volume's submounts read-only, after it: that
+    # must not hide a mount_volume that forgot its remount)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "source").mkdir()
+
+    def bound() -> int:
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)     # (nothing reaches the host)
+        volumes.mount_volume(str(tmp_path / "root"), {"Type": "bind", "Name": None, "Source": str(tmp_path / "source"),
+                                                      "Destination": "/ro", "RW": False})
+        return 0 if os.statvfs(tmp_path / "root" / "ro").f_flag & os.ST_RDONLY else 1
+    assert in_child(bound) == 0, "mount_volume's bind is writable: a bind takes its flags from a second, remount call"
 
 
 def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
