@@ -202,6 +202,20 @@ def test_a_missing_static_busybox_names_the_package_to_install(lab, tmp_path, mo
     assert leftovers(tmp_path / "empty-root") == []
 
 
+@pytest.mark.parametrize("members, said", [
+    ([("d/.wh...", b"")], "is a whiteout of no file"), ([(".wh.", b"")], "is a whiteout of no file"),
+    ([("f", b"x"), (".wh.f", b"")], "deletes a file the same layer has"),
+])
+def test_a_whiteout_of_nothing_is_a_malformed_layer_in_one_line(tmp_path, members, said):
+    """(were a bare "[Errno 17] File exists" and a ValueError)"""
+    import importlib
+    import io
+    from lab import LabError, overlay
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    with pytest.raises(LabError, match=said):
+        overlay.unpack_layer(io.BytesIO(archives.tar(members)), tmp_path / "layer")
+
+
 def test_a_bug_s_one_line_names_the_function_it_came_from():
     """A learner's typo (stats() reading cpu["nr_periodz"]) said only "lab: error: 'nr_periodz'
     (KeyError)": the last of lab's functions the error went through is named now."""

@@ -142,7 +142,13 @@ def unpack_layer(stream, layer: Path, note=None) -> int:
                 raise LabError(f"the layer member {member.name!r} would replace the layer's own folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.name.startswith(WHITEOUT):
-                to_overlay_whiteout(path)
+                if path.name != OPAQUE_MARKER and path.name[len(WHITEOUT):] in ("", ".", ".."):
+                    raise LabError(f"the layer member {member.name!r} is a whiteout of no file: a malformed layer")
+                try:
+                    to_overlay_whiteout(path)
+                except FileExistsError:
+                    raise LabError(f"the layer member {member.name!r} deletes a file the same layer has: "
+                                   "a malformed layer") from None
                 continue
             if path.is_symlink() or (path.exists() and not (member.isdir() and path.is_dir())):
                 (delete_folder if path.is_dir() and not path.is_symlink() else os.unlink)(path)  # a later entry wins
