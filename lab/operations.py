@@ -263,10 +263,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                     for mount in c.config.get("Mounts", []):     # (docker cp reaches volumes too)
                         if mount["Type"] == "volume":
                             volumes.create(mount["Name"])         # (made on first use)
-                        mount, opened = volumes.pinned(mount)
-                        volumes.mount_volume(str(c.merged), mount)
-                        if opened is not None:
-                            os.close(opened)
+                    volumes.mount_all(str(c.merged), [{**m, "CopyData": False} for m in c.config.get("Mounts", [])], {})
                 folders.chroot_into(str(c.merged))
             answer = {"ok": work(*args)}
             status = 0

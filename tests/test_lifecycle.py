@@ -269,6 +269,41 @@ def test_a_container_writes_its_output_through_lab_never_to_lab_s_own_files(lab,
     assert given.read_text() == "the input\n"
 
 
+# `lab run -v shared:/s -v ARGV2:/s/d/x busybox true`, where another container with the volume
+# swaps /s/d for a symlink to the host's folder argv[1] the moment mount_point has checked the
+# path and is about to make the mount point: the race of runc's CVE-2021-30465, made certain.
+SWAPPING_MOUNT = """
+import os, sys
+from lab import cli
+made = os.makedirs
+def swapping(path, *args, **kwargs):
+    if path.endswith("/s/d/x") and not os.path.islink(os.path.dirname(path)):
+        os.rename(os.path.dirname(path), os.path.dirname(path) + ".old")
+        os.symlink(sys.argv[1], os.path.dirname(path))
+    return made(path, *args, **kwargs)
+os.makedirs = swapping
+sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "shared:/s", "-v", sys.argv[2] + ":/s/d/x",
+                   "busybox", "true"]))
+"""
+
+
+def test_a_mount_point_is_made_in_the_container_even_when_a_shared_volume_changes_meanwhile(lab, tmp_path):
+    """The volumes are mounted from a process chrooted into the container's root (volumes.mount_all):
+    a folder of a shared volume swapped for a symlink to a host folder leads back into the root.
+    Before, the mount point was made on the host, as root (a review: 26 in 100 tries)."""
+    (tmp_path / "host").mkdir()
+    (tmp_path / "bound").mkdir()
+    assert lab("run", "--rm", "--network", "none", "-v", "shared:/s", "busybox", "mkdir", "/s/d").returncode == 0
+    try:
+        run = subprocess.run([sys.executable, "-c", SWAPPING_MOUNT, str(tmp_path / "host"), str(tmp_path / "bound")],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        swapped = Path(os.environ["LAB_ROOT"], "volumes", "shared", "_data")
+        assert sorted(os.listdir(swapped)) == ["d", "d.old"], run.stderr            # (the race was run)
+        assert os.listdir(tmp_path / "host") == [], run.stderr
+    finally:
+        lab("volume", "rm", "shared")
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

@@ -253,20 +253,9 @@ def enter_rootfs(container: store.Container) -> None:
             if not os.path.lexists(f"{root}/{folder}"):
                 os.mkdir(f"{root}/{folder}", 0o755)
         make_etc_files(root, [name for name, _ in etc])
-    for mount in container.config["Mounts"]:             # volumes: the host's paths are still here
-        if mount["Type"] == "volume" and mount.get("CopyData", True):
-            volumes.fill_from_image(root, mount)         # an empty one starts with the image's files there
-        mount, opened = volumes.pinned(mount)            # (a folder in a volume: never through its symlinks)
-        volumes.mount_volume(root, mount)
-        if opened is not None:
-            os.close(opened)
-        if not mount["RW"]:                              # read-only all the way down, as docker's (API 1.44)
-            volumes.read_only_below(root, mount)
-    for path, options in (container.config.get("Tmpfs") or {}).items():
-        volumes.mount_tmpfs(root, path, options)
-    if container.config.get("Init"):                     # --init: tini, read-only, run as PID 1
-        volumes.mount_volume(root, {"Type": "bind", "Name": None, "Source": container.config["Init"],
-                                    "Destination": INIT, "RW": False})
+    init = container.config.get("Init") and {"Type": "bind", "Name": None, "Source": container.config["Init"],
+                                             "Destination": INIT, "RW": False}   # --init: tini, as PID 1
+    volumes.mount_all(root, container.config["Mounts"], container.config.get("Tmpfs") or {}, init)
     binds = [(str(source), f"/etc/{name}") for name, source in etc     # (not through an image's symlink)
              if os.path.isfile(f"{root}/etc/{name}") and not any(map(os.path.islink, (f"{root}/etc", f"{root}/etc/{name}")))]
     rootfs.enter(root, binds, container.config["WorkingDir"], bool(container.config.get("ReadOnly")))

@@ -88,10 +88,11 @@ def parse(spec: str) -> dict:
 
 def mount_point(root: str, mount: dict) -> str:
     """root + mount["Destination"], made if missing (it lands in the container's upper folder):
-    a folder for a folder Source, an empty file for a file. Called before pivot_root."""
-    # HINT: the path leads into the image, and the image is not to be trusted: before pivot_root,
-    # HINT: a symlink in it resolves against the host's /, so making the mount point could make
-    # HINT: it on the host. Check the whole path before making anything.
+    a folder for a folder Source, an empty file for a file. Called before pivot_root, by
+    mount_volume (lab calls that from a process chrooted into the container's root: root "/")."""
+    # HINT: the path leads into the image, and the image is not to be trusted: a symlink in it
+    # HINT: would take the mount point elsewhere (with root a folder of the host, before
+    # HINT: pivot_root, to the host's own files). Check the whole path before making anything.
     # HINT 2: walk root + Destination one step at a time and refuse (LabError) a step that is a
     # HINT 2: symlink; then make what is missing: folders for a folder Source, and for a file its
     # HINT 2: parent folders and an empty file (a bind needs a mount point of the same kind).
@@ -113,7 +114,8 @@ def mount_point(root: str, mount: dict) -> str:
 
 
 def mount_volume(root: str, mount: dict) -> None:
-    """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]."""
+    """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]
+    (mount_all calls it: root "/", Source "/proc/self/fd/N")."""
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     # HINT 2: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
@@ -126,6 +128,64 @@ def mount_volume(root: str, mount: dict) -> None:
     if not mount["RW"]:
         syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     # END SOLUTION
+
+
+def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict | None = None) -> None:
+    """In the child, before pivot_root: the container's volumes and binds in their order (an
+    empty volume filled from the image first), then its tmpfs mounts, then --init's binary.
+
+    mount_volume makes each from a process chrooted into root (folders.in_chroot). A path
+    through a volume mounted before is another container's to change meanwhile: a folder of it
+    swapped for a symlink to the host's / between mount_point's check and the mount would have
+    the mount point made, and the mount made, on the host's side (runc's CVE-2021-30465). In
+    root, that symlink leads back into root. The sources, outside root, are reached through
+    descriptors opened before, as /proc/self/fd/N: the magic links of a /proc mounted on
+    root's for the while (root's /proc is the container's own: no volume goes there)."""
+    if not (mounts or tmpfs or init):
+        return
+    if not os.path.lexists(os.path.join(root, "proc")):
+        os.mkdir(os.path.join(root, "proc"), 0o755)
+    proc = os.open(os.path.join(root, "proc"), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        syscalls.mount("proc", f"/proc/self/fd/{proc}", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    finally:
+        os.close(proc)
+    try:
+        for mount in mounts:
+            if mount["Type"] == "volume" and mount.get("CopyData", True):
+                fill_from_image(root, mount)             # an empty one starts with the image's files there
+            mount_by_descriptor(root, mount)
+        if tmpfs:
+            folders.in_chroot(root, mount_tmpfs_here, tmpfs, names=False)
+        if init:
+            mount_by_descriptor(root, init)
+    finally:
+        syscalls.umount2(os.path.join(root, "proc"), syscalls.MNT_DETACH)
+
+
+def mount_by_descriptor(root: str, mount: dict) -> None:
+    """One of mount_all's: its source opened here, mounted from a process chrooted into root."""
+    mount, in_volume = pinned(mount)
+    source = os.open(mount["Source"], os.O_PATH | os.O_CLOEXEC)
+    try:
+        folders.in_chroot(root, mount_here, {**mount, "Source": f"/proc/self/fd/{source}"}, names=False)
+    finally:
+        os.close(source)
+        if in_volume is not None:
+            os.close(in_volume)
+
+
+def mount_here(mount: dict) -> None:
+    """In a process chrooted into the container's root: the mount, read-only all the way down
+    if it is (as docker's, API 1.44)."""
+    mount_volume("/", mount)
+    if not mount["RW"]:
+        read_only_below("/", mount)
+
+
+def mount_tmpfs_here(tmpfs: dict[str, str]) -> None:
+    for path, options in tmpfs.items():
+        mount_tmpfs("/", path, options)
 
 
 def pinned(mount: dict) -> tuple[dict, int | None]:
