@@ -41,7 +41,7 @@ KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2]) 
 SYS_keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 SYS_clone3 = 435              # on x86_64 and aarch64 alike (Linux 5.3: new calls got one number, alpha aside)
 SYS_mount_setattr = 442       # (Linux 5.12)
-AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+AT_FDCWD, AT_RECURSIVE, AT_EMPTY_PATH = -100, 0x8000, 0x1000
 MOUNT_ATTR_RDONLY = 0x1
 
 
@@ -91,11 +91,12 @@ def join_new_session_keyring() -> None:
     _check(_libc.syscall(ctypes.c_long(SYS_keyctl), ctypes.c_int(1), None), "keyctl", "JOIN_SESSION_KEYRING")
 
 
-def mount_setattr(path, flags: int, attr_set: int, attr_clr: int = 0) -> None:
-    """mount_setattr(2) (glibc has no wrapper): change the flags of the mount at path, and with
-    AT_RECURSIVE of every mount below it too, in one call (struct mount_attr: four __u64)."""
+def mount_setattr(path, flags: int, attr_set: int, attr_clr: int = 0, dirfd: int = AT_FDCWD) -> None:
+    """mount_setattr(2) (glibc has no wrapper): change the flags of the mount at path (or, with
+    AT_EMPTY_PATH and path "", the one dirfd is open on), and with AT_RECURSIVE of every mount
+    below it too, in one call (struct mount_attr: four __u64)."""
     attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, 0)
-    result = _libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(AT_FDCWD), _bytes(path),
+    result = _libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(dirfd), _bytes(path),
                            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(result, "mount_setattr", str(path), hex(flags), hex(attr_set))
 

@@ -304,6 +304,45 @@ def test_a_mount_point_is_made_in_the_container_even_when_a_shared_volume_change
         lab("volume", "rm", "shared")
 
 
+# `lab run -v shared:/s -v ARGV1:/s/d/v:ro busybox ...`, where another container with the volume
+# swaps the folders /s/d and /s/e (whose v is a symlink to /proc) right after the bind onto
+# /s/d/v: the remount that makes it read-only, by path, would go to another mount.
+SWAPPING_READ_ONLY = """
+import os, sys
+from lab import cli, syscalls
+mount = syscalls.mount
+def swapping(source, target, kind, flags, data=None):
+    mount(source, target, kind, flags, data)
+    if str(target).endswith("/s/d/v") and flags & syscalls.MS_BIND and not flags & syscalls.MS_REMOUNT:
+        shared = os.path.dirname(os.path.dirname(target))
+        os.rename(shared + "/d", shared + "/x")
+        os.rename(shared + "/e", shared + "/d")
+        os.rename(shared + "/x", shared + "/e")
+syscalls.mount = swapping
+sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "shared:/s", "-v", sys.argv[1] + ":/s/d/v:ro",
+                   "busybox", "sh", "-c", "echo written > /s/e/v/pwned"]))
+"""
+
+
+def test_a_read_only_bind_stays_read_only_when_a_shared_volume_changes_meanwhile(lab, tmp_path):
+    """The remount that makes a bind read-only goes by path: volumes.mount_all checks the path once
+    more through a descriptor (a name at a time, no symlink) and sets read-only through it.
+    Before, another container's swap left the bind writable (a review: 1 in 73 tries)."""
+    (tmp_path / "read-only").mkdir()
+    made = lab("run", "--rm", "--network", "none", "-v", "shared:/s", "busybox", "sh", "-c",
+               "mkdir -p /s/d/v /s/e; ln -s /proc /s/e/v")
+    assert made.returncode == 0, made.stderr
+    try:
+        run = subprocess.run([sys.executable, "-c", SWAPPING_READ_ONLY, str(tmp_path / "read-only")],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        swapped = Path(os.environ["LAB_ROOT"], "volumes", "shared", "_data")
+        assert os.path.islink(swapped / "d" / "v"), run.stderr                    # (the race was run)
+        assert os.listdir(tmp_path / "read-only") == [], run.stderr
+        assert run.returncode == 125 and "is not what was mounted there" in run.stderr, run.stderr
+    finally:
+        lab("volume", "rm", "shared")
+
+
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
 # a lazy `import` in lab's code would.
 LATE_IMPORT = """

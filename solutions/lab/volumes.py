@@ -138,49 +138,74 @@ def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict |
     through a volume mounted before is another container's to change meanwhile: a folder of it
     swapped for a symlink to the host's / between mount_point's check and the mount would have
     the mount point made, and the mount made, on the host's side (runc's CVE-2021-30465). In
-    root, that symlink leads back into root. The sources, outside root, are reached through
-    descriptors opened before, as /proc/self/fd/N: the magic links of a /proc mounted on
-    root's for the while (root's /proc is the container's own: no volume goes there)."""
+    root, that symlink leads back into root. The sources, outside root, are bound first onto
+    /proc/N of root (a tmpfs over root's /proc, which is the container's own: no volume goes
+    there; the real /proc comes after pivot_root), and unmounted once all is mounted."""
     if not (mounts or tmpfs or init):
         return
-    if not os.path.lexists(os.path.join(root, "proc")):
-        os.mkdir(os.path.join(root, "proc"), 0o755)
-    proc = os.open(os.path.join(root, "proc"), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        syscalls.mount("proc", f"/proc/self/fd/{proc}", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    staged = [*mounts, *([init] if init else [])]
+    stage = os.path.join(root, "proc")
+    if not os.path.lexists(stage):
+        os.mkdir(stage, 0o755)
+    proc = os.open(stage, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)   # (an image's symlink:
+    try:                                                                                 # refused here)
+        syscalls.mount("tmpfs", f"/proc/self/fd/{proc}", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=700")
     finally:
         os.close(proc)
     try:
-        for mount in mounts:
+        for n, mount in enumerate(staged):
+            stage_source(mount, os.path.join(stage, str(n)))
+        for n, mount in enumerate(mounts):
             if mount["Type"] == "volume" and mount.get("CopyData", True):
                 fill_from_image(root, mount)             # an empty one starts with the image's files there
-            mount_by_descriptor(root, mount)
+            folders.in_chroot(root, mount_here, {**mount, "Source": f"/proc/{n}"}, names=False)
         if tmpfs:
             folders.in_chroot(root, mount_tmpfs_here, tmpfs, names=False)
         if init:
-            mount_by_descriptor(root, init)
+            folders.in_chroot(root, mount_here, {**init, "Source": f"/proc/{len(mounts)}"}, names=False)
     finally:
-        syscalls.umount2(os.path.join(root, "proc"), syscalls.MNT_DETACH)
+        syscalls.umount2(stage, syscalls.MNT_DETACH)
 
 
-def mount_by_descriptor(root: str, mount: dict) -> None:
-    """One of mount_all's: its source opened here, mounted from a process chrooted into root."""
+def stage_source(mount: dict, at: str) -> None:
+    """Bind a mount's source (a folder in a volume: opened a folder at a time, pinned) onto at,
+    read-only already if the mount is: a path swapped meanwhile may lead the chrooted process
+    into another mount's source, where its mount point must not be made."""
     mount, in_volume = pinned(mount)
-    source = os.open(mount["Source"], os.O_PATH | os.O_CLOEXEC)
     try:
-        folders.in_chroot(root, mount_here, {**mount, "Source": f"/proc/self/fd/{source}"}, names=False)
+        if os.path.isdir(mount["Source"]):
+            os.mkdir(at)
+        else:
+            os.close(os.open(at, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        syscalls.mount(mount["Source"], at, None, MS_BIND | MS_REC)
+        if not mount["RW"]:
+            syscalls.mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     finally:
-        os.close(source)
         if in_volume is not None:
             os.close(in_volume)
 
 
 def mount_here(mount: dict) -> None:
-    """In a process chrooted into the container's root: the mount, read-only all the way down
-    if it is (as docker's, API 1.44)."""
+    """In a process chrooted into the container's root: the mount (mount_volume, by path), then
+    a check through a descriptor opened a name at a time, never through a symlink: the path
+    leads to the mount made (the source's own folder or file), not one that another container
+    swapped in since, and read-only is set there, all the way down (as docker's, API 1.44)."""
     mount_volume("/", mount)
-    if not mount["RW"]:
-        read_only_below("/", mount)
+    target = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in filter(None, mount["Destination"].split("/")):
+            below = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=target)
+            os.close(target)
+            target = below
+        made, source = os.fstat(target), os.stat(mount["Source"])
+        if stat.S_ISLNK(made.st_mode) or (made.st_dev, made.st_ino) != (source.st_dev, source.st_ino):
+            raise LabError(f"after mount_volume, {mount['Destination']} is not what was mounted there: a mount "
+                           "made on another path, or a path that another container with a volume on the way "
+                           "changed meanwhile")
+        if not mount["RW"]:
+            read_only_below(target)
+    finally:
+        os.close(target)
 
 
 def mount_tmpfs_here(tmpfs: dict[str, str]) -> None:
@@ -209,14 +234,15 @@ def pinned(mount: dict) -> tuple[dict, int | None]:
     return {**mount, "Source": f"/proc/self/fd/{fd}"}, fd
 
 
-def read_only_below(root: str, mount: dict) -> None:
-    """In the child, after mount_volume: a read-only bind whose source has mounts below it (-v /:/host:ro,
-    a folder with a tmpfs in it) keeps those writable, as MS_REC brings them along with their own
-    flags. mount_setattr(2) makes the whole tree read-only in one call; a kernel before 5.12 has
-    no such call, and its submounts stay as they are (docker before 25 left them so too)."""
+def read_only_below(target: int) -> None:
+    """After mount_volume, on the mount open as target: a read-only bind whose source has mounts
+    below it (-v /:/host:ro, a folder with a tmpfs in it) keeps those writable, as MS_REC brings
+    them along with their own flags. mount_setattr(2) makes the whole tree read-only in one
+    call; a kernel before 5.12 has no such call, and its submounts stay as they are (docker
+    before 25 left them so too)."""
     try:
-        syscalls.mount_setattr(os.path.join(root, mount["Destination"].lstrip("/")), syscalls.AT_RECURSIVE,
-                               syscalls.MOUNT_ATTR_RDONLY)
+        syscalls.mount_setattr("", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, syscalls.MOUNT_ATTR_RDONLY,
+                               dirfd=target)
     except OSError as e:
         if e.errno != errno.ENOSYS:
             raise
