@@ -7,6 +7,7 @@ that name its neighbours, /etc/hosts and resolv.conf.
 network.py has the networks themselves (records, bridges, rules, leases) and the part you
 write: connect(), where the child plugs itself in.
 """
+import errno
 import ipaddress
 import os
 import re
@@ -286,8 +287,9 @@ def check_unused(host_ip: str, host_port: int, protocol: str) -> None:
         try:
             s.bind((host_ip, host_port))
         except OSError as e:
-            raise Conflict(f"Bind for {host_ip}:{host_port} failed: {e.strerror.lower()} (a program on the host "
-                           "uses it: choose another host port)") from None
+            why = ("a program on the host uses it: choose another host port" if e.errno == errno.EADDRINUSE
+                   else f"{host_ip} is not an address of the host's")
+            raise Conflict(f"Bind for {host_ip}:{host_port} failed: {e.strerror.lower()} ({why})") from None
 
 
 def free_port(protocol: str) -> int:

@@ -359,7 +359,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The body's bytes, a piece at a time: Content-Length of them, or chunks (RFC 9112, 7.1:
         SIZE in hex, CRLF, SIZE bytes, CRLF; a 0 ends them), at most limit (None: any number)."""
         try:
-            coding = self.headers.get("Transfer-Encoding", "").strip(" \t").lower()
+            coding = ", ".join(self.headers.get_all("Transfer-Encoding", [])).strip(" \t").lower()
             if coding not in ("", "chunked"):                # (gzip, chunked: a body lab cannot read)
                 raise api.ApiError(501, f"unsupported Transfer-Encoding {coding[:40]!r}: send the body as it "
                                    "is, with a Content-Length or chunked")

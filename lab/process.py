@@ -98,10 +98,25 @@ def child_main(argv, env, cwd, setup, report_fd: int):
         os._exit(status)
 
 
-def close_all_but(keep: int) -> None:
-    """Close every descriptor above 2 except keep (close_range(2) underneath: cheap)."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+def close_all_but(*keep: int) -> None:
+    """Close every descriptor above 2 except those in keep (close_range(2) underneath: cheap)."""
+    low = 3
+    for fd in sorted(fd for fd in set(keep) if fd >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def keep_only(*keep: int) -> None:
+    """In a process of lab's that a container can see before it execs (exec's helper and the
+    command it forks, in the container's PID namespace): /dev/null as its stdin, stdout and
+    stderr, and no other descriptor but keep. With --cap-add SYS_PTRACE the container can take
+    any descriptor such a process holds (pidfd_getfd): lab's own output file, the supervisor's
+    socket and logs were there for the taking."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    close_all_but(*keep)
 
 
 def parse_signal(name: str) -> int:
@@ -226,7 +241,7 @@ def relay_pipes(ours: dict[str, int], pid: int) -> None:
 
 def copy_some(source: int, to: int) -> bool:
     """One read of source, written whole to to; False at source's end (or nothing to read from
-    a non-blocking one), or when to's reader has gone (lab run ... | head)."""
+    a non-blocking one), or when to cannot be written any more (lab run ... | head)."""
     try:
         data = os.read(source, 1 << 16)
     except BlockingIOError:
@@ -235,7 +250,11 @@ def copy_some(source: int, to: int) -> bool:
         return False
     try:
         while data:
-            data = data[os.write(to, data):]
-    except BrokenPipeError:
-        return False
+            try:
+                data = data[os.write(to, data):]
+            except BlockingIOError:           # (a stdout another program left non-blocking)
+                import select
+                select.select([], [to], [])
+    except OSError:                           # its reader has gone (lab run ... | head), or its
+        return False                          # terminal hung up: no more copies there
     return True

@@ -135,6 +135,33 @@ def test_lab_hint_gives_the_next_gap_one_level_more_each_time(tmp_path):
         assert said.startswith(f"chapter 02: Cgroup{shown}.stats() in lab/cgroups.py"), said
 
 
+def test_a_skipped_chapter_s_note_never_goes_into_a_container_s_log(tmp_path):
+    """The child's stderr is a pipe: a note it writes there (chapter 08's apply() not written,
+    the rest of it written) is copied to lab's terminal in the foreground, and would go into the
+    log of a detached container (whose supervisor was forked from a lab on a terminal): the
+    supervisor notes nothing."""
+    import shutil
+    shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    security = tmp_path / "lab" / "security.py"
+    security.write_text(security.read_text() + "\n\ndef apply(*args, **kwargs):\n"
+                        "    raise NotImplementedError('chapter 08: write apply()')\n")
+    env = {**os.environ, "LAB_IMPL": str(tmp_path)}
+    env.pop("PYTHONPATH", None)
+    for args in (["run", "--rm", "--network", "none", "busybox", "echo", "hi"],
+                 ["run", "-d", "--name", "noted", "--network", "none", "busybox", "echo", "hi"]):
+        shown = subprocess.run(["script", "-qec", " ".join([LAB, *args]), "/dev/null"], env=env, capture_output=True,
+                               text=True, timeout=60).stdout
+        if "-d" not in args:                     # (the foreground's, on lab's terminal)
+            assert "chapter 08 (security) is not written yet" in shown, shown
+    try:
+        wait_until(lambda: subprocess.run([LAB, "inspect", "-f", "{{.State.Status}}", "noted"], env=env,
+                                          capture_output=True, text=True).stdout == "exited\n", what="noted ended")
+        logs = subprocess.run([LAB, "logs", "noted"], env=env, capture_output=True, text=True, timeout=60)
+        assert (logs.stdout, logs.stderr) == ("hi\n", ""), logs.stdout + logs.stderr
+    finally:
+        subprocess.run([LAB, "rm", "-f", "noted"], env=env, capture_output=True)
+
+
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):
     make_skeleton.make_skeleton(tmp_path / "lab")            # all blank: a learner at chapter 00
     out = tmp_path / "watch.out"

@@ -282,6 +282,7 @@ def test_a_malformed_chunked_body_gets_400_and_no_traceback(daemon, body, error)
 
 @pytest.mark.parametrize("head, status, error", [
     (b"Transfer-Encoding: gzip, chunked\r\n", 501, "unsupported Transfer-Encoding 'gzip, chunked'"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", 501, "unsupported Transfer-Encoding 'chunked, gzip'"),
     (b"Content-Length: 2\r\nContent-Length: 20\r\n", 400, "two different Content-Length headers"),
 ])
 def test_a_body_lab_cannot_frame_is_refused_and_creates_nothing(daemon, head, status, error):

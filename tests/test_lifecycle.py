@@ -117,6 +117,8 @@ import os, sys
 from lab import container, store
 said = os.pipe()
 class Peeking(container.Stdio):
+    def kept(self):
+        return super().kept() + [said[1]]
     def in_child(self):
         super().in_child()
         status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
@@ -126,6 +128,43 @@ os.waitpid(pid, 0)
 os.close(said[1])
 print(os.read(said[0], 100).decode())
 """
+
+
+# lab exec's command, as it starts (in the container's PID namespace, before it execs): the
+# files its descriptors are open on, written to a pipe of the test's.
+LISTING_EXEC = """
+import os, sys
+from lab import container, store
+said = os.pipe()
+class Listing(container.Stdio):
+    def kept(self):
+        return super().kept() + [said[1]]
+    def in_child(self):
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:          # (listdir's own)
+                pass
+        os.write(said[1], " ".join(links).encode())
+        super().in_child()
+pid = container.exec_start(store.find_container(sys.argv[1]), ["true"], Listing(False, False))
+os.waitpid(pid, 0)
+os.close(said[1])
+print(os.read(said[0], 65536).decode(), file=sys.stderr)
+"""
+
+
+def test_an_exec_s_command_holds_no_descriptor_of_lab_s_before_it_execs(lab, detached, tmp_path):
+    """Until it closes them, lab exec's command held what its helper had of lab's: with --cap-add
+    SYS_PTRACE a container took lab's own output file with pidfd_getfd and wrote into it (a
+    review). The helper keeps /dev/null as its stdio and only the descriptors the command needs."""
+    detached("listed", "--network", "none", "busybox", "sleep", "600")
+    with open(tmp_path / "lab-output", "w") as output:
+        run = subprocess.run([sys.executable, "-c", LISTING_EXEC, "listed"], stdout=output, stderr=subprocess.PIPE,
+                             text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0 and "pipe:" in run.stderr, run.stderr
+    assert "lab-output" not in run.stderr, run.stderr
 
 
 def test_an_exec_is_confined_before_the_container_can_see_it(lab, detached, tmp_path):
@@ -282,7 +321,7 @@ def swapping(path, *args, **kwargs):
         os.symlink(sys.argv[1], os.path.dirname(path))
     return made(path, *args, **kwargs)
 os.makedirs = swapping
-sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "shared:/s", "-v", sys.argv[2] + ":/s/d/x",
+sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "raced-mount:/s", "-v", sys.argv[2] + ":/s/d/x",
                    "busybox", "true"]))
 """
 
@@ -293,15 +332,15 @@ def test_a_mount_point_is_made_in_the_container_even_when_a_shared_volume_change
     Before, the mount point was made on the host, as root (a review: 26 in 100 tries)."""
     (tmp_path / "host").mkdir()
     (tmp_path / "bound").mkdir()
-    assert lab("run", "--rm", "--network", "none", "-v", "shared:/s", "busybox", "mkdir", "/s/d").returncode == 0
+    assert lab("run", "--rm", "--network", "none", "-v", "raced-mount:/s", "busybox", "mkdir", "/s/d").returncode == 0
     try:
         run = subprocess.run([sys.executable, "-c", SWAPPING_MOUNT, str(tmp_path / "host"), str(tmp_path / "bound")],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        swapped = Path(os.environ["LAB_ROOT"], "volumes", "shared", "_data")
+        swapped = Path(os.environ["LAB_ROOT"], "volumes", "raced-mount", "_data")
         assert sorted(os.listdir(swapped)) == ["d", "d.old"], run.stderr            # (the race was run)
         assert os.listdir(tmp_path / "host") == [], run.stderr
     finally:
-        lab("volume", "rm", "shared")
+        lab("volume", "rm", "raced-mount")
 
 
 # `lab run -v shared:/s -v ARGV1:/s/d/v:ro busybox ...`, where another container with the volume
@@ -319,7 +358,7 @@ def swapping(source, target, kind, flags, data=None):
         os.rename(shared + "/e", shared + "/d")
         os.rename(shared + "/x", shared + "/e")
 syscalls.mount = swapping
-sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "shared:/s", "-v", sys.argv[1] + ":/s/d/v:ro",
+sys.exit(cli.main(["run", "--rm", "--network", "none", "-v", "raced-ro:/s", "-v", sys.argv[1] + ":/s/d/v:ro",
                    "busybox", "sh", "-c", "echo written > /s/e/v/pwned"]))
 """
 
@@ -329,18 +368,32 @@ def test_a_read_only_bind_stays_read_only_when_a_shared_volume_changes_meanwhile
     more through a descriptor (a name at a time, no symlink) and sets read-only through it.
     Before, another container's swap left the bind writable (a review: 1 in 73 tries)."""
     (tmp_path / "read-only").mkdir()
-    made = lab("run", "--rm", "--network", "none", "-v", "shared:/s", "busybox", "sh", "-c",
+    made = lab("run", "--rm", "--network", "none", "-v", "raced-ro:/s", "busybox", "sh", "-c",
                "mkdir -p /s/d/v /s/e; ln -s /proc /s/e/v")
     assert made.returncode == 0, made.stderr
     try:
         run = subprocess.run([sys.executable, "-c", SWAPPING_READ_ONLY, str(tmp_path / "read-only")],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        swapped = Path(os.environ["LAB_ROOT"], "volumes", "shared", "_data")
+        swapped = Path(os.environ["LAB_ROOT"], "volumes", "raced-ro", "_data")
         assert os.path.islink(swapped / "d" / "v"), run.stderr                    # (the race was run)
         assert os.listdir(tmp_path / "read-only") == [], run.stderr
         assert run.returncode == 125 and "is not what was mounted there" in run.stderr, run.stderr
     finally:
-        lab("volume", "rm", "shared")
+        lab("volume", "rm", "raced-ro")
+
+
+def test_lab_copies_the_whole_output_to_a_stdout_left_non_blocking(lab, tmp_path):
+    """(a program that ran before in the same pipe may leave it so: lab's write then says EAGAIN,
+    which stopped the copy, and lab never waited for the container nor recorded its end)"""
+    left = "import os, sys; os.set_blocking(1, False); os.execv(sys.argv[1], sys.argv[1:])"
+    run = subprocess.run(f"{sys.executable} -c '{left}' {LAB} run --name nonblocking --network none busybox "
+                         "head -c 3000000 /dev/zero | (sleep 1; wc -c)", shell=True, capture_output=True, text=True,
+                         timeout=60)
+    try:
+        assert (run.stdout.strip(), run.stderr) == ("3000000", ""), run.stderr
+        assert inspect("nonblocking")["State"]["Status"] == "exited"
+    finally:
+        lab("rm", "-f", "nonblocking")
 
 
 # `lab run IMAGE true` whose child imports a module once it has entered the image's root, as
@@ -399,7 +452,7 @@ def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, de
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["clone", "clone3", "fork", "vfork"], "action": "SCMP_ACT_ERRNO"}]}))
     detached("no-fork", "--security-opt", f"seccomp={profile}", "busybox", "sleep", "600")
-    detached("few-files", "--ulimit", "nofile=8", "busybox", "sleep", "600")
+    detached("few-files", "--ulimit", "nofile=3", "busybox", "sleep", "600")   # (its stdio only)
     for name, said in (("no-fork", "seccomp profile forbids fork"), ("few-files", "--ulimit nofile is too low")):
         refused = lab("exec", name, "true")
         assert refused.returncode == 125 and refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr

@@ -311,9 +311,11 @@ def test_a_taken_host_port_and_bad_options_are_refused_with_one_line_leaving_not
         service.bind(("127.0.0.1", 0))            # the DNAT rule would hand its connections to the container
         service.listen()
         port = service.getsockname()[1]
-        for published in (f"127.0.0.1:{port}:80", f"{port}:80"):
+        for published, said in ((f"127.0.0.1:{port}:80", "address already in use (a program on the host uses it"),
+                                (f"{port}:80", "address already in use"),
+                                ("198.51.100.9:8089:80", "198.51.100.9 is not an address of the host's")):
             result = lab("run", "--rm", "--name", "second09", "-p", published, "busybox", "true")
-            assert result.returncode == 125 and "address already in use" in result.stderr, (published, result.stderr)
+            assert result.returncode == 125 and said in result.stderr, (published, result.stderr)
             assert port_rules() == rules and lab("inspect", "second09").returncode != 0
     for flags, said in ((["--network", "nowhere"], "network nowhere not found"),
                         (["-p", "99999:80"], "invalid port"),

@@ -296,6 +296,10 @@ class Stdio:
         else:
             self.ours["stderr"], self.given[2] = os.pipe()
 
+    def kept(self) -> list[int]:
+        """The descriptors in_child() uses (lab exec's helper keeps these and no other)."""
+        return [*self.given.values(), *([self.child_end.fileno()] if self.tty else [])]
+
     def in_child(self) -> None:
         """In the child: a session of its own, always. In lab's (or whoever started lab), its
         `kill 0` would reach them all, and lab's terminal would be its controlling terminal
@@ -587,7 +591,7 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     try:
         return enter.spawn_inside(namespaces, container.cgroup_paths(), command, environ, cwd,
                                   setup=stdio.in_child,       # in its mounts: its own /dev/ptmx
-                                  confine=lambda: step("08", security.apply, policy, False))
+                                  confine=lambda: step("08", security.apply, policy, False), keep=stdio.kept())
     finally:
         for fd in namespaces.values():
             os.close(fd)

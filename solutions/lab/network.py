@@ -378,6 +378,8 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
         if not Path("/proc/sys/net/ipv4/ip_forward").read_text().startswith("1"):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")        # the host routes
         iptables("-N", ["nat", "LAB"], missing_ok=True)
+        for rule in obsolete_rules(record["Bridge"]):      # (a half-made bridge of an older lab's)
+            iptables("-D", rule, missing_ok=True)
         for rule in rules:
             if not iptables("-C", rule, missing_ok=True):
                 iptables("-A", rule)

@@ -194,6 +194,7 @@ class Supervisor(Relay):
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(null, 2)                      # until its log is open: nothing on lab's terminal
+            runtime.NOTED = False                 # (a skipped chapter's note would go into the container's log)
             errors = os.open(self.container.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(errors, 2)
             for sig in process.FORWARDED:
@@ -219,6 +220,7 @@ class Supervisor(Relay):
             # closes them (pidfd_getfd): one of a host folder is the host's whole tree (openat ..).
             os.close(folder)
             listener.listen(64)
+            listener.setblocking(False)           # (a connection gone before accept: no wait)
             self.selector.register(listener, selectors.EVENT_READ, self.accept)
             self.container.save_state(Supervisor=os.getpid(), WaitsForStart=True,
                                       SupervisorStartTime=store.process_start_time(os.getpid()))
@@ -269,7 +271,10 @@ class Supervisor(Relay):
             os.kill(self.main.pid, sig)
 
     def accept(self, listener: socket.socket) -> None:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()       # (blocking, as the default timeout is: Python's rule)
+        except BlockingIOError:
+            return
         message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
         for fd in fds:                    # received descriptors are inheritable: not into the container
             os.set_inheritable(fd, False)

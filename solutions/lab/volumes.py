@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
-from lab import Conflict, LabError, NotFound, folders, names, store, syscalls
+from lab import Conflict, LabError, NotFound, folders, names, process, store, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 
 # --tmpfs options that are mount flags (the others, size=, mode=, uid=, gid=, go to tmpfs itself)
@@ -147,8 +147,12 @@ def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict |
     stage = os.path.join(root, "proc")
     if not os.path.lexists(stage):
         os.mkdir(stage, 0o755)
-    proc = os.open(stage, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)   # (an image's symlink:
-    try:                                                                                 # refused here)
+    try:
+        proc = os.open(stage, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise LabError("the image's /proc is not a folder (a symlink or a file): a container needs one "
+                       "for its /proc") from None
+    try:
         syscalls.mount("tmpfs", f"/proc/self/fd/{proc}", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=700")
     finally:
         os.close(proc)
@@ -158,13 +162,26 @@ def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict |
         for n, mount in enumerate(mounts):
             if mount["Type"] == "volume" and mount.get("CopyData", True):
                 fill_from_image(root, mount)             # an empty one starts with the image's files there
-            folders.in_chroot(root, mount_here, {**mount, "Source": f"/proc/{n}"}, names=False)
+            in_root(root, mount_here, {**mount, "Source": f"/proc/{n}"})
         if tmpfs:
-            folders.in_chroot(root, mount_tmpfs_here, tmpfs, names=False)
+            in_root(root, mount_tmpfs_here, tmpfs)
         if init:
-            folders.in_chroot(root, mount_here, {**init, "Source": f"/proc/{len(mounts)}"}, names=False)
+            in_root(root, mount_here, {**init, "Source": f"/proc/{len(mounts)}"})
     finally:
         syscalls.umount2(stage, syscalls.MNT_DETACH)
+
+
+def in_root(root: str, work, *args) -> None:
+    """work(*args) in a process chrooted into root (folders.in_chroot), a bug there said as lab
+    says one (process.describe: its kind and the function it came from: yours, maybe)."""
+    def described(*args):
+        try:
+            work(*args)
+        except (LabError, NotImplementedError):
+            raise
+        except Exception as e:
+            raise LabError(process.describe(e)) from None
+    folders.in_chroot(root, described, *args, names=False)
 
 
 def stage_source(mount: dict, at: str) -> None:
