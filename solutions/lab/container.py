@@ -591,7 +591,8 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
     try:
         return enter.spawn_inside(namespaces, container.cgroup_paths(), command, environ, cwd,
                                   setup=stdio.in_child,       # in its mounts: its own /dev/ptmx
-                                  confine=lambda: step("08", security.apply, policy, False), keep=stdio.kept())
+                                  confine=lambda: step("08", security.apply, policy, False), keep=stdio.kept(),
+                                  stderr=stdio.given.get(2))    # (a skipped chapter's note: copied by lab)
     finally:
         for fd in namespaces.values():
             os.close(fd)

@@ -77,12 +77,13 @@ CONFINED = {errno.EPERM: "the container's seccomp profile forbids fork (clone): 
 
 
 def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv: list[str],
-                 env: dict[str, str], cwd: str, setup, confine=None, keep=()) -> int:
+                 env: dict[str, str], cwd: str, setup, confine=None, keep=(), stderr=None) -> int:
     """Start argv inside the container through a helper process; return its pid (our child).
     confine() runs in the helper once it is inside, before it forks: what it takes away (the
     container's capabilities and seccomp filter, chapter 08) the command has from its birth,
     the moment it shows in the container's /proc; setup() runs in the command before its exec,
-    with the descriptors keep (its stdio's), the only ones the helper keeps of ours."""
+    with the descriptors keep (its stdio's), the only ones the helper keeps of ours, stderr (the
+    command's) its own stderr."""
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)     # the helper's orphan comes to us
     read_end, write_end = os.pipe()
     helper = os.fork()
@@ -90,7 +91,7 @@ def spawn_inside(namespaces: dict[str, int], cgroup_paths: dict[str, str], argv:
         os.close(read_end)
         report = "125:the exec helper failed"
         try:
-            process.keep_only(write_end, *namespaces.values(), *keep)
+            process.keep_only(write_end, *namespaces.values(), *keep, stderr=stderr)
             folders.seal_imports()               # (/ is about to be the container's: folders.py)
             enter_container(namespaces, cgroup_paths)
             if confine is not None:

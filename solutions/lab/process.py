@@ -128,15 +128,16 @@ def close_all_but(*keep: int) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def keep_only(*keep: int) -> None:
+def keep_only(*keep: int, stderr: int | None = None) -> None:
     """In a process of lab's that a container can see before it execs (exec's helper and the
-    command it forks, in the container's PID namespace): /dev/null as its stdin, stdout and
-    stderr, and no other descriptor but keep. With --cap-add SYS_PTRACE the container can take
-    any descriptor such a process holds (pidfd_getfd): lab's own output file, the supervisor's
+    command it forks, in the container's PID namespace): /dev/null as its stdin and stdout, as
+    its stderr too unless given one (a pipe lab copies: a note of a skipped chapter goes there),
+    and no other descriptor but keep. With --cap-add SYS_PTRACE the container can take any
+    descriptor such a process holds (pidfd_getfd): lab's own output file, the supervisor's
     socket and logs were there for the taking."""
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(null, fd)
+        os.dup2(stderr if fd == 2 and stderr is not None else null, fd)
     close_all_but(*keep)
 
 
