@@ -324,9 +324,7 @@ class Stdio:
         goes to lab's own stdout and stderr first (in the foreground: a chapter's note)."""
         for name, fd in self.ours.items():
             if copy and name != "stdin":
-                os.set_blocking(fd, False)
-                while process.copy_some(fd, 1 if name == "stdout" else 2):
-                    pass
+                process.drain(fd, 1 if name == "stdout" else 2)
             os.close(fd)
         if self.tty:
             self.lab_end.close()

@@ -205,10 +205,11 @@ def wait_for(pid: int, while_waiting=None) -> int:
 def relay_pipes(ours: dict[str, int], pid: int) -> None:
     """While pid runs (lab run or lab exec without -t): its stdout and stderr copied to lab's
     (one pipe for both when lab's are one file), and with -i lab's stdin to its stdin, as
-    docker's client does (ours: the ends lab keeps of the pipes, container.Stdio; closed here). Until both outputs end, or pid has ended and
-    what it left in them is copied (a process it started may live on and keep them open).
-    Input is taken from lab's stdin only when the container has taken the last: one that reads
-    none while it writes a lot would otherwise have both sides wait on a full pipe."""
+    docker's client does (ours: the ends lab keeps of the pipes, container.Stdio; closed
+    here). Until both outputs end, or pid has ended and what it left in them is copied (a
+    process it started may live on and keep them open). Input is taken from lab's stdin only
+    when the container has taken the last: one that reads none while it writes a lot would
+    otherwise have both sides wait on a full pipe."""
     import select
     outputs = {ours["stdout"]: 1, **({ours["stderr"]: 2} if "stderr" in ours else {})}   # our end -> lab's
     stdin, pending = ours.get("stdin"), b""
@@ -224,9 +225,7 @@ def relay_pipes(ours: dict[str, int], pid: int) -> None:
             ready = dict(poller.poll())
             if ended in ready:                   # what is left in the pipes, then done
                 for fd in outputs:
-                    os.set_blocking(fd, False)
-                    while copy_some(fd, outputs[fd]):
-                        pass
+                    drain(fd, outputs[fd])
                 return
             for fd in [fd for fd in outputs if fd in ready]:
                 if not copy_some(fd, outputs[fd]):       # its end, or lab's reader has gone
@@ -259,6 +258,13 @@ def relay_pipes(ours: dict[str, int], pid: int) -> None:
         os.close(ended)
         for fd in [*outputs, *([stdin] if stdin is not None else [])]:
             os.close(fd)
+
+
+def drain(source: int, to: int) -> None:
+    """What a pipe holds now, copied to to (its writer has ended, or failed to start)."""
+    os.set_blocking(source, False)
+    while copy_some(source, to):
+        pass
 
 
 def copy_some(source: int, to: int) -> bool:
