@@ -145,17 +145,24 @@ def mount_here(mount: dict) -> None:
     leads to the mount made (the source's own folder or file), not one that another container
     swapped in since, and read-only is set there, all the way down (as docker's, API 1.44)."""
     mount_volume("/", mount)
-    target = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    changed = LabError(f"after mount_volume, {mount['Destination']} is not what was mounted there: a mount made "
+                       "on another path, or a path that another container with a volume on the way changed meanwhile")
+    parent, name = os.path.split(mount["Destination"])
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for name in filter(None, mount["Destination"].split("/")):
-            below = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=target)
-            os.close(target)
-            target = below
+        folder = folders.open_below(root, parent)
+        try:
+            target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+        finally:
+            os.close(folder)
+    except OSError:                              # a symlink on the way (ELOOP, ENOTDIR)
+        raise changed from None
+    finally:
+        os.close(root)
+    try:
         made, source = os.fstat(target), os.stat(mount["Source"])
-        if stat.S_ISLNK(made.st_mode) or (made.st_dev, made.st_ino) != (source.st_dev, source.st_ino):
-            raise LabError(f"after mount_volume, {mount['Destination']} is not what was mounted there: a mount "
-                           "made on another path, or a path that another container with a volume on the way "
-                           "changed meanwhile")
+        if (made.st_dev, made.st_ino) != (source.st_dev, source.st_ino):     # (a symlink: its own inode)
+            raise changed
         if not mount["RW"]:
             read_only_below(target)
     finally:
@@ -222,8 +229,7 @@ def fill_from_image(root: str, mount: dict) -> None:
         return
     top = os.open(volume, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        folders.in_chroot(root, copy_tree, mount["Destination"], top, names=False)   # (owners by number;
-                                                        # and this child has sealed its imports: no grp now)
+        in_root(root, copy_tree, mount["Destination"], top)
     finally:
         os.close(top)
 
