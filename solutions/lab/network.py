@@ -359,34 +359,22 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     (which removes links and rules, not lab's records), and the rest of it after a `network
     create` killed half way: the bridge is brought up last, so an up bridge is a whole one.
     Called under the lock; link: a netlink socket of the host's to use (else one of its own)."""
-    rules = CHAIN_JUMPS + rules_of(record)
+    rules = CHAIN_JUMPS + rules_of(record)       # (first: network_rules is chapter 09's, maybe unwritten)
     own = link is None
     link = netlink.Netlink() if own else link
     try:
         found = link.get_link(record["Bridge"])
-        if found is not None:
-            without_ipv6(record["Bridge"])                 # (a bridge an older lab made has it)
         if found is not None and found[1] & netlink.IFF_UP:
-            if record.get("Rules") != RULES:               # made by an older lab, or not checked
-                for rule in obsolete_rules(record["Bridge"]):   # since: today's rules, once
-                    iptables("-D", rule, missing_ok=True)
-                for rule in rules:
-                    if not iptables("-C", rule, missing_ok=True):
-                        iptables("-A", rule)
-                store.write_json(record_path(record["Name"]), {**record, "Rules": RULES})
+            if record.get("Rules") != RULES:               # a bridge an older lab made: today's
+                put_rules(record, rules)                   # rules, once
             return
         if not Path("/proc/sys/net/ipv4/ip_forward").read_text().startswith("1"):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")        # the host routes
         iptables("-N", ["nat", "LAB"], missing_ok=True)
-        for rule in obsolete_rules(record["Bridge"]):      # (a half-made bridge of an older lab's)
-            iptables("-D", rule, missing_ok=True)
-        for rule in rules:
-            if not iptables("-C", rule, missing_ok=True):
-                iptables("-A", rule)
-        _, prefix = parse_subnet(record["Subnet"])
         if found is None:
             link.add_bridge(record["Bridge"])
-            without_ipv6(record["Bridge"])
+        put_rules(record, rules)
+        _, prefix = parse_subnet(record["Subnet"])
         try:
             link.add_address(record["Bridge"], record["Gateway"], prefix)
         except FileExistsError:                            # (given before the kill)
@@ -397,6 +385,19 @@ def set_up_bridge(record: dict, link: netlink.Netlink | None = None) -> None:
     finally:
         if own:
             link.close()
+
+
+def put_rules(record: dict, rules: list[list[str]]) -> None:
+    """The network's rules as this lab makes them (each once: -C first), none of an older lab's
+    (obsolete_rules), no IPv6 on its bridge; its record says so (Rules), so that a start on it
+    checks nothing more until RULES changes."""
+    for rule in obsolete_rules(record["Bridge"]):
+        iptables("-D", rule, missing_ok=True)
+    for rule in rules:
+        if not iptables("-C", rule, missing_ok=True):
+            iptables("-A", rule)
+    without_ipv6(record["Bridge"])
+    store.write_json(record_path(record["Name"]), {**record, "Rules": RULES})
 
 
 def without_ipv6(interface: str) -> None:
