@@ -357,11 +357,11 @@ def test_containers_of_a_user_network_find_each_other_by_name(lab, detached, int
         address = web_server(detached, "named09", "--network", "net09")
         assert address.startswith("172.31.9.")
         # a container of another network does not reach it: the packets are dropped, so wget hears
-        # nothing, and is ended (143) 0.25 s after a second wget, started after it and through the
+        # nothing, and is ended (143) 0.5 s after a second wget, started after it and through the
         # host too, got the internet's answer (else: exit 3); or it fails (1), but lab does not.
         # (Started now, heard last.)
         other = subprocess.Popen([LAB, "run", "--rm", "busybox", "sh", "-c", f"wget -q -O- http://{address}/hostname & "
-                                  f"wget -q -O /dev/null http://{INTERNET}:8000/ || exit 3; sleep 0.25; kill $! 2>/dev/null; wait $!"],
+                                  f"wget -q -O /dev/null http://{INTERNET}:8000/ || exit 3; sleep 0.5; kill $! 2>/dev/null; wait $!"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         result = wget(lab, "http://named09/hostname", "--network", "net09")
         assert result.returncode == 0, result.stderr
