@@ -586,14 +586,21 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
         namespaces = enter.open_namespaces(container.state["Pid"])
     except FileNotFoundError:                          # it ended just now
         raise not_running from None
+    # The helper's stderr is the command's, which lab copies (a skipped chapter's note goes
+    # there); with -t the command's is its terminal, not made yet: a pipe for the note alone.
+    notes = os.pipe() if stdio.tty and NOTED else (None, None)
     try:
         return enter.spawn_inside(namespaces, container.cgroup_paths(), command, environ, cwd,
                                   setup=stdio.in_child,       # in its mounts: its own /dev/ptmx
                                   confine=lambda: step("08", security.apply, policy, False), keep=stdio.kept(),
-                                  stderr=stdio.given.get(2))    # (a skipped chapter's note: copied by lab)
+                                  stderr=stdio.given.get(2, notes[1]))
     finally:
         for fd in namespaces.values():
             os.close(fd)
+        if notes[0] is not None:           # (written before the helper forked the command)
+            os.close(notes[1])
+            process.drain(notes[0], 2)
+            os.close(notes[0])
 
 
 def signal_container(container: store.Container, sig: int) -> bool:

@@ -160,9 +160,10 @@ def test_a_skipped_chapter_s_note_never_goes_into_a_container_s_log(tmp_path):
         assert (logs.stdout, logs.stderr) == ("hi\n", ""), logs.stdout + logs.stderr
         subprocess.run([LAB, "run", "-d", "--name", "noted-exec", "--network", "none", "busybox", "sleep", "60"], env=env,
                        capture_output=True, timeout=60)
-        shown = subprocess.run(["script", "-qec", f"{LAB} exec noted-exec echo there", "/dev/null"], env=env,
-                               capture_output=True, text=True, timeout=60).stdout      # (exec's helper's note,
-        assert "chapter 08 (security) is not written yet" in shown and "there" in shown, shown   # through the pipe)
+        for flags in ("", "-t "):          # (exec's helper's note: through the command's stderr pipe; with -t,
+            shown = subprocess.run(["script", "-qec", f"{LAB} exec {flags}noted-exec echo there", "/dev/null"], env=env,
+                                   capture_output=True, text=True, timeout=60).stdout      # through a pipe of its own)
+            assert "chapter 08 (security) is not written yet" in shown and "there" in shown, (flags, shown)
     finally:
         subprocess.run([LAB, "rm", "-f", "noted", "noted-exec"], env=env, capture_output=True)
 
