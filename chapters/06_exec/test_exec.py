@@ -34,6 +34,10 @@ def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):
     assert len(processes) >= 2, \
         f"the exec'd command is not in the container's PID namespace (enter_container() joins 'pid' too): {processes}"
     assert len(processes) <= 4                                     # and nothing of the host's
+    joined = lab("exec", "box", "sh", "-c", 'for k in cgroup ipc mnt net pid uts; do '
+                 '[ "$(readlink /proc/self/ns/$k)" = "$(readlink /proc/1/ns/$k)" ] || echo "$k"; done')
+    assert joined.returncode == 0 and joined.stdout == "", \
+        f"the exec'd command is not in the container's namespaces of these kinds: {joined.stdout.split()} {joined.stderr}"
 
 
 def test_the_exec_process_counts_in_the_containers_cgroup(lab, box):
