@@ -118,9 +118,15 @@ def wget(lab, url: str, *flags: str, seconds: int = 5):
     return lab("run", "--rm", *flags, "busybox", "sh", "-c", f"timeout {seconds} wget -q -O- {url}; exit $?")
 
 
+# A CGI script for busybox httpd: the address its client connects from, as httpd saw it.
+PEER = (r"""mkdir /etc/cgi-bin && printf '%s\n' '#!/bin/sh' 'printf "Content-Type: text/plain\r\n\r\n%s\n" "$REMOTE_ADDR"' """
+        "> /etc/cgi-bin/peer && chmod +x /etc/cgi-bin/peer")
+
+
 def web_server(detached, name: str, *flags: str) -> str:
-    """A container serving its /etc with busybox httpd on port 80; its address, once it answers."""
-    detached(name, *flags, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    """A container serving its /etc with busybox httpd on port 80 (/cgi-bin/peer: the client's
+    address); its address, once it answers."""
+    detached(name, *flags, "busybox", "sh", "-c", f"{PEER} && exec httpd -f -p 80 -h /etc")
     address = inspect(name)["NetworkSettings"]["Networks"]
     address = next(iter(address.values()))["IPAddress"]
     wait_until(lambda: answers(address, 80), 10, f"{name}'s httpd answering on {address}:80")
@@ -166,13 +172,20 @@ def test_a_container_reaches_the_internet_with_the_hosts_address(lab, internet):
     result = wget(lab, f"http://{INTERNET}:8000/")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{HOST}\n"          # masqueraded: the internet sees the host, not 172.30.x
+    # and only what leaves the network so, or what the host itself sends into it: a masquerade
+    # without -s would rewrite what the host forwards for anyone else too
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
+    assert sorted(line for line in rules.splitlines() if "MASQUERADE" in line and "lab0" in line) == [
+        "-A POSTROUTING -o lab0 -m addrtype --src-type LOCAL -j MASQUERADE",
+        "-A POSTROUTING -s 172.30.0.0/16 ! -o lab0 -j MASQUERADE"], rules
 
 
 def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, detached, internet):
     web_server(detached, "pub09", "-p", "8080:80")
     assert lab("port", "pub09").stdout == "80/tcp -> 0.0.0.0:8080\n"
     hostname = inspect("pub09")["Config"]["Hostname"] + "\n"
-    assert internet.get(HOST, 8080, "/hostname") == hostname              # from outside
+    assert internet.get(HOST, 8080, "/hostname") == hostname              # from outside,
+    assert internet.get(HOST, 8080, "/cgi-bin/peer") == f"[::ffff:{INTERNET}]\n"   # seen as its own address
     assert http_get("127.0.0.1", 8080, "/hostname") == hostname           # from the host itself
     assert http_get(HOST, 8080, "/hostname") == hostname
     # A neighbour that routes the containers' subnet through the host (a LAN's router may) reaches
@@ -291,12 +304,16 @@ def test_a_bridge_an_older_lab_made_gets_today_s_rules(lab):
         lab("network", "rm", "older09")
 
 
-def test_a_published_port_without_a_host_port_gets_a_free_one(lab, detached):
-    web_server(detached, "free09", "-p", "80", "-p", "127.0.0.1:8081:80")
+def test_a_published_port_without_a_host_port_gets_a_free_one(lab, detached, internet):
+    web_server(detached, "free09", "-p", "80", "-p", "127.0.0.1:8081:80", "-p", "8086:53/udp")
     shown = lab("port", "free09").stdout.splitlines()
-    assert shown[1] == "80/tcp -> 127.0.0.1:8081"
+    assert shown[1:] == ["80/tcp -> 127.0.0.1:8081", "53/udp -> 0.0.0.0:8086"]
     port = int(re.fullmatch(r"80/tcp -> 0\.0\.0\.0:(\d+)", shown[0]).group(1))
     assert http_get("127.0.0.1", port, "/hostname") == http_get("127.0.0.1", 8081, "/hostname")
+    with internet.socket() as outside, pytest.raises(ConnectionRefusedError):   # 127.0.0.1's only
+        outside.settimeout(10)
+        outside.connect((HOST, 8081))
+    assert any(" -p udp " in rule and " --dport 8086 " in rule for rule in port_rules()), port_rules()
 
 
 def test_a_container_that_ends_gives_its_published_port_back(lab):
