@@ -63,6 +63,9 @@ def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, l
     assert again.returncode == 0, again.stderr
     run = lab("run", "--rm", by_digest)
     assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
+    # "Digest:" is what the tag points at, the index of every platform: not this machine's manifest
+    other = lab("pull", "--platform", "linux/arm64", by_digest, timeout=120)
+    assert other.returncode == 0, f"the digest pull printed is not the tag's (its index): {other.stderr}"
     wrong = lab("pull", f"{logged_in.host}/course/app@sha256:{'0' * 64}")
     assert wrong.returncode == 125
 
