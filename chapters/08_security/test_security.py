@@ -97,11 +97,11 @@ def test_devices_off_the_allow_list_cannot_be_opened_but_the_usual_ones_can(lab)
                       "os.mknod('/tmp/kmsg', 0o20600, os.makedev(1, 11))\n"
                       "print(json.dumps({p: try_open(p) for p in ['/tmp/mem', '/tmp/kmsg', '/dev/null', '/dev/zero']}))")
     assert seen == {"/tmp/mem": "EPERM", "/tmp/kmsg": "EPERM", "/dev/null": "ok", "/dev/zero": "ok"}
-    # --device-cgroup-rule adds to the list (10:237, loop-control: opened, never used)
-    script = ("mknod /tmp/control c 10 237; mknod /tmp/kmsg c 1 11; { exec 3</tmp/control; } 2>/dev/null && echo control; "
-              "{ exec 4</tmp/kmsg; } 2>/dev/null && echo kmsg; true")
-    result = lab("run", "--rm", "--device-cgroup-rule", "c 10:237 rwm", "busybox", "sh", "-c", script)
-    assert result.stdout == "control\n", f"with --device-cgroup-rule 'c 10:237 rwm': {result.stdout.split()} {result.stderr}"
+    # --device-cgroup-rule adds to the list: /dev/kmsg for writing (opened, never written), not reading
+    script = ("mknod /tmp/kmsg c 1 11; { exec 3>/tmp/kmsg; } 2>/dev/null && echo write; "
+              "{ exec 4</tmp/kmsg; } 2>/dev/null && echo read; true")
+    result = lab("run", "--rm", "--device-cgroup-rule", "c 1:11 w", "busybox", "sh", "-c", script)
+    assert result.stdout == "write\n", f"with --device-cgroup-rule 'c 1:11 w': {result.stdout.split()} {result.stderr}"
     # cgroup v2's BPF program (devices.device_program), run here on either version by a tiny
     # interpreter of its instructions, answers as the rules say, for the default list and more
     rules = devices.DEFAULT_RULES + [("b", 7, None, "r"), ("c", 10, 237, "rwm")]
