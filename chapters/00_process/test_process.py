@@ -54,11 +54,17 @@ def test_the_command_gets_its_environment_and_working_directory(lab, monkeypatch
 
 
 def test_the_container_is_a_child_process_of_the_runtime():
-    pid = process.spawn(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, "/")
+    forks = []
+
+    def fork():                    # the one given: chapter 02's, on cgroup v2, starts it in its cgroup
+        forks.append(os.getpid())
+        return os.fork()
+    pid = process.spawn(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, "/", fork=fork)
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         assert int(fields[1]) == os.getpid()                  # its parent is us, the runtime
         assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x0030\x00"   # and it exec'd
+        assert forks == [os.getpid()], "spawn() did not fork with the fork it was given (its parameter)"
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -75,6 +81,7 @@ def test_spawn_returns_only_after_exec_and_reports_a_missing_command():
 
 def test_exit_status_reads_a_waitpid_status():
     assert [process.exit_status(s) for s in (0, 3 << 8, signal.SIGKILL, signal.SIGTERM)] == [0, 3, 137, 143]
+    assert process.exit_status(signal.SIGQUIT | 0x80) == 131        # 0x80: it dumped core (not the signal's)
 
 
 def test_lab_passes_a_signal_it_receives_on_to_the_container():

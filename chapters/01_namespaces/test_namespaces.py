@@ -11,8 +11,11 @@ KINDS = ("uts", "pid", "mnt", "net", "ipc", "cgroup")
 
 
 def test_the_command_is_pid_1_and_sees_no_host_process(lab):
-    result = lab("run", "--rm", "busybox", "ps", "-o", "pid,comm")
-    assert [line.split() for line in result.stdout.splitlines()] == [["PID", "COMMAND"], ["1", "ps"]]
+    result = lab("run", "--rm", "busybox", "sh", "-c",       # (the last /proc mounted is the one seen)
+                 "grep '^proc /proc ' /proc/self/mounts | tail -n 1 | cut -d ' ' -f 4; exec ps -o pid,comm")
+    options, *processes = result.stdout.splitlines() or [""]
+    assert [line.split() for line in processes] == [["PID", "COMMAND"], ["1", "ps"]]
+    assert {"nosuid", "nodev", "noexec"} <= set(options.split(",")), f"its /proc is mounted {options}"
 
 
 def test_pid_1_ignores_a_signal_it_has_no_handler_for(lab):
@@ -46,6 +49,8 @@ def test_every_namespace_differs_from_the_hosts(lab):
     assert len(inside) == len(KINDS)
     for kind, theirs, ours in zip(KINDS, inside, host):
         assert theirs != ours, f"the container shares the host's {kind} namespace ({ours})"
+    shared = lab("run", "--rm", "--uts", "host", "busybox", "readlink", "/proc/self/ns/uts").stdout   # unless asked
+    assert shared == f"{host[0]}\n", "--uts host: the container did not keep the host's uts namespace (flags)"
 
 
 def test_an_ipc_queue_made_on_the_host_is_not_visible_inside(lab):
@@ -64,10 +69,14 @@ def test_an_ipc_queue_made_on_the_host_is_not_visible_inside(lab):
 def test_a_mount_made_in_the_container_never_reaches_the_host():
     # Where it matters: lab runs in a mount namespace of this test's own whose / is shared, as
     # systemd makes a host's (a slave of the real host's, so nothing can reach that one).
-    script = (f"mount --make-rshared / && {LAB} run --rm --privileged busybox mount -t tmpfs lab-propagation /tmp; "
+    # Nor does one the host makes later reach the container: its mounts have no peer (shared:)
+    # and no master (master:, what MS_SLAVE would leave) in /proc/self/mountinfo.
+    inside = r"mount -t tmpfs lab-propagation /tmp && echo peers \$(grep -c -E 'shared:|master:' /proc/self/mountinfo)"
+    script = (f"mount --make-rshared / && {LAB} run --rm --privileged busybox sh -c \"{inside}\"; "
               "echo status $?; grep -c lab-propagation /proc/self/mountinfo")
     run = subprocess.run(["unshare", "--mount", "--propagation", "slave", "sh", "-c", script],
                          capture_output=True, text=True, timeout=60)
-    assert run.stdout.split() == ["status", "0", "0"], f"lab said: {run.stderr.strip()}\n" + (
-        "the container's tmpfs appeared outside it: are its mounts private?" if run.stdout.endswith("1\n") else "")
+    assert run.stdout.split() == ["peers", "0", "status", "0", "0"], f"lab said: {run.stderr.strip()}\n" + (
+        "the container's tmpfs appeared outside it: are its mounts private?" if run.stdout.endswith("1\n") else
+        f"the container's mounts still receive the host's: {run.stdout.split()}" if "peers 0" not in run.stdout else "")
 
