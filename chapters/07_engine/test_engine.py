@@ -1,13 +1,25 @@
 """Chapter 07: the engine.   Check your work: pytest chapters/07_engine"""
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
     cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
+    asked = daemon.connection()                     # not running yet: "not-running" answers at once
+    asked.sock.settimeout(10)
+    try:
+        asked.request("POST", f"/v1.41/containers/{cid}/wait")
+        answer = asked.getresponse()
+        assert (answer.status, json.loads(answer.read())) == (200, {"StatusCode": 0, "Error": None})
+    except TimeoutError:
+        raise AssertionError("a wait (condition not-running) on a container never started did not answer") from None
+    finally:
+        asked.close()
     assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
     assert daemon.request("POST", f"/v1.41/containers/{cid}/wait") == (200, {"StatusCode": 3, "Error": None})
     assert daemon.request("DELETE", f"/v1.41/containers/{cid}")[0] == 204
@@ -23,6 +35,15 @@ def test_a_wait_asked_before_the_start_sees_the_end(daemon):
     assert json.loads(answer.read()) == {"StatusCode": 5, "Error": None}     # its body, once it ended
     waiting.close()
     daemon.request("DELETE", f"/v1.41/containers/{cid}")
+    # A container whose supervisor was killed (it ended with it): the wait answers from its record.
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sleep", "30"]})
+    assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+    state = json.loads(Path(os.environ["LAB_ROOT"], "containers", cid, "state.json").read_text())
+    for pid in (state["Watcher"], state["Pid"]):
+        os.kill(pid, signal.SIGKILL)                 # (lab's processes, started by this test)
+    status, body = daemon.request("POST", f"/v1.41/containers/{cid}/wait")
+    assert status == 200 and isinstance(body.get("StatusCode"), int), (status, body)
+    daemon.request("DELETE", f"/v1.41/containers/{cid}?force=1")
 
 
 def test_docker_run_drives_your_engine(daemon):
@@ -82,6 +103,9 @@ print(s.recv(4096).decode().split("\\r\\n")[0])
     run = lambda: subprocess.run([sys.executable, "-c", as_nobody], capture_output=True, text=True, timeout=30)
     assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
     assert run().stdout.strip() == "refused by the socket's mode"
+    in_roots_group = subprocess.run([sys.executable, "-c", as_nobody.replace("os.setgid(65534)", "os.setgid(0)")],
+                                    capture_output=True, text=True, timeout=30)    # (the mode lets it in)
+    assert in_roots_group.stdout.strip() == "HTTP/1.1 403 Forbidden", "nobody in root's group got in: peer_uid()?"
     os.chmod(daemon.socket, 0o666)                  # even then, the daemon asks the kernel who calls
     assert run().stdout.strip() == "HTTP/1.1 403 Forbidden"
     assert daemon.request("GET", "/_ping")[0] == 200                     # and root is welcome
