@@ -201,7 +201,7 @@ def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, deta
             direct.setblocking(False)
             direct.connect_ex((address, 80))          # its SYN goes first, through the host as the next:
             assert internet.get(HOST, 8080, "/hostname") == hostname        # once the published port answered,
-            _, connected, _ = select.select([], [direct], [], 0.25)         # the first has had its turn, and 0.25 s
+            _, connected, _ = select.select([], [direct], [], 0.1)          # the first has had its turn (before), and 0.1 s
             assert not connected or direct.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), \
                 f"the neighbour reached the container's own port 80 at {address}"
     finally:
@@ -214,8 +214,9 @@ def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, deta
 # raw sockets): a TCP SYN to each ADDRESS:PORT, by hand, in an Ethernet frame for the gateway's
 # MAC (what a container's root may do: CAP_NET_RAW is docker's default). The last address is
 # the control, which must answer, and is sent last: once a segment has come back from it
-# (a SYN-ACK, or a reset), the others, sent before it on the same way, have had their turn
-# and 0.25 s more. Prints, for each address, "answered" or "silence" (10 s without the control).
+# (a SYN-ACK, or a reset), the others, sent before it on the same way (the kernel takes them
+# in turn), have had their turn, and 0.1 s more. Prints, for each address, "answered" or
+# "silence" (10 s without the control's answer).
 RAW_SYN = r"""
 import random, socket, struct, sys, time
 port, gateway, me, addresses = int(sys.argv[1]), sys.argv[2], socket.inet_aton(sys.argv[3]), sys.argv[4:]
@@ -255,7 +256,7 @@ while time.monotonic() < deadline:
     key = (frame[12:16], struct.unpack("!H", frame[22:24])[0])
     if frame[9] == 6 and key in probes and struct.unpack("!H", frame[20:22])[0] == port:
         if key == control and not probes[key]:
-            deadline = time.monotonic() + 0.25
+            deadline = time.monotonic() + 0.1
         probes[key] = True
 print(" ".join("answered" if answered else "silence" for answered in probes.values()))
 """
