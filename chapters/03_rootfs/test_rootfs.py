@@ -95,6 +95,10 @@ def test_enter_assembles_the_root_in_the_order_that_works(tmp_path):
     hostname = tmp_path / "hostname"
     hostname.write_text("assembled\n")
     workdir = f"/lab-test-workdir-{uuid.uuid4().hex[:8]}"
+    outside = tmp_path / "outside"                  # the image's workdir is a symlink to this path, a
+    outside.mkdir()                                 # folder of the host's and of the image's: in the new
+    (root / str(outside).lstrip("/")).mkdir(parents=True)   # / it leads into the container's own files
+    (root / workdir.lstrip("/")).symlink_to(outside)
 
     def inside():
         syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -121,3 +125,5 @@ def test_enter_assembles_the_root_in_the_order_that_works(tmp_path):
         leaked = os.path.isdir(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
     assert not leaked, f"{workdir} was made on the host: the workdir is made after pivot_root"
+    assert not (outside / "app").exists(), ("the workdir was made through the image's symlink, on the host's "
+                                            "side: make it after pivot_root, where the symlink leads into the new /")

@@ -12,7 +12,7 @@ from lab import syscalls, volumes
 def test_a_named_volume_outlives_its_container(lab):
     assert lab("run", "--name", "writer", "-v", "notes:/notes", "busybox", "sh", "-c", "echo kept > /notes/a").returncode == 0
     assert lab("rm", "writer").returncode == 0
-    result = lab("run", "--rm", "-v", "notes:/notes", "busybox", "cat", "/notes/a")
+    result = lab("run", "--rm", "-v", "notes:/deep/er/notes", "busybox", "cat", "/deep/er/notes/a")   # (its folders made)
     assert result.stdout == "kept\n", result.stderr
     assert "notes" in lab("volume", "ls").stdout.split()          # nobody uses it: still there
     assert lab("volume", "rm", "notes").returncode == 0
@@ -86,6 +86,20 @@ def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
     assert (tmp_path / "out").read_text() == "from the container\n"
     single = lab("run", "--rm", "-v", f"{tmp_path / 'in'}:/new/in", "busybox", "cat", "/new/in")   # a file, where
     assert (single.stdout, single.stderr) == ("from the host\n", ""), single.stderr   # the image has none: a file
+    over = lab("run", "--name", "over05", "-v", f"{tmp_path / 'in'}:/etc/passwd", "busybox", "true")  # over one it has:
+    assert over.returncode == 0 and lab("commit", "over05", "over05:v1").returncode == 0, over.stderr
+    lab("rm", "over05")
+    kept = lab("run", "--rm", "over05:v1", "grep", "-c", "^root:", "/etc/passwd").stdout
+    lab("rmi", "over05:v1")
+    assert kept == "1\n", "the image's /etc/passwd changed under the file mounted over it (mount_point made it anew?)"
+    (tmp_path / "sub").mkdir()                       # a mount inside the folder comes with it (a recursive bind)
+    subprocess.run(["mount", "-t", "tmpfs", "lab-sub05", str(tmp_path / "sub")], check=True)
+    try:
+        (tmp_path / "sub" / "file").write_text("on the submount\n")
+        inner = lab("run", "--rm", "-v", f"{tmp_path}:/project", "busybox", "cat", "/project/sub/file")
+        assert inner.stdout == "on the submount\n", f"a mount inside the bound folder is missing: {inner.stderr}"
+    finally:
+        subprocess.run(["umount", str(tmp_path / "sub")], check=True)
 
 
 def test_a_committed_image_holds_nothing_of_the_volume(lab):
