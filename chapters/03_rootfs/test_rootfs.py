@@ -27,8 +27,17 @@ def test_its_mount_table_has_only_its_own_mounts(lab):
     chapter_09 = {"/etc/resolv.conf"}          # (the network's name servers)
     mounts = {line.split()[4] for line in mountinfo.splitlines()}
     assert {m for m in mounts if m not in chapter_08 | chapter_09 and not m.startswith("/sys/fs/cgroup")} == CONTAINER_MOUNTS
-    proc = next(line.split()[5].split(",") for line in mountinfo.splitlines() if line.split()[4] == "/proc")
-    assert {"nosuid", "nodev", "noexec"} <= set(proc), f"/proc is mounted {','.join(proc)}: nosuid, nodev, noexec?"
+    # Each kernel filesystem with docker's options: (the mount's flags, the filesystem's options)
+    wanted = {"/proc": ({"nosuid", "nodev", "noexec"}, set()), "/sys": ({"ro", "nosuid", "nodev", "noexec"}, set()),
+              "/dev": ({"nosuid"}, {"mode=755"}), "/dev/pts": ({"nosuid", "noexec"}, {"ptmxmode=666"}),
+              "/dev/shm": ({"nosuid", "nodev", "noexec"}, {"size=65536k"})}
+    for line in mountinfo.splitlines():
+        mine, theirs = line.split(" - ")
+        point, flags, options = mine.split()[4], set(mine.split()[5].split(",")), set(theirs.split()[2].split(","))
+        if point in wanted:
+            assert wanted[point][0] <= flags and wanted[point][1] <= options, (
+                f"{point} is mounted {','.join(sorted(flags))} ({','.join(sorted(options))}): "
+                f"{','.join(sorted(wanted[point][0] | wanted[point][1]))}?")
 
 
 def test_the_hostname_files_are_the_containers(lab):

@@ -57,6 +57,9 @@ def make_dev() -> None:
     # HINT 2: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
     # HINT 2: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
     # HINT 2: stderr links into /proc/self/fd.
+    # HINT 3: docker's options (the lesson's mount table shows them): /dev MS_NOSUID | MS_NOEXEC,
+    # HINT 3: "mode=755,size=65536k"; /dev/pts MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620";
+    # HINT 3: /dev/shm MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k".
     # BEGIN SOLUTION 03
     import stat
     syscalls.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")
