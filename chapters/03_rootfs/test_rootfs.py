@@ -89,7 +89,8 @@ def test_a_chroot_can_be_escaped_but_pivot_root_cannot(tmp_path):
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)    # nothing reaches the host,
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SHARED)   # and / shared, as systemd
-        rootfs.pivot_root(str(root))             # makes it: pivot_root must make it private itself
+        syscalls.mount(str(root), str(root), None, syscalls.MS_BIND)   # makes it; the root a mount too (shared,
+        rootfs.pivot_root(str(root))             # as where / is): pivot_root must make them all private itself
         return escaped()
 
     assert in_child(in_chroot) == 0              # chroot: the host's files are back
