@@ -8,14 +8,18 @@ import errno
 import os
 import sys
 import time
+import types
 
 # argparse passes each of its own words ("show this help message and exit", "options"...)
 # through gettext, which looks on disk for a translation every time: a few stat()s each, about
 # 10 of the 18 ms that building lab's parser took (cProfile shows it, -X importtime does not),
 # and whose import compiles a regular expression (1.3 ms more). Python ships no translation of
-# them, and where gettext cannot be imported argparse leaves its words as they are: lab hides
-# gettext while argparse loads (None in sys.modules: "not there"), then gives it back.
-sys.modules["gettext"] = None
+# them, so while argparse loads, lab gives it a stand-in gettext that leaves them as they are
+# (the two functions argparse takes from it), then takes it away: whoever imports gettext
+# later gets the real one.
+sys.modules["gettext"] = words = types.ModuleType("gettext")
+words.gettext = str
+words.ngettext = lambda singular, plural, n: singular if n == 1 else plural
 import argparse  # noqa: E402
 del sys.modules["gettext"]
 

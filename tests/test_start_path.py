@@ -13,7 +13,6 @@ from chapters.harness import LAB
 
 ALLOWED = {   # the first part of each module's name -> why lab run needs it (and what it pulls in)
     "argparse": "the command line",
-    "gettext": "argparse's import of it only, which cli.py halts (it says why): checked below that it loads nothing",
     "json": "config.json, state.json, image configs",
     "pathlib": "the store's paths; pulls in fnmatch, ntpath, urllib.parse and ipaddress",
     "fnmatch": "pathlib", "ntpath": "pathlib", "urllib": "pathlib", "ipaddress": "pathlib, and chapter 09's addresses",

@@ -480,8 +480,7 @@ def main() -> int:
     lines += ["", "lab run by phase (LAB_TRACE=1, medians):", ""]
     lines += [f"- {name}: {ms:.1f} ms" for name, ms in phases.items()]
     lines += ["", f"What `lab run` imports beyond a bare interpreter ({import_ms:.1f} ms, python -X importtime, "
-              "which lists the imports tried too: nt and _winapi are Windows' own, gettext is hidden from argparse "
-              "by cli.py): " + ", ".join(modules), "", "Scaling:", ""]
+              "which lists the imports tried too: nt and _winapi are Windows' own): " + ", ".join(modules), "", "Scaling:", ""]
     lines += [f"- {what}: {ms:.1f} ms" for what, ms in grows]
     lines += ["", "Pulling from a registry on 127.0.0.1 (medians; skopeo stores the blobs, lab pull also "
               "unpacks them):", ""]

@@ -11,7 +11,7 @@ from pathlib import Path
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
     cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
     asked = daemon.connection()                     # not running yet: "not-running" answers at once
-    asked.sock.settimeout(10)
+    asked.sock.settimeout(30)
     try:
         asked.request("POST", f"/v1.41/containers/{cid}/wait")
         answer = asked.getresponse()

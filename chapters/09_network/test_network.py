@@ -149,9 +149,10 @@ def port_rules() -> list[str]:
 
 
 def test_a_container_gets_an_address_and_a_route_through_the_bridge(lab):
-    result = lab("run", "--rm", "--hostname", "box09", "busybox", "sh", "-c",
-                 "ip -4 -o addr show eth0; ip route; cat /etc/hosts; ping -c 1 -W 2 172.30.0.1")
+    result = lab("run", "--rm", "--hostname", "box09", "--mac-address", "02:42:de:ad:be:ef", "busybox", "sh", "-c",
+                 "ip -4 -o addr show eth0; ip route; cat /etc/hosts; ip -o link show eth0; ping -c 1 -W 2 172.30.0.1")
     assert result.returncode in (0, 1), result.stderr
+    assert "link/ether 02:42:de:ad:be:ef " in result.stdout, "eth0 has not the MAC address asked (--mac-address)"
     address = re.search(r"inet (172\.30\.\d+\.\d+)/16", result.stdout)
     assert address, result.stdout
     assert "default via 172.30.0.1 dev eth0" in result.stdout
@@ -177,7 +178,9 @@ def test_a_container_reaches_the_internet_with_the_hosts_address(lab, internet):
     rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
     assert sorted(line for line in rules.splitlines() if "MASQUERADE" in line and "lab0" in line) == [
         "-A POSTROUTING -o lab0 -m addrtype --src-type LOCAL -j MASQUERADE",
-        "-A POSTROUTING -s 172.30.0.0/16 ! -o lab0 -j MASQUERADE"], rules
+        "-A POSTROUTING -s 172.30.0.0/16 ! -o lab0 -j MASQUERADE"], (
+        "lab0's masquerades should be the lesson's two, the subnet's packets leaving by another interface "
+        f"and the host's own into lab0, nothing wider; iptables -t nat -S POSTROUTING shows:\n{rules}")
 
 
 def test_a_published_port_answers_on_the_hosts_addresses_and_localhost(lab, detached, internet):
@@ -276,8 +279,9 @@ def test_the_hosts_loopback_services_are_out_of_a_containers_reach(lab, detached
                                  settings["Gateway"], settings["IPAddress"], "127.0.0.1", settings["Gateway"]],
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
-        # the way works (the host's address answers, the control); 127.0.0.1 stays silent
-        assert result.stdout.split() == ["silence", "answered"]
+        loopback, control = result.stdout.split()
+        assert control == "answered", "the host's own address on lab0 (the gateway) did not answer a SYN from the container"
+        assert loopback == "silence", "the host's 127.0.0.1 answered a SYN from the container"
     finally:
         listener.close()
 
@@ -384,6 +388,8 @@ def test_containers_of_a_user_network_find_each_other_by_name(lab, detached, int
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         result = wget(lab, "http://named09/hostname", "--network", "net09")
         assert result.returncode == 0, result.stderr
+        mine = lab("run", "--rm", "--network", "net09", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        assert re.search(r"inet 172\.31\.9\.\d+/24 ", mine), f"eth0 is not on the network's /24: {mine}"
         assert result.stdout == inspect("named09")["Config"]["Hostname"] + "\n"
         refused = lab("network", "rm", "net09")
         assert refused.returncode == 1 and "active endpoints" in refused.stderr

@@ -6,6 +6,7 @@ written by the tests: a three-layer image whose top layer deletes a file of the 
 two-platform index, a base image that shares its layer with the others. registries.py also
 holds a registry that lies. Nothing here reaches the internet.
 """
+import io
 import json
 import sys
 from pathlib import Path
@@ -68,6 +69,8 @@ def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, l
     assert other.returncode == 0, f"the digest pull printed is not the tag's (its index): {other.stderr}"
     wrong = lab("pull", f"{logged_in.host}/course/app@sha256:{'0' * 64}")
     assert wrong.returncode == 125
+    pinned = lab("pull", f"{logged_in.host}/course/app:1@sha256:{'0' * 64}")     # the digest wins over the tag
+    assert pinned.returncode == 125, "a tag and a digest: the digest names the manifest, the tag is only a name"
 
 
 BAD = {
@@ -91,6 +94,20 @@ def test_a_lying_registry_is_refused_with_one_line_and_nothing_stored(lie, lab, 
         assert store_entries(lab_root) == before
     finally:
         hostile.stop()
+    if lie == "longer":        # and one that never ends: refused at size + 1 bytes, not when the disk is full
+        from lab import LabError, pull
+
+        class Endless:
+            given = 0
+
+            def read(self, n=-1):
+                assert self.given < 64 << 20, "copy_checked read 64 MiB of a blob of 1000 bytes: read at most size + 1"
+                n = 1 << 16 if n is None or n < 0 else n
+                self.given += n
+                return b"x" * n
+        endless = Endless()
+        with pytest.raises(LabError, match="is longer than"):
+            pull.copy_checked(endless, io.BytesIO(), "sha256:" + "0" * 64, 1000, "an endless blob", lambda done: None)
 
 def test_a_build_from_a_pulled_image_is_a_layer_per_step_and_all_cached_the_second_time(logged_in, lab, tmp_path):
     context = tmp_path / "context"

@@ -433,7 +433,8 @@ class CgroupV1(Cgroup):
         # HINT: on v1 each controller has a tree of its own: each limit is a file in the folder of
         # HINT: its controller's tree.
         # HINT 2: the memory tree has memory.limit_in_bytes, and memory.memsw.limit_in_bytes
-        # HINT 2: (memory + swap, only where swap is accounted) must then be set to the same;
+        # HINT 2: (memory + swap, only where swap is accounted) must then be set to the same
+        # HINT 2: (where it is not: memory.swappiness 0, so that it does not swap at all);
         # HINT 2: the cpu tree has cpu.cfs_period_us and cpu.cfs_quota_us; the pids tree pids.max.
         # BEGIN SOLUTION 02
         memory, cpu, pids = self.dirs["memory"], self.dirs["cpu"], self.dirs["pids"]
