@@ -51,6 +51,8 @@ def test_the_command_gets_its_environment_and_working_directory(lab, monkeypatch
     script = 'echo "$GREETING from $(pwd)${ONLY_ON_THE_HOST}"'
     result = lab("run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "busybox", "sh", "-c", script)
     assert result.stdout == "hi from /tmp\n"      # the container gets -e, not lab's environment
+    nowhere = lab("run", "--rm", "-e", "PATH=/nowhere", "busybox", "ls", "/")       # and its own PATH finds
+    assert nowhere.returncode == 127, "ls was found through lab's PATH, not the container's (-e PATH=/nowhere)"
 
 
 def test_the_container_is_a_child_process_of_the_runtime():

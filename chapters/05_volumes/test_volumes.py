@@ -12,7 +12,7 @@ from lab import syscalls, volumes
 def test_a_named_volume_outlives_its_container(lab):
     assert lab("run", "--name", "writer", "-v", "notes:/notes", "busybox", "sh", "-c", "echo kept > /notes/a").returncode == 0
     assert lab("rm", "writer").returncode == 0
-    result = lab("run", "--rm", "-v", "notes:/deep/er/notes", "busybox", "cat", "/deep/er/notes/a")   # (its folders made)
+    result = lab("run", "--rm", "-v", "notes:/deep/er/notes/", "busybox", "cat", "/deep/er/notes/a")  # (its folders made)
     assert result.stdout == "kept\n", result.stderr
     assert "notes" in lab("volume", "ls").stdout.split()          # nobody uses it: still there
     assert lab("volume", "rm", "notes").returncode == 0
