@@ -52,6 +52,28 @@ def test_logs_follow_until_the_container_ends(lab):
     lab("rm", "ticker")
 
 
+# Asks for the logs of the container named argv[1], has `lab rm` remove it, then reads them:
+# the Docker SDK's containers.run asks for the logs, waits, removes, and reads them last.
+LOGS_READ_AFTER_RM = """
+import subprocess, sys
+from lab import logs, store
+records = logs.follow(store.find_container(sys.argv[1]), True)
+subprocess.run([sys.argv[2], "rm", sys.argv[1]], check=True, stdout=subprocess.DEVNULL)
+sys.stdout.buffer.write(b"".join(data for _, data, _ in records))
+"""
+
+
+def test_logs_asked_for_before_the_container_is_removed_are_read_whole(lab, tmp_path):
+    """The log files were opened at the first record: when the engine's logs handler was slower
+    than the SDK's remove (once in six CI runs), `containers.run(..., remove=True)` returned b''."""
+    lab("run", "-d", "--name", "brief", "busybox", "echo", "said")
+    assert lab("logs", "-f", "brief").stdout == "said\n"                   # (it has ended)
+    run = subprocess.run([sys.executable, "-c", LOGS_READ_AFTER_RM, "brief", LAB], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert (run.returncode, run.stdout) == (0, "said\n"), run.stderr
+    assert "brief" not in lab("ps", "-a").stdout
+
+
 def test_detached_rm_removes_the_container_when_it_ends(lab):
     lab("run", "-d", "--rm", "--name", "brief", "busybox", "true")
     wait_until(lambda: "brief" not in lab("ps", "-a").stdout, what="removed")

@@ -119,27 +119,30 @@ def read_records(f):
 def follow(container: store.Container, follow: bool):
     """(stream, data, when) for each record of the container's log, across its rotated files;
     with follow, until it has ended (its supervisor records the end once it has read all of the
-    output). A log that cannot be read is a LabError now, before the first record."""
+    output). A log that cannot be read is a LabError now, before the first record. The files are
+    opened now, not at the first record: the Docker SDK's run asks for the logs, waits, and
+    removes the container before it reads them, and an open file can still be read."""
     if (container.config.get("LogConfig") or {}).get("Type") == "none":
         raise LabError(f"container {container.name} logs to the none driver: nothing was kept "
                        "(configured logging driver does not support reading)")
-    if not container.log.exists():
+    older = [f for f in map(store.open_quietly, files(container)[:-1]) if f]   # (none: rotated away)
+    log = store.open_quietly(container.log)
+    if log is None:
+        for f in older:
+            f.close()
         raise LabError(f"container {container.name} has no log: only `lab run -d` keeps one")
-    return records(container, follow)
+    return records(container, older, log, follow)
 
 
-def records(container: store.Container, follow: bool):
-    """follow()'s records. A container whose supervisor was killed runs on, but nothing logs
-    its output any more: say so, and follow it to its end all the same. A removed container
-    (docker run --rm's client may remove it before it has read the end) writes no more."""
-    for path in files(container)[:-1]:
-        try:
-            with open(path, "rb") as f:
-                yield from read_records(f)
-        except FileNotFoundError:         # rotated away while we read the newer ones
-            pass
+def records(container: store.Container, older: list, log, follow: bool):
+    """follow()'s records, from its open files. A container whose supervisor was killed runs
+    on, but nothing logs its output any more: say so, and follow it to its end all the same. A
+    removed container (docker run --rm's client may remove it before it has read the end)
+    writes no more."""
+    for f in older:
+        with f:
+            yield from read_records(f)
     said = False
-    log = open(container.log, "rb")
     try:
         while True:
             yield from read_records(log)
