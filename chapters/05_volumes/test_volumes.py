@@ -168,6 +168,7 @@ def stored_volumes(lab_root) -> list[str]:
     ("/etc:/etc/passwd", "cannot mount the folder /etc on /etc/passwd: that is a file in the image"),
     ("data:/data:rx", "invalid volume 'data:/data:rx'"),
     ("data:/data:ro,rw", "invalid volume 'data:/data:ro,rw'"),
+    ("data:/data:ro:x", "invalid volume 'data:/data:ro:x'"),
     ("/tmp:/data:nocopy", "nocopy is for a volume"),
 ])
 def test_a_bad_volume_is_refused_and_creates_nothing(lab, lab_root, spec, error):
