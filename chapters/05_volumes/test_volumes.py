@@ -134,7 +134,7 @@ def test_a_volume_through_a_symlink_of_the_image_makes_nothing_on_the_host(lab, 
 
 
 def test_inspect_shows_the_mounts(lab, tmp_path):
-    lab("run", "--name", "mounted", "-v", f"{tmp_path}:/host:ro", "-v", "named:/named", "busybox", "true")
+    lab("run", "--name", "mounted", "-v", f"{tmp_path}/./:/host/:ro", "-v", "named:/named", "busybox", "true")
     mounts = json.loads(lab("inspect", "mounted").stdout)[0]["Mounts"]
     lab("rm", "mounted")
     assert [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
