@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import images, store
+from lab import images, overlay, store
 
 sys.path.insert(0, str(Path(__file__).parent))
 import archives  # noqa: E402
@@ -74,7 +74,7 @@ def test_a_containers_changes_are_gone_with_it(lab):
     assert result.returncode == 1 and "No such file" in result.stderr
 
 
-def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab):
+def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab, tmp_path):
     changes = ("echo added > /root/added; rm /etc/group /bin/hostname; "
                "rm -r /usr/sbin; mkdir /usr/sbin; echo mine > /usr/sbin/only")   # an opaque folder
     lab("run", "--name", "builder", "busybox", "sh", "-c", changes)
@@ -88,6 +88,9 @@ def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab):
     seen = lab("run", "--rm", "mine:v1", "sh", "-c", "cat /root/added; ls /usr/sbin; ls /etc/group; ls /bin/hostname")
     assert seen.stdout == "added\nonly\n" and seen.stderr.count("No such file") == 2, HIDDEN + f"\n{seen.stderr}"
     assert lab("run", "--rm", "busybox", "ls", "/etc/group", "/bin/hostname", "/usr/sbin/chroot").returncode == 0
+    device = tmp_path / "null"     # one a container made (docker's default lets it mknod) is a file of its layer
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert overlay.to_oci_whiteout(str(device), os.lstat(device)) is None, "only a character device 0/0 is a whiteout"
 
 
 def test_layers_are_stored_once_and_shared_and_rmi_keeps_what_others_use(lab):
