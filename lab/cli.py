@@ -637,6 +637,7 @@ def cmd_pull(args) -> int:
 
 def cmd_build(args) -> int:
     from lab import build
+    build.stop_on_signals()
     build.build(args.context, args.file, args.tag, args.build_arg, args.no_cache, args.network, args.iidfile,
                 labels=args.label, cache_from=args.cache_from, extra_hosts=args.add_host, target=args.target,
                 shm_size=args.shm_size)

@@ -162,6 +162,13 @@ def post_build(req):
         child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
                                  stderr=subprocess.PIPE, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
         out = req.stream("application/json", chunked=True)
+
+        def send(message: dict) -> None:
+            try:
+                out.write(json.dumps(message).encode() + b"\n")
+            except OSError:              # the client left: lab build's output is read to its end all the same
+                pass
+        req.end_if_client_leaves(child.terminate)   # docker build's Ctrl-C: the build stops, as docker's
         said, quiet = "", req.flag("q")
         for from_stderr, text in lines_of(child):
             if from_stderr and text.startswith("lab: error: "):
@@ -170,22 +177,23 @@ def post_build(req):
             if quiet and not text.startswith("Successfully built "):
                 continue
             if from_stderr:
-                out.write(json.dumps({"stream": f"\x1b[91m{text}\x1b[0m"}).encode() + b"\n")
+                send({"stream": f"\x1b[91m{text}\x1b[0m"})
                 continue
             if text.startswith("Successfully built "):      # the image's id first, as docker's builder
                 with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
                     image_id = f.read().strip()
-                out.write(json.dumps({"aux": {"ID": image_id}}).encode() + b"\n")
+                send({"aux": {"ID": image_id}})
                 text = f"{image_id}\n" if quiet else text
-            out.write(json.dumps({"stream": text}).encode() + b"\n")
+            send({"stream": text})
         status = child.wait()
+        req.answering()
     # The error goes last, once the context is gone: a client leaves as soon as it reads it, and
     # a daemon stopped then would take this handler with it, leaving the folder behind.
     if status != 0:
         message = said or f"lab build exited with status {status}"
         code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
         detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
-        out.write(json.dumps({"errorDetail": detail, "error": message}).encode() + b"\n")
+        send({"errorDetail": detail, "error": message})
 
 
 def lines_of(child):

@@ -157,19 +157,21 @@ def hold_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
 
 
-def wait_for(pid: int, while_waiting=None) -> int:
-    """Wait for the child, passing on the signals lab receives; return docker's status.
+def wait_for(pid: int, while_waiting=None, forward=True) -> int:
+    """Wait for the child, passing on the signals lab receives (without forward, they stay
+    lab's own: a build's step); return docker's status.
 
     while_waiting() runs first, with the signals already passed on (lab -t copies the
     container's terminal there until it closes).
     """
-    def forward(sig, frame):
+    def pass_on(sig, frame):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
     # A signal lab was told to ignore (nohup lab run ...) stays ignored.
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN}
+    previous = {sig: signal.signal(sig, pass_on) for sig in FORWARDED
+                if forward and signal.getsignal(sig) != signal.SIG_IGN}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)   # held signals are forwarded now
     try:
         if while_waiting is not None:
@@ -178,6 +180,20 @@ def wait_for(pid: int, while_waiting=None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return exit_status(wait_status)
+
+
+def end(pid: int) -> int:
+    """Kill the child pid (its PID namespace goes with it) unless it has ended, reap it, and
+    return docker's status. (A child not reaped yet keeps its PID: the kill cannot reach
+    another process that took it.)"""
+    try:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            _, wait_status = os.waitpid(pid, 0)
+    except ChildProcessError:             # reaped already: its status went with it
+        return 128 + signal.SIGKILL
     return exit_status(wait_status)
 
 

@@ -307,6 +307,36 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     assert "ok:1" not in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
 
 
+def test_a_build_stops_on_ctrl_c_and_when_docker_build_s_client_leaves(daemon, lab, tmp_path):
+    """docker build's Ctrl-C cancels the build: its client hangs up and the daemon stops it. So do
+    lab's: the RUN step's container is killed and removed, nothing is tagged. Before, both went
+    on: lab passed the signal to the step's PID 1 (a shell, which ignores it), and the engine's
+    build noticed its client only when it had output to send."""
+    import signal
+    import subprocess
+    from chapters.harness import DOCKER, LAB, wait_until
+    (tmp_path / "context").mkdir()
+    (tmp_path / "context" / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 600\n")
+    for command in ([DOCKER, "build", "-t", "stopped:docker"], [LAB, "build", "-t", "stopped:lab"]):
+        output = tmp_path / "output"
+        with open(output, "w") as out:
+            building = subprocess.Popen([*command, str(tmp_path / "context")], stdout=out, stderr=subprocess.STDOUT,
+                                        env={**daemon.env, "DOCKER_BUILDKIT": "0"}, process_group=0)
+        try:
+            wait_until(lambda: "started" in output.read_text(), timeout=60, what="the RUN step started",
+                       seen=output.read_text)
+            os.killpg(building.pid, signal.SIGINT)                 # (Ctrl-C: the terminal's whole group)
+            building.wait(timeout=30)
+            wait_until(lambda: lab("ps", "-aq").stdout == "", what="the step's container removed",
+                       seen=lambda: lab("ps", "-a").stdout)
+        finally:
+            building.kill()
+            for left in lab("ps", "-aq").stdout.split():
+                lab("rm", "-f", left)
+    assert building.returncode == 130
+    assert not {"stopped:docker", "stopped:lab"} & tags(lab)
+
+
 @pytest.mark.parametrize("way", ["by ..", "through a symlink"])
 def test_a_build_context_that_writes_outside_itself_is_refused(daemon, way, tmp_path):
     import importlib

@@ -17,6 +17,7 @@ STOPSIGNAL; shell and exec forms, line continuations, comments, .dockerignore; s
 IMAGE AS NAME: the last one is the image, or the one --target names). Anything else is refused
 with one line before the first step runs.
 """
+import contextlib
 import fnmatch
 import hashlib
 import io
@@ -24,12 +25,13 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
 import sys
 import tarfile
 from pathlib import Path
 
-from lab import LabError, container, folders, health, image_commands, images, store
+from lab import LabError, NotFound, container, folders, health, image_commands, images, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
@@ -489,12 +491,26 @@ def run_step(image: dict, argv: list[str], args: dict, run_options: dict, say) -
     say(f" ---> Running in {name}")
     env = [f"{k}={v}" for k, v in args.items()]
     sys.stdout.flush()
-    status = container.run(image["Id"], argv, name=name, env=env, entrypoint=[""], **run_options)
-    step_container = store.find_container(name)
     try:
+        status = container.run(image["Id"], argv, name=name, env=env, entrypoint=[""], sig_proxy=False, **run_options)
         if status != 0:
             raise LabError(f"The command '{' '.join(argv)}' returned a non-zero code: {status}")
-        return image_commands.commit(step_container, None, build_step=True)
+        return image_commands.commit(store.find_container(name), None, build_step=True)
     finally:
-        container.remove(step_container, force=True)
+        with contextlib.suppress(NotFound):          # (none: it was never made)
+            container.remove(store.find_container(name), force=True)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C, a kill, or the engine's SIGTERM when docker build's client leaves: docker cancels
+    the build then, and so does lab. The signal raises KeyboardInterrupt wherever the build is;
+    a step's container is killed and removed on the way out (run_step), and nothing is tagged."""
+    def stop(sig, frame):
+        for each in stopping:
+            signal.signal(each, signal.SIG_IGN)       # once: the cleanup is not cut short
+        raise KeyboardInterrupt
+    stopping = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) != signal.SIG_IGN]  # (one ignored stays so: nohup lab build)
+    for sig in stopping:
+        signal.signal(sig, stop)
 

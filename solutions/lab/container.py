@@ -506,9 +506,11 @@ def finish(container: store.Container, status: int, cgroup) -> None:
                          Cgroup={**container.state.get("Cgroup", {}), "Stats": stats})
 
 
-def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
+def run(image_ref: str, command: list[str], *, remove=False, sig_proxy=True, **options) -> int:
     """`lab run` in the foreground: create, start, wait; return the exit status the way docker
-    does. (`lab run -d` hands the container to a supervisor instead: supervisor.launch.)"""
+    does. The signals lab gets go to the container (docker's --sig-proxy); without sig_proxy (a
+    build's step) they are lab's, and one that stops lab stops the container first. (`lab run
+    -d` hands the container to a supervisor instead: supervisor.launch.)"""
     container = create(image_ref, command, auto_remove=remove, **options)
     trace.mark("image and container record")
     process.hold_signals()                   # a signal sent to lab from now on reaches the container
@@ -519,7 +521,11 @@ def run(image_ref: str, command: list[str], *, remove=False, **options) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         raise
     try:
-        status = process.wait_for(pid, relay(stdio, pid))
+        try:
+            status = process.wait_for(pid, relay(stdio, pid), sig_proxy)
+        except BaseException:             # lab stops while it waits (a build's Ctrl-C): the container first
+            finish(container, process.end(pid), cgroup)
+            raise
         trace.mark("the command runs (wait)")
         finish(container, status, cgroup)
     finally:

@@ -138,9 +138,10 @@ class Request:
         self.out = Chunks(h.wfile) if chunked else h.wfile
         return self.out
 
-    def end_if_client_leaves(self) -> None:
+    def end_if_client_leaves(self, then=None) -> None:
         """While a long answer is prepared: if the client hangs up, this handler ends (docker
-        run -d asks for a wait and leaves without reading it). Until answering()."""
+        run -d asks for a wait and leaves without reading it), or calls then() and goes on (a
+        build stops its child). Until answering()."""
         import threading
 
         def watch():
@@ -148,7 +149,9 @@ class Request:
                 gone = self.handler.connection.recv(1, socket.MSG_PEEK) == b""
             except OSError:
                 gone = True
-            if gone and self.watching:
+            if gone and self.watching and then:
+                then()
+            elif gone and self.watching:
                 os._exit(0)
         self.watching = True
         threading.Thread(target=watch, daemon=True).start()
