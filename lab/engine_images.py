@@ -161,39 +161,69 @@ def post_build(req):
         package = os.path.dirname(os.path.dirname(os.path.abspath(build.__file__)))
         child = subprocess.Popen(command + [context], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,   # (cwd: -m
                                  stderr=subprocess.PIPE, cwd=work, env={**os.environ, "PYTHONPATH": package})  # finds this lab)
-        out = req.stream("application/json", chunked=True)
-
-        def send(message: dict) -> None:
-            try:
-                out.write(json.dumps(message).encode() + b"\n")
-            except OSError:              # the client left: lab build's output is read to its end all the same
-                pass
-        req.end_if_client_leaves(child.terminate)   # docker build's Ctrl-C: the build stops, as docker's
-        said, quiet = "", req.flag("q")
-        for from_stderr, text in lines_of(child):
-            if from_stderr and text.startswith("lab: error: "):
-                said = text.removeprefix("lab: error: ").strip()
-                continue
-            if quiet and not text.startswith("Successfully built "):
-                continue
-            if from_stderr:
-                send({"stream": f"\x1b[91m{text}\x1b[0m"})
-                continue
-            if text.startswith("Successfully built "):      # the image's id first, as docker's builder
-                with open(os.path.join(work, "id")) as f:     # sends it (lab build wrote it just before)
-                    image_id = f.read().strip()
-                send({"aux": {"ID": image_id}})
-                text = f"{image_id}\n" if quiet else text
-            send({"stream": text})
-        status = child.wait()
-        req.answering()
+        pidfd = os.pidfd_open(child.pid)      # (a signal sent through it reaches this child or nothing)
+        out = BuildOutput(req.stream("application/json", chunked=True))
+        try:
+            req.end_if_client_leaves(lambda: stop_build(pidfd))   # docker build's Ctrl-C hangs up: the build
+            said = out.relay(child, os.path.join(work, "id"), req.flag("q"))   # stops, as docker's does
+            req.answering()
+            status = child.wait()
+        except BaseException:                 # this handler fails, or the daemon stops: the build too
+            stop_build(pidfd)
+            child.wait()
+            raise
     # The error goes last, once the context is gone: a client leaves as soon as it reads it, and
     # a daemon stopped then would take this handler with it, leaving the folder behind.
     if status != 0:
         message = said or f"lab build exited with status {status}"
         code = re.search(r"returned a non-zero code: (\d+)$", message)     # (a RUN step's status)
         detail = {"code": int(code.group(1)), "message": message} if code else {"message": message}
-        send({"errorDetail": detail, "error": message})
+        out.send({"errorDetail": detail, "error": message})
+
+
+def stop_build(pidfd: int) -> None:
+    """SIGTERM to the handler's lab build: it removes its step's container and ends."""
+    import signal
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    except ProcessLookupError:                # ended already
+        pass
+
+
+class BuildOutput:
+    """lab build's output as docker's builder sends it: a JSON object a line."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def send(self, message: dict) -> None:
+        try:
+            self.out.write(json.dumps(message).encode() + b"\n")
+        except OSError:        # the client left: lab build is being stopped; its output is read to its end
+            pass
+
+    def relay(self, child, idfile: str, quiet: bool) -> str:
+        """Each line of child's (lab build's) output, until it ends: a step's stderr in red; quiet
+        (docker build -q), the image's id only. Returns lab build's error line, if any."""
+        said = ""
+        for from_stderr, text in lines_of(child):
+            if from_stderr and text.startswith("lab: error: "):
+                said = text.removeprefix("lab: error: ").strip()
+                continue
+            # lab build's own last line, not a step's that says the same: it writes idfile just before
+            built = not from_stderr and text.startswith("Successfully built ") and os.path.exists(idfile)
+            if quiet and not built:
+                continue
+            if from_stderr:
+                self.send({"stream": f"\x1b[91m{text}\x1b[0m"})
+                continue
+            if built:                                  # the image's id first, as docker's builder sends it
+                with open(idfile) as f:
+                    image_id = f.read().strip()
+                self.send({"aux": {"ID": image_id}})
+                text = f"{image_id}\n" if quiet else text
+            self.send({"stream": text})
+        return said
 
 
 def lines_of(child):

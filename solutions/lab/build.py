@@ -31,7 +31,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lab import LabError, NotFound, container, folders, health, image_commands, images, store
+from lab import LabError, NotFound, container, folders, health, image_commands, images, process, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
 from lab.images import NoSuchImage, find, load
@@ -497,19 +497,24 @@ def run_step(image: dict, argv: list[str], args: dict, run_options: dict, say) -
             raise LabError(f"The command '{' '.join(argv)}' returned a non-zero code: {status}")
         return image_commands.commit(store.find_container(name), None, build_step=True)
     finally:
-        with contextlib.suppress(NotFound):          # (none: it was never made)
-            container.remove(store.find_container(name), force=True)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # (a Ctrl-C now waits for it)
+        try:
+            with contextlib.suppress(NotFound):      # (none: it was never made)
+                container.remove(store.find_container(name), force=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def stop_on_signals() -> None:
-    """Ctrl-C, a kill, or the engine's SIGTERM when docker build's client leaves: docker cancels
-    the build then, and so does lab. The signal raises KeyboardInterrupt wherever the build is;
-    a step's container is killed and removed on the way out (run_step), and nothing is tagged."""
+    """Ctrl-C, Ctrl-\\, a kill, or the engine's SIGTERM when docker build's client leaves: docker
+    cancels the build then, and so does lab. Each signal `lab run` would pass on to its container
+    raises KeyboardInterrupt wherever the build is; a step's container is killed and removed on
+    the way out (run_step), and nothing is tagged."""
     def stop(sig, frame):
         for each in stopping:
             signal.signal(each, signal.SIG_IGN)       # once: the cleanup is not cut short
         raise KeyboardInterrupt
-    stopping = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    stopping = [sig for sig in process.FORWARDED
                 if signal.getsignal(sig) != signal.SIG_IGN]  # (one ignored stays so: nohup lab build)
     for sig in stopping:
         signal.signal(sig, stop)

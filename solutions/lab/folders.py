@@ -8,7 +8,7 @@ seal_imports for a process of lab's whose / is about to be a container's.
 import errno
 import os
 
-from lab import LabError
+from lab import LabError, process
 
 
 def walk(top, estimate: bool = False):
@@ -194,8 +194,12 @@ def in_chroot(root: str, work, *args, names: bool = True) -> None:
         finally:
             os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        error = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            error = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+    except BaseException:                 # lab stops while it waits (a build's Ctrl-C): its helper too
+        process.end(pid)
+        raise
     if status != 0:
         raise LabError(error or f"the helper process ended with status {status}")
