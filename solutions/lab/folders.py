@@ -7,8 +7,9 @@ seal_imports for a process of lab's whose / is about to be a container's.
 """
 import errno
 import os
+import signal
 
-from lab import LabError, process
+from lab import LabError
 
 
 def walk(top, estimate: bool = False):
@@ -197,9 +198,10 @@ def in_chroot(root: str, work, *args, names: bool = True) -> None:
     try:
         with os.fdopen(read_end, "rb") as pipe:
             error = pipe.read().decode(errors="replace")
-        _, status = os.waitpid(pid, 0)
-    except BaseException:                 # lab stops while it waits (a build's Ctrl-C): its helper too
-        process.end(pid)
+    except BaseException:                 # lab stops while it reads (a build's Ctrl-C): its helper too
+        os.kill(pid, signal.SIGKILL)      # (not reaped yet: the PID is still its)
+        os.waitpid(pid, 0)
         raise
+    _, status = os.waitpid(pid, 0)
     if status != 0:
         raise LabError(error or f"the helper process ended with status {status}")
