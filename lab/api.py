@@ -204,10 +204,12 @@ def as_binds(body: dict, host: dict) -> dict:
     (-v /path: Volumes) written as -v (Binds) and --tmpfs (Tmpfs), which lab's runtime takes:
     the same mounts, said another way. An anonymous volume is a volume named by a random id
     (made on first use, as any): `volume prune` removes it, and so do `rm -v` and `--rm`."""
-    binds, tmpfs = list(host.get("Binds") or []), dict(host.get("Tmpfs") or {})
-
     def anonymous() -> str:
         return os.urandom(32).hex()
+    # a bare path is an anonymous volume there (the SDK's volumes=["/data"]; docker's ParseMountRaw)
+    binds = [f"{anonymous()}:{bind}" if bind.startswith("/") and ":" not in bind else bind
+             for bind in host.get("Binds") or []]
+    tmpfs = dict(host.get("Tmpfs") or {})
     for m in host.get("Mounts") or []:
         kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
         check_mount_options(m)

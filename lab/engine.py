@@ -210,7 +210,9 @@ def get_logs(req):
 
     def lines(records):
         for stream, data, when in records:
-            if stream in wanted and when >= since and (not until or when <= until):
+            if until and when > until:            # (-f ends there too, as docker's: at the first one after)
+                return
+            if stream in wanted and when >= since:
                 for line in data.splitlines(keepends=True):
                     yield stream, line, when
     records = logs.follow(c, req.flag("follow"))        # (a log that cannot be read: 400, before the stream)

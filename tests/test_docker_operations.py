@@ -320,6 +320,10 @@ def test_logs_tail_since_until_and_timestamps(daemon):
     assert box.logs(tail=1) == b"four\n"
     assert list(box.logs(stream=True, stderr=False)) == [b"one\n", b"two\n", b"four\n"]     # a frame per line
     daemon.docker("rm", "talker")
+    daemon.docker("run", "-d", "--name", "ticking", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.1; done")
+    followed = daemon.docker("logs", "-f", "--until", f"{time.time() + 0.5:.6f}", "ticking", timeout=20)
+    assert followed.returncode == 0 and set(followed.stdout.split()) == {"tick"}, followed.stderr   # ended at
+    daemon.docker("rm", "-f", "ticking")                          # the first line after --until, as docker's
 
 
 def test_a_rotated_log_stays_under_its_limit_and_logs_reads_across_its_files(daemon):
@@ -570,6 +574,10 @@ def test_anonymous_volumes_bare_env_names_and_a_restarting_container(daemon, tmp
     assert (Path(info["Mounts"][0]["Source"]) / "data.txt").read_text() == "into a volume\n"
     api.remove_container(box, v=True)                                               # rm -v: its volume too
     assert anonymous not in [v["Name"] for v in api.volumes()["Volumes"] or []]
+    bare = daemon.client().containers.run("busybox", ["grep", "-c", " /data ", "/proc/mounts"], volumes=["/data"],
+                                          detach=True)          # (a bare path in Binds too: the SDK's run)
+    assert bare.wait()["StatusCode"] == 0 and bare.logs() == b"1\n"
+    bare.remove(v=True)
     again = api.create_container("busybox", ["sleep", "0.2"], host_config=api.create_host_config(
         restart_policy={"Name": "always"}))
     api.start(again)
