@@ -19,7 +19,9 @@ import os
 import selectors
 import socket
 import struct
+import sys
 import termios
+import time
 
 from lab import health, logs, store
 from lab.terminal import Escape, write_all
@@ -33,6 +35,23 @@ def frame(stream: int, data: bytes) -> bytes:
     # HINT: the header is the stream (1: stdout, 2: stderr) in one byte, three zero bytes, then
     # HINT: the data's length in 4 bytes, big-endian; docker clients read it to take the streams apart.
     raise NotImplementedError("chapter 07: write frame() in lab/relay.py: A piece of a container's output as the Engine API sends stdout and stderr on one (see chapters/07_engine/README.md, 'Your turn')")
+
+
+def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> None:
+    """Send the HTTP answer that hands the connection over (101 UPGRADED), then wait until the
+    client has read it (at most timeout s), before any of the stream. The Docker SDK reads the
+    answer with http.client, which reads ahead into a buffer of its own, then takes the stream
+    from the socket itself: output sent with the answer was lost (attach with logs=1 gave b''
+    one time in four; docker-py #1770, #3332). SIOCOUTQ (= TIOCOUTQ) on a Unix socket: the
+    bytes sent that the other end has not read yet."""
+    client.sendall(answer)
+    unread = bytearray(4)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, unread)
+        if not int.from_bytes(unread, sys.byteorder):
+            return
+        time.sleep(0.0005)
 
 
 def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lab import LabError, health, logs, process, store, supervisor_client, views, volumes
 from lab import container as runtime
-from lab.relay import STDERR, STDOUT, Process, Relay, frame, send_log
+from lab.relay import STDERR, STDOUT, Process, Relay, frame, send_answer, send_log
 
 
 def launch(container: store.Container, start_it: bool = True, new: bool = True) -> None:
@@ -285,7 +285,7 @@ class Supervisor(Relay):
                 answer = self.start()
             elif "attach" in req:
                 if client is not None:    # the HTTP answer first (see daemon.Request.upgrade), then
-                    client.sendall(req.get("answer", "").encode("latin-1"))   # what it wrote so far
+                    send_answer(client, req.get("answer", "").encode("latin-1"))   # what it wrote so far
                     if req.get("logs"):
                         send_log(self.container, client, set(req["attach"]))
                 answer = self.attach(self.main, client, set(req["attach"]), req.get("stdin", False),

@@ -777,6 +777,26 @@ def test_sdk_run_returns_output_and_raises_the_exit_status(daemon):
     assert client.containers.list(all=True) == []
 
 
+def test_sdk_attach_with_logs_gets_them_all(daemon):
+    """The SDK reads attach's answer (101 UPGRADED) with http.client, which reads ahead into a
+    buffer of its own, then takes the stream from the socket: output the engine sent just after
+    the answer was lost (b'' about one attach in four). The engine waits until the answer is read."""
+    client = docker.DockerClient(base_url=f"unix://{daemon.socket}", version="auto", timeout=5)   # (a lost
+    ended = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], detach=True)  # line: 5 s)
+    ended.wait()
+    answers = [ended.attach(stream=False, logs=True) for _ in range(20)]            # (the engine answers)
+    running = client.containers.run("busybox", ["sh", "-c", "echo first; exec sleep 600"], detach=True)
+    wait_until(lambda: running.logs() == b"first\n", what="the first line")
+    firsts = []
+    for _ in range(20):                                                              # (its supervisor answers)
+        stream = running.attach(stream=True, logs=True)
+        firsts.append(next(stream))
+        stream.close()
+    ended.remove()
+    running.remove(force=True)
+    assert answers == [b"out\nerr\n"] * 20 and firsts == [b"first\n"] * 20, (answers, firsts)
+
+
 def test_sdk_detached_exec_stop_remove(daemon):
     client = daemon.client()
     box = client.containers.run("busybox", ["sh", "-c", "echo hi; exec sleep 600"], detach=True, name="sdk",

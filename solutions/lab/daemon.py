@@ -27,7 +27,7 @@ import time
 import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process, store
+from lab import LabError, NotFound, api, engine, engine_images, engine_system, operations, process, relay, store
 
 MAX_BODY = 16 << 20             # bytes; the API's bodies are small JSON documents, but for:
 PIECE = 1 << 20                 # (bytes read at a time)
@@ -165,7 +165,7 @@ class Request:
         """Answer 101 UPGRADED (200 if the client did not ask to upgrade); from then on the
         connection carries the container's raw stream, both ways."""
         connection, answer = self.upgrade()
-        connection.sendall(answer)
+        relay.send_answer(connection, answer)
         return connection
 
     def upgrade(self) -> tuple[socket.socket, bytes]:

@@ -19,7 +19,9 @@ import os
 import selectors
 import socket
 import struct
+import sys
 import termios
+import time
 
 from lab import health, logs, store
 from lab.terminal import Escape, write_all
@@ -37,6 +39,23 @@ def frame(stream: int, data: bytes) -> bytes:
     # BEGIN SOLUTION 07
     return struct.pack(">BxxxL", stream, len(data)) + data
     # END SOLUTION
+
+
+def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> None:
+    """Send the HTTP answer that hands the connection over (101 UPGRADED), then wait until the
+    client has read it (at most timeout s), before any of the stream. The Docker SDK reads the
+    answer with http.client, which reads ahead into a buffer of its own, then takes the stream
+    from the socket itself: output sent with the answer was lost (attach with logs=1 gave b''
+    one time in four; docker-py #1770, #3332). SIOCOUTQ (= TIOCOUTQ) on a Unix socket: the
+    bytes sent that the other end has not read yet."""
+    client.sendall(answer)
+    unread = bytearray(4)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, unread)
+        if not int.from_bytes(unread, sys.byteorder):
+            return
+        time.sleep(0.0005)
 
 
 def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:
