@@ -51,7 +51,7 @@ def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> N
         fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, unread)
         if not int.from_bytes(unread, sys.byteorder):
             return
-        time.sleep(0.0005)
+        time.sleep(0.0001)
 
 
 def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:
