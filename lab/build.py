@@ -14,7 +14,7 @@ the same image gives the same key, and is not run again ("Using cache"). --no-ca
 The subset of the Dockerfile reference lab reads: FROM, RUN, COPY, ADD (local files; local
 tar archives are unpacked), ENV, ARG, WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT,
 STOPSIGNAL; shell and exec forms, line continuations, comments, .dockerignore; stages (FROM
-IMAGE AS NAME: the last one is the image, or the one --target names). Anything else is refused
+IMAGE AS NAME: the last one is the image, or the one --target names; FROM NAME builds on it). Anything else is refused
 with one line before the first step runs.
 """
 import contextlib
@@ -213,8 +213,10 @@ def unpack_context(upload, folder: str) -> None:
     folder = os.path.realpath(folder)
     try:
         with tarfile.open(fileobj=upload, mode="r:*") as tar:
-            for member in tar:
+            for member in members(tar):
                 target = os.path.normpath(os.path.join(folder, member.name))
+                if target == folder and member.isdir():    # ./ itself (tar -c . | docker build -)
+                    continue
                 parent = os.path.realpath(os.path.dirname(target))
                 if not target.startswith(folder + os.sep) or not (parent == folder or parent.startswith(folder + os.sep)):
                     raise LabError(f"the build context has {member.name!r}, outside the context: refused")
@@ -234,6 +236,24 @@ def unpack_context(upload, folder: str) -> None:
         raise LabError(f"the build context is not a tar archive ({e})") from None
     except IsADirectoryError as e:
         raise LabError(f"the build context has a folder and a file both named {e.filename!r}") from None
+
+
+def members(tar):
+    """The tar's members. The docker CLI's context for -f - (or for a Dockerfile from outside the
+    context, which it adds as .dockerfile.<random>) ends right after that file's data, without
+    the padding to 512 bytes and the two empty blocks that end a tar: Go's reader takes that as
+    the end, and so does this. (tarfile says so when it moves past the last member's data; data
+    cut short in a member is an error of its own, from extractfile.)"""
+    found = iter(tar)
+    while True:
+        try:
+            yield next(found)
+        except StopIteration:
+            return
+        except tarfile.ReadError as e:
+            if str(e) != "unexpected end of data":
+                raise
+            return
 
 
 # The cache: step key -> the image that step made.
@@ -308,6 +328,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     before_from: dict = {}                # those declared before the first FROM
     image, config = None, {}
     cmd_set = False                       # by a CMD of this stage
+    stages, named = {}, None              # FROM IMAGE AS NAME: NAME -> the image its stage made
 
     def say(message: str) -> None:
         print(message, file=out, flush=True)
@@ -320,8 +341,12 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
             args[key] = given.get(key, substitute(default, variables) if has_default else before_from.get(key, ""))
             continue
         if instruction == "FROM":
+            if image is not None and named:
+                stages[named] = image
             before_from, args = {**args, **before_from} if image is None else before_from, {}
-            base = base_image(substitute(text.split()[0], before_from), out)
+            ref = substitute(text.split()[0], before_from)
+            named = text.split()[-1].lower() if re.fullmatch(r"\S+\s+as\s+\S+", text, re.IGNORECASE) else None
+            base = stages[ref.lower()] if ref.lower() in stages else base_image(ref, out)
             image, config, cmd_set = base, dict(base["Config"]), False
             say(f" ---> {short(image['Id'])}")
             continue

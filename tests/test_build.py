@@ -308,6 +308,32 @@ def test_the_sdk_s_build_details_a_dockerfile_from_outside_the_context_and_a_fai
     assert "ok:1" not in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
 
 
+def test_docker_build_takes_the_cli_s_contexts_and_builds_from_an_earlier_stage(daemon, tmp_path):
+    """The contexts the docker CLI sends for `tar -c . | docker build -` (its first member is
+    ./), for `-f -` with a folder and for a Dockerfile outside the context (the CLI adds it as
+    .dockerfile.<random> and ends the tar with its data: no padding, no end blocks). And FROM
+    an earlier stage's name is that stage, not an image to pull (a helper's CLI walk found all
+    four refused)."""
+    import subprocess
+    from chapters.harness import DOCKER
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "hello.txt").write_text("hello\n")
+    dockerfile = ("FROM busybox AS base\nRUN echo from-base > /base.txt\n"
+                  "FROM base\nCOPY hello.txt /hello.txt\nCMD cat /base.txt /hello.txt\n")
+    (tmp_path / "outside.Dockerfile").write_text(dockerfile)
+    env = {**daemon.env, "DOCKER_BUILDKIT": "0"}
+    ways = {"piped": f"tar -C {context} -c . | {DOCKER} build -t ways:piped -",
+            "stdin": f"{DOCKER} build -t ways:stdin -f - {context} < {tmp_path / 'outside.Dockerfile'}",
+            "outside": f"{DOCKER} build -t ways:outside -f {tmp_path / 'outside.Dockerfile'} {context}"}
+    (context / "Dockerfile").write_text(dockerfile)                     # (for the piped one)
+    for name, command in ways.items():
+        built = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, timeout=120)
+        assert built.returncode == 0, (name, built.stdout, built.stderr)
+        ran = daemon.docker("run", "--rm", f"ways:{name}")
+        assert ran.stdout == "from-base\nhello\n", (name, ran.stderr)
+
+
 def test_a_build_stops_on_ctrl_c_and_when_docker_build_s_client_leaves(daemon, lab, tmp_path):
     """docker build's Ctrl-C cancels the build: its client hangs up and the daemon stops it. So do
     lab build's Ctrl-C and Ctrl-\\: the RUN step's container is killed and removed, nothing is
