@@ -432,8 +432,9 @@ def test_new_networks_leave_the_subnets_the_host_routes_to_alone(lab, tmp_path):
 def test_none_host_and_another_containers_network(lab, detached, internet):
     links = lab("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
     assert "eth0" not in links and "lo" in links
-    host = lab("run", "--rm", "--network", "host", "busybox", "ip", "-o", "addr").stdout
+    host = lab("run", "--rm", "--network", "host", "busybox", "sh", "-c", "ip -o addr; hostname; cat /etc/hostname").stdout
     assert f"inet {HOST}/24" in host                           # the host's own interfaces
+    assert host.endswith("\n{0}\n{0}\n".format(os.uname().nodename)), host     # and its name, as docker's
     address = web_server(detached, "shared09")
     shared = wget(lab, "http://127.0.0.1/hostname", "--network", "container:shared09")    # its localhost: shared09's
     assert shared.returncode == 0 and shared.stdout == inspect("shared09")["Config"]["Hostname"] + "\n"

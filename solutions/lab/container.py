@@ -178,6 +178,8 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
     cid = store.new_id()
+    if not hostname and (network_mode == "host" or uts_mode == "host"):
+        hostname = os.uname().nodename                # the host's name, as docker's (the host's network)
     hostname = hostname or cid[:12]
     environ = {"HOSTNAME": hostname, **container_network.link_environment(name or cid[:12], links), **environ}
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
