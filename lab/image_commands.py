@@ -175,6 +175,21 @@ def run_config(config: dict) -> dict:
     return run
 
 
+def pairs(args: str, instruction: str) -> list[tuple[str, str]]:
+    """ENV and LABEL: KEY=VALUE ... (values may be quoted), or the old form KEY VALUE."""
+    import shlex
+    try:
+        words = shlex.split(args)
+    except ValueError:
+        raise LabError(f"{instruction} {args}: a quote is not closed") from None
+    if words and "=" not in words[0]:
+        key, _, value = args.partition(" ")
+        return [(key, value.strip())]
+    if not words or not all("=" in w for w in words):
+        raise LabError(f"{instruction} {args}: use {instruction} KEY=VALUE ...")
+    return [tuple(w.split("=", 1)) for w in words]
+
+
 def apply_changes(config: dict, changes) -> dict:
     """docker commit/import --change 'CMD ["sh"]': Dockerfile instructions that set how the
     image runs (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL) on a copy of config."""
@@ -188,14 +203,13 @@ def apply_changes(config: dict, changes) -> dict:
             except ValueError:
                 raise LabError(f"invalid --change {change!r}: {instruction} takes a JSON array or a shell command") from None
             config["Cmd" if instruction == "CMD" else "Entrypoint"] = argv
-        elif instruction == "ENV" and value:
-            key, sep, rest = value.partition("=") if "=" in value.split(" ")[0] else value.partition(" ")
-            config["Env"] = [e for e in config.get("Env", []) if not e.startswith(key + "=")] + [f"{key}={rest.strip()}"]
+        elif instruction == "ENV" and value:                 # (a build's ENV and LABEL: pairs)
+            for key, rest in pairs(value, "ENV"):
+                config["Env"] = [e for e in config.get("Env", []) if not e.startswith(key + "=")] + [f"{key}={rest}"]
         elif instruction in ("WORKDIR", "USER", "STOPSIGNAL") and value:
             config[{"WORKDIR": "WorkingDir", "USER": "User", "STOPSIGNAL": "StopSignal"}[instruction]] = value
         elif instruction == "LABEL" and "=" in value:
-            key, _, label = value.partition("=")
-            config["Labels"] = {**(config.get("Labels") or {}), key.strip(): label.strip().strip('"')}
+            config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs(value, "LABEL"))}
         elif instruction == "EXPOSE" and value:        # (what the image says it listens on: no port is published)
             config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
                                       **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}

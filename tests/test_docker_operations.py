@@ -592,8 +592,12 @@ def test_commit_and_import_with_changes_and_the_image_and_volume_filters(daemon,
     client, api = daemon.client(), daemon.client().api
     box = client.containers.run("busybox", ["sh", "-c", "echo made > /made"], detach=True)
     box.wait()
-    untagged = api.commit(box.id, changes=["CMD [\"cat\", \"/made\"]", "ENV MODE=test", "LABEL kind=made"])["Id"]
+    untagged = api.commit(box.id, changes=["CMD [\"cat\", \"/made\"]", "ENV MODE=test A=1 Q=\"x y\"",
+                                           "LABEL kind=made other=\"one two\""])["Id"]
     assert client.images.get(untagged).tags == []                               # no name: untagged
+    changed = client.images.get(untagged).attrs["Config"]                       # (each pair, as a Dockerfile's)
+    assert {"MODE=test", "A=1", "Q=x y"} <= set(changed["Env"]), changed["Env"]
+    assert changed["Labels"] == {"kind": "made", "other": "one two"}
     conf = {"Env": ["Q=1"], "Labels": {"l": "v"}, "WorkingDir": "/tmp", "User": "nobody", "ExposedPorts": {"80/tcp": {}}}
     configured = client.images.get(api.commit(box.id, conf=conf)["Id"]).attrs["Config"]       # (the SDK's conf)
     assert ("Q=1" in configured["Env"], configured["Labels"], configured["WorkingDir"], configured["User"],

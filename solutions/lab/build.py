@@ -34,6 +34,7 @@ from pathlib import Path
 from lab import LabError, NotFound, container, folders, health, image_commands, images, process, store
 from lab.cgroups import parse_bytes
 from lab.container_network import parse_extra_hosts
+from lab.image_commands import pairs
 from lab.images import NoSuchImage, find, load
 from lab.layers import locked, save_image, with_history
 from lab.names import parse_reference
@@ -105,17 +106,6 @@ def json_or_shell(args: str) -> list[str]:
         except ValueError:
             pass
     return ["/bin/sh", "-c", args]
-
-
-def pairs(args: str, instruction: str) -> list[tuple[str, str]]:
-    """ENV and LABEL: KEY=VALUE ... (values may be quoted), or the old form KEY VALUE."""
-    words = shlex.split(args)
-    if words and "=" not in words[0]:
-        key, _, value = args.partition(" ")
-        return [(key, value.strip())]
-    if not words or not all("=" in w for w in words):
-        raise LabError(f"{instruction} {args}: use {instruction} KEY=VALUE ...")
-    return [tuple(w.split("=", 1)) for w in words]
 
 
 # The build context: the folder whose files COPY and ADD may read.
