@@ -684,6 +684,8 @@ def remove_interrupted(root: Path) -> None:
 
 def rename_container(container: Container, name: str) -> None:
     """docker rename: the same container, another name."""
+    if name == container.name:
+        raise LabError("Renaming a container with the same name as its current name")   # (docker's words)
     with UniqueName(name, by=container.whole("rename").id):
         old = container.name
         container.config["Name"] = name

@@ -93,6 +93,8 @@ def test_docker_rename_and_the_errors_clients_match_on(daemon):
     daemon.docker("run", "-d", "--name", "other", "busybox", "sleep", "600")
     taken = daemon.docker("rename", "other", "after")
     assert taken.returncode == 1 and "is already in use" in taken.stderr
+    same = daemon.docker("rename", "other", "other")
+    assert same.returncode == 1 and "with the same name as its current name" in same.stderr
     running = daemon.docker("rm", "after")
     assert running.returncode == 1 and "stop the container before removing or force remove" in running.stderr
     daemon.docker("rm", "-f", "after", "other")
@@ -578,6 +580,10 @@ def test_anonymous_volumes_bare_env_names_and_a_restarting_container(daemon, tmp
                                           detach=True)          # (a bare path in Binds too: the SDK's run)
     assert bare.wait()["StatusCode"] == 0 and bare.logs() == b"1\n"
     bare.remove(v=True)
+    twice = daemon.docker("run", "--rm", "-v", "twice:/data", "-v", "twice:/data", "busybox", "grep", "-c", " /data ",
+                          "/proc/mounts")            # (the CLI sends a repeated -v whole, in Config.Volumes)
+    assert twice.stdout == "1\n", twice.stderr
+    daemon.docker("volume", "rm", "twice")
     again = api.create_container("busybox", ["sleep", "0.2"], host_config=api.create_host_config(
         restart_policy={"Name": "always"}))
     api.start(again)

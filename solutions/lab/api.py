@@ -241,7 +241,9 @@ def as_binds(body: dict, host: dict) -> dict:
             binds.append(volumes.spec({**m, "RW": not ro}))
     bound = {bind.split(":")[1] for bind in binds if bind.count(":") in (1, 2)} | set(tmpfs)
     for path in body.get("Volumes") or {}:
-        if path not in bound:
+        if ":" in path:                               # a whole -v (the docker CLI sends a repeated one so):
+            binds.append(path)                        # docker reads it as one, and so does lab
+        elif path not in bound:
             binds.append(f"{anonymous()}:{path}")
     return {**host, "Binds": binds, "Tmpfs": tmpfs}
 
