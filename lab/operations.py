@@ -37,6 +37,23 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 COMMIT_CONFIG = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "StopSignal")
 
 
+def ancestor(ref: str) -> dict | None:
+    """ps's ancestor=REF: the image it names (NAME[:TAG], an id or a prefix of it), if there is one."""
+    try:
+        return images.find(ref)
+    except LabError:
+        return None
+
+
+def descends(config: dict, image: dict | None) -> bool:
+    """The container's image is image, or was built on it (its layers come first), as docker's
+    ancestor filter takes it."""
+    if image is None:
+        return False
+    layers = image["Layers"]
+    return config["ImageId"] == image["Id"] or bool(layers) and config["Layers"][:len(layers)] == layers
+
+
 def list_containers(req):
     """GET /containers/json (docker ps): filters id, name (a regular expression, as docker's:
     name=^web$), label, status, ancestor, exited, before and since (another container: made
@@ -52,6 +69,7 @@ def list_containers(req):
     if bad := [value for value in wanted.get("health", []) if value not in ("starting", "healthy", "unhealthy", "none")]:
         raise ApiError(400, f"invalid filter 'health={bad[0]}': starting, healthy, unhealthy or none")
     made = {ref: store.find_container(ref).config["Created"] for ref in wanted.get("before", []) + wanted.get("since", [])}
+    ancestors = {ref: ancestor(ref) for ref in wanted.get("ancestor", [])}
     shown = []
     limit = req.number("limit", -1, integer=True)     # (ps -n N, ps -l: the last N made, whatever their state)
     for c in store.list_containers():
@@ -64,7 +82,7 @@ def list_containers(req):
         checks = {"id": lambda v: c.id.startswith(v),
                   "name": lambda v: name_matches(v, c.name),
                   "status": lambda v: v == row["State"],
-                  "ancestor": lambda v: v in (image, image.split(":")[0], c.config["ImageId"]),
+                  "ancestor": lambda v: v in (image, image.split(":")[0]) or descends(c.config, ancestors[v]),
                   "exited": lambda v: row["State"] == "exited" and str(c.state.get("ExitCode")) == v,
                   "before": lambda v: c.config["Created"] < made[v], "since": lambda v: c.config["Created"] > made[v],
                   "network": lambda v: v in networks or any(n.get("NetworkID", "").startswith(v) for n in networks.values()),

@@ -185,7 +185,13 @@ def test_commit_tag_history_and_run_the_new_image(daemon):
     history = daemon.docker("history", "-q", "baked").stdout.split()
     assert history[0] == committed.stdout.strip()[7:19] and history[1:] == ["<missing>"]   # two layers
     assert daemon.docker("run", "--rm", "baked", "cat", "/baked").stdout == "baked\n"
-    daemon.docker("rm", "maker")
+    daemon.docker("run", "--name", "child", "baked", "true")
+    base = daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()[7:19]
+    for ref in ("busybox", "busybox:latest", base):          # a name, a tag, an id; the images built on it
+        found = daemon.docker("ps", "-a", "--filter", f"ancestor={ref}", "--format", "{{.Names}}").stdout.split()
+        assert sorted(found) == ["child", "maker"], (ref, found)
+    assert daemon.docker("ps", "-a", "-f", "ancestor=baked:v1", "--format", "{{.Names}}").stdout == "child\n"
+    daemon.docker("rm", "maker", "child")
     daemon.docker("rmi", "baked:v1", "baked:latest")
 
 
