@@ -54,6 +54,22 @@ def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> N
         time.sleep(0.0001)
 
 
+def drain(client: socket.socket, timeout: float = 0.2) -> None:
+    """Read and drop what the client still sends, while it sends (at most timeout s). A Unix
+    socket closed with input unread resets the other end: a client still sending (`seq 1000000 |
+    docker run -i busybox head -1`) read "connection reset by peer", not the end of the output.
+    A client that sent nothing more costs nothing here."""
+    try:
+        if not client.recv(65536, socket.MSG_DONTWAIT):     # it has hung up
+            return
+    except BlockingIOError:                                 # nothing unread: nothing to reset
+        return
+    client.settimeout(0.01)                                 # it sends: read on while it does
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and client.recv(65536):
+        pass
+
+
 def send_log(container: store.Container, client: socket.socket, streams: set[int]) -> None:
     """attach with logs=1: what the container has written so far, framed as its output is
     (in the supervisor nothing is written meanwhile: it is busy here)."""
@@ -205,6 +221,7 @@ class Relay:
         for client, *_ in list(proc.clients):
             try:
                 client.shutdown(socket.SHUT_WR)
+                drain(client)
             except OSError:
                 pass
             self.drop(proc, client)

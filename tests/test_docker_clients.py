@@ -37,6 +37,19 @@ def test_the_container_gets_only_its_stdin_stdout_and_stderr(daemon):
         assert shown.stdout.split() == ["0", "1", "2"], shown.stderr
 
 
+def test_input_the_container_leaves_unread_does_not_reset_the_client(daemon):
+    """`seq 1000000 | docker run -i busybox head -2`: head exits with input still coming. The
+    engine closed the connection with that input unread, which resets a Unix socket's other end:
+    the client read "connection reset by peer" and exited 1 (one run in five). It now reads on
+    while the client sends (relay.drain)."""
+    import subprocess
+    from chapters.harness import DOCKER
+    for _ in range(8):                                            # (each about 0.3 s: 7 MB sent)
+        ran = subprocess.run(f"seq 1000000 | {DOCKER} run --rm -i busybox head -2", shell=True, capture_output=True,
+                             text=True, env=daemon.env, timeout=60)
+        assert (ran.returncode, ran.stdout, ran.stderr) == (0, "1\n2\n", ""), ran.stderr
+
+
 def test_docker_run_options_reach_the_container(daemon, tmp_path):
     result = daemon.docker("run", "--rm", "--name", "opts", "--hostname", "boxy", "-e", "GREETING=hi",
                            "-w", "/tmp", "--cpus", "0.5", "--pids-limit", "50", "busybox", "sh", "-c",
