@@ -547,11 +547,13 @@ def record_event(container: Container, action: str, **attributes) -> None:
 
 
 def state_events(before: dict, after: dict) -> list[tuple[str, dict]]:
-    """The events of a container's state going from before to after: start, die (with its exit
-    code), pause, unpause."""
+    """The events of a container's state going from before to after: start, oom (its memory
+    limit killed it), die (with its exit code), pause, unpause."""
     was, now = before.get("Status") == "running", after.get("Status") == "running"
     again = was and now and (before.get("Pid"), before.get("PidStartTime")) != (after.get("Pid"), after.get("PidStartTime"))
     events = []
+    if was and not now and after.get("OOMKilled"):
+        events.append(("oom", {}))
     if was and (not now or again):
         events.append(("die", {"exitCode": str(after.get("ExitCode") if not now else before.get("ExitCode"))}))
     if now and (not was or again):

@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -835,6 +836,9 @@ def test_sdk_memory_limit_oom_and_volumes(daemon):
     assert hog.wait(timeout=60)["StatusCode"] == 137
     hog.reload()
     assert hog.attrs["State"]["OOMKilled"] is True
+    ooms = client.events(since=0, until=int(time.time()) + 1, filters={"event": "oom", "container": hog.id},
+                         decode=True)
+    assert [e["Actor"]["ID"] for e in ooms] == [hog.id]              # (docker events -f event=oom)
     hog.remove()
     assert client.containers.run("busybox", ["cat", "/data/pid"], remove=True,
                                  volumes=["sdkdata:/data:ro"]) == b"1\n"

@@ -871,7 +871,8 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
 
     def next_events(n: int) -> list[str]:
         found = [json.loads(events.readline()) for _ in range(n)]
-        return [" ".join([e["Action"], e["Actor"]["Attributes"]["name"], e["Actor"]["Attributes"].get("exitCode", "")])
+        return [" ".join([e["Action"], e["Actor"]["Attributes"]["name"],
+                          e["Actor"]["Attributes"].get("exitCode", e["Actor"]["Attributes"].get("signal", ""))])
                 for e in found]
     try:
         daemon.docker("run", "-d", "--name", "evented", "busybox", "sleep", "600")
@@ -880,8 +881,14 @@ def test_docker_events_reports_what_happens_to_containers(daemon):
         assert next_events(1) == ["pause evented "]
         daemon.docker("unpause", "evented")
         assert next_events(1) == ["unpause evented "]
+        daemon.docker("stop", "-t", "0", "evented")              # (sleep, as PID 1, ignores TERM)
+        stopping = next_events(4)                                 # (stop is recorded once die is: either first)
+        assert stopping[:2] == ["kill evented 15", "kill evented 9"], stopping
+        assert sorted(stopping[2:]) == ["die evented 137", "stop evented "], stopping
+        daemon.docker("start", "evented")
+        assert next_events(1) == ["start evented "]
         daemon.docker("kill", "evented")
-        assert next_events(1) == ["die evented 137"]
+        assert next_events(2) == ["kill evented 9", "die evented 137"]
         daemon.docker("rm", "evented")
         assert next_events(1) == ["destroy evented "]
     finally:

@@ -619,6 +619,7 @@ def signal_container(container: store.Container, sig: int) -> bool:
         os.kill(container.state["Pid"], sig)
     except ProcessLookupError:
         return False
+    store.record_event(container, "kill", signal=str(sig))      # (docker stop's signals too, as docker's)
     if container.state.get("Paused"):
         pause(container, False)
     return True
@@ -681,6 +682,7 @@ def stop(container: store.Container, timeout: float, sig: int | None = None) -> 
         killed = signal_container(container, signal.SIGKILL)
         wait_ended(container, 10)
     record_unwatched_end(container, 128 + signal.SIGKILL if killed else None)
+    store.record_event(container, "stop")
 
 
 def stop_signal(container: store.Container) -> int:
