@@ -66,8 +66,7 @@ def parse(text: str, target: str | None = None) -> list[tuple[int, str, str]]:
         if instruction.upper() == "FROM" and target is not None:
             if reached:
                 break                                          # (the next stage: not built)
-            reached = re.fullmatch(r"\S+\s+as\s+(\S+)", args.strip(), re.IGNORECASE) is not None and \
-                args.split()[-1].lower() == target.lower()
+            reached = stage_name(args) == target.lower()
         if instruction.upper() not in INSTRUCTIONS:
             raise LabError(f"Dockerfile line {start}: lab build does not support {instruction.upper()} "
                            f"(it reads {', '.join(INSTRUCTIONS)})")
@@ -94,6 +93,12 @@ def substitute(text: str, variables: dict) -> str:
             return word if variables.get(name) else ""
         return variables.get(name, "")
     return re.sub(r"\\\$|\$\{(?P<name>\w+)(?:(?P<op>:[-+])(?P<word>[^}]*))?\}|\$(?P<plain>\w+)", value, text)
+
+
+def stage_name(from_args: str) -> str | None:
+    """FROM IMAGE AS NAME: NAME (in lower case, as docker compares it); None without AS."""
+    named = re.fullmatch(r"\S+\s+as\s+(\S+)", from_args.strip(), re.IGNORECASE)
+    return named.group(1).lower() if named else None
 
 
 def json_or_shell(args: str) -> list[str]:
@@ -335,7 +340,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
                 stages[named] = image
             before_from, args = {**args, **before_from} if image is None else before_from, {}
             ref = substitute(text.split()[0], before_from)
-            named = text.split()[-1].lower() if re.fullmatch(r"\S+\s+as\s+\S+", text, re.IGNORECASE) else None
+            named = stage_name(text)
             base = stages[ref.lower()] if ref.lower() in stages else base_image(ref, out)
             image, config, cmd_set = base, dict(base["Config"]), False
             say(f" ---> {short(image['Id'])}")
@@ -512,12 +517,12 @@ def run_step(image: dict, argv: list[str], args: dict, run_options: dict, say) -
             raise LabError(f"The command '{' '.join(argv)}' returned a non-zero code: {status}")
         return image_commands.commit(store.find_container(name), None, build_step=True)
     finally:
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, process.FORWARDED)   # (a Ctrl-C now waits for it)
+        process.hold_signals()                       # (a Ctrl-C now waits until it is removed)
         try:
             with contextlib.suppress(NotFound):      # (none: it was never made)
                 container.remove(store.find_container(name), force=True)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
 
 
 def stop_on_signals() -> None:

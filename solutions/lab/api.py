@@ -206,10 +206,12 @@ def as_binds(body: dict, host: dict) -> dict:
     (made on first use, as any): `volume prune` removes it, and so do `rm -v` and `--rm`."""
     def anonymous() -> str:
         return os.urandom(32).hex()
-    # a bare path is an anonymous volume there (the SDK's volumes=["/data"]; docker's ParseMountRaw)
-    binds = [f"{anonymous()}:{bind}" if bind.startswith("/") and ":" not in bind else bind
-             for bind in host.get("Binds") or []]
-    tmpfs = dict(host.get("Tmpfs") or {})
+
+    def as_bind(spec: str) -> str:
+        """A -v, in Binds or Volumes alike (docker's ParseMountRaw reads both): a bare path is an
+        anonymous volume there (-v /data; the SDK's volumes=["/data"] puts it in Binds too)."""
+        return f"{anonymous()}:{spec}" if spec.startswith("/") and ":" not in spec else spec
+    binds, tmpfs = [as_bind(spec) for spec in host.get("Binds") or []], dict(host.get("Tmpfs") or {})
     for m in host.get("Mounts") or []:
         kind, target, ro = m.get("Type"), m.get("Target") or "", ":ro" if m.get("ReadOnly") else ""
         check_mount_options(m)
@@ -240,11 +242,9 @@ def as_binds(body: dict, host: dict) -> dict:
             ro = mode == "ro" or (not mode and not m["RW"])         # (and nocopy, if it was: as docker's)
             binds.append(volumes.spec({**m, "RW": not ro}))
     bound = {bind.split(":")[1] for bind in binds if bind.count(":") in (1, 2)} | set(tmpfs)
-    for path in body.get("Volumes") or {}:
-        if ":" in path:                               # a whole -v (the docker CLI sends a repeated one so):
-            binds.append(path)                        # docker reads it as one, and so does lab
-        elif path not in bound:
-            binds.append(f"{anonymous()}:{path}")
+    for spec in body.get("Volumes") or {}:           # (the docker CLI sends a repeated -v whole here)
+        if ":" in spec or spec not in bound:
+            binds.append(as_bind(spec))
     return {**host, "Binds": binds, "Tmpfs": tmpfs}
 
 

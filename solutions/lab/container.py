@@ -178,9 +178,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     if healthcheck and healthcheck["Test"][0] != "NONE" and not detach:
         raise LabError("a healthcheck runs in a container's supervisor: use lab run -d (or docker run)")
     cid = store.new_id()
-    if not hostname and (network_mode == "host" or uts_mode == "host"):
-        hostname = os.uname().nodename                # the host's name, as docker's (the host's network)
-    hostname = hostname or cid[:12]
+    hostname = hostname or (os.uname().nodename if "host" in (network_mode, uts_mode) else cid[:12])   # (host: its name, as docker's)
     environ = {"HOSTNAME": hostname, **container_network.link_environment(name or cid[:12], links), **environ}
     config = {"Name": name, "Image": image_ref, "ImageId": image["Id"], "Layers": image["Layers"],
               "Cmd": argv, "Entrypoint": entrypoint, "User": user or image["Config"].get("User") or None,
