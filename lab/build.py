@@ -368,6 +368,8 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     if names:
         with locked():
             write_json(store.tags_path(), {**store.tags(), **{name: image["Id"] for name in names}})
+        for name in names:
+            store.record_image_event("tag", image["Id"], name, image["Config"].get("Labels"))
     if iidfile:
         Path(iidfile).write_text(image["Id"])
     print(f"Successfully built {short(image['Id'])}", file=out)

@@ -390,6 +390,7 @@ def connect_container(container: store.Container, ref: str, aliases=(), mac: str
     finally:
         host.close()
         os.close(theirs)
+    store.record_network_event("connect", record, container=container.id)
 
 
 def join(container: store.Container, record: dict, asked: dict, host: netlink.Netlink) -> dict:
@@ -471,6 +472,7 @@ def disconnect_container(container: store.Container, ref: str) -> None:
         link.close()
     forget(container, record["Name"], here)
     write_hosts_file(container)
+    store.record_network_event("disconnect", record, container=container.id)
 
 
 def write_hosts_file(container: store.Container, joining: store.Container | None = None,

@@ -304,6 +304,7 @@ def post_exec_create(req):
               "ConsoleSize": console_size(body.get("ConsoleSize"))}
     c.execs.mkdir(exist_ok=True)
     store.write_json(c.exec_record(exec_id), config)
+    store.record_event(c, store.exec_action("exec_create", config["Cmd"]), execID=exec_id)
     return 201, {"Id": exec_id}
 
 

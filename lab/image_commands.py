@@ -21,7 +21,7 @@ from lab import Conflict, LabError, folders, overlay, store, tarsplit
 from lab.images import DEFAULT_PATH, default_home, find, list_images, load, tags, unused_layers
 from lab.layers import locked, save_image, store_layer, with_history
 from lab.names import digest_hex, host_arch, parse_reference
-from lab.store import image_path, layer_path, layers_dir, tags_path, write_json
+from lab.store import image_path, layer_path, layers_dir, record_image_event, tags_path, write_json
 
 
 def remove_image(ref: str, force: bool = False) -> list[str]:
@@ -46,8 +46,12 @@ def remove_image(ref: str, force: bool = False) -> list[str]:
                                f"remove the container first (lab rm {users[0]})")
         write_json(tags_path(), {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
+        labels = image["Config"].get("Labels")
+        for _ in untag:                                      # (docker's untag events name the id)
+            record_image_event("untag", image["Id"], labels=labels)
         if last:
             image_path(image["Id"]).unlink()
+            record_image_event("delete", image["Id"], labels=labels)
             done.append(f"Deleted: {image['Id']}")
             for digest in sorted(unused_layers()):
                 if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
@@ -65,6 +69,7 @@ def tag(source: str, ref: str) -> str:
     with locked():
         image = find(source)
         write_json(tags_path(), {**tags(), f"{name}:{tag}": image["Id"]})
+    record_image_event("tag", image["Id"], f"{name}:{tag}", image["Config"].get("Labels"))
     return image["Id"]
 
 
@@ -268,11 +273,12 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "", up
                     config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
                     image = with_history({"Layers": [digest], "Config": apply_changes(config, changes)}, None, "",
                                          message or f"Imported from {'-' if upload else source}")
-                    return save_image(image, name, tag)
-                read = read_oci if kind == "oci" else read_docker_save
-                layers, raw, config = read(open_member, added)      # (the same id as where it came from,
-                return save_image({"Layers": layers, "Config": apply_changes(run_config(config), changes)}, name, tag,
-                                  None if changes else raw)               # unless --change changed it)
+                else:
+                    read = read_oci if kind == "oci" else read_docker_save
+                    layers, raw, config = read(open_member, added)
+                    image = {"Layers": layers, "Config": apply_changes(run_config(config), changes)}
+                # (an archive's image keeps the id it had where it came from, unless --change changed it)
+                image_id = save_image(image, name, tag, None if kind == "rootfs" or changes else raw)
             except BaseException:
                 for digest in added:                   # nothing half-imported
                     folders.delete_quietly(layer_path(digest))
@@ -280,6 +286,11 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "", up
     finally:
         if archive is not None:
             archive.close()
+    labels = image["Config"].get("Labels")
+    if kind == "rootfs" and name is not None:          # (docker's import tags, then imports; its load only loads)
+        record_image_event("tag", image_id, f"{name}:{tag}", labels)
+    record_image_event("import" if kind == "rootfs" else "load", image_id, labels=labels)
+    return image_id
 
 
 def read_json_member(open_member, member: str, digest: str | None = None):
@@ -388,4 +399,10 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
         image = {"Layers": base["Layers"] + [digest], "Config": config, "Parent": base["Id"],
                  **({"Author": author} if author else {}), **({"Comment": comment} if comment else {})}
         image = with_history(image, base, " ".join(argv) if created_by is None else created_by, comment)
-        return save_image({**image, "Intermediate": True} if build_step else image, name, tag)
+        image_id = save_image({**image, "Intermediate": True} if build_step else image, name, tag)
+    if not build_step:                                 # (as docker's: a build's steps make no events)
+        if name is not None:
+            record_image_event("tag", image_id, f"{name}:{tag}", config.get("Labels"))
+        store.record_event(container, "commit", comment=comment, imageID=image_id,
+                           imageRef=f"{name}:{tag}" if name is not None else "")
+    return image_id

@@ -297,6 +297,7 @@ def create(name: str, subnet: str | None = None, labels: dict | None = None, int
             record_path(name).unlink()
             tear_down_bridge(record)
             raise
+    store.record_network_event("create", record)
     return record
 
 
@@ -317,6 +318,7 @@ def remove(ref: str) -> dict:
             lease.unlink()
         if folder.is_dir():
             folder.rmdir()
+    store.record_network_event("destroy", record)
     return record
 
 

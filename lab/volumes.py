@@ -396,6 +396,7 @@ def create(name: str, labels: dict | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         if labels:
             store.write_json(path.parent / "labels.json", labels)
+    store.journal("volume", name, "create", {"driver": "local"})
     return path
 
 
@@ -453,5 +454,6 @@ def remove(name: str) -> None:
             volume_path(name).parent.rename(doomed)
         except FileNotFoundError:                   # another removal was first
             raise NotFound(f"no such volume: {name} (`lab volume ls` lists them)") from None
+    store.journal("volume", name, "destroy", {"driver": "local"})       # (gone from the listings now)
     store.remove_interrupted(store.volumes_dir())
     folders.delete_folder(doomed)                   # (what containers made there: symlinks, deep folders)

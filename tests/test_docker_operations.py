@@ -958,8 +958,8 @@ def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(d
                what="failing ended again")
     assert daemon.docker("rename", "failing", "failed").returncode == 0
     assert daemon.docker("rm", "failed").returncode == 0
-    shown = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
-                          "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+    shown = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}", "--filter",
+                          "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.replace(" <no value>", "").splitlines() == [     # (no exitCode but a die's)
         "create quick", "start quick", "die quick 0", "destroy quick",
@@ -967,12 +967,65 @@ def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(d
         "rename failed", "destroy failed"], shown.stdout
 
 
+def test_docker_events_reports_images_volumes_networks_execs_and_health_as_docker_does(daemon, tmp_path):
+    """Not only a container's life: its execs, its health's changes, its volumes' mounts and its
+    networks' connections at each start and end, and what happens to images, volumes and
+    networks, whoever made it happen (the engine or lab's own commands), each under docker's
+    name for it, and filtered as docker's filters do."""
+    started = time.time()
+    for args in (["network", "create", "evnet"], ["volume", "create", "evvol"],
+                 ["run", "-d", "--name", "evc", "--network", "evnet", "-v", "evvol:/data", "--health-cmd", "true",
+                  "--health-interval", "1s", "busybox", "sleep", "600"]):
+        assert daemon.docker(*args).returncode == 0
+    evc = daemon.docker("inspect", "-f", "{{.Id}}", "evc").stdout.strip()
+    assert daemon.docker("exec", "evc", "sh", "-c", "exit 3").returncode == 3
+    wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Health.Status}}", "evc").stdout == "healthy\n",
+               what="evc healthy")
+    assert subprocess.run([LAB, "exec", "evc", "true"]).returncode == 0                # (lab's own exec)
+    assert daemon.docker("tag", "busybox", "evimg:1").returncode == 0
+    made = daemon.docker("commit", "evc", "evcommit:2").stdout.strip()
+    assert daemon.docker("stop", "-t", "0", "evc").returncode == 0
+    assert daemon.docker("rm", "evc").returncode == 0
+    assert daemon.docker("rmi", "evimg:1", "evcommit:2").returncode == 0
+    assert daemon.docker("save", "-o", str(tmp_path / "bb.tar"), "busybox").returncode == 0
+    assert daemon.docker("load", "-i", str(tmp_path / "bb.tar")).returncode == 0
+    assert subprocess.run([LAB, "volume", "rm", "evvol"]).returncode == 0               # (lab's own rm)
+    assert daemon.docker("network", "rm", "evnet").returncode == 0
+    busybox = daemon.docker("inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    network = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
+                            "-f", "type=network", "--format", "{{.Action}}").stdout.split()
+    assert network == ["create", "connect", "disconnect", "destroy"], network
+
+    def shown(*filters: str, fields="{{.Type}} {{.Action}} {{.Actor.ID}}") -> list[str]:
+        listed = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
+                               *[f"--filter={f}" for f in filters], "--format", fields)
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.splitlines()
+    assert shown("type=image") == [f"image tag {busybox}", f"image tag {made}", f"image untag {busybox}",
+                                   f"image untag {made}", f"image delete {made}", f"image save {busybox}",
+                                   f"image load {busybox}"]
+    assert shown("type=image", "event=tag", fields="{{.Actor.Attributes.name}}") == ["evimg:1", "evcommit:2"]
+    assert shown("volume=evvol", fields="{{.Action}} {{.Actor.Attributes.container}}") == [
+        "create <no value>", "create <no value>", f"mount {evc}", f"unmount {evc}", "destroy <no value>"]
+    assert shown("volume=evvol", "event=mount", fields="{{.Actor.Attributes.destination}} {{index .Actor.Attributes "
+                                                       "\"read/write\"}}") == ["/data true"]
+    execs = shown("container=evc", "event=exec_create", "event=exec_start", "event=exec_die",
+                  fields="{{.Action}} {{.Actor.Attributes.exitCode}}")
+    assert [line.replace(" <no value>", "") for line in execs] == [
+        "exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die 3",
+        "exec_create: true ", "exec_start: true ", "exec_die 0"], execs       # (docker's words, its space too)
+    assert shown("container=evc", "event=health_status", fields="{{.Action}}") == ["health_status: healthy"]
+    assert shown("container=evc", "event=commit", fields="{{.Actor.Attributes.imageID}} "
+                                                        "{{.Actor.Attributes.imageRef}}") == [f"{made} evcommit:2"]
+    assert shown("image=evcommit", fields="{{.Type}} {{.Action}}") == ["image tag"]    # (its name, with no tag)
+
+
 def test_a_container_being_created_is_seen_only_once_its_config_is_written(daemon, lab_root, tmp_path):
     """A create writes the container's config.json (its name) before its folder gets its name:
     stopped in between, the create is in no listing and no event; once done, events report it
     once, by name (a look in between used to report a nameless create, then a rename)."""
     conn = daemon.connection()
-    conn.request("GET", "/v1.41/events")
+    conn.request("GET", "/v1.41/events?filters=" + urllib.parse.quote(json.dumps({"type": ["container"]})))
     events = conn.getresponse()
     marker = daemon.docker("create", "--name", "marker", "busybox", "sleep", "600").stdout.strip()
     # strace stops `lab run` at its first fsync: config.json's, written but not yet in place
@@ -1073,7 +1126,7 @@ def test_options_lab_cannot_honour_are_refused_in_one_line_not_ignored(daemon, t
     assert create(Tty=True, HostConfig={"ConsoleSize": [40]}) == "created"                    # ([40, 0])
     tmpfs = run("run", "--rm", "--mount", "type=tmpfs,dst=/t,readonly", "busybox", "touch", "/t/f")
     assert tmpfs.returncode == 1 and "Read-only file system" in tmpfs.stderr
-    for query, said in (("since=yesterday", "since and until are times"), ("filters=" + json.dumps({"type": ["image"]}), "container events only")):
+    for query, said in (("since=yesterday", "since and until are times"), ("filters=" + json.dumps({"type": ["plugin"]}), "invalid filter 'type=plugin'")):
         conn = daemon.connection()
         conn.request("GET", f"/v1.41/events?{urllib.parse.quote(query, safe='=')}")
         answer = conn.getresponse()

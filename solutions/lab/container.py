@@ -557,7 +557,12 @@ def exec_in(container: store.Container, command: list[str], *, env=(), workdir=N
         signal.pthread_sigmask(signal.SIG_UNBLOCK, process.FORWARDED)
         stdio.close_ours(copy=True)
         raise
-    return process.wait_for(pid, relay(stdio, pid))
+    exec_id = os.urandom(32).hex()                     # (what docker events shows of it)
+    for verb in ("exec_create", "exec_start"):
+        store.record_event(container, store.exec_action(verb, command), execID=exec_id)
+    status = process.wait_for(pid, relay(stdio, pid))
+    store.record_event(container, "exec_die", execID=exec_id, exitCode=str(status))
+    return status
 
 
 def exec_start(container: store.Container, command: list[str], stdio: Stdio, *, env=(), workdir=None,

@@ -389,6 +389,7 @@ def get_image_save(req):
                 tar.addfile(info, io.BytesIO(data))
             for name, path in members:
                 tar.add(path, arcname=name)
+    store.record_image_event("save", image["Id"], labels=image["Config"].get("Labels"))
 
 
 def post_prune_images(req):

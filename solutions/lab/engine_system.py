@@ -125,15 +125,17 @@ def delete_volume(req):
 
 
 def get_events(req):
-    """GET /events (docker events): what happens to containers: create, start, die, pause,
-    unpause, rename, destroy, from the store's journal (store.record_event), as it happens and
-    from `since` on. Filters: type (container), container (name or id), event, label (the
-    container's, as docker puts them among the event's attributes; docker compose follows its
-    project's containers by one); `until` ends the stream."""
+    """GET /events (docker events): what happens to containers (create, start, die, kill, stop,
+    oom, pause, unpause, rename, commit, exec_create, exec_start, exec_die, health_status,
+    destroy), images (pull, push, tag, untag, delete, import, load, save), volumes (create,
+    mount, unmount, destroy) and networks (create, connect, disconnect, destroy), from the
+    store's journal (store.journal), as it happens and from `since` on; `until` ends the
+    stream. Filters as docker's: type, event, container, image, volume, network, label."""
     wanted = filters(req)
-    check_filters(wanted, ("type", "container", "event", "label"))
-    if set(wanted.get("type", [])) - {"container"}:
-        raise ApiError(400, "lab reports container events only: filter by type=container, or leave type out")
+    check_filters(wanted, ("type", "event", "container", "image", "volume", "network", "label"))
+    unknown = sorted(set(wanted.get("type", [])) - {"container", "image", "volume", "network"})
+    if unknown:
+        raise ApiError(400, f"invalid filter 'type={unknown[0]}': lab reports container, image, volume and network events")
     meaning = "since and until are times in seconds since 1970 (the docker CLI sends them so)"
     since, until = req.number("since", meaning=meaning), req.number("until", meaning=meaning)
     events = store.read_events(since, until)        # (from now: before the answer's headers)
@@ -145,11 +147,29 @@ def get_events(req):
             out.flush()
 
 
+FIRST_WORD = {"exec_create", "exec_start", "health_status"}    # event=exec_start: "exec_start: sh -c date" too
+
+
 def is_wanted(event: dict, wanted: dict) -> bool:
-    attributes = event["Actor"]["Attributes"]
-    fields = {"type": [event["Type"]], "event": [event["Action"]], "container": [event["id"], attributes["name"]]}
-    return all(any(value in fields[key] for value in values) for key, values in wanted.items() if key in fields) \
+    """Whether the event passes every filter given, as docker's: container, volume and network
+    match the start of the actor's id or name (whatever the event's type), image the image's
+    id or name, with or without its tag."""
+    actor, attributes, action = event["Actor"]["ID"], event["Actor"]["Attributes"], event["Action"]
+    named = [actor, attributes.get("name", "")]
+    image = attributes.get("name" if event["Type"] == "image" else "image") or ""
+    images = {actor, image, untagged(actor), untagged(image)}
+    test = {"type": lambda value: value == event["Type"],
+            "event": lambda value: value == action or (value in FIRST_WORD and action.startswith(value)),
+            "image": lambda value: value in images,
+            **dict.fromkeys(("container", "volume", "network"), lambda value: any(n.startswith(value) for n in named))}
+    return all(any(map(test[key], values)) for key, values in wanted.items() if key in test) \
         and has_labels(attributes, wanted.get("label", []))
+
+
+def untagged(ref: str) -> str:
+    """busybox:latest -> busybox; an id, or a name without a tag, as it is."""
+    name = ref.split("@")[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] and not name.startswith("sha256:") else name
 
 
 def disk_use() -> int:

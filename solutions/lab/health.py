@@ -108,7 +108,7 @@ class Health:
 
     def ended(self, exit_code: int, output: bytes) -> None:
         """Record a check's result; the next one is due an interval after this one's end."""
-        now = time.monotonic()
+        now, was = time.monotonic(), self.state["Status"]
         if self.timed_out:                                   # (the supervisor killed it)
             exit_code, output = -1, f"Health check exceeded timeout ({self.timeout:g}s)".encode()
         if exit_code == 0:
@@ -122,3 +122,5 @@ class Health:
             "Output": output[:OUTPUT].decode(errors="replace")}])[-KEPT:]
         self.probe, self.due = None, now + self.interval
         self.container.save_state(Health=self.state)
+        if self.state["Status"] != was:
+            store.record_event(self.container, f"health_status: {self.state['Status']}")

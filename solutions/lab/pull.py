@@ -28,7 +28,7 @@ from lab.layers import locked, save_image
 from lab.names import digest_hex, host_arch
 from lab.registry import MANIFEST_TYPES, MAX_DOCUMENT, Reference, Registry, read_limited
 from lab.folders import delete_quietly
-from lab.store import image_path, layer_path, layers_dir, remove_stale_temporaries, tags
+from lab.store import image_path, layer_path, layers_dir, record_image_event, remove_stale_temporaries, tags
 
 INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 DOWNLOADS = 3          # layers downloaded at once, as dockerd's max-concurrent-downloads
@@ -56,6 +56,8 @@ def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, 
     finally:
         for path in files.values():
             os.unlink(path)
+    record_image_event("pull", f"{ref.name}:{ref.tag}" if ref.tag else f"{ref.name}@{ref.digest}",
+                       labels=(config.get("config") or {}).get("Labels"))
     progress.line(f"Digest: {digest}")
     progress.line(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for "
                   f"{ref.name}{':' + ref.tag if ref.tag else '@' + digest}")

@@ -25,7 +25,7 @@ from lab.names import digest_hex
 from lab.layers import sent_config
 from lab.pull import Progress
 from lab.registry import Reference, Registry
-from lab.store import layers_dir
+from lab.store import layers_dir, record_image_event
 from lab.tarsplit import write_tar
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -70,6 +70,7 @@ def push(text: str, insecure: bool = False, out=sys.stdout, progress=None,
         raise LabError(f"the registry {ref.registry} stored the manifest as {answer.getheader('Docker-Content-Digest')}, "
                        f"not as {digest}: it changed it")
     progress.line(f"{ref.tag}: digest: {digest} size: {len(manifest)}")
+    record_image_event("push", f"{ref.name}:{ref.tag}", labels=image["Config"].get("Labels"))
     return digest
 
 

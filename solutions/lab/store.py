@@ -8,8 +8,9 @@ one place that knows where each thing lives:
     networks/    NAME.json: a network (chapter 09); NAME/ADDRESS: an address leased to a
                  container (the file holds its id); .lock, which leasing holds
     seccomp/     compiled seccomp filters, a cache (chapter 08)
-    events.jsonl what happened to the containers, a JSON line each, as `docker events`
-                 reports it (events.jsonl.1: the one before, once it grew past a megabyte)
+    events.jsonl what happened to containers, images, volumes and networks, a JSON line
+                 each, as `docker events` reports it (events.jsonl.1: the one before, once
+                 it grew past a megabyte)
     containers/  <id>/config.json (what to run), <id>/state.json (how it is going), and the
                  container's own layer: <id>/upper (its changes), <id>/work (overlay's
                  scratch space), <id>/merged (where the union is mounted, in its namespace);
@@ -361,7 +362,11 @@ class Container:
         except FileNotFoundError:
             return              # removed meanwhile (lab rm -f): nothing left to record
         for action, attributes in state_events(before, self.state):
+            if action == "start":
+                attachment_events(self, started=True)     # (docker's: mounted and connected, then started)
             record_event(self, action, **attributes)
+            if action == "die":
+                attachment_events(self, started=False)
 
     def is_running(self) -> bool:
         """Running on disk and its process still alive (the same process: same start time).
@@ -510,7 +515,8 @@ class UniqueName:
 
 # The events journal. Whoever changes a container's record appends what happened (the engine,
 # a supervisor, `lab run`, `lab rm`), so that `docker events` misses nothing, however quick: a
-# container that starts and ends within a millisecond has its start and its die. One write()
+# container that starts and ends within a millisecond has its start and its die. So does
+# whoever changes an image, a volume or a network (the functions that do it). One write()
 # with O_APPEND adds a whole line at the end, whoever else appends at the same time.
 EVENTS_KEPT = 1 << 20         # bytes: past this, events.jsonl becomes events.jsonl.1 (the older goes)
 
@@ -521,14 +527,33 @@ def events_path() -> Path:
 
 def record_event(container: Container, action: str, **attributes) -> None:
     """Append a container's event to the journal, in the shape docker's daemon reports it (its
-    labels among the attributes: docker compose follows its project's containers by one). An
-    event that cannot be written (a full disk) is lost; the command that made it goes on."""
-    now = time.time_ns()
+    labels among the attributes: docker compose follows its project by one)."""
     image = container.config.get("Image")
-    event = {"status": action, "id": container.id, "from": image, "Type": "container", "Action": action,
-             "Actor": {"ID": container.id, "Attributes": {**(container.config.get("Labels") or {}), "image": image,
-                                                          "name": container.name, **attributes}},
+    journal("container", container.id, action, {**(container.config.get("Labels") or {}), "image": image,
+                                                "name": container.name, **attributes})
+
+
+def exec_action(verb: str, command: list[str]) -> str:
+    """An exec's event: "exec_create: sh -c date", as docker words it (the command, then its
+    arguments after a space, even when there are none)."""
+    return f"{verb}: {command[0]} {' '.join(command[1:])}"
+
+
+def record_image_event(action: str, actor: str, name: str | None = None, labels: dict | None = None) -> None:
+    """An image's event, as docker's: actor its id (pull's and push's: the name pulled or
+    pushed), name the name it got (tag's) or the actor, its labels among the attributes."""
+    journal("image", actor, action, {**(labels or {}), "name": name or actor})
+
+
+def journal(kind: str, actor: str, action: str, attributes: dict) -> None:
+    """Append an event of an object of kind container, image, volume or network to the journal
+    (containers' and images' with the fields of docker's first API, status, id and from, as
+    docker's). An event that cannot be written (a full disk) is lost; the command goes on."""
+    now = time.time_ns()
+    event = {"Type": kind, "Action": action, "Actor": {"ID": actor, "Attributes": attributes},
              "scope": "local", "time": now // 10**9, "timeNano": now}
+    if kind in ("container", "image"):
+        event.update(status=action, id=actor, **({"from": attributes["image"]} if kind == "container" else {}))
     path = events_path()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -544,6 +569,32 @@ def record_event(container: Container, action: str, **attributes) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def attachment_events(container: Container, started: bool) -> None:
+    """A start mounts the container's volumes and connects it to its networks, its end unmounts
+    and disconnects: those volumes' and networks' events, as docker's (a bind mount has none,
+    nor does a container in another's network namespace)."""
+    for mount in container.config.get("Mounts") or []:
+        if mount.get("Name"):                                     # (a volume's; a bind's has none)
+            attributes = {"driver": "local", "container": container.id}
+            if started:
+                attributes.update({"destination": mount["Destination"], "read/write": str(mount["RW"]).lower(),
+                                   "propagation": ""})
+            journal("volume", mount["Name"], "mount" if started else "unmount", attributes)
+    mode = container.config.get("NetworkMode") or "bridge"
+    first = [] if (container.config.get("Endpoint") or {}).get("Disconnected") else [mode]
+    for name in [] if mode.startswith("container:") else [*first, *(container.config.get("Networks") or {})]:
+        try:
+            record = read_json(networks_dir() / f"{name}.json")   # (network.find's: store is below it)
+        except (OSError, ValueError):
+            record = {"Id": name, "Name": name, "Driver": name}   # host and none have none
+        record_network_event("connect" if started else "disconnect", record, container=container.id)
+
+
+def record_network_event(action: str, record: dict, **attributes) -> None:
+    """A network's event (record: the network's), as docker's: its name and type among the attributes."""
+    journal("network", record["Id"], action, {**attributes, "name": record["Name"], "type": record["Driver"]})
 
 
 def state_events(before: dict, after: dict) -> list[tuple[str, dict]]:
@@ -743,6 +794,7 @@ def remove_container(container: Container) -> None:
         ended_unrecorded = False
     if ended_unrecorded:
         record_event(container, "die", exitCode="137")
+        attachment_events(container, started=False)
     record_event(container, "destroy")
     try:
         delete_folder(doomed)

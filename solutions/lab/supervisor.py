@@ -388,12 +388,13 @@ class Supervisor(Relay):
             self.hang_up(proc)
             return
         del self.execs[proc.exec_id]
-        update_exec(self.container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
+        exec_ended(self.container, proc)
         self.hang_up(proc)
 
     def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
         config = read_exec(self.container, exec_id)
         stdio = runtime.Stdio(config["AttachStdin"], config["Tty"], size=config.get("ConsoleSize"))
+        store.record_event(self.container, store.exec_action("exec_start", config["Cmd"]), execID=exec_id)
         try:
             pid = runtime.exec_start(self.container, config["Cmd"], stdio, env=config["Env"] or [],
                                      workdir=config["WorkingDir"] or None, user=config.get("User") or None)
@@ -401,6 +402,7 @@ class Supervisor(Relay):
             stdio.close_ours()
             status = getattr(e, "status", 126)
             update_exec(self.container, exec_id, Running=False, ExitCode=status)
+            store.record_event(self.container, "exec_die", execID=exec_id, exitCode=str(status))
             if client is not None:           # the client reads the stream: tell it there
                 message = f"lab: error: {e}\n".encode()
                 client.sendall(message if config["Tty"] else frame(STDERR, message))
@@ -469,7 +471,7 @@ class Supervisor(Relay):
                 except ProcessLookupError:
                     pass
                 proc.status = process.exit_status(os.waitpid(proc.pid, 0)[1])
-            update_exec(self.container, exec_id, Running=False, ExitCode=proc.status, Pid=0)
+            exec_ended(self.container, proc)
             self.hang_up(proc)
         for client, *_ in self.early:         # attached, and it never started
             client.close()
@@ -492,6 +494,11 @@ class Supervisor(Relay):
 
 def read_exec(container: store.Container, exec_id: str) -> dict:
     return store.read_json(container.exec_record(exec_id))
+
+
+def exec_ended(container: store.Container, proc: Process) -> None:
+    update_exec(container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
+    store.record_event(container, "exec_die", execID=proc.exec_id, exitCode=str(proc.status))
 
 
 def update_exec(container: store.Container, exec_id: str, **changes) -> None:
