@@ -8,6 +8,7 @@ seal_imports for a process of lab's whose / is about to be a container's.
 import errno
 import os
 import signal
+import sys
 
 from lab import LabError
 
@@ -139,22 +140,17 @@ def delete_quietly(folder) -> None:
         pass
 
 
-def chroot_into(root: str, names: bool = True) -> None:
+def chroot_into(root: str) -> None:
     """chroot(root) and cd /, for a process of lab's that reads or writes a container's files by
-    their names: the container's symlinks and `..` then lead nowhere else. First (names), this
-    process loads its name services (glibc's NSS: nsswitch.conf and the libnss_*.so it names)
-    from the host: tarfile looks up owners' names (pwd, grp), and a first lookup under the
-    container's root would read *its* nsswitch.conf and load *its* libnss_*.so, code run by host
-    root (docker cp had that hole: CVE-2019-14271). A name nobody has goes through every module;
-    once they are loaded, glibc reads no nsswitch.conf under another / (it compares / first)."""
-    if names:
-        import grp
-        import pwd
-        for lookup in (pwd.getpwnam, grp.getgrnam):
-            try:
-                lookup("lab-loads-its-name-services-here")
-            except KeyError:
-                pass
+    their names: the container's symlinks and `..` then lead nowhere else. First, this process's
+    tarfile stops looking owners' names up (its tars carry their numbers, as image layers do):
+    under the container's root, glibc's first lookup would read *its* nsswitch.conf and load the
+    libnss_*.so it names, code run by host root (docker cp had that hole: CVE-2019-14271), and
+    every lookup opens its /etc/passwd or /etc/group, which it may have made a pipe: an open
+    that waits for a writer for ever (a commit waits so holding the images' lock)."""
+    tarfile = sys.modules.get("tarfile")     # (the work's, imported by now: nothing is, after seal_imports)
+    if tarfile is not None:
+        tarfile.pwd = tarfile.grp = None     # (what tarfile has where there are no such modules)
     seal_imports()
     os.chroot(root)
     os.chdir("/")
@@ -176,9 +172,9 @@ def seal_imports() -> None:
     sys.meta_path.insert(0, Sealed())
 
 
-def in_chroot(root: str, work, *args, names: bool = True) -> None:
-    """work(*args) in a child process chrooted into root (chroot_into, names: for a work that
-    looks up owners' names); its error (a LabError or an OSError) raised here as a LabError. For
+def in_chroot(root: str, work, *args) -> None:
+    """work(*args) in a child process chrooted into root (chroot_into); its error (a LabError or
+    an OSError) raised here as a LabError. For
     a folder a running container can change while lab reads it: a folder swapped for a symlink
     to the host's files then leads back into root."""
     read_end, write_end = os.pipe()
@@ -187,7 +183,7 @@ def in_chroot(root: str, work, *args, names: bool = True) -> None:
         status = 1
         try:
             os.close(read_end)
-            chroot_into(root, names)
+            chroot_into(root)
             work(*args)
             status = 0
         except BaseException as e:

@@ -24,6 +24,7 @@ See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
 import errno
 import os
 import re
+import stat
 
 from lab import LabError, devices, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
@@ -237,12 +238,18 @@ def rlimits(ulimits) -> list:
 
 
 def read_table(path: str) -> list[list[str]]:
-    """The colon-separated lines of /etc/passwd or /etc/group (none if the image has no such file)."""
+    """The colon-separated lines of /etc/passwd or /etc/group (none if the image has no such
+    file), its first megabyte. The container's own file: it may have made it a FIFO, whose
+    open waits for a writer for ever, or a device; only a regular file is read."""
     try:
-        with open(path) as f:
-            return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 3]
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LabError(f"the container's {path} is not a regular file: lab looks users and groups up in it")
+        text = f.read(1 << 20).decode(errors="replace")
+    return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
 
 
 def mask_paths() -> None:

@@ -118,7 +118,7 @@ def in_root(root: str, work, *args) -> None:
             raise
         except Exception as e:
             raise LabError(process.describe(e)) from None
-    folders.in_chroot(root, described, *args, names=False)
+    folders.in_chroot(root, described, *args)
 
 
 def stage_source(mount: dict, at: str) -> None:
@@ -270,14 +270,19 @@ def copy_entry(source: str, into: int, name: str) -> None:
                 pass
             made = os.open(name, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=into)
         elif stat.S_ISREG(st.st_mode):
-            made = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=into)
+            data = os.open(source, os.O_RDONLY | os.O_NONBLOCK | flags)     # (a pipe swapped in: no wait)
             try:
-                with open(source, "rb") as data:
-                    while os.sendfile(made, data.fileno(), None, 1 << 20):
+                if not stat.S_ISREG(os.fstat(data).st_mode):
+                    return                               # swapped since: another's doing
+                made = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=into)
+                try:
+                    while os.sendfile(made, data, None, 1 << 20):
                         pass
-            except BaseException:
-                os.close(made)
-                raise
+                except BaseException:
+                    os.close(made)
+                    raise
+            finally:
+                os.close(data)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(source), name, dir_fd=into)
             os.chown(name, st.st_uid, st.st_gid, dir_fd=into, follow_symlinks=False)

@@ -730,33 +730,38 @@ def test_docker_cp_both_ways_and_export_stay_inside_the_container(daemon, tmp_pa
     daemon.docker("rm", "files")
 
 
-def test_docker_cp_and_export_never_read_the_containers_name_services(daemon, tmp_path):
-    """docker cp and export work from a process of lab's chrooted into the container's root,
-    which looks up owners' names (tarfile): glibc's first lookup there would read the
-    container's nsswitch.conf and load the libnss_*.so it names, code run by host root (docker
-    had that hole: CVE-2019-14271). Here nsswitch.conf is a pipe, which a reader must wait on."""
+def test_docker_cp_export_and_commit_never_read_the_containers_name_services(daemon, tmp_path):
+    """docker cp, export and commit work from a process of lab's chrooted into the container's
+    root (or its upper folder), where owners' names would be the container's to give (tarfile
+    looks them up): glibc's first lookup there would read the container's nsswitch.conf and load
+    the libnss_*.so it names, code run by host root (docker had that hole: CVE-2019-14271), and
+    each one opens its /etc/passwd or /etc/group. Here all three are pipes, which a reader must
+    wait on: a commit stopped so held the images' lock for good."""
     daemon.docker("run", "-d", "--name", "nss", "busybox", "sh", "-c",
-                  "mkfifo /etc/nsswitch.conf; echo hi > /file; echo ready; exec sleep 600")
-    wait_until(lambda: daemon.docker("logs", "nss").stdout == "ready\n", what="the pipe made")
-    pipe = f"/proc/{harness.inspect('nss')['State']['Pid']}/root/etc/nsswitch.conf"
+                  "for f in nsswitch.conf passwd group; do rm -f /etc/$f; mkfifo /etc/$f; done; "
+                  "echo hi > /file; echo ready; exec sleep 600")
+    wait_until(lambda: daemon.docker("logs", "nss").stdout == "ready\n", what="the pipes made")
+    pipes = [f"/proc/{harness.inspect('nss')['State']['Pid']}/root/etc/{f}" for f in ("nsswitch.conf", "passwd", "group")]
     read = []
 
     def done(command: subprocess.Popen) -> bool:
-        """Whether the command ended; a reader waiting on the pipe is noted, and let go (a
+        """Whether the command ended; a reader waiting on a pipe is noted, and let go (a
         writer's open: it reads nothing; it may come back, and is let go again)."""
-        try:
-            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
-            read.append(True)
-        except OSError:                                        # (ENXIO: no reader)
-            pass
+        for pipe in pipes:
+            try:
+                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+                read.append(pipe)
+            except OSError:                                    # (ENXIO: no reader)
+                pass
         return command.poll() is not None
     (tmp_path / "up.txt").write_text("from the host\n")
     for args in (["cp", "nss:/file", str(tmp_path / "file")], ["cp", str(tmp_path / "up.txt"), "nss:/"],
-                 ["export", "-o", str(tmp_path / "nss.tar"), "nss"]):
+                 ["export", "-o", str(tmp_path / "nss.tar"), "nss"], ["commit", "nss", "nsscommit"]):
         copy = subprocess.Popen([DOCKER, *args], env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(lambda: done(copy), what=f"docker {args[0]} done")
         assert copy.wait(timeout=30) == 0, copy.stderr.read()
-        assert not read, f"docker {' '.join(args)} read the container's nsswitch.conf"
+        assert not read, f"docker {' '.join(args)} read the container's {read}"
+    assert daemon.docker("rmi", "nsscommit").returncode == 0
     assert (tmp_path / "file").read_text() == "hi\n"
     assert daemon.docker("exec", "nss", "cat", "/up.txt").stdout == "from the host\n"
     daemon.docker("rm", "-f", "nss")

@@ -179,6 +179,24 @@ def test_a_limit_beyond_what_the_kernel_takes_is_refused(lab):
     assert lab("ps", "-aq").stdout == ""
 
 
+def test_a_user_looked_up_in_a_pipe_gets_one_line_not_a_wait_for_ever(lab):
+    """-u NAME is looked up in the container's /etc/passwd and /etc/group, which the container
+    owns: made pipes, their open would wait for a writer for ever (lab exec stuck, and deaf to
+    SIGTERM while its helper starts)."""
+    assert lab("run", "-d", "--name", "piped", "busybox", "sleep", "600").returncode == 0
+    try:
+        made = lab("exec", "piped", "sh", "-c", "rm /etc/passwd /etc/group; mkfifo /etc/passwd; ln -s /dev/zero /etc/group")
+        assert made.returncode == 0, made.stderr
+        for user, path in (("nobody", "passwd"), ("1000", "passwd")):
+            refused(lab("exec", "-u", user, "piped", "id"), 125, f"the container's /etc/{path} is not a regular file")
+        assert lab("exec", "piped", "sh", "-c", "rm /etc/passwd; echo 'u:x:7:7::/:/bin/sh' > /etc/passwd").returncode == 0
+        refused(lab("exec", "-u", "u", "piped", "id"), 125, "the container's /etc/group is not a regular file")
+        assert lab("exec", "piped", "sh", "-c", "rm /etc/group; echo 'g:x:7:' > /etc/group").returncode == 0
+        assert lab("exec", "-u", "u", "piped", "id").stdout == "uid=7(u) gid=7(g) groups=7(g)\n"
+    finally:
+        lab("rm", "-f", "piped")
+
+
 # --- -v over the container's / or through ..
 
 def test_a_volume_over_the_containers_root_or_through_dot_dot_is_refused(lab, tmp_path):
