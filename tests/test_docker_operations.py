@@ -967,8 +967,8 @@ def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(d
                           "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.replace(" <no value>", "").splitlines() == [     # (no exitCode but a die's)
-        "create quick", "start quick", "die quick 0", "destroy quick",
-        "create failing", "start failing", "die failing 4", "start failing", "die failing 4",
+        "create quick", "attach quick", "start quick", "die quick 0", "destroy quick",      # (docker run attaches)
+        "create failing", "attach failing", "start failing", "die failing 4", "start failing", "die failing 4",
         "rename failed", "destroy failed"], shown.stdout
 
 
@@ -987,6 +987,9 @@ def test_docker_events_reports_images_volumes_networks_execs_and_health_as_docke
     wait_until(lambda: daemon.docker("inspect", "-f", "{{.State.Health.Status}}", "evc").stdout == "healthy\n",
                what="evc healthy")
     assert subprocess.run([LAB, "exec", "evc", "true"]).returncode == 0                # (lab's own exec)
+    for args in (["top", "evc"], ["cp", "evc:/etc/hostname", str(tmp_path)], ["cp", str(tmp_path / "hostname"), "evc:/tmp"],
+                 ["update", "--pids-limit", "100", "evc"], ["restart", "-t", "0", "evc"]):
+        assert daemon.docker(*args).returncode == 0, args
     assert daemon.docker("tag", "busybox", "evimg:1").returncode == 0
     made = daemon.docker("commit", "evc", "evcommit:2").stdout.strip()
     assert daemon.docker("stop", "-t", "0", "evc").returncode == 0
@@ -999,7 +1002,7 @@ def test_docker_events_reports_images_volumes_networks_execs_and_health_as_docke
     busybox = daemon.docker("inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
     network = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
                             "-f", "type=network", "--format", "{{.Action}}").stdout.split()
-    assert network == ["create", "connect", "disconnect", "destroy"], network
+    assert network == ["create", "connect", "disconnect", "connect", "disconnect", "destroy"], network   # (restart)
 
     def shown(*filters: str, fields="{{.Type}} {{.Action}} {{.Actor.ID}}") -> list[str]:
         listed = daemon.docker("events", "--since", f"{started:.6f}", "--until", f"{time.time():.6f}",
@@ -1011,15 +1014,18 @@ def test_docker_events_reports_images_volumes_networks_execs_and_health_as_docke
                                    f"image load {busybox}"]
     assert shown("type=image", "event=tag", fields="{{.Actor.Attributes.name}}") == ["evimg:1", "evcommit:2"]
     assert shown("volume=evvol", fields="{{.Action}} {{.Actor.Attributes.container}}") == [
-        "create <no value>", "create <no value>", f"mount {evc}", f"unmount {evc}", "destroy <no value>"]
+        "create <no value>", "create <no value>", f"mount {evc}", f"unmount {evc}", f"mount {evc}", f"unmount {evc}",
+        "destroy <no value>"]                                                       # (restart: again)
     assert shown("volume=evvol", "event=mount", fields="{{.Actor.Attributes.destination}} {{index .Actor.Attributes "
-                                                       "\"read/write\"}}") == ["/data true"]
+                                                       "\"read/write\"}}") == ["/data true"] * 2
     execs = shown("container=evc", "event=exec_create", "event=exec_start", "event=exec_die",
                   fields="{{.Action}} {{.Actor.Attributes.exitCode}}")
     assert [line.replace(" <no value>", "") for line in execs] == [
         "exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die 3",
         "exec_create: true ", "exec_start: true ", "exec_die 0"], execs       # (docker's words, its space too)
     assert shown("container=evc", "event=health_status", fields="{{.Action}}") == ["health_status: healthy"]
+    assert shown("container=evc", "event=top", "event=archive-path", "event=extract-to-dir", "event=update", "event=restart",
+                 fields="{{.Action}}") == ["top", "archive-path", "extract-to-dir", "update", "restart"]
     assert shown("container=evc", "event=commit", fields="{{.Actor.Attributes.imageID}} "
                                                         "{{.Actor.Attributes.imageRef}}") == [f"{made} evcommit:2"]
     assert shown("image=evcommit", fields="{{.Type}} {{.Action}}") == ["image tag"]    # (its name, with no tag)

@@ -181,6 +181,7 @@ def post_attach(req):
         client.close()
         return
     client, answer = req.upgrade()            # the supervisor answers, once the client is attached
+    store.record_event(c, "attach")
     supervisor_client.request(c, {"attach": streams, "stdin": req.flag("stdin"), "detach_keys": list(keys),
                            "logs": with_logs, "answer": answer.decode("latin-1")}, client)
 
@@ -205,7 +206,9 @@ def window_size(req) -> list[int]:
 
 def post_resize(req):
     c = store.find_container(req.params[0])
-    supervisor_client.request(c, {"resize": window_size(req)})
+    rows, columns = window_size(req)
+    supervisor_client.request(c, {"resize": [rows, columns]})
+    store.record_event(c, "resize", height=str(rows), width=str(columns))
     return 200, None
 
 

@@ -126,8 +126,9 @@ def delete_volume(req):
 
 def get_events(req):
     """GET /events (docker events): what happens to containers (create, start, die, kill, stop,
-    oom, pause, unpause, rename, commit, exec_create, exec_start, exec_die, health_status,
-    destroy), images (pull, push, tag, untag, delete, import, load, save), volumes (create,
+    oom, pause, unpause, restart, rename, update, commit, attach, resize, top, export,
+    archive-path and extract-to-dir (docker cp), exec_create, exec_start, exec_die,
+    health_status, destroy), images (pull, push, tag, untag, delete, import, load, save), volumes (create,
     mount, unmount, destroy) and networks (create, connect, disconnect, destroy), from the
     store's journal (store.journal), as it happens and from `since` on; `until` ends the
     stream. Filters as docker's: type, event, container, image, volume, network, label."""

@@ -128,6 +128,7 @@ def get_top(req):
     if req.query.get("ps_args"):
         raise ApiError(400, "lab's top shows ps -ef's columns only: leave out the ps options")
     rows = [row for pid in cgroup_of(c).processes() if (row := ps_row(pid))]
+    store.record_event(c, "top")
     return 200, {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
 
 
@@ -354,6 +355,7 @@ def get_archive(req):
     out = req.stream("application/x-tar", chunked=True, headers=stat_header(c, path))
     out.flush()
     in_root(c, write_tar, path, out)
+    store.record_event(c, "archive-path")
 
 
 def head_archive(req):
@@ -370,6 +372,7 @@ def put_archive(req):
     if req.flag("copyUIDGID"):
         raise ApiError(400, "lab does not support docker cp -a: copy without it (files keep the owners in the tar)")
     in_root(c, unpack, path, req.upload)
+    store.record_event(c, "extract-to-dir")
     return 200, None
 
 
@@ -411,6 +414,7 @@ def get_export(req):
     out = req.stream("application/x-tar", chunked=True)
     out.flush()
     in_root(c, write_tar, "/", out, True, files_only=True)
+    store.record_event(c, "export")
 
 
 # --- changing a container
@@ -457,6 +461,7 @@ def post_update(req):
             cgroups.write(cgroup.dirs.get("pids", cgroup.dirs.get("unified")) / "pids.max", "max")
     c.config.update(Limits=vars(limits), RestartPolicy=policy)
     c.save_config()
+    store.record_event(c, "update")
     return 200, {"Warnings": []}
 
 
@@ -475,6 +480,7 @@ def post_restart(req):
     c = store.find_container(req.params[0]).whole("restart")
     container.stop(c, stop_timeout(req, c), stop_signal(req))
     start_container(c.id)
+    store.record_event(c, "restart")
     return 204, None
 
 
