@@ -240,7 +240,8 @@ BASE = archives.tar([("bin", None), ("bin/busybox", BUSYBOX, {"mode": 0o755}), (
                      ("bin/cat", ("symlink", "busybox")), ("etc", None), ("etc/os-release", b"NAME=lab-test\n")])
 APP = archives.tar([("app", None), ("app/hello.txt", b"hello from layer 2\n")])
 TOP = archives.tar([("etc/.wh.os-release", b"")])          # a whiteout: layer 3 deletes a file of layer 1
-OTHER = archives.tar([("app", None), ("app/hello.txt", b"hello from arm64\n")])
+OTHER_ARCH = "arm64" if archives.ARCH != "arm64" else "amd64"      # another machine's platform than this one
+OTHER = archives.tar([("app", None), ("app/hello.txt", b"hello from %s\n" % OTHER_ARCH.encode())])
 
 
 @pytest.fixture(autouse=True)
@@ -256,8 +257,8 @@ def storage(tmp_path_factory):
     folder = tmp_path_factory.mktemp("registry")
     server = RegistryServer(folder / "basic", "htpasswd")
     try:
-        app = oci_index(folder / "app", {archives.ARCH: ([BASE, APP, TOP], ["cat", "/app/hello.txt"]),
-                                         "arm64": ([BASE, OTHER], ["sh"])})
+        app = oci_index(folder / "app", {OTHER_ARCH: ([BASE, OTHER], ["sh"]),     # (first: a walk must choose)
+                                         archives.ARCH: ([BASE, APP, TOP], ["cat", "/app/hello.txt"])})
         skopeo_copy(f"oci:{app}", f"docker://{server.host}/course/app:1", "--all")
         base = oci_index(folder / "base", {archives.ARCH: ([BASE], ["sh"])})
         skopeo_copy(f"oci:{base}", f"docker://{server.host}/course/base:1", "--all")

@@ -6,6 +6,7 @@ written by the tests: a three-layer image whose top layer deletes a file of the 
 two-platform index, a base image that shares its layer with the others. registries.py also
 holds a registry that lies. Nothing here reaches the internet.
 """
+import hashlib
 import io
 import json
 import sys
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from registries import (PASSWORD, USER, Hostile, archives, lab_root, logged_in, registry,  # noqa: E402,F401
-                        storage, store_entries)
+from registries import (OTHER_ARCH, PASSWORD, USER, Hostile, archives, lab_root, logged_in,  # noqa: E402,F401
+                        registry, storage, store_entries)
 
 
 def test_pull_of_a_multi_layer_image_then_run_it(logged_in, lab):
@@ -47,12 +48,12 @@ def test_layers_already_stored_are_not_downloaded_again(logged_in, lab):
 
 def test_a_multi_platform_index_gives_this_machine_its_image_and_platform_chooses_another(logged_in, lab):
     ref = f"{logged_in.host}/course/app:1"
-    result = lab("pull", "--platform", "linux/arm64", ref, timeout=120)
+    result = lab("pull", "--platform", f"linux/{OTHER_ARCH}", ref, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(lab("image", "inspect", ref).stdout)[0]["Architecture"] == "arm64"
+    assert json.loads(lab("image", "inspect", ref).stdout)[0]["Architecture"] == OTHER_ARCH
     missing = lab("pull", "--platform", "linux/s390x", ref)
     assert missing.returncode == 125
-    assert f"has no image for linux/s390x; it has: linux/{archives.ARCH}, linux/arm64" in missing.stderr
+    assert f"has no image for linux/s390x; it has: linux/{OTHER_ARCH}, linux/{archives.ARCH}" in missing.stderr
 
 
 def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, lab):
@@ -65,7 +66,7 @@ def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, l
     run = lab("run", "--rm", by_digest)
     assert (run.returncode, run.stdout) == (0, "hello from layer 2\n"), run.stderr
     # "Digest:" is what the tag points at, the index of every platform: not this machine's manifest
-    other = lab("pull", "--platform", "linux/arm64", by_digest, timeout=120)
+    other = lab("pull", "--platform", f"linux/{OTHER_ARCH}", by_digest, timeout=120)
     assert other.returncode == 0, f"the digest pull printed is not the tag's (its index): {other.stderr}"
     wrong = lab("pull", f"{logged_in.host}/course/app@sha256:{'0' * 64}")
     assert wrong.returncode == 125
@@ -78,6 +79,11 @@ BAD = {
     "longer": "is longer than the",
     "endless": "larger than 4 MiB",
 }
+LIES = {
+    "digest": "sends other bytes than a layer's digest names (copy_checked hashes what comes)",
+    "longer": "sends more bytes than the manifest says a layer has (copy_checked reads one byte past the size to see it)",
+    "endless": "sends a manifest that never ends",
+}
 
 
 @pytest.mark.parametrize("lie", sorted(BAD))
@@ -88,7 +94,7 @@ def test_a_lying_registry_is_refused_with_one_line_and_nothing_stored(lie, lab, 
         assert lab("login", "-u", USER, "--password-stdin", hostile.host, input=PASSWORD).returncode == 0
         before = store_entries(lab_root)
         result = lab("pull", f"{hostile.host}/lies:{lie}", timeout=60)
-        assert result.returncode == 125
+        assert result.returncode == 125, f"lab pull took an image from a registry that {LIES[lie]}"
         errors = [line for line in result.stderr.splitlines() if line.startswith("lab: error:")]
         assert len(errors) == 1 and BAD[lie] in errors[0], result.stderr
         assert store_entries(lab_root) == before
@@ -101,13 +107,26 @@ def test_a_lying_registry_is_refused_with_one_line_and_nothing_stored(lie, lab, 
             given = 0
 
             def read(self, n=-1):
-                assert self.given < 64 << 20, "copy_checked read 64 MiB of a blob of 1000 bytes: read at most size + 1"
-                n = 1 << 16 if n is None or n < 0 else n
+                assert n is not None and n >= 0, "copy_checked read the whole answer at once: read it in chunks"
+                assert self.given + n <= 1001, (f"copy_checked asked for {self.given + n} bytes of a blob of 1000: "
+                                                "never more than size + 1 in all")
                 self.given += n
                 return b"x" * n
-        endless = Endless()
         with pytest.raises(LabError, match="is longer than"):
-            pull.copy_checked(endless, io.BytesIO(), "sha256:" + "0" * 64, 1000, "an endless blob", lambda done: None)
+            pull.copy_checked(Endless(), io.BytesIO(), "sha256:" + "0" * 64, 1000, "an endless blob", lambda done: None)
+
+
+def test_copy_checked_copies_a_blob_whole_says_how_far_it_got_and_refuses_a_short_one():
+    from lab import LabError, pull
+    blob = bytes(range(256)) * 10_000                                    # 2.5 MB: more than one chunk
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    copied, progressed = io.BytesIO(), []
+    pull.copy_checked(io.BytesIO(blob), copied, digest, len(blob), "a blob", progressed.append)
+    assert copied.getvalue() == blob
+    assert progressed and progressed[-1] == len(blob) and progressed == sorted(progressed), \
+        f"copy_checked called progressed({progressed}): the bytes so far, after each chunk"
+    with pytest.raises(LabError, match=f"ended after {len(blob) - 1} of its {len(blob)} bytes"):
+        pull.copy_checked(io.BytesIO(blob[:-1]), io.BytesIO(), digest, len(blob), "a short blob", lambda done: None)
 
 def test_a_build_from_a_pulled_image_is_a_layer_per_step_and_all_cached_the_second_time(logged_in, lab, tmp_path):
     context = tmp_path / "context"

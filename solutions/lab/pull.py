@@ -67,7 +67,9 @@ def pull(text: str, wanted_platform: str | None = None, insecure: bool = False, 
 def walk(registry: Registry, ref: Reference, wanted_platform: str | None, scope: str, progress) -> tuple[dict, str, dict]:
     """From a reference to this platform's manifest and its config, each checked on the way.
 
-    Returns (manifest, the digest of what the reference points at, config)."""
+    Returns (manifest, the digest of what the reference points at, config). (The lines after
+    your part use those three names: they print "Pulling from", check the platform and the
+    layers, and return them.)"""
     # HINT: three GETs: the manifest the reference names (ref.digest or ref.tag); if that is an
     # HINT: index (one manifest per platform), the manifest of this machine's platform; its config.
     # HINT 2: fetch_manifest(registry, ref, WHICH, scope) gives (manifest, its digest), checked;
@@ -250,8 +252,11 @@ def download(registry: Registry, ref: Reference, layer: dict, scope: str, progre
 def copy_checked(response, f, digest: str, size: int, what: str, progressed) -> None:
     """Copy a blob from response to the file f, checked as it streams.
 
-    It must be exactly size bytes (never read past them) whose sha256 is digest; call
-    progressed(bytes so far) after each chunk."""
+    Call progressed(bytes so far) after each chunk. The blob must be exactly size bytes whose
+    sha256 is digest. Read at most size + 1 bytes: the one more is how a blob longer than its
+    manifest says shows, and an endless one must not fill the disk. Refuse with a LabError that
+    says what (which blob): "WHAT is longer than the SIZE bytes its manifest says", "WHAT ended
+    after N of its SIZE bytes", or "WHAT does not match its digest"."""
     # HINT: a registry can lie or break: hash every chunk as it goes by (hashlib.sha256().update),
     # HINT: count the bytes, and raise LabError (what says which blob) when the total is wrong.
     # HINT 2: read in chunks of at most 1 MiB, and never more than size + 1 bytes in all: one byte
