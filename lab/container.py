@@ -742,6 +742,11 @@ def remove(container: store.Container, force: bool = False) -> None:
     destroy_cgroup(container)                          # its lab died before cleaning up: we do
     container_network.disconnect(container)
     store.remove_container(container)
+    if container.config["ImageId"] and not store.image_path(container.config["ImageId"]).exists():
+        # its image went first (rmi -f): its layers go with it
+        from lab import layers
+        with layers.locked():
+            layers.delete_layers(images.layers_to_delete())
 
 
 def wait_ended(container: store.Container, timeout: float) -> bool:

@@ -24,8 +24,8 @@ from lab import NotFound, folders, overlay
 class NoSuchImage(NotFound):
     """The store has no image of that name: `lab run` pulls it then, as `docker run` does."""
 from lab.names import parse_reference
-from lab.store import (image_files, image_path, images_dir, layer_folders, layers_dir, read_json, records, tagged,
-                       tags)
+from lab.store import (image_files, image_path, images_dir, layer_folders, layers_dir, list_containers, read_json,
+                       records, tagged, tags)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_RECIPE = 3      # bump when build_busybox_layer changes: older builds are replaced
@@ -145,3 +145,9 @@ def unused_layers() -> set[str]:
     # HINT: a layer is unused when no image lists it: compare what the store holds with what the
     # HINT: images use.
     raise NotImplementedError("chapter 04: write unused_layers() in lab/images.py: The digests of the stored layers that no image lists any more: what rmi may delete (see chapters/04_overlay/README.md, 'Your turn')")
+
+
+def layers_to_delete() -> set[str]:
+    """The stored layers neither an image nor a container uses (a container whose image `rmi -f`
+    removed keeps its layers): what rmi deletes, and the removal of such a container."""
+    return unused_layers() - {digest for c in list_containers() for digest in c.config.get("Layers") or []}

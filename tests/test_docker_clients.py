@@ -163,6 +163,35 @@ def test_docker_rmi_untags_and_deletes_what_nothing_uses(daemon):
     assert "made" not in daemon.docker("images").stdout
 
 
+def test_docker_rmi_f_removes_a_stopped_containers_image_and_the_container_keeps_its_files(daemon, lab_root):
+    """As docker's: forced, an image a stopped container uses goes (the container keeps its
+    layers, which go with it); a running container's only loses its tag, and by its id not even
+    that (`docker rmi -f $(docker images -q)` cleans up all it can)."""
+    daemon.docker("run", "--name", "base", "busybox", "sh", "-c", "echo made > /made")
+    made = subprocess.run([LAB, "commit", "base", "made:v2"], check=True, capture_output=True, text=True).stdout.strip()
+    daemon.docker("rm", "base")
+    stored = lambda: {p.name for p in (lab_root / "layers").iterdir() if not p.name.startswith(".")}  # noqa: E731
+    layers = lambda image: {d[7:] for d in json.loads(daemon.docker("image", "inspect", image).stdout)[0]["RootFS"]["Layers"]}  # noqa: E731
+    its_own = layers(made) - layers("busybox")
+    assert its_own and its_own <= stored()
+    assert daemon.docker("run", "-d", "--name", "running", "made:v2", "sleep", "600").returncode == 0
+    refused = daemon.docker("rmi", "-f", made)
+    assert refused.returncode == 1 and "(cannot be forced) - image is being used by running container running" \
+        in refused.stderr, refused.stderr
+    assert daemon.docker("rmi", "-f", "made:v2").stdout.splitlines() == ["Untagged: made:v2"]
+    assert daemon.docker("inspect", "-f", "{{.Id}}", made).stdout.strip() == made          # (there still, untagged)
+    assert daemon.docker("rm", "-f", "running").returncode == 0
+    assert daemon.docker("create", "--name", "stopped", made, "cat", "/made").returncode == 0
+    deleted = daemon.docker("rmi", "-f", made)
+    assert deleted.stdout.splitlines() == [f"Deleted: {made}"], deleted.stderr           # (its layers stay)
+    assert daemon.docker("start", "-a", "stopped").stdout == "made\n"
+    committed = daemon.docker("commit", "stopped", "again")
+    assert committed.returncode == 1 and "was removed (rmi -f): a commit needs it" in committed.stderr
+    assert its_own <= stored()
+    assert daemon.docker("rm", "stopped").returncode == 0
+    assert not its_own & stored(), "the container's layers outlived it and its image"
+
+
 def test_what_lab_lacks_is_one_readable_line(daemon):
     swarm = daemon.docker("swarm", "init")
     assert swarm.returncode == 1

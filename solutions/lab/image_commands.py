@@ -17,21 +17,25 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from lab import Conflict, LabError, folders, overlay, store, tarsplit
-from lab.images import DEFAULT_PATH, default_home, find, list_images, load, tags, unused_layers
-from lab.layers import locked, save_image, store_layer, with_history
+from lab import Conflict, LabError, NotFound, folders, overlay, store, tarsplit
+from lab.images import DEFAULT_PATH, default_home, find, layers_to_delete, list_images, load, tags
+from lab.layers import delete_layers, locked, save_image, store_layer, with_history
 from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, record_image_event, tags_path, write_json
 
 
 def remove_image(ref: str, force: bool = False) -> list[str]:
-    """`lab rmi`: untag; when no tag is left, delete the image and the layers nobody else uses.
-    An image named by its id loses all its tags, but only with force when they name more than
-    one repository (as docker's: `rmi ID` of busybox, also tagged myapp, is likely a mistake)."""
+    """`lab rmi`: untag; when no tag is left, delete the image and the layers nobody else uses
+    (no other image, no container). An image named by its id loses all its tags, but only with
+    force when they name more than one repository (as docker's: `rmi ID` of busybox, also
+    tagged myapp, is likely a mistake). An image a container uses keeps its last tag, but with
+    force, as docker's: forced, it goes, and its containers keep their layers; a running
+    container's image only loses the tag (by its id, not even that)."""
     with locked():
         image = find(ref)
         named = ":".join(parse_reference(ref))        # an id parses too: it is no tag, so all go
-        untag = [named] if named in image["RepoTags"] else image["RepoTags"]
+        by_name = named in image["RepoTags"]
+        untag = [named] if by_name else image["RepoTags"]
         if len({tag.rsplit(":", 1)[0] for tag in untag}) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {image['Id'][7:19]} (must be forced) - image is referenced "
                            f"in multiple repositories ({', '.join(untag)}): remove a tag, or use -f")
@@ -40,10 +44,15 @@ def remove_image(ref: str, force: bool = False) -> list[str]:
             # A damaged image record stops rmi here, before anything changes: which layers it
             # uses, and rmi would delete as unused, is unknown.
             list_images()
-            users = [c.name for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
-            if users:
-                raise Conflict(f"the image {ref} is used by the container {users[0]}: "
-                               f"remove the container first (lab rm {users[0]})")
+            users = [c for c in store.list_containers() if c.config["ImageId"] == image["Id"]]
+            running = [c.name for c in users if c.is_running()]
+            if users and not force:
+                raise Conflict(f"the image {ref} is used by the container {users[0].name}: remove the container "
+                               f"first (lab rm {users[0].name}), or force it (rmi -f: the container keeps its files)")
+            if running and not by_name:
+                raise Conflict(f"conflict: unable to delete {image['Id'][7:19]} (cannot be forced) - image is being "
+                               f"used by running container {running[0]}: stop it first")
+            last = not running                                # (forced, by name: its tag goes, the image stays)
         write_json(tags_path(), {r: i for r, i in tags().items() if r not in untag})
         done = [f"Untagged: {r}" for r in untag]
         labels = image["Config"].get("Labels")
@@ -53,13 +62,7 @@ def remove_image(ref: str, force: bool = False) -> list[str]:
             image_path(image["Id"]).unlink()
             record_image_event("delete", image["Id"], labels=labels)
             done.append(f"Deleted: {image['Id']}")
-            for digest in sorted(unused_layers()):
-                if layer_path(digest).is_symlink():    # lab makes none: delete the link, never its target
-                    layer_path(digest).unlink()
-                else:
-                    folders.delete_folder(layer_path(digest))
-                tarsplit.split_path(digest).unlink(missing_ok=True)
-                done.append(f"Deleted: {digest}")
+            done += delete_layers(layers_to_delete())
     return done
 
 
@@ -376,7 +379,11 @@ def commit(container, ref: str | None, changes=(), build_step: bool = False, aut
     Env is the container's but for what lab adds to every container (HOSTNAME, and HOME when
     the image had none, its user's home): a user of the new image gets their own."""
     name, tag = parse_reference(ref) if ref else (None, "latest")
-    base = load(container.whole("commit").config["ImageId"])
+    try:
+        base = load(container.whole("commit").config["ImageId"])
+    except FileNotFoundError:
+        raise NotFound(f"the image of {container.name} ({container.config['ImageId'][7:19]}) was removed (rmi -f): "
+                       "a commit needs it, as docker's does") from None
     argv, entrypoint = container.config["Cmd"], container.config.get("Entrypoint", [])
     had_home = any(e.startswith("HOME=") for e in base["Config"].get("Env") or [])
     added_home = "HOME=" + default_home(base, container.config.get("User"))

@@ -101,6 +101,18 @@ def build_busybox_layer(binary: Path) -> str:
     return digest
 
 
+def delete_layers(digests) -> list[str]:
+    """Delete these layers from the store (under locked()): each one's folder, and what tarsplit
+    kept of its tar; return "Deleted: DIGEST" for each, as rmi says it."""
+    for digest in sorted(digests):
+        if layer_path(digest).is_symlink():        # lab makes none: delete the link, never its target
+            layer_path(digest).unlink()
+        else:
+            delete_folder(layer_path(digest))
+        tarsplit.split_path(digest).unlink(missing_ok=True)
+    return [f"Deleted: {digest}" for digest in sorted(digests)]
+
+
 held = threading.local()       # how deep this thread is in locked() blocks
 
 
