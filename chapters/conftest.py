@@ -400,9 +400,12 @@ def pytest_terminal_summary(terminalreporter):
         import make_skeleton
         gaps = [(chapter, module, function.split(".")[-1])
                 for chapter, module, function in make_skeleton.unwritten(lab_impl.folder() / "lab")]
-        for message in sorted(NOT_WRITTEN, key=lambda message: gap_order(message, gaps)):
+        listed = sorted(NOT_WRITTEN, key=lambda message: gap_order(message, gaps))
+        for message in listed:
             terminalreporter.line(message)
-        terminalreporter.line("stuck? `lab hint` gives a hint for the first one, one level more each time")
+        first = re.match(r"chapter \d\d: write (\S+)\(\)", listed[0])
+        name = first[1].split(".")[-1] if first else ""
+        terminalreporter.line(f"stuck? `lab hint {name}` gives a hint for it, one level more each time".replace("  ", " "))
 
 
 @pytest.fixture

@@ -102,7 +102,8 @@ def loopback_guard(bridge: str) -> list[str]:
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
     """One published port's rule, in lab's chain LAB of the nat table.
 
-    LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
+    LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS); host_ip
+    0.0.0.0 (-p 8080:80) is any of them."""
     # HINT: a published port is a rewrite of the destination of packets that arrive for the host's
     # HINT: port: the container's address and port instead.
     raise NotImplementedError("chapter 09: write port_rule() in lab/network.py: One published port's rule, in lab's chain LAB of the nat table (see chapters/09_network/README.md, 'Your turn')")

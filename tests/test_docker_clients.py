@@ -712,9 +712,13 @@ def test_a_create_the_zygote_was_killed_before_serving_is_served_all_the_same(da
     try:
         created = subprocess.Popen([DOCKER, "run", "-d", "--name", "queued", "busybox", "sleep", "600"],
                                    env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        waiting = lambda: any(open(f"/proc/{pid}/wchan").read().endswith("pipe_read")      # noqa: E731
-                              for pid in children(daemon.process.pid))   # the create's handler, on the pipe
-        wait_until(waiting, what="the create's request sent to the stopped zygote")
+        def on_a_pipe(pid: int) -> bool:
+            try:
+                return open(f"/proc/{pid}/wchan").read().endswith("pipe_read")
+            except FileNotFoundError:                    # (a handler that has just ended: the ping's)
+                return False
+        wait_until(lambda: any(map(on_a_pipe, children(daemon.process.pid))),    # the create's handler, on the pipe
+                   what="the create's request sent to the stopped zygote")
     finally:
         os.kill(zygote, signal.SIGKILL)
     out, err = created.communicate(timeout=60)

@@ -73,10 +73,16 @@ class Internet:
                 client.sendall(f"HTTP/1.0 200 OK\r\n\r\n{peer}\n".encode())
 
     def get(self, address: str, port: int, path: str = "/") -> str:
-        """What an HTTP GET from the internet to address:port answers."""
+        """What an HTTP GET from the internet to address:port answers (a published port's)."""
         with self.socket() as s:
             s.settimeout(10)
-            s.connect((address, port))
+            try:
+                s.connect((address, port))
+            except OSError as e:
+                rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "LAB"], capture_output=True, text=True)
+                pytest.fail(f"from the internet, {address}:{port} did not reach the container ({e}): the published "
+                            "port's rule in lab's chain LAB rewrites what comes for the host's port to the container's "
+                            f"address and port; iptables -t nat -S LAB shows:\n{rules.stdout}{rules.stderr}")
             s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
             return b"".join(iter(lambda: s.recv(4096), b"")).decode().split("\r\n\r\n", 1)[1]
 
@@ -171,11 +177,13 @@ def test_containers_reach_each_other_and_the_host_reaches_them(lab, detached):
 
 def test_a_container_reaches_the_internet_with_the_hosts_address(lab, internet):
     result = wget(lab, f"http://{INTERNET}:8000/")
-    assert result.returncode == 0, result.stderr
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
+    assert result.returncode == 0, (f"the container did not reach {INTERNET}:8000 in 5 s ({result.stderr.strip()}): "
+                                    "lab0's masquerade sends its packets out with the host's address; "
+                                    f"iptables -t nat -S POSTROUTING shows:\n{rules}")
     assert result.stdout == f"{HOST}\n"          # masqueraded: the internet sees the host, not 172.30.x
     # and only what leaves the network so, or what the host itself sends into it: a masquerade
     # without -s would rewrite what the host forwards for anyone else too
-    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
     assert sorted(line for line in rules.splitlines() if "MASQUERADE" in line and "lab0" in line) == [
         "-A POSTROUTING -o lab0 -m addrtype --src-type LOCAL -j MASQUERADE",
         "-A POSTROUTING -s 172.30.0.0/16 ! -o lab0 -j MASQUERADE"], (

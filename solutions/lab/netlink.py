@@ -12,7 +12,7 @@ process that made one before unshare(CLONE_NEWNET) still talks to the old namesp
 it. chapter 09 uses that to work on both sides of a container's network at once.
 
 The field's library for this is pyroute2; it takes ~110 ms to import, more than all of
-`lab run`. These ~130 lines do what the runtime needs (chapters/09_network/README.md).
+`lab run`. These ~160 lines do what the runtime needs (chapters/09_network/README.md).
 """
 import os
 import struct

@@ -128,11 +128,13 @@ def loopback_guard(bridge: str) -> list[str]:
 def port_rule(host_ip: str, host_port: int, protocol: str, address: str, port: int) -> list[str]:
     """One published port's rule, in lab's chain LAB of the nat table.
 
-    LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS)."""
+    LAB sees every packet sent to one of the host's own addresses (see CHAIN_JUMPS); host_ip
+    0.0.0.0 (-p 8080:80) is any of them."""
     # HINT: a published port is a rewrite of the destination of packets that arrive for the host's
     # HINT: port: the container's address and port instead.
-    # HINT 2: match the protocol and destination port (and the address, -d, if one was given),
-    # HINT 2: and send it on with -j DNAT --to-destination ADDRESS:PORT.
+    # HINT 2: match the protocol and destination port (and the address, -d, unless host_ip is
+    # HINT 2: 0.0.0.0: -p 8080:80 means every address, and lab passes 0.0.0.0 then), and send it
+    # HINT 2: on with -j DNAT --to-destination ADDRESS:PORT.
     # BEGIN SOLUTION 09
     to = ["-d", host_ip] if host_ip not in ("", "0.0.0.0") else []
     return ["nat", "LAB", *to, "-p", protocol, "--dport", str(host_port),
