@@ -115,14 +115,34 @@ def json_or_shell(args: str) -> list[str]:
 
 # The build context: the folder whose files COPY and ADD may read.
 
+def read_text(path: Path, what: str) -> str:
+    """A Dockerfile or .dockerignore, if it is a regular file (of at most 1 MiB)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LabError(f"the {what} {path} is not a regular file")
+        return f.read(1 << 20).decode(errors="replace")
+
+
 class Context:
     def __init__(self, folder: str):
         self.root = Path(folder).resolve()
         if not self.root.is_dir():
             raise LabError(f"the build context {folder} is not a folder")
-        ignore = self.root / ".dockerignore"
-        self.patterns = [line.strip() for line in ignore.read_text().splitlines()
-                         if line.strip() and not line.startswith("#")] if ignore.is_file() else []
+        try:
+            text = self.read(".dockerignore")
+        except FileNotFoundError:
+            text = ""
+        self.patterns = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    def read(self, name: str) -> str:
+        """The context's Dockerfile or .dockerignore: a file in the context (a symlink out of it
+        would have lab read the host's files, docker's client sends none), and a regular one (a
+        pipe would be waited on for ever)."""
+        path = self.root / name
+        if not (path.resolve() == self.root or self.root in path.resolve().parents):
+            raise LabError(f"the {name} of the build context {self.root} leads outside it")
+        return read_text(path, name)
 
     def ignored(self, relative: str) -> bool:
         """.dockerignore: the last pattern that matches decides; !PATTERN takes a path back."""
@@ -313,7 +333,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     context = Context(context_dir)
     path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
     try:
-        steps = parse(path.read_text(), target)
+        steps = parse(read_text(path, "Dockerfile") if dockerfile else context.read("Dockerfile"), target)
     except FileNotFoundError:
         raise LabError(f"no Dockerfile at {path} (-f names another)") from None
     run_options = {"network_mode": network, "extra_hosts": hosts, "shm_size": shm_size}

@@ -402,6 +402,38 @@ def test_a_build_context_neither_writes_nor_reads_a_host_file_through_its_symlin
     assert lab("rmi", "replaced:1").returncode == 0
 
 
+def test_a_context_s_dockerfile_and_dockerignore_are_its_own_regular_files(daemon, lab, tmp_path):
+    """Not a symlink out of the context (lab would read the host's file, and a Dockerfile's error
+    quotes its first word), nor a pipe (lab would wait on it for ever); one that stays in it is
+    followed."""
+    import importlib
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    host_file = tmp_path / "host-file"
+    host_file.write_text("HOSTSECRET line\n")
+    for name, kind, said in (("Dockerfile", "pipe", "the Dockerfile {} is not a regular file"),
+                             ("Dockerfile", "symlink", "the Dockerfile of the build context {} leads outside it"),
+                             (".dockerignore", "pipe", "the .dockerignore {} is not a regular file"),
+                             (".dockerignore", "symlink", "the .dockerignore of the build context {} leads outside it")):
+        context = tmp_path / f"{name}-{kind}"
+        context.mkdir()
+        if name != "Dockerfile":
+            (context / "Dockerfile").write_text("FROM busybox\nCOPY . /x\n")
+        os.mkfifo(context / name) if kind == "pipe" else (context / name).symlink_to(host_file)
+        built = lab("build", "-t", "refused:1", str(context))
+        assert built.returncode == 125 and said.format(context if kind == "symlink" else context / name) in built.stderr, \
+            (name, kind, built.stderr)
+        assert "HOSTSECRET" not in built.stdout + built.stderr
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "inside" / "Dockerfile.real").write_text("FROM busybox\n")
+    (tmp_path / "inside" / "Dockerfile").symlink_to("Dockerfile.real")
+    assert lab("build", "-t", "followed:1", str(tmp_path / "inside")).returncode == 0
+    body = archives.tar([("Dockerfile", b"FROM busybox\nCOPY . /x\n"), (".dockerignore", ("symlink", str(host_file)))])
+    status, answer = daemon.request("POST", "/v1.41/build?t=refused:1", body)
+    assert "leads outside it" in str(answer), (status, answer)
+    assert lab("image", "inspect", "refused:1").returncode != 0
+    assert lab("rmi", "followed:1").returncode == 0
+
+
 def test_an_entrypoint_resets_the_base_images_cmd_but_not_its_own_stages(lab, tmp_path):
     # docker's rule: busybox's CMD ["sh"] would become the new ENTRYPOINT's arguments; a CMD the
     # Dockerfile wrote before its ENTRYPOINT is meant for it

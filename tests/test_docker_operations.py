@@ -952,6 +952,23 @@ def test_uploads_bigger_than_a_json_body_are_taken_whole(daemon, tmp_path):
     assert daemon.docker("rmi", "bigimage:1").returncode == 0
 
 
+def test_an_image_whose_layer_makes_a_file_a_pipe_is_saved_not_waited_on(daemon, lab, tmp_path):
+    """A layer's later member replaces an earlier one of the same name (tar's rule): here a file
+    by a pipe. save (and push) send a layer's tar as it came, the files' bytes read back from
+    its folder (tarsplit): reading "the file" opened the pipe, and waited for ever."""
+    import importlib
+    archives = importlib.import_module("chapters.04_overlay.archives")
+    (tmp_path / "layer.tar").write_bytes(archives.tar([("p", b"12345"), ("p", b"", {"type": tarfile.FIFOTYPE})]))
+    assert lab("image", "import", str(tmp_path / "layer.tar"), "piped:1").returncode == 0
+    saved = daemon.docker("save", "-o", str(tmp_path / "saved.tar"), "piped:1", timeout=30)
+    assert saved.returncode == 0, saved.stderr
+    with tarfile.open(tmp_path / "saved.tar") as archive:
+        layer = next(m for m in archive.getmembers() if m.name.endswith("layer.tar"))
+        with tarfile.open(fileobj=archive.extractfile(layer)) as inner:
+            assert [(m.name, m.isfifo()) for m in inner.getmembers() if m.name.lstrip("./") == "p"] == [("p", True)]
+    assert lab("rmi", "piped:1").returncode == 0
+
+
 def test_docker_events_misses_no_quick_container_and_replays_them_since_a_time(daemon):
     """Whoever changes a container's record writes its event to the store's journal: a container
     that starts and ends within a millisecond has its start and die, and --since replays them."""

@@ -221,18 +221,24 @@ def pack_layer(upper: Path | str, out) -> None:
 def add_entry(tar, path: str, arcname: str, numeric=None) -> None:
     """tar.add(path, arcname, recursive=False), but a regular file goes in as what was opened:
     not through a symlink, nor a pipe waited on, nor a device node read as its content. A running
-    container may have swapped the file for one since it was listed, and tar.add would open
-    whatever is there by then: a pipe with no writer stops it for good (a commit holds the
-    store's lock), and a node of the host's disk would be read for the file's size."""
-    if not stat.S_ISREG(os.lstat(path).st_mode):
-        return tar.add(path, arcname, recursive=False, filter=numeric)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno != errno.ELOOP:
-            raise
-        return tar.add(path, arcname, recursive=False, filter=numeric)     # a symlink now: itself
-    with open(fd, "rb") as f:
-        info = tar.gettarinfo(path, arcname, fileobj=f)                 # (its fstat: what was opened)
-        info = numeric(info) if numeric else info
-        tar.addfile(info, f if info.isreg() else None)
+    container may swap a file for another kind while lab reads it, and tar.add would look and
+    then open whatever is there by then: a pipe with no writer stops it for good (a commit holds
+    the store's lock), and a node of the host's disk would be read for the file's size. So tar
+    opens nothing here: lab opens a regular file itself, and the rest is a header alone."""
+    filtered = numeric or (lambda info: info)
+    info = tar.gettarinfo(path, arcname)                                # (its lstat: a symlink is itself)
+    if info.isreg():
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            info = tar.gettarinfo(path, arcname)                        # a symlink now: itself
+            if info.isreg():
+                return                          # and a file again: swapped as lab reads, left out
+        else:
+            with open(fd, "rb") as f:
+                info = filtered(tar.gettarinfo(path, arcname, fileobj=f))    # (its fstat: what was opened)
+                tar.addfile(info, f if info.isreg() else None)
+            return
+    tar.addfile(filtered(info))                                         # a header: nothing to read

@@ -92,7 +92,8 @@ def join(digest: str, out) -> None:
                 continue
             size, length = struct.unpack(">QI", records.read(12))
             name = records.read(length).decode("utf-8", "surrogateescape")
-            fd = os.open(overlay.member_path(folder, name), os.O_RDONLY | os.O_NOFOLLOW)  # never out of the layer
+            # never out of the layer, nor waiting on a pipe a later member of the same name made
+            fd = os.open(overlay.member_path(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as content:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise LabError(f"{name} is no longer a file of layer {digest[7:19]}")
