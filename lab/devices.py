@@ -60,14 +60,14 @@ def rule_text(rule) -> str:
 
 
 def allow_v1(folder: Path, rules, privileged: bool = False) -> None:
-    """Give a cgroup v1 devices folder (new, still empty) exactly these rules."""
+    """Give a cgroup v1 devices folder (new: no process in it yet) exactly these rules."""
     # A new folder starts with its parent's list, usually "a *:* rwm": everything.
     if privileged:
         _write(folder / "devices.allow", "a")
         return
     # HINT: v1's device controller keeps an allow list: start from nothing allowed, then allow each
     # HINT: rule.
-    raise NotImplementedError("chapter 08: write allow_v1() in lab/devices.py: Give a cgroup v1 devices folder (new, still empty) exactly these rules (see chapters/08_security/README.md, 'Your turn')")
+    raise NotImplementedError("chapter 08: write allow_v1() in lab/devices.py: Give a cgroup v1 devices folder (new: no process in it yet) exactly these rules (see chapters/08_security/README.md, 'Your turn')")
 
 
 def _write(path: Path, line: str) -> None:

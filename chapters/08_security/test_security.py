@@ -64,7 +64,8 @@ def host_disk(scratch) -> tuple[int, int]:
 def test_a_container_keeps_only_dockers_fourteen_capabilities(lab):
     status = status_of(lab)
     for capability_set in ("CapBnd", "CapPrm", "CapEff"):
-        assert int(status[capability_set], 16) == DEFAULT, f"{capability_set} is {status[capability_set]}"
+        assert int(status[capability_set], 16) == DEFAULT, \
+            f"{capability_set} is {status[capability_set]}, not {DEFAULT:016x} (docker's 14)"
     # None inheritable (docker since 20.10.14, CVE-2022-24769): a program whose file carries
     # capabilities inheritable would get them back under a user other than root.
     assert int(status["CapInh"], 16) == 0, f"CapInh is {status['CapInh']}: leave the inheritable set empty"
@@ -74,11 +75,13 @@ def test_a_container_keeps_only_dockers_fourteen_capabilities(lab):
 def test_ambient_capabilities_lab_was_started_with_do_not_reach_the_container():
     # A process started with ambient capabilities (setpriv, a systemd unit's AmbientCapabilities)
     # passes them on across exec: the container must start from an empty ambient set anyway.
+    # Nor do inheritable ones: a capset that empties the inheritable set is what clears both.
     run = subprocess.run(["setpriv", "--inh-caps", "+net_raw", "--ambient-caps", "+net_raw", "--", LAB,
-                          "run", "--rm", "busybox", "grep", "CapAmb", "/proc/self/status"],
+                          "run", "--rm", "busybox", "grep", "-E", "CapInh|CapAmb", "/proc/self/status"],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["CapAmb:", "0000000000000000"], "is the ambient set cleared?"
+    assert run.stdout.split() == ["CapInh:", "0000000000000000", "CapAmb:", "0000000000000000"], \
+        f"{run.stdout.split()}: lab's inheritable and ambient capabilities reached the container (capset?)"
 
 
 def test_the_hosts_disk_can_be_made_but_neither_opened_nor_mounted(lab, tmp_path):
@@ -96,7 +99,8 @@ def test_devices_off_the_allow_list_cannot_be_opened_but_the_usual_ones_can(lab)
     seen = probe(lab, "os.mknod('/tmp/mem', 0o20600, os.makedev(1, 1))\n"
                       "os.mknod('/tmp/kmsg', 0o20600, os.makedev(1, 11))\n"
                       "print(json.dumps({p: try_open(p) for p in ['/tmp/mem', '/tmp/kmsg', '/dev/null', '/dev/zero']}))")
-    assert seen == {"/tmp/mem": "EPERM", "/tmp/kmsg": "EPERM", "/dev/null": "ok", "/dev/zero": "ok"}
+    assert seen == {"/tmp/mem": "EPERM", "/tmp/kmsg": "EPERM", "/dev/null": "ok", "/dev/zero": "ok"}, \
+        f"{seen}: EPERM is the device list's no (ENXIO: the list let the open through, the driver refused it)"
     # --device-cgroup-rule adds to the list: /dev/kmsg for writing (opened, never written), not reading
     script = ("mknod /tmp/kmsg c 1 11; { exec 3>/tmp/kmsg; } 2>/dev/null && echo write; "
               "{ exec 4</tmp/kmsg; } 2>/dev/null && echo read; true")
@@ -105,10 +109,13 @@ def test_devices_off_the_allow_list_cannot_be_opened_but_the_usual_ones_can(lab)
     assert result.stdout == "write\n" * writable, f"with --device-cgroup-rule 'c 1:11 w': {result.stdout.split()} {result.stderr}"
     # cgroup v2's BPF program (devices.device_program), run here on either version by a tiny
     # interpreter of its instructions, answers as the rules say, for the default list and more
-    rules = devices.DEFAULT_RULES + [("b", 7, None, "r"), ("c", 10, 237, "rwm")]
+    # (b 1:3, b 136:0: a char rule's numbers, of a block device; c 7:2: the other way; c 10:229: one
+    # rule "rw" allows "r"; c 1:11: "r" and "w" in two rules are no "rw", each rule must allow it all)
+    rules = devices.DEFAULT_RULES + [("b", 7, None, "r"), ("c", 10, 237, "rwm"), ("c", 10, 229, "rw"),
+                                     ("c", 1, 11, "r"), ("c", 1, 11, "w")]
     program = devices.device_program(rules)
     for kind, major, minor in (("c", 1, 3), ("c", 1, 1), ("c", 136, 4), ("b", 8, 0), ("b", 7, 2), ("c", 10, 237), ("c", 10, 200),
-                               ("c", 5, 0), ("c", 5, 3)):                 # (5:0 allowed: 0 is a number, not "any")
+                               ("c", 5, 0), ("c", 5, 3), ("b", 1, 3), ("b", 136, 0), ("c", 7, 2), ("c", 10, 229), ("c", 1, 11)):
         for access in ("m", "r", "w", "rw"):
             allowed = any(kind == k and major == (ma if ma is not None else major) and minor == (mi if mi is not None else minor)
                           and set(access) <= set(a) for k, ma, mi, a in rules)
@@ -155,13 +162,20 @@ def test_proc_sys_sysrq_and_the_cgroup_files_are_read_only(lab):
     # Opened for writing, never written: the open is where a read-only mount says no.
     seen = probe(lab, "limit = '/sys/fs/cgroup/memory.max' if os.path.exists('/sys/fs/cgroup/memory.max') "
                       "else '/sys/fs/cgroup/memory/memory.limit_in_bytes'\n"
-                      "files = [limit, '/proc/sys/kernel/core_pattern', '/proc/sysrq-trigger']\n"
+                      "def first_file(top):\n"          # (a folder opened for writing: EISDIR, whatever the mount)
+                      "    return next((os.path.join(d, sorted(f)[0]) for d, _, f in os.walk(top) if f), top)\n"
+                      "files = [limit, '/proc/sys/kernel/core_pattern', '/proc/sysrq-trigger',\n"
+                      "         *(first_file(top) for top in ('/proc/bus', '/proc/fs', '/proc/irq'))]\n"
                       "seen = {f: try_open(f, os.O_WRONLY) for f in files if os.path.exists(f)}\n"
                       "own = try_open('/proc/self/oom_score_adj', os.O_WRONLY)\n"
                       "print(json.dumps({'limit': open(limit).read().strip(), 'own': own, **seen}))", "-m", "64m")
     assert seen.pop("limit") == str(64 << 20)
     assert seen.pop("own") == "ok", "the rest of /proc is writable still (only the binds are read-only: MS_BIND)"
-    assert len(seen) >= 2 and set(seen.values()) == {"EROFS"}, seen
+    assert len(seen) >= 2 and set(seen.values()) == {"EROFS"}, f"{seen}: each should be EROFS (read-only)"
+    flags = probe(lab, "print(json.dumps({m.split()[4]: m.split()[5] for m in open('/proc/self/mountinfo') "
+                       "if m.split()[4] == '/proc/sys'}))")
+    assert set(flags["/proc/sys"].split(",")) >= {"ro", "nosuid", "nodev", "noexec"}, \
+        f"/proc/sys is mounted {flags['/proc/sys']}: a read-only path keeps nosuid, nodev and noexec too, as docker's"
 
 
 def test_no_new_filesystem_can_be_mounted(lab):
@@ -171,9 +185,11 @@ def test_no_new_filesystem_can_be_mounted(lab):
 
 
 def test_the_kernels_private_files_are_masked(lab):
-    script = ("for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do head -c 1 $f 2>/dev/null; done; "
+    script = ("for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do head -c 1 $f >/dev/null 2>&1 && "
+              "[ -n \"$(head -c 1 $f 2>/dev/null)\" ] && echo $f; done; "
               "ls /sys/firmware; touch /sys/firmware/mine 2>/dev/null && echo 'written into a mask'; true")
-    assert lab("run", "--rm", "busybox", "sh", "-c", script).stdout == ""      # (a folder's mask: read-only)
+    shown = lab("run", "--rm", "busybox", "sh", "-c", script).stdout
+    assert shown == "", f"these show something: {shown.split()}"      # (a folder's mask: read-only, empty)
 
 
 def test_clock_kernel_log_perf_and_bpf_are_refused(lab):
@@ -192,7 +208,8 @@ def test_clock_kernel_log_perf_and_bpf_are_refused(lab):
 
 def test_a_blocked_call_fails_with_eperm_from_the_seccomp_filter(lab):
     status = status_of(lab)
-    assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "0")              # 2: a filter is installed
+    assert status["Seccomp"] == "2", "no seccomp filter is installed (2: one is)"
+    assert status["NoNewPrivs"] == "0", "no_new_privs is set though --security-opt no-new-privileges was not given"
     assert "Operation not permitted" in lab("run", "--rm", "busybox", "unshare", "-m", "true").stderr
     unconfined = status_of(lab, "--security-opt", "seccomp=unconfined")
     assert (unconfined["Seccomp"], int(unconfined["CapEff"], 16)) == ("0", DEFAULT)
@@ -204,7 +221,8 @@ def test_a_profile_of_your_own_and_no_new_privileges(lab, tmp_path):
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
     made = lab("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "mkdir", "/tmp/x")
     assert made.returncode == 1 and "Function not implemented" in made.stderr
-    assert status_of(lab, "--security-opt", "no-new-privileges")["NoNewPrivs"] == "1"
+    assert status_of(lab, "--security-opt", "no-new-privileges")["NoNewPrivs"] == "1", \
+        "--security-opt no-new-privileges did not set no_new_privs"
 
 
 def test_cap_add_cap_drop_and_privileged(lab, tmp_path):
@@ -212,6 +230,10 @@ def test_cap_add_cap_drop_and_privileged(lab, tmp_path):
     assert int(status_of(lab, "--cap-drop", "CAP_CHOWN")["CapEff"], 16) == DEFAULT & ~1
     ours = [line for line in open("/proc/self/status") if line.startswith("CapPrm")][0].split()[1]
     assert int(status_of(lab, "--cap-add", "ALL", "--cap-drop", "chown")["CapEff"], 16) == int(ours, 16) & ~1
+    # -u after --cap-drop SETUID SETGID: the user is switched before the capabilities go
+    switched = lab("run", "--rm", "--cap-drop", "SETUID", "--cap-drop", "SETGID", "-u", "nobody", "busybox", "id", "-u")
+    assert (switched.returncode, switched.stdout) == (0, "65534\n"), \
+        f"-u nobody with --cap-drop SETUID: {switched.stderr.strip()} (setuid needs CAP_SETUID still held)"
     privileged = status_of(lab, "--privileged")
     assert (privileged["CapEff"], privileged["Seccomp"]) == (ours, "0")          # all of the runtime's
     script = "mknod /tmp/disk b %d %d; dd if=/tmp/disk of=/dev/null bs=1 count=0 2>/dev/null && echo opened" % host_disk(tmp_path)

@@ -60,7 +60,7 @@ def rule_text(rule) -> str:
 
 
 def allow_v1(folder: Path, rules, privileged: bool = False) -> None:
-    """Give a cgroup v1 devices folder (new, still empty) exactly these rules."""
+    """Give a cgroup v1 devices folder (new: no process in it yet) exactly these rules."""
     # A new folder starts with its parent's list, usually "a *:* rwm": everything.
     if privileged:
         _write(folder / "devices.allow", "a")
@@ -159,7 +159,9 @@ def rule_block(rule) -> list[tuple]:
     # HINT 2: r2 holds the type, r3 the access, r4 the major, r5 the minor (see device_program).
     # HINT 3: Each check is jne_imm(register, value, NEXT_RULE); skip the checks a rule does not
     # HINT 3: need (None numbers, refused == 0). For the access, copy r3 to r1, and_imm it with
-    # HINT 3: refused: anything left means "not this rule". A match ends with r0 = 1 and exit_().
+    # HINT 3: refused: anything left means "not this rule" (r1 held the context, which every
+    # HINT 3: rule may overwrite: device_program loads all it needs first). A match ends with r0
+    # HINT 3: = 1 and exit_().
     # BEGIN SOLUTION 08
     block = [jne_imm(R2, TYPES[kind], NEXT_RULE)]             # another type: not this rule
     if refused:

@@ -253,13 +253,16 @@ def read_table(path: str) -> list[list[str]]:
 
 
 def mask_paths() -> None:
-    """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys."""
+    """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys.
+
+    Each mask and each read-only path is nosuid, nodev and noexec too, as docker's."""
     # HINT: some /proc and /sys files let root reach the host's kernel: hide them (mount something
     # HINT: over them) or make them read-only.
     # HINT 2: a file is hidden by bind-mounting /dev/null over it; a directory by mounting an
-    # HINT 2: empty tmpfs on it, read-only. A path this kernel does not have is left alone.
-    # HINT 3: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY
-    # HINT 3: (the flags of a bind come from the remount; see rootfs.bind_readonly).
+    # HINT 2: empty tmpfs on it (size=0), read-only. A path this kernel does not have is left alone.
+    # HINT 3: Read-only: bind-mount the path on itself, then remount that bind with MS_RDONLY,
+    # HINT 3: MS_NOSUID, MS_NODEV and MS_NOEXEC (a bind's flags come from its remount, which sets
+    # HINT 3: them all at once: the flags it leaves out are cleared; see rootfs.bind_readonly).
     # BEGIN SOLUTION 08
     for path in MASKED_PATHS:
         if os.path.isdir(path):
