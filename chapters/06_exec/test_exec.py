@@ -21,7 +21,9 @@ def box(lab, detached, tmp_path):
         tried = lab("exec", "box", "test", "-e", "/mine")    # 1: not yet; 125: lab exec failed
         assert tried.returncode in (0, 1), f"lab exec box failed: {tried.stderr.strip()}"
         return tried.returncode == 0
-    wait_until(first_command_done, what="the container's first command")
+    wait_until(first_command_done, what="`lab exec box test -e /mine` finding the container's own file /mine",
+               seen=lambda: "lab exec box ls / shows: " + " ".join(lab("exec", "box", "ls", "/").stdout.split())
+               + " (are they the container's files: did the exec join its mount namespace?)")
     return inspect("box")
 
 
@@ -41,7 +43,8 @@ def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):
 
 
 def test_the_exec_process_counts_in_the_containers_cgroup(lab, box):
-    procs = Path(next(iter(box["Cgroup"]["Paths"].values()))) / "cgroup.procs"
+    folders = [Path(path) for path in box["Cgroup"]["Paths"].values()]    # (v1: one per controller)
+    procs = folders[0] / "cgroup.procs"
     before = set(procs.read_text().split())
     run = subprocess.Popen([LAB, "exec", "box", "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     joined = None
@@ -54,8 +57,11 @@ def test_the_exec_process_counts_in_the_containers_cgroup(lab, box):
             except OSError:
                 pass                                               # gone already (lab's helper)
         time.sleep(0.02)
-    assert joined, f"the exec'd process never showed up in the container's cgroup: {run.stderr.read().decode()}"
-    os.kill(int(joined), signal.SIGKILL)         # it is the exec's own process: lab exec ends with its status
+    assert joined, (f"the exec'd process never showed up in the container's cgroup ({procs}): did "
+                    f"enter_container() join it (Cgroup.from_paths(...).join())? {run.stderr.read().decode()}")
+    outside = [str(folder) for folder in folders if joined not in (folder / "cgroup.procs").read_text().split()]
+    os.kill(int(joined), signal.SIGKILL)
+    assert not outside, f"the exec'd process is in the container's cgroup in some hierarchies only, not in {outside}"         # it is the exec's own process: lab exec ends with its status
     assert run.wait(timeout=30) == 137, run.stderr.read().decode()
 
 
@@ -90,11 +96,13 @@ def test_exec_into_a_stopped_or_unknown_container_fails_clearly(lab):
 
 
 # Watches the container's /proc for new processes and notes which mount namespace each is in
-# when first seen, until /tmp/stop appears; prints what it saw as JSON.
+# when first seen, until /watcher/stop appears (in a folder it makes: an exec that is not in the
+# container's mounts cannot make that file on the host); prints what it saw as JSON.
 WATCHER = """
 import json, os
 own, seen = os.readlink('/proc/self/ns/mnt'), {}
-while not os.path.exists('/tmp/stop'):
+os.mkdir('/watcher')
+while not os.path.exists('/watcher/stop'):
     for pid in os.listdir('/proc'):
         if pid.isdigit() and pid not in seen:
             try:
@@ -116,7 +124,8 @@ def test_an_exec_shows_up_in_the_container_only_once_it_is_wholly_inside(lab):
     try:
         for _ in range(5):
             assert lab("exec", "watch", "sleep", "0.2").returncode == 0
-        lab("exec", "watch", "touch", "/tmp/stop")
+        wait_until(lambda: lab("exec", "watch", "touch", "/watcher/stop").returncode == 0,
+                   what="`lab exec watch touch /watcher/stop` (the folder the watcher makes in the container)")
         deadline = time.monotonic() + 30
         while lab("inspect", "-f", "{{.State.Running}}", "watch").stdout.strip() == "true":
             assert time.monotonic() < deadline, "the watcher did not end"
