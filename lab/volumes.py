@@ -61,10 +61,20 @@ def mount_point(root: str, mount: dict) -> str:
 
 def mount_volume(root: str, mount: dict) -> None:
     """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]
-    (mount_all calls it: root "/", Source "/proc/self/fd/N")."""
+    (mount_all calls it: root "/", Source "/proc/N", the source bound there first)."""
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
+
+
+def remount_read_only(path: str) -> None:
+    """The bind mount at path made read-only: MS_REMOUNT | MS_BIND | MS_RDONLY, and the nosuid,
+    nodev and noexec it has (a remount sets all its flags at once: one it leaves out is
+    cleared, and a :ro bind of a noexec folder would let what is in it run)."""
+    has = os.statvfs(path).f_flag
+    kept = [flag for flag, set_on in ((MS_NOSUID, os.ST_NOSUID), (MS_NODEV, os.ST_NODEV), (MS_NOEXEC, os.ST_NOEXEC))
+            if has & set_on]
+    syscalls.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | sum(kept))
 
 
 def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict | None = None) -> None:
@@ -133,7 +143,7 @@ def stage_source(mount: dict, at: str) -> None:
             os.close(os.open(at, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         syscalls.mount(mount["Source"], at, None, MS_BIND | MS_REC)
         if not mount["RW"]:
-            syscalls.mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            remount_read_only(at)
     finally:
         if in_volume is not None:
             os.close(in_volume)
@@ -347,12 +357,13 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
 def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
     """Refuse a folder over a file of the image, or a file over a folder (before anything runs).
     in_image: what the image has at the mount's destination (images.in_layers), None if nothing.
-    A tmpfs (mount["Type"] "tmpfs") is a folder; a symlink is mount_point's to refuse."""
+    A tmpfs or a volume is a folder; a symlink is mount_point's to refuse."""
     if in_image is None or stat.S_ISLNK(in_image.st_mode):
         return
-    folder = mount["Type"] == "tmpfs" or os.path.isdir(mount["Source"])
+    folder = mount["Type"] in ("tmpfs", "volume") or os.path.isdir(mount["Source"])
     if stat.S_ISDIR(in_image.st_mode) != folder:
-        what = "a tmpfs" if mount["Type"] == "tmpfs" else f"the {'folder' if folder else 'file'} {mount['Source']}"
+        what = {"tmpfs": "a tmpfs", "volume": f"the volume {mount.get('Name')}"}.get(
+            mount["Type"], f"the {'folder' if folder else 'file'} {mount['Source']}")
         raise LabError(f"cannot mount {what} on {mount['Destination']}: that is a "
                        f"{'file' if folder else 'folder'} in the image")
 

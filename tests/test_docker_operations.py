@@ -590,6 +590,10 @@ def test_anonymous_volumes_bare_env_names_and_a_restarting_container(daemon, tmp
                           "/proc/mounts")            # (the CLI sends a repeated -v whole, in Config.Volumes)
     assert twice.stdout == "1\n", twice.stderr
     daemon.docker("volume", "rm", "twice")
+    before = set(daemon.docker("volume", "ls", "-q").stdout.split())
+    gone = daemon.docker("run", "--rm", "-v", "/scratch", "busybox", "touch", "/scratch/f")     # --rm: its anonymous
+    assert gone.returncode == 0, gone.stderr                                                     # volume goes with it
+    assert set(daemon.docker("volume", "ls", "-q").stdout.split()) == before, "the --rm container's anonymous volume stayed"
     again = api.create_container("busybox", ["sleep", "0.2"], host_config=api.create_host_config(
         restart_policy={"Name": "always"}))
     api.start(again)

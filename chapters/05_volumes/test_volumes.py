@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from chapters.harness import LAB, in_child
-from lab import syscalls, volumes
+from lab import LabError, syscalls, volumes
 
 
 def test_a_named_volume_outlives_its_container(lab):
@@ -49,12 +49,13 @@ def test_two_running_containers_share_a_volume_at_once(lab):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for name, other in (("left", "right"), ("right", "left"))]
     try:
-        outputs = [run.communicate(timeout=30)[0] for run in runs]
+        ended = [run.communicate(timeout=30) for run in runs]
     finally:
         for run in runs:
             run.kill()
         lab("rm", "-f", "left", "right")
-    assert outputs == ["right\n", "left\n"]          # each saw the other's write while both ran
+    assert [out for out, _ in ended] == ["right\n", "left\n"], \
+        f"each should see the other's write while both run; lab said: {[err.strip() for _, err in ended]}"
 
 
 def test_a_read_only_volume_cannot_be_written(lab, tmp_path):
@@ -73,10 +74,17 @@ def test_a_read_only_volume_cannot_be_written(lab, tmp_path):
     def bound() -> int:
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)     # (nothing reaches the host)
+        syscalls.mount("tmpfs", str(tmp_path / "source"), "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
         volumes.mount_volume(str(tmp_path / "root"), {"Type": "bind", "Name": None, "Source": str(tmp_path / "source"),
                                                       "Destination": "/ro", "RW": False})
-        return 0 if os.statvfs(tmp_path / "root" / "ro").f_flag & os.ST_RDONLY else 1
-    assert in_child(bound) == 0, "mount_volume's bind is writable: a bind takes its flags from a second, remount call"
+        flags = os.statvfs(tmp_path / "root" / "ro").f_flag
+        kept = os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC
+        return 1 if not flags & os.ST_RDONLY else 2 if flags & kept != kept else 0
+    status = in_child(bound)
+    assert status != 1, "mount_volume's bind is writable: a bind takes its flags from a second, remount call"
+    assert status != 2, ("mount_volume's read-only bind of a nosuid,nodev,noexec tmpfs lost those: a remount sets all "
+                         "its flags at once (remount_read_only keeps them)")
+    assert status == 0
 
 
 def test_a_bind_mounted_host_folder_sees_the_containers_writes(lab, tmp_path):
@@ -133,6 +141,23 @@ def test_a_volume_through_a_symlink_of_the_image_makes_nothing_on_the_host(lab, 
     assert lab("ps", "-aq").stdout == ""
 
 
+def test_mount_point_refuses_a_symlink_of_the_image_on_the_way_and_makes_nothing(tmp_path):
+    """mount_point alone, on a root that is a folder of the host (as before pivot_root): the
+    image's symlinks, on the way or last, would lead out of it."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "data").symlink_to(outside)                  # an image's /data -> a folder of the host's
+    for destination in ("/data/made", "/data"):
+        with pytest.raises(LabError):
+            volumes.mount_point(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path), "Destination": destination,
+                                            "RW": True})
+    assert list(outside.iterdir()) == [], "mount_point made the mount point on the host, through the image's symlink"
+    made = volumes.mount_point(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path), "Destination": "/new/deep",
+                                           "RW": True})
+    assert (made, (root / "new" / "deep").is_dir()) == (str(root / "new" / "deep"), True)
+
+
 def test_inspect_shows_the_mounts(lab, tmp_path):
     lab("run", "--name", "mounted", "-v", f"{tmp_path}/./:/host/:ro", "-v", "named:/named", "busybox", "true")
     mounts = json.loads(lab("inspect", "mounted").stdout)[0]["Mounts"]
@@ -159,6 +184,9 @@ def stored_volumes(lab_root) -> list[str]:
 
 @pytest.mark.parametrize("spec, error", [
     ("relative/path:/data", "is neither an absolute host path nor a volume name"),
+    ("./data:/data", "is neither an absolute host path nor a volume name"),
+    ("a:/data", "is neither an absolute host path nor a volume name"),
+    ("data:/a/./b", "write the path in the container without '.' or '..', e.g. /a/b"),
     ("/no/such/folder:/data", "the host path /no/such/folder does not exist"),
     ("data:relative", "the path in the container, 'relative', must be absolute"),
     ("/etc:/", "a volume cannot be mounted over the container's /"),
@@ -169,13 +197,17 @@ def stored_volumes(lab_root) -> list[str]:
     ("data:/data:rx", "invalid volume 'data:/data:rx'"),
     ("data:/data:ro,rw", "invalid volume 'data:/data:ro,rw'"),
     ("data:/data:ro:x", "invalid volume 'data:/data:ro:x'"),
+    ("data:/data:ro,ro", "invalid volume 'data:/data:ro,ro'"),
+    ("data:/data:", "invalid volume 'data:/data:'"),
+    ("data2:/etc/passwd", "cannot mount the volume data2 on /etc/passwd: that is a file in the image"),
     ("/tmp:/data:nocopy", "nocopy is for a volume"),
 ])
 def test_a_bad_volume_is_refused_and_creates_nothing(lab, lab_root, spec, error):
     before = stored_volumes(lab_root)
-    result = lab("run", "--rm", "-v", spec, "busybox", "true")
+    result = lab("run", "--rm", "-v", "first05:/first", "-v", spec, "busybox", "true")    # (nor the good one before it)
     assert result.returncode == 125 and result.stderr.count("\n") == 1 and error in result.stderr, result.stderr
-    assert stored_volumes(lab_root) == before
+    made = sorted(set(stored_volumes(lab_root)) - set(before))
+    assert not made, f"the refused run made the volumes {made}: check every -v before anything is made"
     assert lab("ps", "-aq").stdout == ""
     good = lab("run", "--rm", "-v", "good:/data", "busybox", "true")     # and -v works
     assert good.returncode == 0, good.stderr

@@ -168,7 +168,7 @@ def create(image_ref: str, command: list[str], *, name=None, env=(), entrypoint=
     targets = mounts + [{"Type": "tmpfs", "Destination": path} for path in tmpfs]
     for i, mount in enumerate(targets):
         volumes.check_target(mount["Destination"], [m["Destination"] for m in targets[:i]])
-        if mount["Type"] in ("bind", "tmpfs"):
+        if mount["Type"] in ("bind", "tmpfs", "volume"):
             found = images.in_layers(image, mount["Destination"][1:])       # (through no symlink of the image's)
             volumes.check_against_image(mount, found[1] if found else None)
     if publish_all and container_network.bridged(network_mode):

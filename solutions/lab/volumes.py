@@ -48,7 +48,8 @@ def parse(spec: str) -> dict:
     # HINT: "Bad input" section shows each refusal, in the words the tests look for).
     # HINT 2: split on ":" into 2 or 3 parts (the third, MODE: its words split on ","); DESTINATION must be absolute,
     # HINT 2: not "/" itself, with no "." or ".." step; keep it as "/" + its non-empty steps joined.
-    # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind); anything else is a
+    # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind: its Source is the
+    # HINT 3: path cleaned, os.path.normpath, as inspect shows it); anything else is a
     # HINT 3: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
     # HINT 3: every refusal is a LabError that says what was wrong and how to write it, in the
     # HINT 3: words of the lesson's "Bad input" section: the tests look for them.
@@ -80,7 +81,7 @@ def parse(spec: str) -> dict:
                 "Destination": destination, "RW": read_write}
     if not names.NAME.fullmatch(source):
         raise LabError(f"invalid volume {spec!r}: {source!r} is neither an absolute host path nor a volume "
-                       "name (letters, digits, '_', '.', '-'; a host path starts with /)")
+                       "name (2 or more letters, digits, '_', '.', '-'; a host path starts with /)")
     return {"Type": "volume", "Name": source, "Source": str(volume_path(source)),
             "Destination": destination, "RW": read_write, "CopyData": "nocopy" not in modes}
     # END SOLUTION
@@ -115,19 +116,29 @@ def mount_point(root: str, mount: dict) -> str:
 
 def mount_volume(root: str, mount: dict) -> None:
     """In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"]
-    (mount_all calls it: root "/", Source "/proc/self/fd/N")."""
+    (mount_all calls it: root "/", Source "/proc/N", the source bound there first)."""
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
     # HINT 2: the mount point must exist: mount_point(root, mount) makes it (a folder, or an empty
     # HINT 2: file for a file) inside the container's root, safely, and returns its path;
-    # HINT 2: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it with
-    # HINT 2: MS_REMOUNT | MS_BIND | MS_RDONLY: a bind takes its flags from a second call.
+    # HINT 2: bind with MS_BIND | MS_REC; then, unless mount["RW"], remount it read-only:
+    # HINT 2: a bind takes its flags from a second call, remount_read_only(target) below.
     # BEGIN SOLUTION 05
     target = mount_point(root, mount)
     syscalls.mount(mount["Source"], target, None, MS_BIND | MS_REC)
     if not mount["RW"]:
-        syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        remount_read_only(target)
     # END SOLUTION
+
+
+def remount_read_only(path: str) -> None:
+    """The bind mount at path made read-only: MS_REMOUNT | MS_BIND | MS_RDONLY, and the nosuid,
+    nodev and noexec it has (a remount sets all its flags at once: one it leaves out is
+    cleared, and a :ro bind of a noexec folder would let what is in it run)."""
+    has = os.statvfs(path).f_flag
+    kept = [flag for flag, set_on in ((MS_NOSUID, os.ST_NOSUID), (MS_NODEV, os.ST_NODEV), (MS_NOEXEC, os.ST_NOEXEC))
+            if has & set_on]
+    syscalls.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | sum(kept))
 
 
 def mount_all(root: str, mounts: list[dict], tmpfs: dict[str, str], init: dict | None = None) -> None:
@@ -196,7 +207,7 @@ def stage_source(mount: dict, at: str) -> None:
             os.close(os.open(at, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         syscalls.mount(mount["Source"], at, None, MS_BIND | MS_REC)
         if not mount["RW"]:
-            syscalls.mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            remount_read_only(at)
     finally:
         if in_volume is not None:
             os.close(in_volume)
@@ -410,12 +421,13 @@ def mount_tmpfs(root: str, path: str, options: str) -> None:
 def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
     """Refuse a folder over a file of the image, or a file over a folder (before anything runs).
     in_image: what the image has at the mount's destination (images.in_layers), None if nothing.
-    A tmpfs (mount["Type"] "tmpfs") is a folder; a symlink is mount_point's to refuse."""
+    A tmpfs or a volume is a folder; a symlink is mount_point's to refuse."""
     if in_image is None or stat.S_ISLNK(in_image.st_mode):
         return
-    folder = mount["Type"] == "tmpfs" or os.path.isdir(mount["Source"])
+    folder = mount["Type"] in ("tmpfs", "volume") or os.path.isdir(mount["Source"])
     if stat.S_ISDIR(in_image.st_mode) != folder:
-        what = "a tmpfs" if mount["Type"] == "tmpfs" else f"the {'folder' if folder else 'file'} {mount['Source']}"
+        what = {"tmpfs": "a tmpfs", "volume": f"the volume {mount.get('Name')}"}.get(
+            mount["Type"], f"the {'folder' if folder else 'file'} {mount['Source']}")
         raise LabError(f"cannot mount {what} on {mount['Destination']}: that is a "
                        f"{'file' if folder else 'folder'} in the image")
 
