@@ -426,8 +426,8 @@ def check_against_image(mount: dict, in_image: os.stat_result | None) -> None:
         return
     folder = mount["Type"] in ("tmpfs", "volume") or os.path.isdir(mount["Source"])
     if stat.S_ISDIR(in_image.st_mode) != folder:
-        what = {"tmpfs": "a tmpfs", "volume": f"the volume {mount.get('Name')}"}.get(
-            mount["Type"], f"the {'folder' if folder else 'file'} {mount['Source']}")
+        what = ("a tmpfs" if mount["Type"] == "tmpfs" else f"the volume {mount['Name']}" if mount["Type"] == "volume"
+                else f"the {'folder' if folder else 'file'} {mount['Source']}")
         raise LabError(f"cannot mount {what} on {mount['Destination']}: that is a "
                        f"{'file' if folder else 'folder'} in the image")
 
