@@ -193,6 +193,8 @@ def add_entry(tar, path: str, arcname: str, numeric=None) -> None:
     opens nothing here: lab opens a regular file itself, and the rest is a header alone."""
     filtered = numeric or (lambda info: info)
     info = tar.gettarinfo(path, arcname)                                # (its lstat: a symlink is itself)
+    if info is None:
+        return                                  # a socket: tar has no such kind (tar.add leaves it out too)
     if info.isreg():
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -200,8 +202,8 @@ def add_entry(tar, path: str, arcname: str, numeric=None) -> None:
             if e.errno != errno.ELOOP:
                 raise
             info = tar.gettarinfo(path, arcname)                        # a symlink now: itself
-            if info.isreg():
-                return                          # and a file again: swapped as lab reads, left out
+            if info is None or info.isreg():
+                return                          # a socket, or a file again: swapped as lab reads, left out
         else:
             with open(fd, "rb") as f:
                 info = filtered(tar.gettarinfo(path, arcname, fileobj=f))    # (its fstat: what was opened)

@@ -746,6 +746,8 @@ def test_docker_cp_export_and_commit_never_read_the_containers_name_services(dae
                   "echo hi > /file; echo ready; exec sleep 600")
     wait_until(lambda: daemon.docker("logs", "nss").stdout == "ready\n", what="the pipes made")
     pipes = [f"/proc/{harness.inspect('nss')['State']['Pid']}/root/etc/{f}" for f in ("nsswitch.conf", "passwd", "group")]
+    listening = socket.socket(socket.AF_UNIX)                  # and a socket, which tar has no kind for: left out
+    listening.bind(f"/proc/{harness.inspect('nss')['State']['Pid']}/root/sock")
     read = []
 
     def done(command: subprocess.Popen) -> bool:
@@ -765,6 +767,7 @@ def test_docker_cp_export_and_commit_never_read_the_containers_name_services(dae
         wait_until(lambda: done(copy), what=f"docker {args[0]} done")
         assert copy.wait(timeout=30) == 0, copy.stderr.read()
         assert not read, f"docker {' '.join(args)} read the container's {read}"
+    listening.close()
     assert daemon.docker("rmi", "nsscommit").returncode == 0
     assert (tmp_path / "file").read_text() == "hi\n"
     assert daemon.docker("exec", "nss", "cat", "/up.txt").stdout == "from the host\n"
