@@ -115,15 +115,6 @@ def json_or_shell(args: str) -> list[str]:
 
 # The build context: the folder whose files COPY and ADD may read.
 
-def read_text(path: Path, what: str) -> str:
-    """A Dockerfile or .dockerignore, if it is a regular file (of at most 1 MiB)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise LabError(f"the {what} {path} is not a regular file")
-        return f.read(1 << 20).decode(errors="replace")
-
-
 class Context:
     def __init__(self, folder: str):
         self.root = Path(folder).resolve()
@@ -142,7 +133,7 @@ class Context:
         path = self.root / name
         if not (path.resolve() == self.root or self.root in path.resolve().parents):
             raise LabError(f"the {name} of the build context {self.root} leads outside it")
-        return read_text(path, name)
+        return folders.read_regular(path, f"the {name} {path}")
 
     def ignored(self, relative: str) -> bool:
         """.dockerignore: the last pattern that matches decides; !PATTERN takes a path back."""
@@ -333,7 +324,7 @@ def build(context_dir: str, dockerfile: str | None = None, tags=(), build_args=(
     context = Context(context_dir)
     path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
     try:
-        steps = parse(read_text(path, "Dockerfile") if dockerfile else context.read("Dockerfile"), target)
+        steps = parse(folders.read_regular(path, f"the Dockerfile {path}") if dockerfile else context.read("Dockerfile"), target)
     except FileNotFoundError:
         raise LabError(f"no Dockerfile at {path} (-f names another)") from None
     run_options = {"network_mode": network, "extra_hosts": hosts, "shm_size": shm_size}

@@ -8,6 +8,7 @@ seal_imports for a process of lab's whose / is about to be a container's.
 import errno
 import os
 import signal
+import stat
 import sys
 
 from lab import LabError
@@ -83,6 +84,17 @@ def new_file(path: str, mode: int = 0o600) -> int:
 
 
 PATH_MAX = 4095          # bytes of a path the kernel takes (4096 with its final 0)
+
+
+def read_regular(path, what: str) -> str:
+    """The text of the file at path (its first megabyte), if it is a regular one: a file that
+    came from outside (a container's, a build context's) may be a pipe, whose open would wait
+    for a writer for ever, or a device. what names it in the error ("the Dockerfile PATH")."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LabError(f"{what} is not a regular file")
+        return f.read(1 << 20).decode(errors="replace")
 
 
 def shown(folder: str) -> str:

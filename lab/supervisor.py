@@ -388,7 +388,7 @@ class Supervisor(Relay):
             self.hang_up(proc)
             return
         del self.execs[proc.exec_id]
-        exec_ended(self.container, proc)
+        exec_ended(self.container, proc.exec_id, proc.status)
         self.hang_up(proc)
 
     def exec(self, exec_id: str, client: socket.socket | None, framed: bool | None = None) -> dict:
@@ -401,8 +401,7 @@ class Supervisor(Relay):
         except (LabError, process.StartError, OSError, NotImplementedError) as e:
             stdio.close_ours()
             status = getattr(e, "status", 126)
-            update_exec(self.container, exec_id, Running=False, ExitCode=status)
-            store.record_event(self.container, "exec_die", execID=exec_id, exitCode=str(status))
+            exec_ended(self.container, exec_id, status)
             if client is not None:           # the client reads the stream: tell it there
                 message = f"lab: error: {e}\n".encode()
                 client.sendall(message if config["Tty"] else frame(STDERR, message))
@@ -471,7 +470,7 @@ class Supervisor(Relay):
                 except ProcessLookupError:
                     pass
                 proc.status = process.exit_status(os.waitpid(proc.pid, 0)[1])
-            exec_ended(self.container, proc)
+            exec_ended(self.container, exec_id, proc.status)
             self.hang_up(proc)
         for client, *_ in self.early:         # attached, and it never started
             client.close()
@@ -496,9 +495,10 @@ def read_exec(container: store.Container, exec_id: str) -> dict:
     return store.read_json(container.exec_record(exec_id))
 
 
-def exec_ended(container: store.Container, proc: Process) -> None:
-    update_exec(container, proc.exec_id, Running=False, ExitCode=proc.status, Pid=0)
-    store.record_event(container, "exec_die", execID=proc.exec_id, exitCode=str(proc.status))
+def exec_ended(container: store.Container, exec_id: str, status: int) -> None:
+    """An exec has ended (or never started): its record, and docker's exec_die event."""
+    update_exec(container, exec_id, Running=False, ExitCode=status, Pid=0)
+    store.record_event(container, "exec_die", execID=exec_id, exitCode=str(status))
 
 
 def update_exec(container: store.Container, exec_id: str, **changes) -> None:

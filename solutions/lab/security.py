@@ -24,9 +24,8 @@ See man 7 capabilities, man 2 prctl, man 2 seccomp, man 7 cgroups.
 import errno
 import os
 import re
-import stat
 
-from lab import LabError, devices, syscalls
+from lab import LabError, devices, folders, syscalls
 from lab.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 
 # Capability numbers (linux/capability.h): a capability's number is its bit in a set.
@@ -242,13 +241,9 @@ def read_table(path: str) -> list[list[str]]:
     file), its first megabyte. The container's own file: it may have made it a FIFO, whose
     open waits for a writer for ever, or a device; only a regular file is read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        text = folders.read_regular(path, f"the container's {path}")
     except FileNotFoundError:
         return []
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise LabError(f"the container's {path} is not a regular file: lab looks users and groups up in it")
-        text = f.read(1 << 20).decode(errors="replace")
     return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
 
 
