@@ -62,7 +62,16 @@ def unshare(flags: int) -> None:
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
+    result = _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype))
+    _check(result, "setns", fd if result == 0 else _namespace_of(fd), hex(nstype))
+
+
+def _namespace_of(fd: int) -> str:
+    """What an error says of setns's fd: the namespace it is ("mnt:[4026532...]"), not a number."""
+    try:
+        return f"fd {fd}, {os.readlink(f'/proc/self/fd/{fd}')}"
+    except OSError:
+        return f"fd {fd}"
 
 
 def mount(source, target, fstype=None, flags: int = 0, data=None) -> None:

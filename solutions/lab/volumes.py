@@ -99,6 +99,7 @@ def mount_point(root: str, mount: dict) -> str:
     # HINT 2: parent folders and an empty file (a bind needs a mount point of the same kind).
     # HINT 3: os.path.islink(path) for each prefix; os.makedirs(path, exist_ok=True);
     # HINT 3: open(path, "a").close() makes an empty file and leaves an existing one as it is.
+    # HINT 3: Beware os.path.join(root, "/data"): an absolute part throws root away ("/data").
     # BEGIN SOLUTION 05
     path = root
     for part in (p for p in mount["Destination"].split("/") if p):
