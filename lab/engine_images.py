@@ -41,11 +41,11 @@ def list_images(req):
         if i["Created"] >= made.get("before", float("inf")) or i["Created"] <= made.get("since", float("-inf")):
             return False
         return has_labels(i["Config"].get("Labels") or {}, wanted.get("label", []))
+    every = images.list_images(listing=True)
     return 200, [{"Id": i["Id"], "ParentId": i.get("Parent", ""), "RepoTags": matching(i["RepoTags"] or []),
                   "RepoDigests": [], "Created": int(i["Created"]), "Size": i["Size"], **virtual_size(req, i["Size"]),
                   "SharedSize": -1, "Labels": i["Config"].get("Labels") or {}, "Containers": -1}
-                 for i in images.list_images(listing=True)
-                 if shown(i) and (req.flag("all") or not images.is_intermediate(i))]      # (-a: a build's steps too)
+                 for i in (every if req.flag("all") else images.listed(every)) if shown(i)]      # (-a: a build's steps too)
 
 
 def get_image(req):

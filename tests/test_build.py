@@ -80,6 +80,8 @@ def test_a_second_build_uses_the_cache_and_a_changed_file_runs_from_its_copy(lab
     (context / "src" / "hello.txt").write_text("changed\n")
     changed = build(lab, str(context))
     assert changed.stdout.count("Using cache") == 2 and "Running in" in changed.stdout   # ENV, WORKDIR; from COPY on: run
+    untagged = [row.split()[:3] for row in lab("images").stdout.splitlines() if row.startswith("<none>")]
+    assert untagged == [["<none>", "<none>", changed.stdout.split()[-1]]]      # (docker's too; its steps are not)
     other_arg = build(lab, "--build-arg", "GREETING=hello", "-t", "built:3", str(context))
     assert other_arg.stdout.count("Using cache") == 3          # ENV, WORKDIR, COPY; the RUN sees another GREETING
     assert lab("run", "--rm", "built:3").stdout == "hello from RUN\n"

@@ -604,9 +604,7 @@ def cmd_images(args) -> int:
     from lab import images
     now = time.time()
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS", "SIZE")]
-    for image in images.list_images(listing=True):
-        if images.is_intermediate(image):
-            continue
+    for image in images.listed(images.list_images(listing=True)):
         for ref in image["RepoTags"] or ["<none>:<none>"]:
             name, tag = ref.rsplit(":", 1)
             rows.append((name, tag, image["Id"][7:19], store.ago(now - image["Created"]) + " ago",

@@ -69,6 +69,14 @@ def list_images(listing: bool = False) -> list[dict]:
     return sorted(found, key=lambda image: image["Created"], reverse=True)
 
 
+def listed(every: list[dict]) -> list[dict]:
+    """What `lab images` and `docker images` list of every: all but the untagged images another
+    one was built on (a build's steps; -a lists them too). A build's last image, untagged without
+    -t, is listed (<none>), as docker lists it."""
+    parents = {image.get("Parent") for image in every}
+    return [image for image in every if image["RepoTags"] or image["Id"] not in parents]
+
+
 def is_intermediate(image: dict) -> bool:
     """A build step's image that no tag names (lab build's cache): `lab images` does not list it."""
     return bool(image.get("Intermediate")) and not image["RepoTags"]
