@@ -7,8 +7,10 @@ toward `retries`; that many in a row and it is unhealthy. Failures in the start 
 first seconds after the start) do not count, but a success there makes it healthy at once. A
 check that runs longer than its timeout is killed, and fails. The state goes to state.json
 as docker shows it: State.Health = {"Status": "starting" | "healthy" | "unhealthy",
-"FailingStreak": N, "Log": the last 5 checks}, and `ps` says "(healthy)".
+"FailingStreak": N, "Log": the last 5 checks}, and `ps` says "(healthy)". Each check is an
+exec to `docker events`, as docker's: exec_create, exec_start and exec_die, every interval.
 """
+import os
 import re
 import time
 
@@ -105,10 +107,14 @@ class Health:
         """A check starts now (the supervisor sets self.probe once it runs)."""
         self.began_at, self.timed_out = time.time_ns(), False
         self.deadline = time.monotonic() + self.timeout
+        self.exec_id = os.urandom(32).hex()
+        for verb in ("exec_create", "exec_start"):
+            store.record_event(self.container, store.exec_action(verb, self.command), execID=self.exec_id)
 
     def ended(self, exit_code: int, output: bytes) -> None:
         """Record a check's result; the next one is due an interval after this one's end."""
         now, was = time.monotonic(), self.state["Status"]
+        store.record_event(self.container, "exec_die", execID=self.exec_id, exitCode=str(exit_code))
         if self.timed_out:                                   # (the supervisor killed it)
             exit_code, output = -1, f"Health check exceeded timeout ({self.timeout:g}s)".encode()
         if exit_code == 0:

@@ -1043,10 +1043,17 @@ def test_docker_events_reports_images_volumes_networks_execs_and_health_as_docke
     assert shown("volume=evvol", "event=mount", fields="{{.Actor.Attributes.destination}} {{index .Actor.Attributes "
                                                        "\"read/write\"}}") == ["/data true"] * 2
     execs = shown("container=evc", "event=exec_create", "event=exec_start", "event=exec_die",
-                  fields="{{.Action}} {{.Actor.Attributes.exitCode}}")
-    assert [line.replace(" <no value>", "") for line in execs] == [
-        "exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die 3",
-        "exec_create: true ", "exec_start: true ", "exec_die 0"], execs       # (docker's words, its space too)
+                  fields="{{.Action}} {{.Actor.Attributes.exitCode}} {{.Actor.Attributes.execID}}")
+    by_id: dict[str, list[str]] = {}
+    for line in execs:
+        action, _, exec_id = line.replace(" <no value>", "").rpartition(" ")
+        by_id.setdefault(exec_id, []).append(action)
+    probes = [actions for actions in by_id.values() if actions[0] == "exec_create: /bin/sh -c true"]
+    assert [actions for actions in by_id.values() if actions not in probes] == [
+        ["exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die 3"],
+        ["exec_create: true ", "exec_start: true ", "exec_die 0"]], execs        # (docker's words, its space too)
+    assert probes and all(actions == ["exec_create: /bin/sh -c true", "exec_start: /bin/sh -c true", "exec_die 0"]
+                          for actions in probes[:-1]), execs                    # each healthcheck too, as docker's
     assert shown("container=evc", "event=health_status", fields="{{.Action}}") == ["health_status: healthy"]
     assert shown("container=evc", "event=top", "event=archive-path", "event=extract-to-dir", "event=update", "event=restart",
                  fields="{{.Action}}") == ["top", "archive-path", "extract-to-dir", "update", "restart"]
