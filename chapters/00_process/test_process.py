@@ -4,7 +4,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from chapters.harness import LAB, check_unfinished, container_process, run_lab
+from chapters.harness import LAB, check_unfinished, children, container_process, run_lab
 from lab import process
 
 
@@ -22,7 +22,8 @@ def test_a_container_killed_by_signal_n_exits_128_plus_n():
     lab = subprocess.Popen([LAB, "run", "--rm", "busybox", "sleep", "30"], stderr=subprocess.PIPE, text=True)
     try:
         os.kill(container_process(lab), signal.SIGKILL)     # from the host, as `docker kill` does
-        assert lab.wait(timeout=30) == 128 + 9
+        status = lab.wait(timeout=30)
+        assert status == 128 + 9, f"SIGKILL (9) should give 137 (exit_status: 128 + the signal); lab said: {lab.stderr.read()}"
     finally:
         lab.kill()
         lab.wait()
@@ -55,30 +56,37 @@ def test_the_command_gets_its_environment_and_working_directory(lab, monkeypatch
     assert nowhere.returncode == 127, "ls was found through lab's PATH, not the container's (-e PATH=/nowhere)"
 
 
-def test_the_container_is_a_child_process_of_the_runtime():
-    forks = []
+def test_the_container_is_a_child_process_of_the_runtime(tmp_path):
+    forks, here, marker = [], os.getcwd(), tmp_path / "setup ran"
 
     def fork():                    # the one given: chapter 02's, on cgroup v2, starts it in its cgroup
         forks.append(os.getpid())
         return os.fork()
-    pid = process.spawn(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, "/", fork=fork)
+    pid = process.spawn(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, "/tmp", setup=marker.touch, fork=fork)
     try:
+        assert Path(f"/proc/{pid}").exists(), "spawn() waited for the command to end: return its pid once exec worked"
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         assert int(fields[1]) == os.getpid()                  # its parent is us, the runtime
         assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x0030\x00"   # and it exec'd
         assert forks == [os.getpid()], "spawn() did not fork with the fork it was given (its parameter)"
+        assert marker.exists(), "spawn() did not run setup() in the child (child_main's parameter)"
+        assert os.readlink(f"/proc/{pid}/cwd") == "/tmp", "the command does not run in cwd"
+        assert os.getcwd() == here, "spawn() changed the runtime's own folder: the child goes to cwd (exec_command)"
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
 
 
 def test_spawn_returns_only_after_exec_and_reports_a_missing_command():
+    before = children()
     try:
         process.spawn(["no-such-command"], {"PATH": "/usr/bin:/bin"}, "/")
     except process.StartError as error:
         assert error.status == 127
     else:
         raise AssertionError("spawn() returned a pid for a command that does not exist")
+    left = {pid: state for pid, (state, _) in children().items() if pid not in before}
+    assert not left, f"the child whose exec failed is still a process ({left}): check_started reaps it (waitpid)"
 
 
 def test_exit_status_reads_a_waitpid_status():

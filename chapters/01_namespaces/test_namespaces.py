@@ -6,16 +6,63 @@ import socket
 import subprocess
 
 from chapters.harness import LAB
+from lab import container, namespaces
 
 KINDS = ("uts", "pid", "mnt", "net", "ipc", "cgroup")
 
 
 def test_the_command_is_pid_1_and_sees_no_host_process(lab):
     result = lab("run", "--rm", "busybox", "sh", "-c",       # (the last /proc mounted is the one seen)
-                 "awk '$2 == \"/proc\" {o = $4} END {print o}' /proc/self/mounts; exec ps -o pid,comm")
-    options, *processes = result.stdout.splitlines() or [""]
-    assert [line.split() for line in processes] == [["PID", "COMMAND"], ["1", "ps"]]
-    assert {"nosuid", "nodev", "noexec"} <= set(options.split(",")), f"its /proc is mounted {options}"
+                 "echo $$; awk '$2 == \"/proc\" {o = $4} END {print o}' /proc/self/mounts; exec ps -o pid,comm")
+    pid, options, *processes = result.stdout.splitlines() or ["", ""]
+    assert pid == "1", f"the command is PID {pid}, not 1: its PID namespace is not new (unshare_pid_namespace)"
+    assert [line.split() for line in processes] == [["PID", "COMMAND"], ["1", "ps"]], \
+        "ps sees more than the container's processes: it reads /proc, which shows the host's (mount_proc)"
+    assert {"rw", "nosuid", "nodev", "noexec"} <= set(options.split(",")), f"its /proc is mounted {options}"
+
+
+def in_a_child(function) -> str:
+    """Run function() in a forked child (what it does to namespaces stays there); return what it
+    returned, or raise what it raised (a NotImplementedError's words: the harness names it)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            answer = f"ok {function()}"
+        except BaseException as e:
+            answer = f"raised {type(e).__name__}: {e}"
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    if not answer.startswith("ok "):
+        raise AssertionError(answer)
+    return answer[3:]
+
+
+def test_only_the_next_child_gets_a_new_pid_namespace_and_the_runtime_stays_where_it_was():
+    """unshare_pid_namespace() in the runtime: its next child is PID 1 of a new PID namespace; the
+    runtime's own namespaces stay the host's (container.own_pid_namespace() then takes the
+    pending one back, even before any child: a failed fork)."""
+    def unshared() -> str:
+        def ours() -> dict:
+            return {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in KINDS}
+        before = ours()
+        namespaces.unshare_pid_namespace()
+        child = os.fork()
+        if child == 0:
+            os._exit(0 if os.getpid() == 1 else 1)
+        is_pid_1 = os.waitpid(child, 0)[1] == 0
+        changed = [kind for kind in KINDS if ours()[kind] != before[kind]]
+        container.own_pid_namespace()
+        namespaces.unshare_pid_namespace()
+        container.own_pid_namespace()         # (no child forked into this one)
+        back = os.readlink("/proc/self/ns/pid_for_children") == before["pid"]
+        return f"{is_pid_1} {','.join(changed) or '-'} {back}"
+    assert in_a_child(unshared).split() == ["True", "-", "True"], \
+        "expected: the next child is PID 1, the runtime's own namespaces unchanged (unshare CLONE_NEWPID only)"
 
 
 def test_pid_1_ignores_a_signal_it_has_no_handler_for(lab):
@@ -77,6 +124,7 @@ def test_a_mount_made_in_the_container_never_reaches_the_host():
     run = subprocess.run(["unshare", "--mount", "--propagation", "slave", "sh", "-c", script],
                          capture_output=True, text=True, timeout=60)
     assert run.stdout.split() == ["peers", "0", "status", "0", "0"], f"lab said: {run.stderr.strip()}\n" + (
+        "lab run failed: see what it said" if "status 0" not in run.stdout else
         "the container's tmpfs appeared outside it: are its mounts private?" if run.stdout.endswith("1\n") else
         f"the container's mounts still receive the host's: {run.stdout.split()}" if "peers 0" not in run.stdout else "")
 

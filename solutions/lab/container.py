@@ -415,8 +415,13 @@ def own_pid_namespace() -> None:
     """The PID namespace our children get is our own again. unshare(CLONE_NEWPID) made it the
     container's, for its PID 1; left so, a second unshare(CLONE_NEWPID) fails (EINVAL), and
     once the container has ended any fork fails (ENOMEM): the iptables that takes its published
-    ports back, a supervisor's restart, lab build's next RUN step, an exec's helper."""
-    if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
+    ports back, a supervisor's restart, lab build's next RUN step, an exec's helper. (Until a
+    child is forked into it, the new namespace has no process, and pid_for_children no link.)"""
+    try:
+        pending = os.readlink("/proc/self/ns/pid_for_children")
+    except FileNotFoundError:                  # (unshared, then the fork failed)
+        pending = None
+    if pending != os.readlink("/proc/self/ns/pid"):
         with open("/proc/self/ns/pid") as ours:
             syscalls.setns(ours.fileno(), syscalls.CLONE_NEWPID)
 
