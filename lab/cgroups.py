@@ -225,7 +225,7 @@ class Cgroup:
         after a fork, by a process that has a single thread."""
         # HINT: a process enters a cgroup by writing a pid into a file of the cgroup's folder, in
         # HINT: every folder this cgroup has (one per hierarchy on v1).
-        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders). Called right (see chapters/02_cgroups/README.md, 'Your turn')")
+        raise NotImplementedError("chapter 02: write join() in lab/cgroups.py: Move the calling process into this cgroup (in each of its folders) (see chapters/02_cgroups/README.md, 'Your turn')")
 
     def freeze(self, frozen: bool) -> None:
         """Stop every process in it where it stands, or let them all go on (docker pause and

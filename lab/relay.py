@@ -34,7 +34,7 @@ def frame(stream: int, data: bytes) -> bytes:
     connection (its "multiplexed stream"): a header of 8 bytes, then the data."""
     # HINT: the header is the stream (1: stdout, 2: stderr) in one byte, three zero bytes, then
     # HINT: the data's length in 4 bytes, big-endian; docker clients read it to take the streams apart.
-    raise NotImplementedError("chapter 07: write frame() in lab/relay.py: A piece of a container's output as the Engine API sends stdout and stderr on one (see chapters/07_engine/README.md, 'Your turn')")
+    raise NotImplementedError('chapter 07: write frame() in lab/relay.py: A piece of a container\'s output as the Engine API sends stdout and stderr on one connection (its "multiplexed stream"): a header of 8 bytes, then the data (see chapters/07_engine/README.md, \'Your turn\')')
 
 
 def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> None:

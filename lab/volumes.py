@@ -56,7 +56,7 @@ def mount_point(root: str, mount: dict) -> str:
     # HINT: the path leads into the image, and the image is not to be trusted: a symlink in it
     # HINT: would take the mount point elsewhere (with root a folder of the host, before
     # HINT: pivot_root, to the host's own files). Check the whole path before making anything.
-    raise NotImplementedError('chapter 05: write mount_point() in lab/volumes.py: root + mount["Destination"], made if missing (it lands in the container\'s upper folder): (see chapters/05_volumes/README.md, \'Your turn\')')
+    raise NotImplementedError('chapter 05: write mount_point() in lab/volumes.py: root + mount["Destination"], made if missing (it lands in the container\'s upper folder): a folder for a folder Source, an empty file for a file (see chapters/05_volumes/README.md, \'Your turn\')')
 
 
 def mount_volume(root: str, mount: dict) -> None:
@@ -64,7 +64,7 @@ def mount_volume(root: str, mount: dict) -> None:
     (mount_all calls it: root "/", Source "/proc/N", the source bound there first)."""
     # HINT: a volume is a bind mount from outside the container's root to a point inside it;
     # HINT: read-only takes a second step.
-    raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (see chapters/05_volumes/README.md, \'Your turn\')')
+    raise NotImplementedError('chapter 05: write mount_volume() in lab/volumes.py: In the child, before pivot_root: bind mount["Source"] onto root + mount["Destination"] (mount_all calls it: root "/", Source "/proc/N", the source bound there first) (see chapters/05_volumes/README.md, \'Your turn\')')
 
 
 def remount_read_only(path: str) -> None:
