@@ -223,7 +223,7 @@ def hint(args: list[str], package: Path) -> int:
             return 1
         open_ones = [g for g in chosen if (g.chapter, g.module, g.name) in todo]
         gap = (open_ones or chosen)[0]
-        others = [g.name for g in chosen if g is not gap]
+        others = [f"{g.module.removesuffix('.py')}.{g.name}" for g in chosen if g is not gap]
     elif todo:
         gap, others = next(g for g in reference if (g.chapter, g.module, g.name) == todo[0]), []
     else:
@@ -249,7 +249,7 @@ def hint(args: list[str], package: Path) -> int:
     else:
         print(f"That was the last hint: the rest is yours to write. The lesson: {lesson}, 'Your turn'.")
     if others:
-        print(f"(Also called so: {', '.join(others)}. `lab hint CLASS.NAME` shows one of those.)")
+        print(f"(Also called so: {', '.join(others)}; `lab hint {others[0]}` shows its hints.)")
     return 0
 
 

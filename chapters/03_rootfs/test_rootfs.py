@@ -22,6 +22,7 @@ def test_the_container_sees_the_images_files_not_the_hosts(lab, tmp_path):
 
 def test_its_mount_table_has_only_its_own_mounts(lab):
     mountinfo = lab("run", "--rm", "busybox", "cat", "/proc/self/mountinfo").stdout
+    assert mountinfo, "cat /proc/self/mountinfo printed nothing: is /proc mounted in the new root, after pivot_root?"
     # (chapter 08 adds its own over /proc and /sys: masks, read-only paths, the cgroup files)
     chapter_08 = {*security.MASKED_PATHS, *security.READONLY_PATHS}
     chapter_09 = {"/etc/resolv.conf"}          # (the network's name servers)
@@ -42,7 +43,8 @@ def test_its_mount_table_has_only_its_own_mounts(lab):
 
 def test_the_hostname_files_are_the_containers(lab):
     result = lab("run", "--rm", "--hostname", "box", "busybox", "cat", "/etc/hostname", "/etc/hosts")
-    assert result.stdout.startswith("box\n127.0.0.1\tlocalhost\n") and "\tbox\n" in result.stdout
+    assert result.stdout.startswith("box\n127.0.0.1\tlocalhost\n") and "\tbox\n" in result.stdout, \
+        f"the container's /etc/hostname and /etc/hosts are not lab's (binds, before pivot_root):\n{result.stdout}"
 
 
 def test_sys_is_read_only_and_the_image_never_changes(lab):
@@ -56,9 +58,12 @@ def test_sys_is_read_only_and_the_image_never_changes(lab):
 
 
 def test_dev_has_the_usual_nodes_and_nothing_of_the_hosts(lab):
-    result = lab("run", "--rm", "busybox", "sh", "-c", "ls /dev; echo gone > /dev/null; head -c 3 /dev/zero | wc -c")
-    *listing, count = result.stdout.split()
-    assert set(listing) == DEV and count == "3"
+    result = lab("run", "--rm", "busybox", "sh", "-c", "ls /dev; echo gone > /dev/null; head -c 3 /dev/zero | wc -c; "
+                 "for link in fd stdin stdout stderr ptmx; do readlink /dev/$link; done")
+    *listing, count, fd, stdin, stdout, stderr, ptmx = result.stdout.split() or [""] * 7
+    assert set(listing) == DEV and count == "3", result.stdout
+    assert [fd, stdin, stdout, stderr, ptmx] == ["/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2",
+                                                 "pts/ptmx"], "where /dev's links lead"
     modes = lab("run", "--rm", "busybox", "stat", "-c", "%a %n", "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
                 "/dev/urandom", "/dev/tty").stdout.splitlines()
     assert all(line.startswith("666 ") for line in modes) and len(modes) == 6, \
@@ -129,8 +134,15 @@ def test_enter_assembles_the_root_in_the_order_that_works(tmp_path):
             pass
         return 0
 
+    def writable():
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        rootfs.enter(str(root), [], "/", read_only=False)
+        with open("/written", "w"):
+            return 0                              # (no OSError: / is writable, as asked)
+
     try:
         assert in_child(inside) == 0
+        assert in_child(writable) == 0, "read_only=False: / stays writable"
     finally:
         leaked = os.path.isdir(workdir)
         shutil.rmtree(workdir, ignore_errors=True)

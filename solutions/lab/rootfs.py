@@ -22,10 +22,10 @@ def pivot_root(new_root: str) -> None:
     # HINT: the image's folder becomes /, and the host's old root is then taken away, so that
     # HINT: nothing of the host stays reachable. pivot_root has preconditions about mounts; the
     # HINT: lesson lists them in order.
-    # HINT 2: 1. remount / recursively private (pivot_root refuses a shared mount: EINVAL);
-    # HINT 2: 2. bind-mount new_root onto itself: pivot_root needs a mount point;
-    # HINT 3: 3. chdir into it, pivot_root(".", "."): the old root is stacked on top of the new;
-    # HINT 3: 4. umount2(".", MNT_DETACH) takes it away; chdir("/").
+    # HINT 2: first remount / recursively private (pivot_root refuses a shared mount: EINVAL),
+    # HINT 2: then bind-mount new_root onto itself: pivot_root needs a mount point (EBUSY, EINVAL).
+    # HINT 3: then chdir into it and pivot_root(".", "."): the old root is stacked on top of the
+    # HINT 3: new; umount2(".", MNT_DETACH) takes it away; last, chdir("/").
     # BEGIN SOLUTION 03
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
     syscalls.mount(new_root, new_root, None, MS_BIND | MS_REC)
@@ -57,7 +57,8 @@ def make_dev() -> None:
     # HINT 2: (stat.S_IFCHR | 0o666, os.makedev(major, minor)); a devpts with newinstance on
     # HINT 2: /dev/pts and /dev/ptmx -> pts/ptmx; a tmpfs on /dev/shm; the fd, stdin, stdout,
     # HINT 2: stderr links into /proc/self/fd.
-    # HINT 3: docker's options (the lesson's mount table shows them): /dev MS_NOSUID | MS_NOEXEC,
+    # HINT 3: the options (the lesson's mount table shows them): /dev MS_NOSUID | MS_NOEXEC (docker's
+    # HINT 3: has no noexec; nothing in /dev need run),
     # HINT 3: "mode=755,size=65536k"; /dev/pts MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620";
     # HINT 3: /dev/shm MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k".
     # BEGIN SOLUTION 03
@@ -92,7 +93,8 @@ def enter(root: str, binds: list[tuple[str, str]], workdir: str, read_only: bool
     # HINT 2: then the read-only remount of / and mount_kernel_filesystems() (either order: a
     # HINT 2: remount changes / only, not the mounts on it).
     # HINT 3: bind_file(source, root + target); os.makedirs(workdir, exist_ok=True) may fail
-    # HINT 3: on an image's read-only folder: let it (the command's chdir will say why);
+    # HINT 3: on an image's read-only folder: catch the OSError and go on (the command's chdir
+    # HINT 3: will say why);
     # HINT 3: remount_readonly("/") when read_only; pivot_root() and mount_kernel_filesystems() are above.
     # BEGIN SOLUTION 03
     for source, target in binds:

@@ -7,6 +7,7 @@ kernel says no, raises an OSError that names the call and its arguments, e.g.
 See man 2 unshare, man 2 setns, man 2 mount, man 2 umount2, man 2 pivot_root.
 """
 import ctypes
+import errno
 import os
 import signal
 
@@ -89,7 +90,12 @@ def pivot_root(new_root, put_old) -> None:
     if SYS_pivot_root is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
-    _check(result, "pivot_root", str(new_root), str(put_old))
+    why = {errno.EINVAL: " (is new_root a mount point, and is no mount around it shared? chapter 03's steps 1 and 2)",
+           errno.EBUSY: " (new_root is on the current root's mount: bind-mount it onto itself first)"}
+    try:
+        _check(result, "pivot_root", str(new_root), str(put_old))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror + why.get(e.errno, "")) from None
 
 
 def join_new_session_keyring() -> None:
