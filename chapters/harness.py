@@ -312,7 +312,8 @@ class Daemon:
             except OSError:
                 pass                                    # not listening yet
             else:
-                assert status == 200, f"lab daemon answered GET /_ping with {status}: {body}"
+                assert status == 200, f"lab daemon answered GET /_ping with {status}: {body}" + (
+                    "; the tests' client runs as root: what did peer_uid() in lab/daemon.py say?" if status == 403 else "")
                 return
             if self.process.poll() is not None:
                 check_unfinished(self.log.read_text())
