@@ -6,9 +6,10 @@ as a new layer on top; a COPY or ADD step packs the files it copies into a layer
 The other instructions (ENV, WORKDIR, USER, CMD, ...) change only the image's config.
 
 Every step's result is an image of its own, hidden from `lab images` once the next step is
-built on it (an intermediate image; the last one is listed, as <none> without -t), and the build cache remembers it under a key: the image it started from, the instruction,
-the build arguments a RUN sees, and the content of the files a COPY reads. The same step on
-the same image gives the same key, and is not run again ("Using cache"). --no-cache runs all;
+built on it (an intermediate image; the last one is listed, as <none> without -t), and the
+build cache remembers it under a key: the image it started from, the instruction, the build
+arguments a RUN sees, and the content of the files a COPY reads. The same step on the same
+image gives the same key, and is not run again ("Using cache"). --no-cache runs all;
 --cache-from IMAGE takes a cached step only if it made IMAGE or one IMAGE was built on.
 
 The subset of the Dockerfile reference lab reads: FROM, RUN, COPY, ADD (local files; local

@@ -7,8 +7,8 @@ toward `retries`; that many in a row and it is unhealthy. Failures in the start 
 first seconds after the start) do not count, but a success there makes it healthy at once. A
 check that runs longer than its timeout is killed, and fails. The state goes to state.json
 as docker shows it: State.Health = {"Status": "starting" | "healthy" | "unhealthy",
-"FailingStreak": N, "Log": the last 5 checks}, and `ps` says "(healthy)". Each check is an
-exec to `docker events`, as docker's: exec_create, exec_start and exec_die, every interval.
+"FailingStreak": N, "Log": the last 5 checks}, and `ps` says "(healthy)". `docker events`
+shows each check as an exec, as docker's does: exec_create, exec_start, exec_die.
 """
 import os
 import re

@@ -46,11 +46,11 @@ AT_FDCWD, AT_RECURSIVE, AT_EMPTY_PATH = -100, 0x8000, 0x1000
 MOUNT_ATTR_RDONLY = 0x1
 
 
-def _check(result: int, call: str, *args) -> int:
+def _check(result: int, call: str, *args, why: dict[int, str] | None = None) -> int:
     if result == -1:
         err = ctypes.get_errno()
         shown = ", ".join(repr(a) for a in args)
-        raise OSError(err, f"{call}({shown}): {os.strerror(err)}")
+        raise OSError(err, f"{call}({shown}): {os.strerror(err)}{(why or {}).get(err, '')}")
     return result
 
 
@@ -90,12 +90,13 @@ def pivot_root(new_root, put_old) -> None:
     if SYS_pivot_root is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
-    why = {errno.EINVAL: " (is new_root a mount point, and is no mount around it shared? chapter 03's steps 1 and 2)",
-           errno.EBUSY: " (new_root is on the current root's mount: bind-mount it onto itself first)"}
-    try:
-        _check(result, "pivot_root", str(new_root), str(put_old))
-    except OSError as e:
-        raise OSError(e.errno, e.strerror + why.get(e.errno, "")) from None
+    _check(result, "pivot_root", str(new_root), str(put_old), why=PIVOT_ROOT_REFUSALS)
+
+
+# What pivot_root's refusals mean in chapter 03 (man 2 pivot_root lists every case).
+PIVOT_ROOT_REFUSALS = {
+    errno.EINVAL: " (is new_root a mount point, and is no mount around it shared? chapter 03's steps 1 and 2)",
+    errno.EBUSY: " (new_root is on the current root's mount: bind-mount it onto itself first)"}
 
 
 def join_new_session_keyring() -> None:
