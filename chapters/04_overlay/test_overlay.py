@@ -85,8 +85,13 @@ def test_a_committed_image_has_the_changes_as_a_layer_of_its_own(lab, tmp_path):
     base = images.resolve("busybox")
     assert image["Id"] == committed.stdout.strip()
     assert image["RootFS"]["Layers"][:-1] == base["Layers"] and len(image["RootFS"]["Layers"]) == 2
-    seen = lab("run", "--rm", "mine:v1", "sh", "-c", "cat /root/added; ls /usr/sbin; ls /etc/group; ls /bin/hostname")
-    assert seen.stdout == "added\nonly\n" and seen.stderr.count("No such file") == 2, HIDDEN + f"\n{seen.stderr}"
+    seen = lab("run", "--rm", "mine:v1", "sh", "-c",
+               "cat /root/added; ls /usr/sbin; ls /etc/group; ls /bin/hostname; ls /usr/bin | grep -c .")
+    usr_bin = len(os.listdir(busybox_layer() / "usr" / "bin"))
+    assert seen.stdout.endswith(f"\n{usr_bin}\n"), ("/usr/bin lost files in the committed image, where only /usr/sbin "
+                                                     "was made again: to_oci_whiteout puts .wh..wh..opq in that folder")
+    assert seen.stdout == f"added\nonly\n{usr_bin}\n" and seen.stderr.count("No such file") == 2, \
+        HIDDEN + f"\n{seen.stderr}"
     assert lab("run", "--rm", "busybox", "ls", "/etc/group", "/bin/hostname", "/usr/sbin/chroot").returncode == 0
     device = tmp_path / "null"     # one a container made (docker's default lets it mknod) is a file of its layer
     os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
@@ -100,15 +105,22 @@ def test_layers_are_stored_once_and_shared_and_rmi_keeps_what_others_use(lab):
         lab("run", "--name", name, "busybox", "touch", f"/{name}")
         assert lab("commit", name, f"{name}:latest").returncode == 0
     assert len(stored_layers() - before) == 2               # one for each commit; busybox's is shared
-    lab("run", "--name", "user", "one", "true")
+    lab("run", "--name", "user", "one", "touch", "/user")
     refused = lab("rmi", "one")
     assert refused.returncode == 1 and "used by the container user" in refused.stderr
+    first_two = images.resolve("two")["Id"]
+    assert lab("commit", "user", "two:latest").returncode == 0      # two: built on one; the first two: <none>
     lab("rm", "one", "two", "user")
     top = json.loads(lab("inspect", "one").stdout)[0]["RootFS"]["Layers"][1]
+    assert lab("rmi", "one").returncode == 0
+    in_use = {digest for image in images.list_images() for digest in image["Layers"]}
+    assert in_use <= {f"sha256:{name}" for name in stored_layers()}, (
+        "rmi one deleted a layer that images still use (two is built on one; its first image, <none> now, "
+        "on busybox): unused_layers must count every layer of every image, untagged ones too")
     unpacking = store.layers_dir() / f".{'0' * 64}.unpacking"     # an import's unpack, not done yet: no layer
     unpacking.mkdir()
     try:
-        removed = lab("rmi", "one", "two")
+        removed = lab("rmi", "two", first_two)
         assert removed.returncode == 0, removed.stderr
         assert f"Deleted: {top}" in removed.stdout.splitlines()
         assert unpacking.is_dir(), "rmi deleted a folder of the store whose name starts with '.': an unpack in progress"
@@ -163,6 +175,8 @@ def test_an_image_imports_from_each_format(kind, lab, tmp_path):
         assert shown.stdout == f"hello from a layer\n{len(os.listdir(busybox_layer() / 'usr' / 'sbin'))}\n/etc/group\n"
     else:
         assert image["RootFS"]["Layers"][1] == archives.sha256(LAYER)
+        kept = [p.name for p in store.layer_path(image["RootFS"]["Layers"][1]).rglob(".wh.*")]
+        assert not kept, f"the unpacked layer keeps {kept}: to_overlay_whiteout makes overlay's mark in their place"
         assert shown.stdout == "hello from a layer\n1\n" and "No such file" in shown.stderr, HIDDEN
     stored = stored_layers()
     assert lab("image", "import", str(source), "again:v1").returncode == 0
@@ -172,10 +186,12 @@ def test_an_image_imports_from_each_format(kind, lab, tmp_path):
 def bad_archive(case: str, tmp_path: Path) -> Path:
     outside = tmp_path / "outside"                          # where an escape would write
     base = layer_tar(busybox_layer())
-    layers = {   # (a member a check of only the name's first step lets through comes first: it would write outside)
+    layers = {   # (first, a member that a check of only the name's first step, or only of the folder right
+                 # above the member, lets through: it would write outside, through mkdir(parents=True) too)
         "a ../ path": [("bin/../" + archives.climbing_to(outside), b"escaped"), (archives.climbing_to(outside), b"escaped")],
         "an absolute path": [(str(outside), b"escaped")],
-        "a write through a symlink": [("a", None), ("a/lib", ("symlink", str(tmp_path))), ("a/lib/outside", b"escaped"),
+        "a write through a symlink": [("a", None), ("a/lib", ("symlink", str(tmp_path))),
+                                      ("a/lib/outside/deeper", b"escaped"),       # (no a/lib/outside member)
                                       ("lib", ("symlink", str(tmp_path))), ("lib/outside", b"escaped")],
         "a symlink out of the layer": [("up", ("symlink", "../../../../../../../..")), ]
     }
@@ -205,6 +221,7 @@ BAD = {"a ../ path": "points outside the layer", "an absolute path": "points out
        "a hard link out of the layer": "points outside the layer",
        "a digest mismatch": "does not match its digest", "a truncated archive": "truncated or corrupt",
        "an unknown format": "is not a tar archive"}
+MEMBER_PATH_REFUSES = {"a ../ path", "an absolute path", "a write through a symlink", "a hard link out of the layer"}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -212,9 +229,11 @@ def test_a_bad_archive_is_refused_and_leaves_nothing_behind(case, lab, tmp_path)
     busybox_layer()
     stored, known = stored_layers(), stored_images()
     refused = lab("image", "import", str(bad_archive(case, tmp_path)), "bad:v1")
-    assert refused.returncode == 125
+    who = "member_path" if case in MEMBER_PATH_REFUSES else "lab image import"
+    assert refused.returncode == 125, f"accepted a layer with {case}: {who} should refuse it\n{refused.stderr}"
     assert refused.stderr.count("\n") == 1 and BAD[case] in refused.stderr, refused.stderr
-    assert not (tmp_path / "outside").exists()
+    assert not (tmp_path / "outside").exists(), (f"a layer with {case} wrote outside the layer: member_path should "
+                                                 "refuse it, whichever folder on the member's way is a symlink")
     assert stored_layers() == stored and stored_images() == known      # nothing half-imported
     good = lab("image", "import", str(archive("docker save", tmp_path / "good")), "good:v1")
     assert good.returncode == 0, good.stderr                               # and the store still works

@@ -7,6 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chapters.harness import wait_until
+
+
+def ended(pid: int) -> bool:
+    """The process pid has ended: gone, or a zombie (its parent has not collected its status)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
 
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
     cid = daemon.create({"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
@@ -23,6 +33,13 @@ def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
     assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
     assert daemon.request("POST", f"/v1.41/containers/{cid}/wait") == (200, {"StatusCode": 3, "Error": None})
     assert daemon.request("DELETE", f"/v1.41/containers/{cid}")[0] == 204
+    cid = daemon.create({"Image": "busybox", "Cmd": ["no-such-command"]})
+    assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 400
+    status, body = daemon.request("POST", f"/v1.41/containers/{cid}/wait")      # how it failed, as docker says
+    error = (body.get("Error") or {}).get("Message", "") if status == 200 else ""
+    assert status == 200 and body["StatusCode"] == 127 and "no-such-command" in error, \
+        f"the wait after a failed start answered {body}: wait_container answers views.exit_of(c), its Error too"
+    assert daemon.request("DELETE", f"/v1.41/containers/{cid}")[0] == 204
 
 
 def test_a_wait_asked_before_the_start_sees_the_end(daemon):
@@ -35,6 +52,30 @@ def test_a_wait_asked_before_the_start_sees_the_end(daemon):
     assert json.loads(answer.read()) == {"StatusCode": 5, "Error": None}     # its body, once it ended
     waiting.close()
     daemon.request("DELETE", f"/v1.41/containers/{cid}")
+    # Its process has ended, and its supervisor (stopped here) has not recorded the end yet: a
+    # "not-running" wait goes to the supervisor, which answers once it goes on.
+    cid = daemon.create({"Image": "busybox", "Cmd": ["sleep", "30"]})
+    assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+    state = json.loads(Path(os.environ["LAB_ROOT"], "containers", cid, "state.json").read_text())
+    os.kill(state["Supervisor"], signal.SIGSTOP)     # (lab's processes, started by this test)
+    try:
+        os.kill(state["Pid"], signal.SIGKILL)
+        wait_until(lambda: ended(state["Pid"]), what="the end of the container's process")
+        waiting = daemon.connection()
+        waiting.request("POST", f"/v1.41/containers/{cid}/wait?condition=not-running")
+        answer = waiting.getresponse()              # its headers: the engine has taken its course
+    finally:
+        os.kill(state["Supervisor"], signal.SIGCONT)
+    assert json.loads(answer.read()) == {"StatusCode": 137, "Error": None}, (
+        "a not-running wait answered before the end was recorded: wait_container answers at once only when "
+        "c.state['Status'] is not 'running' (not c.is_running(): a process just ended has no status on disk yet)")
+    waiting.close()
+    wait_until(lambda: ended(state["Supervisor"]), what="the end of the container's supervisor")
+    for condition in ("next-exit", "not-running"):  # no supervisor any more: the answer is its record's
+        answer = daemon.request("POST", f"/v1.41/containers/{cid}/wait?condition={condition}")
+        assert answer == (200, {"StatusCode": 137, "Error": None}), \
+            f"a {condition} wait, the supervisor gone, answered {answer}: wait_container answers views.exit_of(c)"
+    daemon.request("DELETE", f"/v1.41/containers/{cid}")
     # A container whose supervisor was killed (it ended with it): the wait answers from its record.
     cid = daemon.create({"Image": "busybox", "Cmd": ["sleep", "30"]})
     assert daemon.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
@@ -46,20 +87,17 @@ def test_a_wait_asked_before_the_start_sees_the_end(daemon):
     daemon.request("DELETE", f"/v1.41/containers/{cid}?force=1")
 
 
-def test_docker_run_drives_your_engine(daemon):
-    hello = daemon.docker("run", "--rm", "busybox", "echo", "hello")
-    assert (hello.returncode, hello.stdout) == (0, "hello\n"), hello.stderr
-    assert daemon.docker("run", "--rm", "busybox", "sh", "-c", "exit 4").returncode == 4
-    assert daemon.docker("ps", "-a", "-q").stdout == ""                  # --rm: removed once it ended
+FRAME = "frame() in lab/relay.py: the stream in 1 byte, 3 zero bytes, then the data's length in 4 bytes, big-endian"
 
 
 def frames(data: bytes) -> list[tuple[int, bytes]]:
     """Take a multiplexed stream apart as a docker client does; fail on a malformed header."""
     found = []
     while data:
-        assert len(data) >= 8, f"a header of {len(data)} bytes: {data!r}"
+        assert len(data) >= 8, f"a header of {len(data)} bytes: {data!r}. {FRAME}"
         stream, zeros, size = data[0], data[1:4], struct.unpack(">L", data[4:8])[0]
-        assert stream in (1, 2) and zeros == b"\0\0\0", f"not a frame header: {data[:8]!r}"
+        assert stream in (1, 2) and zeros == b"\0\0\0" and size <= len(data) - 8, \
+            f"not a frame header: {data[:8]!r}, then {len(data) - 8} bytes. {FRAME}"
         found.append((stream, data[8:8 + size]))
         data = data[8 + size:]
     return found
@@ -79,12 +117,21 @@ def test_output_comes_framed_stdout_and_stderr_apart(daemon):
     while data := attached.sock.recv(4096):         # the supervisor hangs up when the container ends
         output += data
     attached.close()
-    assert sorted(frames(output)) == [(1, b"out\n"), (2, b"err\n")]
+    assert sorted(frames(output)) == [(1, b"out\n"), (2, b"err\n")], f"the attached client got {output!r}. {FRAME}"
     status, logs = daemon.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1")
     assert status == 200 and sorted(frames(logs.encode())) == [(1, b"out\n"), (2, b"err\n")]
     both = daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2")
     assert (both.stdout, both.stderr) == ("out\n", "err\n")   # the docker CLI took them apart
+    big = daemon.docker("run", "--rm", "busybox", "sh", "-c", "dd if=/dev/zero bs=300000 count=1 2> /dev/null")
+    assert len(big.stdout) == 300000, f"docker run got {len(big.stdout)} of 300000 bytes, in pieces of 64 KiB. {FRAME}"
     daemon.request("DELETE", f"/v1.41/containers/{cid}")
+
+
+def test_docker_run_drives_your_engine(daemon):
+    hello = daemon.docker("run", "--rm", "busybox", "echo", "hello")
+    assert (hello.returncode, hello.stdout) == (0, "hello\n"), hello.stderr
+    assert daemon.docker("run", "--rm", "busybox", "sh", "-c", "exit 4").returncode == 4
+    assert daemon.docker("ps", "-a", "-q").stdout == ""                  # --rm: removed once it ended
 
 
 def test_only_root_may_talk_to_the_daemon(daemon):

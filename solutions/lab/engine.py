@@ -86,9 +86,10 @@ def wait_container(c: store.Container, condition: str, ready=lambda: None) -> di
     """POST /containers/{id}/wait: how the container ended, once it has.
 
     condition "next-exit": wait for the end; "removed": for the end and for it to be gone too
-    (--rm); "not-running": at once if it is not running. Call ready() once the wait is
-    registered: the client gets the answer's headers then, and only then starts the container
-    (docker run asks before the start, so that it cannot miss the end).
+    (--rm); "not-running": at once if its end is recorded (its state's Status is not "running"),
+    else as "next-exit". Call ready() once the wait is registered: the client gets the answer's
+    headers then, and only then starts the container (docker run asks before the start, so that
+    it cannot miss the end).
     """
     # HINT: answer once the container has ended and its exit status is on disk, the way docker
     # HINT: answers; mind a container that has just ended.
