@@ -132,14 +132,24 @@ def session_cgroup_parents(cgroups) -> list[Path]:
     return [cgroups.ROOT] if cgroups.version() == "v2" else cgroups.CgroupV1.parents()
 
 
+INITIAL_PID_NAMESPACE = "pid:[4026531836]"     # the kernel's own, the same on every machine (PROC_PID_INIT_INO)
+
+
 def stale_session_cgroups_removed(parents: list[Path]) -> None:
     """A run that was killed (kill -9, a terminal closed under it) could not remove its cgroups.
-    The next run removes those of runs whose process is gone, deepest first. A cgroup that still
-    holds a process (a container left running) stays: the kernel refuses to remove it."""
+    The next run removes those of runs whose process is gone, deepest first, and only where no
+    process is left in them (a container left running keeps its own: the kernel refuses anyway).
+    A run in a PID namespace of its own (unshare --pid) sees no other run's process, and would
+    take a live run's cgroups for stale, among them a container's made a moment ago and still
+    empty: it removes none."""
+    if os.readlink("/proc/self/ns/pid") != INITIAL_PID_NAMESPACE:
+        return
     for parent in parents:
         for folder in parent.glob("labtests-*-*"):
             if os.path.exists(f"/proc/{folder.name.split('-')[1]}"):
                 continue                                     # (that run is still going)
+            if any(Path(path, "cgroup.procs").read_text().strip() for path, _, _ in os.walk(folder)):
+                continue                                     # (something of it, or of a run in it, still runs)
             for path, _, _ in os.walk(folder, topdown=False):
                 try:
                     os.rmdir(path)

@@ -382,32 +382,48 @@ def test_logs_f_after_its_supervisor_was_killed_says_so_and_follows_to_the_end(l
 
 def test_a_test_run_removes_the_cgroups_a_killed_run_left(tmp_path):
     """A test run killed with kill -9 cannot remove its cgroups (labtests-PID-...). The next run
-    removes them once that run's process is gone, and leaves those of a run still going."""
+    removes them once that run's process is gone, and leaves those of a run still going: one whose
+    process it sees, one in which a process still runs, and every one when it runs in a PID
+    namespace of its own (there it sees no other run's process: a live run's empty container
+    cgroup went, between its mkdir and its first write)."""
     import sys
     from chapters.conftest import session_cgroup_parents
     from chapters.harness import ROOT
     from lab import cgroups
-    gone = subprocess.Popen(["true"])
-    gone.wait()                                          # its pid: no process has it now
+    gone, unseen = subprocess.Popen(["true"]), subprocess.Popen(["true"])
+    gone.wait()                                          # their pids: no process has them now
+    unseen.wait()
     parents = session_cgroup_parents(cgroups)
     killed = [parent / f"labtests-{gone.pid}-main" for parent in parents]
     going = [parent / f"labtests-{os.getpid()}-gw9" for parent in parents]
+    busy = [parent / f"labtests-{unseen.pid}-main" for parent in parents]     # (as a run in a PID namespace looks)
     for folder in killed:
         (folder / f"labtests-{gone.pid}-gw0").mkdir(parents=True)      # (v1: its worker's, below it)
-    for folder in going:
+    for folder in going + busy:
         folder.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    for folder in busy:
+        for knob in ("cpuset.cpus", "cpuset.mems"):          # (a new cpuset takes no process before them)
+            if (folder / knob).exists():
+                (folder / knob).write_text((folder.parent / knob).read_text())
+        (folder / "cgroup.procs").write_text(str(sleeper.pid))
     folder = tmp_path / "chapters" / "00_other"
     folder.mkdir(parents=True)
     (folder / "conftest.py").write_text("from chapters.conftest import *  # noqa: F401,F403\n")
     (folder / "test_other.py").write_text("def test_nothing():\n    pass\n")
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)]
     try:
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stdout[-2000:]
+        for prefix in (["unshare", "--pid", "--fork", "--mount", "--mount-proc"], []):
+            run = subprocess.run(prefix + pytest, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                 capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stdout[-2000:]
+            if prefix:
+                assert [f for f in killed if not f.exists()] == [], "a run in a PID namespace removed cgroups"
         assert [f for f in killed if f.exists()] == []
-        assert [f for f in going if not f.exists()] == []
+        assert [f for f in going + busy if not f.exists()] == []
     finally:
-        for path in [f / f"labtests-{gone.pid}-gw0" for f in killed] + killed + going:
+        sleeper.kill()
+        sleeper.wait()
+        for path in [f / f"labtests-{gone.pid}-gw0" for f in killed] + killed + going + busy:
             if path.exists():
                 path.rmdir()
