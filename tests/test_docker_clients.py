@@ -51,6 +51,24 @@ def test_input_the_container_leaves_unread_does_not_reset_the_client(daemon):
         assert (ran.returncode, ran.stdout, ran.stderr) == (0, "1\n2\n", ""), ran.stderr
 
 
+def test_hanging_up_does_not_wait_on_a_client_that_sends_nothing():
+    """`docker run -it busybox sh`, then `exit`: the client's input is open and idle. Before it
+    hangs up, the engine reads what a client still sends (relay.drain); on a socket with a timeout
+    (attach gives each client 5 s) Python's recv waits it out first, MSG_DONTWAIT or not: every
+    such run, and `sleep 8 | docker run -i ...`, ended 5 s after its container."""
+    import socket
+    import threading
+    from lab import relay
+    ours, theirs = socket.socketpair()
+    ours.settimeout(60)
+    done = threading.Event()
+    threading.Thread(target=lambda: (relay.drain(ours), done.set()), daemon=True).start()
+    try:
+        assert done.wait(30), "drain waited for a client that sends nothing (and has not hung up)"
+    finally:
+        theirs.close()                      # (a drain still waiting reads its end, and returns)
+
+
 def test_docker_run_options_reach_the_container(daemon, tmp_path):
     result = daemon.docker("run", "--rm", "--name", "opts", "--hostname", "boxy", "-e", "GREETING=hi",
                            "-w", "/tmp", "--cpus", "0.5", "--pids-limit", "50", "busybox", "sh", "-c",
