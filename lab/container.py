@@ -629,7 +629,11 @@ def signal_container(container: store.Container, sig: int) -> bool:
         return False
     store.record_event(container, "kill", signal=str(sig))      # (docker stop's signals too, as docker's)
     if container.state.get("Paused"):
-        pause(container, False)
+        try:
+            pause(container, False)
+        except (LabError, OSError):          # its cgroup went while it thawed: it ended, and its
+            if container.is_running():       # supervisor removed it (a fatal signal, as asked)
+                raise
     return True
 
 
