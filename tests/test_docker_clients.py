@@ -128,6 +128,8 @@ def test_a_volume_outlives_its_containers(daemon):
     assert "kept" in volumes()
     assert daemon.docker("volume", "rm", "kept").stdout == "kept\n"
     assert "kept" not in volumes()
+    assert daemon.docker("volume", "rm", "kept").returncode == 1           # gone: an error, but with -f
+    assert daemon.docker("volume", "rm", "-f", "kept").returncode == 0     # (docker's: a cleanup's rm -f)
 
 
 def test_rm_refuses_a_running_container_and_rm_f_kills_it(daemon):

@@ -120,7 +120,13 @@ def get_volume(req):
 
 
 def delete_volume(req):
-    volumes.remove(req.params[0])
+    """DELETE /volumes/{name} (docker volume rm [-f]): with force, one that is not there is no
+    error (as docker's: a cleanup script's `rm -f` succeeds); one in use is refused all the same."""
+    try:
+        volumes.remove(req.params[0])
+    except NotFound:
+        if not req.flag("force"):
+            raise
     return 204, None
 
 
