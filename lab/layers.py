@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -207,6 +208,15 @@ def oci_config(image: dict) -> bytes:
 
 def iso_time(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+def created(config: dict) -> float:
+    """The config's creation time (RFC 3339) as a Unix time; now when it has none."""
+    import datetime
+    try:
+        return datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", config["created"].replace("Z", "+00:00"))).timestamp()
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return time.time()
 
 
 def history_of(image: dict) -> list[dict]:

@@ -822,10 +822,12 @@ def test_docker_save_load_and_import_move_images_in_and_out(daemon, tmp_path):
     with tarfile.open(tmp_path / "kept.tar") as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
     assert manifest[0]["RepoTags"] == ["kept:v1"] and len(manifest[0]["Layers"]) == 2
-    made = daemon.docker("inspect", "-f", "{{.Id}}", "kept:v1").stdout
+    from lab import images
+    made, when = daemon.docker("inspect", "-f", "{{.Id}}", "kept:v1").stdout, images.find("kept:v1")["Created"]
     daemon.docker("rmi", "kept:v1")
     assert daemon.docker("load", "-i", str(tmp_path / "kept.tar")).stdout == "Loaded image: kept:v1\n"
     assert daemon.docker("inspect", "-f", "{{.Id}}", "kept:v1").stdout == made       # the same image, the same id
+    assert abs(images.find("kept:v1")["Created"] - when) < 0.001, "a loaded image was made when it was, not loaded"
     ran = daemon.docker("run", "--rm", "kept:v1", "sh", "-c", "cat /kept; ls /bin/ls")
     assert (ran.stdout, ran.returncode) == ("kept\n", 1)                # the deletion came along too
     client = daemon.client()

@@ -299,7 +299,7 @@ def post_tag(req):
 
 def get_history(req):
     """GET /images/{name}/history (docker history): its layers, the top one first."""
-    from lab.pull import created
+    from lab.layers import created
     image = images.find(req.params[0])
     rows, below = [], list(image["Layers"])
     for step in reversed(layers.history_of(image)):

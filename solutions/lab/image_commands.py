@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab import Conflict, LabError, NotFound, folders, overlay, store, tarsplit
 from lab.images import DEFAULT_PATH, default_home, find, layers_to_delete, list_images, load, tags
-from lab.layers import delete_layers, locked, save_image, store_layer, with_history
+from lab.layers import created, delete_layers, locked, save_image, store_layer, with_history
 from lab.names import digest_hex, host_arch, parse_reference
 from lab.store import image_path, layer_path, layers_dir, record_image_event, tags_path, write_json
 
@@ -279,7 +279,8 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "", up
                 else:
                     read = read_oci if kind == "oci" else read_docker_save
                     layers, raw, config = read(open_member, added)
-                    image = {"Layers": layers, "Config": apply_changes(run_config(config), changes)}
+                    image = {"Layers": layers, "Config": apply_changes(run_config(config), changes),
+                             "Created": created(config)}          # (when it was made, not loaded)
                 # (an archive's image keeps the id it had where it came from, unless --change changed it)
                 image_id = save_image(image, name, tag, None if kind == "rootfs" or changes else raw)
             except BaseException:

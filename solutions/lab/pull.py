@@ -24,7 +24,7 @@ import threading
 from lab import LabError
 from lab.image_commands import add_layer, run_config, zstd_opener
 from lab.images import load
-from lab.layers import locked, save_image
+from lab.layers import created, locked, save_image
 from lab.names import digest_hex, host_arch
 from lab.registry import MANIFEST_TYPES, MAX_DOCUMENT, Reference, Registry, read_limited
 from lab.folders import delete_quietly
@@ -149,16 +149,6 @@ def store_image(ref: Reference, digest: str, manifest: dict, config: dict, files
             for diff_id in added:
                 delete_quietly(layer_path(diff_id))
             raise
-
-
-def created(config: dict) -> float:
-    """The config's creation time (RFC 3339) as a Unix time; now when it has none."""
-    import datetime
-    import time
-    try:
-        return datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", config["created"].replace("Z", "+00:00"))).timestamp()
-    except (KeyError, ValueError, AttributeError, TypeError):
-        return time.time()
 
 
 def fetch_manifest(registry: Registry, ref: Reference, which: str, scope: str) -> tuple[dict, str]:
