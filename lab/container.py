@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import time
+from pathlib import Path
 # (shutil is imported in the functions that use it: it loads bz2 and lzma, 2 ms a command)
 
 from lab import (Conflict, LabError, cgroups, container_network, folders, health, images, logs, names, namespaces,
@@ -233,12 +234,24 @@ def make_etc_files(root: str, names: list[str]) -> None:
             os.close(os.open(f"{etc}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 
 
+def etc_files(container: store.Container) -> list[tuple[str, Path]]:
+    """The /etc files lab has written for the container: (hostname, hosts or resolv.conf, its file)."""
+    return [(name, source) for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
+                                                ("resolv.conf", container.resolv_conf_file)) if source.exists()]
+
+
+def etc_binds(root: str, etc: list[tuple[str, Path]]) -> list[tuple[str, str]]:
+    """(lab's file, where it goes in root) for each of etc that root has as a regular file, never
+    through a symlink of the image's."""
+    return [(str(source), f"/etc/{name}") for name, source in etc
+            if os.path.isfile(f"{root}/etc/{name}") and not any(map(os.path.islink, (f"{root}/etc", f"{root}/etc/{name}")))]
+
+
 def enter_rootfs(container: store.Container) -> None:
     """In the child: the image's layers become /, with its own /proc, /sys, /dev, hostname, hosts."""
     layers = store.layer_folders(container.config["Layers"])
     root, upper, work = str(container.merged), str(container.upper), str(container.work)
-    etc = [(name, source) for name, source in (("hostname", container.hostname_file), ("hosts", container.hosts_file),
-                                               ("resolv.conf", container.resolv_conf_file)) if source.exists()]
+    etc = etc_files(container)
     # The layers stacked under a writable upper folder of its own: the image never changes.
     # The mount is made in the container's mount namespace, so it goes away with it.
     lower = overlay.fit_one_page(layers, upper, work, container.config["Image"])
@@ -256,9 +269,7 @@ def enter_rootfs(container: store.Container) -> None:
     init = container.config.get("Init") and {"Type": "bind", "Name": None, "Source": container.config["Init"],
                                              "Destination": INIT, "RW": False}   # --init: tini, as PID 1
     volumes.mount_all(root, container.config["Mounts"], container.config.get("Tmpfs") or {}, init)
-    binds = [(str(source), f"/etc/{name}") for name, source in etc     # (not through an image's symlink)
-             if os.path.isfile(f"{root}/etc/{name}") and not any(map(os.path.islink, (f"{root}/etc", f"{root}/etc/{name}")))]
-    rootfs.enter(root, binds, container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
+    rootfs.enter(root, etc_binds(root, etc), container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
     if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
         rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
 

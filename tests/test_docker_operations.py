@@ -727,6 +727,8 @@ def test_docker_cp_both_ways_and_export_stay_inside_the_container(daemon, tmp_pa
     daemon.docker("stop", "-t", "0", "files")
     assert daemon.docker("cp", "files:/srv/up.txt", str(tmp_path / "back.txt")).returncode == 0     # ended: its files
     assert (tmp_path / "back.txt").read_text() == "from the host\n"
+    assert daemon.docker("cp", "files:/etc/hostname", str(tmp_path)).returncode == 0    # and lab's /etc files, as
+    assert (tmp_path / "hostname").read_text() == box.id[:12] + "\n"                   # docker's (were empty)
     assert daemon.docker("export", "-o", str(tmp_path / "files.tar"), "files").returncode == 0
     with tarfile.open(tmp_path / "files.tar") as tar:
         names = tar.getnames()

@@ -283,6 +283,8 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                         if mount["Type"] == "volume":
                             volumes.create(mount["Name"])         # (made on first use)
                     volumes.mount_all(str(c.merged), [{**m, "CopyData": False} for m in c.config.get("Mounts", [])], {})
+                    for source, target in container.etc_binds(str(c.merged), container.etc_files(c)):
+                        syscalls.mount(source, str(c.merged) + target, None, syscalls.MS_BIND)    # (docker's too)
                 folders.chroot_into(str(c.merged))
             answer = {"ok": work(*args)}
             status = 0
