@@ -336,14 +336,17 @@ def post_images_load(req):
         with archive:
             try:
                 manifest = json.load(archive.extractfile("manifest.json"))
-                tags = manifest[0].get("RepoTags") or []
+                every = [entry.get("RepoTags") or [] for entry in manifest]
             except (KeyError, ValueError, IndexError, AttributeError, TypeError):
                 raise ApiError(400, "not a docker save archive (no usable manifest.json): "
                                "docker import takes a plain rootfs tar") from None
-        image_id = image_commands.import_image(path, tags[0] if tags else None, upload=True)
-        for ref in tags[1:]:
-            image_commands.tag(image_id, ref)
-        return tags or [image_id]
+        loaded = []
+        for which, tags in enumerate(every):                   # (one `docker save` of several images)
+            image_id = image_commands.import_image(path, tags[0] if tags else None, upload=True, which=which)
+            for ref in tags[1:]:
+                image_commands.tag(image_id, ref)
+            loaded += tags or [image_id]
+        return loaded
     try:
         loaded, error = load(req.upload.name), None
     except (tarfile.TarError, LabError, ApiError) as e:      # docker answers 200, and says it in the stream
@@ -357,39 +360,48 @@ def post_images_load(req):
 
 
 def get_image_save(req):
-    """GET /images/{name}/get, or /images/get?names=NAME (docker save): a `docker save`
-    archive of one image: manifest.json, its config, a tar per layer (whiteouts as OCI's)."""
+    """GET /images/{name}/get, or /images/get?names=NAME&names=... (docker save): a `docker save`
+    archive of the images: manifest.json (an entry per image, with the names it was saved by),
+    each one's config, a tar per layer, each once (whiteouts as OCI's)."""
     import hashlib
     import tempfile
-    if len(req.values("names")) > 1:
-        raise ApiError(400, "lab saves one image into an archive: run docker save once for each image")
-    ref = req.params[0] if req.params else req.query.get("names", "")
-    image = images.find(ref)
-    try:                                      # saved by name: under that name only; by id: none
-        named = ["%s:%s" % names.parse_reference(ref)]
-    except LabError:
-        named = []
-    repo_tags = [tag for tag in image["RepoTags"] if tag in named]
+    refs = req.params[:1] or req.values("names")
+    if not refs:
+        raise ApiError(400, "docker save: name at least one image")
+    found = [(ref, images.find(ref)) for ref in refs]
     store.layers_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=store.layers_dir(), prefix=f".incoming-{os.getpid()}-save-") as work:
-        diff_ids, members = [], []
-        for n, digest in enumerate(image["Layers"]):
-            path = Path(work, f"{n}.tar")
-            diff_ids.append(tarsplit.write_tar(digest, path, compress=False)[0])
-            members.append((f"{diff_ids[-1][7:]}/layer.tar", path))
-        config = layers.sent_config(image, diff_ids)       # docker load gives it the same id again
-        config_name = hashlib.sha256(config).hexdigest() + ".json"
-        manifest = json.dumps([{"Config": config_name, "RepoTags": repo_tags,
-                                "Layers": [name for name, _ in members]}]).encode()
+        packed: dict[str, tuple[str, Path, str]] = {}          # layer -> (its member, its tar, its diff_id)
+        entries: dict[str, dict] = {}                          # config's member -> manifest entry
+        configs: dict[str, bytes] = {}
+        for ref, image in found:
+            for digest in image["Layers"]:
+                if digest not in packed:
+                    path = Path(work, f"{len(packed)}.tar")
+                    diff_id = tarsplit.write_tar(digest, path, compress=False)[0]
+                    packed[digest] = (f"{diff_id[7:]}/layer.tar", path, diff_id)
+            config = layers.sent_config(image, [packed[d][2] for d in image["Layers"]])   # docker load: the same id
+            config_name = hashlib.sha256(config).hexdigest() + ".json"
+            configs[config_name] = config
+            entry = entries.setdefault(config_name, {"Config": config_name, "RepoTags": [],
+                                                     "Layers": [packed[d][0] for d in image["Layers"]]})
+            try:                                  # saved by name: under that name; by id: none
+                named = "%s:%s" % names.parse_reference(ref)
+            except LabError:
+                named = None
+            if named in image["RepoTags"] and named not in entry["RepoTags"]:
+                entry["RepoTags"].append(named)
+        manifest = json.dumps(list(entries.values())).encode()
         out = req.stream("application/x-tar", chunked=True)      # (cut short: no last chunk)
         with tarfile.open(fileobj=out, mode="w|") as tar:
-            for name, data in (("manifest.json", manifest), (config_name, config)):
+            for name, data in (("manifest.json", manifest), *configs.items()):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-            for name, path in members:
+            for name, path, _ in packed.values():
                 tar.add(path, arcname=name)
-    store.record_image_event("save", image["Id"], labels=image["Config"].get("Labels"))
+    for image in {image["Id"]: image for _, image in found}.values():
+        store.record_image_event("save", image["Id"], labels=image["Config"].get("Labels"))
 
 
 def post_prune_images(req):

@@ -227,10 +227,12 @@ def apply_changes(config: dict, changes) -> dict:
     return config
 
 
-def import_image(source: str, ref: str | None, changes=(), message: str = "", upload: bool = False) -> str:
+def import_image(source: str, ref: str | None, changes=(), message: str = "", upload: bool = False,
+                 which: int | None = None) -> str:
     """`lab image import`: a rootfs tarball, a `docker save` archive, or an OCI image layout
     (a folder or its tar). Every digest is checked; on any error nothing stays behind. upload:
-    source is a request's body in a temporary file, which the errors call "the uploaded archive"."""
+    source is a request's body in a temporary file, which the errors call "the uploaded archive";
+    which: the image of a `docker save` archive of several to take (docker load's)."""
     called = "the uploaded archive" if upload else source
     name, tag = parse_reference(ref) if ref else (None, "latest")
     apply_changes({}, changes)                         # (bad changes: before anything is read)
@@ -277,8 +279,10 @@ def import_image(source: str, ref: str | None, changes=(), message: str = "", up
                     image = with_history({"Layers": [digest], "Config": apply_changes(config, changes)}, None, "",
                                          message or f"Imported from {'-' if upload else source}")
                 else:
-                    read = read_oci if kind == "oci" else read_docker_save
-                    layers, raw, config = read(open_member, added)
+                    if kind == "oci":
+                        layers, raw, config = read_oci(open_member, added)
+                    else:
+                        layers, raw, config = read_docker_save(open_member, added, which)
                     image = {"Layers": layers, "Config": apply_changes(run_config(config), changes),
                              "Created": created(config)}          # (when it was made, not loaded)
                 # (an archive's image keeps the id it had where it came from, unless --change changed it)
@@ -352,12 +356,15 @@ def read_oci(open_member, added: list[str]) -> tuple[list[str], bytes, dict]:
     return layers, raw, config
 
 
-def read_docker_save(open_member, added: list[str]) -> tuple[list[str], bytes, dict]:
-    """A `docker save` archive: manifest.json -> config (named by its digest) and layer tars."""
+def read_docker_save(open_member, added: list[str], which: int | None = None) -> tuple[list[str], bytes, dict]:
+    """A `docker save` archive: manifest.json -> config (named by its digest) and layer tars.
+    which: the archive's image number which (docker load takes each); None: its only one."""
     manifest = read_json_member(open_member, "manifest.json")
-    if not isinstance(manifest, list) or len(manifest) != 1:
-        raise LabError("the archive holds more than one image (or none): save one image per archive")
-    entry = manifest[0]
+    if not isinstance(manifest, list) or not manifest:
+        raise LabError("manifest.json lists no image")
+    if which is None and len(manifest) > 1:
+        raise LabError(f"the archive holds {len(manifest)} images: lab image import takes one (docker load takes all)")
+    entry = manifest[which or 0]
     named = re.search(r"([0-9a-f]{64})(\.json)?$", entry.get("Config", ""))
     if not named:
         raise LabError(f"the config {entry.get('Config')!r} is not named by its sha256")
