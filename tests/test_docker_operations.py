@@ -40,6 +40,10 @@ def test_docker_top_lists_the_processes_of_the_container(daemon):
     lines = daemon.docker("top", "busy").stdout.splitlines()
     assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
     assert all(line.split()[0] == "root" for line in lines[1:])
+    chosen = daemon.docker("top", "busy", "-o", "pid,args").stdout.splitlines()    # (ps's options, as docker's)
+    assert chosen[0].split() == ["PID", "COMMAND"] and sorted(line.split(None, 1)[1] for line in chosen[1:]) == [
+        "sleep 1001", "sleep 1002"], chosen
+    assert "PID field" in daemon.docker("top", "busy", "-o", "args").stderr
     stopped = daemon.docker("run", "--name", "done", "busybox", "true")
     assert stopped.returncode == 0
     refused = daemon.docker("top", "done")

@@ -123,13 +123,34 @@ def cgroup_of(c: store.Container) -> cgroups.Cgroup:
 
 def get_top(req):
     """GET /containers/{id}/top (docker top): its processes, as `ps -ef` shows them on the host.
-    They are the processes in its cgroup; their PIDs are the host's."""
+    They are the processes in its cgroup; their PIDs are the host's. With ps options (docker top
+    NAME -o pid,args), the host's ps shows them, and its lines of those PIDs are kept."""
     c = running(req.params[0])
+    pids = cgroup_of(c).processes()
     if req.query.get("ps_args"):
-        raise ApiError(400, "lab's top shows ps -ef's columns only: leave out the ps options")
-    rows = [row for pid in cgroup_of(c).processes() if (row := ps_row(pid))]
+        answer = ps_lines(req.query["ps_args"], set(pids))
+    else:
+        answer = {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+                  "Processes": [row for pid in pids if (row := ps_row(pid))]}
     store.record_event(c, "top")
-    return 200, {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+    return 200, answer
+
+
+def ps_lines(options: str, pids: set[int]) -> dict:
+    """The host's `ps OPTIONS`, cut into its columns (the last takes the rest of the line), only
+    the rows of pids: docker's way, which needs a PID column to know them."""
+    import shlex
+    import subprocess
+    shown = subprocess.run(["ps", *shlex.split(options)], capture_output=True, text=True, timeout=30)
+    lines = shown.stdout.splitlines()
+    if shown.returncode != 0 or not lines:
+        raise ApiError(500, f"ps {options}: {shown.stderr.strip() or 'printed nothing'}")
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise ApiError(500, f"Couldn't find PID field in ps output (ps {options}: add pid to its columns)")
+    rows = [line.split(None, len(titles) - 1) for line in lines[1:]]
+    return {"Titles": titles, "Processes": [row for row in rows if row[titles.index("PID")].isdigit()
+                                            and int(row[titles.index("PID")]) in pids]}
 
 
 def ps_row(pid: int) -> list[str] | None:
