@@ -257,6 +257,8 @@ class Supervisor(Relay):
             if self.main is None and not self.container.path.exists():
                 raise SystemExit              # removed (rm -f) before it was started: nothing to do
             for key, _ in self.selector.select(timeout):
+                if self.selector.get_map().get(key.fd) is not key:
+                    continue                  # dropped by an earlier event of this round (a client hung up on)
                 try:
                     key.data(key.fileobj)
                 except Exception:             # one request or client failed: the container goes on
