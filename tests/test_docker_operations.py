@@ -874,6 +874,8 @@ def test_user_runs_the_command_as_that_user_with_no_capabilities(daemon):
     daemon.docker("run", "-d", "--name", "nobodys", "-u", "nobody", "busybox", "sleep", "600")
     assert daemon.docker("inspect", "-f", "{{.Config.User}}", "nobodys").stdout == "nobody\n"
     assert daemon.docker("exec", "nobodys", "id", "-u").stdout == "65534\n"     # exec runs as it too
+    unknown = daemon.docker("exec", "-u", "nosuch", "nobodys", "id")
+    assert unknown.returncode == 126 and "unable to find user nosuch" in unknown.stderr   # (docker's: runc's failure)
     daemon.docker("rm", "-f", "nobodys")
     missing = daemon.docker("run", "--rm", "-u", "nosuch", "busybox", "id")
     assert missing.returncode != 0 and "unable to find user nosuch" in missing.stderr

@@ -188,9 +188,9 @@ def test_a_user_looked_up_in_a_pipe_gets_one_line_not_a_wait_for_ever(lab):
         made = lab("exec", "piped", "sh", "-c", "rm /etc/passwd /etc/group; mkfifo /etc/passwd; ln -s /dev/zero /etc/group")
         assert made.returncode == 0, made.stderr
         for user, path in (("nobody", "passwd"), ("1000", "passwd")):
-            refused(lab("exec", "-u", user, "piped", "id"), 125, f"the container's /etc/{path} is not a regular file")
+            refused(lab("exec", "-u", user, "piped", "id"), 126, f"the container's /etc/{path} is not a regular file")
         assert lab("exec", "piped", "sh", "-c", "rm /etc/passwd; echo 'u:x:7:7::/:/bin/sh' > /etc/passwd").returncode == 0
-        refused(lab("exec", "-u", "u", "piped", "id"), 125, "the container's /etc/group is not a regular file")
+        refused(lab("exec", "-u", "u", "piped", "id"), 126, "the container's /etc/group is not a regular file")
         assert lab("exec", "piped", "sh", "-c", "rm /etc/group; echo 'g:x:7:' > /etc/group").returncode == 0
         assert lab("exec", "-u", "u", "piped", "id").stdout == "uid=7(u) gid=7(g) groups=7(g)\n"
     finally:

@@ -621,6 +621,10 @@ def spawn_inside(container: store.Container, command: list[str], stdio: Stdio, e
                                   setup=stdio.in_child,       # in its mounts: its own /dev/ptmx
                                   confine=lambda: step("08", security.apply, policy, False), keep=stdio.kept(),
                                   stderr=stdio.given.get(2, notes[1]))
+    except process.StartError as e:        # a step in the container failed (-u's user not there...):
+        if e.status != 125:                # docker's exec says 126, runc's "exec failed"
+            raise
+        raise process.StartError(126, str(e)) from None
     finally:
         for fd in namespaces.values():
             os.close(fd)
