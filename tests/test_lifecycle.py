@@ -464,7 +464,7 @@ def test_an_exec_whose_helper_is_killed_with_the_container_says_so(lab, detached
     detached("short-lived", "busybox", "sleep", "600")
     run = subprocess.run([sys.executable, "-c", KILLED_HELPER, "short-lived"], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
-    assert run.stdout == "125 the container ended while lab was starting the command in it\n", run.stdout + run.stderr
+    assert run.stdout == "126 the container ended while lab was starting the command in it\n", run.stdout + run.stderr
 
 
 def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, detached, tmp_path):
@@ -477,7 +477,7 @@ def test_an_exec_the_containers_confinement_forbids_says_why_in_one_line(lab, de
     detached("few-files", "--ulimit", "nofile=3", "busybox", "sleep", "600")   # (its stdio only)
     for name, said in (("no-fork", "seccomp profile forbids fork"), ("few-files", "--ulimit nofile is too low")):
         refused = lab("exec", name, "true")
-        assert refused.returncode == 125 and refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
+        assert refused.returncode == 126 and refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
 
 
 def test_a_container_has_a_session_keyring_of_its_own(lab):
