@@ -5,7 +5,7 @@ import re
 import socket
 import subprocess
 
-from chapters.harness import LAB
+from chapters.harness import LAB, in_child
 from lab import container, namespaces
 
 KINDS = ("uts", "pid", "mnt", "net", "ipc", "cgroup")
@@ -21,32 +21,11 @@ def test_the_command_is_pid_1_and_sees_no_host_process(lab):
     assert {"rw", "nosuid", "nodev", "noexec"} <= set(options.split(",")), f"its /proc is mounted {options}"
 
 
-def in_a_child(function) -> str:
-    """Run function() in a forked child (what it does to namespaces stays there); return what it
-    returned, or raise what it raised (a NotImplementedError's words: the harness names it)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            answer = f"ok {function()}"
-        except BaseException as e:
-            answer = f"raised {type(e).__name__}: {e}"
-        os.write(write_end, answer.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    if not answer.startswith("ok "):
-        raise AssertionError(answer)
-    return answer[3:]
-
-
 def test_only_the_next_child_gets_a_new_pid_namespace_and_the_runtime_stays_where_it_was():
     """unshare_pid_namespace() in the runtime: its next child is PID 1 of a new PID namespace; the
     runtime's own namespaces stay the host's (container.own_pid_namespace() then takes the
     pending one back, even before any child: a failed fork)."""
-    def unshared() -> str:
+    def unshared() -> int:
         def ours() -> dict:
             return {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in KINDS}
         before = ours()
@@ -54,15 +33,15 @@ def test_only_the_next_child_gets_a_new_pid_namespace_and_the_runtime_stays_wher
         child = os.fork()
         if child == 0:
             os._exit(0 if os.getpid() == 1 else 1)
-        is_pid_1 = os.waitpid(child, 0)[1] == 0
+        assert os.waitpid(child, 0)[1] == 0, "the next child is not PID 1 of a new PID namespace"
         changed = [kind for kind in KINDS if ours()[kind] != before[kind]]
+        assert not changed, f"the runtime itself is in new {changed} namespaces: unshare CLONE_NEWPID only"
         container.own_pid_namespace()
         namespaces.unshare_pid_namespace()
         container.own_pid_namespace()         # (no child forked into this one)
-        back = os.readlink("/proc/self/ns/pid_for_children") == before["pid"]
-        return f"{is_pid_1} {','.join(changed) or '-'} {back}"
-    assert in_a_child(unshared).split() == ["True", "-", "True"], \
-        "expected: the next child is PID 1, the runtime's own namespaces unchanged (unshare CLONE_NEWPID only)"
+        assert os.readlink("/proc/self/ns/pid_for_children") == before["pid"], "own_pid_namespace() left it pending"
+        return 0
+    assert in_child(unshared) == 0
 
 
 def test_pid_1_ignores_a_signal_it_has_no_handler_for(lab):

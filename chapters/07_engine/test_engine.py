@@ -7,15 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chapters.harness import wait_until
-
-
-def ended(pid: int) -> bool:
-    """The process pid has ended: gone, or a zombie (its parent has not collected its status)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+from chapters.harness import ended, wait_until
 
 
 def test_start_runs_it_and_wait_answers_its_exit_status(daemon):
