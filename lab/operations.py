@@ -21,7 +21,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import LabError, NotFound, cgroups, container, folders, image_commands, images, layers, names, overlay, store, syscalls, views, volumes
+from lab import LabError, NotFound, cgroups, container, folders, image_commands, images, layers, names, overlay, rootfs, store, syscalls, views, volumes
 from lab.api import (CONFIG_KINDS, HOST_KINDS, ApiError, check_filters, check_kinds, container_sizes, container_summary,
                      filters, has_labels, restart_policy)
 from lab.container_network import port_key
@@ -148,9 +148,9 @@ def ps_lines(options: str, pids: set[int]) -> dict:
     titles = lines[0].split()
     if "PID" not in titles:
         raise ApiError(500, f"Couldn't find PID field in ps output (ps {options}: add pid to its columns)")
+    at = titles.index("PID")
     rows = [line.split(None, len(titles) - 1) for line in lines[1:]]
-    return {"Titles": titles, "Processes": [row for row in rows if row[titles.index("PID")].isdigit()
-                                            and int(row[titles.index("PID")]) in pids]}
+    return {"Titles": titles, "Processes": [row for row in rows if row[at].isdigit() and int(row[at]) in pids]}
 
 
 def ps_row(pid: int) -> list[str] | None:
@@ -305,7 +305,7 @@ def in_root(c: store.Container, work, *args, files_only: bool = False):
                             volumes.create(mount["Name"])         # (made on first use)
                     volumes.mount_all(str(c.merged), [{**m, "CopyData": False} for m in c.config.get("Mounts", [])], {})
                     for source, target in container.etc_binds(str(c.merged), container.etc_files(c)):
-                        syscalls.mount(source, str(c.merged) + target, None, syscalls.MS_BIND)    # (docker's too)
+                        rootfs.bind_file(source, str(c.merged) + target)      # lab's /etc files (docker's too)
                 folders.chroot_into(str(c.merged))
             answer = {"ok": work(*args)}
             status = 0

@@ -17,7 +17,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import re
 import sys
 import threading
 
