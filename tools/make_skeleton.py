@@ -39,8 +39,8 @@ def lesson(chapter: str) -> str:
     return found[0].relative_to(ROOT).as_posix() if found else f"chapters/{chapter}_*/README.md"
 
 
-# Where a docstring's first sentence ends: a full stop after a word (not "e.g."), or the docstring's end.
-SENTENCE_END = re.compile(r'(?<=[\w)\]"\'`])(?<!e\.g)(?<!i\.e)\.(?=\s|"""|$)|"""')
+# Where a docstring's first sentence ends: a full stop after a word (not "e.g."), then a space.
+SENTENCE_END = re.compile(r'(?<=[\w)\]"\'`])(?<!e\.g)(?<!i\.e)\.(?=\s|$)')
 
 
 def docstring_line(lines: list[str], def_index: int) -> str:
@@ -48,13 +48,8 @@ def docstring_line(lines: list[str], def_index: int) -> str:
     as many lines as it takes (cut at a line's end, a message would stop mid-sentence)."""
     for start in range(def_index + 1, min(def_index + 8, len(lines))):
         if lines[start].strip().startswith('"""'):
-            text = ""
-            for line in lines[start:start + 12]:
-                text = f"{text} {line.strip()}".strip()
-                if SENTENCE_END.search(text[3:]):
-                    break
-            text = text.removeprefix('"""').split('"""')[0]
-            return SENTENCE_END.split(text)[0].strip().rstrip(".")
+            text = " ".join(line.strip() for line in lines[start:start + 12])
+            return SENTENCE_END.split(text.removeprefix('"""').split('"""')[0])[0].strip().rstrip(".")
     return ""
 
 
