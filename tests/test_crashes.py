@@ -399,10 +399,11 @@ def test_a_test_run_removes_the_cgroups_a_killed_run_left(tmp_path):
     busy = [parent / f"labtests-{unseen.pid}-main" for parent in parents]     # (as a run in a PID namespace looks)
     for folder in killed:
         (folder / f"labtests-{gone.pid}-gw0").mkdir(parents=True)      # (v1: its worker's, below it)
-    for folder in going + busy:
+    for folder in going:
         folder.mkdir()
     sleeper = subprocess.Popen(["sleep", "60"])
-    for folder in busy:
+    for folder in busy:          # (made and filled at once: on v2 every session's cgroups share the root,
+        folder.mkdir()           # and another session's start may judge an empty one stale meanwhile)
         for knob in ("cpuset.cpus", "cpuset.mems"):          # (v1: a new cpuset takes no process before them)
             if (folder / knob).exists() and (folder.parent / knob).exists():     # (v2's root has none)
                 (folder / knob).write_text((folder.parent / knob).read_text())
