@@ -168,6 +168,30 @@ def test_a_skipped_chapter_s_note_never_goes_into_a_container_s_log(tmp_path):
         subprocess.run([LAB, "rm", "-f", "noted", "noted-exec"], env=env, capture_output=True)
 
 
+def test_a_half_written_chapter_03_stops_and_says_what_to_write(tmp_path):
+    """A learner half way through chapter 03: enter(), pivot_root() and mount_kernel_filesystems()
+    written, make_dev() not. The child has made the image its / before it meets make_dev(), so
+    chapter 03 can no longer be skipped: lab stops there and says what to write. (It noted
+    "chapter 03 is not written yet: running without it", then ran on with an empty /dev until
+    chapter 08's masks failed on a missing /dev/null.)"""
+    import shutil
+    shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    make_skeleton.make_skeleton(tmp_path / "blank" / "lab", {"03"})
+    def make_dev(text: str) -> str:
+        return re.search(r"\ndef make_dev\(.*?(?=\n\n\n)", text, re.S).group(0)
+    ours, blank = (folder / "lab" / "rootfs.py" for folder in (tmp_path, tmp_path / "blank"))
+    ours.write_text(ours.read_text().replace(make_dev(ours.read_text()), make_dev(blank.read_text())))
+    env = {**os.environ, "LAB_IMPL": str(tmp_path)}
+    for name in ("PYTHONPATH", "LAB_CHAPTER"):
+        env.pop(name, None)
+    run = subprocess.run(["script", "-qec", f"{LAB} run --rm --network none busybox ls /dev; echo status $?",
+                          "/dev/null"], env=env, capture_output=True, text=True, timeout=60)
+    assert "write make_dev() in lab/rootfs.py" in run.stdout and "status 125" in run.stdout, run.stdout
+    assert "running without it" not in run.stdout, run.stdout
+    left = subprocess.run([LAB, "ps", "-aq"], env=env, capture_output=True, text=True, timeout=60)
+    assert left.stdout == "", left.stdout
+
+
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):
     make_skeleton.make_skeleton(tmp_path / "lab")            # all blank: a learner at chapter 00
     out = tmp_path / "watch.out"
