@@ -161,6 +161,8 @@ def post_attach(req):
         supervisor_for(c)                     # docker start -a attaches first, then starts
     streams = [n for n, key in ((relay.STDOUT, "stdout"), (relay.STDERR, "stderr")) if req.flag(key)]
     keys = checked_detach_keys(req.query.get("detachKeys"))
+    if not c.config.get("Tty"):
+        relay.check_frame()
     with_logs = req.flag("logs") and (c.config.get("LogConfig") or {}).get("Type") != "none" and c.log.exists()
     if not live:                              # what it wrote, and no more
         client = req.hijack()
@@ -222,6 +224,8 @@ def get_logs(req):
     records = logs.follow(c, req.flag("follow"))        # (a log that cannot be read: 400, before the stream)
     skip = max(0, sum(1 for _ in lines(logs.follow(c, False))) - tail) if tail is not None else 0
     tty = c.config.get("Tty", False)
+    if not tty:
+        relay.check_frame()
     out = req.stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
     if req.flag("follow"):
         req.end_if_client_leaves()                    # (Ctrl-C of docker logs -f: a quiet container writes nothing)
@@ -331,6 +335,8 @@ def post_exec_start(req):
             raise ApiError(500, answer["error"])
         return 200, None
     framed = not body.get("Tty", config["Tty"])         # the start's Tty says how to frame, as docker's
+    if framed:
+        relay.check_frame()
     if body.get("ConsoleSize"):                          # (its terminal's first size: a later one than create's)
         supervisor.update_exec(c, config["ID"], ConsoleSize=console_size(body["ConsoleSize"]))
     supervisor_client.request(c, {"exec": config["ID"], "framed": framed}, req.hijack())

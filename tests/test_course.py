@@ -168,20 +168,26 @@ def test_a_skipped_chapter_s_note_never_goes_into_a_container_s_log(tmp_path):
         subprocess.run([LAB, "rm", "-f", "noted", "noted-exec"], env=env, capture_output=True)
 
 
+def one_unwritten(tmp_path: Path, module: str, function: str, chapter: str) -> Path:
+    """The reference with one function as the skeleton has it, not written yet (in tmp_path/lab):
+    a learner half way through its chapter. Returns the folder to give as LAB_IMPL."""
+    import shutil
+    shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    make_skeleton.make_skeleton(tmp_path / "blank" / "lab", {chapter})
+    def body(text: str) -> str:
+        return re.search(rf"\ndef {function}\(.*?(?=\n\n\n)", text, re.S).group(0)
+    ours, blank = (folder / "lab" / module for folder in (tmp_path, tmp_path / "blank"))
+    ours.write_text(ours.read_text().replace(body(ours.read_text()), body(blank.read_text())))
+    return tmp_path
+
+
 def test_a_half_written_chapter_03_stops_and_says_what_to_write(tmp_path):
     """A learner half way through chapter 03: enter(), pivot_root() and mount_kernel_filesystems()
     written, make_dev() not. The child has made the image its / before it meets make_dev(), so
     chapter 03 can no longer be skipped: lab stops there and says what to write. (It noted
     "chapter 03 is not written yet: running without it", then ran on with an empty /dev until
     chapter 08's masks failed on a missing /dev/null.)"""
-    import shutil
-    shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
-    make_skeleton.make_skeleton(tmp_path / "blank" / "lab", {"03"})
-    def make_dev(text: str) -> str:
-        return re.search(r"\ndef make_dev\(.*?(?=\n\n\n)", text, re.S).group(0)
-    ours, blank = (folder / "lab" / "rootfs.py" for folder in (tmp_path, tmp_path / "blank"))
-    ours.write_text(ours.read_text().replace(make_dev(ours.read_text()), make_dev(blank.read_text())))
-    env = {**os.environ, "LAB_IMPL": str(tmp_path)}
+    env = {**os.environ, "LAB_IMPL": str(one_unwritten(tmp_path, "rootfs.py", "make_dev", "03"))}
     for name in ("PYTHONPATH", "LAB_CHAPTER"):
         env.pop(name, None)
     run = subprocess.run(["script", "-qec", f"{LAB} run --rm --network none busybox ls /dev; echo status $?",
@@ -190,6 +196,32 @@ def test_a_half_written_chapter_03_stops_and_says_what_to_write(tmp_path):
     assert "running without it" not in run.stdout, run.stdout
     left = subprocess.run([LAB, "ps", "-aq"], env=env, capture_output=True, text=True, timeout=60)
     assert left.stdout == "", left.stdout
+
+
+def test_a_frame_not_written_yet_is_named_not_lost(tmp_path, monkeypatch):
+    """Chapter 07 begun, frame() not written yet: docker run, docker exec and docker logs of a
+    container without a terminal fail, docker logs saying what to write, and so does the
+    daemon's log (docker's client shows no more than "unable to upgrade to tcp, received 500"
+    for an attach or exec). The supervisor met the NotImplementedError before: docker run printed
+    nothing and exited 0."""
+    from chapters.harness import DOCKER, Daemon
+    monkeypatch.setenv("LAB_IMPL", str(one_unwritten(tmp_path, "relay.py", "frame", "07")))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    daemon = Daemon()
+    def docker(*args):
+        return subprocess.run([DOCKER, *args], env=daemon.env, capture_output=True, text=True, timeout=60)
+    try:
+        run = docker("run", "--rm", "--network", "none", "busybox", "echo", "hi")
+        assert run.returncode != 0 and "hi" not in run.stdout, (run.returncode, run.stdout)
+        assert "write frame() in lab/relay.py" in daemon.log.read_text(), daemon.log.read_text()
+        assert docker("run", "-d", "--name", "unframed", "--network", "none", "busybox", "sleep", "60").returncode == 0
+        exec_ = docker("exec", "unframed", "echo", "in")
+        assert exec_.returncode != 0 and "in" not in exec_.stdout, (exec_.returncode, exec_.stdout)
+        logs = docker("logs", "unframed")
+        assert logs.returncode != 0 and "write frame() in lab/relay.py" in logs.stderr, logs.stderr
+    finally:
+        docker("rm", "-f", *docker("ps", "-aq").stdout.split())
+        daemon.close()
 
 
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):

@@ -41,6 +41,12 @@ def frame(stream: int, data: bytes) -> bytes:
     # END SOLUTION
 
 
+def check_frame() -> None:
+    """frame() once, in the daemon's handler, before a multiplexed stream begins: if it is not
+    written yet, the client's answer says so (from a supervisor, its output would just be lost)."""
+    frame(STDOUT, b"")
+
+
 def send_answer(client: socket.socket, answer: bytes, timeout: float = 0.5) -> None:
     """Send the HTTP answer that hands the connection over (101 UPGRADED), then wait until the
     client has read it (at most timeout s), before any of the stream. The Docker SDK reads the
