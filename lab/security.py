@@ -250,7 +250,9 @@ def read_table(path: str) -> list[list[str]]:
 def mask_paths() -> None:
     """Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys.
 
-    Each mask and each read-only path is nosuid, nodev and noexec too, as docker's."""
+    A folder's mask and each read-only path are nosuid, nodev and noexec too, as docker's (a
+    file's mask, /dev/null, keeps the flags of the /dev it comes from: with nodev, it could not
+    even be opened)."""
     # HINT: some /proc and /sys files let root reach the host's kernel: hide them (mount something
     # HINT: over them) or make them read-only.
     raise NotImplementedError("chapter 08: write mask_paths() in lab/security.py: Hide MASKED_PATHS and make READONLY_PATHS read-only, in the container's /proc and /sys (see chapters/08_security/README.md, 'Your turn')")

@@ -192,6 +192,46 @@ def test_the_kernels_private_files_are_masked(lab):
     assert shown == "", f"these show something: {shown.split()}"      # (a folder's mask: read-only, empty)
 
 
+def test_mask_paths_masks_files_and_folders_and_makes_both_kinds_read_only(tmp_path, monkeypatch):
+    """mask_paths() on paths of this test's own, one of each kind, in a child's own mount
+    namespace: the kernel of the machine may lack a file among the read-only paths (docker's
+    one file there, /proc/sysrq-trigger), which the container's tests then cannot try."""
+    import errno
+    from chapters.harness import in_child
+    from lab import syscalls
+    for name in ("secret", "knob"):
+        (tmp_path / name).write_text("the host's\n")
+        (tmp_path / f"{name}s").mkdir()
+        (tmp_path / f"{name}s" / "one").write_text("the host's\n")
+    path = {name: str(tmp_path / name) for name in ("secret", "secrets", "knob", "knobs")}
+    monkeypatch.setattr(security, "MASKED_PATHS", [path["secret"], path["secrets"], str(tmp_path / "no-such")])
+    monkeypatch.setattr(security, "READONLY_PATHS", [path["knob"], path["knobs"], str(tmp_path / "none-here")])
+
+    def refused(file: str) -> bool:
+        try:
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT))
+        except OSError as e:
+            return e.errno == errno.EROFS
+        return False
+
+    def masked():
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        security.mask_paths()
+        with open(path["secret"], "rb") as f:
+            assert f.read(1) == b"", "a masked file reads nothing: /dev/null bound over it"
+        assert os.listdir(path["secrets"]) == [], "a masked folder is empty: a tmpfs (size=0) mounted on it"
+        assert refused(path["secrets"] + "/new"), "a masked folder's tmpfs is read-only"
+        assert refused(path["knob"]), "a read-only path that is a file (as /proc/sysrq-trigger) refuses writing"
+        assert refused(path["knobs"] + "/one"), "a read-only folder refuses writing"
+        flags = {fields[4]: set(fields[5].split(",")) for fields in map(str.split, open("/proc/self/mountinfo"))}
+        for name in ("secrets", "knob", "knobs"):
+            assert flags[path[name]] >= {"ro", "nosuid", "nodev", "noexec"}, f"{name}: mounted {flags[path[name]]}"
+        return 0
+    assert in_child(masked) == 0
+    assert (tmp_path / "secret").read_text() == "the host's\n" and not (tmp_path / "no-such").exists()
+
+
 def test_clock_kernel_log_perf_and_bpf_are_refused(lab):
     # Each call asks for nothing to change: settimeofday(NULL, NULL) only checks the right to
     # set the clock; perf and bpf make an object that is closed at once. (x86_64 numbers.)
