@@ -294,23 +294,36 @@ def store_entries(lab_root: Path) -> set[str]:
 class Hostile:
     """A registry that serves one image (manifest `m`, its config and layer) and lies as told:
     lie="digest" (a layer whose bytes differ), "longer" (more bytes than the manifest says),
-    "endless" (a manifest that never ends), "redirect" (the layer from another host, which
-    checks that no password came along), "none" (the truth: for a hostile layer). diff_id: what
-    the config calls the layer instead of its digest."""
+    "endless" (a manifest that never ends), "config" (another config than its digest names: the
+    command changed), "redirect" (the layer from another host, which checks that no password
+    came along), "none" (the truth: for a hostile layer). diff_id: what the config calls the
+    layer instead of its digest. docker_list: the tag names a Docker manifest list (docker's
+    own index, which many images on Docker Hub still are), another machine's manifest first,
+    and the manifests are Docker's schema 2."""
 
-    def __init__(self, lie: str, layer: bytes, diff_id: str | None = None):
+    def __init__(self, lie: str, layer: bytes, diff_id: str | None = None, docker_list: bool = False):
         gz = archives.gz(layer)
         config = archives.image_config([layer], ["sh"])
         if diff_id:
             config = config.replace(archives.sha256(layer).encode(), diff_id.encode())
         self.blobs = {archives.sha256(config): config, archives.sha256(gz): gz}
+        if lie == "config":
+            self.blobs[archives.sha256(config)] = config.replace(b'["sh"]', b'["id"]')
         served = gz + b"x" * 1000 if lie == "longer" else gz[:-8] + b"\0" * 8 if lie == "digest" else gz
+        kind = "application/vnd.docker.distribution.manifest.v2+json" if docker_list else \
+            "application/vnd.oci.image.manifest.v1+json"
         self.manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": archives.sha256(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": archives.sha256(gz), "size": len(gz)}]}).encode()
+            "schemaVersion": 2, "mediaType": kind,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json" if docker_list else
+                       "application/vnd.oci.image.config.v1+json", "digest": archives.sha256(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip" if docker_list else
+                        "application/vnd.oci.image.layer.v1.tar+gzip", "digest": archives.sha256(gz), "size": len(gz)}]}).encode()
+        self.listed = docker_list and json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": [{"mediaType": kind, "digest": "sha256:" + "0" * 64, "size": 1,
+                           "platform": {"architecture": "arm64" if archives.ARCH != "arm64" else "amd64", "os": "linux"}},
+                          {"mediaType": kind, "digest": archives.sha256(self.manifest), "size": len(self.manifest),
+                           "platform": {"architecture": archives.ARCH, "os": "linux"}}]}).encode()
         self.layer_digest = archives.sha256(gz)
         self.authorizations: list[str | None] = []       # what the other host was sent
         hostile = self
@@ -336,7 +349,9 @@ class Hostile:
                                 self.wfile.write(b" " * 65536)
                         except OSError:
                             return
-                    return self.answer(hostile.manifest, "application/vnd.oci.image.manifest.v1+json")
+                    if hostile.listed and "/manifests/sha256:" not in self.path:       # (by tag)
+                        return self.answer(hostile.listed, "application/vnd.docker.distribution.manifest.list.v2+json")
+                    return self.answer(hostile.manifest, json.loads(hostile.manifest)["mediaType"])
                 digest = self.path.rsplit("/", 1)[-1]
                 if digest == hostile.layer_digest and lie == "redirect":
                     location = f"http://127.0.0.2:{hostile.elsewhere.server_port}/blob"

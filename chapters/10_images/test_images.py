@@ -74,13 +74,34 @@ def test_pull_by_digest_checks_the_manifest_and_runs_by_that_digest(logged_in, l
     assert pinned.returncode == 125, "a tag and a digest: the digest names the manifest, the tag is only a name"
 
 
+def test_a_docker_manifest_list_gives_this_machine_its_image(lab, monkeypatch, tmp_path):
+    """Docker's own index, the "manifest list" (application/vnd.docker.distribution.manifest.list.v2+json),
+    which many images on Docker Hub still are: walk() takes this machine's manifest from it as
+    from an OCI index (another machine's comes first)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    from registries import BUSYBOX
+    layer = archives.tar([("bin", None), ("bin/busybox", BUSYBOX, {"mode": 0o755}), ("bin/cat", ("symlink", "busybox")),
+                          ("hello", b"from a docker manifest list\n")])
+    listed = Hostile("none", layer, docker_list=True)
+    try:
+        assert lab("login", "-u", USER, "--password-stdin", listed.host, input=PASSWORD).returncode == 0
+        pulled = lab("pull", f"{listed.host}/listed:1", timeout=60)
+        assert pulled.returncode == 0, f"a Docker manifest list is an index too (is_index): {pulled.stderr}"
+        run = lab("run", "--rm", "--network", "none", f"{listed.host}/listed:1", "cat", "/hello")
+        assert run.stdout == "from a docker manifest list\n", run.stderr
+    finally:
+        listed.stop()
+
+
 BAD = {
     "digest": "does not match its digest",
+    "config": "does not match its digest",
     "longer": "is longer than the",
     "endless": "larger than 4 MiB",
 }
 LIES = {
     "digest": "sends other bytes than a layer's digest names (copy_checked hashes what comes)",
+    "config": "sends another config than the manifest's digest names (fetch_config checks it)",
     "longer": "sends more bytes than the manifest says a layer has (copy_checked reads one byte past the size to see it)",
     "endless": "sends a manifest that never ends",
 }
