@@ -189,7 +189,7 @@ def test_the_kernels_private_files_are_masked(lab):
               "[ -n \"$(head -c 1 $f 2>/dev/null)\" ] && echo $f; done; "
               "ls /sys/firmware; touch /sys/firmware/mine 2>/dev/null && echo 'written into a mask'; true")
     shown = lab("run", "--rm", "busybox", "sh", "-c", script).stdout
-    assert shown == "", f"these show something: {shown.split()}"      # (a folder's mask: read-only, empty)
+    assert shown == "", f"these show something: {shown.splitlines()}"      # (a folder's mask: read-only, empty)
 
 
 def test_mask_paths_masks_files_and_folders_and_makes_both_kinds_read_only(tmp_path, monkeypatch):
