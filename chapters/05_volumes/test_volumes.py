@@ -148,14 +148,46 @@ def test_mount_point_refuses_a_symlink_of_the_image_on_the_way_and_makes_nothing
     root.mkdir()
     outside.mkdir()
     (root / "data").symlink_to(outside)                  # an image's /data -> a folder of the host's
-    for destination in ("/data/made", "/data"):
+    (root / "up").symlink_to("../outside")               # and a relative one, which climbs out of root too
+    for destination in ("/data/made", "/data", "/up/made"):
         with pytest.raises(LabError):
             volumes.mount_point(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path), "Destination": destination,
                                             "RW": True})
+            pytest.fail(f"mount_point went through the image's symlink on the way to {destination}: "
+                        "refuse (LabError) any step of the path that is a symlink, absolute or relative")
     assert list(outside.iterdir()) == [], "mount_point made the mount point on the host, through the image's symlink"
+
+    def through_mount_volume():                          # and mount_volume makes its mount point so
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        try:
+            volumes.mount_volume(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path),
+                                             "Destination": "/up/made", "RW": True})
+        except LabError:
+            return 0
+        return 1
+    assert in_child(through_mount_volume) == 0, "mount_volume bound over the image's symlink: it makes its mount point with mount_point()"
+    assert list(outside.iterdir()) == [], "mount_volume made the mount point on the host, through the image's symlink"
     made = volumes.mount_point(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path), "Destination": "/new/deep",
                                            "RW": True})
     assert (made, (root / "new" / "deep").is_dir()) == (str(root / "new" / "deep"), True)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("data:/data:rw", {"Type": "volume", "Name": "data", "Destination": "/data", "RW": True, "CopyData": True}),
+    ("data:/data:rw,nocopy", {"Type": "volume", "Destination": "/data", "RW": True, "CopyData": False}),
+    ("cache:/root/.cache", {"Type": "volume", "Destination": "/root/.cache", "RW": True}),
+    ("dots:/a..b/c.", {"Destination": "/a..b/c."}),
+    ("tidy://a//b/", {"Destination": "/a/b"}),
+    ("HOST:/host:rw", {"Type": "bind", "Name": None, "Source": "HOST", "Destination": "/host", "RW": True}),
+])
+def test_what_docker_takes_is_taken_as_docker_reads_it(spec, expected, tmp_path):
+    """-v as docker takes it: ":rw" (docker compose writes its binds so), a folder name with a
+    dot, a path with doubled slashes (the same path: two -v on /data and //data are two on one)."""
+    mount = volumes.parse(spec.replace("HOST", str(tmp_path)))
+    expected = {key: value.replace("HOST", str(tmp_path)) if isinstance(value, str) else value
+                for key, value in expected.items()}
+    assert {key: mount.get(key) for key in expected} == expected, f"-v {spec}"
 
 
 def test_inspect_shows_the_mounts(lab, tmp_path):
@@ -205,7 +237,8 @@ def stored_volumes(lab_root) -> list[str]:
 def test_a_bad_volume_is_refused_and_creates_nothing(lab, lab_root, spec, error):
     before = stored_volumes(lab_root)
     result = lab("run", "--rm", "-v", "first05:/first", "-v", spec, "busybox", "true")    # (nor the good one before it)
-    assert result.returncode == 125 and result.stderr.count("\n") == 1 and error in result.stderr, result.stderr
+    assert result.returncode == 125 and result.stderr.count("\n") == 1 and error in result.stderr, \
+        f"-v {spec} should be refused with one line saying: ...{error}...; lab said: {result.stderr!r} (status {result.returncode})"
     made = sorted(set(stored_volumes(lab_root)) - set(before))
     assert not made, f"the refused run made the volumes {made}: check every -v before anything is made"
     assert lab("ps", "-aq").stdout == ""

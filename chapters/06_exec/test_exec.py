@@ -31,7 +31,8 @@ def test_exec_runs_in_the_containers_namespaces(lab, box, tmp_path):
     (tmp_path / "from-host").write_text("hello\n")
     result = lab("exec", "box", "sh", "-c", "hostname; cat /mine /shared/from-host; ps -o pid,args")
     hostname, mine, shared, header, *processes = result.stdout.splitlines()
-    assert (hostname, mine, shared) == ("boxhost", "mine", "hello")
+    assert (hostname, mine, shared) == ("boxhost", "mine", "hello"), \
+        "the exec'd command should see the container's hostname (uts), its file /mine and its volume (mnt)"
     assert processes[0].split() == ["1", "sleep", "600"]          # its init is PID 1 (its /proc: its mounts)
     assert len(processes) >= 2, \
         f"the exec'd command is not in the container's PID namespace (enter_container() joins 'pid' too): {processes}"
@@ -111,6 +112,22 @@ while not os.path.exists('/watcher/stop'):
                 pass
 print(json.dumps(seen))
 """
+
+
+def test_the_helper_is_undumpable_once_inside():
+    """enter_container() keeps the skeleton's last line, prctl(PR_SET_DUMPABLE, 0): without it,
+    the container's root could ptrace the helper and its child until the command's exec, and
+    through them reach what they still hold of the host's (the lesson's step 5). Tried in a
+    child that enters its own namespaces."""
+    import ctypes
+    from chapters.harness import in_child
+    from lab import exec as enter
+
+    def entered():
+        enter.enter_container(enter.open_namespaces(os.getpid()), {})
+        return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)            # PR_GET_DUMPABLE
+    assert in_child(entered) == 0, ("the helper is still dumpable once inside: keep enter_container()'s "
+                                    "last line, syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)")
 
 
 def test_an_exec_shows_up_in_the_container_only_once_it_is_wholly_inside(lab):

@@ -51,15 +51,15 @@ def parse(spec: str) -> dict:
     # HINT 3: a SOURCE starting with "/" is a host path that must exist (bind: its Source is the
     # HINT 3: path cleaned, os.path.normpath, as inspect shows it); anything else is a
     # HINT 3: volume NAME (it must match names.NAME), whose Source is volume_path(NAME).
-    # HINT 3: every refusal is a LabError that says what was wrong and how to write it, in the
+    # HINT 3: Every refusal is a LabError that says what was wrong and how to write it, in the
     # HINT 3: words of the lesson's "Bad input" section: the tests look for them.
     # BEGIN SOLUTION 05
     parts = spec.split(":")
     modes = parts[2].split(",") if len(parts) == 3 else []
     if (len(parts) not in (2, 3) or not set(modes) <= {"ro", "rw", "nocopy"} or len(set(modes)) < len(modes)
             or {"ro", "rw"} <= set(modes)):
-        raise LabError(f"invalid volume {spec!r}: use -v /host/path:/path/in/container[:ro] "
-                       "or -v NAME:/path/in/container[:ro|:nocopy|:ro,nocopy]")
+        raise LabError(f"invalid volume {spec!r}: use -v /host/path:/path/in/container[:ro|:rw] "
+                       "or -v NAME:/path/in/container[:ro|:rw|:nocopy|:ro,nocopy]")
     source, destination = parts[0], parts[1]
     if not destination.startswith("/"):
         raise LabError(f"invalid volume {spec!r}: the path in the container, {destination!r}, must be absolute")
