@@ -5,7 +5,7 @@ around the fork, and `init_container`, what the child does between fork and exec
 chapter adds its steps there, through `step` (ARCHITECTURE.md lists them).
 
 A chapter you have not written yet is skipped (on a terminal, lab says so), so that your
-runtime runs with the chapters you have. The tests of chapter NN set LAB_CHAPTER=NN: then
+runtime runs with the chapters you have (chapter 03 half written is not: see enter_rootfs). The tests of chapter NN set LAB_CHAPTER=NN: then
 chapters up to NN are required, and a missing one is an error that names what to write.
 """
 import os
@@ -269,14 +269,16 @@ def enter_rootfs(container: store.Container) -> None:
     init = container.config.get("Init") and {"Type": "bind", "Name": None, "Source": container.config["Init"],
                                              "Destination": INIT, "RW": False}   # --init: tini, as PID 1
     volumes.mount_all(root, container.config["Mounts"], container.config.get("Tmpfs") or {}, init)
-    outside = os.stat("/")
+    # Chapter 03 not written yet is skipped (step() catches the NotImplementedError), unless what
+    # you wrote of it has made the image / already: the host's files are out of reach from there.
+    host_root = os.stat("/")
     try:
         rootfs.enter(root, etc_binds(root, etc), container.config["WorkingDir"], bool(container.config.get("ReadOnly")))
-    except NotImplementedError as unwritten:          # chapter 03 is skipped (step), unless what you wrote
-        if os.path.samestat(os.stat("/"), outside):   # of it has made the image / already
+    except NotImplementedError as unwritten:
+        if os.path.samestat(os.stat("/"), host_root):
             raise
-        raise LabError(f"{unwritten}; your rootfs.enter() had made the image / already, so lab cannot "
-                       "run without chapter 03 any more") from None
+        raise LabError(f"{unwritten}; your rootfs.enter() has made the image / already: lab can no longer "
+                       "run without the rest of chapter 03") from None
     if container.config.get("ShmSize"):                  # --shm-size (the default is 64m)
         rootfs.resize_tmpfs("/dev/shm", container.config["ShmSize"])
 

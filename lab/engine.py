@@ -156,13 +156,13 @@ def post_attach(req):
     """POST /containers/{id}/attach: with logs=1, what it has written so far first; with
     stream=1 (lab's default; the API's is 0, and the docker CLI sends 1), what it writes from now on."""
     c = store.find_container(req.params[0])
+    if not c.config.get("Tty"):
+        relay.check_frame()
     live = req.query.get("stream", "1").lower() not in ("0", "false", "no")
     if live and not c.is_running():
         supervisor_for(c)                     # docker start -a attaches first, then starts
     streams = [n for n, key in ((relay.STDOUT, "stdout"), (relay.STDERR, "stderr")) if req.flag(key)]
     keys = checked_detach_keys(req.query.get("detachKeys"))
-    if not c.config.get("Tty"):
-        relay.check_frame()
     with_logs = req.flag("logs") and (c.config.get("LogConfig") or {}).get("Type") != "none" and c.log.exists()
     if not live:                              # what it wrote, and no more
         client = req.hijack()

@@ -38,8 +38,9 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 def check_frame() -> None:
-    """frame() once, in the daemon's handler, before a multiplexed stream begins: if it is not
-    written yet, the client's answer says so (from a supervisor, its output would just be lost)."""
+    """Call frame() once, in the daemon's handler, before a multiplexed stream begins: a frame()
+    not written yet fails the request with its "write ..." line (in a supervisor it would reach
+    only the supervisor's log, and the client would get no output at all)."""
     frame(STDOUT, b"")
 
 

@@ -128,7 +128,7 @@ def sethostname(name: str) -> None:
 
 
 # prctl(2) options (linux/prctl.h) the runtime uses.
-PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2        # linux/seccomp.h
 PR_SET_CHILD_SUBREAPER = 36

@@ -350,10 +350,10 @@ def test_a_build_stops_on_ctrl_c_and_when_docker_build_s_client_leaves(daemon, l
                          ([LAB, "build", "-t", "stopped:lab"], signal.SIGINT),       # (Ctrl-C
                          ([LAB, "build", "-t", "stopped:lab"], signal.SIGQUIT)):     # and Ctrl-\\)
         output = tmp_path / "output"
-        with open(output, "w") as out:      # (a terminal's shell starts it with Ctrl-C's signals not ignored,
-            building = subprocess.Popen(       #  which they are where pytest was started by `cmd &`)
-                [*command, str(tmp_path / "context")], stdout=out, stderr=subprocess.STDOUT,
-                env={**daemon.env, "DOCKER_BUILDKIT": "0"}, process_group=0, preexec_fn=default_interrupts)
+        with open(output, "w") as out:      # (env: as a terminal's shell starts it, with Ctrl-C's signals not
+            building = subprocess.Popen(       #  ignored, which they are where pytest was started by `cmd &`)
+                ["env", "--default-signal=INT,QUIT", *command, str(tmp_path / "context")], stdout=out,
+                stderr=subprocess.STDOUT, env={**daemon.env, "DOCKER_BUILDKIT": "0"}, process_group=0)
         try:
             wait_until(lambda: "started" in output.read_text().splitlines(), timeout=60, what="the RUN step started",
                        seen=output.read_text)
@@ -367,12 +367,6 @@ def test_a_build_stops_on_ctrl_c_and_when_docker_build_s_client_leaves(daemon, l
                 lab("rm", "-f", left)
         assert command[0] == DOCKER or status == 130, (status, output.read_text())
     assert not {"stopped:docker", "stopped:lab"} & tags(lab)
-
-
-def default_interrupts():
-    import signal
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("way", ["by ..", "through a symlink"])

@@ -175,9 +175,13 @@ def one_unwritten(tmp_path: Path, module: str, function: str, chapter: str) -> P
     shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
     make_skeleton.make_skeleton(tmp_path / "blank" / "lab", {chapter})
     def body(text: str) -> str:
-        return re.search(rf"\ndef {function}\(.*?(?=\n\n\n)", text, re.S).group(0)
+        found = re.search(rf"\ndef {function}\(.*?(?=\n\n\n)", text, re.S)
+        assert found, f"no function {function}() in lab/{module}"
+        return found.group(0)
     ours, blank = (folder / "lab" / module for folder in (tmp_path, tmp_path / "blank"))
-    ours.write_text(ours.read_text().replace(body(ours.read_text()), body(blank.read_text())))
+    unwritten = body(blank.read_text())
+    assert "raise NotImplementedError" in unwritten, f"{function}() is no exercise of chapter {chapter}"
+    ours.write_text(ours.read_text().replace(body(ours.read_text()), unwritten))
     return tmp_path
 
 
@@ -206,22 +210,27 @@ def test_a_frame_not_written_yet_is_named_not_lost(tmp_path, monkeypatch):
     nothing and exited 0."""
     from chapters.harness import DOCKER, Daemon
     monkeypatch.setenv("LAB_IMPL", str(one_unwritten(tmp_path, "relay.py", "frame", "07")))
-    monkeypatch.delenv("PYTHONPATH", raising=False)
+    for name in ("PYTHONPATH", "LAB_CHAPTER"):
+        monkeypatch.delenv(name, raising=False)
     daemon = Daemon()
-    def docker(*args):
+
+    def docker(*args):      # (not the harness's: it turns the "write ..." line this test expects into a failure)
         return subprocess.run([DOCKER, *args], env=daemon.env, capture_output=True, text=True, timeout=60)
     try:
         run = docker("run", "--rm", "--network", "none", "busybox", "echo", "hi")
         assert run.returncode != 0 and "hi" not in run.stdout, (run.returncode, run.stdout)
         assert "write frame() in lab/relay.py" in daemon.log.read_text(), daemon.log.read_text()
-        assert docker("run", "-d", "--name", "unframed", "--network", "none", "busybox", "sleep", "60").returncode == 0
+        started = docker("run", "-d", "--name", "unframed", "--network", "none", "busybox", "sleep", "60")
+        assert started.returncode == 0, started.stderr
         exec_ = docker("exec", "unframed", "echo", "in")
         assert exec_.returncode != 0 and "in" not in exec_.stdout, (exec_.returncode, exec_.stdout)
         logs = docker("logs", "unframed")
         assert logs.returncode != 0 and "write frame() in lab/relay.py" in logs.stderr, logs.stderr
     finally:
-        docker("rm", "-f", *docker("ps", "-aq").stdout.split())
-        daemon.close()
+        try:
+            docker("rm", "-f", *docker("ps", "-aq").stdout.split())
+        finally:
+            daemon.close()
 
 
 def test_lab_watch_runs_the_chapter_again_when_lab_changes_and_moves_on(tmp_path):

@@ -150,11 +150,13 @@ def test_mount_point_refuses_a_symlink_of_the_image_on_the_way_and_makes_nothing
     (root / "data").symlink_to(outside)                  # an image's /data -> a folder of the host's
     (root / "up").symlink_to("../outside")               # and a relative one, which climbs out of root too
     for destination in ("/data/made", "/data", "/up/made"):
-        with pytest.raises(LabError):
+        try:
             volumes.mount_point(str(root), {"Type": "bind", "Name": None, "Source": str(tmp_path), "Destination": destination,
                                             "RW": True})
-            pytest.fail(f"mount_point went through the image's symlink on the way to {destination}: "
-                        "refuse (LabError) any step of the path that is a symlink, absolute or relative")
+        except LabError:
+            continue
+        pytest.fail(f"mount_point went through the image's symlink on the way to {destination}: "
+                    "refuse (LabError) any step of the path that is a symlink, absolute or relative")
     assert list(outside.iterdir()) == [], "mount_point made the mount point on the host, through the image's symlink"
 
     def through_mount_volume():                          # and mount_volume makes its mount point so
@@ -183,7 +185,7 @@ def test_mount_point_refuses_a_symlink_of_the_image_on_the_way_and_makes_nothing
 ])
 def test_what_docker_takes_is_taken_as_docker_reads_it(spec, expected, tmp_path):
     """-v as docker takes it: ":rw" (docker compose writes its binds so), a folder name with a
-    dot, a path with doubled slashes (the same path: two -v on /data and //data are two on one)."""
+    dot, a path with doubled slashes (the same path: -v x:/data and -v y://data mount on one)."""
     mount = volumes.parse(spec.replace("HOST", str(tmp_path)))
     expected = {key: value.replace("HOST", str(tmp_path)) if isinstance(value, str) else value
                 for key, value in expected.items()}

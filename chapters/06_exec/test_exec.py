@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chapters.harness import LAB, inspect, wait_until
+from chapters.harness import LAB, in_child, inspect, wait_until
+from lab import exec as enter
+from lab import syscalls
 
 
 @pytest.fixture
@@ -96,6 +98,19 @@ def test_exec_into_a_stopped_or_unknown_container_fails_clearly(lab):
     assert unknown.returncode == 125 and "no such container: nobody-here" in unknown.stderr
 
 
+def test_the_helper_is_undumpable_once_inside():
+    """enter_container() keeps the skeleton's last line, prctl(PR_SET_DUMPABLE, 0): the helper's
+    child keeps the flag until it execs, and without it the container's root could ptrace that
+    child, the command before its exec, and through it reach what it still holds of the host's
+    (the lesson's step 5). Tried in a child that enters its own namespaces."""
+    def entered():
+        assert syscalls.prctl(syscalls.PR_GET_DUMPABLE) == 1, "this test's process is not dumpable to begin with"
+        enter.enter_container(enter.open_namespaces(os.getpid()), {})
+        return syscalls.prctl(syscalls.PR_GET_DUMPABLE)
+    assert in_child(entered) == 0, ("the helper is still dumpable once inside: keep enter_container()'s "
+                                    "last line, syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)")
+
+
 # Watches the container's /proc for new processes and notes which mount namespace each is in
 # when first seen, until /watcher/stop appears (in a folder it makes: an exec that is not in the
 # container's mounts cannot make that file on the host); prints what it saw as JSON.
@@ -112,22 +127,6 @@ while not os.path.exists('/watcher/stop'):
                 pass
 print(json.dumps(seen))
 """
-
-
-def test_the_helper_is_undumpable_once_inside():
-    """enter_container() keeps the skeleton's last line, prctl(PR_SET_DUMPABLE, 0): without it,
-    the container's root could ptrace the helper and its child until the command's exec, and
-    through them reach what they still hold of the host's (the lesson's step 5). Tried in a
-    child that enters its own namespaces."""
-    import ctypes
-    from chapters.harness import in_child
-    from lab import exec as enter
-
-    def entered():
-        enter.enter_container(enter.open_namespaces(os.getpid()), {})
-        return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)            # PR_GET_DUMPABLE
-    assert in_child(entered) == 0, ("the helper is still dumpable once inside: keep enter_container()'s "
-                                    "last line, syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)")
 
 
 def test_an_exec_shows_up_in_the_container_only_once_it_is_wholly_inside(lab):

@@ -11,8 +11,8 @@ import os
 import signal
 import subprocess
 
-from chapters.harness import LAB, container_process
-from lab import devices, security
+from chapters.harness import LAB, container_process, in_child
+from lab import devices, security, syscalls
 
 DEFAULT = security.mask(security.DEFAULT_CAPABILITIES)             # 0xa80425fb
 PYTHON = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
@@ -197,8 +197,6 @@ def test_mask_paths_masks_files_and_folders_and_makes_both_kinds_read_only(tmp_p
     namespace: the kernel of the machine may lack a file among the read-only paths (docker's
     one file there, /proc/sysrq-trigger), which the container's tests then cannot try."""
     import errno
-    from chapters.harness import in_child
-    from lab import syscalls
     for name in ("secret", "knob"):
         (tmp_path / name).write_text("the host's\n")
         (tmp_path / f"{name}s").mkdir()

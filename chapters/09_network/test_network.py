@@ -160,7 +160,7 @@ def test_a_container_gets_an_address_and_a_route_through_the_bridge(lab):
     assert result.returncode in (0, 1), result.stderr
     assert "link/ether 02:42:de:ad:be:ef " in result.stdout, "eth0 has not the MAC address asked (--mac-address)"
     address = re.search(r"inet (172\.30\.\d+\.\d+)/16", result.stdout)
-    assert address, f"eth0 has no address of lab0's subnet, 172.30.0.0/16 (the prefix too):\n{result.stdout}"
+    assert address, f"eth0 has no address of lab0's subnet, 172.30.0.0/16 (with its /16 prefix):\n{result.stdout}"
     assert "default via 172.30.0.1 dev eth0" in result.stdout, \
         f"no default route through lab0 (172.30.0.1) on eth0: the container reaches only its subnet:\n{result.stdout}"
     assert " 1 packets received" in result.stdout, ("the container does not reach its gateway, lab0's "

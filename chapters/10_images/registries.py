@@ -318,7 +318,7 @@ class Hostile:
                        "application/vnd.oci.image.config.v1+json", "digest": archives.sha256(config), "size": len(config)},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip" if docker_list else
                         "application/vnd.oci.image.layer.v1.tar+gzip", "digest": archives.sha256(gz), "size": len(gz)}]}).encode()
-        self.listed = docker_list and json.dumps({
+        self.listed = None if not docker_list else json.dumps({
             "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
             "manifests": [{"mediaType": kind, "digest": "sha256:" + "0" * 64, "size": 1,
                            "platform": {"architecture": "arm64" if archives.ARCH != "arm64" else "amd64", "os": "linux"}},
@@ -351,6 +351,8 @@ class Hostile:
                             return
                     if hostile.listed and "/manifests/sha256:" not in self.path:       # (by tag)
                         return self.answer(hostile.listed, "application/vnd.docker.distribution.manifest.list.v2+json")
+                    if hostile.listed and not self.path.endswith(archives.sha256(hostile.manifest)):
+                        return self.answer(b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}', status=404)   # (another machine's)
                     return self.answer(hostile.manifest, json.loads(hostile.manifest)["mediaType"])
                 digest = self.path.rsplit("/", 1)[-1]
                 if digest == hostile.layer_digest and lie == "redirect":

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from registries import (OTHER_ARCH, PASSWORD, USER, Hostile, archives, lab_root, logged_in,  # noqa: E402,F401
+from registries import (BUSYBOX, OTHER_ARCH, PASSWORD, USER, Hostile, archives, lab_root, logged_in,  # noqa: E402,F401
                         registry, storage, store_entries)
 
 
@@ -79,14 +79,14 @@ def test_a_docker_manifest_list_gives_this_machine_its_image(lab, monkeypatch, t
     which many images on Docker Hub still are: walk() takes this machine's manifest from it as
     from an OCI index (another machine's comes first)."""
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    from registries import BUSYBOX
     layer = archives.tar([("bin", None), ("bin/busybox", BUSYBOX, {"mode": 0o755}), ("bin/cat", ("symlink", "busybox")),
                           ("hello", b"from a docker manifest list\n")])
     listed = Hostile("none", layer, docker_list=True)
     try:
         assert lab("login", "-u", USER, "--password-stdin", listed.host, input=PASSWORD).returncode == 0
         pulled = lab("pull", f"{listed.host}/listed:1", timeout=60)
-        assert pulled.returncode == 0, f"a Docker manifest list is an index too (is_index): {pulled.stderr}"
+        assert pulled.returncode == 0, ("a Docker manifest list is an index too (is_index), and its entry for this "
+                                        f"machine's platform is the one to fetch (choose_platform): {pulled.stderr}")
         run = lab("run", "--rm", "--network", "none", f"{listed.host}/listed:1", "cat", "/hello")
         assert run.stdout == "from a docker manifest list\n", run.stderr
     finally:

@@ -297,9 +297,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             message = str(e)                   # docker's wording, which clients match: "No such container"
             self.reply(api.error_status(e), {"message": message[:1].upper() + message[1:]
                                                 if isinstance(e, NotFound) else message})
-        elif isinstance(e, NotImplementedError):   # a chapter not written yet: say which, here too (a
-            print(f"lab daemon: {self.command} {self.path}: {e}", file=sys.stderr)   # client may not show it:
-            self.reply(500, {"message": str(e)})   # docker's "unable to upgrade to tcp, received 500")
+        elif isinstance(e, NotImplementedError):
+            # A chapter not written yet: say which, in the log too (a client may not show the
+            # answer: docker's says "unable to upgrade to tcp, received 500" for an attach).
+            print(f"lab daemon: {self.command} {self.path}: {e}", file=sys.stderr)
+            self.reply(500, {"message": str(e)})
         else:
             traceback.print_exc()
             self.reply(500, {"message": f"lab daemon: {e} ({type(e).__name__}; the daemon's log has the traceback)"})

@@ -59,7 +59,7 @@ def parse(spec: str) -> dict:
     if (len(parts) not in (2, 3) or not set(modes) <= {"ro", "rw", "nocopy"} or len(set(modes)) < len(modes)
             or {"ro", "rw"} <= set(modes)):
         raise LabError(f"invalid volume {spec!r}: use -v /host/path:/path/in/container[:ro|:rw] "
-                       "or -v NAME:/path/in/container[:ro|:rw|:nocopy|:ro,nocopy]")
+                       "or -v NAME:/path/in/container[:ro|:rw|:nocopy|:ro,nocopy|:rw,nocopy]")
     source, destination = parts[0], parts[1]
     if not destination.startswith("/"):
         raise LabError(f"invalid volume {spec!r}: the path in the container, {destination!r}, must be absolute")
