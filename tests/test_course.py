@@ -173,13 +173,12 @@ def one_unwritten(tmp_path: Path, module: str, function: str, chapter: str) -> P
     a learner half way through its chapter. Returns the folder to give as LAB_IMPL."""
     import shutil
     shutil.copytree(ROOT / "solutions" / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
-    make_skeleton.make_skeleton(tmp_path / "blank" / "lab", {chapter})
+    ours = tmp_path / "lab" / module
     def body(text: str) -> str:
         found = re.search(rf"\ndef {function}\(.*?(?=\n\n\n)", text, re.S)
         assert found, f"no function {function}() in lab/{module}"
         return found.group(0)
-    ours, blank = (folder / "lab" / module for folder in (tmp_path, tmp_path / "blank"))
-    unwritten = body(blank.read_text())
+    unwritten = body(make_skeleton.blank(ours.read_text(), module, {chapter}))
     assert "raise NotImplementedError" in unwritten, f"{function}() is no exercise of chapter {chapter}"
     ours.write_text(ours.read_text().replace(body(ours.read_text()), unwritten))
     return tmp_path

@@ -310,7 +310,7 @@ class Hostile:
         if lie == "config":
             self.blobs[archives.sha256(config)] = config.replace(b'["sh"]', b'["id"]')
         served = gz + b"x" * 1000 if lie == "longer" else gz[:-8] + b"\0" * 8 if lie == "digest" else gz
-        kind = "application/vnd.docker.distribution.manifest.v2+json" if docker_list else \
+        self.kind = kind = "application/vnd.docker.distribution.manifest.v2+json" if docker_list else \
             "application/vnd.oci.image.manifest.v1+json"
         self.manifest = json.dumps({
             "schemaVersion": 2, "mediaType": kind,
@@ -353,7 +353,7 @@ class Hostile:
                         return self.answer(hostile.listed, "application/vnd.docker.distribution.manifest.list.v2+json")
                     if hostile.listed and not self.path.endswith(archives.sha256(hostile.manifest)):
                         return self.answer(b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}', status=404)   # (another machine's)
-                    return self.answer(hostile.manifest, json.loads(hostile.manifest)["mediaType"])
+                    return self.answer(hostile.manifest, hostile.kind)
                 digest = self.path.rsplit("/", 1)[-1]
                 if digest == hostile.layer_digest and lie == "redirect":
                     location = f"http://127.0.0.2:{hostile.elsewhere.server_port}/blob"

@@ -5,8 +5,9 @@ around the fork, and `init_container`, what the child does between fork and exec
 chapter adds its steps there, through `step` (ARCHITECTURE.md lists them).
 
 A chapter you have not written yet is skipped (on a terminal, lab says so), so that your
-runtime runs with the chapters you have (chapter 03 half written is not: see enter_rootfs). The tests of chapter NN set LAB_CHAPTER=NN: then
-chapters up to NN are required, and a missing one is an error that names what to write.
+runtime runs with the chapters you have (chapter 03 half written is not: see enter_rootfs).
+The tests of chapter NN set LAB_CHAPTER=NN: then chapters up to NN are required, and a
+missing one is an error that names what to write.
 """
 import os
 import re
